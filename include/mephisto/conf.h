@@ -1,0 +1,99 @@
+/*
+ * mephisto/conf.h — configuration.
+ *
+ * One property table (name, type, default, doc) in src/runtime/config.c
+ * validates every setting, prints `mephisto --help-config`, and generates
+ * docs/configuration.md. Three families of names:
+ *
+ *   <name>            a mephisto setting from the table (app_id, workers, ...)
+ *   kafka.<prop>      passed to librdkafka verbatim; validated by librdkafka
+ *                     when set, so a bad one is rejected here with its reason
+ *   rocksdb.<prop>    passed to RocksDB's options for state stores
+ *   <app>.<name>      any other dotted name: an app-specific setting (e.g.
+ *                     wordcount.input_topic), stored as a string for the app
+ *                     to read with mph_conf_get()
+ *
+ * Precedence, lowest first: defaults, a config file or code, environment
+ * variables MEPHISTO_<NAME> (name upper-cased, '.' written as "__"), then
+ * CLI flags. mph_conf_load_env() applies the environment on demand; the CLI
+ * calls it before applying its flags.
+ *
+ * Ownership: mph_conf_new() returns an owned object; destroy it with
+ * mph_conf_destroy() unless it was handed to mph_app_new(), which takes it.
+ * Strings returned by getters are borrowed: valid until the same name is set
+ * again or the conf is destroyed.
+ *
+ * Thread safety: a conf is not thread-safe; one thread builds it. Once handed
+ * to an app it is read-only and may be read from any thread.
+ */
+#ifndef MEPHISTO_CONF_H
+#define MEPHISTO_CONF_H
+
+#include <stdio.h>
+#include "mephisto/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mph_conf mph_conf_t;
+
+/* A new configuration holding every default. NULL only when out of memory. */
+MPH_EXPORT mph_conf_t *mph_conf_new(void);
+/* A deep copy. NULL only when out of memory. */
+MPH_EXPORT mph_conf_t *mph_conf_dup(const mph_conf_t *conf);
+MPH_EXPORT void mph_conf_destroy(mph_conf_t *conf);
+
+/* Sets name to value after validating it. On failure returns
+ * MPH_ERR_INVALID (bad value) or MPH_ERR_NOENT (unknown mephisto setting)
+ * and writes "<name>: <reason>" into errstr; the conf is unchanged. */
+MPH_EXPORT mph_err_t mph_conf_set(mph_conf_t *conf, const char *name, const char *value,
+                                  char *errstr, size_t errstr_size);
+
+/* Parses "name=value" (as given to --set) and sets it. */
+MPH_EXPORT mph_err_t mph_conf_set_pair(mph_conf_t *conf, const char *pair, char *errstr,
+                                       size_t errstr_size);
+
+/* The value of name as a string (the default if never set); NULL if name is
+ * neither a known setting nor a set kafka./rocksdb./app setting. Borrowed. */
+MPH_EXPORT const char *mph_conf_get(const mph_conf_t *conf, const char *name);
+
+/* Typed getters for table settings. Return dflt when the name is unknown or
+ * its value does not convert. */
+MPH_EXPORT int64_t mph_conf_get_int(const mph_conf_t *conf, const char *name, int64_t dflt);
+MPH_EXPORT bool mph_conf_get_bool(const mph_conf_t *conf, const char *name, bool dflt);
+
+/* True when name was set explicitly (file, code, env or flag). */
+MPH_EXPORT bool mph_conf_is_set(const mph_conf_t *conf, const char *name);
+
+/* Loads a file of "name = value" lines ('#' starts a comment; blank lines
+ * ignored). Stops at the first bad line: errstr names file, line and the
+ * setting's reason. */
+MPH_EXPORT mph_err_t mph_conf_load_file(mph_conf_t *conf, const char *path, char *errstr,
+                                        size_t errstr_size);
+
+/* Applies MEPHISTO_<NAME> environment variables for table settings and for
+ * MEPHISTO_KAFKA__<PROP>, MEPHISTO_ROCKSDB__<PROP> (PROP lower-cased, "__"
+ * read as '.', '_' kept). MEPHISTO_TEST_* variables are ignored. */
+MPH_EXPORT mph_err_t mph_conf_load_env(mph_conf_t *conf, char *errstr, size_t errstr_size);
+
+/* Calls fn for every explicitly set name that starts with prefix ("kafka.",
+ * "rocksdb.", "wordcount.", or "" for all), in name order. */
+typedef void(mph_conf_foreach_fn)(const char *name, const char *value, void *opaque);
+MPH_EXPORT void mph_conf_foreach(const mph_conf_t *conf, const char *prefix,
+                                 mph_conf_foreach_fn *fn, void *opaque);
+
+/* The property table, for help and docs. Returns false past the end.
+ * All strings are static. type is one of "string", "int", "bool", "enum",
+ * "cpulist", "broker"; choices is "a|b|c" for enums, else "". */
+MPH_EXPORT bool mph_conf_property(size_t index, const char **name, const char **type,
+                                  const char **dflt, const char **choices, const char **doc);
+
+/* Writes the property table as text (markdown=false, for --help-config) or as
+ * a Markdown reference page (markdown=true, docs/configuration.md). */
+MPH_EXPORT void mph_conf_print_help(FILE *out, bool markdown);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEPHISTO_CONF_H */
