@@ -1,0 +1,432 @@
+/*
+ * Kafka I/O: client construction, the mock cluster, admin calls and error
+ * conversion. See kafka.h for the contract. Everything here is set-up or
+ * control path; the per-event path only uses the inline accessors.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#include "io/kafka.h"
+#include "mephisto/log.h"
+
+struct mph__kafka_env {
+    char *bootstrap;
+    rd_kafka_t *mock_rk; /* keeps the mock cluster's threads alive */
+    rd_kafka_mock_cluster_t *mock;
+};
+
+static void set_err(char *errstr, size_t size, const char *fmt, const char *a, const char *b)
+{
+    if (errstr && size)
+        snprintf(errstr, size, fmt, a, b);
+}
+
+mph__kafka_env_t *mph__kafka_env_new(const mph_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    const char *broker = mph_conf_get(conf, "broker");
+    if (!broker || !*broker) {
+        set_err(errstr, errstr_size, "%s%s", "broker: not set", "");
+        return NULL;
+    }
+    mph__kafka_env_t *env = calloc(1, sizeof *env);
+    if (!env)
+        goto fail_alloc;
+
+    if (strncmp(broker, "mock://", 7) == 0) {
+        int n = broker[7] ? atoi(broker + 7) : 1;
+        if (n < 1 || n > 16) {
+            set_err(errstr, errstr_size, "broker: mock broker count must be 1..16, got '%s'%s",
+                    broker + 7, "");
+            goto fail_env;
+        }
+        char kerr[256];
+        rd_kafka_conf_t *kc = rd_kafka_conf_new();
+        rd_kafka_conf_set(kc, "client.id", "mephisto-mock", kerr, sizeof kerr);
+        rd_kafka_conf_set(kc, "log_level", "3", kerr, sizeof kerr);
+        env->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof kerr);
+        if (!env->mock_rk) {
+            rd_kafka_conf_destroy(kc);
+            set_err(errstr, errstr_size, "broker: cannot start the mock cluster: %s%s", kerr, "");
+            goto fail_env;
+        }
+        env->mock = rd_kafka_mock_cluster_new(env->mock_rk, n);
+        if (!env->mock) {
+            set_err(errstr, errstr_size, "broker: cannot start the mock cluster%s%s", "", "");
+            goto fail_rk;
+        }
+        env->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(env->mock));
+    } else {
+        const char *list = strncmp(broker, "kafka://", 8) == 0 ? broker + 8 : broker;
+        env->bootstrap = strdup(list);
+    }
+    if (!env->bootstrap)
+        goto fail_mock;
+    return env;
+
+fail_mock:
+    if (env->mock)
+        rd_kafka_mock_cluster_destroy(env->mock);
+fail_rk:
+    if (env->mock_rk)
+        rd_kafka_destroy(env->mock_rk);
+fail_env:
+    free(env);
+    return NULL;
+fail_alloc:
+    set_err(errstr, errstr_size, "%s%s", "out of memory", "");
+    return NULL;
+}
+
+void mph__kafka_env_destroy(mph__kafka_env_t *env)
+{
+    if (!env)
+        return;
+    if (env->mock)
+        rd_kafka_mock_cluster_destroy(env->mock);
+    if (env->mock_rk)
+        rd_kafka_destroy(env->mock_rk);
+    free(env->bootstrap);
+    free(env);
+}
+
+const char *mph__kafka_env_bootstrap(const mph__kafka_env_t *env)
+{
+    return env->bootstrap;
+}
+
+bool mph__kafka_env_is_mock(const mph__kafka_env_t *env)
+{
+    return env->mock != NULL;
+}
+
+rd_kafka_mock_cluster_t *mph__kafka_env_mock(const mph__kafka_env_t *env)
+{
+    return env->mock;
+}
+
+mph_err_t mph__kafka_conf_set(rd_kafka_conf_t *kc, const char *name, const char *value,
+                              char *errstr, size_t errstr_size)
+{
+    char kerr[512];
+    if (rd_kafka_conf_set(kc, name, value, kerr, sizeof kerr) != RD_KAFKA_CONF_OK) {
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "kafka.%s: %s", name, kerr);
+        return MPH_ERR_INVALID;
+    }
+    return MPH_OK;
+}
+
+/* librdkafka logs from its own threads; route them to mephisto's log. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    mph_log_level_t l = level <= 3 ? MPH_LOG_ERROR : level <= 4 ? MPH_LOG_WARN
+                      : level <= 6 ? MPH_LOG_INFO : MPH_LOG_DEBUG;
+    if (!mph_log_enabled(l))
+        return;
+    mph_log_set_thread_name("librdkafka");
+    mph_log(l, "librdkafka %s: %s", fac, buf);
+}
+
+struct apply_ctx {
+    rd_kafka_conf_t *kc;
+    char *errstr;
+    size_t errstr_size;
+    mph_err_t err;
+};
+
+static void apply_passthrough(const char *name, const char *value, void *opaque)
+{
+    struct apply_ctx *ctx = opaque;
+    if (ctx->err == MPH_OK)
+        ctx->err = mph__kafka_conf_set(ctx->kc, name + 6, value, ctx->errstr, ctx->errstr_size);
+}
+
+rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                                     mph__kafka_role_t role, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char num[32];
+    const char *app_id = mph_conf_get(conf, "app_id");
+    struct { const char *k; const char *v; } base[] = {
+        {"bootstrap.servers", env->bootstrap},
+        {"client.id", app_id && *app_id ? app_id : "mephisto"},
+        {"log.connection.close", "false"},
+        {"socket.keepalive.enable", "true"},
+    };
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+        if (mph__kafka_conf_set(kc, base[i].k, base[i].v, errstr, errstr_size))
+            goto fail;
+    rd_kafka_conf_set_log_cb(kc, log_cb);
+
+    if (role == MPH__KAFKA_PRODUCER) {
+        snprintf(num, sizeof num, "%lld",
+                 (long long)mph_conf_get_int(conf, "producer_linger_ms", 5));
+        struct { const char *k; const char *v; } p[] = {
+            {"enable.idempotence", "true"},
+            {"acks", "all"},
+            {"partitioner", "murmur2_random"},
+            {"linger.ms", num},
+            {"batch.num.messages", "10000"},
+            {"queue.buffering.max.messages", "1000000"},
+            {"queue.buffering.max.kbytes", "1048576"},
+        };
+        for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+            if (mph__kafka_conf_set(kc, p[i].k, p[i].v, errstr, errstr_size))
+                goto fail;
+    } else if (role == MPH__KAFKA_CONSUMER) {
+        const char *assignor = mph_conf_get(conf, "assignor");
+        const char *instance = mph_conf_get(conf, "group_instance_id");
+        snprintf(num, sizeof num, "%lld",
+                 (long long)mph_conf_get_int(conf, "session_timeout_ms", 10000));
+        struct { const char *k; const char *v; } c[] = {
+            {"group.id", app_id && *app_id ? app_id : "mephisto"},
+            {"enable.auto.commit", "false"},
+            {"enable.auto.offset.store", "false"},
+            {"auto.offset.reset", "earliest"},
+            {"enable.partition.eof", "false"},
+            {"partition.assignment.strategy", assignor && *assignor ? assignor : "range"},
+            {"session.timeout.ms", num},
+            {"heartbeat.interval.ms", "1000"},
+            {"fetch.wait.max.ms", "100"},
+            {"queued.min.messages", "20000"},
+        };
+        for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+            if (mph__kafka_conf_set(kc, c[i].k, c[i].v, errstr, errstr_size))
+                goto fail;
+        if (instance && *instance &&
+            mph__kafka_conf_set(kc, "group.instance.id", instance, errstr, errstr_size))
+            goto fail;
+    }
+
+    struct apply_ctx ctx = {kc, errstr, errstr_size, MPH_OK};
+    mph_conf_foreach(conf, "kafka.", apply_passthrough, &ctx);
+    if (ctx.err)
+        goto fail;
+    return kc;
+fail:
+    rd_kafka_conf_destroy(kc);
+    return NULL;
+}
+
+rd_kafka_t *mph__kafka_new(rd_kafka_conf_t *kc, mph__kafka_role_t role, char *errstr,
+                           size_t errstr_size)
+{
+    char kerr[512];
+    rd_kafka_type_t type = role == MPH__KAFKA_CONSUMER ? RD_KAFKA_CONSUMER : RD_KAFKA_PRODUCER;
+    rd_kafka_t *rk = rd_kafka_new(type, kc, kerr, sizeof kerr);
+    if (!rk) {
+        rd_kafka_conf_destroy(kc);
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "cannot create Kafka client: %s", kerr);
+    }
+    return rk;
+}
+
+mph_err_t mph__kafka_err(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return MPH_OK;
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+        return MPH_ERR_TIMEOUT;
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+        return MPH_ERR_TRANSPORT;
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+        return MPH_ERR_NOENT;
+    case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
+        return MPH_ERR_EXISTS;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR_INVALID_CONFIG:
+    case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR:
+        return MPH_ERR_INVALID;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return MPH_ERR_FULL;
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+        return MPH_ERR_FENCED;
+    case RD_KAFKA_RESP_ERR__DESTROY:
+        return MPH_ERR_STOPPED;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return MPH_ERR_RANGE;
+    default:
+        return MPH_ERR_KAFKA;
+    }
+}
+
+/* Waits for one admin result event on q. */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int timeout_ms)
+{
+    return rd_kafka_queue_poll(q, timeout_ms);
+}
+
+mph_err_t mph__kafka_create_topics(rd_kafka_t *rk, const mph__topic_spec_t *specs, size_t n,
+                                   int timeout_ms, char *errstr, size_t errstr_size)
+{
+    char kerr[512];
+    mph_err_t rc = MPH_OK;
+    rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof *nt);
+    if (!nt)
+        return MPH_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        nt[i] = rd_kafka_NewTopic_new(specs[i].name,
+                                      specs[i].partitions > 0 ? specs[i].partitions : 1,
+                                      specs[i].replication > 0 ? specs[i].replication : 1,
+                                      kerr, sizeof kerr);
+        if (!nt[i]) {
+            if (errstr && errstr_size)
+                snprintf(errstr, errstr_size, "topic %s: %s", specs[i].name, kerr);
+            rc = MPH_ERR_INVALID;
+            goto out;
+        }
+        for (const char *const *c = specs[i].configs; c && c[0]; c += 2)
+            rd_kafka_NewTopic_set_config(nt[i], c[0], c[1]);
+    }
+
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, kerr, sizeof kerr);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, kerr, sizeof kerr);
+    rd_kafka_CreateTopics(rk, nt, n, opts, q);
+    rd_kafka_event_t *ev = admin_wait(q, timeout_ms + 1000);
+    if (!ev) {
+        rc = MPH_ERR_TIMEOUT;
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "creating topics: no answer from the broker within %d ms",
+                     timeout_ms);
+        goto out_q;
+    }
+    if (rd_kafka_event_error(ev)) {
+        rc = mph__kafka_err(rd_kafka_event_error(ev));
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "creating topics: %s", rd_kafka_event_error_string(ev));
+        goto out_ev;
+    }
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+    for (size_t i = 0; i < cnt && rc == MPH_OK; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+        const char *name = rd_kafka_topic_result_name(tr[i]);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            continue;
+        if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            int want = -1, have = 0;
+            for (size_t j = 0; j < n; j++)
+                if (strcmp(specs[j].name, name) == 0)
+                    want = specs[j].partitions;
+            mph_err_t perr = mph__kafka_partition_count(rk, name, timeout_ms, &have);
+            if (perr == MPH_OK && (want <= 0 || want == have))
+                continue;
+            if (perr == MPH_OK) {
+                rc = MPH_ERR_EXISTS;
+                if (errstr && errstr_size)
+                    snprintf(errstr, errstr_size,
+                             "topic %s exists with %d partitions, but %d are needed", name, have,
+                             want);
+            } else {
+                rc = perr;
+                if (errstr && errstr_size)
+                    snprintf(errstr, errstr_size, "topic %s: cannot read its metadata: %s", name,
+                             mph_err_str(perr));
+            }
+            continue;
+        }
+        rc = mph__kafka_err(e);
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "creating topic %s: %s", name,
+                     rd_kafka_topic_result_error_string(tr[i]) ? rd_kafka_topic_result_error_string(tr[i])
+                                                              : rd_kafka_err2str(e));
+    }
+out_ev:
+    rd_kafka_event_destroy(ev);
+out_q:
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+out:
+    for (size_t i = 0; i < n; i++)
+        if (nt[i])
+            rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
+    return rc;
+}
+
+mph_err_t mph__kafka_delete_topics(rd_kafka_t *rk, const char *const *names, size_t n,
+                                   int timeout_ms, char *errstr, size_t errstr_size)
+{
+    char kerr[256];
+    mph_err_t rc = MPH_OK;
+    rd_kafka_DeleteTopic_t **dt = calloc(n ? n : 1, sizeof *dt);
+    if (!dt)
+        return MPH_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, kerr, sizeof kerr);
+    rd_kafka_DeleteTopics(rk, dt, n, opts, q);
+    rd_kafka_event_t *ev = admin_wait(q, timeout_ms + 1000);
+    if (!ev) {
+        rc = MPH_ERR_TIMEOUT;
+    } else {
+        if (rd_kafka_event_error(ev)) {
+            rc = mph__kafka_err(rd_kafka_event_error(ev));
+            if (errstr && errstr_size)
+                snprintf(errstr, errstr_size, "deleting topics: %s",
+                         rd_kafka_event_error_string(ev));
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteTopic_destroy_array(dt, n);
+    free(dt);
+    return rc;
+}
+
+mph_err_t mph__kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *out)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt)
+        return MPH_ERR_INVALID;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    mph_err_t rc;
+    if (e) {
+        rc = mph__kafka_err(e);
+    } else if (md->topic_cnt < 1 || md->topics[0].err) {
+        rc = md->topic_cnt < 1 ? MPH_ERR_NOENT : mph__kafka_err(md->topics[0].err);
+    } else {
+        *out = md->topics[0].partition_cnt;
+        rc = *out > 0 ? MPH_OK : MPH_ERR_NOENT;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+int32_t mph__kafka_partition_for(const void *key, size_t keylen, int32_t partition_cnt)
+{
+    /* With a non-NULL key the murmur2_random partitioner is a pure function
+     * of the key and never looks at the topic handle. */
+    return rd_kafka_msg_partitioner_murmur2_random(NULL, key, keylen, partition_cnt, NULL, NULL);
+}
+
+mph_err_t mph__kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t partition,
+                                int64_t *low, int64_t *high, int timeout_ms)
+{
+    return mph__kafka_err(
+        rd_kafka_query_watermark_offsets(rk, topic, partition, low, high, timeout_ms));
+}

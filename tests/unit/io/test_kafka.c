@@ -1,0 +1,101 @@
+/* Unit tests of src/io/kafka.c that need no broker. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "io/kafka.h"
+
+/* Kafka's Utils.murmur2 test vectors (clients/src/test/.../UtilsTest.java),
+ * and partitions computed with the Java client's
+ * Utils.toPositive(Utils.murmur2(key)) % n. */
+static const struct {
+    const char *key;
+    int32_t p8, p12, p4096;
+} vectors[] = {
+    {"21", 4, 0, 2284},
+    {"foobar", 6, 6, 3006},
+    {"a-little-bit-long-string", 0, 8, 3488},
+    {"a-little-bit-longer-string", 3, 11, 2499},
+    {"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", 5, 5, 2509},
+    {"abc", 3, 3, 539},
+    {"hello", 5, 9, 3005},
+    {"user-42", 4, 4, 2092},
+    {"mephisto", 4, 4, 1868},
+    {"k0", 1, 5, 2369},
+    {"k1", 1, 5, 3369},
+    {"k99999", 6, 6, 1766},
+};
+
+Test(kafka, partitioner_matches_java_client, .timeout = 10)
+{
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        const char *k = vectors[i].key;
+        cr_expect_eq(mph__kafka_partition_for(k, strlen(k), 8), vectors[i].p8, "%s", k);
+        cr_expect_eq(mph__kafka_partition_for(k, strlen(k), 12), vectors[i].p12, "%s", k);
+        cr_expect_eq(mph__kafka_partition_for(k, strlen(k), 4096), vectors[i].p4096, "%s", k);
+    }
+}
+
+Test(kafka, error_conversion, .timeout = 10)
+{
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR_NO_ERROR), MPH_OK);
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR__TIMED_OUT), MPH_ERR_TIMEOUT);
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR__TRANSPORT), MPH_ERR_TRANSPORT);
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART), MPH_ERR_NOENT);
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS), MPH_ERR_EXISTS);
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR__QUEUE_FULL), MPH_ERR_FULL);
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR_PRODUCER_FENCED), MPH_ERR_FENCED);
+    cr_expect_eq(mph__kafka_err(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION), MPH_ERR_KAFKA);
+}
+
+Test(kafka, env_parses_broker_setting, .timeout = 20)
+{
+    char err[256];
+    mph_conf_t *conf = mph_conf_new();
+    cr_assert_eq(mph_conf_set(conf, "broker", "kafka://127.0.0.1:1,127.0.0.1:2", err, sizeof err),
+                 MPH_OK, "%s", err);
+    mph__kafka_env_t *env = mph__kafka_env_new(conf, err, sizeof err);
+    cr_assert_not_null(env, "%s", err);
+    cr_expect_str_eq(mph__kafka_env_bootstrap(env), "127.0.0.1:1,127.0.0.1:2");
+    cr_expect_not(mph__kafka_env_is_mock(env));
+    mph__kafka_env_destroy(env);
+
+    cr_assert_eq(mph_conf_set(conf, "broker", "mock://3", err, sizeof err), MPH_OK, "%s", err);
+    env = mph__kafka_env_new(conf, err, sizeof err);
+    cr_assert_not_null(env, "%s", err);
+    cr_expect(mph__kafka_env_is_mock(env));
+    cr_expect_not_null(mph__kafka_env_mock(env));
+    const char *b = mph__kafka_env_bootstrap(env);
+    int commas = 0;
+    for (; *b; b++)
+        commas += *b == ',';
+    cr_expect_eq(commas, 2, "three mock brokers in the bootstrap list");
+    mph__kafka_env_destroy(env);
+    mph__kafka_env_destroy(NULL);
+    mph_conf_destroy(conf);
+}
+
+Test(kafka, passthrough_applies_and_rejects, .timeout = 10)
+{
+    char err[256];
+    mph_conf_t *conf = mph_conf_new();
+    cr_assert_eq(mph_conf_set(conf, "broker", "kafka://127.0.0.1:9", err, sizeof err), MPH_OK);
+    cr_assert_eq(mph_conf_set(conf, "kafka.linger.ms", "42", err, sizeof err), MPH_OK, "%s", err);
+    mph__kafka_env_t *env = mph__kafka_env_new(conf, err, sizeof err);
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(env, conf, MPH__KAFKA_PRODUCER, err, sizeof err);
+    cr_assert_not_null(kc, "%s", err);
+    char val[64];
+    size_t vs = sizeof val;
+    cr_assert_eq(rd_kafka_conf_get(kc, "linger.ms", val, &vs), RD_KAFKA_CONF_OK);
+    cr_expect_str_eq(val, "42", "kafka.<prop> overrides mephisto's default");
+    vs = sizeof val;
+    cr_assert_eq(rd_kafka_conf_get(kc, "enable.idempotence", val, &vs), RD_KAFKA_CONF_OK);
+    cr_expect_str_eq(val, "true");
+    rd_kafka_conf_destroy(kc);
+
+    kc = rd_kafka_conf_new();
+    cr_expect_eq(mph__kafka_conf_set(kc, "acks", "banana", err, sizeof err), MPH_ERR_INVALID);
+    cr_expect(strstr(err, "kafka.acks") != NULL, "error names the setting: %s", err);
+    rd_kafka_conf_destroy(kc);
+    mph__kafka_env_destroy(env);
+    mph_conf_destroy(conf);
+}
