@@ -45,12 +45,17 @@ MPH_EXPORT mph_conf_t *mph_conf_dup(const mph_conf_t *conf);
 MPH_EXPORT void mph_conf_destroy(mph_conf_t *conf);
 
 /* Sets name to value after validating it. On failure returns
- * MPH_ERR_INVALID (bad value) or MPH_ERR_NOENT (unknown mephisto setting)
- * and writes "<name>: <reason>" into errstr; the conf is unchanged. */
+ * MPH_ERR_INVALID (bad value or malformed name, or a NULL argument),
+ * MPH_ERR_NOENT (unknown mephisto setting, or a kafka.<prop> librdkafka does
+ * not know) or MPH_ERR_NOMEM, and writes "<name>: <reason>" into errstr
+ * (when errstr is not NULL); the conf is unchanged. Table values are stored
+ * canonically: integers in decimal, booleans as "true"/"false", enums as the
+ * table spells them. */
 MPH_EXPORT mph_err_t mph_conf_set(mph_conf_t *conf, const char *name, const char *value,
                                   char *errstr, size_t errstr_size);
 
-/* Parses "name=value" (as given to --set) and sets it. */
+/* Parses "name=value" (as given to --set) and sets it: the name is trimmed
+ * of surrounding whitespace, the value is everything after the first '='. */
 MPH_EXPORT mph_err_t mph_conf_set_pair(mph_conf_t *conf, const char *pair, char *errstr,
                                        size_t errstr_size);
 
@@ -58,27 +63,39 @@ MPH_EXPORT mph_err_t mph_conf_set_pair(mph_conf_t *conf, const char *pair, char 
  * neither a known setting nor a set kafka./rocksdb./app setting. Borrowed. */
 MPH_EXPORT const char *mph_conf_get(const mph_conf_t *conf, const char *name);
 
-/* Typed getters for table settings. Return dflt when the name is unknown or
- * its value does not convert. */
+/* Typed getters, for table settings and for set kafka./rocksdb./app
+ * settings alike. Return dflt when the name has no value (see
+ * mph_conf_get()) or its value does not convert (get_int: a decimal int64;
+ * get_bool: true/false, 1/0, yes/no, on/off in any case). */
 MPH_EXPORT int64_t mph_conf_get_int(const mph_conf_t *conf, const char *name, int64_t dflt);
 MPH_EXPORT bool mph_conf_get_bool(const mph_conf_t *conf, const char *name, bool dflt);
 
 /* True when name was set explicitly (file, code, env or flag). */
 MPH_EXPORT bool mph_conf_is_set(const mph_conf_t *conf, const char *name);
 
-/* Loads a file of "name = value" lines ('#' starts a comment; blank lines
- * ignored). Stops at the first bad line: errstr names file, line and the
- * setting's reason. */
+/* Loads a file of "name = value" lines ('#' at the start of a line or after
+ * whitespace starts a comment; blank lines ignored; a value may be in double
+ * quotes, where \" and \\ are escapes). The whole file is validated first:
+ * at the first bad line nothing is applied, the result is MPH_ERR_INVALID
+ * (or NOENT) and errstr is "<path>:<line>: <name>: <reason>". A file that
+ * cannot be read gives MPH_ERR_IO. */
 MPH_EXPORT mph_err_t mph_conf_load_file(mph_conf_t *conf, const char *path, char *errstr,
                                         size_t errstr_size);
 
-/* Applies MEPHISTO_<NAME> environment variables for table settings and for
- * MEPHISTO_KAFKA__<PROP>, MEPHISTO_ROCKSDB__<PROP> (PROP lower-cased, "__"
- * read as '.', '_' kept). MEPHISTO_TEST_* variables are ignored. */
+/* Applies every MEPHISTO_<NAME> environment variable as setting <name>:
+ * NAME lower-cased, "__" read as '.', a single '_' kept (MEPHISTO_WORKERS,
+ * MEPHISTO_KAFKA__LINGER__MS -> kafka.linger.ms, MEPHISTO_WORDCOUNT__TOPIC ->
+ * wordcount.topic). Skipped, as tools' and tests' own: MEPHISTO_TEST_*,
+ * MEPHISTO_KAFKA_PORT, _DIR, _HEAP, _TIMEOUT, MEPHISTO_SOURCE_DIR,
+ * MEPHISTO_BUILD_DIR, MEPHISTO_REGEN_DOCS. Any other MEPHISTO_ variable must
+ * be a valid setting: all are validated first and applied only if all are
+ * valid; errstr is "<VARIABLE>: <name>: <reason>". Not thread-safe against
+ * setenv() in other threads. */
 MPH_EXPORT mph_err_t mph_conf_load_env(mph_conf_t *conf, char *errstr, size_t errstr_size);
 
 /* Calls fn for every explicitly set name that starts with prefix ("kafka.",
- * "rocksdb.", "wordcount.", or "" for all), in name order. */
+ * "rocksdb.", "wordcount.", or "" or NULL for all), in strcmp() order of the
+ * names. name and value are borrowed for the call. */
 typedef void(mph_conf_foreach_fn)(const char *name, const char *value, void *opaque);
 MPH_EXPORT void mph_conf_foreach(const mph_conf_t *conf, const char *prefix,
                                  mph_conf_foreach_fn *fn, void *opaque);
