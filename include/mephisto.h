@@ -1,0 +1,15 @@
+/*
+ * mephisto.h — the umbrella header. Faust's stream-processing model in C:
+ * apps, topics, agents, tables, windows; see docs/ and each module header.
+ */
+#ifndef MEPHISTO_H
+#define MEPHISTO_H
+
+#include "mephisto/common.h"
+#include "mephisto/log.h"
+#include "mephisto/conf.h"
+#include "mephisto/app.h"
+#include "mephisto/topic.h"
+#include "mephisto/agent.h"
+
+#endif

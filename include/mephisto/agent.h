@@ -1,0 +1,111 @@
+/*
+ * mephisto/agent.h — agents and events (Faust's @app.agent and the stream
+ * it iterates).
+ *
+ * An agent is a callback subscribed to one or more topics. Each event of a
+ * subscribed topic is delivered, in partition order, on the worker thread
+ * that owns the event's partition; agents sharing a topic are called in
+ * declaration order with the same event. A callback returns MPH_OK, or an
+ * error: the event is then counted as failed, logged with topic, partition
+ * and offset, and the app's on_agent_error policy decides (log: continue;
+ * stop: stop the app without committing past this event).
+ *
+ * Event data (key, value, headers, topic name) is borrowed until the
+ * callback returns. Records sent from a callback go through the worker's
+ * own producer and hold back the source partition's commit point until the
+ * broker acknowledged them (at-least-once).
+ *
+ * @locality callbacks run on worker threads; mph_event_* functions may only
+ * be called on that thread during the callback.
+ */
+#ifndef MEPHISTO_AGENT_H
+#define MEPHISTO_AGENT_H
+
+#include "mephisto/app.h"
+#include "mephisto/topic.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mph_agent mph_agent_t;
+typedef struct mph_event mph_event_t;
+
+/* A record header (name and value borrowed for the duration of the call). */
+typedef struct mph_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} mph_header_t;
+
+#define MPH_PARTITION_ANY (-1)
+
+typedef mph_err_t(mph_agent_fn)(mph_event_t *ev, void *opaque);
+
+/* Declares an agent on app subscribed to topic. opaque is passed to fn
+ * untouched (owned by the caller; must outlive the app). Before start only.
+ * NULL with errstr on failure (duplicate name, NULL fn, app started). */
+MPH_EXPORT mph_agent_t *mph_agent_new(mph_app_t *app, const char *name, mph_topic_t *topic,
+                                      mph_agent_fn *fn, void *opaque, char *errstr,
+                                      size_t errstr_size);
+/* Subscribes agent to one more topic. Before start only. */
+MPH_EXPORT mph_err_t mph_agent_subscribe(mph_agent_t *agent, mph_topic_t *topic);
+/* Declares a sink: mph_event_emit() from this agent sends to every sink. */
+MPH_EXPORT mph_err_t mph_agent_add_sink(mph_agent_t *agent, mph_topic_t *sink);
+MPH_EXPORT const char *mph_agent_name(const mph_agent_t *agent);
+
+/* --- the event (borrowed until the callback returns) --- */
+MPH_EXPORT const void *mph_event_key(const mph_event_t *ev, size_t *len);
+MPH_EXPORT const void *mph_event_value(const mph_event_t *ev, size_t *len);
+MPH_EXPORT mph_topic_t *mph_event_topic(const mph_event_t *ev);
+MPH_EXPORT int32_t mph_event_partition(const mph_event_t *ev);
+MPH_EXPORT int64_t mph_event_offset(const mph_event_t *ev);
+/* Record timestamp in ms since the epoch (-1 when the record has none). */
+MPH_EXPORT int64_t mph_event_timestamp(const mph_event_t *ev);
+/* The last header named name: MPH_OK, or MPH_ERR_NOENT. */
+MPH_EXPORT mph_err_t mph_event_header(const mph_event_t *ev, const char *name,
+                                      const void **value, size_t *len);
+MPH_EXPORT size_t mph_event_header_count(const mph_event_t *ev);
+MPH_EXPORT mph_err_t mph_event_header_at(const mph_event_t *ev, size_t idx, const char **name,
+                                         const void **value, size_t *len);
+/* Index of the worker thread running the callback (0-based). */
+MPH_EXPORT int mph_event_worker(const mph_event_t *ev);
+MPH_EXPORT mph_agent_t *mph_event_agent(const mph_event_t *ev);
+MPH_EXPORT mph_app_t *mph_event_app(const mph_event_t *ev);
+
+/* Sends a record from inside a callback through the worker's producer. Key,
+ * value and headers are copied. partition: MPH_PARTITION_ANY picks by key
+ * (murmur2, as the Java client; round-robin for a NULL key). Blocks briefly
+ * (serving delivery reports) while the producer's queue is full, which is
+ * how a slow broker back-pressures the stream. Errors: MPH_ERR_INVALID
+ * (topic not declared on this app), MPH_ERR_STOPPED, MPH_ERR_KAFKA. */
+MPH_EXPORT mph_err_t mph_event_send(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
+                                    const void *key, size_t key_len, const void *value,
+                                    size_t value_len, const mph_header_t *headers,
+                                    size_t header_count);
+/* Sends to every sink of the running agent. */
+MPH_EXPORT mph_err_t mph_event_emit(mph_event_t *ev, const void *key, size_t key_len,
+                                    const void *value, size_t value_len);
+/* Forwards the event unchanged (key, value, headers) to topic. */
+MPH_EXPORT mph_err_t mph_event_forward(mph_event_t *ev, mph_topic_t *topic);
+
+/* --- sending from outside a callback --- */
+
+/* Called once per record sent with mph_send(), on the app's coordinator
+ * thread, with MPH_OK or the delivery error. Never called if mph_send()
+ * returned an error. */
+typedef void(mph_delivery_fn)(mph_err_t err, void *opaque);
+
+/* Sends a record from any thread (not from a callback: use mph_event_send
+ * there). Returns after the record is enqueued; cb (may be NULL) reports the
+ * outcome. Key, value and headers are copied. MPH_ERR_STATE before start,
+ * MPH_ERR_FULL when the producer queue stays full for 1 s. @locality any */
+MPH_EXPORT mph_err_t mph_send(mph_app_t *app, mph_topic_t *topic, int32_t partition,
+                              const void *key, size_t key_len, const void *value,
+                              size_t value_len, const mph_header_t *headers,
+                              size_t header_count, mph_delivery_fn *cb, void *opaque);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,61 @@
+/*
+ * mephisto/topic.h — topics (Faust's app.topic()).
+ *
+ * A topic declared on an app is a source (agents subscribe to it) and/or a
+ * sink (agents send to it). Options are set by name on an mph_topic_opts_t:
+ *
+ *   key_codec, value_codec   raw (default) | string | json | i64
+ *   partitions               for topics the app creates (default: the
+ *                            topic_partitions setting); for existing topics
+ *                            the broker's count is used
+ *   replication              for topics the app creates (default:
+ *                            topic_replication_factor)
+ *   create                   true: create at start if missing (default false
+ *                            for user topics: a missing source topic is an
+ *                            error at start)
+ *   on_decode_error          dead_letter | skip | fail (default: the app's
+ *                            on_decode_error setting)
+ *   config.<name>            a Kafka topic config for topics the app creates
+ *                            (e.g. config.retention.ms=3600000)
+ *
+ * Ownership: opts are owned by the caller (copied by mph_topic_new). Topics
+ * are owned by the app and live until mph_app_destroy().
+ * Thread safety: declare topics on the controlling thread before start.
+ * mph_topic_name() and mph_topic_partitions() may be called from any thread.
+ */
+#ifndef MEPHISTO_TOPIC_H
+#define MEPHISTO_TOPIC_H
+
+#include "mephisto/app.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mph_topic mph_topic_t;
+typedef struct mph_topic_opts mph_topic_opts_t;
+
+MPH_EXPORT mph_topic_opts_t *mph_topic_opts_new(void);
+/* Sets an option; MPH_ERR_INVALID/NOENT with "<name>: <reason>" in errstr. */
+MPH_EXPORT mph_err_t mph_topic_opts_set(mph_topic_opts_t *opts, const char *name,
+                                        const char *value, char *errstr, size_t errstr_size);
+MPH_EXPORT void mph_topic_opts_destroy(mph_topic_opts_t *opts);
+
+/* Declares topic name on app (opts may be NULL for defaults). Declaring the
+ * same name twice returns the existing topic when the options agree, else
+ * NULL with MPH_ERR_EXISTS's message. NULL with errstr on failure. */
+MPH_EXPORT mph_topic_t *mph_topic_new(mph_app_t *app, const char *name,
+                                      const mph_topic_opts_t *opts, char *errstr,
+                                      size_t errstr_size);
+
+/* Borrowed; lives with the app. */
+MPH_EXPORT const char *mph_topic_name(const mph_topic_t *topic);
+/* Partition count once the app started (0 before). */
+MPH_EXPORT int mph_topic_partitions(const mph_topic_t *topic);
+/* Finds a declared topic by name; NULL if none. */
+MPH_EXPORT mph_topic_t *mph_app_topic(const mph_app_t *app, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

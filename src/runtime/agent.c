@@ -1,0 +1,225 @@
+/*
+ * Agents (declared before start) and the event API used inside callbacks.
+ * The event is the worker's own struct, refilled per record: every accessor
+ * is a load, and nothing is allocated unless headers are read or sent.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ck_pr.h>
+
+#include "runtime/app.h"
+#include "runtime/worker.h"
+
+mph_agent_t *mph_agent_new(mph_app_t *app, const char *name, mph_topic_t *topic,
+                           mph_agent_fn *fn, void *opaque, char *errstr, size_t errstr_size)
+{
+    char tmp[256];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    if (!app || !name || !*name || !fn || !topic) {
+        snprintf(errstr, errstr_size, "agent: app, name, topic and callback are required");
+        return NULL;
+    }
+    if (topic->app != app) {
+        snprintf(errstr, errstr_size, "agent %s: topic %s belongs to another app", name,
+                 topic->name);
+        return NULL;
+    }
+    if (ck_pr_load_int(&app->state) != APP_NEW) {
+        snprintf(errstr, errstr_size, "agent %s: declare agents before the app starts", name);
+        return NULL;
+    }
+    for (size_t i = 0; i < app->nagents; i++)
+        if (!strcmp(app->agents[i]->name, name)) {
+            snprintf(errstr, errstr_size, "agent %s: declared twice", name);
+            return NULL;
+        }
+    mph_agent_t *a = calloc(1, sizeof *a);
+    mph_agent_t **arr = realloc(app->agents, (app->nagents + 1) * sizeof *arr);
+    if (!a || !arr || !(a->name = strdup(name))) {
+        free(a);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    app->agents = arr;
+    a->app = app;
+    a->fn = fn;
+    a->opaque = opaque;
+    a->index = (int)app->nagents;
+    app->agents[app->nagents++] = a;
+    if (mph_agent_subscribe(a, topic) != MPH_OK) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    return a;
+}
+
+mph_err_t mph_agent_subscribe(mph_agent_t *agent, mph_topic_t *topic)
+{
+    if (!agent || !topic || topic->app != agent->app)
+        return MPH_ERR_INVALID;
+    if (ck_pr_load_int(&agent->app->state) != APP_NEW)
+        return MPH_ERR_STATE;
+    for (size_t i = 0; i < topic->nagents; i++)
+        if (topic->agents[i] == agent)
+            return MPH_OK;
+    mph_agent_t **arr = realloc(topic->agents, (topic->nagents + 1) * sizeof *arr);
+    if (!arr)
+        return MPH_ERR_NOMEM;
+    topic->agents = arr;
+    topic->agents[topic->nagents++] = agent;
+    return MPH_OK;
+}
+
+mph_err_t mph_agent_add_sink(mph_agent_t *agent, mph_topic_t *sink)
+{
+    if (!agent || !sink || sink->app != agent->app)
+        return MPH_ERR_INVALID;
+    if (ck_pr_load_int(&agent->app->state) != APP_NEW)
+        return MPH_ERR_STATE;
+    mph_topic_t **arr = realloc(agent->sinks, (agent->nsinks + 1) * sizeof *arr);
+    if (!arr)
+        return MPH_ERR_NOMEM;
+    agent->sinks = arr;
+    agent->sinks[agent->nsinks++] = sink;
+    return MPH_OK;
+}
+
+const char *mph_agent_name(const mph_agent_t *agent)
+{
+    return agent->name;
+}
+
+void mph__agent_free(mph_agent_t *a)
+{
+    if (!a)
+        return;
+    free(a->name);
+    free(a->sinks);
+    free(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* events                                                             */
+
+const void *mph_event_key(const mph_event_t *ev, size_t *len)
+{
+    if (len)
+        *len = ev->rkm->key_len;
+    return ev->rkm->key;
+}
+
+const void *mph_event_value(const mph_event_t *ev, size_t *len)
+{
+    if (len)
+        *len = ev->rkm->len;
+    return ev->rkm->payload;
+}
+
+mph_topic_t *mph_event_topic(const mph_event_t *ev)
+{
+    return ev->topic;
+}
+
+int32_t mph_event_partition(const mph_event_t *ev)
+{
+    return ev->rkm->partition;
+}
+
+int64_t mph_event_offset(const mph_event_t *ev)
+{
+    return ev->rkm->offset;
+}
+
+int64_t mph_event_timestamp(const mph_event_t *ev)
+{
+    return rd_kafka_message_timestamp(ev->rkm, NULL);
+}
+
+static rd_kafka_headers_t *headers_of(const mph_event_t *ev)
+{
+    mph_event_t *e = (mph_event_t *)ev;
+    if (!e->hdrs_read) {
+        e->hdrs = NULL;
+        if (rd_kafka_message_headers(e->rkm, &e->hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            e->hdrs = NULL;
+        e->hdrs_read = true;
+    }
+    return e->hdrs;
+}
+
+mph_err_t mph_event_header(const mph_event_t *ev, const char *name, const void **value,
+                           size_t *len)
+{
+    rd_kafka_headers_t *h = headers_of(ev);
+    if (!h || rd_kafka_header_get_last(h, name, value, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return MPH_ERR_NOENT;
+    return MPH_OK;
+}
+
+size_t mph_event_header_count(const mph_event_t *ev)
+{
+    rd_kafka_headers_t *h = headers_of(ev);
+    return h ? rd_kafka_header_cnt(h) : 0;
+}
+
+mph_err_t mph_event_header_at(const mph_event_t *ev, size_t idx, const char **name,
+                              const void **value, size_t *len)
+{
+    rd_kafka_headers_t *h = headers_of(ev);
+    if (!h || rd_kafka_header_get_all(h, idx, name, value, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return MPH_ERR_NOENT;
+    return MPH_OK;
+}
+
+int mph_event_worker(const mph_event_t *ev)
+{
+    return ev->worker->index;
+}
+
+mph_agent_t *mph_event_agent(const mph_event_t *ev)
+{
+    return ev->agent;
+}
+
+mph_app_t *mph_event_app(const mph_event_t *ev)
+{
+    return ev->worker->app;
+}
+
+mph_err_t mph_event_send(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
+                         const void *key, size_t key_len, const void *value, size_t value_len,
+                         const mph_header_t *headers, size_t header_count)
+{
+    if (!ev || !topic || topic->app != ev->worker->app)
+        return MPH_ERR_INVALID;
+    return mph__worker_send(ev->worker, ev, topic, partition, key, key_len, value, value_len,
+                            headers, header_count, NULL);
+}
+
+mph_err_t mph_event_emit(mph_event_t *ev, const void *key, size_t key_len, const void *value,
+                         size_t value_len)
+{
+    if (!ev || !ev->agent)
+        return MPH_ERR_INVALID;
+    for (size_t i = 0; i < ev->agent->nsinks; i++) {
+        mph_err_t err = mph__worker_send(ev->worker, ev, ev->agent->sinks[i], MPH_PARTITION_ANY,
+                                         key, key_len, value, value_len, NULL, 0, NULL);
+        if (err)
+            return err;
+    }
+    return MPH_OK;
+}
+
+mph_err_t mph_event_forward(mph_event_t *ev, mph_topic_t *topic)
+{
+    if (!ev || !topic || topic->app != ev->worker->app)
+        return MPH_ERR_INVALID;
+    return mph__worker_send(ev->worker, ev, topic, MPH_PARTITION_ANY, ev->rkm->key,
+                            ev->rkm->key_len, ev->rkm->payload, ev->rkm->len, NULL, 0,
+                            headers_of(ev));
+}

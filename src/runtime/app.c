@@ -1,0 +1,483 @@
+/*
+ * The app: lifecycle and registry. See app.h for who owns what.
+ *
+ * Start order (each step undone in reverse if a later one fails): Kafka
+ * environment → app producer (admin calls, mph_send) → topics created and
+ * their partition counts read → coordinator (owns the group consumer's
+ * callbacks) → group consumer → workers → coordinator thread (subscribes).
+ * Stop runs through the coordinator's graceful stop, then frees in reverse.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "io/uring.h"
+#include "mephisto/log.h"
+#include "runtime/app.h"
+#include "runtime/coordinator.h"
+#include "runtime/msg.h"
+#include "runtime/worker.h"
+
+static void set_errstr(char *errstr, size_t size, const char *fmt, ...) MPH_PRINTF(3, 4);
+static void set_errstr(char *errstr, size_t size, const char *fmt, ...)
+{
+    if (!errstr || !size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errstr, size, fmt, ap);
+    va_end(ap);
+}
+
+/* Parses "0-3,6" into cpus (at most max). Returns the count or -1. */
+static int parse_cpulist(const char *s, int *cpus, int max)
+{
+    int n = 0;
+    while (s && *s) {
+        char *end;
+        long a = strtol(s, &end, 10);
+        if (end == s || a < 0)
+            return -1;
+        long b = a;
+        if (*end == '-') {
+            s = end + 1;
+            b = strtol(s, &end, 10);
+            if (end == s || b < a)
+                return -1;
+        }
+        for (long c = a; c <= b && n < max; c++)
+            cpus[n++] = (int)c;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return -1;
+    }
+    return n;
+}
+
+static mph_err_t resolve_workers(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    int64_t workers = mph_conf_get_int(app->conf, "workers", 0);
+    int64_t tpc = mph_conf_get_int(app->conf, "threads_per_core", 1);
+    const char *cpulist = mph_conf_get(app->conf, "cpus");
+    int cpus[4096];
+    int ncpus = cpulist && *cpulist ? parse_cpulist(cpulist, cpus, 4096) : 0;
+    if (ncpus < 0) {
+        set_errstr(errstr, errstr_size, "cpus: cannot parse '%s'", cpulist);
+        return MPH_ERR_INVALID;
+    }
+    if (tpc < 1)
+        tpc = 1;
+    if (workers <= 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = (ncpus > 0 ? ncpus : (online > 0 ? online : 1)) * tpc;
+    }
+    if (workers > 1024)
+        workers = 1024;
+    app->nworkers = (int)workers;
+    if (ncpus > 0) {
+        app->cpus = calloc((size_t)workers, sizeof *app->cpus);
+        if (!app->cpus)
+            return MPH_ERR_NOMEM;
+        for (int i = 0; i < workers; i++)
+            app->cpus[i] = cpus[(i / tpc) % ncpus];
+    }
+    return MPH_OK;
+}
+
+mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    if (!conf) {
+        set_errstr(errstr, errstr_size, "conf: NULL");
+        return NULL;
+    }
+    const char *app_id = mph_conf_get(conf, "app_id");
+    if (!app_id || !*app_id) {
+        set_errstr(errstr, errstr_size,
+                   "app_id: not set (every app needs an id: it names the consumer group, "
+                   "changelogs and internal topics)");
+        return NULL;
+    }
+    mph_app_t *app = calloc(1, sizeof *app);
+    if (!app) {
+        set_errstr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    app->conf = conf;
+    app->app_id = app_id;
+    app->stop_fd = -1;
+    if (resolve_workers(app, errstr, errstr_size) != MPH_OK)
+        goto fail;
+    app->commit_interval_ms = mph_conf_get_int(conf, "commit_interval_ms", 1000);
+    app->commit_every = mph_conf_get_int(conf, "commit_every", 10000);
+    app->stream_buffer_max = mph_conf_get_int(conf, "stream_buffer_max", 10000);
+    app->max_poll_batch = mph_conf_get_int(conf, "max_poll_batch", 1024);
+    app->shutdown_timeout_ms = mph_conf_get_int(conf, "shutdown_timeout_ms", 30000);
+    const char *policy = mph_conf_get(conf, "on_agent_error");
+    app->stop_on_agent_error = policy && strcmp(policy, "stop") == 0;
+    mph_log_level_t level;
+    if (mph_log_level_parse(mph_conf_get(conf, "log_level"), &level) == MPH_OK)
+        mph_log_set_level(level);
+    const char *fmt = mph_conf_get(conf, "log_format");
+    if (fmt && strcmp(fmt, "json") == 0)
+        mph_log_set_format(MPH_LOG_JSON);
+    app->stop_fd = mph__eventfd_new();
+    if (app->stop_fd < 0) {
+        set_errstr(errstr, errstr_size, "cannot create an eventfd");
+        goto fail;
+    }
+    pthread_mutex_init(&app->ctl_lock, NULL);
+    return app;
+fail:
+    free(app->cpus);
+    free(app);
+    return NULL;
+}
+
+const mph_conf_t *mph_app_conf(const mph_app_t *app)
+{
+    return app->conf;
+}
+
+const char *mph_app_get(const mph_app_t *app, const char *name)
+{
+    return mph_conf_get(app->conf, name);
+}
+
+const char *mph_app_id(const mph_app_t *app)
+{
+    return app->app_id;
+}
+
+int mph_app_workers(const mph_app_t *app)
+{
+    return app->nworkers;
+}
+
+bool mph_app_running(const mph_app_t *app)
+{
+    int st = ck_pr_load_int((int *)&app->state);
+    return st == APP_RUNNING || st == APP_STOPPING;
+}
+
+int mph__app_topic_index(const mph_app_t *app, const char *name)
+{
+    for (size_t i = 0; i < app->ntopics; i++)
+        if (strcmp(app->topics[i]->name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+void mph__app_fail(mph_app_t *app, mph_err_t err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ck_pr_cas_int(&app->fatal, 0, (int)err)) {
+        snprintf(app->fatal_msg, sizeof app->fatal_msg, "%s", msg);
+        mph_log(MPH_LOG_ERROR, "%s", msg);
+    }
+    mph_app_request_stop(app);
+}
+
+void mph_app_request_stop(mph_app_t *app)
+{
+    if (app && app->stop_fd >= 0)
+        mph__eventfd_signal(app->stop_fd);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int start_timeout_ms(const mph_app_t *app)
+{
+    int64_t t = app->shutdown_timeout_ms;
+    if (t < 1000)
+        t = 1000;
+    if (t > 30000)
+        t = 30000;
+    return (int)t;
+}
+
+static mph_err_t prepare_topics(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    int timeout = start_timeout_ms(app);
+    int64_t dparts = mph_conf_get_int(app->conf, "topic_partitions", 8);
+    int64_t drepl = mph_conf_get_int(app->conf, "topic_replication_factor", 1);
+    /* Is the broker there at all? One clear error rather than one per topic. */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(app->producer, 0, NULL, &md, timeout);
+    if (e) {
+        set_errstr(errstr, errstr_size, "broker %s: no answer within %d ms (%s)",
+                   mph_conf_get(app->conf, "broker"), timeout, rd_kafka_err2str(e));
+        return e == RD_KAFKA_RESP_ERR__TIMED_OUT ? MPH_ERR_TIMEOUT : MPH_ERR_TRANSPORT;
+    }
+    rd_kafka_metadata_destroy(md);
+
+    for (size_t i = 0; i < app->ntopics; i++) {
+        mph_topic_t *t = app->topics[i];
+        if (!t->create)
+            continue;
+        mph__topic_spec_t spec = {t->name, t->opts.partitions > 0 ? t->opts.partitions : (int)dparts,
+                                  t->opts.replication > 0 ? t->opts.replication : (int)drepl,
+                                  (const char *const *)t->opts.configs};
+        mph_err_t err = mph__kafka_create_topics(app->producer, &spec, 1, timeout, errstr,
+                                                 errstr_size);
+        if (err)
+            return err;
+    }
+    for (size_t i = 0; i < app->ntopics; i++) {
+        mph_topic_t *t = app->topics[i];
+        int n = 0;
+        mph_err_t err = MPH_ERR_NOENT;
+        /* A just-created topic may take a moment to show in metadata. */
+        for (int tries = 0; tries < 50; tries++) {
+            err = mph__kafka_partition_count(app->producer, t->name, timeout, &n);
+            if (err != MPH_ERR_NOENT || !t->create)
+                break;
+            usleep(100000);
+        }
+        if (err == MPH_ERR_NOENT) {
+            set_errstr(errstr, errstr_size,
+                       "topic %s does not exist (create it, or declare it with create=true)",
+                       t->name);
+            return err;
+        }
+        if (err) {
+            set_errstr(errstr, errstr_size, "topic %s: cannot read metadata: %s", t->name,
+                       mph_err_str(err));
+            return err;
+        }
+        t->partitions = n;
+    }
+    return MPH_OK;
+}
+
+static void app_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    struct send_cb { mph_delivery_fn *cb; void *opaque; } *sc = m->_private;
+    if (!sc)
+        return;
+    sc->cb(m->err ? mph__kafka_err(m->err) : MPH_OK, sc->opaque);
+    free(sc);
+}
+
+static void teardown(mph_app_t *app)
+{
+    if (app->workers) {
+        for (int i = 0; i < app->nworkers; i++)
+            mph__worker_destroy(app->workers[i]);
+        free(app->workers);
+        app->workers = NULL;
+    }
+    mph__coord_destroy(app->coord);
+    app->coord = NULL;
+    if (app->consumer) {
+        rd_kafka_destroy_flags(app->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        app->consumer = NULL;
+    }
+    if (app->producer) {
+        rd_kafka_purge(app->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(app->producer, 0);
+        rd_kafka_destroy(app->producer);
+        app->producer = NULL;
+    }
+    mph__kafka_env_destroy(app->kenv);
+    app->kenv = NULL;
+}
+
+mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    if (!app)
+        return MPH_ERR_INVALID;
+    if (!ck_pr_cas_int(&app->state, APP_NEW, APP_STARTING)) {
+        set_errstr(errstr, errstr_size, "app %s: already started", app->app_id);
+        return MPH_ERR_STATE;
+    }
+    mph_err_t err = MPH_ERR_INVALID;
+    char tmp[512];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    errstr[0] = 0;
+
+    app->kenv = mph__kafka_env_new(app->conf, errstr, errstr_size);
+    if (!app->kenv)
+        goto fail;
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_PRODUCER, errstr,
+                                              errstr_size);
+    if (!kc)
+        goto fail;
+    rd_kafka_conf_set_dr_msg_cb(kc, app_dr_cb);
+    app->producer = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, errstr, errstr_size);
+    if (!app->producer)
+        goto fail;
+    err = prepare_topics(app, errstr, errstr_size);
+    if (err)
+        goto fail;
+    err = MPH_ERR_INVALID;
+
+    app->coord = mph__coord_new(app, errstr, errstr_size);
+    if (!app->coord)
+        goto fail;
+    kc = mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_CONSUMER, errstr, errstr_size);
+    if (!kc)
+        goto fail;
+    mph__coord_configure(app->coord, kc);
+    app->consumer = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, errstr, errstr_size);
+    if (!app->consumer)
+        goto fail;
+
+    app->workers = calloc((size_t)app->nworkers, sizeof *app->workers);
+    if (!app->workers)
+        goto fail;
+    for (int i = 0; i < app->nworkers; i++) {
+        app->workers[i] = mph__worker_new(app, i, errstr, errstr_size);
+        if (!app->workers[i])
+            goto fail;
+    }
+    /* From here on the threads run: failures stop them in order. */
+    ck_pr_store_int(&app->state, APP_RUNNING);
+    for (int i = 0; i < app->nworkers; i++) {
+        err = mph__worker_start(app->workers[i], errstr, errstr_size);
+        if (err)
+            goto fail_threads;
+    }
+    err = mph__coord_start(app->coord, errstr, errstr_size);
+    if (err)
+        goto fail_threads;
+    mph_log(MPH_LOG_INFO, "app %s started: %d workers, broker %s", app->app_id, app->nworkers,
+            mph_conf_get(app->conf, "broker"));
+    return MPH_OK;
+
+fail_threads:
+    for (int i = 0; i < app->nworkers; i++) {
+        mph__msg_t *m = mph__msg_new(MSG_STOP, i, 0);
+        if (m && mph__worker_post(app->workers[i], m) != MPH_OK)
+            mph__msg_free(m);
+        mph__worker_join(app->workers[i]);
+    }
+fail:
+    teardown(app);
+    ck_pr_store_int(&app->state, APP_NEW);
+    if (!errstr[0])
+        set_errstr(errstr, errstr_size, "%s", mph_err_str(err));
+    mph_log(MPH_LOG_ERROR, "app %s: start failed: %s", app->app_id, errstr);
+    return err ? err : MPH_ERR_INVALID;
+}
+
+static mph_err_t finish(mph_app_t *app)
+{
+    pthread_mutex_lock(&app->ctl_lock);
+    int st = ck_pr_load_int(&app->state);
+    if (st == APP_RUNNING || st == APP_STOPPING) {
+        mph__coord_join(app->coord);
+        teardown(app);
+        ck_pr_store_int(&app->state, APP_STOPPED);
+    }
+    pthread_mutex_unlock(&app->ctl_lock);
+    return (mph_err_t)ck_pr_load_int(&app->fatal);
+}
+
+mph_err_t mph_app_stop(mph_app_t *app)
+{
+    if (!app)
+        return MPH_ERR_INVALID;
+    mph_app_request_stop(app);
+    return finish(app);
+}
+
+mph_err_t mph_app_wait(mph_app_t *app)
+{
+    if (!app)
+        return MPH_ERR_INVALID;
+    return finish(app);
+}
+
+mph_err_t mph_app_run(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    mph_err_t err = mph_app_start(app, errstr, errstr_size);
+    if (err)
+        return err;
+    err = mph_app_wait(app);
+    if (err && errstr && errstr_size)
+        snprintf(errstr, errstr_size, "%s", app->fatal_msg);
+    return err;
+}
+
+
+
+
+void mph_app_destroy(mph_app_t *app)
+{
+    if (!app)
+        return;
+    mph_app_stop(app);
+    for (size_t i = 0; i < app->ntopics; i++)
+        mph__topic_free(app->topics[i]);
+    free(app->topics);
+    for (size_t i = 0; i < app->nagents; i++)
+        mph__agent_free(app->agents[i]);
+    free(app->agents);
+    free(app->cpus);
+    if (app->stop_fd >= 0)
+        close(app->stop_fd);
+    pthread_mutex_destroy(&app->ctl_lock);
+    mph_conf_destroy(app->conf);
+    free(app);
+}
+
+/* ------------------------------------------------------------------ */
+/* sending from outside callbacks                                     */
+
+mph_err_t mph_send(mph_app_t *app, mph_topic_t *topic, int32_t partition, const void *key,
+                   size_t key_len, const void *value, size_t value_len,
+                   const mph_header_t *headers, size_t header_count, mph_delivery_fn *cb,
+                   void *opaque)
+{
+    if (!app || !topic || topic->app != app)
+        return MPH_ERR_INVALID;
+    if (ck_pr_load_int(&app->state) != APP_RUNNING)
+        return MPH_ERR_STATE;
+    struct send_cb { mph_delivery_fn *cb; void *opaque; } *sc = NULL;
+    if (cb) {
+        sc = malloc(sizeof *sc);
+        if (!sc)
+            return MPH_ERR_NOMEM;
+        sc->cb = cb;
+        sc->opaque = opaque;
+    }
+    rd_kafka_headers_t *hdrs = NULL;
+    if (header_count) {
+        hdrs = rd_kafka_headers_new(header_count);
+        for (size_t i = 0; i < header_count; i++)
+            rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                                (ssize_t)headers[i].len);
+    }
+    int64_t deadline = mph_clock_mono_ns() + 1000000000;
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            app->producer, RD_KAFKA_V_TOPIC(topic->name),
+            RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_OPAQUE(sc), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return MPH_OK;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && mph_clock_mono_ns() < deadline) {
+            usleep(1000);
+            continue;
+        }
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        free(sc);
+        return mph__kafka_err(e);
+    }
+}

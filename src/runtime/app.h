@@ -1,0 +1,105 @@
+/*
+ * The app's internal shape, shared by the runtime modules.
+ *
+ * Who owns what (threads):
+ *   controlling thread  the app object, its topic/agent registry (frozen at
+ *                       start), start/stop
+ *   coordinator         the group consumer handle's main queue, rebalances,
+ *                       partition → worker map, commits, the app producer's
+ *                       delivery reports (mph_send callbacks)
+ *   worker i            its io_uring, its librdkafka queue, its producer,
+ *                       its partitions' ack trackers, its event, counters
+ *   any                 app->state, app->fatal (atomics), mailboxes (mpsc)
+ */
+#ifndef MPH_RUNTIME_APP_H
+#define MPH_RUNTIME_APP_H
+
+#include <pthread.h>
+
+#include "io/kafka.h"
+#include "mephisto/agent.h"
+#include "mephisto/app.h"
+#include "mephisto/topic.h"
+
+typedef struct mph__worker mph__worker_t;
+typedef struct mph__coord mph__coord_t;
+
+enum mph__app_state { APP_NEW = 0, APP_STARTING, APP_RUNNING, APP_STOPPING, APP_STOPPED };
+
+enum mph__decode_policy { DECODE_DEAD_LETTER = 0, DECODE_SKIP, DECODE_FAIL };
+
+struct mph_topic_opts {
+    char *key_codec;
+    char *value_codec;
+    int partitions;  /* 0 = topic_partitions setting */
+    int replication; /* 0 = topic_replication_factor */
+    int create;      /* -1 unset, 0, 1 */
+    int on_decode_error; /* -1 = app default */
+    char **configs;  /* name, value, ..., NULL */
+    size_t nconfigs;
+};
+
+struct mph_topic {
+    mph_app_t *app;
+    char *name;
+    int index;
+    struct mph_topic_opts opts;
+    bool create;
+    bool internal; /* created and owned by mephisto itself */
+    int partitions; /* resolved at start */
+    mph_agent_t **agents; /* subscribers, declaration order */
+    size_t nagents;
+};
+
+struct mph_agent {
+    mph_app_t *app;
+    char *name;
+    int index;
+    mph_agent_fn *fn;
+    void *opaque;
+    mph_topic_t **sinks;
+    size_t nsinks;
+};
+
+struct mph_app {
+    mph_conf_t *conf;
+    const char *app_id;
+    mph_topic_t **topics;
+    size_t ntopics;
+    mph_agent_t **agents;
+    size_t nagents;
+
+    /* resolved settings */
+    int nworkers;
+    int *cpus; /* cpu per worker, or NULL when not pinned */
+    int64_t commit_interval_ms;
+    int64_t commit_every;
+    int64_t stream_buffer_max;
+    int64_t max_poll_batch;
+    int64_t shutdown_timeout_ms;
+    bool stop_on_agent_error;
+
+    mph__kafka_env_t *kenv;
+    rd_kafka_t *consumer; /* the group member; main queue served by coordinator */
+    rd_kafka_t *producer; /* the app producer: admin calls and mph_send */
+    mph__coord_t *coord;
+    mph__worker_t **workers;
+
+    int stop_fd;  /* eventfd: stop requested */
+    int state;    /* enum mph__app_state, ck_pr atomics */
+    int fatal;    /* mph_err_t that stopped the app, ck_pr atomics */
+    char fatal_msg[512];
+    pthread_mutex_t ctl_lock; /* serialises start/stop/wait (control path only) */
+};
+
+/* Records the first fatal error and requests a stop. @locality any */
+void mph__app_fail(mph_app_t *app, mph_err_t err, const char *fmt, ...) MPH_PRINTF(3, 4);
+
+/* Registry entries are freed with the app. */
+void mph__topic_free(mph_topic_t *t);
+void mph__agent_free(mph_agent_t *a);
+
+/* The topic index for a topic name, or -1. @locality any after start */
+int mph__app_topic_index(const mph_app_t *app, const char *name);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * The coordinator thread: group membership, partition hand-over, commits.
+ * See coordinator.c.
+ */
+#ifndef MPH_RUNTIME_COORDINATOR_H
+#define MPH_RUNTIME_COORDINATOR_H
+
+#include "runtime/app.h"
+
+mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size);
+/* Subscribes and starts the thread. */
+mph_err_t mph__coord_start(mph__coord_t *c, char *errstr, size_t errstr_size);
+/* Joins the thread (it exits after a stop request and the graceful stop). */
+void mph__coord_join(mph__coord_t *c);
+void mph__coord_destroy(mph__coord_t *c);
+/* A message for the coordinator (transferred on success). @locality any */
+mph_err_t mph__coord_post(mph__coord_t *c, void *msg);
+/* Installs rebalance and commit callbacks on the consumer configuration
+ * (before the consumer is created). */
+void mph__coord_configure(mph__coord_t *c, rd_kafka_conf_t *kc);
+
+/* Commit statistics. @locality any */
+typedef struct mph__coord_stats {
+    uint64_t rebalances;
+    uint64_t assigned;
+    uint64_t commits;
+    uint64_t commit_errors;
+    uint64_t last_commit_us;
+} mph__coord_stats_t;
+void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out);
+
+#endif

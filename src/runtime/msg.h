@@ -1,0 +1,41 @@
+/*
+ * Messages between the coordinator and the workers (through mailboxes).
+ * The sender allocates with mph__msg_new(); ownership passes to the
+ * receiver with the push, which frees it with mph__msg_free().
+ */
+#ifndef MPH_RUNTIME_MSG_H
+#define MPH_RUNTIME_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum mph__msg_kind {
+    /* coordinator → worker */
+    MSG_ASSIGN,  /* tp[]: partitions now owned by the worker */
+    MSG_REVOKE,  /* tp[]: give these back; reply MSG_REVOKED */
+    MSG_STOP,    /* flush, report, exit; reply MSG_STOPPED */
+    MSG_RECORD,  /* rkm: a record that reached the coordinator's queue */
+    /* worker → coordinator */
+    MSG_COMMIT,  /* tp[] with commit points to commit */
+    MSG_REVOKED, /* tp[] with final commit points (offset -1: none) */
+    MSG_STOPPED  /* tp[] with final commit points */
+};
+
+typedef struct mph__tp {
+    int topic;
+    int32_t partition;
+    int64_t offset;
+} mph__tp_t;
+
+typedef struct mph__msg {
+    int kind;
+    int worker;
+    void *rkm; /* MSG_RECORD only: an rd_kafka_message_t, transferred */
+    size_t n;
+    mph__tp_t tp[];
+} mph__msg_t;
+
+mph__msg_t *mph__msg_new(int kind, int worker, size_t n);
+void mph__msg_free(mph__msg_t *msg);
+
+#endif

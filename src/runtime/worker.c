@@ -1,0 +1,632 @@
+/*
+ * DESIGN — the worker loop.
+ *
+ * A worker owns a set of partitions and everything about them. The
+ * coordinator forwards each owned partition's librdkafka queue into the
+ * worker's queue `q`; q and the worker's producer's main queue write an
+ * eventfd (`kfd`) when they become non-empty; the worker's mailbox has its
+ * own eventfd. One io_uring waits for both reads and for the commit timer,
+ * so one io_uring_wait_cqe covers every wake-up.
+ *
+ * librdkafka writes the io-event fd only when a queue turns non-empty and
+ * re-arms after the queue is served, so after each wake-up the worker
+ * drains q completely (rd_kafka_consume_batch_queue, timeout 0) and serves
+ * the producer (rd_kafka_poll, timeout 0) before it waits again; otherwise
+ * a wake-up would be lost and the partition would stall.
+ *
+ * Per event: look up the partition's slot (two array loads), call each
+ * subscribed agent in declaration order, then record the offset in the
+ * partition's ack tracker (acks.c). Sends made by callbacks carry
+ * (slot, generation, sequence) in their msg_opaque; delivery reports,
+ * served on this thread, release them. The commit point therefore only
+ * passes messages whose outputs the broker has acknowledged.
+ *
+ * Nothing here takes a lock. What others may read (stats) is written with
+ * ck_pr stores.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "runtime/coordinator.h"
+#include "runtime/msg.h"
+#include "runtime/worker.h"
+
+#define TAG_KAFKA 1
+#define TAG_INBOX 2
+#define SLOT_BITS 16
+#define GEN_BITS 8
+#define SEQ_BITS 40
+#define SEQ_MASK ((UINT64_C(1) << SEQ_BITS) - 1)
+
+static inline void *encode_opaque(uint32_t slot, uint8_t gen, uint64_t seq)
+{
+    return (void *)(uintptr_t)(((uint64_t)slot << (GEN_BITS + SEQ_BITS)) |
+                               ((uint64_t)gen << SEQ_BITS) | (seq & SEQ_MASK));
+}
+
+static void worker_inbox(mph__worker_t *w);
+
+static inline void stat_inc(uint64_t *c, uint64_t by)
+{
+    ck_pr_store_64(c, ck_pr_load_64(c) + by);
+}
+
+/* ------------------------------------------------------------------ */
+/* delivery reports (run on this worker inside rd_kafka_poll)          */
+
+static bool retriable(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    mph__worker_t *w = opaque;
+    uint64_t v = (uint64_t)(uintptr_t)m->_private;
+    uint32_t slot_id = (uint32_t)(v >> (GEN_BITS + SEQ_BITS));
+    uint8_t gen = (uint8_t)(v >> SEQ_BITS);
+    uint64_t seq = v & SEQ_MASK;
+
+    if (m->err) {
+        if (retriable(m->err) && !w->exit && ck_pr_load_int(&w->app->state) == APP_RUNNING) {
+            /* Re-send the same bytes; the entry stays pending. */
+            rd_kafka_headers_t *h = NULL, *hc = NULL;
+            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                hc = rd_kafka_headers_copy(h);
+            rd_kafka_resp_err_t e = rd_kafka_producev(
+                rk, RD_KAFKA_V_RKT(m->rkt), RD_KAFKA_V_PARTITION(m->partition),
+                RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
+                RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                stat_inc(&w->stats.send_retries, 1);
+                mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                                "send to %s [%d] failed (%s); retrying",
+                                rd_kafka_topic_name(m->rkt), (int)m->partition,
+                                rd_kafka_err2str(m->err));
+                return;
+            }
+            if (hc)
+                rd_kafka_headers_destroy(hc);
+        }
+        stat_inc(&w->stats.send_errors, 1);
+        mph__app_fail(w->app, mph__kafka_err(m->err),
+                      "send to %s [%d] failed permanently: %s; stopping without committing "
+                      "past the source record",
+                      rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+        return;
+    }
+    stat_inc(&w->stats.sends_acked, 1);
+    if (slot_id >= w->nslots)
+        return;
+    mph__slot_t *s = &w->slots[slot_id];
+    if (!s->used || s->gen != gen)
+        return; /* a report for a partition already handed back */
+    mph__acks_ack(&s->acks, seq);
+}
+
+/* ------------------------------------------------------------------ */
+/* slots                                                              */
+
+static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
+{
+    mph_topic_t *t = w->app->topics[topic];
+    if (partition < 0 || partition >= t->partitions)
+        return MPH_ERR_RANGE;
+    if (w->slot_of[topic][partition] >= 0)
+        return MPH_OK;
+    uint32_t id = 0;
+    while (id < w->nslots && w->slots[id].used)
+        id++;
+    if (id == w->nslots) {
+        if (w->nslots == (1u << SLOT_BITS))
+            return MPH_ERR_FULL;
+        uint32_t n = w->nslots ? w->nslots * 2 : 16;
+        mph__slot_t *s = realloc(w->slots, n * sizeof *s);
+        if (!s)
+            return MPH_ERR_NOMEM;
+        memset(s + w->nslots, 0, (n - w->nslots) * sizeof *s);
+        w->slots = s;
+        w->nslots = n;
+    }
+    mph__slot_t *s = &w->slots[id];
+    uint8_t gen = (uint8_t)(s->gen + 1);
+    memset(s, 0, sizeof *s);
+    s->gen = gen;
+    s->used = true;
+    s->topic = topic;
+    s->partition = partition;
+    s->reported = -1;
+    s->last_offset = -1;
+    mph__acks_init(&s->acks);
+    w->slot_of[topic][partition] = (int32_t)id;
+    stat_inc(&w->stats.partitions, 1);
+    return MPH_OK;
+}
+
+static void slot_remove(mph__worker_t *w, uint32_t id)
+{
+    mph__slot_t *s = &w->slots[id];
+    w->slot_of[s->topic][s->partition] = -1;
+    mph__acks_fini(&s->acks);
+    s->used = false;
+    ck_pr_store_64(&w->stats.partitions, ck_pr_load_64(&w->stats.partitions) - 1);
+}
+
+static int topic_of(mph__worker_t *w, rd_kafka_topic_t *rkt)
+{
+    mph_app_t *app = w->app;
+    for (size_t i = 0; i < app->ntopics; i++)
+        if (w->rkt_cache[i] == rkt)
+            return (int)i;
+    int idx = mph__app_topic_index(app, rd_kafka_topic_name(rkt));
+    if (idx >= 0)
+        w->rkt_cache[idx] = rkt;
+    return idx;
+}
+
+/* ------------------------------------------------------------------ */
+/* sending                                                            */
+
+mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
+                           int32_t partition, const void *key, size_t key_len,
+                           const void *value, size_t value_len, const mph_header_t *headers,
+                           size_t header_count, rd_kafka_headers_t *raw_headers)
+{
+    if (w->exit)
+        return MPH_ERR_STOPPED;
+    mph__slot_t *s = ev->slot;
+    if (!ev->seq_open) {
+        mph_err_t err = mph__acks_open(&s->acks, ev->rkm->offset, &ev->seq);
+        if (err)
+            return err;
+        ev->seq_open = true;
+    }
+    rd_kafka_headers_t *hdrs = raw_headers ? rd_kafka_headers_copy(raw_headers) : NULL;
+    if (header_count) {
+        if (!hdrs)
+            hdrs = rd_kafka_headers_new(header_count);
+        for (size_t i = 0; i < header_count; i++)
+            rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                                (ssize_t)headers[i].len);
+    }
+    if (partition == MPH_PARTITION_ANY && !key && topic->partitions > 0)
+        partition = (int32_t)(w->stats.sends % (uint64_t)topic->partitions);
+    void *opaque = encode_opaque(ev->slot_id, s->gen, ev->seq);
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            w->producer, RD_KAFKA_V_TOPIC(topic->name),
+            RD_KAFKA_V_PARTITION(partition == MPH_PARTITION_ANY ? RD_KAFKA_PARTITION_UA
+                                                                : partition),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !w->exit) {
+            /* Back-pressure from the broker side: serve delivery reports. */
+            rd_kafka_poll(w->producer, 10);
+            continue;
+        }
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return mph__kafka_err(e);
+    }
+    mph__acks_add_send(&s->acks, ev->seq);
+    w->stats.sends++;
+    return MPH_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* dispatch                                                           */
+
+static void process(mph__worker_t *w, rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN, "consumer error: %s",
+                            rd_kafka_message_errstr(m));
+        return;
+    }
+    int ti = topic_of(w, m->rkt);
+    if (ti < 0 || m->partition < 0 || m->partition >= w->app->topics[ti]->partitions)
+        return;
+    int32_t sid = w->slot_of[ti][m->partition];
+    if (sid < 0) {
+        /* Not (yet) ours: the hand-over may still be in the mailbox. */
+        worker_inbox(w);
+        sid = w->slot_of[ti][m->partition];
+        if (sid < 0)
+            return; /* revoked: the next owner re-reads it from the commit */
+    }
+    mph__slot_t *s = &w->slots[sid];
+    mph_topic_t *t = w->app->topics[ti];
+    struct mph_event *ev = &w->ev;
+    ev->rkm = m;
+    ev->topic = t;
+    ev->slot = s;
+    ev->slot_id = (uint32_t)sid;
+    ev->seq_open = false;
+    ev->hdrs_read = false;
+    ev->hdrs = NULL;
+
+    for (size_t i = 0; i < t->nagents; i++) {
+        mph_agent_t *a = t->agents[i];
+        ev->agent = a;
+        mph_err_t rc = a->fn(ev, a->opaque);
+        if (rc != MPH_OK) {
+            stat_inc(&w->stats.events_failed, 1);
+            mph_log_limited(&w->log_lim, 1000, MPH_LOG_ERROR,
+                            "agent %s failed on %s [%d] offset %lld: %s", a->name, t->name,
+                            (int)m->partition, (long long)m->offset, mph_err_str(rc));
+            if (w->app->stop_on_agent_error) {
+                w->failed = true;
+                mph__app_fail(w->app, MPH_ERR_AGENT,
+                              "agent %s failed on %s [%d] offset %lld: %s (on_agent_error=stop)",
+                              a->name, t->name, (int)m->partition, (long long)m->offset,
+                              mph_err_str(rc));
+                /* Not marked processed (an opened entry stays held), so the
+                 * commit point never passes this event. */
+                return;
+            }
+        }
+    }
+    if (ev->seq_open)
+        mph__acks_close(&s->acks, ev->seq);
+    else
+        mph__acks_processed(&s->acks, m->offset);
+    s->last_offset = m->offset;
+    w->events_since_commit++;
+    stat_inc(&w->stats.events_in, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* commits and control                                                */
+
+static void report(mph__worker_t *w, int kind, bool all)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->slots[i].used && (all || w->slots[i].acks.commit > w->slots[i].reported))
+            n++;
+    if (n == 0 && kind == MSG_COMMIT)
+        return;
+    mph__msg_t *msg = mph__msg_new(kind, w->index, n);
+    if (!msg)
+        return;
+    size_t k = 0;
+    for (uint32_t i = 0; i < w->nslots && k < n; i++) {
+        mph__slot_t *s = &w->slots[i];
+        if (!s->used || !(all || s->acks.commit > s->reported))
+            continue;
+        msg->tp[k].topic = s->topic;
+        msg->tp[k].partition = s->partition;
+        msg->tp[k].offset = s->acks.commit;
+        s->reported = s->acks.commit;
+        k++;
+    }
+    msg->n = k;
+    if (mph__coord_post(w->app->coord, msg) != MPH_OK)
+        mph__msg_free(msg);
+    else if (kind == MSG_COMMIT)
+        stat_inc(&w->stats.commits_reported, 1);
+}
+
+/* Serves the producer until nothing waits for tracker a, or the deadline. */
+static void flush_until_idle(mph__worker_t *w, mph__acks_t *a, int64_t deadline_ns)
+{
+    while (a->inflight > 0 && mph_clock_mono_ns() < deadline_ns)
+        rd_kafka_poll(w->producer, 10);
+}
+
+static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
+{
+    int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
+    mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
+    size_t k = 0;
+    for (size_t i = 0; i < msg->n; i++) {
+        int32_t sid = w->slot_of[msg->tp[i].topic][msg->tp[i].partition];
+        if (sid < 0)
+            continue;
+        mph__slot_t *s = &w->slots[sid];
+        flush_until_idle(w, &s->acks, deadline);
+        if (s->acks.inflight > 0)
+            mph_log(MPH_LOG_WARN,
+                    "%s [%d]: %llu sent records still unacknowledged at hand-over; their "
+                    "sources will be processed again by the next owner",
+                    w->app->topics[s->topic]->name, (int)s->partition,
+                    (unsigned long long)s->acks.inflight);
+        if (reply) {
+            reply->tp[k].topic = s->topic;
+            reply->tp[k].partition = s->partition;
+            reply->tp[k].offset = s->acks.commit;
+            k++;
+        }
+        slot_remove(w, (uint32_t)sid);
+    }
+    if (reply) {
+        reply->n = k;
+        if (mph__coord_post(w->app->coord, reply) != MPH_OK)
+            mph__msg_free(reply);
+    }
+}
+
+static void handle_stop(mph__worker_t *w)
+{
+    int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
+    while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
+        rd_kafka_poll(w->producer, 10);
+    report(w, MSG_STOPPED, true);
+    w->exit = true;
+}
+
+static void worker_inbox(mph__worker_t *w)
+{
+    mph__msg_t *msg;
+    while ((msg = mph__mailbox_pop_sc(&w->inbox))) {
+        switch (msg->kind) {
+        case MSG_ASSIGN:
+            for (size_t i = 0; i < msg->n; i++) {
+                mph_err_t err = slot_add(w, msg->tp[i].topic, msg->tp[i].partition);
+                if (err)
+                    mph__app_fail(w->app, err, "worker %d cannot take %s [%d]: %s", w->index,
+                                  w->app->topics[msg->tp[i].topic]->name,
+                                  (int)msg->tp[i].partition, mph_err_str(err));
+            }
+            break;
+        case MSG_REVOKE:
+            handle_revoke(w, msg);
+            break;
+        case MSG_STOP:
+            handle_stop(w);
+            break;
+        case MSG_RECORD:
+            process(w, msg->rkm);
+            rd_kafka_message_destroy(msg->rkm);
+            break;
+        }
+        mph__msg_free(msg);
+        if (w->exit)
+            return;
+    }
+}
+
+static void pause_resume(mph__worker_t *w, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->slots[i].used)
+            rd_kafka_topic_partition_list_add(l, w->app->topics[w->slots[i].topic]->name,
+                                              w->slots[i].partition);
+    if (pause)
+        rd_kafka_pause_partitions(w->app->consumer, l);
+    else
+        rd_kafka_resume_partitions(w->app->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    w->paused = pause;
+    if (pause)
+        stat_inc(&w->stats.pauses, 1);
+}
+
+/* Drains q and the producer once. Returns the number of records handled. */
+static int drain(mph__worker_t *w)
+{
+    rd_kafka_poll(w->producer, 0);
+    ssize_t n = rd_kafka_consume_batch_queue(w->q, 0, w->batch, (size_t)w->app->max_poll_batch);
+    if (n < 0)
+        return 0;
+    for (ssize_t i = 0; i < n; i++) {
+        if (!w->failed && !w->exit)
+            process(w, w->batch[i]);
+        rd_kafka_message_destroy(w->batch[i]);
+    }
+    size_t qlen = rd_kafka_queue_length(w->q);
+    if (!w->paused && qlen > (size_t)w->app->stream_buffer_max)
+        pause_resume(w, true);
+    else if (w->paused && qlen < (size_t)w->app->stream_buffer_max / 2)
+        pause_resume(w, false);
+    return (int)n;
+}
+
+static void on_wake(void *opaque, uint64_t tag)
+{
+    mph__worker_t *w = opaque;
+    mph__uring_watch(w->ring, tag == TAG_KAFKA ? w->kfd : w->inbox.fd, tag);
+}
+
+static void *worker_main(void *arg)
+{
+    mph__worker_t *w = arg;
+    char name[32];
+    snprintf(name, sizeof name, "worker %d", w->index);
+    mph_log_set_thread_name(name);
+    if (w->app->cpus) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(w->app->cpus[w->index], &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
+            mph_log(MPH_LOG_WARN, "cannot pin to cpu %d", w->app->cpus[w->index]);
+    }
+    w->ev.worker = w;
+    mph__uring_watch(w->ring, w->kfd, TAG_KAFKA);
+    mph__uring_watch(w->ring, w->inbox.fd, TAG_INBOX);
+    int64_t interval_ns = w->app->commit_interval_ms * 1000000;
+    w->next_commit_ns = mph_clock_mono_ns() + interval_ns;
+
+    while (!w->exit) {
+        worker_inbox(w);
+        if (w->exit)
+            break;
+        int n = drain(w);
+        int64_t now = mph_clock_mono_ns();
+        if (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every) {
+            report(w, MSG_COMMIT, false);
+            w->events_since_commit = 0;
+            w->next_commit_ns = now + interval_ns;
+        }
+        if (n >= w->app->max_poll_batch)
+            continue; /* more is waiting: do not sleep */
+        int64_t wait = w->next_commit_ns - now;
+        if (wait > 100000000)
+            wait = 100000000;
+        if (wait < 1000)
+            wait = 1000;
+        int rc = mph__uring_wait(w->ring, n > 0 ? 0 : wait, on_wake, w);
+        if (rc < 0) {
+            mph__app_fail(w->app, rc, "worker %d: io_uring wait failed", w->index);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* lifecycle                                                          */
+
+mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t errstr_size)
+{
+    mph__worker_t *w = calloc(1, sizeof *w);
+    if (!w)
+        goto fail_alloc;
+    w->app = app;
+    w->index = index;
+    w->kfd = -1;
+    w->inbox.fd = -1;
+    w->batch = calloc((size_t)app->max_poll_batch, sizeof *w->batch);
+    w->slot_of = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->slot_of);
+    w->rkt_cache = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->rkt_cache);
+    if (!w->batch || !w->slot_of || !w->rkt_cache)
+        goto fail_w;
+    for (size_t i = 0; i < app->ntopics; i++) {
+        int n = app->topics[i]->partitions > 0 ? app->topics[i]->partitions : 1;
+        w->slot_of[i] = malloc((size_t)n * sizeof **w->slot_of);
+        if (!w->slot_of[i])
+            goto fail_w;
+        for (int p = 0; p < n; p++)
+            w->slot_of[i][p] = -1;
+    }
+    if (mph__mailbox_init(&w->inbox, 1024) != MPH_OK)
+        goto fail_w;
+    w->kfd = mph__eventfd_new();
+    if (w->kfd < 0)
+        goto fail_w;
+    w->ring = mph__uring_new(64, errstr, errstr_size);
+    if (!w->ring)
+        goto fail_quiet;
+
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_PRODUCER, errstr,
+                                              errstr_size);
+    if (!kc)
+        goto fail_quiet;
+    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+    rd_kafka_conf_set_opaque(kc, w);
+    char cid[256];
+    snprintf(cid, sizeof cid, "%s-w%d", app->app_id, index);
+    rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
+    w->producer = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, errstr, errstr_size);
+    if (!w->producer)
+        goto fail_quiet;
+    w->prod_main = rd_kafka_queue_get_main(w->producer);
+    w->q = rd_kafka_queue_new(app->consumer);
+    static const uint64_t one = 1;
+    rd_kafka_queue_io_event_enable(w->q, w->kfd, &one, sizeof one);
+    rd_kafka_queue_io_event_enable(w->prod_main, w->kfd, &one, sizeof one);
+    return w;
+
+fail_w:
+    snprintf(errstr, errstr_size, "worker %d: out of memory or file descriptors", index);
+fail_quiet:
+    mph__worker_destroy(w);
+    return NULL;
+fail_alloc:
+    snprintf(errstr, errstr_size, "out of memory");
+    return NULL;
+}
+
+mph_err_t mph__worker_start(mph__worker_t *w, char *errstr, size_t errstr_size)
+{
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc) {
+        snprintf(errstr, errstr_size, "cannot start worker %d: %s", w->index, strerror(rc));
+        return MPH_ERR_NOMEM;
+    }
+    w->started = true;
+    return MPH_OK;
+}
+
+void mph__worker_join(mph__worker_t *w)
+{
+    if (w && w->started) {
+        pthread_join(w->thread, NULL);
+        w->started = false;
+    }
+}
+
+mph_err_t mph__worker_post(mph__worker_t *w, void *msg)
+{
+    return mph__mailbox_push_mpsc(&w->inbox, msg);
+}
+
+void mph__worker_destroy(mph__worker_t *w)
+{
+    if (!w)
+        return;
+    mph__worker_join(w);
+    mph__msg_t *msg;
+    if (w->inbox.buf) {
+        while ((msg = mph__mailbox_pop_sc(&w->inbox))) {
+            if (msg->kind == MSG_RECORD)
+                rd_kafka_message_destroy(msg->rkm);
+            mph__msg_free(msg);
+        }
+    }
+    if (w->q) {
+        rd_kafka_queue_io_event_enable(w->q, -1, NULL, 0);
+        rd_kafka_queue_destroy(w->q);
+    }
+    if (w->prod_main) {
+        rd_kafka_queue_io_event_enable(w->prod_main, -1, NULL, 0);
+        rd_kafka_queue_destroy(w->prod_main);
+    }
+    if (w->producer) {
+        rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(w->producer, 0);
+        rd_kafka_destroy(w->producer);
+    }
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->slots[i].used)
+            mph__acks_fini(&w->slots[i].acks);
+    free(w->slots);
+    if (w->slot_of)
+        for (size_t i = 0; i < w->app->ntopics; i++)
+            free(w->slot_of[i]);
+    free(w->slot_of);
+    free(w->rkt_cache);
+    free(w->batch);
+    mph__uring_destroy(w->ring);
+    if (w->kfd >= 0)
+        close(w->kfd);
+    if (w->inbox.buf)
+        mph__mailbox_fini(&w->inbox);
+    free(w);
+}

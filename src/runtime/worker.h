@@ -1,0 +1,93 @@
+/*
+ * A worker thread: everything about the partitions it owns. See worker.c.
+ */
+#ifndef MPH_RUNTIME_WORKER_H
+#define MPH_RUNTIME_WORKER_H
+
+#include "io/uring.h"
+#include "runtime/acks.h"
+#include "runtime/app.h"
+#include "runtime/mailbox.h"
+#include "mephisto/log.h"
+
+/* Where an event stands while its callbacks run. */
+struct mph_event {
+    mph__worker_t *worker;
+    rd_kafka_message_t *rkm;
+    mph_topic_t *topic;
+    mph_agent_t *agent;
+    struct mph__slot *slot;
+    uint32_t slot_id;
+    bool seq_open;
+    uint64_t seq;
+    rd_kafka_headers_t *hdrs;
+    bool hdrs_read;
+};
+
+typedef struct mph__slot {
+    bool used;
+    uint8_t gen;
+    int topic;
+    int32_t partition;
+    int64_t reported; /* last commit point sent to the coordinator */
+    int64_t last_offset;
+    mph__acks_t acks;
+} mph__slot_t;
+
+/* Counters: written by the worker with ck_pr stores, read by anyone. */
+typedef struct mph__worker_stats {
+    uint64_t events_in;
+    uint64_t events_failed;
+    uint64_t sends;
+    uint64_t sends_acked;
+    uint64_t send_errors;
+    uint64_t send_retries;
+    uint64_t commits_reported;
+    uint64_t pauses;
+    uint64_t partitions;
+} mph__worker_stats_t;
+
+struct mph__worker {
+    mph_app_t *app;
+    int index;
+    pthread_t thread;
+    bool started;
+
+    rd_kafka_queue_t *q; /* partition queues are forwarded here */
+    int kfd;             /* eventfd: io events of q and of the producer */
+    rd_kafka_t *producer;
+    rd_kafka_queue_t *prod_main;
+    mph__mailbox_t inbox;
+    mph__uring_t *ring;
+
+    mph__slot_t *slots;
+    uint32_t nslots;
+    int32_t **slot_of; /* [topic][partition] → slot id or -1 */
+    rd_kafka_topic_t **rkt_cache; /* [topic] → handle seen in messages */
+
+    struct mph_event ev;
+    rd_kafka_message_t **batch;
+    int64_t next_commit_ns;
+    int64_t events_since_commit;
+    bool paused;
+    bool exit;
+    bool failed;
+    mph_log_limit_t log_lim;
+
+    mph__worker_stats_t stats;
+};
+
+mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t errstr_size);
+mph_err_t mph__worker_start(mph__worker_t *w, char *errstr, size_t errstr_size);
+void mph__worker_join(mph__worker_t *w);
+void mph__worker_destroy(mph__worker_t *w);
+/* Queues a message for the worker (transferred on success). @locality any */
+mph_err_t mph__worker_post(mph__worker_t *w, void *msg);
+
+/* Sends for the event being processed. @locality the worker */
+mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
+                           int32_t partition, const void *key, size_t key_len,
+                           const void *value, size_t value_len, const mph_header_t *headers,
+                           size_t header_count, rd_kafka_headers_t *raw_headers);
+
+#endif
