@@ -155,6 +155,7 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
         {"client.id", app_id && *app_id ? app_id : "mephisto"},
         {"log.connection.close", "false"},
         {"socket.keepalive.enable", "true"},
+        {"allow.auto.create.topics", "false"},
     };
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
         if (mph__kafka_conf_set(kc, base[i].k, base[i].v, errstr, errstr_size))
@@ -271,9 +272,55 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int timeout_ms)
     return rd_kafka_queue_poll(q, timeout_ms);
 }
 
-mph_err_t mph__kafka_create_topics(rd_kafka_t *rk, const mph__topic_spec_t *specs, size_t n,
-                                   int timeout_ms, char *errstr, size_t errstr_size)
+static mph_err_t check_existing(rd_kafka_t *rk, const char *name, int want, int timeout_ms,
+                                char *errstr, size_t errstr_size)
 {
+    int have = 0;
+    mph_err_t perr = mph__kafka_partition_count(rk, name, timeout_ms, &have);
+    if (perr == MPH_OK && (want <= 0 || want == have))
+        return MPH_OK;
+    if (perr == MPH_OK) {
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "topic %s exists with %d partitions, but %d are needed",
+                     name, have, want);
+        return MPH_ERR_EXISTS;
+    }
+    if (errstr && errstr_size)
+        snprintf(errstr, errstr_size, "topic %s: cannot read its metadata: %s", name,
+                 mph_err_str(perr));
+    return perr;
+}
+
+static mph_err_t mock_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
+                                    const mph__topic_spec_t *specs, size_t n, int timeout_ms,
+                                    char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(
+            env->mock, specs[i].name, specs[i].partitions > 0 ? specs[i].partitions : 1, 1);
+        if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            mph_err_t err = check_existing(rk, specs[i].name, specs[i].partitions, timeout_ms,
+                                           errstr, errstr_size);
+            if (err)
+                return err;
+            continue;
+        }
+        if (e) {
+            if (errstr && errstr_size)
+                snprintf(errstr, errstr_size, "creating topic %s: %s", specs[i].name,
+                         rd_kafka_err2str(e));
+            return mph__kafka_err(e);
+        }
+    }
+    return MPH_OK;
+}
+
+mph_err_t mph__kafka_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
+                                   const mph__topic_spec_t *specs, size_t n, int timeout_ms,
+                                   char *errstr, size_t errstr_size)
+{
+    if (env && env->mock)
+        return mock_create_topics(env, rk, specs, n, timeout_ms, errstr, errstr_size);
     char kerr[512];
     mph_err_t rc = MPH_OK;
     rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof *nt);
@@ -322,25 +369,11 @@ mph_err_t mph__kafka_create_topics(rd_kafka_t *rk, const mph__topic_spec_t *spec
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             continue;
         if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            int want = -1, have = 0;
+            int want = -1;
             for (size_t j = 0; j < n; j++)
                 if (strcmp(specs[j].name, name) == 0)
                     want = specs[j].partitions;
-            mph_err_t perr = mph__kafka_partition_count(rk, name, timeout_ms, &have);
-            if (perr == MPH_OK && (want <= 0 || want == have))
-                continue;
-            if (perr == MPH_OK) {
-                rc = MPH_ERR_EXISTS;
-                if (errstr && errstr_size)
-                    snprintf(errstr, errstr_size,
-                             "topic %s exists with %d partitions, but %d are needed", name, have,
-                             want);
-            } else {
-                rc = perr;
-                if (errstr && errstr_size)
-                    snprintf(errstr, errstr_size, "topic %s: cannot read its metadata: %s", name,
-                             mph_err_str(perr));
-            }
+            rc = check_existing(rk, name, want, timeout_ms, errstr, errstr_size);
             continue;
         }
         rc = mph__kafka_err(e);
@@ -362,9 +395,12 @@ out:
     return rc;
 }
 
-mph_err_t mph__kafka_delete_topics(rd_kafka_t *rk, const char *const *names, size_t n,
-                                   int timeout_ms, char *errstr, size_t errstr_size)
+mph_err_t mph__kafka_delete_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
+                                   const char *const *names, size_t n, int timeout_ms,
+                                   char *errstr, size_t errstr_size)
 {
+    if (env && env->mock)
+        return MPH_OK;
     char kerr[256];
     mph_err_t rc = MPH_OK;
     rd_kafka_DeleteTopic_t **dt = calloc(n ? n : 1, sizeof *dt);

@@ -63,10 +63,15 @@ typedef struct mph__topic_spec {
     int replication;
     const char *const *configs;
 } mph__topic_spec_t;
-mph_err_t mph__kafka_create_topics(rd_kafka_t *rk, const mph__topic_spec_t *specs, size_t n,
-                                   int timeout_ms, char *errstr, size_t errstr_size);
-mph_err_t mph__kafka_delete_topics(rd_kafka_t *rk, const char *const *names, size_t n,
-                                   int timeout_ms, char *errstr, size_t errstr_size);
+/* env decides how: the admin API on a real broker, the mock cluster's own
+ * topic creation on mock:// (its admin API does not create topics). */
+mph_err_t mph__kafka_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
+                                   const mph__topic_spec_t *specs, size_t n, int timeout_ms,
+                                   char *errstr, size_t errstr_size);
+/* A no-op on the mock cluster. */
+mph_err_t mph__kafka_delete_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
+                                   const char *const *names, size_t n, int timeout_ms,
+                                   char *errstr, size_t errstr_size);
 
 /* Partition count of topic from metadata: MPH_ERR_NOENT when the topic does
  * not exist, MPH_ERR_TRANSPORT/TIMEOUT when the broker did not answer. */

@@ -225,7 +225,7 @@ static mph_err_t prepare_topics(mph_app_t *app, char *errstr, size_t errstr_size
         mph__topic_spec_t spec = {t->name, t->opts.partitions > 0 ? t->opts.partitions : (int)dparts,
                                   t->opts.replication > 0 ? t->opts.replication : (int)drepl,
                                   (const char *const *)t->opts.configs};
-        mph_err_t err = mph__kafka_create_topics(app->producer, &spec, 1, timeout, errstr,
+        mph_err_t err = mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, errstr,
                                                  errstr_size);
         if (err)
             return err;
