@@ -1,0 +1,784 @@
+/*
+ * state/store_memory.c — per-shard in-memory map on ConcurrencyKit's ck_ht.
+ *
+ * DESIGN
+ *
+ * Storage. Each key lives in one heap block, an `ent`: a small header, the
+ * value (inline up to VAL_INLINE bytes, else a separate heap buffer) and the
+ * key bytes at the end. ck_ht (byte-string mode, its own MurmurHash64A with
+ * a random per-map seed) maps the key to the ent: the slot's key pointer
+ * points at ent->key and the slot's value is the ent itself, so an ent never
+ * moves while it is in the table. Updating a value that fits the current
+ * buffer is a memcpy: no allocation, no table operation.
+ *
+ * Dirty set. Writes set ENT_DIRTY and append the ent to a growable array the
+ * first time, so each dirty key is listed once and visiting the dirty set
+ * costs O(dirty), not O(map). A delete keeps the ent as a tombstone
+ * (ENT_DELETED, value freed) so the commit can emit it; clearing the dirty
+ * set frees tombstones and turns the other ents clean.
+ *
+ * Cache mode. Clean ents are on an intrusive doubly-linked LRU list (most
+ * recent at the head); dirty ents are not on it, which is how they are never
+ * evicted: eviction pops the tail until the map is within its bounds or the
+ * list is empty. A lookup hit moves a clean ent to the head.
+ *
+ * Memory. The map header is all an idle shard costs: the hash table is made
+ * on the first insert and destroyed when the map becomes empty. ck_ht's
+ * allocations are counted through its ck_malloc callbacks, which have no
+ * context argument; since a map has a single owner thread, each call into
+ * ck_ht resets a thread-local byte counter and adds it to that map's total
+ * afterwards. ck_ht frees an old table with "defer" set for concurrent
+ * readers; there are none (single owner), so it is freed at once.
+ *
+ * Never: take a lock, hash by hand, or hand out a pointer into a buffer that
+ * a later write of another key could free (except cache eviction, which the
+ * header documents).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "state/store_memory.h"
+
+#define VAL_INLINE    16
+#define ENT_DIRTY     0x01
+#define ENT_DELETED   0x02
+#define ENT_LINKED    0x04 /* on the LRU list */
+#define HT_INITIAL    8    /* slots of a new table (ck_ht's minimum is 2) */
+#define DIRTY_INITIAL 16
+#define DIRTY_KEEP    1024 /* dirty array capacity kept across clears */
+
+struct ent {
+    struct ent *prev, *next; /* LRU links, cache mode, clean ents only */
+    uint32_t vlen;
+    uint32_t vcap; /* capacity of v.heap; 0 when the value is inline */
+    uint16_t klen;
+    uint8_t flags;
+    union {
+        unsigned char inl[VAL_INLINE];
+        unsigned char *heap;
+    } v;
+    unsigned char key[];
+};
+
+struct mph__mstore {
+    ck_ht_t ht;
+    bool ht_ready;
+    bool cache;
+    uint64_t seed;
+    size_t max_entries, max_bytes; /* cache bounds; 0 = none */
+    size_t live;                   /* present ents (not tombstones) */
+    size_t ents;                   /* ents in the table, tombstones too */
+    size_t bytes;                  /* ents, values and dirty array */
+    int64_t ht_bytes;              /* ck_ht's own allocations */
+    uint64_t allocs;
+    size_t removed_since_gc;
+    struct ent **dirty;
+    size_t ndirty, dirty_cap;
+    struct ent *lru_head, *lru_tail;
+};
+
+/* ------------------------------------------------------------------------
+ * Allocation and accounting
+ * ------------------------------------------------------------------------ */
+
+/* Bytes a malloc(n) costs: glibc's chunk header, 16-byte granules. */
+static size_t heap_cost(size_t n)
+{
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+static _Thread_local int64_t tl_ht_bytes;
+static _Thread_local uint64_t tl_ht_allocs;
+
+static void *ht_malloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (p != NULL) {
+        tl_ht_bytes += (int64_t)heap_cost(n);
+        tl_ht_allocs++;
+    }
+    return p;
+}
+
+static void *ht_realloc(void *p, size_t old, size_t n, bool defer)
+{
+    void *q;
+
+    (void)defer;
+    q = realloc(p, n);
+    if (q != NULL) {
+        tl_ht_bytes += (int64_t)heap_cost(n) - (int64_t)heap_cost(old);
+        tl_ht_allocs++;
+    }
+    return q;
+}
+
+static void ht_free(void *p, size_t n, bool defer)
+{
+    (void)defer; /* single owner: no reader can still see p */
+    if (p == NULL)
+        return;
+    free(p);
+    tl_ht_bytes -= (int64_t)heap_cost(n);
+}
+
+static struct ck_malloc ht_allocator = {
+    .malloc = ht_malloc, .realloc = ht_realloc, .free = ht_free};
+
+/* Brackets a call into ck_ht that may allocate or free. */
+static void ht_account_begin(void)
+{
+    tl_ht_bytes = 0;
+    tl_ht_allocs = 0;
+}
+
+static void ht_account_end(mph__mstore_t *ms)
+{
+    ms->ht_bytes += tl_ht_bytes;
+    ms->allocs += tl_ht_allocs;
+}
+
+static size_t ent_cost(size_t klen)
+{
+    return heap_cost(sizeof(struct ent) + klen);
+}
+
+/* ------------------------------------------------------------------------
+ * Construction
+ * ------------------------------------------------------------------------ */
+
+static uint64_t new_seed(const void *salt)
+{
+    uint64_t s;
+    struct timespec ts;
+
+    if (getrandom(&s, sizeof(s), GRND_NONBLOCK) == (ssize_t)sizeof(s))
+        return s;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)(uintptr_t)salt ^ (uint64_t)ts.tv_nsec ^
+           ((uint64_t)ts.tv_sec << 32);
+}
+
+static mph__mstore_t *mstore_alloc(void)
+{
+    mph__mstore_t *ms = calloc(1, sizeof(*ms));
+
+    if (ms == NULL)
+        return NULL;
+    ms->seed = new_seed(ms);
+    ms->allocs = 1;
+    return ms;
+}
+
+mph__mstore_t *mph__mstore_new(void)
+{
+    return mstore_alloc();
+}
+
+mph__mstore_t *mph__mstore_new_cache(size_t max_entries, size_t max_bytes)
+{
+    mph__mstore_t *ms = mstore_alloc();
+
+    if (ms == NULL)
+        return NULL;
+    ms->cache = true;
+    ms->max_entries = max_entries;
+    ms->max_bytes = max_bytes;
+    return ms;
+}
+
+static bool ht_ensure(mph__mstore_t *ms)
+{
+    bool ok;
+
+    if (ms->ht_ready)
+        return true;
+    ht_account_begin();
+    ok = ck_ht_init(&ms->ht, CK_HT_MODE_BYTESTRING | CK_HT_WORKLOAD_DELETE,
+                    NULL, &ht_allocator, HT_INITIAL, ms->seed);
+    ht_account_end(ms);
+    ms->ht_ready = ok;
+    return ok;
+}
+
+static void ent_free(mph__mstore_t *ms, struct ent *e)
+{
+    if (e->vcap > 0) {
+        ms->bytes -= heap_cost(e->vcap);
+        free(e->v.heap);
+    }
+    ms->bytes -= ent_cost(e->klen);
+    free(e);
+}
+
+static void ht_release(mph__mstore_t *ms)
+{
+    if (!ms->ht_ready)
+        return;
+    ht_account_begin();
+    ck_ht_destroy(&ms->ht);
+    ht_account_end(ms);
+    ms->ht_ready = false;
+    ms->removed_since_gc = 0;
+}
+
+static void dirty_array_release(mph__mstore_t *ms)
+{
+    if (ms->dirty_cap > 0)
+        ms->bytes -= heap_cost(ms->dirty_cap * sizeof(*ms->dirty));
+    free(ms->dirty);
+    ms->dirty = NULL;
+    ms->ndirty = ms->dirty_cap = 0;
+}
+
+void mph__mstore_clear(mph__mstore_t *ms)
+{
+    ck_ht_iterator_t pos = CK_HT_ITERATOR_INITIALIZER;
+    ck_ht_entry_t *slot;
+
+    if (ms->ht_ready) {
+        while (ck_ht_next(&ms->ht, &pos, &slot))
+            ent_free(ms, ck_ht_entry_value(slot));
+    }
+    ht_release(ms);
+    dirty_array_release(ms);
+    ms->live = ms->ents = 0;
+    ms->lru_head = ms->lru_tail = NULL;
+}
+
+void mph__mstore_destroy(mph__mstore_t *ms)
+{
+    if (ms == NULL)
+        return;
+    mph__mstore_clear(ms);
+    free(ms);
+}
+
+/* ------------------------------------------------------------------------
+ * LRU list (cache mode)
+ * ------------------------------------------------------------------------ */
+
+static void lru_unlink(mph__mstore_t *ms, struct ent *e)
+{
+    if (!(e->flags & ENT_LINKED))
+        return;
+    if (e->prev != NULL)
+        e->prev->next = e->next;
+    else
+        ms->lru_head = e->next;
+    if (e->next != NULL)
+        e->next->prev = e->prev;
+    else
+        ms->lru_tail = e->prev;
+    e->prev = e->next = NULL;
+    e->flags &= (uint8_t)~ENT_LINKED;
+}
+
+static void lru_push_head(mph__mstore_t *ms, struct ent *e)
+{
+    if (!ms->cache)
+        return;
+    e->prev = NULL;
+    e->next = ms->lru_head;
+    if (ms->lru_head != NULL)
+        ms->lru_head->prev = e;
+    else
+        ms->lru_tail = e;
+    ms->lru_head = e;
+    e->flags |= ENT_LINKED;
+}
+
+static void lru_touch(mph__mstore_t *ms, struct ent *e)
+{
+    if ((e->flags & ENT_LINKED) && ms->lru_head != e) {
+        lru_unlink(ms, e);
+        lru_push_head(ms, e);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Table access
+ * ------------------------------------------------------------------------ */
+
+static const unsigned char empty_key[1];
+
+static struct ent *ht_find(mph__mstore_t *ms, const void *key, size_t klen,
+                           ck_ht_hash_t *h)
+{
+    ck_ht_entry_t probe;
+
+    ck_ht_hash(h, &ms->ht, key, (uint16_t)klen);
+    ck_ht_entry_key_set(&probe, key, (uint16_t)klen);
+    if (!ck_ht_get_spmc(&ms->ht, *h, &probe))
+        return NULL;
+    return ck_ht_entry_value(&probe);
+}
+
+/* The ent of key, or NULL. *oom is set when the lookup itself ran out of
+ * memory (then NULL does not mean absent). */
+static struct ent *find(mph__mstore_t *ms, const void *key, size_t klen,
+                        bool *oom)
+{
+    ck_ht_hash_t h;
+    struct ent *e;
+
+    *oom = false;
+    if (!ms->ht_ready)
+        return NULL;
+    e = ht_find(ms, key, klen, &h);
+    if (e != NULL && e->klen != klen) {
+        /* ck_ht takes a slot whose key pointer equals the probe's without
+         * comparing lengths: key pointed into this map's own storage with
+         * another length. Look the bytes up from a copy instead. */
+        unsigned char *copy = malloc(klen > 0 ? klen : 1);
+        if (copy == NULL) {
+            *oom = true;
+            return NULL;
+        }
+        memcpy(copy, key, klen);
+        e = ht_find(ms, copy, klen, &h);
+        free(copy);
+    }
+    return e;
+}
+
+static void ht_remove(mph__mstore_t *ms, struct ent *e)
+{
+    ck_ht_entry_t probe;
+    ck_ht_hash_t h;
+
+    ck_ht_hash(&h, &ms->ht, e->key, e->klen);
+    ck_ht_entry_key_set(&probe, e->key, e->klen);
+    ht_account_begin();
+    if (!ck_ht_remove_spmc(&ms->ht, h, &probe))
+        abort(); /* an ent we hold must be in the table */
+    ht_account_end(ms);
+    ms->ents--;
+    ms->removed_since_gc++;
+}
+
+/* Removes e from the table and frees it. */
+static void ent_remove(mph__mstore_t *ms, struct ent *e)
+{
+    lru_unlink(ms, e);
+    ht_remove(ms, e);
+    if (!(e->flags & ENT_DELETED))
+        ms->live--;
+    ent_free(ms, e);
+}
+
+static const void *ent_value(const struct ent *e)
+{
+    return e->vcap > 0 ? e->v.heap : e->v.inl;
+}
+
+/* Makes e's value a copy of val. Allocates only when val does not fit the
+ * current buffer (or would leave it mostly empty). false on out of memory,
+ * e unchanged. */
+static bool ent_set_value(mph__mstore_t *ms, struct ent *e, const void *val,
+                          size_t vlen)
+{
+    if (vlen <= VAL_INLINE) {
+        /* val may point into e's own value: copy it out before the heap
+         * buffer (which shares the union with the inline bytes) goes. */
+        unsigned char tmp[VAL_INLINE];
+        if (vlen > 0)
+            memcpy(tmp, val, vlen);
+        if (e->vcap > 0) {
+            ms->bytes -= heap_cost(e->vcap);
+            free(e->v.heap);
+            e->vcap = 0;
+        }
+        if (vlen > 0)
+            memcpy(e->v.inl, tmp, vlen);
+    } else if (e->vcap >= vlen && vlen >= e->vcap / 4) {
+        memmove(e->v.heap, val, vlen);
+    } else {
+        unsigned char *buf = malloc(vlen);
+        if (buf == NULL)
+            return false;
+        ms->allocs++;
+        memcpy(buf, val, vlen);
+        if (e->vcap > 0) {
+            ms->bytes -= heap_cost(e->vcap);
+            free(e->v.heap);
+        }
+        e->v.heap = buf;
+        e->vcap = (uint32_t)vlen;
+        ms->bytes += heap_cost(vlen);
+    }
+    e->vlen = (uint32_t)vlen;
+    return true;
+}
+
+/* Room for one more dirty ent. */
+static bool dirty_reserve(mph__mstore_t *ms)
+{
+    struct ent **nd;
+    size_t ncap;
+
+    if (ms->ndirty < ms->dirty_cap)
+        return true;
+    ncap = ms->dirty_cap == 0 ? DIRTY_INITIAL : ms->dirty_cap * 2;
+    nd = realloc(ms->dirty, ncap * sizeof(*nd));
+    if (nd == NULL)
+        return false;
+    ms->allocs++;
+    if (ms->dirty_cap > 0)
+        ms->bytes -= heap_cost(ms->dirty_cap * sizeof(*nd));
+    ms->bytes += heap_cost(ncap * sizeof(*nd));
+    ms->dirty = nd;
+    ms->dirty_cap = ncap;
+    return true;
+}
+
+/* Marks e dirty (space reserved by the caller) and takes it off the LRU. */
+static void mark_dirty(mph__mstore_t *ms, struct ent *e)
+{
+    lru_unlink(ms, e);
+    if (e->flags & ENT_DIRTY)
+        return;
+    e->flags |= ENT_DIRTY;
+    ms->dirty[ms->ndirty++] = e;
+}
+
+static bool over_bound(const mph__mstore_t *ms)
+{
+    return (ms->max_entries > 0 && ms->ents > ms->max_entries) ||
+           (ms->max_bytes > 0 && mph__mstore_memory(ms) > ms->max_bytes);
+}
+
+static void evict(mph__mstore_t *ms)
+{
+    if (!ms->cache)
+        return;
+    while (ms->lru_tail != NULL && over_bound(ms))
+        ent_remove(ms, ms->lru_tail);
+}
+
+/* Allocates a new ent for key with value val (NULL for a tombstone) and
+ * inserts it. NULL on out of memory, the map unchanged. */
+static struct ent *ent_insert(mph__mstore_t *ms, ck_ht_hash_t h,
+                              const void *key, size_t klen, const void *val,
+                              size_t vlen, uint8_t flags)
+{
+    ck_ht_entry_t slot;
+    struct ent *e;
+    bool ok;
+
+    e = malloc(sizeof(*e) + klen);
+    if (e == NULL)
+        return NULL;
+    ms->allocs++;
+    ms->bytes += ent_cost(klen);
+    e->prev = e->next = NULL;
+    e->vlen = e->vcap = 0;
+    e->klen = (uint16_t)klen;
+    e->flags = flags;
+    if (klen > 0)
+        memcpy(e->key, key, klen);
+    if (val != NULL && !ent_set_value(ms, e, val, vlen)) {
+        ent_free(ms, e);
+        return NULL;
+    }
+    ck_ht_entry_set(&slot, h, e->key, (uint16_t)klen, e);
+    ht_account_begin();
+    ok = ck_ht_put_spmc(&ms->ht, h, &slot);
+    ht_account_end(ms);
+    if (!ok) {
+        ent_free(ms, e);
+        return NULL;
+    }
+    ms->ents++;
+    if (!(flags & ENT_DELETED))
+        ms->live++;
+    return e;
+}
+
+static bool args_ok(const void **key, size_t klen, size_t vlen)
+{
+    if (*key == NULL)
+        *key = empty_key;
+    return klen <= MPH__MSTORE_KEY_MAX && vlen <= UINT32_MAX;
+}
+
+/* ------------------------------------------------------------------------
+ * Operations
+ * ------------------------------------------------------------------------ */
+
+mph__mstore_found_t mph__mstore_lookup(mph__mstore_t *ms, const void *key,
+                                       size_t klen, const void **val,
+                                       size_t *vlen)
+{
+    struct ent *e;
+    bool oom;
+
+    if (!args_ok(&key, klen, 0))
+        return MPH__MSTORE_ABSENT;
+    e = find(ms, key, klen, &oom);
+    if (e == NULL)
+        return MPH__MSTORE_ABSENT;
+    if (e->flags & ENT_DELETED)
+        return MPH__MSTORE_DELETED;
+    lru_touch(ms, e);
+    if (val != NULL)
+        *val = ent_value(e);
+    if (vlen != NULL)
+        *vlen = e->vlen;
+    return MPH__MSTORE_PRESENT;
+}
+
+mph_err_t mph__mstore_get(mph__mstore_t *ms, const void *key, size_t klen,
+                          const void **val, size_t *vlen)
+{
+    return mph__mstore_lookup(ms, key, klen, val, vlen) == MPH__MSTORE_PRESENT
+               ? MPH_OK
+               : MPH_ERR_NOENT;
+}
+
+bool mph__mstore_contains(mph__mstore_t *ms, const void *key, size_t klen)
+{
+    return mph__mstore_lookup(ms, key, klen, NULL, NULL) == MPH__MSTORE_PRESENT;
+}
+
+mph_err_t mph__mstore_put(mph__mstore_t *ms, const void *key, size_t klen,
+                          const void *val, size_t vlen)
+{
+    ck_ht_hash_t h;
+    struct ent *e;
+    bool oom;
+
+    if (!args_ok(&key, klen, vlen))
+        return MPH_ERR_RANGE;
+    if (val == NULL)
+        val = empty_key;
+    e = find(ms, key, klen, &oom);
+    if (oom)
+        return MPH_ERR_NOMEM;
+    if (e != NULL) {
+        if (!(e->flags & ENT_DIRTY) && !dirty_reserve(ms))
+            return MPH_ERR_NOMEM;
+        if (!ent_set_value(ms, e, val, vlen))
+            return MPH_ERR_NOMEM;
+        if (e->flags & ENT_DELETED) {
+            e->flags &= (uint8_t)~ENT_DELETED;
+            ms->live++;
+        }
+        mark_dirty(ms, e);
+        return MPH_OK;
+    }
+    if (!ht_ensure(ms) || !dirty_reserve(ms))
+        return MPH_ERR_NOMEM;
+    ck_ht_hash(&h, &ms->ht, key, (uint16_t)klen);
+    e = ent_insert(ms, h, key, klen, val, vlen, 0);
+    if (e == NULL)
+        return MPH_ERR_NOMEM;
+    mark_dirty(ms, e);
+    evict(ms);
+    return MPH_OK;
+}
+
+mph_err_t mph__mstore_delete(mph__mstore_t *ms, const void *key, size_t klen)
+{
+    ck_ht_hash_t h;
+    struct ent *e;
+    bool oom;
+
+    if (!args_ok(&key, klen, 0))
+        return MPH_ERR_RANGE;
+    e = find(ms, key, klen, &oom);
+    if (oom)
+        return MPH_ERR_NOMEM;
+    if (e != NULL) {
+        if (e->flags & ENT_DELETED)
+            return MPH_OK;
+        if (!(e->flags & ENT_DIRTY) && !dirty_reserve(ms))
+            return MPH_ERR_NOMEM;
+        if (e->vcap > 0) {
+            ms->bytes -= heap_cost(e->vcap);
+            free(e->v.heap);
+        }
+        e->vcap = e->vlen = 0;
+        e->flags |= ENT_DELETED;
+        ms->live--;
+        mark_dirty(ms, e);
+        return MPH_OK;
+    }
+    if (!ms->cache)
+        return MPH_OK; /* a whole map: nothing to delete */
+    if (!ht_ensure(ms) || !dirty_reserve(ms))
+        return MPH_ERR_NOMEM;
+    ck_ht_hash(&h, &ms->ht, key, (uint16_t)klen);
+    e = ent_insert(ms, h, key, klen, NULL, 0, ENT_DELETED);
+    if (e == NULL)
+        return MPH_ERR_NOMEM;
+    mark_dirty(ms, e);
+    evict(ms);
+    return MPH_OK;
+}
+
+mph_err_t mph__mstore_fill(mph__mstore_t *ms, const void *key, size_t klen,
+                           const void *val, size_t vlen)
+{
+    ck_ht_hash_t h;
+    struct ent *e;
+    bool oom;
+
+    if (!args_ok(&key, klen, vlen))
+        return MPH_ERR_RANGE;
+    if (val == NULL)
+        val = empty_key;
+    e = find(ms, key, klen, &oom);
+    if (oom)
+        return MPH_ERR_NOMEM;
+    if (e != NULL) {
+        if (e->flags & ENT_DIRTY)
+            return MPH_OK;
+        if (!ent_set_value(ms, e, val, vlen))
+            return MPH_ERR_NOMEM;
+        lru_touch(ms, e);
+        return MPH_OK;
+    }
+    if (!ht_ensure(ms))
+        return MPH_ERR_NOMEM;
+    ck_ht_hash(&h, &ms->ht, key, (uint16_t)klen);
+    e = ent_insert(ms, h, key, klen, val, vlen, 0);
+    if (e == NULL)
+        return MPH_ERR_NOMEM;
+    lru_push_head(ms, e);
+    evict(ms);
+    return MPH_OK;
+}
+
+mph_err_t mph__mstore_forget(mph__mstore_t *ms, const void *key, size_t klen)
+{
+    struct ent *e;
+    bool oom;
+
+    if (!args_ok(&key, klen, 0))
+        return MPH_ERR_RANGE;
+    e = find(ms, key, klen, &oom);
+    if (oom)
+        return MPH_ERR_NOMEM;
+    if (e == NULL)
+        return MPH_OK;
+    if (e->flags & ENT_DIRTY)
+        return MPH_ERR_STATE;
+    ent_remove(ms, e);
+    if (ms->ents == 0)
+        ht_release(ms);
+    return MPH_OK;
+}
+
+size_t mph__mstore_count(const mph__mstore_t *ms)
+{
+    return ms->live;
+}
+
+size_t mph__mstore_dirty_count(const mph__mstore_t *ms)
+{
+    return ms->ndirty;
+}
+
+size_t mph__mstore_memory(const mph__mstore_t *ms)
+{
+    return heap_cost(sizeof(*ms)) + ms->bytes + (size_t)ms->ht_bytes;
+}
+
+uint64_t mph__mstore_alloc_count(const mph__mstore_t *ms)
+{
+    return ms->allocs;
+}
+
+/* ------------------------------------------------------------------------
+ * Iteration and the dirty set
+ * ------------------------------------------------------------------------ */
+
+void mph__mstore_iter_init(mph__mstore_iter_t *it, mph__mstore_t *ms)
+{
+    it->ms = ms;
+    ck_ht_iterator_init(&it->pos);
+}
+
+bool mph__mstore_iter_next(mph__mstore_iter_t *it, const void **key,
+                           size_t *klen, const void **val, size_t *vlen)
+{
+    ck_ht_entry_t *slot;
+
+    if (!it->ms->ht_ready)
+        return false;
+    while (ck_ht_next(&it->ms->ht, &it->pos, &slot)) {
+        const struct ent *e = ck_ht_entry_value(slot);
+        if (e->flags & ENT_DELETED)
+            continue;
+        *key = e->key;
+        *klen = e->klen;
+        if (val != NULL)
+            *val = ent_value(e);
+        if (vlen != NULL)
+            *vlen = e->vlen;
+        return true;
+    }
+    return false;
+}
+
+mph_err_t mph__mstore_dirty_foreach(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
+                                    void *opaque)
+{
+    size_t i;
+
+    for (i = 0; i < ms->ndirty; i++) {
+        const struct ent *e = ms->dirty[i];
+        bool deleted = (e->flags & ENT_DELETED) != 0;
+        mph_err_t rc =
+            cb(opaque, e->key, e->klen, deleted ? NULL : ent_value(e),
+               deleted ? 0 : e->vlen, deleted);
+        if (rc != MPH_OK)
+            return rc;
+    }
+    return MPH_OK;
+}
+
+void mph__mstore_dirty_clear(mph__mstore_t *ms)
+{
+    size_t i;
+
+    for (i = 0; i < ms->ndirty; i++) {
+        struct ent *e = ms->dirty[i];
+        if (e->flags & ENT_DELETED) {
+            ent_remove(ms, e);
+        } else {
+            e->flags &= (uint8_t)~ENT_DIRTY;
+            lru_push_head(ms, e);
+        }
+    }
+    ms->ndirty = 0;
+    if (ms->dirty_cap > DIRTY_KEEP)
+        dirty_array_release(ms);
+    if (ms->ht_ready && ms->ents == 0) {
+        ht_release(ms);
+    } else if (ms->ht_ready && ms->removed_since_gc > ms->ents) {
+        /* Many removals leave tombstone slots behind: let ck_ht recompute
+         * its probe bounds and move entries forward. Amortised O(1) per
+         * removal since the table holds at most ~4 slots per entry. */
+        ht_account_begin();
+        ck_ht_gc(&ms->ht, 0, 0);
+        ht_account_end(ms);
+        ms->removed_since_gc = 0;
+    }
+    evict(ms);
+}
+
+mph_err_t mph__mstore_drain_dirty(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
+                                  void *opaque)
+{
+    mph_err_t rc = mph__mstore_dirty_foreach(ms, cb, opaque);
+
+    if (rc == MPH_OK)
+        mph__mstore_dirty_clear(ms);
+    return rc;
+}

@@ -1,0 +1,147 @@
+/*
+ * state/store_memory.h — the in-memory map of one table shard (internal).
+ *
+ * Two uses, one structure:
+ *   - a *whole* map (mph__mstore_new): the entire shard of a `memory` table;
+ *   - a *cache* (mph__mstore_new_cache): the bounded cache plus dirty set in
+ *     front of a RocksDB shard, so tables larger than RAM work. Clean entries
+ *     are evicted least-recently-used first when over the bound; dirty ones
+ *     never are.
+ *
+ * Keys and values are byte strings, copied in. Keys are at most
+ * MPH__MSTORE_KEY_MAX bytes (ck_ht stores key lengths in 16 bits); values at
+ * most UINT32_MAX bytes. Writes (put, delete) mark a key dirty; a delete
+ * leaves a tombstone until the dirty set is cleared. At a commit the table
+ * layer visits the dirty set once per key with its latest value or
+ * "deleted" (the coalesced changelog and the commit WriteBatch), writes
+ * them, and then clears the marks.
+ *
+ * Threads: a map belongs to the worker thread that owns its shard (or to the
+ * coordinator while it recovers the shard, before hand-over). No function
+ * here takes a lock or may be called from two threads at once.
+ *
+ * Errors: MPH_ERR_NOMEM (the map is unchanged), MPH_ERR_RANGE (key or value
+ * too long), MPH_ERR_STATE (see mph__mstore_forget).
+ */
+#ifndef MPH_STATE_STORE_MEMORY_H
+#define MPH_STATE_STORE_MEMORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ck_ht.h>
+
+#include "mephisto/common.h"
+
+#define MPH__MSTORE_KEY_MAX 65535u
+
+typedef struct mph__mstore mph__mstore_t;
+
+/* A whole, unbounded map. Allocates only its small header (well under
+ * 1 KiB); the hash table is made on the first insert and freed again when
+ * the map empties. NULL on out of memory. @locality owner */
+mph__mstore_t *mph__mstore_new(void);
+
+/* A cache in front of a store: deleting a key it does not hold still
+ * records a tombstone (the key may exist behind it), and clean entries are
+ * evicted when the map holds more than max_entries entries or uses more
+ * than max_bytes (mph__mstore_memory); 0 means no bound of that kind.
+ * NULL on out of memory. @locality owner */
+mph__mstore_t *mph__mstore_new_cache(size_t max_entries, size_t max_bytes);
+
+/* Frees the map and everything in it, dirty or not. NULL is a no-op. */
+void mph__mstore_destroy(mph__mstore_t *ms);
+
+typedef enum mph__mstore_found {
+    MPH__MSTORE_ABSENT = 0,  /* not in the map (a cache asks the store) */
+    MPH__MSTORE_PRESENT = 1, /* *val, *vlen are set */
+    MPH__MSTORE_DELETED = 2  /* deleted, not yet cleared: the key is gone */
+} mph__mstore_found_t;
+
+/* Looks key up. On PRESENT, *val is borrowed: valid until the next write of
+ * that key (put, delete, fill, forget), clear or destroy — and, in a cache,
+ * until the next put, fill or dirty-clear, which may evict clean entries.
+ * A hit marks the entry recently used. val and vlen may be NULL. */
+mph__mstore_found_t mph__mstore_lookup(mph__mstore_t *ms, const void *key,
+                                       size_t klen, const void **val,
+                                       size_t *vlen);
+/* lookup() as an error code: MPH_OK when present, else MPH_ERR_NOENT. */
+mph_err_t mph__mstore_get(mph__mstore_t *ms, const void *key, size_t klen,
+                          const void **val, size_t *vlen);
+/* True when key is present (not absent, not deleted). */
+bool mph__mstore_contains(mph__mstore_t *ms, const void *key, size_t klen);
+
+/* Sets key to a copy of val and marks it dirty. Replacing a value with one
+ * that fits its current buffer (every value of at most 16 bytes, e.g. an
+ * i64 counter, fits inline) allocates nothing. In a cache it may evict
+ * clean entries (never this one). */
+mph_err_t mph__mstore_put(mph__mstore_t *ms, const void *key, size_t klen,
+                          const void *val, size_t vlen);
+
+/* Deletes key: the entry becomes a dirty tombstone until the dirty set is
+ * cleared. Deleting an absent key records a tombstone in a cache and does
+ * nothing in a whole map. */
+mph_err_t mph__mstore_delete(mph__mstore_t *ms, const void *key, size_t klen);
+
+/* Inserts or replaces key as a *clean* entry: a value read from the store
+ * behind a cache, or a changelog record applied during recovery. A no-op
+ * when key is dirty (the map's own write is newer). May evict in a cache. */
+mph_err_t mph__mstore_fill(mph__mstore_t *ms, const void *key, size_t klen,
+                           const void *val, size_t vlen);
+
+/* Removes a clean entry without a tombstone (a changelog delete applied
+ * during recovery, or cache invalidation). MPH_OK when removed or absent;
+ * MPH_ERR_STATE, leaving it, when the entry is dirty. */
+mph_err_t mph__mstore_forget(mph__mstore_t *ms, const void *key, size_t klen);
+
+/* Number of present keys (tombstones not counted). For a cache, the keys it
+ * holds now, not the shard's size. */
+size_t mph__mstore_count(const mph__mstore_t *ms);
+/* Number of dirty keys, tombstones included. */
+size_t mph__mstore_dirty_count(const mph__mstore_t *ms);
+/* Approximate bytes used: header, hash table, entries, values and dirty
+ * list, each heap block counted with an estimate of malloc's overhead. */
+size_t mph__mstore_memory(const mph__mstore_t *ms);
+/* Heap allocations made by the map since it was created (for tests and
+ * stats: an in-place update must not add to it). */
+uint64_t mph__mstore_alloc_count(const mph__mstore_t *ms);
+
+/* Removes every entry, dirty ones included, and frees the hash table
+ * (used when a shard is dropped). */
+void mph__mstore_clear(mph__mstore_t *ms);
+
+/* Iteration over present keys in no particular order. The iterator is
+ * stable while the map is not written; any write ends its validity (a
+ * lookup in a cache is not a write). Keys and values are borrowed like
+ * lookup()'s. Stack-allocate an mph__mstore_iter_t and init it. */
+typedef struct mph__mstore_iter {
+    mph__mstore_t *ms;
+    ck_ht_iterator_t pos;
+} mph__mstore_iter_t;
+void mph__mstore_iter_init(mph__mstore_iter_t *it, mph__mstore_t *ms);
+bool mph__mstore_iter_next(mph__mstore_iter_t *it, const void **key,
+                           size_t *klen, const void **val, size_t *vlen);
+
+/* Called once per dirty key with its latest value, or with deleted = true
+ * (val NULL, vlen 0). key and val are borrowed for the call. Must not write
+ * the map. Returning anything but MPH_OK stops the visit. */
+typedef mph_err_t (*mph__mstore_dirty_cb)(void *opaque, const void *key,
+                                          size_t klen, const void *val,
+                                          size_t vlen, bool deleted);
+
+/* Visits every dirty key once (latest value wins: the coalescing of a
+ * commit interval) and changes nothing. Returns the first non-OK result of
+ * cb, else MPH_OK. */
+mph_err_t mph__mstore_dirty_foreach(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
+                                    void *opaque);
+/* Clears every dirty mark: tombstones are removed, written entries become
+ * clean (and evictable in a cache). Call it after the commit that carried
+ * the dirty set succeeded, with no write to the map in between. */
+void mph__mstore_dirty_clear(mph__mstore_t *ms);
+/* dirty_foreach() and, if every cb returned MPH_OK, dirty_clear(); on a
+ * failure the dirty set stays whole so the commit can be retried. */
+mph_err_t mph__mstore_drain_dirty(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
+                                  void *opaque);
+
+#endif /* MPH_STATE_STORE_MEMORY_H */

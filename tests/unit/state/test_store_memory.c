@@ -1,0 +1,582 @@
+/* Tests of the per-shard in-memory map (state/store_memory.c). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state/store_memory.h"
+
+#define S(x) (x), strlen(x)
+
+static int64_t get_i64(mph__mstore_t *ms, const char *k)
+{
+    const void *v;
+    size_t n;
+    int64_t out;
+
+    cr_assert_eq(mph__mstore_get(ms, S(k), &v, &n), MPH_OK, "missing %s", k);
+    cr_assert_eq(n, sizeof(out));
+    memcpy(&out, v, sizeof(out));
+    return out;
+}
+
+static void put_i64(mph__mstore_t *ms, const char *k, int64_t v)
+{
+    cr_assert_eq(mph__mstore_put(ms, S(k), &v, sizeof(v)), MPH_OK);
+}
+
+static void assert_str(mph__mstore_t *ms, const void *k, size_t klen,
+                       const char *want)
+{
+    const void *v;
+    size_t n;
+
+    cr_assert_eq(mph__mstore_get(ms, k, klen, &v, &n), MPH_OK);
+    cr_assert_eq(n, strlen(want));
+    cr_assert_eq(memcmp(v, want, n), 0);
+}
+
+Test(store_memory, empty_map_is_small_and_empty, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    mph__mstore_iter_t it;
+    const void *k, *v;
+    size_t kl, vl;
+
+    cr_assert_not_null(ms);
+    cr_assert_eq(mph__mstore_count(ms), 0);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_lt(mph__mstore_memory(ms), 1024, "empty map uses %zu bytes",
+                 mph__mstore_memory(ms));
+    cr_assert_eq(mph__mstore_lookup(ms, S("a"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    cr_assert_not(mph__mstore_contains(ms, S("a")));
+    mph__mstore_iter_init(&it, ms);
+    cr_assert_not(mph__mstore_iter_next(&it, &k, &kl, &v, &vl));
+    /* Deleting from an empty whole map records nothing. */
+    cr_assert_eq(mph__mstore_delete(ms, S("a")), MPH_OK);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    mph__mstore_destroy(ms);
+    mph__mstore_destroy(NULL);
+}
+
+Test(store_memory, put_get_overwrite_delete, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+
+    cr_assert_eq(mph__mstore_put(ms, S("apple"), S("red")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("banana"), S("yellow")), MPH_OK);
+    cr_assert_eq(mph__mstore_count(ms), 2);
+    assert_str(ms, S("apple"), "red");
+    assert_str(ms, S("banana"), "yellow");
+    cr_assert(mph__mstore_contains(ms, S("apple")));
+    cr_assert_not(mph__mstore_contains(ms, S("cherry")));
+    cr_assert_eq(mph__mstore_get(ms, S("cherry"), NULL, NULL), MPH_ERR_NOENT);
+
+    /* Overwrite: short to long (heap) and back to short (inline). */
+    cr_assert_eq(
+        mph__mstore_put(ms, S("apple"), S("a considerably longer red value")),
+        MPH_OK);
+    assert_str(ms, S("apple"), "a considerably longer red value");
+    cr_assert_eq(mph__mstore_put(ms, S("apple"), S("green")), MPH_OK);
+    assert_str(ms, S("apple"), "green");
+    cr_assert_eq(mph__mstore_count(ms), 2);
+
+    cr_assert_eq(mph__mstore_delete(ms, S("apple")), MPH_OK);
+    cr_assert_eq(mph__mstore_count(ms), 1);
+    cr_assert_not(mph__mstore_contains(ms, S("apple")));
+    cr_assert_eq(mph__mstore_lookup(ms, S("apple"), NULL, NULL),
+                 MPH__MSTORE_DELETED);
+    /* A put after a delete revives the key. */
+    cr_assert_eq(mph__mstore_put(ms, S("apple"), S("again")), MPH_OK);
+    assert_str(ms, S("apple"), "again");
+    cr_assert_eq(mph__mstore_count(ms), 2);
+
+    mph__mstore_clear(ms);
+    cr_assert_eq(mph__mstore_count(ms), 0);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_not(mph__mstore_contains(ms, S("banana")));
+    cr_assert_eq(mph__mstore_put(ms, S("after"), S("clear")), MPH_OK);
+    assert_str(ms, S("after"), "clear");
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, binary_empty_and_long_keys, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    static unsigned char big[MPH__MSTORE_KEY_MAX + 1];
+    const unsigned char k0[] = {0x00}, k00[] = {0x00, 0x00},
+                        kff[] = {0xff, 0x00, 0xff};
+    const void *v;
+    size_t n;
+
+    memset(big, 'k', sizeof(big));
+    cr_assert_eq(mph__mstore_put(ms, "", 0, S("empty")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, NULL, 0, S("still empty")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, k0, sizeof(k0), S("zero")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, k00, sizeof(k00), S("zerozero")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, kff, sizeof(kff), "", 0), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, big, MPH__MSTORE_KEY_MAX, S("max")),
+                 MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, big, sizeof(big), S("x")), MPH_ERR_RANGE);
+    cr_assert_eq(mph__mstore_count(ms), 5);
+    assert_str(ms, "", 0, "still empty");
+    assert_str(ms, k0, sizeof(k0), "zero");
+    assert_str(ms, k00, sizeof(k00), "zerozero");
+    assert_str(ms, big, MPH__MSTORE_KEY_MAX, "max");
+    cr_assert_eq(mph__mstore_get(ms, kff, sizeof(kff), &v, &n), MPH_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_not(mph__mstore_contains(ms, big, MPH__MSTORE_KEY_MAX - 1));
+    mph__mstore_destroy(ms);
+}
+
+/* A key pointer taken from the map itself, looked up with another length,
+ * must find the other key, not the stored one. */
+Test(store_memory, lookup_with_own_key_pointer, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    mph__mstore_iter_t it;
+    const void *k, *v;
+    size_t kl, vl;
+
+    cr_assert_eq(mph__mstore_put(ms, S("abcdef"), S("long")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("abc"), S("short")), MPH_OK);
+    mph__mstore_iter_init(&it, ms);
+    while (mph__mstore_iter_next(&it, &k, &kl, &v, &vl)) {
+        if (kl == 6)
+            break;
+    }
+    cr_assert_eq(kl, 6);
+    assert_str(ms, k, 3, "short");
+    assert_str(ms, k, 6, "long");
+    cr_assert_not(mph__mstore_contains(ms, k, 4));
+    /* Writing a value taken from the map into the same key. */
+    cr_assert_eq(mph__mstore_put(ms, S("big"),
+                                 S("0123456789abcdefghijklmnopqrstuvwxyz")),
+                 MPH_OK);
+    cr_assert_eq(mph__mstore_get(ms, S("big"), &v, &vl), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big"), v, 10), MPH_OK);
+    assert_str(ms, S("big"), "0123456789");
+    cr_assert_eq(mph__mstore_get(ms, S("big"), &v, &vl), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big"), (const char *)v + 2, 5), MPH_OK);
+    assert_str(ms, S("big"), "23456");
+    mph__mstore_destroy(ms);
+}
+
+struct seen {
+    int n;
+    char keys[16][32];
+    char vals[16][64];
+    bool deleted[16];
+};
+
+static mph_err_t collect(void *opaque, const void *key, size_t klen,
+                         const void *val, size_t vlen, bool deleted)
+{
+    struct seen *s = opaque;
+
+    cr_assert_lt(s->n, 16);
+    cr_assert_lt(klen, sizeof(s->keys[0]));
+    cr_assert_lt(vlen, sizeof(s->vals[0]));
+    memcpy(s->keys[s->n], key, klen);
+    s->keys[s->n][klen] = '\0';
+    if (deleted) {
+        cr_assert_null(val);
+        cr_assert_eq(vlen, 0);
+    } else {
+        memcpy(s->vals[s->n], val, vlen);
+        s->vals[s->n][vlen] = '\0';
+    }
+    s->deleted[s->n] = deleted;
+    s->n++;
+    return MPH_OK;
+}
+
+static int find_seen(const struct seen *s, const char *k)
+{
+    int i, at = -1;
+
+    for (i = 0; i < s->n; i++) {
+        if (strcmp(s->keys[i], k) == 0) {
+            cr_assert_eq(at, -1, "key %s visited twice", k);
+            at = i;
+        }
+    }
+    return at;
+}
+
+Test(store_memory, drain_coalesces_latest_value_wins, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    struct seen s = {0};
+    int a, b, c;
+
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("old b")), MPH_OK);
+    cr_assert_eq(mph__mstore_drain_dirty(ms, collect, &s), MPH_OK);
+    cr_assert_eq(s.n, 1);
+    memset(&s, 0, sizeof(s));
+
+    /* set a, set a, delete b, set b; set c, delete c */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("a1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("a2")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("b")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("b2")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("c1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("c")), MPH_OK);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 3);
+    cr_assert_eq(mph__mstore_count(ms), 2);
+
+    cr_assert_eq(mph__mstore_drain_dirty(ms, collect, &s), MPH_OK);
+    cr_assert_eq(s.n, 3);
+    a = find_seen(&s, "a");
+    b = find_seen(&s, "b");
+    c = find_seen(&s, "c");
+    cr_assert(a >= 0 && b >= 0 && c >= 0);
+    cr_assert_str_eq(s.vals[a], "a2");
+    cr_assert_not(s.deleted[a]);
+    cr_assert_str_eq(s.vals[b], "b2");
+    cr_assert_not(s.deleted[b]);
+    cr_assert(s.deleted[c]);
+
+    /* After the drain: nothing dirty, tombstone gone, values kept. */
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_eq(mph__mstore_lookup(ms, S("c"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    assert_str(ms, S("a"), "a2");
+    assert_str(ms, S("b"), "b2");
+    memset(&s, 0, sizeof(s));
+    cr_assert_eq(mph__mstore_drain_dirty(ms, collect, &s), MPH_OK);
+    cr_assert_eq(s.n, 0);
+    mph__mstore_destroy(ms);
+}
+
+static mph_err_t fail_second(void *opaque, const void *key, size_t klen,
+                             const void *val, size_t vlen, bool deleted)
+{
+    int *calls = opaque;
+
+    (void)key, (void)klen, (void)val, (void)vlen, (void)deleted;
+    return ++*calls == 2 ? MPH_ERR_STORE : MPH_OK;
+}
+
+Test(store_memory, failed_drain_keeps_dirty_set, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    struct seen s = {0};
+    int calls = 0;
+
+    cr_assert_eq(mph__mstore_put(ms, S("x"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("y"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("x")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("z"), S("3")), MPH_OK);
+    cr_assert_eq(mph__mstore_drain_dirty(ms, fail_second, &calls),
+                 MPH_ERR_STORE);
+    cr_assert_eq(calls, 2);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 3);
+    cr_assert_eq(mph__mstore_lookup(ms, S("x"), NULL, NULL),
+                 MPH__MSTORE_DELETED);
+    /* foreach alone changes nothing; clear then empties the set. */
+    cr_assert_eq(mph__mstore_dirty_foreach(ms, collect, &s), MPH_OK);
+    cr_assert_eq(s.n, 3);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 3);
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_eq(mph__mstore_lookup(ms, S("x"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, cache_delete_of_unknown_key_is_tombstone, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new_cache(0, 0);
+    struct seen s = {0};
+
+    cr_assert_eq(mph__mstore_delete(ms, S("maybe-in-rocksdb")), MPH_OK);
+    cr_assert_eq(mph__mstore_lookup(ms, S("maybe-in-rocksdb"), NULL, NULL),
+                 MPH__MSTORE_DELETED);
+    cr_assert_eq(mph__mstore_count(ms), 0);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 1);
+    cr_assert_eq(mph__mstore_drain_dirty(ms, collect, &s), MPH_OK);
+    cr_assert_eq(s.n, 1);
+    cr_assert(s.deleted[0]);
+    cr_assert_str_eq(s.keys[0], "maybe-in-rocksdb");
+    cr_assert_eq(mph__mstore_lookup(ms, S("maybe-in-rocksdb"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, fill_and_forget_are_clean, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new_cache(0, 0);
+
+    cr_assert_eq(mph__mstore_fill(ms, S("k"), S("from-disk")), MPH_OK);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    assert_str(ms, S("k"), "from-disk");
+    cr_assert_eq(mph__mstore_fill(ms, S("k"), S("newer-from-disk")), MPH_OK);
+    assert_str(ms, S("k"), "newer-from-disk");
+
+    /* A dirty value is newer than anything filled from behind. */
+    cr_assert_eq(mph__mstore_put(ms, S("k"), S("mine")), MPH_OK);
+    cr_assert_eq(mph__mstore_fill(ms, S("k"), S("stale")), MPH_OK);
+    assert_str(ms, S("k"), "mine");
+    cr_assert_eq(mph__mstore_forget(ms, S("k")), MPH_ERR_STATE);
+    cr_assert_eq(mph__mstore_delete(ms, S("k")), MPH_OK);
+    cr_assert_eq(mph__mstore_fill(ms, S("k"), S("stale")), MPH_OK);
+    cr_assert_eq(mph__mstore_lookup(ms, S("k"), NULL, NULL),
+                 MPH__MSTORE_DELETED);
+
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_fill(ms, S("j"), S("clean")), MPH_OK);
+    cr_assert_eq(mph__mstore_forget(ms, S("j")), MPH_OK);
+    cr_assert_eq(mph__mstore_forget(ms, S("never")), MPH_OK);
+    cr_assert_eq(mph__mstore_count(ms), 0);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, fixed_size_update_does_not_allocate, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    const void *p1, *p2;
+    uint64_t allocs;
+    size_t mem, n;
+    char big[200];
+    int i;
+
+    put_i64(ms, "counter", 0);
+    memset(big, 'v', sizeof(big));
+    cr_assert_eq(mph__mstore_put(ms, S("blob"), big, sizeof(big)), MPH_OK);
+    for (i = 0; i < 64; i++) /* let the hash table settle */
+        put_i64(ms, "counter", i);
+    allocs = mph__mstore_alloc_count(ms);
+    mem = mph__mstore_memory(ms);
+    cr_assert_eq(mph__mstore_get(ms, S("counter"), &p1, &n), MPH_OK);
+    for (i = 0; i < 100000; i++) {
+        int64_t v = get_i64(ms, "counter");
+        put_i64(ms, "counter", v + 1);
+        big[0] = (char)i;
+        cr_assert_eq(mph__mstore_put(ms, S("blob"), big, sizeof(big)), MPH_OK);
+    }
+    cr_assert_eq(get_i64(ms, "counter"), 63 + 100000);
+    cr_assert_eq(mph__mstore_alloc_count(ms), allocs,
+                 "in-place updates allocated %llu times",
+                 (unsigned long long)(mph__mstore_alloc_count(ms) - allocs));
+    cr_assert_eq(mph__mstore_memory(ms), mem);
+    cr_assert_eq(mph__mstore_get(ms, S("counter"), &p2, &n), MPH_OK);
+    cr_assert_eq(p1, p2);
+    /* Draining and dirtying again does not allocate either. */
+    mph__mstore_dirty_clear(ms);
+    put_i64(ms, "counter", 1);
+    cr_assert_eq(mph__mstore_alloc_count(ms), allocs);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, iterate_present_keys, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    static bool seen[1000];
+    mph__mstore_iter_t it;
+    const void *k, *v;
+    size_t kl, vl;
+    char key[16];
+    int i, n = 0;
+
+    for (i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "k%04d", i);
+        put_i64(ms, key, i * 3);
+    }
+    for (i = 0; i < 1000; i += 100) {
+        snprintf(key, sizeof(key), "k%04d", i);
+        cr_assert_eq(mph__mstore_delete(ms, S(key)), MPH_OK);
+    }
+    mph__mstore_iter_init(&it, ms);
+    while (mph__mstore_iter_next(&it, &k, &kl, &v, &vl)) {
+        int idx;
+        int64_t val;
+        cr_assert_eq(kl, 5);
+        idx = atoi((const char *)k + 1);
+        cr_assert(idx % 100 != 0, "deleted key %d iterated", idx);
+        cr_assert_not(seen[idx]);
+        seen[idx] = true;
+        cr_assert_eq(vl, sizeof(val));
+        memcpy(&val, v, sizeof(val));
+        cr_assert_eq(val, idx * 3);
+        n++;
+    }
+    cr_assert_eq(n, 990);
+    cr_assert_eq(mph__mstore_count(ms), 990);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, eviction_respects_entry_bound, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new_cache(100, 0);
+    char key[16];
+    int i, present = 0;
+
+    for (i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "f%d", i);
+        cr_assert_eq(mph__mstore_fill(ms, S(key), S("clean")), MPH_OK);
+        cr_assert_leq(mph__mstore_count(ms), 100);
+        /* Keep f0 hot: it must survive as least recently evicted. */
+        cr_assert(mph__mstore_contains(ms, S("f0")));
+    }
+    cr_assert_eq(mph__mstore_count(ms), 100);
+    for (i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "f%d", i);
+        present += mph__mstore_contains(ms, S(key));
+    }
+    cr_assert_eq(present, 100);
+    /* The most recent fills are what is left (and the hot key). */
+    cr_assert(mph__mstore_contains(ms, S("f999")));
+    cr_assert_not(mph__mstore_contains(ms, S("f500")));
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, eviction_never_drops_dirty_keys, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new_cache(100, 0);
+    char key[16];
+    int i;
+
+    for (i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "clean%d", i);
+        cr_assert_eq(mph__mstore_fill(ms, S(key), S("c")), MPH_OK);
+    }
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "dirty%d", i);
+        put_i64(ms, key, i);
+    }
+    for (i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "gone%d", i);
+        cr_assert_eq(mph__mstore_delete(ms, S(key)), MPH_OK);
+    }
+    /* Over the bound with only dirty entries: all dirty ones stay. */
+    cr_assert_eq(mph__mstore_dirty_count(ms), 340);
+    cr_assert_eq(mph__mstore_count(ms), 300);
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "dirty%d", i);
+        cr_assert_eq(get_i64(ms, key), i);
+    }
+    for (i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "gone%d", i);
+        cr_assert_eq(mph__mstore_lookup(ms, S(key), NULL, NULL),
+                     MPH__MSTORE_DELETED);
+    }
+    /* Once clean they become evictable and the bound holds again. */
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_count(ms), 100);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, eviction_respects_byte_bound, .timeout = 10)
+{
+    const size_t bound = 256 * 1024;
+    mph__mstore_t *ms = mph__mstore_new_cache(0, bound);
+    char key[16], val[1000];
+    int i;
+
+    memset(val, 'x', sizeof(val));
+    for (i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "b%d", i);
+        cr_assert_eq(mph__mstore_fill(ms, S(key), val, sizeof(val)), MPH_OK);
+        cr_assert_leq(mph__mstore_memory(ms), bound, "%zu > %zu at %d",
+                      mph__mstore_memory(ms), bound, i);
+    }
+    cr_assert_gt(mph__mstore_count(ms), 100);
+    cr_assert_lt(mph__mstore_count(ms), 256);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, memory_accounting_is_sane, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    size_t empty = mph__mstore_memory(ms), full, payload = 0;
+    char key[32], val[100];
+    int i;
+
+    memset(val, 'v', sizeof(val));
+    for (i = 0; i < 10000; i++) {
+        int kl = snprintf(key, sizeof(key), "memory-key-%d", i);
+        cr_assert_eq(mph__mstore_put(ms, key, (size_t)kl, val, sizeof(val)),
+                     MPH_OK);
+        payload += (size_t)kl + sizeof(val);
+    }
+    full = mph__mstore_memory(ms);
+    /* At least the payload; at most payload plus ~150 bytes per key of
+     * header, hash slots (load factor <= 1/2) and malloc overhead. */
+    cr_assert_geq(full, payload);
+    cr_assert_leq(full, payload + 10000 * 200, "%zu for %zu of payload", full,
+                  payload);
+    for (i = 0; i < 10000; i++) {
+        int kl = snprintf(key, sizeof(key), "memory-key-%d", i);
+        cr_assert_eq(mph__mstore_delete(ms, key, (size_t)kl), MPH_OK);
+    }
+    cr_assert_lt(mph__mstore_memory(ms), full - payload / 2,
+                 "deleted values are freed at once");
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_memory(ms), empty, "an emptied map %zu vs %zu",
+                 mph__mstore_memory(ms), empty);
+    for (i = 0; i < 100; i++) {
+        int kl = snprintf(key, sizeof(key), "again-%d", i);
+        cr_assert_eq(mph__mstore_put(ms, key, (size_t)kl, val, sizeof(val)),
+                     MPH_OK);
+    }
+    mph__mstore_clear(ms);
+    cr_assert_eq(mph__mstore_memory(ms), empty);
+    mph__mstore_destroy(ms);
+}
+
+static mph_err_t count_and_check(void *opaque, const void *key, size_t klen,
+                                 const void *val, size_t vlen, bool deleted)
+{
+    uint64_t *n = opaque, k, v;
+
+    cr_assert_not(deleted);
+    cr_assert_eq(klen, sizeof(k));
+    cr_assert_eq(vlen, sizeof(v));
+    memcpy(&k, key, sizeof(k));
+    memcpy(&v, val, sizeof(v));
+    if (v != k * 7 + 1)
+        return MPH_ERR_INTERNAL;
+    (*n)++;
+    return MPH_OK;
+}
+
+Test(store_memory, million_keys_round_trip, .timeout = 30)
+{
+    const uint64_t n = 1000000;
+    mph__mstore_t *ms = mph__mstore_new();
+    uint64_t i, visited = 0;
+
+    for (i = 0; i < n; i++) {
+        uint64_t v = i * 7 + 1;
+        cr_assert_eq(mph__mstore_put(ms, &i, sizeof(i), &v, sizeof(v)), MPH_OK);
+    }
+    cr_assert_eq(mph__mstore_count(ms), n);
+    cr_assert_eq(mph__mstore_dirty_count(ms), n);
+    for (i = 0; i < n; i++) {
+        const void *v;
+        size_t vl;
+        uint64_t got;
+        cr_assert_eq(mph__mstore_get(ms, &i, sizeof(i), &v, &vl), MPH_OK);
+        memcpy(&got, v, sizeof(got));
+        if (got != i * 7 + 1)
+            cr_assert_fail("key %llu has %llu", (unsigned long long)i,
+                           (unsigned long long)got);
+    }
+    cr_assert_eq(mph__mstore_drain_dirty(ms, count_and_check, &visited),
+                 MPH_OK);
+    cr_assert_eq(visited, n);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_eq(mph__mstore_count(ms), n);
+    cr_assert_lt(mph__mstore_memory(ms), (size_t)n * 200);
+    for (i = 0; i < n; i += 2)
+        cr_assert_eq(mph__mstore_delete(ms, &i, sizeof(i)), MPH_OK);
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_count(ms), n / 2);
+    for (i = 0; i < 1000; i++) {
+        cr_assert_eq(mph__mstore_contains(ms, &i, sizeof(i)), i % 2 == 1);
+    }
+    mph__mstore_destroy(ms);
+}
