@@ -378,7 +378,7 @@ Test(store_memory, iterate_present_keys, .timeout = 10)
     mph__mstore_iter_t it;
     const void *k, *v;
     size_t kl, vl;
-    char key[16];
+    char key[32];
     int i, n = 0;
 
     for (i = 0; i < 1000; i++) {
@@ -391,10 +391,13 @@ Test(store_memory, iterate_present_keys, .timeout = 10)
     }
     mph__mstore_iter_init(&it, ms);
     while (mph__mstore_iter_next(&it, &k, &kl, &v, &vl)) {
+        char digits[5];
         int idx;
         int64_t val;
         cr_assert_eq(kl, 5);
-        idx = atoi((const char *)k + 1);
+        memcpy(digits, (const char *)k + 1, 4);
+        digits[4] = '\0';
+        idx = atoi(digits);
         cr_assert(idx % 100 != 0, "deleted key %d iterated", idx);
         cr_assert_not(seen[idx]);
         seen[idx] = true;
@@ -411,7 +414,7 @@ Test(store_memory, iterate_present_keys, .timeout = 10)
 Test(store_memory, eviction_respects_entry_bound, .timeout = 10)
 {
     mph__mstore_t *ms = mph__mstore_new_cache(100, 0);
-    char key[16];
+    char key[32];
     int i, present = 0;
 
     for (i = 0; i < 1000; i++) {
@@ -436,7 +439,7 @@ Test(store_memory, eviction_respects_entry_bound, .timeout = 10)
 Test(store_memory, eviction_never_drops_dirty_keys, .timeout = 10)
 {
     mph__mstore_t *ms = mph__mstore_new_cache(100, 0);
-    char key[16];
+    char key[32];
     int i;
 
     for (i = 0; i < 50; i++) {
@@ -469,11 +472,51 @@ Test(store_memory, eviction_never_drops_dirty_keys, .timeout = 10)
     mph__mstore_destroy(ms);
 }
 
+/* Entries that were clean (filled from the store) and then written are
+ * dirty: the oldest in LRU order, yet never evicted. */
+Test(store_memory, written_clean_entries_are_not_evicted, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new_cache(100, 0);
+    char key[32];
+    int i;
+
+    for (i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(mph__mstore_fill(ms, S(key), S("disk")), MPH_OK);
+    }
+    for (i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        put_i64(ms, key, i);
+    }
+    cr_assert_eq(mph__mstore_delete(ms, S("k50")), MPH_OK);
+    for (i = 0; i < 500; i++) {
+        snprintf(key, sizeof(key), "new%d", i);
+        cr_assert_eq(mph__mstore_fill(ms, S(key), S("disk")), MPH_OK);
+    }
+    for (i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(get_i64(ms, key), i);
+    }
+    cr_assert_eq(mph__mstore_lookup(ms, S("k50"), NULL, NULL),
+                 MPH__MSTORE_DELETED);
+    cr_assert_not(mph__mstore_contains(ms, S("k51")));
+    cr_assert_eq(mph__mstore_dirty_count(ms), 51);
+    cr_assert_eq(mph__mstore_count(ms), 99); /* 50 dirty + 49 clean */
+    /* The tombstone goes, the rest fits the bound: nothing is evicted. */
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_count(ms), 99);
+    for (i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(get_i64(ms, key), i);
+    }
+    mph__mstore_destroy(ms);
+}
+
 Test(store_memory, eviction_respects_byte_bound, .timeout = 10)
 {
     const size_t bound = 256 * 1024;
     mph__mstore_t *ms = mph__mstore_new_cache(0, bound);
-    char key[16], val[1000];
+    char key[32], val[1000];
     int i;
 
     memset(val, 'x', sizeof(val));
