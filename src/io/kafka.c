@@ -126,8 +126,12 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                       : level <= 6 ? MPH_LOG_INFO : MPH_LOG_DEBUG;
     if (!mph_log_enabled(l))
         return;
+    /* Most lines come from librdkafka's own threads; some from the caller's. */
+    char prev[32];
+    snprintf(prev, sizeof prev, "%s", mph_log_thread_name());
     mph_log_set_thread_name("librdkafka");
-    mph_log(l, "librdkafka %s: %s", fac, buf);
+    mph_log(l, "%s: %s", fac, buf);
+    mph_log_set_thread_name(prev);
 }
 
 struct apply_ctx {

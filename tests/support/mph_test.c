@@ -66,3 +66,164 @@ uint64_t mph_test_rand(uint64_t *state)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
+
+/* ---- cluster ---- */
+#include <criterion/criterion.h>
+
+static void test_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    mph_test_cluster_t *c = opaque;
+    if (m->err)
+        c->failed++;
+    else
+        c->delivered++;
+}
+
+mph_test_cluster_t *mph_test_cluster_new(void)
+{
+    char err[512];
+    mph_test_cluster_t *c = calloc(1, sizeof *c);
+    mph_conf_t *conf = mph_conf_new();
+    cr_assert_eq(mph_conf_set(conf, "broker", mph_test_broker(), err, sizeof err), MPH_OK, "%s",
+                 err);
+    c->env = mph__kafka_env_new(conf, err, sizeof err);
+    cr_assert_not_null(c->env, "%s", err);
+    snprintf(c->broker, sizeof c->broker, "kafka://%s", mph__kafka_env_bootstrap(c->env));
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(c->env, conf, MPH__KAFKA_PRODUCER, err, sizeof err);
+    cr_assert_not_null(kc, "%s", err);
+    rd_kafka_conf_set_dr_msg_cb(kc, test_dr_cb);
+    rd_kafka_conf_set_opaque(kc, c);
+    c->producer = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, err, sizeof err);
+    cr_assert_not_null(c->producer, "%s", err);
+    mph_conf_destroy(conf);
+    return c;
+}
+
+void mph_test_cluster_destroy(mph_test_cluster_t *c)
+{
+    if (!c)
+        return;
+    rd_kafka_flush(c->producer, 10000);
+    rd_kafka_destroy(c->producer);
+    mph__kafka_env_destroy(c->env);
+    free(c);
+}
+
+void mph_test_create_topic(mph_test_cluster_t *c, const char *name, int partitions)
+{
+    char err[512];
+    mph__topic_spec_t spec = {name, partitions, 1, NULL};
+    cr_assert_eq(mph__kafka_create_topics(c->env, c->producer, &spec, 1, 30000, err, sizeof err),
+                 MPH_OK, "%s", err);
+}
+
+void mph_test_produce(mph_test_cluster_t *c, const char *topic, int32_t partition,
+                      const void *key, size_t klen, const void *val, size_t vlen)
+{
+    rd_kafka_resp_err_t e;
+    while ((e = rd_kafka_producev(c->producer, RD_KAFKA_V_TOPIC(topic),
+                                  RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_KEY(key, klen),
+                                  RD_KAFKA_V_VALUE((void *)val, vlen),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        rd_kafka_poll(c->producer, 10);
+    cr_assert_eq(e, 0, "produce: %s", rd_kafka_err2str(e));
+    rd_kafka_poll(c->producer, 0);
+}
+
+void mph_test_flush(mph_test_cluster_t *c)
+{
+    cr_assert_eq(rd_kafka_flush(c->producer, 120000), 0, "flush");
+    cr_assert_eq(c->failed, 0, "test input deliveries failed");
+}
+
+int mph_test_produce_seq(mph_test_cluster_t *c, const char *topic, int n, int nkeys, int seq0)
+{
+    int before = c->delivered;
+    for (int i = 0; i < n; i++) {
+        char key[32], val[64];
+        int kl = snprintf(key, sizeof key, "k%d", i % nkeys);
+        int vl = snprintf(val, sizeof val, "k%d:%d", i % nkeys, i / nkeys + seq0);
+        mph_test_produce(c, topic, RD_KAFKA_PARTITION_UA, key, (size_t)kl, val, (size_t)vl);
+    }
+    mph_test_flush(c);
+    return c->delivered - before;
+}
+
+int mph_test_consume_all(mph_test_cluster_t *c, const char *topic, int want, int idle_ms,
+                         int timeout_ms, mph_test_record_fn *fn, void *opaque)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "broker", c->broker, err, sizeof err);
+    mph_conf_set(conf, "app_id", "mph-test-reader", err, sizeof err);
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(c->env, conf, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(kc, "%s", err);
+    rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    int parts = 0;
+    cr_assert_eq(mph__kafka_partition_count(rk, topic, 10000, &parts), MPH_OK);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(tp, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, tp);
+    rd_kafka_topic_partition_list_destroy(tp);
+    int got = 0;
+    int64_t start = mph_clock_mono_ns(), last = start;
+    while ((want < 0 || got < want) &&
+           (mph_clock_mono_ns() - start) / 1000000 < timeout_ms &&
+           (mph_clock_mono_ns() - last) / 1000000 < idle_ms) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            got++;
+            last = mph_clock_mono_ns();
+            if (fn)
+                fn(m, opaque);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    mph_conf_destroy(conf);
+    return got;
+}
+
+int64_t mph_test_committed_sum(mph_test_cluster_t *c, const char *group, const char *topic,
+                               int partitions)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "broker", c->broker, err, sizeof err);
+    mph_conf_set(conf, "app_id", group, err, sizeof err);
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(c->env, conf, MPH__KAFKA_CONSUMER, err, sizeof err);
+    rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, err, sizeof err);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(tp, topic, p);
+    int64_t sum = -1;
+    if (rd_kafka_committed(rk, tp, 10000) == 0) {
+        for (int p = 0; p < partitions; p++)
+            if (tp->elems[p].offset >= 0)
+                sum = (sum < 0 ? 0 : sum) + tp->elems[p].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_destroy(rk);
+    mph_conf_destroy(conf);
+    return sum;
+}
+
+long mph_test_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}

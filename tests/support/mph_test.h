@@ -28,3 +28,39 @@ void mph_test_rmrf(const char *path);
 uint64_t mph_test_rand(uint64_t *state);
 
 #endif
+
+/* ---- a Kafka cluster for integration tests ---- */
+#include "io/kafka.h"
+
+typedef struct mph_test_cluster {
+    mph__kafka_env_t *env; /* mock cluster or real bootstrap */
+    rd_kafka_t *producer;  /* plain librdkafka producer for test input */
+    char broker[512];      /* "kafka://host:port,..." to give to apps */
+    int delivered, failed;
+} mph_test_cluster_t;
+
+/* A cluster: the real broker (MEPHISTO_TEST_BROKERS) or a fresh mock
+ * cluster that several apps in this process can share. */
+mph_test_cluster_t *mph_test_cluster_new(void);
+void mph_test_cluster_destroy(mph_test_cluster_t *c);
+/* Creates a topic (admin API, or the mock's own creation). */
+void mph_test_create_topic(mph_test_cluster_t *c, const char *name, int partitions);
+/* Produces n records "k<i % nkeys>" → "k<i % nkeys>:<i / nkeys + seq0>" and
+ * waits for every delivery. Returns the number delivered. */
+int mph_test_produce_seq(mph_test_cluster_t *c, const char *topic, int n, int nkeys, int seq0);
+/* Produces one record. */
+void mph_test_produce(mph_test_cluster_t *c, const char *topic, int32_t partition,
+                      const void *key, size_t klen, const void *val, size_t vlen);
+void mph_test_flush(mph_test_cluster_t *c);
+
+/* Reads every record of topic from the beginning until `want` records
+ * arrived or nothing new came for idle_ms (or timeout_ms passed); calls fn
+ * per record. Returns the number read. */
+typedef void(mph_test_record_fn)(const rd_kafka_message_t *m, void *opaque);
+int mph_test_consume_all(mph_test_cluster_t *c, const char *topic, int want, int idle_ms,
+                         int timeout_ms, mph_test_record_fn *fn, void *opaque);
+/* Committed offset sum of group over topic's partitions (-1 when none). */
+int64_t mph_test_committed_sum(mph_test_cluster_t *c, const char *group, const char *topic,
+                               int partitions);
+/* The process's resident set size in KiB. */
+long mph_test_rss_kb(void);
