@@ -11,8 +11,11 @@
  *     unknown before reading), is answered 413; a smaller body is read and
  *     dropped. An answer given before a body is read closes the connection.
  *   - Malformed requests (bad request line, bad headers, oversized URI or
- *     headers) are answered 4xx by libmicrohttpd, or the connection is
- *     closed; the handler never sees them.
+ *     headers) are answered 4xx (505 for an unknown HTTP version) by
+ *     libmicrohttpd, or the connection is closed; the handler never sees
+ *     them. Bytes that look like empty lines before a request line (CR LF,
+ *     or a line starting with NUL) are skipped while the request is awaited,
+ *     so such a connection ends at the idle timeout.
  *   - HEAD: the handler answers as for GET; libmicrohttpd sends the headers
  *     (with the body's Content-Length) and drops the body.
  *   - A handler that sets no status gets 500 with a short text body; so does
