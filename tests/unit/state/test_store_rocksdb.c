@@ -8,10 +8,12 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <ftw.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -757,4 +759,44 @@ Test(store_rocksdb, user_keys_cannot_forge_a_checkpoint)
         MPH_ERR_NOENT);
     cr_assert_eq(count_of(st, 9), 1);
     mph__rstore_close(st);
+}
+
+/* A write that finds the disk full reports MPH_ERR_DISK_FULL with RocksDB's
+ * reason. The full disk is a 1 MiB tmpfs mounted in a private mount
+ * namespace of this test process (gone when it exits); without the
+ * privilege for that the test is skipped. */
+Test(store_rocksdb, full_disk_is_reported_as_disk_full)
+{
+    static char val[4096];
+    char mnt[256];
+    mph__rstore_t *st;
+    mph__rstore_batch_t *b;
+    mph_err_t rc = MPH_OK;
+    int i;
+
+    snprintf(mnt, sizeof(mnt), "%s", path_of("small"));
+    cr_assert_eq(mkdir(mnt, 0755), 0);
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0)
+        cr_skip_test("needs CAP_SYS_ADMIN to mount a small tmpfs: %s",
+                     strerror(errno));
+
+    st = open_at("small/t/w0");
+    b = mph__rstore_batch_new();
+    memset(val, 'x', sizeof(val));
+    for (i = 0; i < 1000 && rc == MPH_OK; i++) {
+        char key[32];
+        int kl = snprintf(key, sizeof(key), "k%d", i);
+        mph__rstore_batch_clear(b);
+        mph__rstore_batch_put(b, 0, key, (size_t)kl, val, sizeof(val));
+        rc = mph__rstore_write(st, b, errstr, sizeof(errstr));
+    }
+    cr_assert_eq(rc, MPH_ERR_DISK_FULL, "after %d writes: %d %s", i, rc,
+                 errstr);
+    cr_assert(strstr(errstr, "No space left on device") != NULL, "%s", errstr);
+    cr_assert(strstr(errstr, path_of("small/t/w0")) != NULL, "%s", errstr);
+    mph__rstore_batch_destroy(b);
+    mph__rstore_close(st);
+    cr_assert_eq(umount2(mnt, MNT_DETACH), 0);
 }
