@@ -569,6 +569,7 @@ mph_err_t mph__mstore_put(mph__mstore_t *ms, const void *key, size_t klen,
             ms->live++;
         }
         mark_dirty(ms, e);
+        evict(ms); /* a grown value may cross a byte bound */
         return MPH_OK;
     }
     if (!ht_ensure(ms) || !dirty_reserve(ms))
@@ -641,6 +642,7 @@ mph_err_t mph__mstore_fill(mph__mstore_t *ms, const void *key, size_t klen,
         if (!ent_set_value(ms, e, val, vlen))
             return MPH_ERR_NOMEM;
         lru_touch(ms, e);
+        evict(ms);
         return MPH_OK;
     }
     if (!ht_ensure(ms))

@@ -155,10 +155,12 @@ struct opt_def {
     int64_t max;
 };
 
-#define OPT(n, k, lo, hi)                                                      \
-    {                                                                          \
-#n, k, offsetof(struct mph__rstore_conf, n), lo, hi                    \
-    }
+/* One row of the option table: the field's type follows its kind (SIZE:
+ * uint64_t, INT and COMPRESSION: int64_t, DOUBLE: double, BOOL: bool). */
+// clang-format off
+#define OPT(n, k, lo, hi) \
+    {#n, k, offsetof(struct mph__rstore_conf, n), lo, hi}
+// clang-format on
 #define GIB ((int64_t)1 << 30)
 
 static const struct opt_def opt_defs[] = {
@@ -204,12 +206,12 @@ mph__rstore_conf_t *mph__rstore_conf_new(void)
     c->block_cache_size = 64u << 20;
     c->compression = rocksdb_lz4_compression;
     c->bottommost_compression = -1;
-    c->max_open_files = 256;
+    c->max_open_files = 128;
     c->bloom_bits = 10;
     c->max_background_jobs = 2;
     c->level0_file_num_compaction_trigger = 4;
-    c->target_file_size_base = 8u << 20;
-    c->max_bytes_for_level_base = 32u << 20;
+    c->target_file_size_base = 16u << 20;
+    c->max_bytes_for_level_base = 64u << 20;
     c->max_total_wal_size = 0;
     c->cache_index_and_filter_blocks = true;
     c->bytes_per_sync = 1u << 20;

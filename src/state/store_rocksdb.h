@@ -46,13 +46,18 @@ void mph__rstore_conf_destroy(mph__rstore_conf_t *conf);
 /* Sets one option. name is "rocksdb.<prop>" (the "rocksdb." prefix may be
  * left out); value is text: sizes take an optional k/m/g suffix (KiB, MiB,
  * GiB), booleans are true/false/1/0, compression is one of none, snappy,
- * zlib, bz2, lz4, lz4hc, zstd. Supported props: write_buffer_size,
- * max_write_buffer_number, block_size, block_cache_size, compression,
- * bottommost_compression, max_open_files, bloom_bits, max_background_jobs,
- * level0_file_num_compaction_trigger, target_file_size_base,
- * max_bytes_for_level_base, max_total_wal_size, cache_index_and_filter_blocks,
- * bytes_per_sync, use_fsync, sync (fsync the WAL on every commit),
- * paranoid_checks.
+ * zlib, bz2, lz4, lz4hc, zstd. Supported props and their defaults (tuned
+ * for one instance per table and worker holding many small shards):
+ *   write_buffer_size 4m            max_write_buffer_number 2
+ *   block_size 4k                   block_cache_size 64m (one for all)
+ *   compression lz4                 bottommost_compression (= compression)
+ *   max_open_files 128 (per inst.)  bloom_bits 10 (0: no filter)
+ *   max_background_jobs 2           level0_file_num_compaction_trigger 4
+ *   target_file_size_base 16m       max_bytes_for_level_base 64m
+ *   max_total_wal_size 0 (auto)     cache_index_and_filter_blocks true
+ *   bytes_per_sync 1m               use_fsync false
+ *   sync false (true: fsync the WAL on every commit)
+ *   paranoid_checks true
  * Errors: MPH_ERR_INVALID "rocksdb.<name>: unknown or unsupported option" or
  * "rocksdb.<name>: <why the value is bad>". name and value are borrowed for
  * the call. @locality the thread that owns conf */

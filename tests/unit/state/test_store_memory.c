@@ -528,6 +528,16 @@ Test(store_memory, eviction_respects_byte_bound, .timeout = 10)
     }
     cr_assert_gt(mph__mstore_count(ms), 100);
     cr_assert_lt(mph__mstore_count(ms), 256);
+    /* A value that grows in place pushes clean entries out too. */
+    {
+        static char big[64 * 1024];
+        size_t before = mph__mstore_count(ms);
+        memset(big, 'y', sizeof(big));
+        cr_assert_eq(mph__mstore_put(ms, S("b4999"), big, sizeof(big)), MPH_OK);
+        cr_assert_leq(mph__mstore_memory(ms), bound);
+        cr_assert_lt(mph__mstore_count(ms), before - 40);
+        cr_assert(mph__mstore_contains(ms, S("b4999")));
+    }
     mph__mstore_destroy(ms);
 }
 
