@@ -52,10 +52,6 @@ static inline void *encode_opaque(uint32_t slot, uint8_t gen, uint64_t seq)
 
 static void worker_inbox(mph__worker_t *w);
 
-static inline void stat_inc(uint64_t *c, uint64_t by)
-{
-    ck_pr_store_64(c, ck_pr_load_64(c) + by);
-}
 
 /* ------------------------------------------------------------------ */
 /* delivery reports (run on this worker inside rd_kafka_poll)          */
@@ -99,7 +95,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
                 RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                stat_inc(&w->stats.send_retries, 1);
+                mph__mon_add(&w->mon->send_retries, 1);
                 mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
                                 "send to %s [%d] failed (%s); retrying",
                                 rd_kafka_topic_name(m->rkt), (int)m->partition,
@@ -109,14 +105,14 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             if (hc)
                 rd_kafka_headers_destroy(hc);
         }
-        stat_inc(&w->stats.send_errors, 1);
+        mph__mon_add(&w->mon->send_errors, 1);
         mph__app_fail(w->app, mph__kafka_err(m->err),
                       "send to %s [%d] failed permanently: %s; stopping without committing "
                       "past the source record",
                       rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
         return;
     }
-    stat_inc(&w->stats.sends_acked, 1);
+    mph__monitor_ack(w->mon, (uint64_t)rd_kafka_message_latency(m) * 1000);
     if (slot_id >= w->nslots)
         return;
     mph__slot_t *s = &w->slots[slot_id];
@@ -160,7 +156,8 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
     s->last_offset = -1;
     mph__acks_init(&s->acks);
     w->slot_of[topic][partition] = (int32_t)id;
-    stat_inc(&w->stats.partitions, 1);
+    mph__mon_add(&w->mon->partitions, 1);
+    mph__monitor_partition(w->mon, topic, partition, true);
     return MPH_OK;
 }
 
@@ -170,7 +167,8 @@ static void slot_remove(mph__worker_t *w, uint32_t id)
     w->slot_of[s->topic][s->partition] = -1;
     mph__acks_fini(&s->acks);
     s->used = false;
-    ck_pr_store_64(&w->stats.partitions, ck_pr_load_64(&w->stats.partitions) - 1);
+    mph__monitor_partition(w->mon, s->topic, s->partition, false);
+    ck_pr_store_64(&w->mon->partitions, ck_pr_load_64(&w->mon->partitions) - 1);
 }
 
 static int topic_of(mph__worker_t *w, rd_kafka_topic_t *rkt)
@@ -211,7 +209,7 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
                                 (ssize_t)headers[i].len);
     }
     if (partition == MPH_PARTITION_ANY && !key && topic->partitions > 0)
-        partition = (int32_t)(w->stats.sends % (uint64_t)topic->partitions);
+        partition = (int32_t)(w->rr++ % (uint64_t)topic->partitions);
     void *opaque = encode_opaque(ev->slot_id, s->gen, ev->seq);
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -233,7 +231,7 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
         return mph__kafka_err(e);
     }
     mph__acks_add_send(&s->acks, ev->seq);
-    w->stats.sends++;
+    mph__monitor_send(w->mon, topic->index);
     return MPH_OK;
 }
 
@@ -269,13 +267,14 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
     ev->seq_open = false;
     ev->hdrs_read = false;
     ev->hdrs = NULL;
+    int64_t t0 = mph_clock_mono_ns();
 
     for (size_t i = 0; i < t->nagents; i++) {
         mph_agent_t *a = t->agents[i];
         ev->agent = a;
         mph_err_t rc = a->fn(ev, a->opaque);
+        mph__monitor_agent(w->mon, a->index, rc != MPH_OK);
         if (rc != MPH_OK) {
-            stat_inc(&w->stats.events_failed, 1);
             mph_log_limited(&w->log_lim, 1000, MPH_LOG_ERROR,
                             "agent %s failed on %s [%d] offset %lld: %s", a->name, t->name,
                             (int)m->partition, (long long)m->offset, mph_err_str(rc));
@@ -297,7 +296,8 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
         mph__acks_processed(&s->acks, m->offset);
     s->last_offset = m->offset;
     w->events_since_commit++;
-    stat_inc(&w->stats.events_in, 1);
+    mph__monitor_event(w->mon, ti, m->partition, m->offset,
+                       (uint64_t)(mph_clock_mono_ns() - t0));
 }
 
 /* ------------------------------------------------------------------ */
@@ -323,13 +323,13 @@ static void report(mph__worker_t *w, int kind, bool all)
         msg->tp[k].partition = s->partition;
         msg->tp[k].offset = s->acks.commit;
         s->reported = s->acks.commit;
+        mph__monitor_commit_point(w->mon, s->topic, s->partition, s->acks.commit);
         k++;
     }
     msg->n = k;
     if (mph__coord_post(w->app->coord, msg) != MPH_OK)
         mph__msg_free(msg);
-    else if (kind == MSG_COMMIT)
-        stat_inc(&w->stats.commits_reported, 1);
+
 }
 
 /* Serves the producer until nothing waits for tracker a, or the deadline. */
@@ -425,7 +425,7 @@ static void pause_resume(mph__worker_t *w, bool pause)
     rd_kafka_topic_partition_list_destroy(l);
     w->paused = pause;
     if (pause)
-        stat_inc(&w->stats.pauses, 1);
+        mph__mon_add(&w->mon->pauses, 1);
 }
 
 /* Drains q and the producer once. Returns the number of records handled. */
@@ -513,9 +513,10 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     w->kfd = -1;
     w->inbox.fd = -1;
     w->batch = calloc((size_t)app->max_poll_batch, sizeof *w->batch);
+    w->mon = mph__monitor_new(app, index, 0);
     w->slot_of = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->slot_of);
     w->rkt_cache = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->rkt_cache);
-    if (!w->batch || !w->slot_of || !w->rkt_cache)
+    if (!w->batch || !w->slot_of || !w->rkt_cache || !w->mon)
         goto fail_w;
     for (size_t i = 0; i < app->ntopics; i++) {
         int n = app->topics[i]->partitions > 0 ? app->topics[i]->partitions : 1;
@@ -623,6 +624,7 @@ void mph__worker_destroy(mph__worker_t *w)
     free(w->slot_of);
     free(w->rkt_cache);
     free(w->batch);
+    mph__monitor_destroy(w->mon);
     mph__uring_destroy(w->ring);
     if (w->kfd >= 0)
         close(w->kfd);

@@ -8,6 +8,7 @@
 #include "runtime/acks.h"
 #include "runtime/app.h"
 #include "runtime/mailbox.h"
+#include "runtime/monitor.h"
 #include "mephisto/log.h"
 
 /* Where an event stands while its callbacks run. */
@@ -33,19 +34,6 @@ typedef struct mph__slot {
     int64_t last_offset;
     mph__acks_t acks;
 } mph__slot_t;
-
-/* Counters: written by the worker with ck_pr stores, read by anyone. */
-typedef struct mph__worker_stats {
-    uint64_t events_in;
-    uint64_t events_failed;
-    uint64_t sends;
-    uint64_t sends_acked;
-    uint64_t send_errors;
-    uint64_t send_retries;
-    uint64_t commits_reported;
-    uint64_t pauses;
-    uint64_t partitions;
-} mph__worker_stats_t;
 
 struct mph__worker {
     mph_app_t *app;
@@ -74,7 +62,8 @@ struct mph__worker {
     bool failed;
     mph_log_limit_t log_lim;
 
-    mph__worker_stats_t stats;
+    mph__monitor_t *mon; /* sensors; this worker is the only writer */
+    uint64_t rr;         /* round-robin partition for key-less sends */
 };
 
 mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t errstr_size);

@@ -221,14 +221,14 @@ Test(engine, two_members_share_partitions_and_take_over)
     cr_assert_eq(mph_app_start(b, err, sizeof err), MPH_OK, "%s", err);
     /* Let the group settle with both members before data flows. */
     for (int i = 0; i < 100; i++) {
-        uint64_t pa = ck_pr_load_64(&a->workers[0]->stats.partitions);
-        uint64_t pb = ck_pr_load_64(&b->workers[0]->stats.partitions);
+        uint64_t pa = ck_pr_load_64(&a->workers[0]->mon->partitions);
+        uint64_t pb = ck_pr_load_64(&b->workers[0]->mon->partitions);
         if (pa > 0 && pb > 0 && pa + pb == 4)
             break;
         usleep(100000);
     }
-    uint64_t pa = ck_pr_load_64(&a->workers[0]->stats.partitions);
-    uint64_t pb = ck_pr_load_64(&b->workers[0]->stats.partitions);
+    uint64_t pa = ck_pr_load_64(&a->workers[0]->mon->partitions);
+    uint64_t pb = ck_pr_load_64(&b->workers[0]->mon->partitions);
     cr_expect(pa > 0 && pb > 0, "both members own partitions (a %llu, b %llu)",
               (unsigned long long)pa, (unsigned long long)pb);
     cr_assert_eq(mph_test_produce_seq(cluster, in, N, K, 0), N);
@@ -278,8 +278,8 @@ Test(engine, back_pressure_bounds_memory)
         if (r > peak)
             peak = r;
     }
-    uint64_t pauses = ck_pr_load_64(&app->workers[0]->stats.pauses);
-    uint64_t done = ck_pr_load_64(&app->workers[0]->stats.events_in);
+    uint64_t pauses = ck_pr_load_64(&app->workers[0]->mon->pauses);
+    uint64_t done = ck_pr_load_64(&app->workers[0]->mon->events_in);
     slow_us = 0;
     cr_assert_eq(mph_app_stop(app), MPH_OK);
     mph_app_destroy(app);
