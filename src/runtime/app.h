@@ -85,6 +85,8 @@ struct mph_app {
     mph__coord_t *coord;
     mph__worker_t **workers;
 
+    struct mph__web *web; /* the HTTP view, or NULL (web.c) */
+    int ready;    /* 1 once partitions are assigned and recovered (ck_pr) */
     int stop_fd;  /* eventfd: stop requested */
     int state;    /* enum mph__app_state, ck_pr atomics */
     int fatal;    /* mph_err_t that stopped the app, ck_pr atomics */

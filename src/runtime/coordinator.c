@@ -221,6 +221,7 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         rd_kafka_error_destroy(err);
     }
     stat_set(&c->stats.assigned, c->stats.assigned + (uint64_t)parts->cnt);
+    ck_pr_store_int(&app->ready, 1);
     mph_log(MPH_LOG_INFO, "assigned %d partitions", parts->cnt);
 }
 

@@ -242,8 +242,10 @@ Test(engine, two_members_share_partitions_and_take_over)
 
     seen_t *s = seen_new(K, N / K);
     mph_test_consume_all(cluster, out, N, 10000, 120000, seen_record, s);
-    cr_expect_eq(seen_missing(s, N / K), 0, "nothing lost in the take-over");
-    cr_expect_eq(s->dup, 0, "graceful hand-over repeats nothing");
+    int missing = seen_missing(s, N / K);
+    cr_expect_eq(missing, 0, "nothing lost in the take-over (missing %d, dup %d, total %d)",
+                 missing, s->dup, s->total);
+    cr_expect_eq(s->dup, 0, "graceful hand-over repeats nothing (dup %d)", s->dup);
     seen_free(s);
 }
 
