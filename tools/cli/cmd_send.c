@@ -117,6 +117,7 @@ typedef struct send_job {
     const char **values;
     size_t nvalues;
     const char *file;
+    FILE *in; /* the opened file (stdin for "-"), before the app exists */
     long long repeat;
     const char *key;
     long long partition;
@@ -130,6 +131,8 @@ typedef struct send_job {
 
 static void job_free(send_job_t *job)
 {
+    if (job->in && job->in != stdin)
+        fclose(job->in);
     for (size_t i = 0; i < job->nheaders; i++)
         free(job->header_bufs[i]);
     free(job->header_bufs);
@@ -247,6 +250,13 @@ static int parse_args(int argc, char **argv, send_job_t *job)
                        "for stdin)");
         return MPH_CLI_EXIT_USAGE;
     }
+    if (job->file) {
+        job->in = strcmp(job->file, "-") == 0 ? stdin : fopen(job->file, "r");
+        if (!job->in) {
+            mph__cli_error("send: %s: %s", job->file, strerror(errno));
+            return MPH_CLI_EXIT_USAGE;
+        }
+    }
     return -1;
 }
 
@@ -315,12 +325,7 @@ fail_line:
 static int send_file(sender_t *s)
 {
     const send_job_t *job = s->job;
-    bool is_stdin = strcmp(job->file, "-") == 0;
-    FILE *f = is_stdin ? stdin : fopen(job->file, "r");
-    if (!f) {
-        mph__cli_error("send: %s: %s", job->file, strerror(errno));
-        return MPH_CLI_EXIT_USAGE;
-    }
+    FILE *f = job->in;
     int rc = MPH_CLI_EXIT_OK;
     if (job->repeat == 1) {
         char *line = NULL;
@@ -354,8 +359,6 @@ static int send_file(sender_t *s)
         mph__cli_error("send: %s: read error: %s", job->file, strerror(errno));
         rc = MPH_CLI_EXIT_FAILED;
     }
-    if (!is_stdin)
-        fclose(f);
     return rc;
 }
 
