@@ -18,11 +18,15 @@
  * continued, never reopened, because reopening a container the iterator has
  * left is what simdjson cannot do.
  *
- * Object lookups use find_field_unordered (searches forward, then wraps to
- * the start of the object). An array keeps one iterator position that index
- * lookups and array_next share. An object lookup in the middle of iterating
- * the same object would leave the iterator at an arbitrary field, so it marks
- * the iteration broken and the next object_next reports MPH_ERR_STATE.
+ * Object lookups search from the reader's position to the end of the
+ * object and, if that fails, reset to the object's start and search again
+ * (two ordered find_field() calls). simdjson's find_field_unordered() does
+ * the same in one call, but its wrap-around loop assumes a well-formed
+ * object (SIMDJSON_ASSUME) and reads past the end of a malformed one. An
+ * array keeps one iterator position that index lookups and array_next share. An
+ * object lookup in the middle of iterating the same object would leave the
+ * iterator at an arbitrary field, so it marks the iteration broken and the next
+ * object_next reports MPH_ERR_STATE.
  *
  * Strings: simdjson's get_string() unescapes every string into the parser's
  * string buffer, which is sized for one pass over the document; reading the
@@ -54,6 +58,10 @@
 
 #include "mephisto/json.h"
 #include "io/json.h"
+
+/* The per-event path (parse, lookup, read) is a chain of small helpers;
+ * forcing them inline keeps the shim within 2x of simdjson used directly. */
+#define HOT inline __attribute__((always_inline))
 
 namespace od = simdjson::ondemand;
 using simdjson::error_code;
@@ -377,18 +385,33 @@ std::string_view token_of(od::document &d)
     return t;
 }
 
+/* A string: the type check and the reader's advance from simdjson, the
+ * text from the raw token. Advancing matters: an unread scalar is skipped by
+ * simdjson's structural skip, which mistakes a string followed by ':' for a
+ * key and so hides malformed documents. */
 template <class V>
-error_code read_str(P *p, V &v, const char **s, size_t *n, bool commit)
+HOT error_code read_str(P *p, V &v, const char **s, size_t *n, bool commit)
 {
-    od::raw_json_string raw;
-    error_code e = v.get_raw_json_string().get(raw);
+    od::raw_json_string rs;
+    error_code e = v.get_raw_json_string().get(rs);
     if (e)
         return e;
     std::string_view tok = token_of(v);
+    const uint8_t *raw = reinterpret_cast<const uint8_t *>(rs.raw());
     const uint8_t *end =
         reinterpret_cast<const uint8_t *>(tok.data()) + tok.size();
-    return finish_str(p, reinterpret_cast<const uint8_t *>(raw.raw()), end, s,
-                      n, commit);
+    /* Short strings: one pass for the closing quote or a backslash. */
+    const uint8_t *lim = end - raw > 32 ? raw + 32 : end;
+    for (const uint8_t *q = raw; q < lim; q++) {
+        if (*q == '"') {
+            *s = reinterpret_cast<const char *>(raw);
+            *n = size_t(q - raw);
+            return simdjson::SUCCESS;
+        }
+        if (*q == '\\')
+            break;
+    }
+    return finish_str(p, raw, end, s, n, commit);
 }
 
 /* simdjson 3.0.1 answers INCORRECT_TYPE both for "1.5 is not an integer"
@@ -426,7 +449,7 @@ inline mph_json_val_t make_handle(uint64_t serial, size_t depth)
 
 /* Checks that a document is current and healthy and that h is live; gives
  * its depth. */
-mph_err_t resolve(P *p, mph_json_val_t h, size_t *depth)
+HOT mph_err_t resolve(P *p, mph_json_val_t h, size_t *depth)
 {
     if (p->fatal != simdjson::SUCCESS) {
         p->last_msg = simdjson::error_message(p->fatal);
@@ -452,7 +475,7 @@ mph_err_t too_deep(P *p)
                     "JSON nesting deeper than MPH_JSON_MAX_DEPTH");
 }
 
-mph_json_val_t push_child(P *p, size_t d, const od::value &v)
+HOT mph_json_val_t push_child(P *p, size_t d, const od::value &v)
 {
     slot &c = p->slots[d + 1];
     uint64_t s = ++p->serial & kSerialMask;
@@ -467,14 +490,14 @@ mph_json_val_t push_child(P *p, size_t d, const od::value &v)
     return make_handle(s, d + 1);
 }
 
-template <class F> error_code with_value(P *p, size_t d, F &&f)
+template <class F> HOT error_code with_value(P *p, size_t d, F &&f)
 {
     if (d == 0)
         return f(p->doc);
     return f(p->slots[d].val);
 }
 
-error_code type_of(P *p, size_t d, od::json_type *t)
+HOT error_code type_of(P *p, size_t d, od::json_type *t)
 {
     slot &s = p->slots[d];
     if (s.kind == K_OBJECT) {
@@ -488,7 +511,7 @@ error_code type_of(P *p, size_t d, od::json_type *t)
     return with_value(p, d, [&](auto &v) { return v.type().get(*t); });
 }
 
-error_code open_object(P *p, size_t d)
+HOT error_code open_object(P *p, size_t d)
 {
     slot &s = p->slots[d];
     if (s.kind == K_OBJECT)
@@ -521,16 +544,28 @@ error_code open_array(P *p, size_t d)
 }
 
 /* The field key of the object in slot d; the child goes to slot d+1. */
-error_code step_field(P *p, size_t d, std::string_view key, mph_json_val_t *out)
+HOT error_code step_field(P *p, size_t d, std::string_view key,
+                          mph_json_val_t *out)
 {
     error_code e = open_object(p, d);
     if (e)
         return e;
     slot &s = p->slots[d];
     p->top = d;
+    bool from_start = s.it == IT_FRESH;
     s.it = s.it == IT_TAKEN || s.it == IT_BROKEN ? IT_BROKEN : IT_DIRTY;
+    /* An unordered lookup made of two ordered ones: from here to the end,
+     * then from the start. Not find_field_unordered(): its wrap-around scan
+     * assumes a well-formed object (SIMDJSON_ASSUME) and runs off the end of
+     * a malformed one. */
     od::value v;
-    e = s.obj.find_field_unordered(key).get(v);
+    e = s.obj.find_field(key).get(v);
+    if (e == simdjson::NO_SUCH_FIELD && !from_start) {
+        bool nonempty;
+        e = s.obj.reset().get(nonempty);
+        if (!e)
+            e = s.obj.find_field(key).get(v);
+    }
     if (e)
         return e;
     *out = push_child(p, d, v);
@@ -611,68 +646,86 @@ bool parse_index(const char *s, size_t n, size_t *out)
     return true;
 }
 
-mph_err_t find_path(P *p, mph_json_val_t from, const char *path,
-                    mph_json_val_t *out)
+/* Resolves from and walks path below it; *depth receives the slot of the
+ * value found (from's own slot for an empty path). */
+HOT mph_err_t lookup(P *p, mph_json_val_t from, const char *path, size_t *depth)
 {
     size_t d = 0;
     mph_err_t err = resolve(p, from, &d);
     if (err)
         return err;
-    mph_json_val_t h = from;
     if (path == nullptr || *path == '\0') {
-        *out = h;
+        *depth = d;
         return MPH_OK;
     }
     /* Syntax first, so that "a..b" is invalid whatever the document holds. */
     const char *c = path;
-    for (bool seg_start = true;; c++) {
-        if (*c == '.' || *c == '\0') {
+    bool seg_start = true;
+    for (;; c++) {
+        char ch = *c;
+        if (ch == '.' || ch == '\0') {
             if (seg_start)
                 return fail_msg(p, MPH_ERR_INVALID,
                                 "empty segment in JSON path");
-            if (*c == '\0')
+            if (ch == '\0')
                 break;
             seg_start = true;
-        } else if (*c == '"' || *c == '\\') {
+        } else if (ch == '"' || ch == '\\') {
             return fail_msg(p, MPH_ERR_INVALID,
                             "JSON path segment contains '\"' or '\\'");
         } else {
             seg_start = false;
         }
     }
+    const char *end = c;
     const char *s = path;
+    mph_json_val_t h;
     for (;;) {
-        const char *dot = std::strchr(s, '.');
-        size_t n = dot ? size_t(dot - s) : std::strlen(s);
+        const char *dot = s;
+        while (dot < end && *dot != '.')
+            dot++;
+        size_t n = size_t(dot - s);
         if (d >= MPH_JSON_MAX_DEPTH)
             return too_deep(p);
-        od::json_type t;
-        error_code e = type_of(p, d, &t);
-        if (e)
-            return fail(p, e);
-        if (t == od::json_type::object) {
+        slot &sl = p->slots[d];
+        error_code e;
+        if (sl.kind == K_OBJECT) {
             e = step_field(p, d, std::string_view(s, n), &h);
-        } else if (t == od::json_type::array) {
-            size_t idx;
-            if (!parse_index(s, n, &idx))
-                return fail_msg(p, MPH_ERR_TYPE,
-                                "JSON path: non-numeric segment on an array");
-            e = open_array(p, d);
-            if (!e)
-                e = step_index(p, d, idx, &h);
         } else {
-            return fail_msg(p, MPH_ERR_TYPE,
-                            "JSON path: segment applied to a scalar");
+            od::json_type t;
+            e = type_of(p, d, &t);
+            if (e)
+                return fail(p, e);
+            if (t == od::json_type::object) {
+                e = step_field(p, d, std::string_view(s, n), &h);
+            } else if (t == od::json_type::array) {
+                size_t idx;
+                if (!parse_index(s, n, &idx))
+                    return fail_msg(
+                        p, MPH_ERR_TYPE,
+                        "JSON path: non-numeric segment on an array");
+                e = open_array(p, d);
+                if (!e)
+                    e = step_index(p, d, idx, &h);
+            } else {
+                return fail_msg(p, MPH_ERR_TYPE,
+                                "JSON path: segment applied to a scalar");
+            }
         }
         if (e)
             return fail(p, e);
         d++;
-        if (dot == nullptr)
+        if (dot == end)
             break;
         s = dot + 1;
     }
-    *out = h;
+    *depth = d;
     return MPH_OK;
+}
+
+mph_json_val_t handle_of(P *p, size_t d)
+{
+    return d == 0 ? MPH_JSON_ROOT : make_handle(p->slots[d].serial, d);
 }
 
 /* ------------------------------------------------------------------------
@@ -966,6 +1019,21 @@ template <class F> mph_err_t read_value(P *p, mph_json_val_t h, F &&f)
     return e ? fail(p, e) : MPH_OK;
 }
 
+/* Lookup and read in one guarded call: f reads the value in slot d. */
+template <class F>
+mph_err_t get_at(mph_json_parser_t *p, mph_json_val_t from, const char *path,
+                 F &&f) noexcept
+{
+    return guarded(p, [&]() -> mph_err_t {
+        size_t d = 0;
+        mph_err_t err = lookup(p, from, path, &d);
+        if (err)
+            return err;
+        error_code e = with_value(p, d, f);
+        return e ? fail(p, e) : MPH_OK;
+    });
+}
+
 void set_errstr(char *errstr, size_t size, const char *msg)
 {
     if (errstr != nullptr && size > 0)
@@ -1051,7 +1119,14 @@ mph_err_t mph_json_find(mph_json_parser_t *p, mph_json_val_t from,
 {
     if (p == nullptr || out == nullptr)
         return MPH_ERR_INVALID;
-    return guarded(p, [&] { return find_path(p, from, path, out); });
+    return guarded(p, [&]() -> mph_err_t {
+        size_t d = 0;
+        mph_err_t err = lookup(p, from, path, &d);
+        if (err)
+            return err;
+        *out = d == 0 ? from : handle_of(p, d);
+        return MPH_OK;
+    });
 }
 
 mph_err_t mph_json_field(mph_json_parser_t *p, mph_json_val_t obj,
@@ -1314,33 +1389,40 @@ mph_err_t mph_json_get_str(mph_json_parser_t *p, mph_json_val_t from,
                            const char *path, const char **s,
                            size_t *len) noexcept
 {
-    mph_json_val_t v;
-    mph_err_t err = mph_json_find(p, from, path, &v);
-    return err ? err : mph_json_str(p, v, s, len);
+    if (p == nullptr || s == nullptr || len == nullptr)
+        return MPH_ERR_INVALID;
+    return get_at(p, from, path,
+                  [&](auto &x) { return read_str(p, x, s, len, true); });
 }
 
 mph_err_t mph_json_get_i64(mph_json_parser_t *p, mph_json_val_t from,
                            const char *path, int64_t *out) noexcept
 {
-    mph_json_val_t v;
-    mph_err_t err = mph_json_find(p, from, path, &v);
-    return err ? err : mph_json_i64(p, v, out);
+    if (p == nullptr || out == nullptr)
+        return MPH_ERR_INVALID;
+    return get_at(p, from, path, [&](auto &x) {
+        return classify_number_error(x, x.get_int64().get(*out), true);
+    });
 }
 
 mph_err_t mph_json_get_u64(mph_json_parser_t *p, mph_json_val_t from,
                            const char *path, uint64_t *out) noexcept
 {
-    mph_json_val_t v;
-    mph_err_t err = mph_json_find(p, from, path, &v);
-    return err ? err : mph_json_u64(p, v, out);
+    if (p == nullptr || out == nullptr)
+        return MPH_ERR_INVALID;
+    return get_at(p, from, path, [&](auto &x) {
+        return classify_number_error(x, x.get_uint64().get(*out), true);
+    });
 }
 
 mph_err_t mph_json_get_f64(mph_json_parser_t *p, mph_json_val_t from,
                            const char *path, double *out) noexcept
 {
-    mph_json_val_t v;
-    mph_err_t err = mph_json_find(p, from, path, &v);
-    return err ? err : mph_json_f64(p, v, out);
+    if (p == nullptr || out == nullptr)
+        return MPH_ERR_INVALID;
+    return get_at(p, from, path, [&](auto &x) {
+        return classify_number_error(x, x.get_double().get(*out), false);
+    });
 }
 
 mph_err_t mph_json_get_bool(mph_json_parser_t *p, mph_json_val_t from,
