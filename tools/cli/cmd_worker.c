@@ -248,8 +248,12 @@ static void handle_signal(worker_run_t *run, const struct signalfd_siginfo *si)
                 name);
         return;
     }
-    mph_log(MPH_LOG_INFO, "%s from pid %u: stopping gracefully%s", name,
-            si->ssi_pid, sig == SIGINT ? " (Ctrl-C again exits at once)" : "");
+    /* ssi_pid is 0 for a terminal's Ctrl-C (sent by the kernel). */
+    char from[32] = "";
+    if (si->ssi_pid)
+        snprintf(from, sizeof from, " from pid %u", si->ssi_pid);
+    mph_log(MPH_LOG_INFO, "%s%s: stopping gracefully%s", name, from,
+            sig == SIGINT ? " (Ctrl-C again exits at once)" : "");
     if (app)
         mph_app_request_stop(app);
 }
