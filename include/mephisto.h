@@ -11,5 +11,6 @@
 #include "mephisto/app.h"
 #include "mephisto/topic.h"
 #include "mephisto/agent.h"
+#include "mephisto/table.h"
 
 #endif

@@ -54,6 +54,20 @@ MPH_EXPORT mph_err_t mph_agent_subscribe(mph_agent_t *agent, mph_topic_t *topic)
 MPH_EXPORT mph_err_t mph_agent_add_sink(mph_agent_t *agent, mph_topic_t *sink);
 MPH_EXPORT const char *mph_agent_name(const mph_agent_t *agent);
 
+/* Computes the new key of ev for mph_group_by: set *key (borrowed until the
+ * callback returns, e.g. a pointer into the event's value) and *key_len and
+ * return MPH_OK; MPH_ERR_NOENT drops the event; another error fails it. */
+typedef mph_err_t(mph_key_fn)(mph_event_t *ev, const void **key, size_t *key_len, void *opaque);
+
+/* Faust's stream.group_by(): declares the repartition topic
+ * `<app_id>-<name>-repartition` and an agent `name` on source that sends
+ * each event's value and headers there under the key fn returns. Returns the
+ * repartition topic, to which agents that use tables subscribe. Before start
+ * only; NULL with errstr on failure. */
+MPH_EXPORT mph_topic_t *mph_group_by(mph_app_t *app, const char *name, mph_topic_t *source,
+                                     mph_key_fn *fn, void *opaque, char *errstr,
+                                     size_t errstr_size);
+
 /* --- the event (borrowed until the callback returns) --- */
 MPH_EXPORT const void *mph_event_key(const mph_event_t *ev, size_t *len);
 MPH_EXPORT const void *mph_event_value(const mph_event_t *ev, size_t *len);

@@ -67,6 +67,11 @@ MPH_EXPORT mph_err_t mph_app_run(mph_app_t *app, char *errstr, size_t errstr_siz
  * is a no-op. */
 MPH_EXPORT void mph_app_destroy(mph_app_t *app);
 
+/* Hands ptr to the app: free_fn(ptr) runs in mph_app_destroy(), after the
+ * threads stopped. For state a plugin allocates per app (its agents'
+ * opaque pointers). MPH_ERR_NOMEM leaves ptr with the caller. */
+MPH_EXPORT mph_err_t mph_app_keep(mph_app_t *app, void *ptr, void (*free_fn)(void *));
+
 /* The app's configuration (borrowed; read-only; lives with the app). */
 MPH_EXPORT const mph_conf_t *mph_app_conf(const mph_app_t *app);
 /* Shortcut for mph_conf_get(mph_app_conf(app), name). Borrowed. */

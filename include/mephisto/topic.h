@@ -48,6 +48,15 @@ MPH_EXPORT mph_topic_t *mph_topic_new(mph_app_t *app, const char *name,
                                       const mph_topic_opts_t *opts, char *errstr,
                                       size_t errstr_size);
 
+/* Declares the internal topic `<app_id>-<name>-repartition`, created at
+ * start (partitions: the option, else topic_partitions, so that it matches
+ * the app's tables). Agents send re-keyed records to it with
+ * mph_event_send() and other agents subscribe to it: the Faust way to bring
+ * every record of a key to the partition, and the table shard, of that key. */
+MPH_EXPORT mph_topic_t *mph_topic_repartition(mph_app_t *app, const char *name,
+                                              const mph_topic_opts_t *opts, char *errstr,
+                                              size_t errstr_size);
+
 /* Borrowed; lives with the app. */
 MPH_EXPORT const char *mph_topic_name(const mph_topic_t *topic);
 /* Partition count once the app started (0 before). */

@@ -100,6 +100,7 @@ void mph__agent_free(mph_agent_t *a)
         return;
     free(a->name);
     free(a->sinks);
+    free(a->owned);
     free(a);
 }
 
@@ -222,4 +223,61 @@ mph_err_t mph_event_forward(mph_event_t *ev, mph_topic_t *topic)
     return mph__worker_send(ev->worker, ev, topic, MPH_PARTITION_ANY, ev->rkm->key,
                             ev->rkm->key_len, ev->rkm->payload, ev->rkm->len, NULL, 0,
                             headers_of(ev));
+}
+
+/* ------------------------------------------------------------------ */
+/* group_by                                                           */
+
+struct group_by {
+    mph_key_fn *fn;
+    void *opaque;
+    mph_topic_t *target;
+};
+
+static mph_err_t group_by_cb(mph_event_t *ev, void *opaque)
+{
+    struct group_by *g = opaque;
+    const void *key = NULL;
+    size_t klen = 0;
+    mph_err_t err = g->fn(ev, &key, &klen, g->opaque);
+    if (err == MPH_ERR_NOENT)
+        return MPH_OK;
+    if (err)
+        return err;
+    size_t vlen;
+    const void *val = mph_event_value(ev, &vlen);
+    return mph__worker_send(ev->worker, ev, g->target, MPH_PARTITION_ANY, key, klen, val, vlen,
+                            NULL, 0, headers_of(ev));
+}
+
+mph_topic_t *mph_group_by(mph_app_t *app, const char *name, mph_topic_t *source, mph_key_fn *fn,
+                          void *opaque, char *errstr, size_t errstr_size)
+{
+    char tmp[256];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    if (!fn) {
+        snprintf(errstr, errstr_size, "group_by %s: a key function is required", name ? name : "");
+        return NULL;
+    }
+    mph_topic_t *target = mph_topic_repartition(app, name, NULL, errstr, errstr_size);
+    if (!target)
+        return NULL;
+    struct group_by *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    g->fn = fn;
+    g->opaque = opaque;
+    g->target = target;
+    mph_agent_t *a = mph_agent_new(app, name, source, group_by_cb, g, errstr, errstr_size);
+    if (!a) {
+        free(g);
+        return NULL;
+    }
+    a->owned = g;
+    return target;
 }

@@ -20,6 +20,7 @@
 #include "runtime/app.h"
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
+#include "runtime/table.h"
 #include "runtime/worker.h"
 
 static void set_errstr(char *errstr, size_t size, const char *fmt, ...) MPH_PRINTF(3, 4);
@@ -135,6 +136,20 @@ fail:
     free(app->cpus);
     free(app);
     return NULL;
+}
+
+mph_err_t mph_app_keep(mph_app_t *app, void *ptr, void (*free_fn)(void *))
+{
+    if (!app || !free_fn)
+        return MPH_ERR_INVALID;
+    void *k = realloc(app->kept, (app->nkept + 1) * sizeof *app->kept);
+    if (!k)
+        return MPH_ERR_NOMEM;
+    app->kept = k;
+    app->kept[app->nkept].ptr = ptr;
+    app->kept[app->nkept].free_fn = free_fn;
+    app->nkept++;
+    return MPH_OK;
 }
 
 const mph_conf_t *mph_app_conf(const mph_app_t *app)
@@ -278,6 +293,7 @@ static void teardown(mph_app_t *app)
     }
     mph__coord_destroy(app->coord);
     app->coord = NULL;
+    mph__tables_teardown(app);
     if (app->consumer) {
         rd_kafka_destroy_flags(app->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         app->consumer = NULL;
@@ -320,6 +336,9 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     if (!app->producer)
         goto fail;
     err = prepare_topics(app, errstr, errstr_size);
+    if (err)
+        goto fail;
+    err = mph__tables_prepare(app, errstr, errstr_size);
     if (err)
         goto fail;
     err = MPH_ERR_INVALID;
@@ -426,7 +445,13 @@ void mph_app_destroy(mph_app_t *app)
     for (size_t i = 0; i < app->nagents; i++)
         mph__agent_free(app->agents[i]);
     free(app->agents);
+    for (size_t i = 0; i < app->ntables; i++)
+        mph__table_free(app->tables[i]);
+    free(app->tables);
     free(app->cpus);
+    for (size_t i = app->nkept; i > 0; i--)
+        app->kept[i - 1].free_fn(app->kept[i - 1].ptr);
+    free(app->kept);
     if (app->stop_fd >= 0)
         close(app->stop_fd);
     pthread_mutex_destroy(&app->ctl_lock);

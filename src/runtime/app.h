@@ -59,6 +59,7 @@ struct mph_agent {
     void *opaque;
     mph_topic_t **sinks;
     size_t nsinks;
+    void *owned; /* freed with the agent (group_by's state) */
 };
 
 struct mph_app {
@@ -68,6 +69,13 @@ struct mph_app {
     size_t ntopics;
     mph_agent_t **agents;
     size_t nagents;
+    struct mph_table **tables;
+    size_t ntables;
+    struct mph__rstore_env *rsenv; /* RocksDB env shared by all tables */
+    struct mph__shard ***parked;   /* [table][partition]: shards not on a worker (coordinator) */
+    int64_t recovery_total;        /* changelog records of the current recovery (ck_pr) */
+    int64_t recovery_done;
+    uint64_t recoveries;
 
     /* resolved settings */
     int nworkers;
@@ -86,6 +94,8 @@ struct mph_app {
     mph__worker_t **workers;
 
     struct mph__web *web; /* the HTTP view, or NULL (web.c) */
+    struct { void *ptr; void (*free_fn)(void *); } *kept; /* mph_app_keep */
+    size_t nkept;
     int ready;    /* 1 once partitions are assigned and recovered (ck_pr) */
     int stop_fd;  /* eventfd: stop requested */
     int state;    /* enum mph__app_state, ck_pr atomics */

@@ -39,6 +39,7 @@
 #include "runtime/coordinator.h"
 #include "runtime/mailbox.h"
 #include "runtime/msg.h"
+#include "runtime/table.h"
 #include "runtime/worker.h"
 
 struct mph__coord {
@@ -127,6 +128,10 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* Handles one worker → coordinator message outside a revocation. */
 static void handle_msg(mph__coord_t *c, mph__msg_t *m, rd_kafka_topic_partition_list_t *collect)
 {
+    if ((m->kind == MSG_REVOKED || m->kind == MSG_STOPPED) && m->ptr) {
+        mph__tables_park(c->app, m->ptr);
+        m->ptr = NULL;
+    }
     if (m->kind == MSG_COMMIT) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)m->n);
         add_tps(c, l, m);
@@ -195,7 +200,30 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         if (!msgs[w])
             continue;
         msgs[w]->n = count[w];
+        if (app->ntables) {
+            /* Recover the shards of the worker's new partitions first. */
+            int32_t *nums = malloc(count[w] * sizeof *nums);
+            size_t nn = 0;
+            for (size_t i = 0; nums && i < count[w]; i++) {
+                bool seen = false;
+                for (size_t j = 0; j < nn; j++)
+                    seen |= nums[j] == msgs[w]->tp[i].partition;
+                if (!seen)
+                    nums[nn++] = msgs[w]->tp[i].partition;
+            }
+            char err[512] = "";
+            msgs[w]->ptr = nums ? mph__tables_handover(app, w, nums, nn, err, sizeof err) : NULL;
+            free(nums);
+            if (!msgs[w]->ptr) {
+                mph__app_fail(app, MPH_ERR_STORE, "table recovery for worker %d failed: %s", w,
+                              err[0] ? err : "out of memory");
+                mph__msg_free(msgs[w]);
+                msgs[w] = NULL;
+                continue;
+            }
+        }
         if (mph__worker_post(app->workers[w], msgs[w]) != MPH_OK) {
+            mph__tables_park(app, msgs[w]->ptr);
             mph__msg_free(msgs[w]);
             mph__app_fail(app, MPH_ERR_FULL, "worker %d mailbox full at assignment", w);
         }
@@ -317,7 +345,7 @@ static void route_stray(mph__coord_t *c, rd_kafka_message_t *m)
     }
     mph__msg_t *msg = mph__msg_new(MSG_RECORD, -1, 0);
     if (msg) {
-        msg->rkm = m;
+        msg->ptr = m;
         if (mph__worker_post(c->app->workers[worker_of(c->app, m->partition)], msg) == MPH_OK)
             return;
         mph__msg_free(msg);

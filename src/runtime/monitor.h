@@ -1,14 +1,27 @@
 /*
- * Sensors: per-worker counters and latency histograms (Faust's Monitor).
+ * Sensors: per-worker counters and latency histograms (Faust's Monitor),
+ * user sensor dispatch, and the stats snapshot readers take.
  *
- * Each worker owns one mph__monitor_t and is its only writer; the recorders
- * below are inline and write with ck_pr stores so any thread (web, CLI
- * snapshot, tests) may read them with ck_pr loads at any time. Readers merge
- * the workers' monitors on read (monitor.c); nothing is shared or locked on
- * the event path.
+ * DESIGN. Each worker owns one mph__monitor_t and is its only writer; the
+ * recorders below are inline and write with ck_pr stores so any thread
+ * (web, mph_app_stats_json, tests) may read them with ck_pr loads at any
+ * time. Readers merge the workers' monitors on read (mph__stats_collect in
+ * monitor.c); nothing is shared or locked on the event path. A reader's
+ * picture is not atomic across counters: each counter is exact as of some
+ * moment of the read (the histogram rule of histogram.h, applied to every
+ * field).
+ *
+ * User sensors (mephisto/sensor.h) are dispatched from the same recorders.
+ * The monitor holds a pointer to the app's frozen sensor set, NULL when no
+ * sensor was registered, so an app without sensors pays one predictable,
+ * never-taken branch per recorder; the dispatch itself is out of line.
  *
  * Per-partition entries are indexed [topic][partition] for every declared
  * topic (sized from the partition counts resolved at start).
+ *
+ * The reader side keeps, per monitor, the last samples of its event count
+ * so that events/s can be computed from two reads; that state belongs to
+ * readers only (under its own lock), the worker never touches it.
  */
 #ifndef MPH_RUNTIME_MONITOR_H
 #define MPH_RUNTIME_MONITOR_H
@@ -16,51 +29,102 @@
 #include <ck_pr.h>
 
 #include "runtime/app.h"
+#include "runtime/coordinator.h"
 #include "runtime/histogram.h"
 
 typedef struct mph__part_stats {
-    uint64_t events;       /* records processed */
-    int64_t read_offset;   /* last offset processed, -1 none */
-    int64_t commit_point;  /* commit point reported by the worker, -1 none */
-    uint64_t owned;        /* 1 while this worker owns the partition */
+    uint64_t events;      /* records processed */
+    int64_t read_offset;  /* last offset processed, -1 none */
+    int64_t commit_point; /* commit point reported by the worker, -1 none */
+    uint64_t owned;       /* 1 while this worker owns the partition */
 } mph__part_stats_t;
+
+/* The frozen list of an app's user sensors (monitor.c). */
+typedef struct mph__sensor_set mph__sensor_set_t;
+
+/* Reader-side sampling state for rates (monitor.c). */
+typedef struct mph__monitor_reader mph__monitor_reader_t;
+
+/* Table operations counted per table, in this order. */
+enum mph__table_op {
+    MPH__TABLE_GET = 0,
+    MPH__TABLE_SET,
+    MPH__TABLE_DELETE,
+    MPH__TABLE_MISS,
+    MPH__TABLE_OPS
+};
 
 typedef struct mph__monitor {
     int worker;
+    const mph_app_t *app;             /* names for sensors; borrowed */
+    const mph__sensor_set_t *sensors; /* NULL: no user sensor registered */
+    int64_t started_ns;               /* mph_clock_mono_ns() at creation */
     size_t ntopics, nagents, ntables;
     uint64_t events_in;
-    uint64_t events_failed;   /* an agent returned an error */
-    uint64_t sends;           /* records handed to the producer */
+    uint64_t events_failed; /* an agent returned an error */
+    uint64_t sends;         /* records handed to the producer */
     uint64_t sends_acked;
-    uint64_t send_errors;     /* permanent delivery failures */
+    uint64_t send_errors; /* permanent delivery failures */
     uint64_t send_retries;
     uint64_t dead_lettered;
-    uint64_t skipped;         /* decode errors under on_decode_error=skip */
-    uint64_t pauses;          /* back-pressure pauses */
-    uint64_t partitions;      /* partitions owned now */
-    uint64_t *topic_in;       /* [ntopics] */
-    uint64_t *topic_out;      /* [ntopics] records sent to the topic */
-    uint64_t *agent_events;   /* [nagents] */
-    uint64_t *agent_errors;   /* [nagents] */
-    uint64_t (*table_ops)[4]; /* [ntables][get, set, delete, miss] */
-    mph__part_stats_t **parts;    /* [ntopics][partitions] */
-    mph__histogram_t processing;  /* ns from dequeue to the last agent's return */
-    mph__histogram_t send_latency;/* ns from produce to broker ack */
+    uint64_t skipped;    /* decode errors under on_decode_error=skip */
+    uint64_t pauses;     /* back-pressure pauses */
+    uint64_t partitions; /* partitions owned now */
+    uint64_t *topic_in;  /* [ntopics] */
+    uint64_t *topic_out; /* [ntopics] records sent to the topic */
+    uint64_t *agent_events; /* [nagents] */
+    uint64_t *agent_errors; /* [nagents] */
+    uint64_t (*table_ops)[MPH__TABLE_OPS]; /* [ntables][enum mph__table_op] */
+    mph__part_stats_t **parts;             /* [ntopics][partitions] */
+    mph__histogram_t processing; /* ns from dequeue to the last agent's return */
+    mph__histogram_t send_latency; /* ns from produce to broker ack */
+    mph__monitor_reader_t *reader; /* readers only; see the DESIGN note */
 } mph__monitor_t;
 
 /* Allocates a monitor sized for app's registry (after topics resolved their
- * partition counts). NULL when out of memory. */
-mph__monitor_t *mph__monitor_new(const mph_app_t *app, int worker, size_t ntables);
+ * partition counts) and attaches the app's user sensors (registration is
+ * closed from then on). NULL when out of memory. @locality controlling */
+mph__monitor_t *mph__monitor_new(const mph_app_t *app, int worker,
+                                 size_t ntables);
 void mph__monitor_destroy(mph__monitor_t *m);
+
+/* ---- user sensor dispatch (out of line; only when m->sensors) ---------- */
+
+void mph__sensors_event(const mph__monitor_t *m, int topic, int32_t partition,
+                        int64_t offset, uint64_t latency_ns);
+void mph__sensors_agent(const mph__monitor_t *m, int agent, bool failed);
+void mph__sensors_send(const mph__monitor_t *m, int topic);
+void mph__sensors_send_completed(const mph__monitor_t *m, uint64_t latency_ns);
+void mph__sensors_send_error(const mph__monitor_t *m, const char *topic,
+                             int32_t partition, mph_err_t err, bool retrying);
+void mph__sensors_partition(const mph__monitor_t *m, int topic,
+                            int32_t partition, bool assigned);
+
+/* Coordinator-side hooks: the coordinator calls these itself (the commit
+ * and rebalance are recorded in its own stats). No-ops when app has no
+ * sensor. @locality coordinator */
+void mph__sensors_commit(const mph_app_t *app, mph_err_t err,
+                         uint64_t latency_us);
+void mph__sensors_rebalance(const mph_app_t *app, bool assigned,
+                            int partitions);
+
+/* Forgets app's sensor registrations (mph_app_add_sensor). Called when the
+ * app is destroyed, after its threads stopped; a no-op for an app without
+ * sensors. @locality controlling */
+void mph__sensors_release(const mph_app_t *app);
+
+/* ---- recorders: @locality worker (the monitor's owner) ----------------- */
+
+#define MPH__MON_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 static inline void mph__mon_add(uint64_t *c, uint64_t by)
 {
     ck_pr_store_64(c, ck_pr_load_64(c) + by);
 }
 
-/* @locality worker (the monitor's owner) for every recorder below */
-static inline void mph__monitor_event(mph__monitor_t *m, int topic, int32_t partition,
-                                      int64_t offset, uint64_t latency_ns)
+static inline void mph__monitor_event(mph__monitor_t *m, int topic,
+                                      int32_t partition, int64_t offset,
+                                      uint64_t latency_ns)
 {
     mph__mon_add(&m->events_in, 1);
     mph__mon_add(&m->topic_in[topic], 1);
@@ -68,6 +132,8 @@ static inline void mph__monitor_event(mph__monitor_t *m, int topic, int32_t part
     mph__mon_add(&p->events, 1);
     ck_pr_store_64((uint64_t *)&p->read_offset, (uint64_t)offset);
     mph__histogram_record(&m->processing, latency_ns);
+    if (MPH__MON_UNLIKELY(m->sensors))
+        mph__sensors_event(m, topic, partition, offset, latency_ns);
 }
 
 static inline void mph__monitor_agent(mph__monitor_t *m, int agent, bool failed)
@@ -77,6 +143,8 @@ static inline void mph__monitor_agent(mph__monitor_t *m, int agent, bool failed)
         mph__mon_add(&m->agent_errors[agent], 1);
         mph__mon_add(&m->events_failed, 1);
     }
+    if (MPH__MON_UNLIKELY(m->sensors))
+        mph__sensors_agent(m, agent, failed);
 }
 
 static inline void mph__monitor_send(mph__monitor_t *m, int topic)
@@ -84,27 +152,190 @@ static inline void mph__monitor_send(mph__monitor_t *m, int topic)
     mph__mon_add(&m->sends, 1);
     if (topic >= 0)
         mph__mon_add(&m->topic_out[topic], 1);
+    if (MPH__MON_UNLIKELY(m->sensors))
+        mph__sensors_send(m, topic);
 }
 
 static inline void mph__monitor_ack(mph__monitor_t *m, uint64_t latency_ns)
 {
     mph__mon_add(&m->sends_acked, 1);
     mph__histogram_record(&m->send_latency, latency_ns);
+    if (MPH__MON_UNLIKELY(m->sensors))
+        mph__sensors_send_completed(m, latency_ns);
 }
 
-static inline void mph__monitor_partition(mph__monitor_t *m, int topic, int32_t partition,
-                                          bool owned)
+/* A delivery failed and the record is being sent again. topic is the
+ * topic's name (borrowed for the call). */
+static inline void mph__monitor_send_retry(mph__monitor_t *m,
+                                           const char *topic,
+                                           int32_t partition, mph_err_t err)
+{
+    mph__mon_add(&m->send_retries, 1);
+    if (MPH__MON_UNLIKELY(m->sensors))
+        mph__sensors_send_error(m, topic, partition, err, true);
+}
+
+/* A delivery failed permanently. */
+static inline void mph__monitor_send_error(mph__monitor_t *m,
+                                           const char *topic,
+                                           int32_t partition, mph_err_t err)
+{
+    mph__mon_add(&m->send_errors, 1);
+    if (MPH__MON_UNLIKELY(m->sensors))
+        mph__sensors_send_error(m, topic, partition, err, false);
+}
+
+/* A record that failed to decode went to the dead-letter topic, or was
+ * skipped (on_decode_error=skip). */
+static inline void mph__monitor_dead_lettered(mph__monitor_t *m)
+{
+    mph__mon_add(&m->dead_lettered, 1);
+}
+
+static inline void mph__monitor_skipped(mph__monitor_t *m)
+{
+    mph__mon_add(&m->skipped, 1);
+}
+
+/* One table operation on table index table (enum mph__table_op). */
+static inline void mph__monitor_table(mph__monitor_t *m, size_t table,
+                                      enum mph__table_op op)
+{
+    mph__mon_add(&m->table_ops[table][op], 1);
+}
+
+static inline void mph__monitor_partition(mph__monitor_t *m, int topic,
+                                          int32_t partition, bool owned)
 {
     mph__part_stats_t *p = &m->parts[topic][partition];
     ck_pr_store_64(&p->owned, owned ? 1 : 0);
     if (owned)
         ck_pr_store_64((uint64_t *)&p->commit_point, (uint64_t)-1);
+    if (MPH__MON_UNLIKELY(m->sensors))
+        mph__sensors_partition(m, topic, partition, owned);
 }
 
-static inline void mph__monitor_commit_point(mph__monitor_t *m, int topic, int32_t partition,
-                                             int64_t commit)
+static inline void mph__monitor_commit_point(mph__monitor_t *m, int topic,
+                                             int32_t partition, int64_t commit)
 {
-    ck_pr_store_64((uint64_t *)&m->parts[topic][partition].commit_point, (uint64_t)commit);
+    ck_pr_store_64((uint64_t *)&m->parts[topic][partition].commit_point,
+                   (uint64_t)commit);
 }
+
+/* ---- reading: the stats snapshot --------------------------------------- */
+
+/* Fixed upper bounds (ns) of the latency buckets exported to Prometheus, so
+ * that every scrape has the same `le` set; a last +Inf bucket follows. */
+#define MPH__STATS_LE_COUNT 22
+extern const uint64_t mph__stats_le_ns[MPH__STATS_LE_COUNT];
+
+typedef struct mph__stats_latency {
+    uint64_t count;
+    uint64_t sum_ns;
+    uint64_t max_ns;
+    uint64_t p50_ns, p99_ns, p999_ns;
+    double mean_ns;
+    /* le_counts[i]: values in (le[i-1], le[i]] (not cumulative); the last
+     * entry counts the values above the last bound. A value's bucket is
+     * decided by the upper bound of its histogram bucket, so a value up to
+     * 1/64 above a bound may count in the next one, never below. */
+    uint64_t le_counts[MPH__STATS_LE_COUNT + 1];
+} mph__stats_latency_t;
+
+/* Counters of one worker, or the sum over workers (the totals). */
+typedef struct mph__stats_worker {
+    int worker; /* -1 for the totals */
+    uint64_t events_in, events_failed;
+    uint64_t sends, sends_acked, send_errors, send_retries;
+    uint64_t dead_lettered, skipped, pauses, partitions;
+    double events_per_s;    /* since the previous sample (see monitor.c) */
+    double events_per_s_avg; /* since the monitor started */
+    uint64_t *topic_in, *topic_out;       /* [stats.ntopics] */
+    uint64_t *agent_events, *agent_errors; /* [stats.nagents] */
+    uint64_t (*table_ops)[MPH__TABLE_OPS]; /* [stats.ntables] */
+    mph__stats_latency_t processing, send_latency;
+} mph__stats_worker_t;
+
+typedef struct mph__stats_part {
+    int32_t partition;
+    int worker; /* the worker of this process that owns it, -1 none */
+    uint64_t events;
+    int64_t read_offset;  /* -1 none */
+    int64_t commit_point; /* -1 none */
+    int64_t low_offset;   /* -1 unknown */
+    int64_t end_offset;   /* high watermark (cached), -1 unknown */
+    int64_t lag;          /* end_offset - (read_offset + 1), -1 unknown */
+} mph__stats_part_t;
+
+typedef struct mph__stats_topic {
+    const char *name; /* borrowed from the app */
+    bool source;      /* an agent subscribes to it */
+    int partitions;
+    uint64_t events_in, events_out;
+    mph__stats_part_t *parts; /* [nparts]: every partition of a source */
+    size_t nparts;
+} mph__stats_topic_t;
+
+typedef struct mph__stats_agent {
+    const char *name; /* borrowed from the app */
+    uint64_t events, errors;
+} mph__stats_agent_t;
+
+/* Table counters summed over workers, by table index. The tables owner
+ * adds the table's name when tables are registered on the app. */
+typedef struct mph__stats_table {
+    size_t index;
+    uint64_t ops[MPH__TABLE_OPS];
+} mph__stats_table_t;
+
+/* Changelog recovery progress, for the tables owner to fill from
+ * recovery.c: zero while nothing is being recovered. */
+typedef struct mph__stats_recovery {
+    uint64_t shards_pending;   /* shards waiting for or in recovery */
+    uint64_t records_restored; /* changelog records applied so far */
+    uint64_t records_total;    /* records to apply (to the high watermarks) */
+} mph__stats_recovery_t;
+
+typedef struct mph__stats {
+    const char *app_id; /* borrowed from the app */
+    int64_t wall_ms;    /* when the snapshot was taken */
+    int64_t mono_ns;
+    double uptime_s;
+    bool running, ready;
+    size_t nworkers;
+    mph__stats_worker_t *workers; /* [nworkers] */
+    mph__stats_worker_t totals;
+    size_t ntopics;
+    mph__stats_topic_t *topics; /* [ntopics], declaration order */
+    size_t nagents;
+    mph__stats_agent_t *agents; /* [nagents] */
+    size_t ntables;
+    mph__stats_table_t *tables; /* [ntables] */
+    mph__stats_recovery_t recovery;
+    bool have_coord;
+    mph__coord_stats_t coord; /* commits, commit errors, rebalances */
+} mph__stats_t;
+
+/* Fills st (zero it first, or reuse after fini) from nmons monitors of app.
+ * consumer (may be NULL) gives the cached watermarks; coord (may be NULL)
+ * the commit statistics. now_ns is the mono clock of the snapshot (tests
+ * pass their own). The monitors may be recorded into meanwhile.
+ * Errors: MPH_ERR_NOMEM (st is then empty). @locality any reader */
+mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
+                             mph__monitor_t *const *mons, size_t nmons,
+                             rd_kafka_t *consumer, const mph__coord_t *coord,
+                             int64_t now_ns);
+
+/* mph__stats_collect over a running app's workers, consumer and
+ * coordinator. MPH_ERR_STATE when the app is not running.
+ * @locality any, while the app runs (not concurrently with its stop) */
+mph_err_t mph__stats_take(mph__stats_t *st, mph_app_t *app);
+
+/* Frees what collect allocated; st is empty afterwards. */
+void mph__stats_fini(mph__stats_t *st);
+
+/* Renders st as the /stats JSON document: a malloc'd NUL-terminated string
+ * in *out (free() it) and its length. Errors: MPH_ERR_NOMEM. */
+mph_err_t mph__stats_json(const mph__stats_t *st, char **out, size_t *len);
 
 #endif

@@ -14,7 +14,8 @@ enum mph__msg_kind {
     MSG_ASSIGN,  /* tp[]: partitions now owned by the worker */
     MSG_REVOKE,  /* tp[]: give these back; reply MSG_REVOKED */
     MSG_STOP,    /* flush, report, exit; reply MSG_STOPPED */
-    MSG_RECORD,  /* rkm: a record that reached the coordinator's queue */
+    MSG_RECORD,  /* ptr: an rd_kafka_message_t that reached the coordinator */
+    MSG_TABLE_GET, /* ptr: an mph__table_req_t (shared, refcounted) */
     /* worker → coordinator */
     MSG_COMMIT,  /* tp[] with commit points to commit */
     MSG_REVOKED, /* tp[] with final commit points (offset -1: none) */
@@ -30,7 +31,7 @@ typedef struct mph__tp {
 typedef struct mph__msg {
     int kind;
     int worker;
-    void *rkm; /* MSG_RECORD only: an rd_kafka_message_t, transferred */
+    void *ptr; /* per kind (see above); ASSIGN/REVOKED: mph__shard_set_t */
     size_t n;
     mph__tp_t tp[];
 } mph__msg_t;

@@ -246,3 +246,31 @@ mph_topic_t *mph_app_topic(const mph_app_t *app, const char *name)
     int idx = mph__app_topic_index(app, name);
     return idx >= 0 ? app->topics[idx] : NULL;
 }
+
+mph_topic_t *mph_topic_repartition(mph_app_t *app, const char *name, const mph_topic_opts_t *opts,
+                                   char *errstr, size_t errstr_size)
+{
+    char tmp[256];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    if (!app || !name || !*name) {
+        snprintf(errstr, errstr_size, "repartition: a name is required");
+        return NULL;
+    }
+    char full[512];
+    snprintf(full, sizeof full, "%s-%s-repartition", app->app_id, name);
+    mph_topic_opts_t *o = mph_topic_opts_new();
+    if (!o || opts_copy(o, opts) != MPH_OK) {
+        mph_topic_opts_destroy(o);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    o->create = 1;
+    mph_topic_t *t = mph_topic_new(app, full, o, errstr, errstr_size);
+    mph_topic_opts_destroy(o);
+    if (t)
+        t->internal = true;
+    return t;
+}

@@ -35,6 +35,7 @@
 
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
+#include "runtime/table.h"
 #include "runtime/worker.h"
 
 #define TAG_KAFKA 1
@@ -113,6 +114,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     }
     mph__monitor_ack(w->mon, (uint64_t)rd_kafka_message_latency(m) * 1000);
+    if (slot_id == 0xFFFFu) {
+        mph__tables_changelog_acked(w, v & ((UINT64_C(1) << (GEN_BITS + SEQ_BITS)) - 1),
+                                    m->offset);
+        return;
+    }
     if (slot_id >= w->nslots)
         return;
     mph__slot_t *s = &w->slots[slot_id];
@@ -305,6 +311,8 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
 
 static void report(mph__worker_t *w, int kind, bool all)
 {
+    if (kind == MSG_COMMIT && !mph__tables_flush(w, 5000000000LL))
+        return; /* state not durable yet: commit nothing this time */
     size_t n = 0;
     for (uint32_t i = 0; i < w->nslots; i++)
         if (w->slots[i].used && (all || w->slots[i].acks.commit > w->slots[i].reported))
@@ -342,6 +350,7 @@ static void flush_until_idle(mph__worker_t *w, mph__acks_t *a, int64_t deadline_
 static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
 {
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
+    bool durable = mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
     mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
     size_t k = 0;
     for (size_t i = 0; i < msg->n; i++) {
@@ -359,24 +368,48 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
         if (reply) {
             reply->tp[k].topic = s->topic;
             reply->tp[k].partition = s->partition;
-            reply->tp[k].offset = s->acks.commit;
+            /* Without durable state the source must not move on. */
+            reply->tp[k].offset = durable ? s->acks.commit : -1;
             k++;
         }
         slot_remove(w, (uint32_t)sid);
     }
-    if (reply) {
-        reply->n = k;
-        if (mph__coord_post(w->app->coord, reply) != MPH_OK)
-            mph__msg_free(reply);
+    mph__shard_set_t *released = mph__tables_worker_release(w);
+    if (released && !durable) {
+        /* Unflushed writes must not survive into a later ownership: the
+         * changelog is the truth, so the next owner rebuilds from it. */
+        for (size_t i = 0; i < released->n; i++)
+            mph__shard_destroy(released->shards[i]);
+        released->n = 0;
     }
+    if (reply) {
+        reply->ptr = released;
+        released = NULL;
+        reply->n = k;
+        if (mph__coord_post(w->app->coord, reply) != MPH_OK) {
+            mph__tables_worker_take(w, reply->ptr);
+            mph__msg_free(reply);
+        }
+    }
+    if (released)
+        mph__tables_worker_take(w, released);
 }
 
 static void handle_stop(mph__worker_t *w)
 {
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
+    bool durable = mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
     while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
         rd_kafka_poll(w->producer, 10);
-    report(w, MSG_STOPPED, true);
+    if (durable) {
+        report(w, MSG_STOPPED, true);
+    } else {
+        /* Table state could not be made durable: commit nothing more. */
+        mph_log(MPH_LOG_WARN, "table state not durable at stop: nothing committed");
+        mph__msg_t *m = mph__msg_new(MSG_STOPPED, w->index, 0);
+        if (m && mph__coord_post(w->app->coord, m) != MPH_OK)
+            mph__msg_free(m);
+    }
     w->exit = true;
 }
 
@@ -386,6 +419,8 @@ static void worker_inbox(mph__worker_t *w)
     while ((msg = mph__mailbox_pop_sc(&w->inbox))) {
         switch (msg->kind) {
         case MSG_ASSIGN:
+            mph__tables_worker_take(w, msg->ptr);
+            msg->ptr = NULL;
             for (size_t i = 0; i < msg->n; i++) {
                 mph_err_t err = slot_add(w, msg->tp[i].topic, msg->tp[i].partition);
                 if (err)
@@ -401,8 +436,11 @@ static void worker_inbox(mph__worker_t *w)
             handle_stop(w);
             break;
         case MSG_RECORD:
-            process(w, msg->rkm);
-            rd_kafka_message_destroy(msg->rkm);
+            process(w, msg->ptr);
+            rd_kafka_message_destroy(msg->ptr);
+            break;
+        case MSG_TABLE_GET:
+            mph__tables_serve_get(w, msg->ptr);
             break;
         }
         mph__msg_free(msg);
@@ -513,7 +551,7 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     w->kfd = -1;
     w->inbox.fd = -1;
     w->batch = calloc((size_t)app->max_poll_batch, sizeof *w->batch);
-    w->mon = mph__monitor_new(app, index, 0);
+    w->mon = mph__monitor_new(app, index, app->ntables);
     w->slot_of = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->slot_of);
     w->rkt_cache = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->rkt_cache);
     if (!w->batch || !w->slot_of || !w->rkt_cache || !w->mon)
@@ -533,6 +571,8 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
         goto fail_w;
     w->ring = mph__uring_new(64, errstr, errstr_size);
     if (!w->ring)
+        goto fail_quiet;
+    if (mph__tables_worker_open(w, errstr, errstr_size) != MPH_OK)
         goto fail_quiet;
 
     rd_kafka_conf_t *kc = mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_PRODUCER, errstr,
@@ -597,7 +637,11 @@ void mph__worker_destroy(mph__worker_t *w)
     if (w->inbox.buf) {
         while ((msg = mph__mailbox_pop_sc(&w->inbox))) {
             if (msg->kind == MSG_RECORD)
-                rd_kafka_message_destroy(msg->rkm);
+                rd_kafka_message_destroy(msg->ptr);
+            else if (msg->kind == MSG_TABLE_GET)
+                mph__tables_serve_get(w, msg->ptr);
+            else if (msg->kind == MSG_ASSIGN)
+                mph__tables_worker_take(w, msg->ptr);
             mph__msg_free(msg);
         }
     }
@@ -618,6 +662,7 @@ void mph__worker_destroy(mph__worker_t *w)
         if (w->slots[i].used)
             mph__acks_fini(&w->slots[i].acks);
     free(w->slots);
+    mph__tables_worker_close(w);
     if (w->slot_of)
         for (size_t i = 0; i < w->app->ntopics; i++)
             free(w->slot_of[i]);

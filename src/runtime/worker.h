@@ -62,6 +62,9 @@ struct mph__worker {
     bool failed;
     mph_log_limit_t log_lim;
 
+    struct mph__shard ***shards;   /* [table][partition] owned by this worker */
+    struct mph__rstore **rstores;  /* [table] RocksDB instance, NULL for memory */
+    int64_t cl_pending;            /* changelog records not yet acknowledged */
     mph__monitor_t *mon; /* sensors; this worker is the only writer */
     uint64_t rr;         /* round-robin partition for key-less sends */
 };

@@ -1,0 +1,974 @@
+/*
+ * DESIGN — tables in the runtime.
+ *
+ * Registry: tables are declared on the app before start; at start their
+ * shard count is resolved (option, else topic_partitions), their changelog
+ * `<app_id>-<table>-changelog` is created compacted, and the RocksDB env is
+ * opened when any table uses RocksDB. Each worker opens one RocksDB instance
+ * per rocksdb table at `<datadir>/<table>/w<worker>/`.
+ *
+ * Hand-over: shards move between threads only inside mailbox messages. On
+ * assignment the coordinator takes each needed shard from its parking lot
+ * (or creates it: for RocksDB from the checkpoint on disk, dropped if it was
+ * written by a different worker count), recovers it from the changelog, and
+ * posts it with MSG_ASSIGN. On revocation the worker flushes, then returns
+ * the shard in MSG_REVOKED; the coordinator parks it, so a partition that
+ * comes back replays only what others wrote meanwhile.
+ *
+ * Commit-time flush (worker): every dirty key of every owned shard is
+ * produced once to its changelog partition (latest value wins; a delete is
+ * a tombstone); the worker serves its producer until all are acknowledged,
+ * writes each RocksDB instance's dirty keys with the shards' checkpoints in
+ * one WriteBatch, clears the dirty sets, and only then reports the source
+ * commit points. If the broker or the disk fails, nothing is reported and
+ * the dirty sets stay for the next attempt.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "io/uring.h"
+#include "mephisto/log.h"
+#include "runtime/msg.h"
+#include "runtime/table.h"
+#include "runtime/worker.h"
+
+/* ------------------------------------------------------------------ */
+/* options and registry                                               */
+
+mph_table_opts_t *mph_table_opts_new(void)
+{
+    mph_table_opts_t *o = calloc(1, sizeof *o);
+    if (o) {
+        o->store = -1;
+        o->cache_max_keys = -1;
+    }
+    return o;
+}
+
+static void opts_fini(mph_table_opts_t *o)
+{
+    free(o->key_codec);
+    free(o->value_codec);
+    free(o->dflt);
+    for (size_t i = 0; i < o->nconfigs * 2; i++)
+        free(o->configs[i]);
+    free(o->configs);
+}
+
+void mph_table_opts_destroy(mph_table_opts_t *o)
+{
+    if (!o)
+        return;
+    opts_fini(o);
+    free(o);
+}
+
+static mph_err_t dup_into(char **slot, const char *v)
+{
+    char *c = strdup(v);
+    if (!c)
+        return MPH_ERR_NOMEM;
+    free(*slot);
+    *slot = c;
+    return MPH_OK;
+}
+
+static void i64_encode(int64_t v, unsigned char out[8])
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        out[i] = (unsigned char)(u & 0xff);
+}
+
+static int64_t i64_decode(const unsigned char in[8])
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = (u << 8) | in[i];
+    return (int64_t)u;
+}
+
+mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *value,
+                             char *errstr, size_t errstr_size)
+{
+    char tmp[256];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    if (!o || !name || !value) {
+        snprintf(errstr, errstr_size, "table option: NULL argument");
+        return MPH_ERR_INVALID;
+    }
+    static const char *const codecs[] = {"raw", "string", "json", "i64", NULL};
+    if (!strcmp(name, "key_codec") || !strcmp(name, "value_codec")) {
+        for (int i = 0; codecs[i]; i++)
+            if (!strcmp(codecs[i], value))
+                return dup_into(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
+        snprintf(errstr, errstr_size, "%s: unknown codec '%s' (raw, string, json, i64)", name,
+                 value);
+        return MPH_ERR_INVALID;
+    }
+    if (!strcmp(name, "default")) {
+        free(o->dflt);
+        o->dflt = strdup(value);
+        o->dflt_len = strlen(value);
+        o->has_dflt = true;
+        return o->dflt ? MPH_OK : MPH_ERR_NOMEM;
+    }
+    if (!strcmp(name, "store")) {
+        if (strcmp(value, "memory") && strcmp(value, "rocksdb")) {
+            snprintf(errstr, errstr_size, "store: must be memory or rocksdb, got '%s'", value);
+            return MPH_ERR_INVALID;
+        }
+        o->store = value[0] == 'r';
+        return MPH_OK;
+    }
+    if (!strcmp(name, "partitions") || !strcmp(name, "cache_max_keys")) {
+        char *end;
+        long long n = strtoll(value, &end, 10);
+        bool parts = name[0] == 'p';
+        if (!*value || *end || n < (parts ? 1 : 0) || n > (parts ? 100000 : 1000000000LL)) {
+            snprintf(errstr, errstr_size, "%s: must be an integer between %d and %lld, got '%s'",
+                     name, parts ? 1 : 0, parts ? 100000LL : 1000000000LL, value);
+            return MPH_ERR_INVALID;
+        }
+        if (parts)
+            o->partitions = (int)n;
+        else
+            o->cache_max_keys = n;
+        return MPH_OK;
+    }
+    if (!strncmp(name, "changelog.", 10) && name[10]) {
+        char **c = realloc(o->configs, (o->nconfigs * 2 + 3) * sizeof *c);
+        if (!c)
+            return MPH_ERR_NOMEM;
+        o->configs = c;
+        c[o->nconfigs * 2] = strdup(name + 10);
+        c[o->nconfigs * 2 + 1] = strdup(value);
+        c[o->nconfigs * 2 + 2] = NULL;
+        o->nconfigs++;
+        return MPH_OK;
+    }
+    snprintf(errstr, errstr_size,
+             "%s: unknown table option (key_codec, value_codec, default, store, partitions, "
+             "cache_max_keys, changelog.<config>)",
+             name);
+    return MPH_ERR_NOENT;
+}
+
+mph_table_t *mph_table_new(mph_app_t *app, const char *name, const mph_table_opts_t *opts,
+                           char *errstr, size_t errstr_size)
+{
+    char tmp[256];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    if (!app || !name || !*name || strlen(name) > 200 || strchr(name, '/')) {
+        snprintf(errstr, errstr_size, "table: a name of 1 to 200 characters without '/' is needed");
+        return NULL;
+    }
+    if (ck_pr_load_int(&app->state) != APP_NEW) {
+        snprintf(errstr, errstr_size, "table %s: declare tables before the app starts", name);
+        return NULL;
+    }
+    if (mph_app_table(app, name)) {
+        snprintf(errstr, errstr_size, "table %s: declared twice", name);
+        return NULL;
+    }
+    mph_table_t *t = calloc(1, sizeof *t);
+    mph_table_t **arr = realloc(app->tables, (app->ntables + 1) * sizeof *arr);
+    if (!t || !arr) {
+        free(t);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    app->tables = arr;
+    t->app = app;
+    t->name = strdup(name);
+    t->opts.store = -1;
+    t->opts.cache_max_keys = -1;
+    if (opts) {
+        t->opts = *opts;
+        t->opts.key_codec = opts->key_codec ? strdup(opts->key_codec) : NULL;
+        t->opts.value_codec = opts->value_codec ? strdup(opts->value_codec) : NULL;
+        t->opts.dflt = NULL;
+        if (opts->has_dflt) {
+            t->opts.dflt = malloc(opts->dflt_len + 1);
+            memcpy(t->opts.dflt, opts->dflt, opts->dflt_len + 1);
+        }
+        t->opts.configs = NULL;
+        t->opts.nconfigs = 0;
+        for (size_t i = 0; i < opts->nconfigs; i++) {
+            char n[512];
+            snprintf(n, sizeof n, "changelog.%s", opts->configs[2 * i]);
+            mph_table_opts_set(&t->opts, n, opts->configs[2 * i + 1], NULL, 0);
+        }
+    }
+    t->is_i64 = t->opts.value_codec && !strcmp(t->opts.value_codec, "i64");
+    if (t->is_i64 && t->opts.has_dflt) {
+        /* An i64 default is written as a decimal number. */
+        char *end;
+        long long v = strtoll(t->opts.dflt, &end, 10);
+        if (!*(char *)t->opts.dflt || *end) {
+            snprintf(errstr, errstr_size, "table %s: default: not an integer: '%s'", name,
+                     (char *)t->opts.dflt);
+            mph__table_free(t);
+            return NULL;
+        }
+        free(t->opts.dflt);
+        t->opts.dflt = malloc(8);
+        i64_encode(v, t->opts.dflt);
+        t->opts.dflt_len = 8;
+    }
+    size_t cl = strlen(app->app_id) + strlen(name) + 16;
+    t->changelog = malloc(cl);
+    if (!t->name || !t->changelog) {
+        mph__table_free(t);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    snprintf(t->changelog, cl, "%s-%s-changelog", app->app_id, name);
+    t->index = (int)app->ntables;
+    app->tables[app->ntables++] = t;
+    return t;
+}
+
+void mph__table_free(mph_table_t *t)
+{
+    if (!t)
+        return;
+    opts_fini(&t->opts);
+    free(t->name);
+    free(t->changelog);
+    free(t);
+}
+
+const char *mph_table_name(const mph_table_t *t)
+{
+    return t->name;
+}
+
+int mph_table_partitions(const mph_table_t *t)
+{
+    return t->partitions;
+}
+
+const char *mph_table_changelog(const mph_table_t *t)
+{
+    return t->changelog;
+}
+
+mph_table_t *mph_app_table(const mph_app_t *app, const char *name)
+{
+    for (size_t i = 0; i < app->ntables; i++)
+        if (!strcmp(app->tables[i]->name, name))
+            return app->tables[i];
+    return NULL;
+}
+
+int32_t mph_table_partition_of(const mph_table_t *t, const void *key, size_t klen)
+{
+    int n = t->partitions > 0 ? t->partitions
+                              : (int)mph_conf_get_int(t->app->conf, "topic_partitions", 8);
+    return mph__kafka_partition_for(key ? key : "", key ? klen : 0, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* start-up                                                           */
+
+struct rocks_opt_ctx {
+    mph__rstore_conf_t *rc;
+    mph_err_t err;
+    char *errstr;
+    size_t errstr_size;
+};
+
+static void apply_rocksdb_opt(const char *name, const char *value, void *opaque)
+{
+    struct rocks_opt_ctx *c = opaque;
+    if (!c->err)
+        c->err = mph__rstore_conf_set(c->rc, name + 8, value, c->errstr, c->errstr_size);
+}
+
+mph_err_t mph__tables_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    if (!app->ntables)
+        return MPH_OK;
+    const char *dstore = mph_conf_get(app->conf, "store");
+    int64_t dparts = mph_conf_get_int(app->conf, "topic_partitions", 8);
+    int64_t drepl = mph_conf_get_int(app->conf, "topic_replication_factor", 1);
+    int64_t dcache = mph_conf_get_int(app->conf, "table_cache_max_keys", 100000);
+    bool any_rocks = false;
+    for (size_t i = 0; i < app->ntables; i++) {
+        mph_table_t *t = app->tables[i];
+        t->partitions = t->opts.partitions > 0 ? t->opts.partitions : (int)dparts;
+        t->rocksdb = t->opts.store >= 0 ? t->opts.store == 1 : (dstore && !strcmp(dstore, "rocksdb"));
+        t->cache_max_keys = (size_t)(t->opts.cache_max_keys >= 0 ? t->opts.cache_max_keys : dcache);
+        any_rocks |= t->rocksdb;
+        /* compacted, plus the user's configs */
+        size_t nc = t->opts.nconfigs;
+        const char **cfg = calloc(nc * 2 + 3, sizeof *cfg);
+        if (!cfg)
+            return MPH_ERR_NOMEM;
+        size_t k = 0;
+        bool has_policy = false;
+        for (size_t j = 0; j < nc; j++) {
+            has_policy |= !strcmp(t->opts.configs[2 * j], "cleanup.policy");
+            cfg[k++] = t->opts.configs[2 * j];
+            cfg[k++] = t->opts.configs[2 * j + 1];
+        }
+        if (!has_policy) {
+            cfg[k++] = "cleanup.policy";
+            cfg[k++] = "compact";
+        }
+        cfg[k] = NULL;
+        mph__topic_spec_t spec = {t->changelog, t->partitions, (int)drepl, cfg};
+        int timeout = (int)(app->shutdown_timeout_ms < 1000 ? 1000 : app->shutdown_timeout_ms > 30000 ? 30000 : app->shutdown_timeout_ms);
+        mph_err_t err =
+            mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, errstr, errstr_size);
+        free(cfg);
+        if (err)
+            return err;
+    }
+    app->parked = calloc(app->ntables, sizeof *app->parked);
+    if (!app->parked)
+        return MPH_ERR_NOMEM;
+    for (size_t i = 0; i < app->ntables; i++) {
+        app->parked[i] = calloc((size_t)app->tables[i]->partitions, sizeof **app->parked);
+        if (!app->parked[i])
+            return MPH_ERR_NOMEM;
+    }
+    if (any_rocks) {
+        mph__rstore_conf_t *rc = mph__rstore_conf_new();
+        if (!rc)
+            return MPH_ERR_NOMEM;
+        char mb[32];
+        snprintf(mb, sizeof mb, "%lld",
+                 (long long)mph_conf_get_int(app->conf, "rocksdb_block_cache_mb", 64) << 20);
+        mph_err_t err = mph__rstore_conf_set(rc, "block_cache_size", mb, errstr, errstr_size);
+        struct rocks_opt_ctx c = {rc, err, errstr, errstr_size};
+        if (!c.err)
+            mph_conf_foreach(app->conf, "rocksdb.", apply_rocksdb_opt, &c);
+        if (c.err) {
+            mph__rstore_conf_destroy(rc);
+            return c.err;
+        }
+        app->rsenv = mph__rstore_env_new(rc, errstr, errstr_size);
+        mph__rstore_conf_destroy(rc);
+        if (!app->rsenv)
+            return MPH_ERR_STORE;
+    }
+    return MPH_OK;
+}
+
+void mph__tables_teardown(mph_app_t *app)
+{
+    if (app->parked) {
+        for (size_t i = 0; i < app->ntables; i++) {
+            if (!app->parked[i])
+                continue;
+            for (int p = 0; p < app->tables[i]->partitions; p++)
+                mph__shard_destroy(app->parked[i][p]);
+            free(app->parked[i]);
+        }
+        free(app->parked);
+        app->parked = NULL;
+    }
+    mph__rstore_env_destroy(app->rsenv);
+    app->rsenv = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* worker side                                                        */
+
+mph_err_t mph__tables_worker_open(mph__worker_t *w, char *errstr, size_t errstr_size)
+{
+    mph_app_t *app = w->app;
+    if (!app->ntables)
+        return MPH_OK;
+    w->shards = calloc(app->ntables, sizeof *w->shards);
+    w->rstores = calloc(app->ntables, sizeof *w->rstores);
+    if (!w->shards || !w->rstores)
+        return MPH_ERR_NOMEM;
+    const char *datadir = mph_conf_get(app->conf, "datadir");
+    for (size_t i = 0; i < app->ntables; i++) {
+        mph_table_t *t = app->tables[i];
+        w->shards[i] = calloc((size_t)t->partitions, sizeof **w->shards);
+        if (!w->shards[i])
+            return MPH_ERR_NOMEM;
+        if (!t->rocksdb)
+            continue;
+        char dir[4096], appdir[4096];
+        snprintf(appdir, sizeof appdir, "%s/%s", datadir && *datadir ? datadir : ".", app->app_id);
+        mph_err_t err = mph__rstore_path(dir, sizeof dir, appdir, t->name, w->index);
+        if (err) {
+            snprintf(errstr, errstr_size, "table %s: datadir path too long", t->name);
+            return err;
+        }
+        w->rstores[i] = mph__rstore_open(app->rsenv, dir, &err, errstr, errstr_size);
+        if (!w->rstores[i])
+            return err ? err : MPH_ERR_STORE;
+    }
+    return MPH_OK;
+}
+
+void mph__tables_worker_close(mph__worker_t *w)
+{
+    mph_app_t *app = w->app;
+    if (!w->shards)
+        return;
+    for (size_t i = 0; i < app->ntables; i++) {
+        if (w->shards[i])
+            for (int p = 0; p < app->tables[i]->partitions; p++)
+                mph__shard_destroy(w->shards[i][p]);
+        free(w->shards[i]);
+        if (w->rstores && w->rstores[i])
+            mph__rstore_close(w->rstores[i]);
+    }
+    free(w->shards);
+    free(w->rstores);
+    w->shards = NULL;
+    w->rstores = NULL;
+}
+
+void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set)
+{
+    for (size_t i = 0; set && i < set->n; i++) {
+        mph__shard_t *sh = set->shards[i];
+        mph__shard_t **slot = &w->shards[sh->table][sh->partition];
+        if (*slot && *slot != sh)
+            mph__shard_destroy(*slot);
+        *slot = sh;
+    }
+    free(set);
+}
+
+/* Shards of partitions that no slot of this worker uses any more. */
+mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w)
+{
+    mph_app_t *app = w->app;
+    if (!app->ntables)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < app->ntables; i++)
+        for (int p = 0; p < app->tables[i]->partitions; p++)
+            n += w->shards[i][p] != NULL;
+    mph__shard_set_t *set = calloc(1, sizeof *set + n * sizeof set->shards[0]);
+    if (!set)
+        return NULL;
+    for (size_t i = 0; i < app->ntables; i++) {
+        for (int p = 0; p < app->tables[i]->partitions; p++) {
+            mph__shard_t *sh = w->shards[i][p];
+            if (!sh)
+                continue;
+            bool used = false;
+            for (uint32_t s = 0; s < w->nslots && !used; s++)
+                used = w->slots[s].used && w->slots[s].partition == p;
+            if (used)
+                continue;
+            set->shards[set->n++] = sh;
+            w->shards[i][p] = NULL;
+        }
+    }
+    return set;
+}
+
+#define CL_SLOT 0xFFFFu
+
+void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset)
+{
+    uint32_t t = (uint32_t)(tag >> 24), p = (uint32_t)(tag & 0xFFFFFF);
+    w->cl_pending--;
+    if (t >= w->app->ntables || (int)p >= w->app->tables[t]->partitions)
+        return;
+    mph__shard_t *sh = w->shards[t][p];
+    if (sh && offset > sh->flushed) {
+        sh->flushed = offset;
+        if (offset > sh->applied)
+            sh->applied = offset;
+    }
+}
+
+struct produce_ctx {
+    mph__worker_t *w;
+    mph_table_t *t;
+    mph__shard_t *sh;
+    mph_err_t err;
+};
+
+static mph_err_t produce_one(void *opaque, const void *key, size_t klen, const void *val,
+                             size_t vlen, bool deleted)
+{
+    struct produce_ctx *c = opaque;
+    uint64_t tag = ((uint64_t)c->t->index << 24) | c->sh->partition;
+    void *op = (void *)(uintptr_t)(((uint64_t)CL_SLOT << 48) | tag);
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            c->w->producer, RD_KAFKA_V_TOPIC(c->t->changelog),
+            RD_KAFKA_V_PARTITION((int32_t)c->sh->partition), RD_KAFKA_V_KEY(key, klen),
+            RD_KAFKA_V_VALUE(deleted ? NULL : (void *)val, deleted ? 0 : vlen),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(op), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return mph__kafka_err(e);
+        rd_kafka_poll(c->w->producer, 10);
+    }
+    c->w->cl_pending++;
+    return MPH_OK;
+}
+
+static mph_err_t batch_one(void *opaque, const void *key, size_t klen, const void *val,
+                           size_t vlen, bool deleted)
+{
+    struct { mph__rstore_batch_t *b; uint32_t p; } *c = opaque;
+    return deleted ? mph__rstore_batch_delete(c->b, c->p, key, klen)
+                   : mph__rstore_batch_put(c->b, c->p, key, klen, val, vlen);
+}
+
+static bool wait_changelog(mph__worker_t *w, int64_t deadline_ns)
+{
+    while (w->cl_pending > 0 && mph_clock_mono_ns() < deadline_ns)
+        rd_kafka_poll(w->producer, 5);
+    return w->cl_pending == 0;
+}
+
+bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
+{
+    mph_app_t *app = w->app;
+    if (!app->ntables)
+        return true;
+    int64_t deadline = mph_clock_mono_ns() + wait_ns;
+    /* Records of an earlier attempt still in flight: let them land first. */
+    if (!wait_changelog(w, deadline))
+        return false;
+    size_t produced = 0;
+    for (size_t i = 0; i < app->ntables; i++) {
+        for (int p = 0; p < app->tables[i]->partitions; p++) {
+            mph__shard_t *sh = w->shards[i][p];
+            if (!sh || !mph__shard_dirty(sh))
+                continue;
+            struct produce_ctx c = {w, app->tables[i], sh, MPH_OK};
+            mph_err_t err = mph__mstore_dirty_foreach(sh->mem, produce_one, &c);
+            if (err) {
+                mph__app_fail(app, err, "table %s [%d]: cannot produce to the changelog: %s",
+                              app->tables[i]->name, p, mph_err_str(err));
+                return false;
+            }
+            produced++;
+        }
+    }
+    if (!produced)
+        return true;
+    if (!wait_changelog(w, deadline)) {
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                        "changelog not acknowledged in time (%lld pending); commit deferred",
+                        (long long)w->cl_pending);
+        return false;
+    }
+    /* Data and checkpoint in one WriteBatch per RocksDB instance. */
+    for (size_t i = 0; i < app->ntables; i++) {
+        if (!w->rstores[i])
+            continue;
+        mph__rstore_batch_t *b = mph__rstore_batch_new();
+        if (!b)
+            return false;
+        for (int p = 0; p < app->tables[i]->partitions; p++) {
+            mph__shard_t *sh = w->shards[i][p];
+            if (!sh || !mph__shard_dirty(sh))
+                continue;
+            struct { mph__rstore_batch_t *b; uint32_t p; } c = {b, (uint32_t)p};
+            mph__mstore_dirty_foreach(sh->mem, batch_one, &c);
+            mph__rstore_checkpoint_t cp = {sh->flushed, (uint32_t)app->nworkers};
+            mph__rstore_batch_checkpoint(b, (uint32_t)p, &cp);
+        }
+        char err[256] = "";
+        mph_err_t rc = mph__rstore_write(w->rstores[i], b, err, sizeof err);
+        mph__rstore_batch_destroy(b);
+        if (rc) {
+            mph_log_limited(&w->log_lim, 5000, MPH_LOG_ERROR,
+                            "table %s: cannot write the state store (%s): %s; commit deferred",
+                            app->tables[i]->name, mph_err_str(rc), err);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < app->ntables; i++)
+        for (int p = 0; p < app->tables[i]->partitions; p++)
+            if (w->shards[i][p])
+                mph__mstore_dirty_clear(w->shards[i][p]->mem);
+    return true;
+}
+
+void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r)
+{
+    mph__shard_t *sh = r->partition < r->table->partitions && w->shards
+                           ? w->shards[r->table->index][r->partition]
+                           : NULL;
+    const void *v = NULL;
+    size_t vl = 0;
+    if (!sh) {
+        r->result = MPH_ERR_PARTITION;
+    } else {
+        r->result = mph__shard_get(sh, r->key, r->klen, &v, &vl);
+        if (r->result == MPH_ERR_NOENT && r->table->opts.has_dflt) {
+            v = r->table->opts.dflt;
+            vl = r->table->opts.dflt_len;
+            r->result = MPH_OK;
+        }
+        if (r->result == MPH_OK) {
+            r->value = malloc(vl ? vl : 1);
+            if (r->value)
+                memcpy(r->value, v, vl);
+            else
+                r->result = MPH_ERR_NOMEM;
+            r->vlen = vl;
+        }
+    }
+    mph__eventfd_signal(r->done_fd);
+    mph__table_req_release(r);
+}
+
+void mph__table_req_release(mph__table_req_t *r)
+{
+    if (ck_pr_faa_int(&r->refs, -1) != 1)
+        return;
+    if (r->done_fd >= 0)
+        close(r->done_fd);
+    free(r->key);
+    free(r->value);
+    free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* coordinator side: hand-over with recovery                          */
+
+static void recovery_progress(const mph__recovery_progress_t *p, void *opaque)
+{
+    mph_app_t *app = opaque;
+    ck_pr_store_64((uint64_t *)&app->recovery_total, (uint64_t)p->total);
+    ck_pr_store_64((uint64_t *)&app->recovery_done, (uint64_t)p->done);
+}
+
+/* Builds, recovers and returns the shard set for worker w given the
+ * partition numbers it now owns (parts[0..n)). */
+mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *parts, size_t n,
+                                       char *errstr, size_t errstr_size)
+{
+    size_t max = 0;
+    for (size_t i = 0; i < app->ntables; i++)
+        max += n;
+    mph__shard_set_t *set = calloc(1, sizeof *set + max * sizeof set->shards[0]);
+    mph__recovery_item_t *items = calloc(max ? max : 1, sizeof *items);
+    if (!set || !items)
+        goto fail;
+    mph__worker_t *wk = app->workers[w];
+    for (size_t i = 0; i < app->ntables; i++) {
+        mph_table_t *t = app->tables[i];
+        for (size_t k = 0; k < n; k++) {
+            int32_t p = parts[k];
+            if (p >= t->partitions)
+                continue;
+            bool dup = false;
+            for (size_t j = 0; j < set->n; j++)
+                dup |= set->shards[j]->table == (int)i && (int32_t)set->shards[j]->partition == p;
+            if (dup || wk->shards[i][p])
+                continue; /* already there */
+            mph__shard_t *sh = app->parked[i][p];
+            app->parked[i][p] = NULL;
+            if (!sh) {
+                sh = mph__shard_new((int)i, (uint32_t)p, t->rocksdb ? wk->rstores[i] : NULL,
+                                    t->cache_max_keys);
+                if (!sh)
+                    goto fail;
+                if (t->rocksdb) {
+                    mph__rstore_checkpoint_t cp;
+                    mph_err_t e = mph__rstore_checkpoint_get(sh->rs, (uint32_t)p, &cp, NULL, 0);
+                    if (e == MPH_OK && cp.workers == (uint32_t)app->nworkers) {
+                        sh->applied = sh->flushed = cp.offset;
+                    } else if (e == MPH_OK) {
+                        mph_log(MPH_LOG_INFO,
+                                "table %s [%d]: written with %u workers, now %d: rebuilding",
+                                t->name, p, cp.workers, app->nworkers);
+                        mph__shard_reset(sh, NULL, 0);
+                    }
+                }
+            }
+            items[set->n].shard = sh;
+            items[set->n].changelog = t->changelog;
+            items[set->n].start = sh->applied + 1;
+            set->shards[set->n++] = sh;
+        }
+    }
+    if (set->n) {
+        int64_t batch = mph_conf_get_int(app->conf, "recovery_batch_records", 100000);
+        int timeout = (int)(app->shutdown_timeout_ms > 60000 ? app->shutdown_timeout_ms : 60000);
+        mph_err_t err = mph__recover(app->kenv, app->conf, items, set->n, batch, app->nworkers,
+                                     timeout, recovery_progress, app, errstr, errstr_size);
+        int64_t records = 0;
+        for (size_t i = 0; i < set->n; i++)
+            records += items[i].records;
+        ck_pr_add_64(&app->recoveries, 1);
+        if (err) {
+            for (size_t i = 0; i < set->n; i++)
+                mph__shard_destroy(set->shards[i]);
+            free(items);
+            free(set);
+            return NULL;
+        }
+        (void)records;
+    }
+    free(items);
+    return set;
+fail:
+    snprintf(errstr, errstr_size, "out of memory");
+    free(items);
+    free(set);
+    return NULL;
+}
+
+void mph__tables_park(mph_app_t *app, mph__shard_set_t *set)
+{
+    for (size_t i = 0; set && i < set->n; i++) {
+        mph__shard_t *sh = set->shards[i];
+        mph__shard_t **slot = &app->parked[sh->table][sh->partition];
+        if (*slot)
+            mph__shard_destroy(*slot);
+        *slot = sh;
+    }
+    free(set);
+}
+
+/* ------------------------------------------------------------------ */
+/* the public operations                                              */
+
+static mph__shard_t *shard_of(mph_event_t *ev, mph_table_t *t)
+{
+    int32_t p = ev->rkm->partition;
+    mph__worker_t *w = ev->worker;
+    if (!w->shards || t->app != w->app || p >= t->partitions)
+        return NULL;
+    return w->shards[t->index][p];
+}
+
+static mph_err_t check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
+{
+    if (klen > MPH__MSTORE_KEY_MAX)
+        return MPH_ERR_RANGE;
+    if (mph__kafka_partition_for(key ? key : "", klen, t->partitions) != ev->rkm->partition)
+        return MPH_ERR_PARTITION;
+    return MPH_OK;
+}
+
+static void count_op(mph_event_t *ev, mph_table_t *t, int op)
+{
+    mph__mon_add(&ev->worker->mon->table_ops[t->index][op], 1);
+}
+
+mph_err_t mph_table_get(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
+                        const void **value, size_t *vlen)
+{
+    if (!ev || !t || !value)
+        return MPH_ERR_INVALID;
+    mph__shard_t *sh = shard_of(ev, t);
+    if (!sh)
+        return MPH_ERR_PARTITION;
+    size_t l = 0;
+    mph_err_t err = mph__shard_get(sh, key ? key : "", klen, value, &l);
+    count_op(ev, t, 0);
+    if (err == MPH_ERR_NOENT) {
+        count_op(ev, t, 3);
+        if (t->opts.has_dflt) {
+            *value = t->opts.dflt;
+            l = t->opts.dflt_len;
+            err = MPH_OK;
+        }
+    }
+    if (vlen)
+        *vlen = l;
+    return err;
+}
+
+bool mph_table_contains(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
+{
+    mph__shard_t *sh = ev && t ? shard_of(ev, t) : NULL;
+    const void *v;
+    size_t l;
+    return sh && mph__shard_get(sh, key ? key : "", klen, &v, &l) == MPH_OK;
+}
+
+mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
+                        const void *value, size_t vlen)
+{
+    if (!ev || !t || (!value && vlen))
+        return MPH_ERR_INVALID;
+    mph__shard_t *sh = shard_of(ev, t);
+    if (!sh)
+        return MPH_ERR_PARTITION;
+    mph_err_t err = check_key(ev, t, key, klen);
+    if (err)
+        return err;
+    count_op(ev, t, 1);
+    return mph__shard_set(sh, key ? key : "", klen, value ? value : "", vlen);
+}
+
+mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
+{
+    if (!ev || !t)
+        return MPH_ERR_INVALID;
+    mph__shard_t *sh = shard_of(ev, t);
+    if (!sh)
+        return MPH_ERR_PARTITION;
+    mph_err_t err = check_key(ev, t, key, klen);
+    if (err)
+        return err;
+    count_op(ev, t, 2);
+    err = mph__shard_delete(sh, key ? key : "", klen);
+    return err == MPH_ERR_NOENT ? MPH_OK : err;
+}
+
+mph_err_t mph_table_get_i64(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
+                            int64_t *out)
+{
+    const void *v;
+    size_t l;
+    mph_err_t err = mph_table_get(ev, t, key, klen, &v, &l);
+    if (err == MPH_ERR_NOENT) {
+        *out = 0;
+        return MPH_OK;
+    }
+    if (err)
+        return err;
+    if (l != 8)
+        return MPH_ERR_TYPE;
+    *out = i64_decode(v);
+    return MPH_OK;
+}
+
+mph_err_t mph_table_incr(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
+                         int64_t by, int64_t *out)
+{
+    int64_t cur = 0;
+    mph_err_t err = mph_table_get_i64(ev, t, key, klen, &cur);
+    if (err)
+        return err;
+    unsigned char buf[8];
+    i64_encode(cur + by, buf);
+    err = mph_table_set(ev, t, key, klen, buf, 8);
+    if (!err && out)
+        *out = cur + by;
+    return err;
+}
+
+struct mph_table_update {
+    void *value;
+    size_t len;
+    bool set;
+};
+
+mph_err_t mph_table_update_set(mph_table_update_t *upd, const void *value, size_t len)
+{
+    void *c = malloc(len ? len : 1);
+    if (!c)
+        return MPH_ERR_NOMEM;
+    memcpy(c, value, len);
+    free(upd->value);
+    upd->value = c;
+    upd->len = len;
+    upd->set = true;
+    return MPH_OK;
+}
+
+mph_err_t mph_table_update(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
+                           mph_table_update_fn *fn, void *opaque)
+{
+    if (!fn)
+        return MPH_ERR_INVALID;
+    const void *old = NULL;
+    size_t ol = 0;
+    mph_err_t err = mph_table_get(ev, t, key, klen, &old, &ol);
+    if (err && err != MPH_ERR_NOENT)
+        return err;
+    mph_table_update_t upd = {NULL, 0, false};
+    mph_err_t rc = fn(err ? NULL : old, err ? 0 : ol, &upd, opaque);
+    if (rc == MPH_ERR_NOENT)
+        err = mph_table_delete(ev, t, key, klen);
+    else if (rc != MPH_OK)
+        err = rc;
+    else
+        err = upd.set ? mph_table_set(ev, t, key, klen, upd.value, upd.len) : MPH_OK;
+    free(upd.value);
+    return err;
+}
+
+mph_err_t mph_table_foreach(mph_event_t *ev, mph_table_t *t, mph_table_visit_fn *fn,
+                            void *opaque)
+{
+    if (!ev || !t || !fn)
+        return MPH_ERR_INVALID;
+    mph__shard_t *sh = shard_of(ev, t);
+    if (!sh)
+        return MPH_ERR_PARTITION;
+    return mph__shard_foreach(sh, fn, opaque);
+}
+
+mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *t, const void *key, size_t klen,
+                           void **value, size_t *vlen, int timeout_ms)
+{
+    if (!app || !t || !value || t->app != app)
+        return MPH_ERR_INVALID;
+    if (ck_pr_load_int(&app->state) != APP_RUNNING || !app->workers)
+        return MPH_ERR_STATE;
+    mph__table_req_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return MPH_ERR_NOMEM;
+    r->refs = 2;
+    r->table = t;
+    r->partition = mph_table_partition_of(t, key, klen);
+    r->key = malloc(klen ? klen : 1);
+    r->klen = klen;
+    r->done_fd = mph__eventfd_new();
+    if (!r->key || r->done_fd < 0) {
+        r->refs = 1;
+        mph__table_req_release(r);
+        return MPH_ERR_NOMEM;
+    }
+    if (klen)
+        memcpy(r->key, key, klen);
+    mph__msg_t *m = mph__msg_new(MSG_TABLE_GET, -1, 0);
+    if (!m) {
+        r->refs = 1;
+        mph__table_req_release(r);
+        return MPH_ERR_NOMEM;
+    }
+    m->ptr = r;
+    if (mph__worker_post(app->workers[r->partition % app->nworkers], m) != MPH_OK) {
+        mph__msg_free(m);
+        r->refs = 1;
+        mph__table_req_release(r);
+        return MPH_ERR_FULL;
+    }
+    struct pollfd pfd = {r->done_fd, POLLIN, 0};
+    int rc = poll(&pfd, 1, timeout_ms);
+    mph_err_t err;
+    if (rc <= 0) {
+        err = MPH_ERR_TIMEOUT;
+    } else {
+        err = r->result;
+        if (err == MPH_OK) {
+            *value = r->value;
+            r->value = NULL;
+            if (vlen)
+                *vlen = r->vlen;
+        }
+    }
+    mph__table_req_release(r);
+    return err;
+}

@@ -1,0 +1,83 @@
+/*
+ * Tables in the runtime: the registry (declared on the app), the worker's
+ * shard map and commit-time flush, the coordinator's hand-over of shards
+ * (parking, recovery), and lookups from other threads.
+ */
+#ifndef MPH_RUNTIME_TABLE_H
+#define MPH_RUNTIME_TABLE_H
+
+#include "mephisto/table.h"
+#include "runtime/app.h"
+#include "state/recovery.h"
+#include "state/shard.h"
+
+struct mph_table_opts {
+    char *key_codec, *value_codec;
+    void *dflt;
+    size_t dflt_len;
+    bool has_dflt;
+    int store; /* -1 app default, 0 memory, 1 rocksdb */
+    int partitions;
+    int64_t cache_max_keys; /* -1 app default */
+    char **configs;         /* name, value, ..., NULL */
+    size_t nconfigs;
+};
+
+struct mph_table {
+    mph_app_t *app;
+    char *name;
+    int index;
+    struct mph_table_opts opts;
+    bool rocksdb;
+    bool is_i64;
+    int partitions;
+    size_t cache_max_keys;
+    char *changelog;
+};
+
+/* A request from another thread for one value (MSG_TABLE_GET). Shared by
+ * the requester and the worker; the last to let go frees it. */
+typedef struct mph__table_req {
+    int refs; /* ck_pr */
+    int done_fd;
+    mph_table_t *table;
+    int32_t partition;
+    void *key;
+    size_t klen;
+    mph_err_t result;
+    void *value;
+    size_t vlen;
+} mph__table_req_t;
+void mph__table_req_release(mph__table_req_t *r);
+
+/* Shards handed over in MSG_ASSIGN / returned in MSG_REVOKED (ptr). */
+typedef struct mph__shard_set {
+    size_t n;
+    mph__shard_t *shards[];
+} mph__shard_set_t;
+
+void mph__table_free(mph_table_t *t);
+
+/* At start, after topics: resolves partitions, creates changelogs, opens
+ * the RocksDB env. */
+mph_err_t mph__tables_prepare(mph_app_t *app, char *errstr, size_t errstr_size);
+void mph__tables_teardown(mph_app_t *app);
+
+/* Worker side (@locality the worker). */
+typedef struct mph__worker mph__worker_t;
+mph_err_t mph__tables_worker_open(mph__worker_t *w, char *errstr, size_t errstr_size);
+void mph__tables_worker_close(mph__worker_t *w);
+void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set);
+mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
+/* Flushes dirty shards to the changelog and RocksDB; true when everything
+ * up to now is durable and commit points may be reported. */
+bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
+void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset);
+void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r);
+
+/* Coordinator side. */
+mph__shard_set_t *mph__tables_handover(mph_app_t *app, int worker, const int32_t *parts,
+                                       size_t n, char *errstr, size_t errstr_size);
+void mph__tables_park(mph_app_t *app, mph__shard_set_t *set);
+
+#endif

@@ -1,0 +1,221 @@
+/*
+ * DESIGN — changelog recovery.
+ *
+ * One plain (group-less) consumer reads all the changelog partitions of a
+ * hand-over at once, each from its shard's checkpoint + 1, and stops each
+ * partition at the high watermark read before starting. A partition is done
+ * when its next offset reaches that mark or librdkafka reports
+ * end-of-partition (which also covers transaction markers and compaction
+ * gaps at the end, where no record carries the last offset). Empty
+ * partitions and shards already current are done before the first fetch.
+ *
+ * A checkpoint beyond the high watermark (the topic was recreated) or
+ * before the low watermark (records were deleted) cannot be trusted: the
+ * shard is dropped and rebuilt from the low watermark, with a warning.
+ *
+ * RocksDB shards receive records in WriteBatches of batch_records with the
+ * WAL off, each carrying the shard's checkpoint, and are flushed at the end
+ * (mph__rstore_bulk_finish) before the shard is handed over. Memory shards
+ * apply records directly.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mephisto/log.h"
+#include "state/recovery.h"
+
+typedef struct part {
+    mph__recovery_item_t *item;
+    int64_t lo, hi, next;
+    bool done;
+    mph__rstore_batch_t *batch;
+} part_t;
+
+static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr_size)
+{
+    if (!p->batch || mph__rstore_batch_count(p->batch) == 0)
+        return MPH_OK;
+    mph__shard_t *sh = p->item->shard;
+    mph__rstore_checkpoint_t cp = {sh->applied, (uint32_t)workers};
+    mph_err_t err = mph__rstore_batch_checkpoint(p->batch, sh->partition, &cp);
+    if (!err)
+        err = mph__rstore_write_bulk(sh->rs, p->batch, errstr, errstr_size);
+    mph__rstore_batch_clear(p->batch);
+    return err;
+}
+
+mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                       mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                       int workers, int timeout_ms, mph__recovery_progress_fn *progress,
+                       void *opaque, char *errstr, size_t errstr_size)
+{
+    if (n == 0)
+        return MPH_OK;
+    mph_err_t err = MPH_OK;
+    part_t *parts = calloc(n, sizeof *parts);
+    if (!parts)
+        return MPH_ERR_NOMEM;
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(env, conf, MPH__KAFKA_CONSUMER, errstr, errstr_size);
+    if (!kc) {
+        free(parts);
+        return MPH_ERR_INVALID;
+    }
+    char gid[300];
+    snprintf(gid, sizeof gid, "%s-recovery", mph_conf_get(conf, "app_id"));
+    mph__kafka_conf_set(kc, "group.id", gid, NULL, 0);
+    mph__kafka_conf_set(kc, "group.instance.id", "", NULL, 0);
+    mph__kafka_conf_set(kc, "enable.partition.eof", "true", NULL, 0);
+    mph__kafka_conf_set(kc, "fetch.wait.max.ms", "10", NULL, 0);
+    mph__kafka_conf_set(kc, "queued.min.messages", "200000", NULL, 0);
+    rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, errstr, errstr_size);
+    if (!rk) {
+        free(parts);
+        return MPH_ERR_INVALID;
+    }
+
+    int64_t total = 0;
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new((int)n);
+    size_t open = 0;
+    for (size_t i = 0; i < n; i++) {
+        part_t *p = &parts[i];
+        mph__recovery_item_t *it = &items[i];
+        mph__shard_t *sh = it->shard;
+        p->item = it;
+        it->records = 0;
+        it->rebuilt = false;
+        err = mph__kafka_watermarks(rk, it->changelog, (int32_t)sh->partition, &p->lo, &p->hi,
+                                    timeout_ms);
+        if (err) {
+            snprintf(errstr, errstr_size, "recovery of %s [%u]: cannot read watermarks: %s",
+                     it->changelog, sh->partition, mph_err_str(err));
+            goto out;
+        }
+        int64_t start = it->start < 0 ? 0 : it->start;
+        if (start > p->hi || (start < p->lo && start > 0)) {
+            mph_log(MPH_LOG_WARN,
+                    "%s [%u]: checkpoint %lld is outside the changelog [%lld, %lld): "
+                    "rebuilding the shard from the beginning",
+                    it->changelog, sh->partition, (long long)start - 1, (long long)p->lo,
+                    (long long)p->hi);
+            err = mph__shard_reset(sh, errstr, errstr_size);
+            if (err)
+                goto out;
+            it->rebuilt = true;
+            start = p->lo;
+        }
+        if (start < p->lo)
+            start = p->lo;
+        p->next = start;
+        if (start >= p->hi) {
+            p->done = true;
+            continue;
+        }
+        if (sh->rs) {
+            p->batch = mph__rstore_batch_new();
+            if (!p->batch) {
+                err = MPH_ERR_NOMEM;
+                goto out;
+            }
+        }
+        total += p->hi - start;
+        rd_kafka_topic_partition_list_add(assign, it->changelog, (int32_t)sh->partition)->offset =
+            start;
+        open++;
+    }
+
+    mph__recovery_progress_t prog = {total, 0, 0, 0};
+    int64_t t0 = mph_clock_mono_ns(), last_report = t0, last_progress = t0;
+    if (open > 0) {
+        mph_log(MPH_LOG_INFO, "recovering %zu shards: %lld changelog records", open,
+                (long long)total);
+        rd_kafka_assign(rk, assign);
+    }
+    while (open > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        int64_t now = mph_clock_mono_ns();
+        if (m) {
+            part_t *p = NULL;
+            for (size_t i = 0; i < n; i++)
+                if (!parts[i].done && (uint32_t)m->partition == parts[i].item->shard->partition &&
+                    strcmp(rd_kafka_topic_name(m->rkt), parts[i].item->changelog) == 0) {
+                    p = &parts[i];
+                    break;
+                }
+            if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (m->offset >= p->hi || m->offset >= p->next) {
+                    p->done = true;
+                    open--;
+                }
+            } else if (p && !m->err) {
+                err = mph__shard_apply(p->item->shard, p->batch, m->key, m->key_len, m->payload,
+                                       m->payload ? m->len : 0, m->offset);
+                if (!err && p->batch && (int64_t)mph__rstore_batch_count(p->batch) >= batch_records)
+                    err = flush_batch(p, workers, errstr, errstr_size);
+                if (err) {
+                    if (!errstr[0])
+                        snprintf(errstr, errstr_size, "recovery of %s [%d]: %s",
+                                 p->item->changelog, (int)m->partition, mph_err_str(err));
+                    rd_kafka_message_destroy(m);
+                    goto out;
+                }
+                p->item->records++;
+                prog.done++;
+                p->next = m->offset + 1;
+                last_progress = now;
+                if (p->next >= p->hi) {
+                    p->done = true;
+                    open--;
+                }
+            } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                mph_log(MPH_LOG_WARN, "recovery: %s", rd_kafka_message_errstr(m));
+            }
+            rd_kafka_message_destroy(m);
+        }
+        if (now - last_report > 1000000000 || open == 0) {
+            double secs = (double)(now - t0) / 1e9;
+            prog.rate = secs > 0 ? (double)prog.done / secs : 0;
+            prog.eta_s = prog.rate > 0 ? (double)(prog.total - prog.done) / prog.rate : -1;
+            if (progress)
+                progress(&prog, opaque);
+            if (open > 0)
+                mph_log(MPH_LOG_INFO, "recovery: %lld/%lld records (%.0f/s, ETA %.1f s)",
+                        (long long)prog.done, (long long)prog.total, prog.rate, prog.eta_s);
+            last_report = now;
+        }
+        if ((now - last_progress) / 1000000 > timeout_ms) {
+            err = MPH_ERR_TIMEOUT;
+            snprintf(errstr, errstr_size, "recovery made no progress for %d ms", timeout_ms);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < n && !err; i++) {
+        if (!parts[i].batch)
+            continue;
+        err = flush_batch(&parts[i], workers, errstr, errstr_size);
+    }
+    /* One flush per RocksDB instance makes the bulk writes durable. */
+    for (size_t i = 0; i < n && !err; i++) {
+        mph__shard_t *sh = items[i].shard;
+        if (!parts[i].batch)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            seen |= parts[j].batch && items[j].shard->rs == sh->rs;
+        if (!seen)
+            err = mph__rstore_bulk_finish(sh->rs, errstr, errstr_size);
+    }
+    if (!err && total > 0) {
+        double secs = (double)(mph_clock_mono_ns() - t0) / 1e9;
+        mph_log(MPH_LOG_INFO, "recovered %lld records in %.2f s (%.0f/s)", (long long)prog.done,
+                secs, secs > 0 ? (double)prog.done / secs : 0);
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        mph__rstore_batch_destroy(parts[i].batch);
+    free(parts);
+    rd_kafka_topic_partition_list_destroy(assign);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return err;
+}

@@ -1,0 +1,162 @@
+/* Table shards: see shard.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "state/shard.h"
+
+mph__shard_t *mph__shard_new(int table, uint32_t partition, mph__rstore_t *rs,
+                             size_t cache_max_keys)
+{
+    mph__shard_t *sh = calloc(1, sizeof *sh);
+    if (!sh)
+        return NULL;
+    sh->table = table;
+    sh->partition = partition;
+    sh->rs = rs;
+    sh->applied = -1;
+    sh->flushed = -1;
+    sh->mem = rs && cache_max_keys ? mph__mstore_new_cache(cache_max_keys, 0) : mph__mstore_new();
+    if (!sh->mem) {
+        free(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+void mph__shard_destroy(mph__shard_t *sh)
+{
+    if (!sh)
+        return;
+    mph__mstore_destroy(sh->mem);
+    free(sh->scratch);
+    free(sh);
+}
+
+mph_err_t mph__shard_get(mph__shard_t *sh, const void *key, size_t klen, const void **val,
+                         size_t *vlen)
+{
+    switch (mph__mstore_lookup(sh->mem, key, klen, val, vlen)) {
+    case MPH__MSTORE_PRESENT:
+        return MPH_OK;
+    case MPH__MSTORE_DELETED:
+        return MPH_ERR_NOENT;
+    case MPH__MSTORE_ABSENT:
+        break;
+    }
+    if (!sh->rs)
+        return MPH_ERR_NOENT;
+    void *v = NULL;
+    size_t vl = 0;
+    mph_err_t err = mph__rstore_get(sh->rs, sh->partition, key, klen, &v, &vl, NULL, 0);
+    if (err)
+        return err;
+    /* Cache it clean; the returned pointer is our own copy, which stays
+     * valid even if the cache evicts the entry. */
+    mph__mstore_fill(sh->mem, key, klen, v, vl);
+    free(sh->scratch);
+    sh->scratch = v;
+    sh->scratch_len = vl;
+    *val = v;
+    *vlen = vl;
+    return MPH_OK;
+}
+
+mph_err_t mph__shard_set(mph__shard_t *sh, const void *key, size_t klen, const void *val,
+                         size_t vlen)
+{
+    return mph__mstore_put(sh->mem, key, klen, val, vlen);
+}
+
+mph_err_t mph__shard_delete(mph__shard_t *sh, const void *key, size_t klen)
+{
+    return mph__mstore_delete(sh->mem, key, klen);
+}
+
+size_t mph__shard_dirty(const mph__shard_t *sh)
+{
+    return mph__mstore_dirty_count(sh->mem);
+}
+
+mph_err_t mph__shard_foreach(mph__shard_t *sh, mph__shard_visit_fn fn, void *opaque)
+{
+    const void *k, *v;
+    size_t kl, vl;
+    if (!sh->rs) {
+        mph__mstore_iter_t it;
+        mph__mstore_iter_init(&it, sh->mem);
+        while (mph__mstore_iter_next(&it, &k, &kl, &v, &vl)) {
+            mph_err_t err = fn(k, kl, v, vl, opaque);
+            if (err)
+                return err;
+        }
+        return MPH_OK;
+    }
+    /* RocksDB in key order; a dirty entry in memory overrides the disk. */
+    mph__rstore_iter_t *it = mph__rstore_iter_new(sh->rs, sh->partition, NULL, 0);
+    if (!it)
+        return MPH_ERR_STORE;
+    mph_err_t err = MPH_OK;
+    for (mph__rstore_iter_seek_first(it); mph__rstore_iter_valid(it) && !err;
+         mph__rstore_iter_next(it)) {
+        k = mph__rstore_iter_key(it, &kl);
+        const void *mv;
+        size_t mvl;
+        mph__mstore_found_t f = mph__mstore_lookup(sh->mem, k, kl, &mv, &mvl);
+        if (f == MPH__MSTORE_DELETED)
+            continue;
+        if (f == MPH__MSTORE_PRESENT) {
+            err = fn(k, kl, mv, mvl, opaque);
+        } else {
+            v = mph__rstore_iter_value(it, &vl);
+            err = fn(k, kl, v, vl, opaque);
+        }
+    }
+    mph__rstore_iter_destroy(it);
+    if (err)
+        return err;
+    /* Keys written since the last commit that are not on disk yet. */
+    mph__mstore_iter_t mit;
+    mph__mstore_iter_init(&mit, sh->mem);
+    while (mph__mstore_iter_next(&mit, &k, &kl, &v, &vl)) {
+        void *dv = NULL;
+        size_t dvl;
+        if (mph__rstore_get(sh->rs, sh->partition, k, kl, &dv, &dvl, NULL, 0) == MPH_OK) {
+            free(dv);
+            continue; /* visited above */
+        }
+        err = fn(k, kl, v, vl, opaque);
+        if (err)
+            return err;
+    }
+    return MPH_OK;
+}
+
+mph_err_t mph__shard_apply(mph__shard_t *sh, mph__rstore_batch_t *batch, const void *key,
+                           size_t klen, const void *val, size_t vlen, int64_t offset)
+{
+    mph_err_t err;
+    if (sh->rs) {
+        /* The cache must not keep a value older than the disk's. */
+        mph__mstore_forget(sh->mem, key, klen);
+        err = val ? mph__rstore_batch_put(batch, sh->partition, key, klen, val, vlen)
+                  : mph__rstore_batch_delete(batch, sh->partition, key, klen);
+    } else {
+        err = val ? mph__mstore_fill(sh->mem, key, klen, val, vlen)
+                  : mph__mstore_forget(sh->mem, key, klen);
+        if (err == MPH_ERR_NOENT)
+            err = MPH_OK;
+    }
+    if (err == MPH_OK)
+        sh->applied = offset;
+    return err;
+}
+
+mph_err_t mph__shard_reset(mph__shard_t *sh, char *errstr, size_t errstr_size)
+{
+    mph__mstore_clear(sh->mem);
+    sh->applied = -1;
+    sh->flushed = -1;
+    if (sh->rs)
+        return mph__rstore_drop_shard(sh->rs, sh->partition, errstr, errstr_size);
+    return MPH_OK;
+}

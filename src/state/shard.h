@@ -1,0 +1,61 @@
+/*
+ * A table shard: the state of one (table, partition).
+ *
+ * `memory` tables keep the whole shard in an in-memory map; `rocksdb`
+ * tables keep a bounded cache plus the dirty set in memory in front of the
+ * worker's RocksDB instance for that table, where the shard is the key range
+ * prefixed by its partition. Reads fall through to RocksDB on a cache miss;
+ * writes only touch memory and mark keys dirty. At commit the dirty keys
+ * become changelog records and (rocksdb) one WriteBatch with the checkpoint.
+ *
+ * @locality one thread at a time: the coordinator while it recovers the
+ * shard, then the owning worker; ownership moves with mailbox messages.
+ */
+#ifndef MPH_STATE_SHARD_H
+#define MPH_STATE_SHARD_H
+
+#include "mephisto/common.h"
+#include "state/store_memory.h"
+#include "state/store_rocksdb.h"
+
+typedef struct mph__shard {
+    int table;
+    uint32_t partition;
+    mph__mstore_t *mem;
+    mph__rstore_t *rs;       /* borrowed; NULL for memory tables */
+    int64_t applied;         /* last changelog offset reflected here, -1 none */
+    int64_t flushed;         /* changelog offset acknowledged at the last flush */
+    void *scratch;           /* last value read from RocksDB (owned) */
+    size_t scratch_len;
+} mph__shard_t;
+
+/* rs NULL: a memory shard. cache_max_keys 0: unbounded cache. */
+mph__shard_t *mph__shard_new(int table, uint32_t partition, mph__rstore_t *rs,
+                             size_t cache_max_keys);
+void mph__shard_destroy(mph__shard_t *sh);
+
+/* MPH_OK with *val borrowed until the next call on this shard, or
+ * MPH_ERR_NOENT; MPH_ERR_STORE/DISK_FULL when RocksDB fails. */
+mph_err_t mph__shard_get(mph__shard_t *sh, const void *key, size_t klen, const void **val,
+                         size_t *vlen);
+mph_err_t mph__shard_set(mph__shard_t *sh, const void *key, size_t klen, const void *val,
+                         size_t vlen);
+mph_err_t mph__shard_delete(mph__shard_t *sh, const void *key, size_t klen);
+size_t mph__shard_dirty(const mph__shard_t *sh);
+
+/* Visits every key (memory shard: the map; rocksdb shard: the store merged
+ * with the dirty set). */
+typedef mph_err_t (*mph__shard_visit_fn)(const void *key, size_t klen, const void *val,
+                                         size_t vlen, void *opaque);
+mph_err_t mph__shard_foreach(mph__shard_t *sh, mph__shard_visit_fn fn, void *opaque);
+
+/* Applies a changelog record during recovery (val NULL: tombstone). For
+ * rocksdb shards the record also goes into batch (written by the caller). */
+mph_err_t mph__shard_apply(mph__shard_t *sh, mph__rstore_batch_t *batch, const void *key,
+                           size_t klen, const void *val, size_t vlen, int64_t offset);
+
+/* Forgets everything (rebuild from zero); for rocksdb shards also drops
+ * the on-disk range. */
+mph_err_t mph__shard_reset(mph__shard_t *sh, char *errstr, size_t errstr_size);
+
+#endif
