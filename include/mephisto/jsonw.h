@@ -13,7 +13,8 @@
  *         mph_jsonw_str(w, "a", 1);  mph_jsonw_str(w, "b", 1);
  *     mph_jsonw_array_end(w);
  *     mph_jsonw_object_end(w);
- *     mph_jsonw_finish(w, &json, &len);  // {"user":"...","page":3,"tags":["a","b"]}
+ *     mph_jsonw_finish(w, &json, &len);  //
+ * {"user":"...","page":3,"tags":["a","b"]}
  *
  * Output is compact (no whitespace). Strings must be valid UTF-8 and are
  * passed through, with '"', '\' and control characters escaped (\n, \t, ...
@@ -77,11 +78,13 @@ MPH_EXPORT mph_err_t mph_jsonw_bool(mph_jsonw_t *w, bool v);
 MPH_EXPORT mph_err_t mph_jsonw_null(mph_jsonw_t *w);
 /* bytes[0..len) as a base64 string (RFC 4648 alphabet, with padding), the
  * JSON form of binary data. */
-MPH_EXPORT mph_err_t mph_jsonw_base64(mph_jsonw_t *w, const void *bytes, size_t len);
+MPH_EXPORT mph_err_t mph_jsonw_base64(mph_jsonw_t *w, const void *bytes,
+                                      size_t len);
 /* A fragment of JSON text written as one value, as is. The caller
  * guarantees it is exactly one well-formed JSON value (it is not checked;
  * mph_json_validate() can check it first); MPH_ERR_INVALID when len is 0. */
-MPH_EXPORT mph_err_t mph_jsonw_raw(mph_jsonw_t *w, const char *json, size_t len);
+MPH_EXPORT mph_err_t mph_jsonw_raw(mph_jsonw_t *w, const char *json,
+                                   size_t len);
 
 /* True when one complete top-level value has been written. */
 MPH_EXPORT bool mph_jsonw_complete(const mph_jsonw_t *w);
@@ -92,7 +95,8 @@ MPH_EXPORT const char *mph_jsonw_data(const mph_jsonw_t *w, size_t *len);
 
 /* The finished value: MPH_ERR_STATE unless mph_jsonw_complete(w). The
  * text is borrowed until the next call that changes w. */
-MPH_EXPORT mph_err_t mph_jsonw_finish(const mph_jsonw_t *w, const char **json, size_t *len);
+MPH_EXPORT mph_err_t mph_jsonw_finish(const mph_jsonw_t *w, const char **json,
+                                      size_t *len);
 
 #ifdef __cplusplus
 }

@@ -13,10 +13,13 @@
  * path, and printf is slow and locale-dependent. Doubles use snprintf with
  * "%.15g", "%.16g", "%.17g" in turn and keep the first that strtod reads
  * back exactly; that is the shortest round-tripping form, because any
- * decimal of at most 15 significant digits that rounds to a double is what
- * %.15g prints for it. Both calls run under the "C" locale (uselocale), so a
- * process locale with a decimal comma cannot leak into the JSON.
+ * decimal of at most 15 significant digits that rounds to a normal double is
+ * what %.15g prints for it (half an ulp is below half a unit of the 15th
+ * digit). Subnormals have fewer significant bits and get a binary search
+ * over the precision instead. Both calls run under the "C" locale (uselocale),
+ * so a process locale with a decimal comma cannot leak into the JSON.
  */
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
@@ -266,7 +269,7 @@ mph_err_t mph_jsonw_array_end(mph_jsonw_t *w)
 
 mph_err_t mph_jsonw_key(mph_jsonw_t *w, const char *key, size_t len)
 {
-    if (w == NULL)
+    if (w == NULL || (key == NULL && len > 0))
         return MPH_ERR_INVALID;
     if (w->depth == 0)
         return MPH_ERR_STATE;
@@ -291,7 +294,7 @@ mph_err_t mph_jsonw_key(mph_jsonw_t *w, const char *key, size_t len)
 
 mph_err_t mph_jsonw_str(mph_jsonw_t *w, const char *s, size_t len)
 {
-    if (w == NULL)
+    if (w == NULL || (s == NULL && len > 0))
         return MPH_ERR_INVALID;
     size_t comma;
     mph_err_t err = value_allowed(w, &comma);
@@ -362,10 +365,26 @@ mph_err_t mph_jsonw_f64(mph_jsonw_t *w, double v)
     char buf[40];
     int n = 0;
     locale_t old = uselocale(c_locale);
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, sizeof buf - 2, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            break;
+    if (v != 0 && fabs(v) < DBL_MIN) {
+        /* Subnormal: fewer significant bits, so the shortest form may have
+         * fewer than 15 digits without %.15g printing it. Round-tripping is
+         * monotonic in the precision: binary search the smallest. */
+        int lo = 1, hi = 17;
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            snprintf(buf, sizeof buf - 2, "%.*g", mid, v);
+            if (strtod(buf, NULL) == v)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        n = snprintf(buf, sizeof buf - 2, "%.*g", lo, v);
+    } else {
+        for (int prec = 15; prec <= 17; prec++) {
+            n = snprintf(buf, sizeof buf - 2, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v)
+                break;
+        }
     }
     uselocale(old);
     if (n <= 0 || (size_t)n >= sizeof buf - 2)
