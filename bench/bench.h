@@ -1,0 +1,248 @@
+/*
+ * bench.h — the benchmark harness's shared declarations.
+ *
+ * mephisto-bench is one program with a table of scenarios (main.c). A
+ * scenario is one file exporting a bench_scenario_t; it runs mephisto and its
+ * baseline in the same invocation and reports bench_result_t lines, which
+ * report.c prints as a table and as JSON objects. Everything here uses only
+ * mephisto's public headers; the baselines call librdkafka (and simdjson)
+ * directly.
+ *
+ * Threads: the main thread runs scenarios one after another. Helpers that
+ * start threads (load generators, baseline loops, latency consumers) join
+ * them before they return.
+ */
+#ifndef MPH_BENCH_H
+#define MPH_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "mephisto.h"
+
+#define BENCH_MAX_PARTITION_LIST 16
+
+/* Command-line options, after defaults are applied (opts.c). */
+typedef struct bench_opts {
+    const char *broker; /* as given: kafka://host:port or mock:// */
+    int partitions;     /* input/output topic partitions */
+    int workers;        /* mephisto workers = baseline loop threads */
+    const char *cpus;   /* mephisto `cpus` (also pins baseline threads) */
+    int threads_per_core;
+    long messages; /* records per throughput run */
+    bool messages_set;
+    int size; /* record size in bytes */
+    bool size_set;
+    int keys;       /* distinct keys (users) */
+    double rate;    /* latency: records/s; 0 = 50% of measured max */
+    double seconds; /* latency: measured phase length */
+    double timeout; /* one run may take at most this many seconds */
+    uint64_t seed;
+    int repeat;            /* interleaved rounds of baseline and mephisto */
+    int linger_ms;         /* producer linger of mephisto, baseline, load */
+    const char *json_path; /* --json FILE or NULL */
+    const char *plot_dir;  /* PNG output directory */
+    bool quiet;
+    bool no_baseline; /* partitions: skip the plain-loop runs */
+    int partition_list[BENCH_MAX_PARTITION_LIST];
+    int npartition_list;
+    const char *scenario; /* NULL or "all" = every scenario */
+    const char *sets[32]; /* --set name=value for mephisto's conf */
+    int nsets;
+} bench_opts_t;
+
+/* One result line: mephisto against its baseline. Unset doubles are NAN.
+ * extra holds further JSON members, each starting with ',' (e.g.
+ * ",\"baseline_cpu_s\":1.2"). */
+typedef struct bench_result {
+    char scenario[32];
+    char params[512]; /* a JSON object */
+    char label[64];   /* short human label for the table */
+    uint64_t messages;
+    double seconds;
+    double msgs_per_s;
+    double mb_per_s;
+    double p50_us, p99_us, p999_us;
+    double cpu_s;
+    long peak_rss_kb;
+    double baseline_msgs_per_s;
+    double ratio;
+    char target[96]; /* the reported (never asserted) target */
+    int target_met;  /* 1 met, 0 missed, -1 not applicable */
+    char error[640]; /* non-empty when the run failed */
+    char extra[1024];
+} bench_result_t;
+
+/* A scenario: run() reports its results with bench_report() and returns 0,
+ * or non-zero when it could not run at all. */
+typedef struct bench_scenario {
+    const char *name;
+    const char *summary;
+    int (*run)(const bench_opts_t *o);
+} bench_scenario_t;
+
+/* ---- opts.c ---- */
+/* Parses argv into o. Returns 0, 1 after --help (printed), or -1 on a
+ * usage error (printed to stderr). */
+int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
+                     const bench_scenario_t *const *scenarios,
+                     size_t nscenarios);
+void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
+                 size_t nscenarios);
+/* Writes the common params as JSON members (no braces) into buf. */
+void bench_params_common(const bench_opts_t *o, char *buf, size_t size);
+
+/* ---- report.c ---- */
+void bench_result_init(bench_result_t *r, const char *scenario);
+/* Prints r as a table row (stdout) and a JSON line (stdout and --json). */
+void bench_report(const bench_opts_t *o, const bench_result_t *r);
+mph_err_t bench_report_open(const bench_opts_t *o);
+void bench_report_close(void);
+/* Appends printf-formatted text to r->extra (JSON members). */
+void bench_extra(bench_result_t *r, const char *fmt, ...) MPH_PRINTF(2, 3);
+/* Progress line on stderr unless --quiet. */
+void bench_progress(const bench_opts_t *o, const char *fmt, ...)
+    MPH_PRINTF(2, 3);
+/* Runs gnuplot on script (written to <plot_dir>/<name>.gp) when gnuplot is
+ * installed; silently does nothing otherwise. */
+void bench_plot(const bench_opts_t *o, const char *name, const char *script);
+/* Opens <plot_dir>/<name> for writing plot data; NULL without gnuplot. */
+FILE *bench_plot_data(const bench_opts_t *o, const char *name, char *path,
+                      size_t path_size);
+
+/* ---- sys.c: clocks, CPU and memory ---- */
+int64_t bench_now_ns(void);
+double bench_cpu_s(const struct rusage *ru);
+void bench_rusage(struct rusage *ru);
+/* Resets the process's peak RSS (VmHWM) where the kernel allows it. */
+void bench_rss_reset(void);
+/* Peak RSS (VmHWM) in KiB since the last reset. */
+long bench_rss_peak_kb(void);
+void bench_sleep_ms(int ms);
+/* A unique-enough run id: "<pid>-<n>". */
+const char *bench_run_id(char *buf, size_t size);
+
+/* What the machine did during a run, to say which resource saturated:
+ * /proc/stat (all CPUs), pressure stall information, this process's CPU
+ * time and the local broker's (when its pid is known). */
+typedef struct bench_sys {
+    int64_t t_ns;
+    unsigned long long busy, idle, iowait; /* jiffies, all CPUs */
+    uint64_t io_some_us, cpu_some_us;      /* /proc/pressure/{io,cpu} */
+    double self_cpu_s;
+    double broker_cpu_s; /* -1 unknown */
+} bench_sys_t;
+typedef struct bench_sys_delta {
+    double seconds, busy, idle, iowait, io_some_s, cpu_some_s, self_cpu_s,
+        broker_cpu_s;
+} bench_sys_delta_t;
+void bench_sys_sample(bench_sys_t *s, int broker_pid);
+/* Adds the interval a → b to d (runs of one side accumulate). */
+void bench_sys_add(bench_sys_delta_t *d, const bench_sys_t *a,
+                   const bench_sys_t *b);
+/* Appends "<prefix>machine":{...,"saturated":"..."} to r->extra. */
+void bench_sys_describe(const bench_sys_delta_t *d, const char *prefix,
+                        bench_result_t *r);
+/* The pid listening on TCP port of this machine, or -1. */
+int bench_find_listener(int port);
+
+/* ---- hist.c: log-linear latency histogram (1/64 relative precision) ---- */
+typedef struct bench_hist bench_hist_t;
+bench_hist_t *bench_hist_new(void);
+void bench_hist_destroy(bench_hist_t *h);
+void bench_hist_add(bench_hist_t *h, int64_t ns);
+uint64_t bench_hist_count(const bench_hist_t *h);
+/* The q-quantile (0..1) in microseconds; NAN when empty. */
+double bench_hist_quantile_us(const bench_hist_t *h, double q);
+/* Writes "latency_us cumulative_fraction" lines for a CDF plot. */
+void bench_hist_write_cdf(const bench_hist_t *h, FILE *out);
+
+/* ---- data.c: deterministic records ---- */
+/* Writes record seq of the stream seeded by seed into buf (size bytes, at
+ * least BENCH_MIN_RECORD): a JSON object
+ *   {"ts":<19 digits>,"seq":N,"user":"u000042","page":"/p/17",
+ *    "text":"w3 w18 w7 w1","pad":"xxx..."}
+ * padded to exactly size bytes, ts = ts_ns (0 is written as 19 zeros'
+ * stand-in 1000000000000000000). The key is the user, written into key
+ * (at least 16 bytes); returns the key length. */
+#define BENCH_MIN_RECORD 160
+#define BENCH_TS_OFFSET  6
+size_t bench_record(char *buf, size_t size, char *key, uint64_t seed,
+                    uint64_t seq, int keys, int64_t ts_ns);
+/* Reads ts and seq back from a record written by bench_record(). */
+bool bench_record_parse(const void *buf, size_t len, int64_t *ts_ns,
+                        uint64_t *seq);
+
+/* ---- kafka.c: cluster, topics, load ---- */
+typedef struct bench_kafka bench_kafka_t;
+/* For mock:// creates the mock cluster (kept until destroy); for
+ * kafka://h:p uses h:p. NULL with errstr on failure. */
+bench_kafka_t *bench_kafka_new(const char *broker, char *errstr,
+                               size_t errstr_size);
+void bench_kafka_destroy(bench_kafka_t *k);
+/* "kafka://<bootstrap>", what apps are given. Borrowed. */
+const char *bench_kafka_app_broker(const bench_kafka_t *k);
+const char *bench_kafka_bootstrap(const bench_kafka_t *k);
+bool bench_kafka_is_mock(const bench_kafka_t *k);
+/* The pid of a broker on this machine (found by its listening port), or -1. */
+int bench_kafka_broker_pid(const bench_kafka_t *k);
+/* A new librdkafka conf with bootstrap.servers set. */
+rd_kafka_conf_t *bench_kafka_conf(const bench_kafka_t *k);
+/* Sets mephisto's engine producer settings on kc (src/io/kafka.c). */
+void bench_kafka_engine_producer(rd_kafka_conf_t *kc, int linger_ms);
+/* Sets mephisto's engine consumer settings on kc, with group.id. */
+void bench_kafka_engine_consumer(rd_kafka_conf_t *kc, const char *group);
+mph_err_t bench_topic_create(bench_kafka_t *k, const char *name, int partitions,
+                             char *errstr, size_t errstr_size);
+void bench_topic_delete(bench_kafka_t *k, const char *name);
+void bench_group_delete(bench_kafka_t *k, const char *group);
+/* Sum of the end offsets of all partitions of topic; -1 on error. */
+int64_t bench_end_offsets(bench_kafka_t *k, const char *topic, int partitions);
+/* Produces records [0, n) of the seeded stream to topic, keyed by user, and
+ * waits until all are acknowledged. Returns records acknowledged. */
+long bench_load(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
+                long n, char *errstr, size_t errstr_size);
+
+/* ---- pipeline.c: one passthrough run, mephisto or the plain loop ---- */
+typedef struct bench_run {
+    bench_sys_t sys_first, sys_end; /* machine samples at both ends */
+    uint64_t messages;
+    double seconds;
+    double cpu_s;
+    long peak_rss_kb;
+    char error[520];
+} bench_run_t;
+typedef enum { BENCH_ENGINE_MEPHISTO, BENCH_ENGINE_BASELINE } bench_engine_t;
+/* Consumes n records of `in` (partitions p), reads the JSON field "user" of
+ * each, and forwards it to `out` (same partitions). Times from the first
+ * record consumed until out's end offsets grew by n. */
+int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
+                          bench_engine_t engine, const char *label,
+                          const char *in, const char *out, int partitions,
+                          long n, bench_run_t *res);
+/* Worker count mephisto resolves for o (workers, cpus, threads_per_core). */
+int bench_workers(const bench_opts_t *o);
+/* A mephisto conf for the bench (broker, app_id, workers, web off...). */
+mph_conf_t *bench_app_conf(bench_kafka_t *k, const bench_opts_t *o,
+                           const char *app_id, char *errstr,
+                           size_t errstr_size);
+
+/* Runs --repeat interleaved rounds of the baseline (when with_baseline)
+ * and mephisto over the same topics and fills r with mephisto's medians,
+ * the baseline's median rate and the ratio; the baseline's other figures
+ * go into r->extra under keys starting with base_prefix. r->scenario names
+ * the runs. Returns 0, or -1 with r->error set. */
+int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
+                              bool with_baseline, const char *base_prefix,
+                              const char *in, const char *out, int partitions,
+                              long n, bench_result_t *r);
+
+/* Helpers for interleaved repeats: the median of v[0..n). */
+double bench_median(double *v, int n);
+
+#endif

@@ -1,0 +1,519 @@
+/*
+ * One passthrough run: consume every record of an input topic, read the
+ * JSON field "user" of each, forward the record (key and value) to an output
+ * topic. Either mephisto does it (an agent using the JSON shim and
+ * mph_event_forward) or the baseline does: a plain librdkafka loop per
+ * thread (consumer_poll → mph_json_parse/get_str → produce), with the
+ * engine's own producer and consumer settings, as many threads as mephisto
+ * has workers, each with its own consumer (one group) and producer.
+ *
+ * Timing is the same for both: from the first record consumed (the first
+ * callback or poll that returns a record) until the output topic's end
+ * offsets have grown by n, i.e. until the broker acknowledged the last
+ * output with acks=all. The main thread watches per-thread counters and
+ * asks the broker for end offsets only once every record was processed, so
+ * the watching costs nothing during the run. CPU time is the process's
+ * (getrusage) between those two moments.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "mephisto/json.h"
+
+struct counter {
+    uint64_t n;
+    char pad[56];
+};
+
+typedef struct pt_ctx {
+    int nthreads;
+    mph_json_parser_t **parsers;
+    struct counter *counts;
+    int64_t t_first; /* __atomic */
+    int sys_state;   /* __atomic: 0 none, 2 sys_first set */
+    bench_sys_t sys_first;
+    int broker_pid;
+    mph_topic_t *out;
+} pt_ctx_t;
+
+static void mark_first(pt_ctx_t *c)
+{
+    if (__atomic_load_n(&c->t_first, __ATOMIC_RELAXED))
+        return;
+    int64_t zero = 0, now = bench_now_ns();
+    if (__atomic_compare_exchange_n(&c->t_first, &zero, now, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        bench_sys_sample(&c->sys_first, c->broker_pid);
+        __atomic_store_n(&c->sys_state, 2, __ATOMIC_RELEASE);
+    }
+}
+
+static uint64_t processed(const pt_ctx_t *c)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < c->nthreads; i++)
+        s += __atomic_load_n(&c->counts[i].n, __ATOMIC_RELAXED);
+    return s;
+}
+
+static int ctx_init(pt_ctx_t *c, int nthreads)
+{
+    memset(c, 0, sizeof *c);
+    c->nthreads = nthreads;
+    c->parsers = calloc((size_t)nthreads, sizeof *c->parsers);
+    c->counts = aligned_alloc(64, (size_t)nthreads * sizeof *c->counts);
+    if (!c->parsers || !c->counts)
+        return -1;
+    memset(c->counts, 0, (size_t)nthreads * sizeof *c->counts);
+    char err[256];
+    for (int i = 0; i < nthreads; i++)
+        if (!(c->parsers[i] = mph_json_parser_new(0, err, sizeof err)))
+            return -1;
+    return 0;
+}
+
+static void ctx_fini(pt_ctx_t *c)
+{
+    for (int i = 0; c->parsers && i < c->nthreads; i++)
+        mph_json_parser_destroy(c->parsers[i]);
+    free(c->parsers);
+    free(c->counts);
+}
+
+/* The work both engines do per record: read one JSON field. */
+static mph_err_t decode_user(mph_json_parser_t *p, const void *v, size_t len)
+{
+    mph_err_t err = mph_json_parse(p, v, len, len);
+    if (err)
+        return err;
+    const char *s;
+    size_t n;
+    return mph_json_get_str(p, MPH_JSON_ROOT, "user", &s, &n);
+}
+
+/* ---- mephisto ---- */
+
+static mph_err_t pt_agent(mph_event_t *ev, void *opaque)
+{
+    pt_ctx_t *c = opaque;
+    int w = mph_event_worker(ev);
+    mark_first(c);
+    size_t len;
+    const void *v = mph_event_value(ev, &len);
+    mph_err_t err = decode_user(c->parsers[w], v, len);
+    if (err)
+        return err;
+    err = mph_event_forward(ev, c->out);
+    __atomic_store_n(&c->counts[w].n, c->counts[w].n + 1, __ATOMIC_RELAXED);
+    return err;
+}
+
+mph_conf_t *bench_app_conf(bench_kafka_t *k, const bench_opts_t *o,
+                           const char *app_id, char *errstr, size_t errstr_size)
+{
+    mph_conf_t *conf = mph_conf_new();
+    if (!conf) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    char num[32], linger[32];
+    snprintf(num, sizeof num, "%d", o->workers);
+    snprintf(linger, sizeof linger, "%d", o->linger_ms);
+    char tpc[16];
+    snprintf(tpc, sizeof tpc, "%d", o->threads_per_core);
+    const char *kv[][2] = {
+        {"broker", k ? bench_kafka_app_broker(k) : "kafka://127.0.0.1:9092"},
+        {"app_id", app_id},
+        {"workers", num},
+        {"threads_per_core", tpc},
+        {"cpus", o->cpus ? o->cpus : ""},
+        {"web_enabled", "false"},
+        {"log_level", "warn"},
+        {"producer_linger_ms", linger},
+        {"shutdown_timeout_ms", "30000"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (mph_conf_set(conf, kv[i][0], kv[i][1], errstr, errstr_size) !=
+            MPH_OK) {
+            mph_conf_destroy(conf);
+            return NULL;
+        }
+    for (int i = 0; i < o->nsets; i++)
+        if (mph_conf_set_pair(conf, o->sets[i], errstr, errstr_size) !=
+            MPH_OK) {
+            mph_conf_destroy(conf);
+            return NULL;
+        }
+    return conf;
+}
+
+int bench_workers(const bench_opts_t *o)
+{
+    char err[256];
+    mph_conf_t *conf = bench_app_conf(NULL, o, "bench-probe", err, sizeof err);
+    if (!conf)
+        return 1;
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    if (!app) {
+        mph_conf_destroy(conf);
+        return 1;
+    }
+    int n = mph_app_workers(app);
+    mph_app_destroy(app);
+    return n > 0 ? n : 1;
+}
+
+/* ---- the baseline: plain librdkafka loops ---- */
+
+typedef struct bl_thread {
+    pt_ctx_t *ctx;
+    int idx;
+    int cpu; /* -1: not pinned */
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    rd_kafka_topic_t *rkt;
+    int stop; /* __atomic */
+    pthread_t th;
+} bl_thread_t;
+
+static void *bl_main(void *arg)
+{
+    bl_thread_t *t = arg;
+    pt_ctx_t *c = t->ctx;
+    if (t->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(t->cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+    mph_json_parser_t *p = c->parsers[t->idx];
+    while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(t->consumer, 100);
+        if (!m) {
+            rd_kafka_poll(t->producer, 0);
+            continue;
+        }
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        mark_first(c);
+        if (decode_user(p, m->payload, m->len) == MPH_OK) {
+            while (rd_kafka_produce(t->rkt, RD_KAFKA_PARTITION_UA,
+                                    RD_KAFKA_MSG_F_COPY, m->payload, m->len,
+                                    m->key, m->key_len, NULL) == -1 &&
+                   rd_kafka_last_error() == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(t->producer, 10);
+        }
+        rd_kafka_message_destroy(m);
+        rd_kafka_poll(t->producer, 0);
+        __atomic_store_n(&c->counts[t->idx].n, c->counts[t->idx].n + 1,
+                         __ATOMIC_RELAXED);
+    }
+    rd_kafka_flush(t->producer, 30000);
+    return NULL;
+}
+
+/* CPU i of a Linux cpu list ("0-3,6"), or -1. */
+static int cpu_at(const char *list, int i)
+{
+    if (!list || !*list)
+        return -1;
+    const char *s = list;
+    while (*s) {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (end == s)
+            return -1;
+        if (*end == '-')
+            b = strtol(end + 1, &end, 10);
+        for (long cpu = a; cpu <= b; cpu++)
+            if (i-- == 0)
+                return (int)cpu;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return -1;
+    }
+    return -1;
+}
+
+static void bl_free(bl_thread_t *t)
+{
+    if (t->consumer) {
+        rd_kafka_consumer_close(t->consumer);
+        rd_kafka_destroy(t->consumer);
+    }
+    if (t->rkt)
+        rd_kafka_topic_destroy(t->rkt);
+    if (t->producer)
+        rd_kafka_destroy(t->producer);
+}
+
+static int bl_new(bl_thread_t *t, bench_kafka_t *k, const bench_opts_t *o,
+                  const char *group, const char *in, const char *out,
+                  char *errstr, size_t errstr_size)
+{
+    char kerr[400], cid[64];
+    rd_kafka_conf_t *kc = bench_kafka_conf(k);
+    snprintf(cid, sizeof cid, "bench-baseline-c%d", t->idx);
+    rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
+    bench_kafka_engine_consumer(kc, group);
+    /* The plain loop commits what it consumed, every commit_interval_ms of
+     * the engine's default. */
+    rd_kafka_conf_set(kc, "enable.auto.commit", "true", NULL, 0);
+    rd_kafka_conf_set(kc, "auto.commit.interval.ms", "1000", NULL, 0);
+    t->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, kc, kerr, sizeof kerr);
+    if (!t->consumer) {
+        rd_kafka_conf_destroy(kc);
+        snprintf(errstr, errstr_size, "baseline consumer: %s", kerr);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(t->consumer);
+    kc = bench_kafka_conf(k);
+    snprintf(cid, sizeof cid, "bench-baseline-p%d", t->idx);
+    rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
+    bench_kafka_engine_producer(kc, o->linger_ms);
+    t->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof kerr);
+    if (!t->producer) {
+        rd_kafka_conf_destroy(kc);
+        snprintf(errstr, errstr_size, "baseline producer: %s", kerr);
+        return -1;
+    }
+    t->rkt = rd_kafka_topic_new(t->producer, out, NULL);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, in, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(t->consumer, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        snprintf(errstr, errstr_size, "baseline subscribe: %s",
+                 rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the common run ---- */
+
+/* Waits until n records were processed and `out` grew by n. Returns 0 with
+ * *t_end set, or -1 after the timeout (error in res). */
+static int wait_done(bench_kafka_t *k, const bench_opts_t *o, pt_ctx_t *c,
+                     const char *label, const char *out, int partitions,
+                     int64_t base, long n, int64_t *t_end, bench_run_t *res)
+{
+    int64_t start = bench_now_ns(), last = start;
+    int64_t deadline = start + (int64_t)(o->timeout * 1e9);
+    uint64_t prev = 0;
+    for (;;) {
+        int64_t now = bench_now_ns();
+        uint64_t done = processed(c);
+        if (done >= (uint64_t)n) {
+            int64_t end = bench_end_offsets(k, out, partitions);
+            if (end >= 0 && end - base >= n) {
+                *t_end = bench_now_ns();
+                return 0;
+            }
+        }
+        if (now - last >= 1000000000) {
+            bench_progress(o, "%s: %llu/%ld records (%.0f/s)", label,
+                           (unsigned long long)done, n,
+                           (double)(done - prev) * 1e9 / (double)(now - last));
+            prev = done;
+            last = now;
+        }
+        if (now > deadline) {
+            snprintf(res->error, sizeof res->error,
+                     "timed out after %.0f s: %llu of %ld records processed",
+                     o->timeout, (unsigned long long)done, n);
+            return -1;
+        }
+        bench_sleep_ms(done >= (uint64_t)n ? 1 : 5);
+    }
+}
+
+int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
+                          bench_engine_t engine, const char *label,
+                          const char *in, const char *out, int partitions,
+                          long n, bench_run_t *res)
+{
+    char err[500], id[64], group[128];
+    memset(res, 0, sizeof *res);
+    int rc = -1;
+    int nthreads = bench_workers(o);
+    pt_ctx_t c;
+    mph_app_t *app = NULL;
+    bl_thread_t *bl = NULL;
+    int started = 0;
+    if (ctx_init(&c, nthreads)) {
+        snprintf(res->error, sizeof res->error, "out of memory");
+        goto out_ctx;
+    }
+    c.broker_pid = bench_kafka_broker_pid(k);
+    snprintf(group, sizeof group, "bench-%s-%s",
+             engine == BENCH_ENGINE_MEPHISTO ? "mph" : "base",
+             bench_run_id(id, sizeof id));
+    int64_t base = bench_end_offsets(k, out, partitions);
+    if (base < 0) {
+        snprintf(res->error, sizeof res->error,
+                 "cannot read the end offsets of %s", out);
+        goto out_ctx;
+    }
+    bench_rss_reset();
+
+    if (engine == BENCH_ENGINE_MEPHISTO) {
+        mph_conf_t *conf = bench_app_conf(k, o, group, err, sizeof err);
+        if (!conf || !(app = mph_app_new(conf, err, sizeof err))) {
+            mph_conf_destroy(conf);
+            snprintf(res->error, sizeof res->error, "%s", err);
+            goto out_ctx;
+        }
+        mph_topic_t *tin = mph_topic_new(app, in, NULL, err, sizeof err);
+        c.out = tin ? mph_topic_new(app, out, NULL, err, sizeof err) : NULL;
+        if (!c.out ||
+            !mph_agent_new(app, "passthrough", tin, pt_agent, &c, err,
+                           sizeof err) ||
+            mph_app_start(app, err, sizeof err) != MPH_OK) {
+            snprintf(res->error, sizeof res->error, "%s", err);
+            goto out_app;
+        }
+    } else {
+        bl = calloc((size_t)nthreads, sizeof *bl);
+        if (!bl)
+            goto out_ctx;
+        for (int i = 0; i < nthreads; i++) {
+            bl[i].ctx = &c;
+            bl[i].idx = i;
+            bl[i].cpu =
+                cpu_at(o->cpus,
+                       i / (o->threads_per_core > 0 ? o->threads_per_core : 1));
+            if (bl_new(&bl[i], k, o, group, in, out, res->error,
+                       sizeof res->error))
+                goto out_bl;
+        }
+        for (; started < nthreads; started++)
+            if (pthread_create(&bl[started].th, NULL, bl_main, &bl[started])) {
+                snprintf(res->error, sizeof res->error,
+                         "cannot start a thread");
+                goto out_bl;
+            }
+    }
+
+    int64_t t_end = 0;
+    if (wait_done(k, o, &c, label, out, partitions, base, n, &t_end, res) ==
+        0) {
+        bench_sys_sample(&res->sys_end, c.broker_pid);
+        res->messages = (uint64_t)n;
+        res->seconds =
+            (double)(t_end - __atomic_load_n(&c.t_first, __ATOMIC_ACQUIRE)) /
+            1e9;
+        if (__atomic_load_n(&c.sys_state, __ATOMIC_ACQUIRE) == 2) {
+            res->sys_first = c.sys_first;
+            res->cpu_s = res->sys_end.self_cpu_s - c.sys_first.self_cpu_s;
+        }
+        res->peak_rss_kb = bench_rss_peak_kb();
+        rc = 0;
+    }
+
+out_bl:
+    for (int i = 0; i < started; i++)
+        __atomic_store_n(&bl[i].stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < started; i++)
+        pthread_join(bl[i].th, NULL);
+    for (int i = 0; bl && i < nthreads; i++)
+        bl_free(&bl[i]);
+    free(bl);
+out_app:
+    if (app) {
+        mph_err_t e = mph_app_stop(app);
+        if (e && rc == 0 && !res->error[0])
+            snprintf(res->error, sizeof res->error, "app stopped with %s",
+                     mph_err_str(e));
+        mph_app_destroy(app);
+    }
+    bench_group_delete(k, group);
+out_ctx:
+    ctx_fini(&c);
+    return rc;
+}
+
+/* ---- interleaved comparison ---- */
+
+int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
+                              bool with_baseline, const char *base_prefix,
+                              const char *in, const char *out, int partitions,
+                              long n, bench_result_t *r)
+{
+    int reps = o->repeat;
+    double mrate[100], brate[100], msec[100], mcpu[100], bcpu[100];
+    long mrss = 0, brss = 0;
+    int nm = 0, nb = 0;
+    char runs_m[512] = "", runs_b[512] = "";
+    bench_sys_delta_t msys = {0}, bsys = {0};
+    for (int i = 0; i < reps; i++) {
+        /* Alternate the order so that drift (broker compaction, page cache,
+         * other load) does not always favour the same side. */
+        for (int side = 0; side < 2; side++) {
+            bool mph = (i % 2 == 0) ? side == 1 : side == 0;
+            if (!mph && !with_baseline)
+                continue;
+            char label[96];
+            snprintf(label, sizeof label, "%s %s p=%d round %d/%d", r->scenario,
+                     mph ? "mephisto" : "baseline", partitions, i + 1, reps);
+            bench_run_t run;
+            bench_passthrough_run(
+                k, o, mph ? BENCH_ENGINE_MEPHISTO : BENCH_ENGINE_BASELINE,
+                label, in, out, partitions, n, &run);
+            if (run.error[0]) {
+                snprintf(r->error, sizeof r->error, "%s: %s",
+                         mph ? "mephisto" : "baseline", run.error);
+                return -1;
+            }
+            double rate = (double)run.messages / run.seconds;
+            bench_progress(o,
+                           "%s: %.0f records/s, %.2f s CPU, peak RSS %ld KiB",
+                           label, rate, run.cpu_s, run.peak_rss_kb);
+            char *runs = mph ? runs_m : runs_b;
+            size_t used = strlen(runs);
+            snprintf(runs + used, 512 - used, "%s%.1f", used ? "," : "", rate);
+            bench_sys_add(mph ? &msys : &bsys, &run.sys_first, &run.sys_end);
+            if (mph) {
+                mrate[nm] = rate;
+                msec[nm] = run.seconds;
+                mcpu[nm++] = run.cpu_s;
+                if (run.peak_rss_kb > mrss)
+                    mrss = run.peak_rss_kb;
+            } else {
+                brate[nb] = rate;
+                bcpu[nb++] = run.cpu_s;
+                if (run.peak_rss_kb > brss)
+                    brss = run.peak_rss_kb;
+            }
+        }
+    }
+    r->messages = (uint64_t)n;
+    r->msgs_per_s = bench_median(mrate, nm);
+    r->seconds = bench_median(msec, nm);
+    r->mb_per_s = r->msgs_per_s * o->size / 1e6;
+    r->cpu_s = bench_median(mcpu, nm);
+    r->peak_rss_kb = mrss;
+    bench_extra(r, ",\"cpu_us_per_msg\":%.3f,\"runs_msgs_per_s\":[%s]",
+                r->cpu_s * 1e6 / (double)n, runs_m);
+    if (with_baseline) {
+        r->baseline_msgs_per_s = bench_median(brate, nb);
+        r->ratio = r->msgs_per_s / r->baseline_msgs_per_s;
+        double bc = bench_median(bcpu, nb);
+        const char *bp = base_prefix;
+        bench_extra(
+            r,
+            ",\"%scpu_s\":%.3f,\"%scpu_us_per_msg\":%.3f,\"%speak_rss_kb\":%ld,"
+            "\"%sruns_msgs_per_s\":[%s]",
+            bp, bc, bp, bc * 1e6 / (double)n, bp, brss, bp, runs_b);
+        bench_sys_describe(&bsys, bp, r);
+    }
+    bench_sys_describe(&msys, "", r);
+    return 0;
+}

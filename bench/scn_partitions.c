@@ -1,0 +1,117 @@
+/*
+ * partitions: passthrough (pipeline.c) at each count of --partition-list
+ * (default 8, 64, 512, 4096). The ratio is mephisto's records/s at this
+ * count over its records/s at the first count, so > 1 would mean more
+ * partitions made it faster; peak RSS shows what partitions cost in memory.
+ * Unless --no-baseline, the plain librdkafka loop runs too (interleaved) and
+ * is reported as loop_msgs_per_s, to tell mephisto's per-partition costs from
+ * librdkafka's. Target (reported, never asserted): the largest count keeps
+ * ≥ 0.7 × the first's records/s.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static int run(const bench_opts_t *o)
+{
+    char err[500], id[64], in[128], out[128], common[400];
+    double first = NAN;
+    int failed = 0;
+    double rate[BENCH_MAX_PARTITION_LIST], loop[BENCH_MAX_PARTITION_LIST];
+    long rss[BENCH_MAX_PARTITION_LIST];
+    bench_params_common(o, common, sizeof common);
+
+    bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
+    if (!k) {
+        bench_result_t r;
+        bench_result_init(&r, "partitions");
+        snprintf(r.error, sizeof r.error, "%s", err);
+        bench_report(o, &r);
+        return 1;
+    }
+    for (int i = 0; i < o->npartition_list; i++) {
+        int p = o->partition_list[i];
+        rate[i] = loop[i] = NAN;
+        rss[i] = -1;
+        bench_result_t r;
+        bench_result_init(&r, "partitions");
+        snprintf(r.label, sizeof r.label, "p=%d w=%d", p, o->workers);
+        snprintf(r.params, sizeof r.params,
+                 "{%s,\"messages\":%ld,\"scenario_partitions\":%d}", common,
+                 o->messages, p);
+        bench_run_id(id, sizeof id);
+        snprintf(in, sizeof in, "bench-parts-%s-in", id);
+        snprintf(out, sizeof out, "bench-parts-%s-out", id);
+        bench_progress(
+            o, "partitions: %d: creating topics and loading %ld records", p,
+            o->messages);
+        long n = 0;
+        if (bench_topic_create(k, in, p, err, sizeof err) ||
+            bench_topic_create(k, out, p, err, sizeof err) ||
+            (n = bench_load(k, o, in, o->messages, err, sizeof err)) !=
+                o->messages) {
+            snprintf(r.error, sizeof r.error, "%s",
+                     err[0] ? err : "load incomplete");
+        } else if (bench_passthrough_compare(k, o, !o->no_baseline, "loop_", in,
+                                             out, p, n, &r) == 0) {
+            rate[i] = r.msgs_per_s;
+            rss[i] = r.peak_rss_kb;
+            if (!o->no_baseline) {
+                loop[i] = r.baseline_msgs_per_s;
+                bench_extra(&r,
+                            ",\"loop_msgs_per_s\":%.1f,\"ratio_vs_loop\":%.4f",
+                            loop[i], r.ratio);
+            }
+            if (isnan(first))
+                first = r.msgs_per_s;
+            r.baseline_msgs_per_s = first;
+            r.ratio = r.msgs_per_s / first;
+            if (i == o->npartition_list - 1 && i > 0) {
+                snprintf(r.target, sizeof r.target, "ratio vs p=%d >= 0.7",
+                         o->partition_list[0]);
+                r.target_met = r.ratio >= 0.7;
+            }
+        }
+        if (r.error[0])
+            failed++;
+        bench_report(o, &r);
+        bench_topic_delete(k, in);
+        bench_topic_delete(k, out);
+    }
+
+    char path[1100];
+    FILE *f = bench_plot_data(o, "partitions.dat", path, sizeof path);
+    if (f) {
+        for (int i = 0; i < o->npartition_list; i++)
+            fprintf(f, "%d %.1f %.1f %.1f\n", o->partition_list[i], rate[i],
+                    loop[i], rss[i] / 1024.0);
+        fclose(f);
+        char script[1200];
+        snprintf(
+            script, sizeof script,
+            "set title 'passthrough throughput and memory vs partitions (%d "
+            "workers)'\n"
+            "set xlabel 'partitions'\nset logscale x 2\nset ylabel "
+            "'records/s'\n"
+            "set y2label 'peak RSS (MiB)'\nset ytics nomirror\nset y2tics\nset "
+            "grid\n"
+            "set key top right\nset yrange [0:*]\nset y2range [0:*]\n"
+            "plot '%s/partitions.dat' using 1:2 with linespoints lw 2 title "
+            "'mephisto', "
+            "'' using 1:3 with linespoints lw 2 title 'plain librdkafka loop', "
+            "'' using 1:4 axes x1y2 with linespoints dt 2 title 'mephisto peak "
+            "RSS'\n",
+            o->workers, o->plot_dir);
+        bench_plot(o, "partitions", script);
+    }
+    bench_kafka_destroy(k);
+    return failed ? 1 : 0;
+}
+
+const bench_scenario_t bench_scn_partitions = {
+    "partitions",
+    "passthrough at 8, 64, 512, 4096 partitions: throughput vs the first "
+    "count, RSS",
+    run};

@@ -1,0 +1,62 @@
+/*
+ * passthrough: consume → read one JSON field → produce, mephisto against a
+ * plain librdkafka consume→produce loop doing the same work on the same
+ * input, broker and client settings (pipeline.c). Target (reported, never
+ * asserted): mephisto ≥ 0.9 × the baseline's records/s.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+static int run(const bench_opts_t *o)
+{
+    char err[512], id[64], in[128], out[128];
+    bench_result_t r;
+    bench_result_init(&r, "passthrough");
+    snprintf(r.label, sizeof r.label, "p=%d w=%d", o->partitions, o->workers);
+    char common[400];
+    bench_params_common(o, common, sizeof common);
+    snprintf(r.params, sizeof r.params, "{%s,\"messages\":%ld}", common,
+             o->messages);
+
+    bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
+    if (!k) {
+        snprintf(r.error, sizeof r.error, "%s", err);
+        bench_report(o, &r);
+        return 1;
+    }
+    bench_run_id(id, sizeof id);
+    snprintf(in, sizeof in, "bench-pt-%s-in", id);
+    snprintf(out, sizeof out, "bench-pt-%s-out", id);
+    if (bench_topic_create(k, in, o->partitions, err, sizeof err) ||
+        bench_topic_create(k, out, o->partitions, err, sizeof err)) {
+        snprintf(r.error, sizeof r.error, "%s", err);
+        goto out;
+    }
+    bench_progress(o, "passthrough: loading %ld records of %d bytes into %s",
+                   o->messages, o->size, in);
+    long n = bench_load(k, o, in, o->messages, err, sizeof err);
+    if (n != o->messages) {
+        snprintf(r.error, sizeof r.error, "%s",
+                 err[0] ? err : "load incomplete");
+        goto out;
+    }
+    if (bench_passthrough_compare(k, o, true, "baseline_", in, out,
+                                  o->partitions, n, &r) == 0) {
+        snprintf(r.target, sizeof r.target, "ratio >= 0.9");
+        r.target_met = r.ratio >= 0.9;
+    }
+out:
+    bench_report(o, &r);
+    bench_topic_delete(k, in);
+    bench_topic_delete(k, out);
+    bench_kafka_destroy(k);
+    return r.error[0] ? 1 : 0;
+}
+
+const bench_scenario_t bench_scn_passthrough = {
+    "passthrough",
+    "consume, read one JSON field, produce: mephisto vs a plain librdkafka "
+    "loop",
+    run};
