@@ -379,6 +379,7 @@ Test(cli, usage_errors_exit_2_with_one_line)
         {{"worker", "--bogus", NULL}, "unknown option '--bogus'"},
         {{"worker", "--app", NULL}, "--app needs a value"},
         {{"worker", NULL}, "--app PLUGIN.so is required"},
+        {{"worker", "--app", "", NULL}, "path is empty"},
         {{"worker", "--app", "x.so", "extra", NULL},
          "unexpected argument 'extra'"},
         {{"worker", "--app", "x.so", "--without-web=1", NULL},
@@ -838,6 +839,32 @@ Test(cli_broker, send_sets_key_partition_headers_and_repeats)
                                         "v", NULL},
                        NULL, 2, "has 3 partitions");
     mph_test_rmrf(dir);
+}
+
+Test(cli_broker, send_reports_a_refused_record_with_exit_1)
+{
+    need_real_broker();
+    char topic[128];
+    mph_test_unique("cli-big", topic, sizeof topic);
+    mph_test_create_topic(cluster, topic, 1);
+    /* librdkafka refuses a record larger than message.max.bytes at once. */
+    char big[3001];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    result_t r = run(
+        (const char *[]){"send", topic, "--broker", cluster->broker, "--set",
+                         "kafka.message.max.bytes=1000", "small", big, NULL});
+    cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+    cr_expect_str_empty(r.out);
+    char *line = last_line(r.err);
+    cr_expect_not_null(
+        strstr(line, "mephisto: send: record 2 (value of 3000 bytes) to"), "%s",
+        line);
+    cr_expect_not_null(strstr(line, "refused"), "%s", line);
+    cr_expect_not_null(strstr(line, "1 sent before it, 1 acknowledged"), "%s",
+                       line);
+    free(line);
+    result_free(&r);
 }
 
 Test(cli_broker, send_to_a_missing_topic_exits_4)

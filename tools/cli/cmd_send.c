@@ -268,6 +268,7 @@ typedef struct sender {
     send_tally_t *tally;
     long sent;
     mph_err_t send_err; /* mph_send() refused a record */
+    size_t refused_len; /* the refused record's value size */
 } sender_t;
 
 static bool send_one(sender_t *s, const char *value, size_t len)
@@ -278,6 +279,7 @@ static bool send_one(sender_t *s, const char *value, size_t len)
                            job->headers, job->nheaders, on_delivery, s->tally);
     if (e != MPH_OK) {
         s->send_err = e;
+        s->refused_len = len;
         return false;
     }
     s->sent++;
@@ -380,7 +382,7 @@ static int send_and_report(mph_app_t *app, mph_topic_t *topic,
     atomic_init(&tally.ok, 0);
     atomic_init(&tally.failed, 0);
     atomic_init(&tally.first_err, 0);
-    sender_t s = {app, topic, job, &tally, 0, MPH_OK};
+    sender_t s = {.app = app, .topic = topic, .job = job, .tally = &tally};
     int rc = job->file ? send_file(&s) : send_values(&s);
     mph_app_stop(app);
 
@@ -388,9 +390,10 @@ static int send_and_report(mph_app_t *app, mph_topic_t *topic,
     long unreported = s.sent - ok - failed;
     if (s.send_err != MPH_OK) {
         mph__cli_error(
-            "send: record %ld to %s refused: %s (%ld sent before it, %ld "
-            "acknowledged)",
-            s.sent + 1, job->topic_name, mph_err_str(s.send_err), s.sent, ok);
+            "send: record %ld (value of %zu bytes) to %s refused: %s (%ld "
+            "sent before it, %ld acknowledged)",
+            s.sent + 1, s.refused_len, job->topic_name, mph_err_str(s.send_err),
+            s.sent, ok);
         return MPH_CLI_EXIT_FAILED;
     }
     if (failed || unreported) {

@@ -462,6 +462,10 @@ static int parse_flags(int argc, char **argv, const char **app_path,
             "worker: --web-port and --without-web exclude each other");
         return MPH_CLI_EXIT_USAGE;
     }
+    if (*app_path && !**app_path) {
+        mph__cli_error("worker: --app: the plugin's path is empty");
+        return MPH_CLI_EXIT_USAGE;
+    }
     if (!*app_path) {
         mph__cli_error("worker: --app PLUGIN.so is required (see 'mephisto "
                        "worker --help')");
