@@ -24,14 +24,12 @@
  * minute sees the rate of the last minute; before two samples exist it is
  * the average since the monitor started.
  *
- * User sensors. mph_app_add_sensor() records registrations in a small
- * process-wide registry keyed by the app, because the app object has no
- * slot of its own for them (app.h belongs to the engine); the first
- * monitor created at start freezes the app's list into an immutable set
- * every monitor points to, so workers read it without locks, and the
- * coordinator hooks look it up under the registry lock (a few times per
- * second at most). mph__sensors_release() drops the entry when the app is
- * destroyed. The registry is touched only by apps that use sensors.
+ * User sensors. mph_app_add_sensor() keeps the app's registrations in an
+ * object handed to the app with mph_app_keep() (freed with the app, found
+ * again by its free function). The first monitor created at start freezes
+ * the list into an immutable set every monitor points to, so workers read
+ * it without locks; the coordinator hooks reach it through worker 0's
+ * monitor, which outlives the coordinator's callbacks.
  */
 #include <math.h>
 #include <pthread.h>
@@ -66,23 +64,28 @@ struct mph__sensor_set {
     const mph_sensor_t *s[]; /* registration order */
 };
 
+/* An app's registrations, handed to the app with mph_app_keep() so that
+ * they are freed with it; found again by their free function. */
 typedef struct sensor_reg {
-    const mph_app_t *app;
     mph_sensor_t **list;
     size_t n, cap;
     mph__sensor_set_t *set; /* frozen at start; NULL before */
-    struct sensor_reg *next;
 } sensor_reg_t;
 
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static sensor_reg_t *reg_head;
+static void sensor_reg_free(void *ptr)
+{
+    sensor_reg_t *r = ptr;
+    free(r->list);
+    free(r->set);
+    free(r);
+}
 
-/* @pre reg_lock held */
+/* @locality controlling (app->kept changes only there) */
 static sensor_reg_t *reg_find(const mph_app_t *app)
 {
-    for (sensor_reg_t *r = reg_head; r; r = r->next)
-        if (r->app == app)
-            return r;
+    for (size_t i = 0; i < app->nkept; i++)
+        if (app->kept[i].free_fn == sensor_reg_free)
+            return app->kept[i].ptr;
     return NULL;
 }
 
@@ -136,94 +139,65 @@ mph_err_t mph_app_add_sensor(mph_app_t *app, mph_sensor_t *sensor)
         return MPH_ERR_INVALID;
     if (ck_pr_load_int(&app->state) != APP_NEW)
         return MPH_ERR_STATE;
-    mph_err_t err = MPH_OK;
-    pthread_mutex_lock(&reg_lock);
     sensor_reg_t *r = reg_find(app);
-    if (r && r->set) {
-        err = MPH_ERR_STATE; /* frozen by a start (even a failed one) */
-        goto unlock;
-    }
+    if (r && r->set)
+        return MPH_ERR_STATE; /* frozen by a start (even a failed one) */
     if (!r) {
         r = calloc(1, sizeof *r);
-        if (!r) {
-            err = MPH_ERR_NOMEM;
-            goto unlock;
+        if (!r)
+            return MPH_ERR_NOMEM;
+        if (mph_app_keep(app, r, sensor_reg_free) != MPH_OK) {
+            free(r);
+            return MPH_ERR_NOMEM;
         }
-        r->app = app;
-        r->next = reg_head;
-        reg_head = r;
     }
     for (size_t i = 0; i < r->n; i++)
-        if (r->list[i] == sensor) {
-            err = MPH_ERR_EXISTS;
-            goto unlock;
-        }
+        if (r->list[i] == sensor)
+            return MPH_ERR_EXISTS;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 4;
         mph_sensor_t **l = realloc(r->list, cap * sizeof *l);
-        if (!l) {
-            err = MPH_ERR_NOMEM;
-            goto unlock;
-        }
+        if (!l)
+            return MPH_ERR_NOMEM;
         r->list = l;
         r->cap = cap;
     }
     r->list[r->n++] = sensor;
     ck_pr_store_int(&sensor->added, ck_pr_load_int(&sensor->added) + 1);
-unlock:
-    pthread_mutex_unlock(&reg_lock);
-    return err;
+    return MPH_OK;
 }
 
-/* The app's frozen set, freezing it on first use; NULL without sensors.
- * NULL also when out of memory (logged: the sensors are then not called).
- * @locality controlling (at start) */
+/* The app's frozen set, freezing it on first use; NULL without sensors
+ * (and when out of memory, which is logged: the sensors are then not
+ * called). @locality controlling (at start) */
 static const mph__sensor_set_t *sensors_freeze(const mph_app_t *app)
 {
-    const mph__sensor_set_t *out = NULL;
-    pthread_mutex_lock(&reg_lock);
     sensor_reg_t *r = reg_find(app);
-    if (r && !r->set && r->n > 0) {
+    if (!r || r->n == 0)
+        return NULL;
+    if (!r->set) {
         r->set = malloc(sizeof *r->set + r->n * sizeof r->set->s[0]);
-        if (r->set) {
-            r->set->n = r->n;
-            for (size_t i = 0; i < r->n; i++)
-                r->set->s[i] = r->list[i];
-        } else {
-            mph_log(MPH_LOG_ERROR, "app %s: out of memory: user sensors are "
-                                   "not called",
+        if (!r->set) {
+            mph_log(MPH_LOG_ERROR,
+                    "app %s: out of memory: user sensors are not called",
                     app->app_id);
+            return NULL;
         }
+        r->set->n = r->n;
+        for (size_t i = 0; i < r->n; i++)
+            r->set->s[i] = r->list[i];
     }
-    if (r)
-        out = r->set;
-    pthread_mutex_unlock(&reg_lock);
-    return out;
+    return r->set;
 }
 
+/* The frozen set as the coordinator sees it: every monitor points to the
+ * same one, and the workers outlive the coordinator's callbacks. */
 static const mph__sensor_set_t *sensors_of(const mph_app_t *app)
 {
-    pthread_mutex_lock(&reg_lock);
-    sensor_reg_t *r = reg_find(app);
-    const mph__sensor_set_t *set = r ? r->set : NULL;
-    pthread_mutex_unlock(&reg_lock);
-    return set;
-}
-
-void mph__sensors_release(const mph_app_t *app)
-{
-    pthread_mutex_lock(&reg_lock);
-    for (sensor_reg_t **p = &reg_head; *p; p = &(*p)->next) {
-        if ((*p)->app != app)
-            continue;
-        sensor_reg_t *r = *p;
-        *p = r->next;
-        free(r->list);
-        free(r->set);
-        free(r);
-        break;
-    }
-    pthread_mutex_unlock(&reg_lock);
+    if (!app->workers || app->nworkers < 1 || !app->workers[0] ||
+        !app->workers[0]->mon)
+        return NULL;
+    return app->workers[0]->mon->sensors;
 }
 
 /* Dispatch. Each runs on the thread the recorder runs on. */
@@ -300,8 +274,7 @@ void mph__sensors_commit(const mph_app_t *app, mph_err_t err,
             set->s[i]->on_commit(set->s[i]->opaque, err, latency_us);
 }
 
-void mph__sensors_rebalance(const mph_app_t *app, bool assigned,
-                            int partitions)
+void mph__sensors_rebalance(const mph_app_t *app, bool assigned, int partitions)
 {
     const mph__sensor_set_t *set = sensors_of(app);
     for (size_t i = 0; set && i < set->n; i++)
@@ -339,8 +312,8 @@ mph__monitor_t *mph__monitor_new(const mph_app_t *app, int worker,
     m->table_ops = calloc(ntables ? ntables : 1, sizeof *m->table_ops);
     m->parts = calloc(nt, sizeof *m->parts);
     m->reader = calloc(1, sizeof *m->reader);
-    if (!m->topic_in || !m->topic_out || !m->agent_events ||
-        !m->agent_errors || !m->table_ops || !m->parts || !m->reader)
+    if (!m->topic_in || !m->topic_out || !m->agent_events || !m->agent_errors ||
+        !m->table_ops || !m->parts || !m->reader)
         goto fail;
     pthread_mutex_init(&m->reader->lock, NULL);
     for (size_t t = 0; t < app->ntopics; t++) {
@@ -385,11 +358,10 @@ void mph__monitor_destroy(mph__monitor_t *m)
 /* reading                                                             */
 
 const uint64_t mph__stats_le_ns[MPH__STATS_LE_COUNT] = {
-    1000,       2500,       5000,       10000,      25000,
-    50000,      100000,     250000,     500000,     1000000,
-    2500000,    5000000,    10000000,   25000000,   50000000,
-    100000000,  250000000,  500000000,  1000000000, 2500000000,
-    5000000000, 10000000000};
+    1000,       2500,       5000,       10000,      25000,     50000,
+    100000,     250000,     500000,     1000000,    2500000,   5000000,
+    10000000,   25000000,   50000000,   100000000,  250000000, 500000000,
+    1000000000, 2500000000, 5000000000, 10000000000};
 
 static uint64_t load64(const uint64_t *p)
 {
@@ -437,7 +409,8 @@ static void rate_of(mph__monitor_t *m, uint64_t events, int64_t now_ns,
         r->v_last = events;
     }
     if (r->t_prev != 0 && now_ns > r->t_prev && events >= r->v_prev)
-        *rate = (double)(events - r->v_prev) / ((double)(now_ns - r->t_prev) / 1e9);
+        *rate =
+            (double)(events - r->v_prev) / ((double)(now_ns - r->t_prev) / 1e9);
     else
         *rate = *avg;
     pthread_mutex_unlock(&r->lock);
@@ -451,8 +424,8 @@ static mph_err_t worker_alloc(mph__stats_worker_t *w, size_t ntopics,
     w->agent_events = calloc(nagents ? nagents : 1, sizeof *w->agent_events);
     w->agent_errors = calloc(nagents ? nagents : 1, sizeof *w->agent_errors);
     w->table_ops = calloc(ntables ? ntables : 1, sizeof *w->table_ops);
-    if (!w->topic_in || !w->topic_out || !w->agent_events ||
-        !w->agent_errors || !w->table_ops)
+    if (!w->topic_in || !w->topic_out || !w->agent_events || !w->agent_errors ||
+        !w->table_ops)
         return MPH_ERR_NOMEM;
     return MPH_OK;
 }
@@ -577,8 +550,8 @@ static void collect_partition(mph__stats_part_t *sp, const mph_topic_t *topic,
         hi >= 0) {
         sp->low_offset = lo >= 0 ? lo : -1;
         sp->end_offset = hi;
-        int64_t pos = sp->read_offset >= 0 ? sp->read_offset + 1
-                                           : sp->commit_point;
+        int64_t pos =
+            sp->read_offset >= 0 ? sp->read_offset + 1 : sp->commit_point;
         if (pos >= 0)
             sp->lag = hi > pos ? hi - pos : 0;
     }
@@ -890,7 +863,7 @@ static void render_part(jdoc_t *j, const mph__stats_part_t *p)
 }
 
 static const char *const table_op_names[MPH__TABLE_OPS] = {"gets", "sets",
-                                                          "deletes", "misses"};
+                                                           "deletes", "misses"};
 
 static void render(jdoc_t *j, const mph__stats_t *st)
 {

@@ -67,16 +67,17 @@ typedef struct mph__monitor {
     uint64_t send_errors; /* permanent delivery failures */
     uint64_t send_retries;
     uint64_t dead_lettered;
-    uint64_t skipped;    /* decode errors under on_decode_error=skip */
-    uint64_t pauses;     /* back-pressure pauses */
-    uint64_t partitions; /* partitions owned now */
-    uint64_t *topic_in;  /* [ntopics] */
-    uint64_t *topic_out; /* [ntopics] records sent to the topic */
+    uint64_t skipped;       /* decode errors under on_decode_error=skip */
+    uint64_t pauses;        /* back-pressure pauses */
+    uint64_t partitions;    /* partitions owned now */
+    uint64_t *topic_in;     /* [ntopics] */
+    uint64_t *topic_out;    /* [ntopics] records sent to the topic */
     uint64_t *agent_events; /* [nagents] */
     uint64_t *agent_errors; /* [nagents] */
     uint64_t (*table_ops)[MPH__TABLE_OPS]; /* [ntables][enum mph__table_op] */
     mph__part_stats_t **parts;             /* [ntopics][partitions] */
-    mph__histogram_t processing; /* ns from dequeue to the last agent's return */
+    mph__histogram_t
+        processing; /* ns from dequeue to the last agent's return */
     mph__histogram_t send_latency; /* ns from produce to broker ack */
     mph__monitor_reader_t *reader; /* readers only; see the DESIGN note */
 } mph__monitor_t;
@@ -107,11 +108,6 @@ void mph__sensors_commit(const mph_app_t *app, mph_err_t err,
                          uint64_t latency_us);
 void mph__sensors_rebalance(const mph_app_t *app, bool assigned,
                             int partitions);
-
-/* Forgets app's sensor registrations (mph_app_add_sensor). Called when the
- * app is destroyed, after its threads stopped; a no-op for an app without
- * sensors. @locality controlling */
-void mph__sensors_release(const mph_app_t *app);
 
 /* ---- recorders: @locality worker (the monitor's owner) ----------------- */
 
@@ -166,8 +162,7 @@ static inline void mph__monitor_ack(mph__monitor_t *m, uint64_t latency_ns)
 
 /* A delivery failed and the record is being sent again. topic is the
  * topic's name (borrowed for the call). */
-static inline void mph__monitor_send_retry(mph__monitor_t *m,
-                                           const char *topic,
+static inline void mph__monitor_send_retry(mph__monitor_t *m, const char *topic,
                                            int32_t partition, mph_err_t err)
 {
     mph__mon_add(&m->send_retries, 1);
@@ -176,8 +171,7 @@ static inline void mph__monitor_send_retry(mph__monitor_t *m,
 }
 
 /* A delivery failed permanently. */
-static inline void mph__monitor_send_error(mph__monitor_t *m,
-                                           const char *topic,
+static inline void mph__monitor_send_error(mph__monitor_t *m, const char *topic,
                                            int32_t partition, mph_err_t err)
 {
     mph__mon_add(&m->send_errors, 1);
@@ -248,9 +242,9 @@ typedef struct mph__stats_worker {
     uint64_t events_in, events_failed;
     uint64_t sends, sends_acked, send_errors, send_retries;
     uint64_t dead_lettered, skipped, pauses, partitions;
-    double events_per_s;    /* since the previous sample (see monitor.c) */
+    double events_per_s;     /* since the previous sample (see monitor.c) */
     double events_per_s_avg; /* since the monitor started */
-    uint64_t *topic_in, *topic_out;       /* [stats.ntopics] */
+    uint64_t *topic_in, *topic_out;        /* [stats.ntopics] */
     uint64_t *agent_events, *agent_errors; /* [stats.nagents] */
     uint64_t (*table_ops)[MPH__TABLE_OPS]; /* [stats.ntables] */
     mph__stats_latency_t processing, send_latency;

@@ -1,0 +1,941 @@
+/*
+ * The web view: the routes served by the app's HTTP server.
+ *
+ * DESIGN. src/io/http.c runs libmicrohttpd on one "web" thread and calls
+ * handle() for every GET/HEAD; handle() answers synchronously, so every
+ * route is bounded: it reads the workers' monitors with ck_pr loads (the
+ * snapshot of monitor.c), librdkafka's cached watermarks, and the
+ * coordinator's atomic stats; nothing here waits for a worker, takes a lock
+ * a worker takes, or posts to a worker's ring. A slow or stalled client
+ * costs a connection on the web thread's epoll set, never a worker's time.
+ *
+ * Routes:
+ *   GET /         an HTML page that fetches /stats every second and shows
+ *                 live numbers (inline script and style; no external asset)
+ *   GET /stats    the stats document (JSON; monitor.c renders it)
+ *   GET /metrics  Prometheus text format 0.0.4 (rendered here)
+ *   GET /health   200 "ok" while the app runs, else 503
+ *   GET /ready    200 once partitions are assigned (app->ready), else 503
+ *   GET /router   JSON: for every source topic, partition -> the worker
+ *                 and the web address of the process that owns it
+ *   other         404 {"error": ...}
+ *
+ * /router is the one route that talks to the broker: the owners of other
+ * processes' partitions come from the consumer group's member list
+ * (rd_kafka_list_groups, bounded by ROUTER_TIMEOUT_MS, so it may hold the
+ * web thread that long, never a worker). Each member's assignment is
+ * parsed from the consumer protocol bytes, and its web address from its
+ * client.id, which the engine sets to "<app_id>@<web_bind>:<web_port>".
+ * When the broker cannot list groups (e.g. librdkafka's mock cluster), the
+ * document says why in "members_error" and lists this process's partitions
+ * only.
+ */
+#include <arpa/inet.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "io/http.h"
+#include "mephisto/jsonw.h"
+#include "mephisto/log.h"
+#include "runtime/promtext.h"
+#include "runtime/web.h"
+#include "runtime/worker.h"
+
+#define ROUTER_TIMEOUT_MS 1000
+#define JSON_TYPE         "application/json; charset=utf-8"
+#define PROM_TYPE         "text/plain; version=0.0.4; charset=utf-8"
+
+struct mph__web {
+    mph_app_t *app;
+    mph__http_server_t *srv;
+    char bind[64];
+    int port;
+};
+
+/* ------------------------------------------------------------------ */
+/* small response helpers                                              */
+
+static void answer(mph__http_response_t *resp, unsigned status,
+                   const char *type, const char *body)
+{
+    mph__http_response_set_status(resp, status);
+    mph__http_response_set_content_type(resp, type);
+    mph__http_response_set_body(resp, body, strlen(body));
+    mph__http_response_add_header(resp, "Cache-Control", "no-store");
+}
+
+/* {"error": msg} with status; msg is ASCII of ours or a path (escaped by
+ * the writer; a path that is not UTF-8 is replaced by a fixed text). */
+static void answer_error(mph__http_response_t *resp, unsigned status,
+                         const char *msg)
+{
+    mph_jsonw_t *w = mph_jsonw_new(128, NULL, 0);
+    const char *text = NULL;
+    size_t len = 0;
+    if (w && mph_jsonw_object_begin(w) == MPH_OK &&
+        mph_jsonw_key(w, "error", 5) == MPH_OK &&
+        (mph_jsonw_str(w, msg, strlen(msg)) == MPH_OK ||
+         mph_jsonw_str(w, "invalid request", 15) == MPH_OK) &&
+        mph_jsonw_object_end(w) == MPH_OK &&
+        mph_jsonw_finish(w, &text, &len) == MPH_OK) {
+        mph__http_response_set_status(resp, status);
+        mph__http_response_set_content_type(resp, JSON_TYPE);
+        mph__http_response_set_body(resp, text, len);
+        mph__http_response_add_header(resp, "Cache-Control", "no-store");
+    } else {
+        answer(resp, 500, "text/plain; charset=utf-8", "out of memory\n");
+    }
+    mph_jsonw_destroy(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /                                                               */
+
+static const char index_html[] =
+    "<!DOCTYPE html>\n"
+    "<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<title>mephisto</title>\n"
+    "<meta name=\"viewport\" content=\"width=device-width\">\n"
+    "<style>\n"
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\n"
+    "h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.05em;margin:1.2em 0 "
+    ".3em}\n"
+    "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:right;"
+    "border-bottom:1px solid #ddd}\n"
+    "th{background:#f4f4f4}td.l,th.l{text-align:left}\n"
+    "#state.ready{color:#080}#state.starting{color:#a60}#error{color:#b00}\n"
+    "nav a{margin-right:1em}\n"
+    "</style></head>\n"
+    "<body data-updates=\"0\">\n"
+    "<h1>mephisto: <span id=\"app\">app</span> <small id=\"state\">"
+    "loading</small></h1>\n"
+    "<nav><a href=\"/stats\">/stats</a><a href=\"/metrics\">/metrics</a>"
+    "<a href=\"/router\">/router</a><a href=\"/health\">/health</a>"
+    "<a href=\"/ready\">/ready</a></nav>\n"
+    "<p id=\"error\"></p>\n"
+    "<h2>Totals</h2>\n"
+    "<table><tr><th class=\"l\">events in</th><td id=\"events_in\">-</td>"
+    "</tr>\n"
+    "<tr><th class=\"l\">events/s</th><td id=\"events_per_s\">-</td></tr>\n"
+    "<tr><th class=\"l\">failed</th><td id=\"events_failed\">-</td></tr>\n"
+    "<tr><th class=\"l\">lag</th><td id=\"lag\">-</td></tr>\n"
+    "<tr><th class=\"l\">processing p50 / p99 / p99.9 (&micro;s)</th>"
+    "<td id=\"latency\">-</td></tr>\n"
+    "<tr><th class=\"l\">sends / acked / errors / retries</th>"
+    "<td id=\"sends\">-</td></tr>\n"
+    "<tr><th class=\"l\">send latency p50 / p99 (&micro;s)</th>"
+    "<td id=\"send_latency\">-</td></tr>\n"
+    "<tr><th class=\"l\">commits / errors / rebalances</th>"
+    "<td id=\"commits\">-</td></tr>\n"
+    "<tr><th class=\"l\">uptime (s)</th><td id=\"uptime\">-</td></tr>\n"
+    "</table>\n"
+    "<h2>Workers</h2>\n"
+    "<table><thead><tr><th>worker</th><th>partitions</th><th>events</th>"
+    "<th>events/s</th><th>p99 (&micro;s)</th></tr></thead>"
+    "<tbody id=\"workers\"></tbody></table>\n"
+    "<h2>Partitions</h2>\n"
+    "<table><thead><tr><th class=\"l\">topic</th><th>partition</th>"
+    "<th>worker</th><th>events</th><th>events/s</th><th>read offset</th>"
+    "<th>end offset</th><th>lag</th><th>commit point</th></tr></thead>"
+    "<tbody id=\"partitions\"></tbody></table>\n"
+    "<script>\n"
+    "'use strict';\n"
+    "const $ = (id) => document.getElementById(id);\n"
+    "let prev = null, updates = 0;\n"
+    "const us = (ns) => (ns / 1000).toFixed(1);\n"
+    "const show = (v) => (v === null || v === undefined) ? '-' : String(v);\n"
+    "function row(cells, left) {\n"
+    "  const tr = document.createElement('tr');\n"
+    "  cells.forEach((c, i) => {\n"
+    "    const td = document.createElement('td');\n"
+    "    if (i < left) td.className = 'l';\n"
+    "    td.textContent = show(c);\n"
+    "    tr.appendChild(td);\n"
+    "  });\n"
+    "  return tr;\n"
+    "}\n"
+    "function fill(id, rows) {\n"
+    "  const body = $(id);\n"
+    "  while (body.firstChild) body.removeChild(body.firstChild);\n"
+    "  rows.forEach((r) => body.appendChild(r));\n"
+    "}\n"
+    "function rate(key, now, count) {\n"
+    "  if (!prev || !(key in prev.counts) || now <= prev.time) return null;\n"
+    "  return Math.round((count - prev.counts[key]) * 1000 / (now - "
+    "prev.time));\n"
+    "}\n"
+    "async function tick() {\n"
+    "  try {\n"
+    "    const r = await fetch('/stats', {cache: 'no-store'});\n"
+    "    if (!r.ok) throw new Error('HTTP ' + r.status);\n"
+    "    const s = await r.json();\n"
+    "    const t = s.totals, now = s.time_ms, counts = {};\n"
+    "    $('app').textContent = s.app_id;\n"
+    "    const state = s.ready ? 'ready' : (s.running ? 'starting' : "
+    "'stopped');\n"
+    "    $('state').textContent = state;\n"
+    "    $('state').className = state;\n"
+    "    $('events_in').textContent = t.events_in;\n"
+    "    $('events_per_s').textContent = Math.round(t.events_per_s);\n"
+    "    $('events_failed').textContent = t.events_failed;\n"
+    "    const pl = t.processing_latency_ns, sl = t.send_latency_ns;\n"
+    "    $('latency').textContent = us(pl.p50) + ' / ' + us(pl.p99) + ' / ' "
+    "+ us(pl.p999);\n"
+    "    $('sends').textContent = t.sends + ' / ' + t.sends_acked + ' / ' + "
+    "t.send_errors + ' / ' + t.send_retries;\n"
+    "    $('send_latency').textContent = us(sl.p50) + ' / ' + us(sl.p99);\n"
+    "    const c = s.commits;\n"
+    "    $('commits').textContent = c ? (c.commits + ' / ' + c.commit_errors "
+    "+ ' / ' + c.rebalances) : '-';\n"
+    "    $('uptime').textContent = Math.round(s.uptime_s);\n"
+    "    fill('workers', s.workers.map((w) => row([w.worker, w.partitions, "
+    "w.events_in, Math.round(w.events_per_s), "
+    "us(w.processing_latency_ns.p99)], 0)));\n"
+    "    let lag = 0;\n"
+    "    const parts = [];\n"
+    "    s.topics.forEach((tp) => tp.partitions.forEach((p) => {\n"
+    "      const key = tp.name + '/' + p.partition;\n"
+    "      counts[key] = p.events;\n"
+    "      if (p.lag !== null) lag += p.lag;\n"
+    "      parts.push(row([tp.name, p.partition, p.worker, p.events, "
+    "rate(key, now, p.events), p.read_offset, p.end_offset, p.lag, "
+    "p.commit_point], 1));\n"
+    "    }));\n"
+    "    fill('partitions', parts);\n"
+    "    $('lag').textContent = lag;\n"
+    "    $('error').textContent = '';\n"
+    "    prev = {time: now, counts: counts};\n"
+    "    updates += 1;\n"
+    "    document.body.setAttribute('data-updates', String(updates));\n"
+    "  } catch (e) {\n"
+    "    $('error').textContent = 'cannot read /stats: ' + e.message;\n"
+    "  }\n"
+    "}\n"
+    "tick();\n"
+    "setInterval(tick, 1000);\n"
+    "</script>\n"
+    "</body></html>\n";
+
+static void route_index(mph__http_response_t *resp)
+{
+    answer(resp, 200, "text/html; charset=utf-8", index_html);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /stats                                                          */
+
+static void route_stats(struct mph__web *web, mph__http_response_t *resp)
+{
+    mph__stats_t st;
+    mph_err_t err = mph__stats_take(&st, web->app);
+    if (err == MPH_ERR_STATE) {
+        answer_error(resp, 503, "the app is not running");
+        return;
+    }
+    char *json = NULL;
+    size_t len = 0;
+    if (!err)
+        err = mph__stats_json(&st, &json, &len);
+    mph__stats_fini(&st);
+    if (err) {
+        answer_error(resp, 500, mph_err_str(err));
+        return;
+    }
+    mph__http_response_set_status(resp, 200);
+    mph__http_response_set_content_type(resp, JSON_TYPE);
+    mph__http_response_add_header(resp, "Cache-Control", "no-store");
+    mph__http_response_take_body(resp, json, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /metrics                                                        */
+
+typedef mph__promtext_label_t label_t;
+
+static void u64_family(mph__promtext_t *pt, const mph__stats_t *st,
+                       const char *name, const char *help, size_t offset)
+{
+    mph__promtext_header(pt, name, MPH__PROM_COUNTER, help);
+    for (size_t i = 0; i < st->nworkers; i++) {
+        char wid[16];
+        snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
+        label_t l[] = {{"worker", wid}};
+        const uint64_t *v =
+            (const uint64_t *)((const char *)&st->workers[i] + offset);
+        mph__promtext_sample_u64(pt, name, l, 1, *v);
+    }
+}
+
+static void latency_family(mph__promtext_t *pt, const mph__stats_t *st,
+                           const char *name, const char *help, bool send)
+{
+    double le[MPH__STATS_LE_COUNT + 1];
+    for (size_t i = 0; i < MPH__STATS_LE_COUNT; i++)
+        le[i] = (double)mph__stats_le_ns[i] / 1e9;
+    le[MPH__STATS_LE_COUNT] = INFINITY;
+    mph__promtext_header(pt, name, MPH__PROM_HISTOGRAM, help);
+    for (size_t i = 0; i < st->nworkers; i++) {
+        char wid[16];
+        snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
+        label_t l[] = {{"worker", wid}};
+        const mph__stats_latency_t *h =
+            send ? &st->workers[i].send_latency : &st->workers[i].processing;
+        mph__promtext_histogram_buckets(pt, name, l, 1, le, h->le_counts,
+                                        MPH__STATS_LE_COUNT + 1,
+                                        (double)h->sum_ns / 1e9);
+    }
+}
+
+#define WORKER_COUNTER(name, field, help)                                      \
+    u64_family(&pt, st, "mephisto_" name "_total", help,                       \
+               offsetof(mph__stats_worker_t, field))
+
+static void partition_gauge(mph__promtext_t *pt, const mph__stats_t *st,
+                            const char *name, const char *help, size_t offset)
+{
+    mph__promtext_header(pt, name, MPH__PROM_GAUGE, help);
+    for (size_t t = 0; t < st->ntopics; t++)
+        for (size_t p = 0; p < st->topics[t].nparts; p++) {
+            const mph__stats_part_t *sp = &st->topics[t].parts[p];
+            int64_t v = *(const int64_t *)((const char *)sp + offset);
+            if (v < 0)
+                continue; /* unknown: no sample rather than a fake value */
+            char pid[16];
+            snprintf(pid, sizeof pid, "%d", (int)sp->partition);
+            label_t l[] = {{"topic", st->topics[t].name}, {"partition", pid}};
+            mph__promtext_sample(pt, name, l, 2, (double)v);
+        }
+}
+
+mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
+{
+    mph__promtext_t pt;
+    mph__promtext_init(&pt);
+    char wid[16], pid[16];
+
+    mph__promtext_header(&pt, "mephisto_info", MPH__PROM_GAUGE,
+                         "Constant 1, labelled with the app id and the "
+                         "mephisto version.");
+    label_t info[] = {{"app_id", st->app_id ? st->app_id : ""},
+                      {"version", mph_version()}};
+    mph__promtext_sample(&pt, "mephisto_info", info, 2, 1.0);
+    mph__promtext_header(&pt, "mephisto_ready", MPH__PROM_GAUGE,
+                         "1 once partitions are assigned and recovered.");
+    mph__promtext_sample(&pt, "mephisto_ready", NULL, 0, st->ready ? 1 : 0);
+    mph__promtext_header(&pt, "mephisto_uptime_seconds", MPH__PROM_GAUGE,
+                         "Seconds since the workers started.");
+    mph__promtext_sample(&pt, "mephisto_uptime_seconds", NULL, 0, st->uptime_s);
+
+    WORKER_COUNTER("events", events_in,
+                   "Events processed (every subscribed agent returned).");
+    WORKER_COUNTER("events_failed", events_failed,
+                   "Agent calls that returned an error.");
+    WORKER_COUNTER("sends", sends, "Records handed to the producer.");
+    WORKER_COUNTER("sends_acked", sends_acked,
+                   "Records the broker acknowledged.");
+    WORKER_COUNTER("send_errors", send_errors,
+                   "Records that failed permanently.");
+    WORKER_COUNTER("send_retries", send_retries,
+                   "Records sent again after a retriable failure.");
+    WORKER_COUNTER("dead_lettered", dead_lettered,
+                   "Undecodable records sent to the dead-letter topic.");
+    WORKER_COUNTER("skipped", skipped,
+                   "Undecodable records skipped (on_decode_error=skip).");
+    WORKER_COUNTER("pauses", pauses,
+                   "Times the worker paused its partitions (back-pressure).");
+
+    mph__promtext_header(&pt, "mephisto_partitions_owned", MPH__PROM_GAUGE,
+                         "Source partitions the worker owns now.");
+    for (size_t i = 0; i < st->nworkers; i++) {
+        snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
+        label_t l[] = {{"worker", wid}};
+        mph__promtext_sample_u64(&pt, "mephisto_partitions_owned", l, 1,
+                                 st->workers[i].partitions);
+    }
+    mph__promtext_header(&pt, "mephisto_events_per_second", MPH__PROM_GAUGE,
+                         "Events per second over the last sampling "
+                         "interval (at least 1 s).");
+    for (size_t i = 0; i < st->nworkers; i++) {
+        snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
+        label_t l[] = {{"worker", wid}};
+        mph__promtext_sample(&pt, "mephisto_events_per_second", l, 1,
+                             st->workers[i].events_per_s);
+    }
+
+    static const char *const topic_names[2] = {
+        "mephisto_topic_events_in_total", "mephisto_topic_events_out_total"};
+    static const char *const topic_help[2] = {"Events of the topic processed.",
+                                              "Records sent to the topic."};
+    for (int dir = 0; dir < 2; dir++) {
+        mph__promtext_header(&pt, topic_names[dir], MPH__PROM_COUNTER,
+                             topic_help[dir]);
+        for (size_t i = 0; i < st->nworkers; i++) {
+            snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
+            for (size_t t = 0; t < st->ntopics; t++) {
+                label_t l[] = {{"topic", st->topics[t].name}, {"worker", wid}};
+                mph__promtext_sample_u64(&pt, topic_names[dir], l, 2,
+                                         dir ? st->workers[i].topic_out[t]
+                                             : st->workers[i].topic_in[t]);
+            }
+        }
+    }
+
+    mph__promtext_header(&pt, "mephisto_partition_events_total",
+                         MPH__PROM_COUNTER,
+                         "Events of the partition processed by this process.");
+    for (size_t t = 0; t < st->ntopics; t++)
+        for (size_t p = 0; p < st->topics[t].nparts; p++) {
+            snprintf(pid, sizeof pid, "%d",
+                     (int)st->topics[t].parts[p].partition);
+            label_t l[] = {{"topic", st->topics[t].name}, {"partition", pid}};
+            mph__promtext_sample_u64(&pt, "mephisto_partition_events_total", l,
+                                     2, st->topics[t].parts[p].events);
+        }
+    partition_gauge(&pt, st, "mephisto_partition_read_offset",
+                    "Offset of the last event processed.",
+                    offsetof(mph__stats_part_t, read_offset));
+    partition_gauge(&pt, st, "mephisto_partition_commit_point",
+                    "Offset up to which everything is processed and "
+                    "acknowledged (what is committed next).",
+                    offsetof(mph__stats_part_t, commit_point));
+    partition_gauge(&pt, st, "mephisto_partition_end_offset",
+                    "High watermark of the partition (librdkafka's cache).",
+                    offsetof(mph__stats_part_t, end_offset));
+    partition_gauge(&pt, st, "mephisto_partition_lag",
+                    "Events of the partition not yet processed.",
+                    offsetof(mph__stats_part_t, lag));
+    mph__promtext_header(&pt, "mephisto_partition_owner", MPH__PROM_GAUGE,
+                         "1 for the worker of this process that owns the "
+                         "partition.");
+    for (size_t t = 0; t < st->ntopics; t++)
+        for (size_t p = 0; p < st->topics[t].nparts; p++) {
+            const mph__stats_part_t *sp = &st->topics[t].parts[p];
+            if (sp->worker < 0)
+                continue;
+            snprintf(pid, sizeof pid, "%d", (int)sp->partition);
+            snprintf(wid, sizeof wid, "%d", sp->worker);
+            label_t l[] = {{"topic", st->topics[t].name},
+                           {"partition", pid},
+                           {"worker", wid}};
+            mph__promtext_sample(&pt, "mephisto_partition_owner", l, 3, 1.0);
+        }
+
+    static const char *const agent_names[2] = {"mephisto_agent_events_total",
+                                               "mephisto_agent_errors_total"};
+    static const char *const agent_help[2] = {
+        "Events the agent was called with.",
+        "Events for which the agent returned an error."};
+    for (int kind = 0; kind < 2; kind++) {
+        mph__promtext_header(&pt, agent_names[kind], MPH__PROM_COUNTER,
+                             agent_help[kind]);
+        for (size_t i = 0; i < st->nworkers; i++) {
+            snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
+            for (size_t a = 0; a < st->nagents; a++) {
+                label_t l[] = {{"agent", st->agents[a].name}, {"worker", wid}};
+                mph__promtext_sample_u64(&pt, agent_names[kind], l, 2,
+                                         kind ? st->workers[i].agent_errors[a]
+                                              : st->workers[i].agent_events[a]);
+            }
+        }
+    }
+
+    latency_family(&pt, st, "mephisto_processing_latency_seconds",
+                   "Time from taking an event to its last agent returning.",
+                   false);
+    latency_family(&pt, st, "mephisto_send_latency_seconds",
+                   "Time from producing a record to the broker's "
+                   "acknowledgement.",
+                   true);
+
+    mph__promtext_header(&pt, "mephisto_table_ops_total", MPH__PROM_COUNTER,
+                         "Table operations by table, operation and worker.");
+    static const char *const ops[MPH__TABLE_OPS] = {"get", "set", "delete",
+                                                    "miss"};
+    for (size_t i = 0; i < st->nworkers; i++) {
+        snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
+        for (size_t k = 0; k < st->ntables; k++) {
+            char tid[24];
+            snprintf(tid, sizeof tid, "%zu", st->tables[k].index);
+            for (int op = 0; op < MPH__TABLE_OPS; op++) {
+                label_t l[] = {
+                    {"table", tid}, {"op", ops[op]}, {"worker", wid}};
+                mph__promtext_sample_u64(&pt, "mephisto_table_ops_total", l, 3,
+                                         st->workers[i].table_ops[k][op]);
+            }
+        }
+    }
+    mph__promtext_header(&pt, "mephisto_recovery_shards_pending",
+                         MPH__PROM_GAUGE,
+                         "Table shards waiting for or in changelog recovery.");
+    mph__promtext_sample_u64(&pt, "mephisto_recovery_shards_pending", NULL, 0,
+                             st->recovery.shards_pending);
+    mph__promtext_header(&pt, "mephisto_recovery_records_restored",
+                         MPH__PROM_GAUGE,
+                         "Changelog records applied by the current recovery.");
+    mph__promtext_sample_u64(&pt, "mephisto_recovery_records_restored", NULL, 0,
+                             st->recovery.records_restored);
+    mph__promtext_header(&pt, "mephisto_recovery_records_total",
+                         MPH__PROM_GAUGE,
+                         "Changelog records the current recovery applies.");
+    mph__promtext_sample_u64(&pt, "mephisto_recovery_records_total", NULL, 0,
+                             st->recovery.records_total);
+
+    if (st->have_coord) {
+        static const struct {
+            const char *name, *help;
+            size_t offset;
+        } coord[] = {
+            {"mephisto_commits_total", "Offset commits that succeeded.",
+             offsetof(mph__coord_stats_t, commits)},
+            {"mephisto_commit_errors_total", "Offset commits that failed.",
+             offsetof(mph__coord_stats_t, commit_errors)},
+            {"mephisto_rebalances_total",
+             "Rebalance events (assignments and revocations).",
+             offsetof(mph__coord_stats_t, rebalances)},
+            {"mephisto_partitions_assigned_total",
+             "Partitions assigned to this process, summed over rebalances.",
+             offsetof(mph__coord_stats_t, assigned)},
+        };
+        for (size_t i = 0; i < sizeof coord / sizeof coord[0]; i++) {
+            mph__promtext_header(&pt, coord[i].name, MPH__PROM_COUNTER,
+                                 coord[i].help);
+            mph__promtext_sample_u64(
+                &pt, coord[i].name, NULL, 0,
+                *(const uint64_t *)((const char *)&st->coord +
+                                    coord[i].offset));
+        }
+        mph__promtext_header(&pt, "mephisto_last_commit_latency_seconds",
+                             MPH__PROM_GAUGE,
+                             "Duration of the last offset commit.");
+        mph__promtext_sample(&pt, "mephisto_last_commit_latency_seconds", NULL,
+                             0, (double)st->coord.last_commit_us / 1e6);
+    }
+
+    mph_err_t err = mph__promtext_finish(&pt);
+    if (err) {
+        mph__promtext_fini(&pt);
+        *out = NULL;
+        *len = 0;
+        return err;
+    }
+    *out = mph__promtext_take(&pt, len);
+    mph__promtext_fini(&pt);
+    return *out ? MPH_OK : MPH_ERR_NOMEM;
+}
+
+static void route_metrics(struct mph__web *web, mph__http_response_t *resp)
+{
+    mph__stats_t st;
+    mph_err_t err = mph__stats_take(&st, web->app);
+    if (err == MPH_ERR_STATE) {
+        answer(resp, 503, "text/plain; charset=utf-8",
+               "the app is not running\n");
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (!err)
+        err = mph__web_metrics(&st, &text, &len);
+    mph__stats_fini(&st);
+    if (err) {
+        answer(resp, 500, "text/plain; charset=utf-8", mph_err_str(err));
+        return;
+    }
+    mph__http_response_set_status(resp, 200);
+    mph__http_response_set_content_type(resp, PROM_TYPE);
+    mph__http_response_add_header(resp, "Cache-Control", "no-store");
+    mph__http_response_take_body(resp, text, len);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /router                                                         */
+
+static bool read_be16(const unsigned char **p, const unsigned char *end,
+                      int16_t *out)
+{
+    if (end - *p < 2)
+        return false;
+    *out = (int16_t)(((unsigned)(*p)[0] << 8) | (*p)[1]);
+    *p += 2;
+    return true;
+}
+
+static bool read_be32(const unsigned char **p, const unsigned char *end,
+                      int32_t *out)
+{
+    if (end - *p < 4)
+        return false;
+    *out = (int32_t)(((uint32_t)(*p)[0] << 24) | ((uint32_t)(*p)[1] << 16) |
+                     ((uint32_t)(*p)[2] << 8) | (uint32_t)(*p)[3]);
+    *p += 4;
+    return true;
+}
+
+mph_err_t mph__web_parse_assignment(const void *buf, size_t len,
+                                    mph__web_assignment_fn fn, void *opaque)
+{
+    if (len == 0)
+        return MPH_OK;
+    if (!buf)
+        return MPH_ERR_INVALID;
+    const unsigned char *p = buf, *end = p + len;
+    int16_t version;
+    int32_t ntopics;
+    if (!read_be16(&p, end, &version) || version < 0 ||
+        !read_be32(&p, end, &ntopics) || ntopics < -1)
+        return MPH_ERR_DECODE;
+    for (int32_t t = 0; t < ntopics; t++) {
+        int16_t tlen;
+        if (!read_be16(&p, end, &tlen) || tlen < 0 || end - p < tlen)
+            return MPH_ERR_DECODE;
+        const char *topic = (const char *)p;
+        p += tlen;
+        int32_t nparts;
+        if (!read_be32(&p, end, &nparts) || nparts < -1 ||
+            (nparts > 0 && (size_t)(end - p) / 4 < (size_t)nparts))
+            return MPH_ERR_DECODE;
+        for (int32_t i = 0; i < nparts; i++) {
+            int32_t partition = 0;
+            read_be32(&p, end, &partition); /* in bounds: checked above */
+            if (fn)
+                fn(opaque, topic, (size_t)tlen, partition);
+        }
+    }
+    /* User data (int32 length, -1 for null, then bytes) and anything later
+     * versions append are not needed here. */
+    return MPH_OK;
+}
+
+bool mph__web_member_address(const char *client_id, const char *client_host,
+                             char *out, size_t out_size)
+{
+    const char *at = client_id ? strrchr(client_id, '@') : NULL;
+    if (!at)
+        return false;
+    const char *colon = strrchr(at + 1, ':');
+    if (!colon || colon == at + 1 || !colon[1])
+        return false;
+    long port = 0;
+    for (const char *c = colon + 1; *c; c++) {
+        if (*c < '0' || *c > '9' || port > 65535)
+            return false;
+        port = port * 10 + (*c - '0');
+    }
+    if (port < 1 || port > 65535)
+        return false;
+    size_t hlen = (size_t)(colon - (at + 1));
+    const char *host = at + 1;
+    if (hlen == 7 && memcmp(host, "0.0.0.0", 7) == 0) {
+        if (!client_host || !*client_host)
+            return false;
+        host = client_host[0] == '/' ? client_host + 1 : client_host;
+        hlen = strlen(host);
+        if (hlen == 0)
+            return false;
+    }
+    int n = snprintf(out, out_size, "%.*s:%ld", (int)hlen, host, port);
+    return n > 0 && (size_t)n < out_size;
+}
+
+/* Where one partition lives, as far as this process knows. */
+typedef struct route {
+    int worker;         /* this process's worker, -1 when not ours */
+    const char *member; /* the owning member's client.id (borrowed) */
+    char addr[280];     /* host:port of its web view, "" unknown */
+} route_t;
+
+typedef struct router_ctx {
+    mph_app_t *app;
+    route_t **routes; /* [topic][partition], source topics only */
+    const char *member;
+    const char *addr;
+} router_ctx_t;
+
+static void router_assign(void *opaque, const char *topic, size_t topic_len,
+                          int32_t partition)
+{
+    router_ctx_t *ctx = opaque;
+    mph_app_t *app = ctx->app;
+    for (size_t t = 0; t < app->ntopics; t++) {
+        const mph_topic_t *tp = app->topics[t];
+        if (!ctx->routes[t] || strlen(tp->name) != topic_len ||
+            memcmp(tp->name, topic, topic_len) != 0)
+            continue;
+        if (partition < 0 || partition >= tp->partitions)
+            return;
+        route_t *r = &ctx->routes[t][partition];
+        if (r->worker >= 0)
+            return; /* ours: what this process knows wins */
+        r->member = ctx->member;
+        snprintf(r->addr, sizeof r->addr, "%s", ctx->addr);
+        return;
+    }
+}
+
+/* Adds the other members' partitions from the group's member list. Returns
+ * NULL, or why the list could not be read. *gl is destroyed by the caller
+ * after rendering (the routes borrow its strings). */
+static const char *router_members(struct mph__web *web, route_t **routes,
+                                  const struct rd_kafka_group_list **gl,
+                                  char *self_host, size_t self_host_size)
+{
+    mph_app_t *app = web->app;
+    rd_kafka_resp_err_t e =
+        rd_kafka_list_groups(app->consumer, app->app_id, gl, ROUTER_TIMEOUT_MS);
+    if (e) {
+        *gl = NULL;
+        return rd_kafka_err2str(e);
+    }
+    char *me = rd_kafka_memberid(app->consumer);
+    const char *why = "the consumer group was not found";
+    for (int g = 0; g < (*gl)->group_cnt; g++) {
+        const struct rd_kafka_group_info *gi = &(*gl)->groups[g];
+        if (strcmp(gi->group, app->app_id) != 0)
+            continue;
+        if (gi->err) {
+            why = rd_kafka_err2str(gi->err);
+            break;
+        }
+        why = NULL;
+        for (int m = 0; m < gi->member_cnt; m++) {
+            const struct rd_kafka_group_member_info *mi = &gi->members[m];
+            if (me && strcmp(mi->member_id, me) == 0) {
+                if (mi->client_host && *mi->client_host)
+                    snprintf(self_host, self_host_size, "%s",
+                             mi->client_host[0] == '/' ? mi->client_host + 1
+                                                       : mi->client_host);
+                continue;
+            }
+            char addr[280] = "";
+            if (!mph__web_member_address(mi->client_id, mi->client_host, addr,
+                                         sizeof addr))
+                addr[0] = '\0';
+            router_ctx_t ctx = {app, routes, mi->client_id, addr};
+            if (mph__web_parse_assignment(mi->member_assignment,
+                                          (size_t)mi->member_assignment_size,
+                                          router_assign, &ctx) != MPH_OK)
+                mph_log(MPH_LOG_WARN,
+                        "router: malformed assignment of member %s ignored",
+                        mi->member_id);
+        }
+        break;
+    }
+    if (me)
+        rd_kafka_mem_free(app->consumer, me);
+    return why;
+}
+
+static void route_router(struct mph__web *web, mph__http_response_t *resp)
+{
+    mph_app_t *app = web->app;
+    if (!mph_app_running(app) || !app->workers) {
+        answer_error(resp, 503, "the app is not running");
+        return;
+    }
+    route_t **routes = calloc(app->ntopics ? app->ntopics : 1, sizeof *routes);
+    mph_jsonw_t *w = mph_jsonw_new(1024, NULL, 0);
+    const struct rd_kafka_group_list *gl = NULL;
+    mph_err_t err = routes && w ? MPH_OK : MPH_ERR_NOMEM;
+    for (size_t t = 0; !err && t < app->ntopics; t++) {
+        const mph_topic_t *tp = app->topics[t];
+        if (tp->nagents == 0 || tp->partitions <= 0)
+            continue;
+        routes[t] = calloc((size_t)tp->partitions, sizeof **routes);
+        if (!routes[t]) {
+            err = MPH_ERR_NOMEM;
+            break;
+        }
+        for (int32_t p = 0; p < tp->partitions; p++) {
+            routes[t][p].worker = -1;
+            for (int i = 0; i < app->nworkers; i++) {
+                const mph__monitor_t *m = app->workers[i]->mon;
+                if (ck_pr_load_64((uint64_t *)&m->parts[t][p].owned)) {
+                    routes[t][p].worker = m->worker;
+                    break;
+                }
+            }
+        }
+    }
+    char self_host[256];
+    snprintf(self_host, sizeof self_host, "%s", web->bind);
+    const char *members_error = NULL;
+    if (!err)
+        members_error =
+            router_members(web, routes, &gl, self_host, sizeof self_host);
+    if (!err && strcmp(self_host, "0.0.0.0") == 0 &&
+        gethostname(self_host, sizeof self_host) != 0)
+        snprintf(self_host, sizeof self_host, "%s", web->bind);
+    self_host[sizeof self_host - 1] = '\0';
+    char self[300];
+    snprintf(self, sizeof self, "%s:%d", self_host, web->port);
+
+    if (!err) {
+        mph_err_t e = MPH_OK;
+#define W(call)                                                                \
+    do {                                                                       \
+        if (e == MPH_OK)                                                       \
+            e = (call);                                                        \
+    } while (0)
+#define WKEY(k) W(mph_jsonw_key(w, k, strlen(k)))
+#define WSTR(s) W(mph_jsonw_str(w, s, strlen(s)))
+        W(mph_jsonw_object_begin(w));
+        WKEY("app_id");
+        WSTR(app->app_id);
+        WKEY("self");
+        WSTR(self);
+        WKEY("members_error");
+        W(members_error ? mph_jsonw_str(w, members_error, strlen(members_error))
+                        : mph_jsonw_null(w));
+        WKEY("topics");
+        W(mph_jsonw_object_begin(w));
+        for (size_t t = 0; t < app->ntopics; t++) {
+            const mph_topic_t *tp = app->topics[t];
+            if (!routes[t])
+                continue;
+            WKEY(tp->name);
+            W(mph_jsonw_object_begin(w));
+            for (int32_t p = 0; p < tp->partitions; p++) {
+                const route_t *r = &routes[t][p];
+                char pid[16];
+                snprintf(pid, sizeof pid, "%d", (int)p);
+                WKEY(pid);
+                W(mph_jsonw_object_begin(w));
+                WKEY("worker");
+                W(r->worker >= 0 ? mph_jsonw_i64(w, r->worker)
+                                 : mph_jsonw_null(w));
+                WKEY("host");
+                if (r->worker >= 0)
+                    WSTR(self);
+                else if (r->addr[0])
+                    WSTR(r->addr);
+                else
+                    W(mph_jsonw_null(w));
+                WKEY("local");
+                W(mph_jsonw_bool(w, r->worker >= 0));
+                if (r->member) {
+                    WKEY("member");
+                    W(mph_jsonw_str(w, r->member, strlen(r->member)));
+                }
+                W(mph_jsonw_object_end(w));
+            }
+            W(mph_jsonw_object_end(w));
+        }
+        W(mph_jsonw_object_end(w));
+        W(mph_jsonw_object_end(w));
+#undef W
+#undef WKEY
+#undef WSTR
+        const char *text = NULL;
+        size_t len = 0;
+        if (e == MPH_OK)
+            e = mph_jsonw_finish(w, &text, &len);
+        if (e == MPH_OK) {
+            mph__http_response_set_status(resp, 200);
+            mph__http_response_set_content_type(resp, JSON_TYPE);
+            mph__http_response_add_header(resp, "Cache-Control", "no-store");
+            mph__http_response_set_body(resp, text, len);
+        }
+        err = e;
+    }
+    if (err)
+        answer_error(resp, 500, mph_err_str(err));
+    if (gl)
+        rd_kafka_group_list_destroy(gl);
+    for (size_t t = 0; routes && t < app->ntopics; t++)
+        free(routes[t]);
+    free(routes);
+    mph_jsonw_destroy(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* dispatch and lifecycle                                              */
+
+static void handle(void *opaque, const mph__http_request_t *req,
+                   mph__http_response_t *resp)
+{
+    struct mph__web *web = opaque;
+    const char *path = mph__http_request_path(req);
+    if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
+        route_index(resp);
+    } else if (strcmp(path, "/stats") == 0) {
+        route_stats(web, resp);
+    } else if (strcmp(path, "/metrics") == 0) {
+        route_metrics(web, resp);
+    } else if (strcmp(path, "/health") == 0) {
+        if (mph_app_running(web->app))
+            answer(resp, 200, "text/plain; charset=utf-8", "ok\n");
+        else
+            answer(resp, 503, "text/plain; charset=utf-8", "stopped\n");
+    } else if (strcmp(path, "/ready") == 0) {
+        if (mph_app_running(web->app) && ck_pr_load_int(&web->app->ready) == 1)
+            answer(resp, 200, "text/plain; charset=utf-8", "ready\n");
+        else
+            answer(resp, 503, "text/plain; charset=utf-8", "not ready\n");
+    } else if (strcmp(path, "/router") == 0) {
+        route_router(web, resp);
+    } else {
+        char msg[300];
+        snprintf(msg, sizeof msg, "no such path: %.256s",
+                 mph__http_request_raw_path(req));
+        answer_error(resp, 404, msg);
+    }
+}
+
+struct mph__web *mph__web_start(mph_app_t *app, char *errstr,
+                                size_t errstr_size)
+{
+    const mph_conf_t *conf = mph_app_conf(app);
+    if (!mph_conf_get_bool(conf, "web_enabled", true)) {
+        if (errstr && errstr_size)
+            errstr[0] = '\0';
+        return NULL;
+    }
+    struct mph__web *web = calloc(1, sizeof *web);
+    if (!web) {
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "web: out of memory");
+        return NULL;
+    }
+    web->app = app;
+    const char *bind = mph_conf_get(conf, "web_bind");
+    snprintf(web->bind, sizeof web->bind, "%s",
+             bind && *bind ? bind : "127.0.0.1");
+    int64_t port = mph_conf_get_int(conf, "web_port", 6066);
+    mph__http_config_t cfg = {
+        .bind_address = web->bind,
+        .port = (uint16_t)(port >= 0 && port <= 65535 ? port : 6066),
+        .handler = handle,
+        .opaque = web,
+    };
+    char why[256] = "";
+    web->srv = mph__http_server_new(&cfg, why, sizeof why);
+    if (!web->srv) {
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "web view on %s:%d: %s", web->bind,
+                     (int)cfg.port, why);
+        free(web);
+        return NULL;
+    }
+    web->port = mph__http_server_port(web->srv);
+    mph_log(MPH_LOG_INFO, "web view at http://%s:%d/", web->bind, web->port);
+    return web;
+}
+
+void mph__web_stop(struct mph__web *web)
+{
+    if (!web)
+        return;
+    mph__http_server_destroy(web->srv);
+    free(web);
+}
+
+int mph__web_port(const struct mph__web *web)
+{
+    return web ? web->port : -1;
+}
