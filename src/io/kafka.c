@@ -325,6 +325,22 @@ mph_err_t mph__kafka_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
 {
     if (env && env->mock)
         return mock_create_topics(env, rk, specs, n, timeout_ms, errstr, errstr_size);
+    /* Topics that exist already need no admin request (restarts; clusters
+     * where the app may not create topics but an operator did). */
+    bool all_exist = true;
+    for (size_t i = 0; i < n && all_exist; i++) {
+        int have = 0;
+        all_exist = mph__kafka_partition_count(rk, specs[i].name, timeout_ms, &have) == MPH_OK;
+    }
+    if (all_exist) {
+        for (size_t i = 0; i < n; i++) {
+            mph_err_t err = check_existing(rk, specs[i].name, specs[i].partitions, timeout_ms,
+                                           errstr, errstr_size);
+            if (err)
+                return err;
+        }
+        return MPH_OK;
+    }
     char kerr[512];
     mph_err_t rc = MPH_OK;
     rd_kafka_NewTopic_t **nt = calloc(n ? n : 1, sizeof *nt);
