@@ -366,6 +366,25 @@ Test(cli, help_config_lists_every_setting)
                        2, "--html");
 }
 
+Test(cli, bench_runs_mephisto_bench_or_says_it_is_missing)
+{
+    char bench[PATH_MAX + 32];
+    snprintf(bench, sizeof bench, "%s/mephisto-bench", build_dir());
+    if (access(bench, X_OK) == 0) {
+        result_t r = run((const char *[]){"bench", "--help", NULL});
+        cr_expect_eq(r.status, 0, "bench --help: %d: %s", r.status, r.err);
+        cr_expect_not_null(strstr(r.out, "(found)"), "%s", r.out);
+        result_free(&r);
+    } else {
+        expect_usage_error((const char *[]){"bench", "--quick", NULL}, NULL,
+                           127, "bench: cannot run");
+        result_t r = run((const char *[]){"bench", "--help", NULL});
+        cr_expect_eq(r.status, 0);
+        cr_expect_not_null(strstr(r.out, "(missing)"), "%s", r.out);
+        result_free(&r);
+    }
+}
+
 /* ---- usage and configuration errors: exit 2 ---- */
 
 Test(cli, usage_errors_exit_2_with_one_line)
