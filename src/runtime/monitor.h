@@ -231,8 +231,9 @@ typedef struct mph__stats_latency {
     double mean_ns;
     /* le_counts[i]: values in (le[i-1], le[i]] (not cumulative); the last
      * entry counts the values above the last bound. A value's bucket is
-     * decided by the upper bound of its histogram bucket, so a value up to
-     * 1/64 above a bound may count in the next one, never below. */
+     * decided by the upper bound of its histogram bucket, so a value equal
+     * to a bound or up to 1/64 above it may count in the next one; no value
+     * is ever counted under a bound it exceeds. */
     uint64_t le_counts[MPH__STATS_LE_COUNT + 1];
 } mph__stats_latency_t;
 
