@@ -120,6 +120,23 @@ MPH_EXPORT mph_err_t mph_table_foreach(mph_event_t *ev, mph_table_t *table,
 MPH_EXPORT mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *table, const void *key,
                                       size_t key_len, void **value, size_t *value_len,
                                       int timeout_ms);
+/* --- offline: the RocksDB shards on this host, no app running --- */
+
+/* Reads table's rocksdb shards under conf's datadir for conf's app_id (as a
+ * worker left them at its last commit) without starting anything. Visits
+ * every key of every shard found, partition by partition (partition is
+ * passed in *partition_out before each call when not NULL).
+ * MPH_ERR_NOENT: no shards on this host. MPH_ERR_STORE: a worker process
+ * holds the store (read through its web port instead). @locality any */
+MPH_EXPORT mph_err_t mph_table_local_foreach(const mph_conf_t *conf, const char *table,
+                                             mph_table_visit_fn *fn, void *opaque,
+                                             int32_t *partition_out, char *errstr,
+                                             size_t errstr_size);
+/* One key from the local shards (owned copy, free with free()). */
+MPH_EXPORT mph_err_t mph_table_local_get(const mph_conf_t *conf, const char *table,
+                                         const void *key, size_t key_len, void **value,
+                                         size_t *value_len, char *errstr, size_t errstr_size);
+
 /* The partition a key belongs to (Java-compatible murmur2). */
 MPH_EXPORT int32_t mph_table_partition_of(const mph_table_t *table, const void *key,
                                           size_t key_len);

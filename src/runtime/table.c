@@ -972,3 +972,156 @@ mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *t, const void *key, size
     mph__table_req_release(r);
     return err;
 }
+
+/* ------------------------------------------------------------------ */
+/* offline reads of the local RocksDB shards                          */
+
+#include <dirent.h>
+
+typedef mph_err_t (*instance_fn)(mph__rstore_t *st, void *opaque);
+
+/* Opens every <datadir>/<app_id>/<table>/w<N>/ in turn. */
+static mph_err_t each_instance(const mph_conf_t *conf, const char *table, instance_fn fn,
+                               void *opaque, char *errstr, size_t errstr_size)
+{
+    const char *datadir = mph_conf_get(conf, "datadir");
+    const char *app_id = mph_conf_get(conf, "app_id");
+    if (!app_id || !*app_id) {
+        snprintf(errstr, errstr_size, "app_id: not set");
+        return MPH_ERR_INVALID;
+    }
+    char base[4096];
+    snprintf(base, sizeof base, "%s/%s/%s", datadir && *datadir ? datadir : ".", app_id, table);
+    DIR *d = opendir(base);
+    if (!d) {
+        snprintf(errstr, errstr_size, "no local state for table %s under %s", table, base);
+        return MPH_ERR_NOENT;
+    }
+    mph__rstore_conf_t *rc = mph__rstore_conf_new();
+    mph__rstore_env_t *env = rc ? mph__rstore_env_new(rc, errstr, errstr_size) : NULL;
+    mph__rstore_conf_destroy(rc);
+    if (!env) {
+        closedir(d);
+        return MPH_ERR_STORE;
+    }
+    mph_err_t err = MPH_OK;
+    int found = 0;
+    struct dirent *e;
+    while (!err && (e = readdir(d))) {
+        if (e->d_name[0] != 'w')
+            continue;
+        char dir[4400];
+        snprintf(dir, sizeof dir, "%s/%s", base, e->d_name);
+        mph__rstore_t *st = mph__rstore_open(env, dir, &err, errstr, errstr_size);
+        if (!st)
+            break;
+        found++;
+        err = fn(st, opaque);
+        mph__rstore_close(st);
+    }
+    closedir(d);
+    mph__rstore_env_destroy(env);
+    if (!err && !found) {
+        snprintf(errstr, errstr_size, "no local shards for table %s under %s", table, base);
+        err = MPH_ERR_NOENT;
+    }
+    return err;
+}
+
+struct local_visit {
+    mph_table_visit_fn *fn;
+    void *opaque;
+    int32_t *part_out;
+};
+
+static mph_err_t visit_instance(mph__rstore_t *st, void *opaque)
+{
+    struct local_visit *v = opaque;
+    uint32_t *parts = NULL;
+    size_t n = 0;
+    mph_err_t err = mph__rstore_list_shards(st, &parts, &n, NULL, 0);
+    for (size_t i = 0; !err && i < n; i++) {
+        if (v->part_out)
+            *v->part_out = (int32_t)parts[i];
+        mph__rstore_iter_t *it = mph__rstore_iter_new(st, parts[i], NULL, 0);
+        if (!it) {
+            err = MPH_ERR_STORE;
+            break;
+        }
+        for (mph__rstore_iter_seek_first(it); !err && mph__rstore_iter_valid(it);
+             mph__rstore_iter_next(it)) {
+            size_t kl, vl;
+            const void *k = mph__rstore_iter_key(it, &kl);
+            const void *val = mph__rstore_iter_value(it, &vl);
+            err = v->fn(k, kl, val, vl, v->opaque);
+        }
+        mph__rstore_iter_destroy(it);
+    }
+    free(parts);
+    return err;
+}
+
+mph_err_t mph_table_local_foreach(const mph_conf_t *conf, const char *table,
+                                  mph_table_visit_fn *fn, void *opaque, int32_t *partition_out,
+                                  char *errstr, size_t errstr_size)
+{
+    char tmp[256];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    if (!conf || !table || !fn)
+        return MPH_ERR_INVALID;
+    struct local_visit v = {fn, opaque, partition_out};
+    return each_instance(conf, table, visit_instance, &v, errstr, errstr_size);
+}
+
+struct local_get {
+    const void *key;
+    size_t klen;
+    int32_t partition;
+    void *value;
+    size_t vlen;
+    bool found;
+};
+
+static mph_err_t get_instance(mph__rstore_t *st, void *opaque)
+{
+    struct local_get *g = opaque;
+    if (g->found)
+        return MPH_OK;
+    mph_err_t err = mph__rstore_get(st, (uint32_t)g->partition, g->key, g->klen, &g->value,
+                                    &g->vlen, NULL, 0);
+    if (err == MPH_OK)
+        g->found = true;
+    return err == MPH_ERR_NOENT ? MPH_OK : err;
+}
+
+mph_err_t mph_table_local_get(const mph_conf_t *conf, const char *table, const void *key,
+                              size_t key_len, void **value, size_t *value_len, char *errstr,
+                              size_t errstr_size)
+{
+    char tmp[256];
+    if (!errstr || !errstr_size) {
+        errstr = tmp;
+        errstr_size = sizeof tmp;
+    }
+    if (!conf || !table || !value)
+        return MPH_ERR_INVALID;
+    /* The shard count is not known offline: try the key's partition for
+     * every plausible count by asking each instance for its shards. */
+    struct local_get g = {key ? key : "", key_len, 0, NULL, 0, false};
+    int64_t parts = mph_conf_get_int(conf, "topic_partitions", 8);
+    g.partition = mph__kafka_partition_for(g.key, key_len, (int32_t)parts);
+    mph_err_t err = each_instance(conf, table, get_instance, &g, errstr, errstr_size);
+    if (err)
+        return err;
+    if (!g.found) {
+        snprintf(errstr, errstr_size, "key not found in table %s", table);
+        return MPH_ERR_NOENT;
+    }
+    *value = g.value;
+    if (value_len)
+        *value_len = g.vlen;
+    return MPH_OK;
+}
