@@ -23,6 +23,8 @@
 
 #include "mephisto/app.h"
 #include "mephisto/topic.h"
+#include "mephisto/json.h"
+#include "mephisto/record.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,6 +84,20 @@ MPH_EXPORT mph_err_t mph_event_header(const mph_event_t *ev, const char *name,
 MPH_EXPORT size_t mph_event_header_count(const mph_event_t *ev);
 MPH_EXPORT mph_err_t mph_event_header_at(const mph_event_t *ev, size_t idx, const char **name,
                                          const void **value, size_t *len);
+/* The value parsed as JSON, for mph_json_* lookups from MPH_JSON_ROOT.
+ * Parsed once per event and shared by the topic's agents: already parsed
+ * and validated when the topic's value codec is json; parsed on first call
+ * otherwise. NULL when the value is not JSON (*err says why when err is not
+ * NULL). The parser and what it returns are borrowed until the callback
+ * returns. */
+MPH_EXPORT mph_json_parser_t *mph_event_json(mph_event_t *ev, mph_err_t *err);
+/* The decoded record of a topic whose value codec is a record type (see
+ * mph_topic_opts_set_record); NULL otherwise. Borrowed until return. */
+MPH_EXPORT const mph_record_t *mph_event_record(mph_event_t *ev);
+/* The value (or key) of an i64-codec topic: 8 bytes big-endian. */
+MPH_EXPORT mph_err_t mph_event_value_i64(const mph_event_t *ev, int64_t *out);
+MPH_EXPORT mph_err_t mph_event_key_i64(const mph_event_t *ev, int64_t *out);
+
 /* Index of the worker thread running the callback (0-based). */
 MPH_EXPORT int mph_event_worker(const mph_event_t *ev);
 MPH_EXPORT mph_agent_t *mph_event_agent(const mph_event_t *ev);

@@ -14,7 +14,18 @@
  *                            for user topics: a missing source topic is an
  *                            error at start)
  *   on_decode_error          dead_letter | skip | fail (default: the app's
- *                            on_decode_error setting)
+ *                            on_decode_error setting). A key or value that
+ *                            fails its codec (string: invalid UTF-8; json:
+ *                            not one well-formed document; i64: not 8 bytes;
+ *                            record: schema violation; any codec but raw:
+ *                            a null value) never reaches an agent:
+ *                            dead_letter sends the original record to
+ *                            `<app_id>-dead-letter` with headers mph.error,
+ *                            mph.topic, mph.partition, mph.offset; skip
+ *                            counts and logs it; fail stops the app without
+ *                            committing past it. The offset moves past a
+ *                            dead-lettered record only once the broker
+ *                            acknowledged the dead-letter write.
  *   config.<name>            a Kafka topic config for topics the app creates
  *                            (e.g. config.retention.ms=3600000)
  *
@@ -27,6 +38,7 @@
 #define MEPHISTO_TOPIC_H
 
 #include "mephisto/app.h"
+#include "mephisto/record.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +52,12 @@ MPH_EXPORT mph_topic_opts_t *mph_topic_opts_new(void);
 MPH_EXPORT mph_err_t mph_topic_opts_set(mph_topic_opts_t *opts, const char *name,
                                         const char *value, char *errstr, size_t errstr_size);
 MPH_EXPORT void mph_topic_opts_destroy(mph_topic_opts_t *opts);
+/* Makes type the topic's value codec: each value is decoded and validated
+ * against it once, before any agent runs; records that fail go through the
+ * topic's on_decode_error policy. type is borrowed: it must stay alive and
+ * unchanged until the app is destroyed. */
+MPH_EXPORT mph_err_t mph_topic_opts_set_record(mph_topic_opts_t *opts,
+                                               const mph_record_type_t *type);
 
 /* Declares topic name on app (opts may be NULL for defaults). Declaring the
  * same name twice returns the existing topic when the options agree, else

@@ -281,3 +281,49 @@ mph_topic_t *mph_group_by(mph_app_t *app, const char *name, mph_topic_t *source,
     a->owned = g;
     return target;
 }
+
+/* ------------------------------------------------------------------ */
+/* decoded values                                                     */
+
+mph_json_parser_t *mph_event_json(mph_event_t *ev, mph_err_t *err)
+{
+    if (!ev)
+        return NULL;
+    if (ev->json_state == 0) {
+        mph_err_t e = ev->rkm->payload ? mph_json_parse(ev->worker->json, ev->rkm->payload,
+                                                         ev->rkm->len, ev->rkm->len)
+                                       : MPH_ERR_DECODE;
+        ev->json_state = e ? -1 : 1;
+        ev->json_err = e;
+    }
+    if (err)
+        *err = ev->json_state == 1 ? MPH_OK : ev->json_err;
+    return ev->json_state == 1 ? ev->worker->json : NULL;
+}
+
+const mph_record_t *mph_event_record(mph_event_t *ev)
+{
+    return ev ? ev->record : NULL;
+}
+
+static mph_err_t be64(const void *p, size_t len, int64_t *out)
+{
+    if (!p || len != 8 || !out)
+        return MPH_ERR_TYPE;
+    const unsigned char *b = p;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = (u << 8) | b[i];
+    *out = (int64_t)u;
+    return MPH_OK;
+}
+
+mph_err_t mph_event_value_i64(const mph_event_t *ev, int64_t *out)
+{
+    return be64(ev->rkm->payload, ev->rkm->len, out);
+}
+
+mph_err_t mph_event_key_i64(const mph_event_t *ev, int64_t *out)
+{
+    return be64(ev->rkm->key, ev->rkm->key_len, out);
+}

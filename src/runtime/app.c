@@ -272,6 +272,39 @@ static mph_err_t prepare_topics(mph_app_t *app, char *errstr, size_t errstr_size
     return MPH_OK;
 }
 
+/* Each source topic's on_decode_error; declares the dead-letter topic when a
+ * topic that can fail decoding sends its bad records there. */
+static mph_err_t resolve_decode_policies(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    const char *dflt = mph_conf_get(app->conf, "on_decode_error");
+    int policy = !dflt || !strcmp(dflt, "dead_letter") ? DECODE_DEAD_LETTER
+                 : !strcmp(dflt, "skip")                ? DECODE_SKIP
+                                                        : DECODE_FAIL;
+    bool need_dlq = false;
+    size_t n = app->ntopics;
+    for (size_t i = 0; i < n; i++) {
+        mph_topic_t *t = app->topics[i];
+        t->decode_policy = t->opts.on_decode_error >= 0 ? t->opts.on_decode_error : policy;
+        if (t->nagents && (t->key_codec != CODEC_RAW || t->value_codec != CODEC_RAW) &&
+            t->decode_policy == DECODE_DEAD_LETTER)
+            need_dlq = true;
+    }
+    if (need_dlq && !app->dead_letter) {
+        char name[512];
+        snprintf(name, sizeof name, "%s-dead-letter", app->app_id);
+        mph_topic_opts_t *o = mph_topic_opts_new();
+        if (!o)
+            return MPH_ERR_NOMEM;
+        mph_topic_opts_set(o, "create", "true", NULL, 0);
+        app->dead_letter = mph_topic_new(app, name, o, errstr, errstr_size);
+        mph_topic_opts_destroy(o);
+        if (!app->dead_letter)
+            return MPH_ERR_INVALID;
+        app->dead_letter->internal = true;
+    }
+    return MPH_OK;
+}
+
 static void app_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -311,6 +344,12 @@ static void teardown(mph_app_t *app)
 mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
 {
     if (!app)
+        return MPH_ERR_INVALID;
+    if (ck_pr_load_int(&app->state) != APP_NEW) {
+        set_errstr(errstr, errstr_size, "app %s: already started", app->app_id);
+        return MPH_ERR_STATE;
+    }
+    if (resolve_decode_policies(app, errstr, errstr_size) != MPH_OK)
         return MPH_ERR_INVALID;
     if (!ck_pr_cas_int(&app->state, APP_NEW, APP_STARTING)) {
         set_errstr(errstr, errstr_size, "app %s: already started", app->app_id);

@@ -37,7 +37,10 @@ struct mph_topic_opts {
     int on_decode_error; /* -1 = app default */
     char **configs;  /* name, value, ..., NULL */
     size_t nconfigs;
+    const mph_record_type_t *record; /* value codec record (borrowed) */
 };
+
+enum mph__codec { CODEC_RAW = 0, CODEC_STRING, CODEC_JSON, CODEC_I64, CODEC_RECORD };
 
 struct mph_topic {
     mph_app_t *app;
@@ -47,6 +50,8 @@ struct mph_topic {
     bool create;
     bool internal; /* created and owned by mephisto itself */
     int partitions; /* resolved at start */
+    int key_codec, value_codec; /* enum mph__codec */
+    int decode_policy;          /* enum mph__decode_policy, resolved at start */
     mph_agent_t **agents; /* subscribers, declaration order */
     size_t nagents;
 };
@@ -91,6 +96,7 @@ struct mph_app {
     rd_kafka_t *consumer; /* the group member; main queue served by coordinator */
     rd_kafka_t *producer; /* the app producer: admin calls and mph_send */
     mph__coord_t *coord;
+    mph_topic_t *dead_letter; /* <app_id>-dead-letter, when some topic may need it */
     mph__worker_t **workers;
 
     struct mph__web *web; /* the HTTP view, or NULL (web.c) */

@@ -93,6 +93,8 @@ mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *
                      value);
             return MPH_ERR_INVALID;
         }
+        if (name[0] == 'v')
+            o->record = NULL;
         return replace(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
     }
     if (!strcmp(name, "partitions"))
@@ -139,6 +141,22 @@ mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *
     return MPH_ERR_NOENT;
 }
 
+mph_err_t mph_topic_opts_set_record(mph_topic_opts_t *opts, const mph_record_type_t *type)
+{
+    if (!opts || !type)
+        return MPH_ERR_INVALID;
+    opts->record = type;
+    free(opts->value_codec);
+    opts->value_codec = NULL;
+    return MPH_OK;
+}
+
+static int codec_of(const char *name)
+{
+    int i = name ? index_of(codecs, name) : 0;
+    return i < 0 ? CODEC_RAW : i;
+}
+
 static mph_err_t opts_copy(mph_topic_opts_t *dst, const mph_topic_opts_t *src)
 {
     mph_topic_opts_t *o = dst;
@@ -150,6 +168,7 @@ static mph_err_t opts_copy(mph_topic_opts_t *dst, const mph_topic_opts_t *src)
     o->replication = src->replication;
     o->create = src->create;
     o->on_decode_error = src->on_decode_error;
+    o->record = src->record;
     if ((src->key_codec && replace(&o->key_codec, src->key_codec)) ||
         (src->value_codec && replace(&o->value_codec, src->value_codec)))
         return MPH_ERR_NOMEM;
@@ -212,6 +231,8 @@ mph_topic_t *mph_topic_new(mph_app_t *app, const char *name, const mph_topic_opt
         return NULL;
     }
     t->create = t->opts.create == 1;
+    t->key_codec = codec_of(t->opts.key_codec);
+    t->value_codec = t->opts.record ? CODEC_RECORD : codec_of(t->opts.value_codec);
     t->index = (int)app->ntopics;
     app->topics[app->ntopics++] = t;
     return t;

@@ -242,6 +242,112 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
 }
 
 /* ------------------------------------------------------------------ */
+/* decoding and bad input                                             */
+
+/* Checks bytes against a codec. NULL bytes (a null key or value) only pass
+ * the raw codec. */
+static mph_err_t check_codec(mph__worker_t *w, mph_topic_t *t, int codec, const void *buf,
+                             size_t len, bool is_value, char *why, size_t why_size)
+{
+    const char *what = is_value ? "value" : "key";
+    if (codec == CODEC_RAW)
+        return MPH_OK;
+    if (!buf) {
+        snprintf(why, why_size, "%s is null", what);
+        return MPH_ERR_DECODE;
+    }
+    switch (codec) {
+    case CODEC_STRING:
+        if (!mph_json_utf8_valid(buf, len)) {
+            snprintf(why, why_size, "%s is not valid UTF-8", what);
+            return MPH_ERR_UTF8;
+        }
+        return MPH_OK;
+    case CODEC_I64:
+        if (len != 8) {
+            snprintf(why, why_size, "%s is %zu bytes, not an 8-byte i64", what, len);
+            return MPH_ERR_DECODE;
+        }
+        return MPH_OK;
+    case CODEC_JSON: {
+        mph_err_t err = mph_json_parse(w->json, buf, len, len);
+        if (!err)
+            err = mph_json_validate(w->json);
+        if (err) {
+            snprintf(why, why_size, "%s is not JSON: %s at byte %zu", what,
+                     mph_json_last_error(w->json), mph_json_last_error_offset(w->json));
+            return err;
+        }
+        if (is_value) {
+            w->ev.json_state = 1;
+        } else {
+            w->ev.json_state = 0; /* the parser now holds the key */
+        }
+        return MPH_OK;
+    }
+    case CODEC_RECORD: {
+        mph_err_t err = mph_record_decode(t->opts.record, w->json, buf, len,
+                                          &w->records[t->index], why, why_size);
+        if (err)
+            return err;
+        w->ev.record = w->records[t->index];
+        w->ev.json_state = 0;
+        return MPH_OK;
+    }
+    }
+    return MPH_OK;
+}
+
+/* What on_decode_error says to do with a record that failed its codec.
+ * Returns true when the record counts as processed. */
+static bool bad_input(mph__worker_t *w, mph_topic_t *t, rd_kafka_message_t *m, mph_err_t err,
+                      const char *why)
+{
+    mph_app_t *app = w->app;
+    struct mph_event *ev = &w->ev;
+    switch (t->decode_policy) {
+    case DECODE_SKIP:
+        mph__mon_add(&w->mon->skipped, 1);
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN, "skipped %s [%d] offset %lld: %s",
+                        t->name, (int)m->partition, (long long)m->offset, why);
+        return true;
+    case DECODE_DEAD_LETTER: {
+        char part[16], off[32];
+        snprintf(part, sizeof part, "%d", (int)m->partition);
+        snprintf(off, sizeof off, "%lld", (long long)m->offset);
+        mph_header_t h[] = {{"mph.error", why, strlen(why)},
+                            {"mph.topic", t->name, strlen(t->name)},
+                            {"mph.partition", part, strlen(part)},
+                            {"mph.offset", off, strlen(off)}};
+        rd_kafka_headers_t *orig = NULL;
+        if (rd_kafka_message_headers(m, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            orig = NULL;
+        ev->agent = NULL;
+        mph_err_t serr = mph__worker_send(w, ev, app->dead_letter, m->partition % (app->dead_letter->partitions > 0 ? app->dead_letter->partitions : 1),
+                                          m->key, m->key_len, m->payload, m->len, h, 4, orig);
+        if (serr) {
+            mph__app_fail(app, serr, "cannot dead-letter %s [%d] offset %lld: %s", t->name,
+                          (int)m->partition, (long long)m->offset, mph_err_str(serr));
+            w->failed = true;
+            return false;
+        }
+        mph__mon_add(&w->mon->dead_lettered, 1);
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                        "dead-lettered %s [%d] offset %lld: %s", t->name, (int)m->partition,
+                        (long long)m->offset, why);
+        return true;
+    }
+    default:
+        w->failed = true;
+        mph__app_fail(app, err,
+                      "bad record in %s [%d] offset %lld: %s (on_decode_error=fail: stopping "
+                      "without committing past it)",
+                      t->name, (int)m->partition, (long long)m->offset, why);
+        return false;
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* dispatch                                                           */
 
 static void process(mph__worker_t *w, rd_kafka_message_t *m)
@@ -273,7 +379,28 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
     ev->seq_open = false;
     ev->hdrs_read = false;
     ev->hdrs = NULL;
+    ev->json_state = 0;
+    ev->record = NULL;
     int64_t t0 = mph_clock_mono_ns();
+
+    if (t->key_codec != CODEC_RAW || t->value_codec != CODEC_RAW) {
+        char why[256];
+        mph_err_t derr = check_codec(w, t, t->key_codec, m->key, m->key_len, false, why,
+                                     sizeof why);
+        if (!derr)
+            derr = check_codec(w, t, t->value_codec, m->payload, m->len, true, why, sizeof why);
+        if (derr) {
+            if (!bad_input(w, t, m, derr, why))
+                return; /* not processed: the commit point stays before it */
+            if (ev->seq_open)
+                mph__acks_close(&s->acks, ev->seq);
+            else
+                mph__acks_processed(&s->acks, m->offset);
+            s->last_offset = m->offset;
+            w->events_since_commit++;
+            return;
+        }
+    }
 
     for (size_t i = 0; i < t->nagents; i++) {
         mph_agent_t *a = t->agents[i];
@@ -552,6 +679,10 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     w->inbox.fd = -1;
     w->batch = calloc((size_t)app->max_poll_batch, sizeof *w->batch);
     w->mon = mph__monitor_new(app, index, app->ntables);
+    w->json = mph_json_parser_new(0, errstr, errstr_size);
+    w->records = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->records);
+    if (!w->json || !w->records)
+        goto fail_quiet;
     w->slot_of = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->slot_of);
     w->rkt_cache = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->rkt_cache);
     if (!w->batch || !w->slot_of || !w->rkt_cache || !w->mon)
@@ -669,6 +800,11 @@ void mph__worker_destroy(mph__worker_t *w)
     free(w->slot_of);
     free(w->rkt_cache);
     free(w->batch);
+    if (w->records)
+        for (size_t i = 0; i < w->app->ntopics; i++)
+            mph_record_destroy(w->records[i]);
+    free(w->records);
+    mph_json_parser_destroy(w->json);
     mph__monitor_destroy(w->mon);
     mph__uring_destroy(w->ring);
     if (w->kfd >= 0)

@@ -23,6 +23,9 @@ struct mph_event {
     uint64_t seq;
     rd_kafka_headers_t *hdrs;
     bool hdrs_read;
+    int json_state;        /* 0 not parsed, 1 parsed, -1 not JSON */
+    mph_err_t json_err;
+    mph_record_t *record;  /* decoded value of a record topic */
 };
 
 typedef struct mph__slot {
@@ -65,6 +68,8 @@ struct mph__worker {
     struct mph__shard ***shards;   /* [table][partition] owned by this worker */
     struct mph__rstore **rstores;  /* [table] RocksDB instance, NULL for memory */
     int64_t cl_pending;            /* changelog records not yet acknowledged */
+    mph_json_parser_t *json;       /* this worker's parser, reused per event */
+    mph_record_t **records;        /* [topic] reusable decoded record */
     mph__monitor_t *mon; /* sensors; this worker is the only writer */
     uint64_t rr;         /* round-robin partition for key-less sends */
 };
