@@ -102,6 +102,13 @@ mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size)
                    "changelogs and internal topics)");
         return NULL;
     }
+    const char *pg = mph_conf_get(conf, "processing_guarantee");
+    if (pg && !strcmp(pg, "exactly_once")) {
+        set_errstr(errstr, errstr_size,
+                   "processing_guarantee: exactly_once is not available in this version "
+                   "(transactional producers per worker are not implemented); use at_least_once");
+        return NULL;
+    }
     mph_app_t *app = calloc(1, sizeof *app);
     if (!app) {
         set_errstr(errstr, errstr_size, "out of memory");
