@@ -141,11 +141,34 @@ struct apply_ctx {
     mph_err_t err;
 };
 
+/* librdkafka properties that mephisto owns: changing them would break the
+ * commit-point guarantee or the app's identity. */
+static const struct {
+    const char *name;
+    const char *why;
+} reserved[] = {
+    {"enable.auto.commit", "mephisto commits only commit points itself"},
+    {"enable.auto.offset.store", "mephisto commits only commit points itself"},
+    {"group.id", "set app_id instead"},
+    {"bootstrap.servers", "set broker instead"},
+    {"metadata.broker.list", "set broker instead"},
+};
+
 static void apply_passthrough(const char *name, const char *value, void *opaque)
 {
     struct apply_ctx *ctx = opaque;
-    if (ctx->err == MPH_OK)
-        ctx->err = mph__kafka_conf_set(ctx->kc, name + 6, value, ctx->errstr, ctx->errstr_size);
+    if (ctx->err != MPH_OK)
+        return;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        if (!strcmp(name + 6, reserved[i].name)) {
+            if (ctx->errstr && ctx->errstr_size)
+                snprintf(ctx->errstr, ctx->errstr_size, "%s: cannot be set: %s", name,
+                         reserved[i].why);
+            ctx->err = MPH_ERR_INVALID;
+            return;
+        }
+    }
+    ctx->err = mph__kafka_conf_set(ctx->kc, name + 6, value, ctx->errstr, ctx->errstr_size);
 }
 
 rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf_t *conf,

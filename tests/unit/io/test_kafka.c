@@ -92,6 +92,11 @@ Test(kafka, passthrough_applies_and_rejects, .timeout = 10)
     cr_expect_str_eq(val, "true");
     rd_kafka_conf_destroy(kc);
 
+    /* Properties mephisto owns are refused with the reason. */
+    cr_assert_eq(mph_conf_set(conf, "kafka.enable.auto.commit", "true", err, sizeof err), MPH_OK);
+    cr_expect_null(mph__kafka_conf_new(env, conf, MPH__KAFKA_CONSUMER, err, sizeof err));
+    cr_expect(strstr(err, "kafka.enable.auto.commit") && strstr(err, "commit points"), "%s", err);
+
     kc = rd_kafka_conf_new();
     cr_expect_eq(mph__kafka_conf_set(kc, "acks", "banana", err, sizeof err), MPH_ERR_INVALID);
     cr_expect(strstr(err, "kafka.acks") != NULL, "error names the setting: %s", err);
