@@ -217,9 +217,20 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
     if (partition == MPH_PARTITION_ANY && !key && topic->partitions > 0)
         partition = (int32_t)(w->rr++ % (uint64_t)topic->partitions);
     void *opaque = encode_opaque(ev->slot_id, s->gen, ev->seq);
+    rd_kafka_topic_t *rkt = w->out_rkt[topic->index];
+    if (!rkt) {
+        /* One handle per topic and worker: no name lookup per record. */
+        rkt = rd_kafka_topic_new(w->producer, topic->name, NULL);
+        if (!rkt) {
+            if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+            return MPH_ERR_NOMEM;
+        }
+        w->out_rkt[topic->index] = rkt;
+    }
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
-            w->producer, RD_KAFKA_V_TOPIC(topic->name),
+            w->producer, RD_KAFKA_V_RKT(rkt),
             RD_KAFKA_V_PARTITION(partition == MPH_PARTITION_ANY ? RD_KAFKA_PARTITION_UA
                                                                 : partition),
             RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
@@ -685,7 +696,8 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
         goto fail_quiet;
     w->slot_of = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->slot_of);
     w->rkt_cache = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->rkt_cache);
-    if (!w->batch || !w->slot_of || !w->rkt_cache || !w->mon)
+    w->out_rkt = calloc(app->ntopics ? app->ntopics : 1, sizeof *w->out_rkt);
+    if (!w->batch || !w->slot_of || !w->rkt_cache || !w->out_rkt || !w->mon)
         goto fail_w;
     for (size_t i = 0; i < app->ntopics; i++) {
         int n = app->topics[i]->partitions > 0 ? app->topics[i]->partitions : 1;
@@ -784,6 +796,11 @@ void mph__worker_destroy(mph__worker_t *w)
         rd_kafka_queue_io_event_enable(w->prod_main, -1, NULL, 0);
         rd_kafka_queue_destroy(w->prod_main);
     }
+    if (w->out_rkt)
+        for (size_t i = 0; i < w->app->ntopics; i++)
+            if (w->out_rkt[i])
+                rd_kafka_topic_destroy(w->out_rkt[i]);
+    free(w->out_rkt);
     if (w->producer) {
         rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(w->producer, 0);

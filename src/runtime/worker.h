@@ -55,6 +55,7 @@ struct mph__worker {
     uint32_t nslots;
     int32_t **slot_of; /* [topic][partition] → slot id or -1 */
     rd_kafka_topic_t **rkt_cache; /* [topic] → handle seen in messages */
+    rd_kafka_topic_t **out_rkt;   /* [topic] → the producer's handle, made on first send */
 
     struct mph_event ev;
     rd_kafka_message_t **batch;
