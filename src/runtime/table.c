@@ -749,6 +749,15 @@ void mph__tables_park(mph_app_t *app, mph__shard_set_t *set)
 /* ------------------------------------------------------------------ */
 /* the public operations                                              */
 
+mph__shard_t *mph__table_event_shard(mph_event_t *ev, mph_table_t *t)
+{
+    int32_t p = ev->rkm->partition;
+    mph__worker_t *w = ev->worker;
+    if (!w->shards || t->app != w->app || p >= t->partitions)
+        return NULL;
+    return w->shards[t->index][p];
+}
+
 static mph__shard_t *shard_of(mph_event_t *ev, mph_table_t *t)
 {
     int32_t p = ev->rkm->partition;
@@ -770,6 +779,16 @@ static mph_err_t check_key(mph_event_t *ev, mph_table_t *t, const void *key, siz
 static void count_op(mph_event_t *ev, mph_table_t *t, int op)
 {
     mph__mon_add(&ev->worker->mon->table_ops[t->index][op], 1);
+}
+
+mph_err_t mph__table_check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
+{
+    return check_key(ev, t, key, klen);
+}
+
+void mph__table_count_op(mph_event_t *ev, mph_table_t *t, int op)
+{
+    count_op(ev, t, op);
 }
 
 mph_err_t mph_table_get(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,

@@ -75,6 +75,14 @@ bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset);
 void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r);
 
+/* For layers built on tables (windows): the event's shard of t (NULL when
+ * this worker holds none for the event's partition) and the partition check
+ * of a user key against the event's partition. @locality the worker */
+mph__shard_t *mph__table_event_shard(mph_event_t *ev, mph_table_t *t);
+mph_err_t mph__table_check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen);
+/* Counts a table operation in the worker's sensors (0 get, 1 set, 2 del, 3 miss). */
+void mph__table_count_op(mph_event_t *ev, mph_table_t *t, int op);
+
 /* Coordinator side. */
 mph__shard_set_t *mph__tables_handover(mph_app_t *app, int worker, const int32_t *parts,
                                        size_t n, char *errstr, size_t errstr_size);

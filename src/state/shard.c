@@ -29,6 +29,8 @@ void mph__shard_destroy(mph__shard_t *sh)
         return;
     mph__mstore_destroy(sh->mem);
     free(sh->scratch);
+    if (sh->ext && sh->ext_free)
+        sh->ext_free(sh->ext);
     free(sh);
 }
 
@@ -148,6 +150,11 @@ mph_err_t mph__shard_apply(mph__shard_t *sh, mph__rstore_batch_t *batch, const v
     }
     if (err == MPH_OK)
         sh->applied = offset;
+    /* Derived per-shard state must be rebuilt from the new contents. */
+    if (sh->ext && sh->ext_free) {
+        sh->ext_free(sh->ext);
+        sh->ext = NULL;
+    }
     return err;
 }
 
@@ -156,6 +163,9 @@ mph_err_t mph__shard_reset(mph__shard_t *sh, char *errstr, size_t errstr_size)
     mph__mstore_clear(sh->mem);
     sh->applied = -1;
     sh->flushed = -1;
+    if (sh->ext && sh->ext_free)
+        sh->ext_free(sh->ext);
+    sh->ext = NULL;
     if (sh->rs)
         return mph__rstore_drop_shard(sh->rs, sh->partition, errstr, errstr_size);
     return MPH_OK;

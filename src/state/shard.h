@@ -27,6 +27,11 @@ typedef struct mph__shard {
     int64_t flushed;         /* changelog offset acknowledged at the last flush */
     void *scratch;           /* last value read from RocksDB (owned) */
     size_t scratch_len;
+    /* State a layer above keeps per shard (window index); built lazily by
+     * its owner, freed with ext_free when the shard is destroyed or reset.
+     * Travels with the shard between threads like the rest of it. */
+    void *ext;
+    void (*ext_free)(void *ext);
 } mph__shard_t;
 
 /* rs NULL: a memory shard. cache_max_keys 0: unbounded cache. */
