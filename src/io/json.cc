@@ -420,7 +420,10 @@ HOT error_code read_str(P *p, V &v, const char **s, size_t *n, bool commit)
 template <class V>
 error_code classify_number_error(V &x, error_code e, bool want_integer)
 {
-    if (e != simdjson::INCORRECT_TYPE)
+    /* A root number longer than simdjson's copy buffer for integers comes
+     * back as NUMBER_ERROR even when it is a well-formed big integer. */
+    if (e != simdjson::INCORRECT_TYPE &&
+        !(e == simdjson::NUMBER_ERROR && want_integer))
         return e;
     od::json_type t;
     if (x.type().get(t) != simdjson::SUCCESS || t != od::json_type::number)

@@ -468,6 +468,15 @@ Test(json, numbers)
     cr_assert_eq(mph_json_get_i64(P, MPH_JSON_ROOT, "bigint", &i),
                  MPH_ERR_RANGE);
     cr_assert_eq(mph_json_validate(P), MPH_OK);
+    /* A long integer as the whole document (found by fuzz_json). */
+    const char *longint =
+        "1111111111111111111111111111111111111111111111111111111111111111111";
+    cr_assert_eq(parse(longint), MPH_OK);
+    cr_assert_eq(mph_json_i64(P, MPH_JSON_ROOT, &i), MPH_ERR_RANGE);
+    cr_assert_eq(mph_json_u64(P, MPH_JSON_ROOT, &u), MPH_ERR_RANGE);
+    cr_assert_eq(mph_json_f64(P, MPH_JSON_ROOT, &d), MPH_OK);
+    cr_assert_eq(d, strtod(longint, NULL));
+    cr_assert_eq(mph_json_validate(P), MPH_OK);
     /* Out of the double range: malformed for simdjson, and it poisons. */
     cr_assert_eq(parse("{\"x\":1e400,\"y\":1}"), MPH_OK);
     cr_assert_eq(mph_json_get_f64(P, MPH_JSON_ROOT, "x", &d), MPH_ERR_DECODE);
