@@ -939,3 +939,8 @@ int mph__web_port(const struct mph__web *web)
 {
     return web ? web->port : -1;
 }
+
+unsigned mph__web_connections(const struct mph__web *web)
+{
+    return web ? mph__http_server_connections(web->srv) : 0;
+}

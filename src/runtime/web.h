@@ -36,8 +36,12 @@ struct mph__web *mph__web_start(mph_app_t *app, char *errstr,
  * the app's workers are destroyed. @locality controlling */
 void mph__web_stop(struct mph__web *web);
 
-/* The bound TCP port. @locality controlling */
+/* The bound TCP port, -1 for NULL. @locality controlling */
 int mph__web_port(const struct mph__web *web);
+
+/* HTTP connections open now (idle ones included), 0 for NULL.
+ * @locality controlling */
+unsigned mph__web_connections(const struct mph__web *web);
 
 /* ---- exposed for tests ------------------------------------------------- */
 
