@@ -441,6 +441,49 @@ error_code classify_number_error(V &x, error_code e, bool want_integer)
     return simdjson::NUMBER_OUT_OF_RANGE;
 }
 
+/* Whether the token of v, without trailing whitespace, is exactly atom.
+ * simdjson 3.0.1's root scalar checks look at the wrong byte after an atom
+ * ("nulll" followed by a space is null, "falsee" is false), so atoms are
+ * confirmed on their token. */
+template <class V> bool atom_exact(V &v, std::string_view atom)
+{
+    std::string_view tok = token_of(v);
+    size_t n = tok.size();
+    while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t' ||
+                     tok[n - 1] == '\n' || tok[n - 1] == '\r'))
+        n--;
+    return tok.substr(0, n) == atom;
+}
+
+/* A value whose type is null: SUCCESS if it is exactly the atom null. */
+template <class V> error_code read_null(V &v)
+{
+    bool isnull = false;
+    error_code e = v.is_null().get(isnull);
+    if (e == simdjson::INCORRECT_TYPE || (!e && !isnull))
+        return simdjson::N_ATOM_ERROR;
+    if (e)
+        return e;
+    return atom_exact(v, "null") ? simdjson::SUCCESS : simdjson::N_ATOM_ERROR;
+}
+
+/* A boolean; T_ATOM_ERROR for something that starts like one but is not. */
+template <class V> error_code read_bool(V &v, bool *out)
+{
+    bool b;
+    error_code e = v.get_bool().get(b);
+    od::json_type t;
+    if (e == simdjson::INCORRECT_TYPE && v.type().get(t) == simdjson::SUCCESS &&
+        t == od::json_type::boolean)
+        return simdjson::T_ATOM_ERROR;
+    if (e)
+        return e;
+    if (!atom_exact(v, b ? "true" : "false"))
+        return simdjson::T_ATOM_ERROR;
+    *out = b;
+    return simdjson::SUCCESS;
+}
+
 /* ------------------------------------------------------------------------
  * Slots and handles
  * ------------------------------------------------------------------------ */
@@ -796,16 +839,10 @@ template <class V> error_code check_scalar(P *p, V &v, od::json_type t)
     }
     case od::json_type::boolean: {
         bool b;
-        e = v.get_bool().get(b);
-        return e == simdjson::INCORRECT_TYPE ? simdjson::T_ATOM_ERROR : e;
+        return read_bool(v, &b);
     }
-    case od::json_type::null: {
-        bool isnull = false;
-        e = v.is_null().get(isnull);
-        if (e == simdjson::INCORRECT_TYPE || (!e && !isnull))
-            return simdjson::N_ATOM_ERROR;
-        return e;
-    }
+    case od::json_type::null:
+        return read_null(v);
     default:
         return simdjson::TAPE_ERROR;
     }
@@ -1265,16 +1302,7 @@ mph_err_t mph_json_bool(mph_json_parser_t *p, mph_json_val_t v,
     if (p == nullptr || out == nullptr)
         return MPH_ERR_INVALID;
     return guarded(p, [&] {
-        return read_value(p, v, [&](auto &x) -> error_code {
-            error_code e = x.get_bool().get(*out);
-            /* "trux" looks like a boolean but is none: malformed. */
-            od::json_type t;
-            if (e == simdjson::INCORRECT_TYPE &&
-                x.type().get(t) == simdjson::SUCCESS &&
-                t == od::json_type::boolean)
-                return simdjson::T_ATOM_ERROR;
-            return e;
-        });
+        return read_value(p, v, [&](auto &x) { return read_bool(x, out); });
     });
 }
 
@@ -1296,10 +1324,7 @@ mph_err_t mph_json_is_null(mph_json_parser_t *p, mph_json_val_t v,
             *out = false;
             return MPH_OK;
         }
-        bool isnull = false;
-        e = with_value(p, d, [&](auto &x) { return x.is_null().get(isnull); });
-        if (e == simdjson::INCORRECT_TYPE || (!e && !isnull))
-            e = simdjson::N_ATOM_ERROR;
+        e = with_value(p, d, [&](auto &x) { return read_null(x); });
         if (e)
             return fail(p, e);
         *out = true;
