@@ -401,8 +401,8 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
                     "Offset of the last event processed.",
                     offsetof(mph__stats_part_t, read_offset));
     partition_gauge(&pt, st, "mephisto_partition_commit_point",
-                    "Offset up to which everything is processed and "
-                    "acknowledged (what is committed next).",
+                    "The offset the next commit stores: every event "
+                    "before it was processed and its outputs acknowledged.",
                     offsetof(mph__stats_part_t, commit_point));
     partition_gauge(&pt, st, "mephisto_partition_end_offset",
                     "High watermark of the partition (librdkafka's cache).",
