@@ -41,6 +41,7 @@
 #include "mephisto/log.h"
 #include "mephisto/sensor.h"
 #include "runtime/monitor.h"
+#include "runtime/table.h"
 #include "runtime/worker.h"
 
 /* ------------------------------------------------------------------ */
@@ -633,9 +634,16 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
     }
     for (size_t i = 0; i < st->ntables; i++) {
         st->tables[i].index = i;
+        st->tables[i].name = i < app->ntables ? app->tables[i]->name : NULL;
         memcpy(st->tables[i].ops, st->totals.table_ops[i],
                sizeof st->tables[i].ops);
     }
+    mph_app_t *mut = (mph_app_t *)app; /* ck_pr takes non-const pointers */
+    st->recovery.recoveries = ck_pr_load_64(&mut->recoveries);
+    int64_t done = (int64_t)ck_pr_load_64((uint64_t *)&mut->recovery_done);
+    int64_t total = (int64_t)ck_pr_load_64((uint64_t *)&mut->recovery_total);
+    st->recovery.records_restored = done > 0 ? (uint64_t)done : 0;
+    st->recovery.records_total = total > 0 ? (uint64_t)total : 0;
     if (coord) {
         st->have_coord = true;
         mph__coord_stats(coord, &st->coord);
@@ -942,6 +950,11 @@ static void render(jdoc_t *j, const mph__stats_t *st)
     j_arr(j, true);
     for (size_t i = 0; i < st->ntables; i++) {
         j_obj(j, true);
+        j_key(j, "name");
+        if (st->tables[i].name)
+            j_str(j, st->tables[i].name);
+        else
+            j_null(j);
         j_key(j, "index");
         j_u64(j, st->tables[i].index);
         for (int op = 0; op < MPH__TABLE_OPS; op++)
@@ -952,7 +965,7 @@ static void render(jdoc_t *j, const mph__stats_t *st)
 
     j_key(j, "recovery");
     j_obj(j, true);
-    j_kv_u64(j, "shards_pending", st->recovery.shards_pending);
+    j_kv_u64(j, "recoveries", st->recovery.recoveries);
     j_kv_u64(j, "records_restored", st->recovery.records_restored);
     j_kv_u64(j, "records_total", st->recovery.records_total);
     j_obj(j, false);

@@ -276,19 +276,18 @@ typedef struct mph__stats_agent {
     uint64_t events, errors;
 } mph__stats_agent_t;
 
-/* Table counters summed over workers, by table index. The tables owner
- * adds the table's name when tables are registered on the app. */
+/* Table counters summed over workers, by table index (declaration order). */
 typedef struct mph__stats_table {
     size_t index;
+    const char *name; /* borrowed from the app; NULL if it has no such table */
     uint64_t ops[MPH__TABLE_OPS];
 } mph__stats_table_t;
 
-/* Changelog recovery progress, for the tables owner to fill from
- * recovery.c: zero while nothing is being recovered. */
+/* Changelog recovery (runtime/table.c records it on the app). */
 typedef struct mph__stats_recovery {
-    uint64_t shards_pending;   /* shards waiting for or in recovery */
-    uint64_t records_restored; /* changelog records applied so far */
-    uint64_t records_total;    /* records to apply (to the high watermarks) */
+    uint64_t recoveries;       /* hand-overs that recovered table shards */
+    uint64_t records_restored; /* changelog records applied by the last one */
+    uint64_t records_total;    /* records it had to apply (to the ends) */
 } mph__stats_recovery_t;
 
 typedef struct mph__stats {

@@ -462,27 +462,30 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
         for (size_t k = 0; k < st->ntables; k++) {
             char tid[24];
             snprintf(tid, sizeof tid, "%zu", st->tables[k].index);
+            const char *tname = st->tables[k].name ? st->tables[k].name : tid;
             for (int op = 0; op < MPH__TABLE_OPS; op++) {
                 label_t l[] = {
-                    {"table", tid}, {"op", ops[op]}, {"worker", wid}};
+                    {"table", tname}, {"op", ops[op]}, {"worker", wid}};
                 mph__promtext_sample_u64(&pt, "mephisto_table_ops_total", l, 3,
                                          st->workers[i].table_ops[k][op]);
             }
         }
     }
-    mph__promtext_header(&pt, "mephisto_recovery_shards_pending",
-                         MPH__PROM_GAUGE,
-                         "Table shards waiting for or in changelog recovery.");
-    mph__promtext_sample_u64(&pt, "mephisto_recovery_shards_pending", NULL, 0,
-                             st->recovery.shards_pending);
+    mph__promtext_header(&pt, "mephisto_recoveries_total", MPH__PROM_COUNTER,
+                         "Partition hand-overs that recovered table shards "
+                         "from their changelogs.");
+    mph__promtext_sample_u64(&pt, "mephisto_recoveries_total", NULL, 0,
+                             st->recovery.recoveries);
     mph__promtext_header(&pt, "mephisto_recovery_records_restored",
                          MPH__PROM_GAUGE,
-                         "Changelog records applied by the current recovery.");
+                         "Changelog records applied by the last (or current) "
+                         "recovery.");
     mph__promtext_sample_u64(&pt, "mephisto_recovery_records_restored", NULL, 0,
                              st->recovery.records_restored);
     mph__promtext_header(&pt, "mephisto_recovery_records_total",
                          MPH__PROM_GAUGE,
-                         "Changelog records the current recovery applies.");
+                         "Changelog records the last (or current) recovery "
+                         "had to apply.");
     mph__promtext_sample_u64(&pt, "mephisto_recovery_records_total", NULL, 0,
                              st->recovery.records_total);
 

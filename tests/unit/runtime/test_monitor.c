@@ -29,7 +29,7 @@ static mph_err_t noop_agent(mph_event_t *ev, void *opaque)
 }
 
 /* An app "mon-test" (never started) with topics in (4 partitions, two
- * agents) and out (2 partitions, a sink). */
+ * agents) and out (2 partitions, a sink), and a table "counts". */
 static mph_app_t *test_app(void)
 {
     char err[256];
@@ -48,6 +48,8 @@ static mph_app_t *test_app(void)
         mph_agent_new(app, "fwd", in, noop_agent, NULL, err, sizeof err));
     cr_assert_not_null(
         mph_agent_new(app, "count", in, noop_agent, NULL, err, sizeof err));
+    cr_assert_not_null(mph_table_new(app, "counts", NULL, err, sizeof err),
+                       "%s", err);
     in->partitions = 4;
     out->partitions = 2;
     return app;
@@ -171,6 +173,8 @@ Test(monitor, merge_totals_workers_topics_partitions_agents, .timeout = 10)
     cr_expect_eq(st.agents[0].errors, 0);
     cr_expect_str_eq(st.agents[1].name, "count");
     cr_expect_eq(st.agents[1].errors, 26);
+    cr_expect_str_eq(st.tables[0].name, "counts");
+    cr_expect_eq(st.recovery.recoveries, 0);
     cr_expect_eq(st.tables[0].ops[MPH__TABLE_GET], 2);
     cr_expect_eq(st.tables[0].ops[MPH__TABLE_SET], 1);
     cr_expect_eq(st.tables[0].ops[MPH__TABLE_DELETE], 0);
@@ -323,6 +327,10 @@ Test(monitor, stats_json_document, .timeout = 10)
     mons[1]->started_ns = mons[0]->started_ns;
     play(mons[0], 0, 100);
     play(mons[1], 1, 30);
+    /* what table.c records while recovering */
+    app->recoveries = 2;
+    app->recovery_done = 40;
+    app->recovery_total = 100;
     mph__stats_t st;
     cr_assert_eq(mph__stats_collect(&st, app, mons, 2, NULL, NULL,
                                     mons[0]->started_ns + S),
@@ -387,10 +395,12 @@ Test(monitor, stats_json_document, .timeout = 10)
     cr_expect_eq(json_u64(p, "workers.1.topics.1.events_out"), 60);
     cr_expect_eq(json_u64(p, "workers.0.agents.1.errors"), 20);
     cr_expect_eq(json_u64(p, "workers.0.processing_latency_ns.max"), 100);
+    json_str_eq(p, "tables.0.name", "counts");
     cr_expect_eq(json_u64(p, "tables.0.index"), 0);
     cr_expect_eq(json_u64(p, "tables.0.gets"), 0);
-    cr_expect_eq(json_u64(p, "recovery.shards_pending"), 0);
-    cr_expect_eq(json_u64(p, "recovery.records_total"), 0);
+    cr_expect_eq(json_u64(p, "recovery.recoveries"), 2);
+    cr_expect_eq(json_u64(p, "recovery.records_restored"), 40);
+    cr_expect_eq(json_u64(p, "recovery.records_total"), 100);
 
     mph_json_parser_destroy(p);
     free(json);
@@ -727,6 +737,8 @@ Test(monitor, prometheus_text, .timeout = 10)
         "mephisto_agent_errors_total{agent=\"count\",worker=\"0\"} 20\n"));
     cr_expect_not_null(
         strstr(text, "mephisto_last_commit_latency_seconds 0.0025\n"));
+    cr_expect_not_null(strstr(text, "mephisto_table_ops_total{table=\"counts\","
+                                    "op=\"set\",worker=\"1\"} 0\n"));
     cr_expect_not_null(strstr(text, "mephisto_processing_latency_seconds_"
                                     "bucket{worker=\"0\",le=\"1e-06\"} 200\n"));
     cr_expect_not_null(strstr(text, "mephisto_processing_latency_seconds_"
