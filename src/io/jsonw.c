@@ -362,7 +362,7 @@ mph_err_t mph_jsonw_f64(mph_jsonw_t *w, double v)
     pthread_once(&c_locale_once, c_locale_init);
     if (c_locale == (locale_t)0)
         return MPH_ERR_NOMEM;
-    char buf[40];
+    char buf[320]; /* %.17g needs at most 24; sized for what the compiler can prove */
     int n = 0;
     locale_t old = uselocale(c_locale);
     if (v != 0 && fabs(v) < DBL_MIN) {
