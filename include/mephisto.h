@@ -12,5 +12,6 @@
 #include "mephisto/topic.h"
 #include "mephisto/agent.h"
 #include "mephisto/table.h"
+#include "mephisto/window.h"
 
 #endif
