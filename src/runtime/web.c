@@ -3,11 +3,12 @@
  *
  * DESIGN. src/io/http.c runs libmicrohttpd on one "web" thread and calls
  * handle() for every GET/HEAD; handle() answers synchronously, so every
- * route is bounded: it reads the workers' monitors with ck_pr loads (the
- * snapshot of monitor.c), librdkafka's cached watermarks, and the
- * coordinator's atomic stats; nothing here waits for a worker, takes a lock
- * a worker takes, or posts to a worker's ring. A slow or stalled client
- * costs a connection on the web thread's epoll set, never a worker's time.
+ * route is bounded. The stats routes read the workers' monitors with ck_pr
+ * loads (the snapshot of monitor.c), librdkafka's cached watermarks and
+ * the coordinator's atomic stats: they never wait for a worker, take a
+ * lock a worker takes, or post to a worker's mailbox. A slow or stalled
+ * client costs a connection on the web thread's epoll set, never a
+ * worker's time.
  *
  * Routes:
  *   GET /         an HTML page that fetches /stats every second and shows
@@ -18,19 +19,25 @@
  *   GET /ready    200 once partitions are assigned (app->ready), else 503
  *   GET /router   JSON: for every source topic, partition -> the worker
  *                 and the web address of the process that owns it
+ *   GET /tables/<table>/<key>
+ *                 the key's value as JSON (mph_table_lookup: the owning
+ *                 worker copies it out through its mailbox); a key of
+ *                 another process's partition is redirected (307) to that
+ *                 process when the group says who owns it
  *   other         404 {"error": ...}
  *
- * /router is the one route that talks to the broker: the owners of other
- * processes' partitions come from the consumer group's member list
- * (rd_kafka_list_groups, bounded by ROUTER_TIMEOUT_MS, so it may hold the
- * web thread that long, never a worker). Each member's assignment is
- * parsed from the consumer protocol bytes, and its web address from its
- * client.id, which the engine sets to "<app_id>@<web_bind>:<web_port>".
- * When the broker cannot list groups (e.g. librdkafka's mock cluster), the
- * document says why in "members_error" and lists this process's partitions
- * only.
+ * /tables and /router are the routes that may wait, holding the web thread
+ * (never a worker): a table lookup waits for the owning worker's answer
+ * (at most TABLE_TIMEOUT_MS), and /router asks the broker for the consumer
+ * group's member list (rd_kafka_list_groups, at most ROUTER_TIMEOUT_MS).
+ * Each member's assignment is parsed from the consumer protocol bytes, and
+ * its web address from its client.id, which the engine sets to
+ * "<app_id>@<web_bind>:<web_port>". When the broker cannot list groups
+ * (e.g. librdkafka's mock cluster), the document says why in
+ * "members_error" and lists this process's partitions only.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -41,13 +48,17 @@
 #include <ck_pr.h>
 
 #include "io/http.h"
+#include "mephisto/json.h"
 #include "mephisto/jsonw.h"
+#include "mephisto/table.h"
 #include "mephisto/log.h"
 #include "runtime/promtext.h"
+#include "runtime/table.h"
 #include "runtime/web.h"
 #include "runtime/worker.h"
 
 #define ROUTER_TIMEOUT_MS 1000
+#define TABLE_TIMEOUT_MS  1000
 #define JSON_TYPE         "application/json; charset=utf-8"
 #define PROM_TYPE         "text/plain; version=0.0.4; charset=utf-8"
 
@@ -734,6 +745,71 @@ static const char *router_members(struct mph__web *web, route_t **routes,
     return why;
 }
 
+/* Who owns every source partition, as far as this process can tell. */
+typedef struct routing {
+    route_t **routes; /* [topic][partition]; NULL for non-source topics */
+    size_t ntopics;
+    const struct rd_kafka_group_list *gl; /* the routes borrow its strings */
+    const char *members_error;            /* NULL, or why members are unknown */
+    char self[300];                       /* this process's host:port */
+} routing_t;
+
+static void routing_free(routing_t *r)
+{
+    if (r->gl)
+        rd_kafka_group_list_destroy(r->gl);
+    for (size_t t = 0; r->routes && t < r->ntopics; t++)
+        free(r->routes[t]);
+    free(r->routes);
+    memset(r, 0, sizeof *r);
+}
+
+/* Fills r: this process's partitions from its workers' monitors, the other
+ * members' from the group (up to ROUTER_TIMEOUT_MS). The app must run.
+ * Errors: MPH_ERR_NOMEM (r is then empty). */
+static mph_err_t routing_build(struct mph__web *web, routing_t *r)
+{
+    mph_app_t *app = web->app;
+    memset(r, 0, sizeof *r);
+    r->ntopics = app->ntopics;
+    r->routes = calloc(app->ntopics ? app->ntopics : 1, sizeof *r->routes);
+    if (!r->routes)
+        return MPH_ERR_NOMEM;
+    for (size_t t = 0; t < app->ntopics; t++) {
+        const mph_topic_t *tp = app->topics[t];
+        if (tp->nagents == 0 || tp->partitions <= 0)
+            continue;
+        r->routes[t] = calloc((size_t)tp->partitions, sizeof **r->routes);
+        if (!r->routes[t]) {
+            routing_free(r);
+            return MPH_ERR_NOMEM;
+        }
+        for (int32_t p = 0; p < tp->partitions; p++) {
+            r->routes[t][p].worker = -1;
+            for (int i = 0; i < app->nworkers; i++) {
+                const mph__monitor_t *m = app->workers[i]->mon;
+                if (ck_pr_load_64((uint64_t *)&m->parts[t][p].owned)) {
+                    r->routes[t][p].worker = m->worker;
+                    break;
+                }
+            }
+        }
+    }
+    char host[256];
+    snprintf(host, sizeof host, "%s", web->bind);
+    r->members_error =
+        router_members(web, r->routes, &r->gl, host, sizeof host);
+    if (strcmp(host, "0.0.0.0") == 0) {
+        /* Bound to every interface and not seen by the broker: the host
+         * name is the best guess. */
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "%s", web->bind);
+        host[sizeof host - 1] = '\0';
+    }
+    snprintf(r->self, sizeof r->self, "%s:%d", host, web->port);
+    return MPH_OK;
+}
+
 static void route_router(struct mph__web *web, mph__http_response_t *resp)
 {
     mph_app_t *app = web->app;
@@ -741,43 +817,9 @@ static void route_router(struct mph__web *web, mph__http_response_t *resp)
         answer_error(resp, 503, "the app is not running");
         return;
     }
-    route_t **routes = calloc(app->ntopics ? app->ntopics : 1, sizeof *routes);
+    routing_t rt;
     mph_jsonw_t *w = mph_jsonw_new(1024, NULL, 0);
-    const struct rd_kafka_group_list *gl = NULL;
-    mph_err_t err = routes && w ? MPH_OK : MPH_ERR_NOMEM;
-    for (size_t t = 0; !err && t < app->ntopics; t++) {
-        const mph_topic_t *tp = app->topics[t];
-        if (tp->nagents == 0 || tp->partitions <= 0)
-            continue;
-        routes[t] = calloc((size_t)tp->partitions, sizeof **routes);
-        if (!routes[t]) {
-            err = MPH_ERR_NOMEM;
-            break;
-        }
-        for (int32_t p = 0; p < tp->partitions; p++) {
-            routes[t][p].worker = -1;
-            for (int i = 0; i < app->nworkers; i++) {
-                const mph__monitor_t *m = app->workers[i]->mon;
-                if (ck_pr_load_64((uint64_t *)&m->parts[t][p].owned)) {
-                    routes[t][p].worker = m->worker;
-                    break;
-                }
-            }
-        }
-    }
-    char self_host[256];
-    snprintf(self_host, sizeof self_host, "%s", web->bind);
-    const char *members_error = NULL;
-    if (!err)
-        members_error =
-            router_members(web, routes, &gl, self_host, sizeof self_host);
-    if (!err && strcmp(self_host, "0.0.0.0") == 0 &&
-        gethostname(self_host, sizeof self_host) != 0)
-        snprintf(self_host, sizeof self_host, "%s", web->bind);
-    self_host[sizeof self_host - 1] = '\0';
-    char self[300];
-    snprintf(self, sizeof self, "%s:%d", self_host, web->port);
-
+    mph_err_t err = w ? routing_build(web, &rt) : MPH_ERR_NOMEM;
     if (!err) {
         mph_err_t e = MPH_OK;
 #define W(call)                                                                \
@@ -791,20 +833,21 @@ static void route_router(struct mph__web *web, mph__http_response_t *resp)
         WKEY("app_id");
         WSTR(app->app_id);
         WKEY("self");
-        WSTR(self);
+        WSTR(rt.self);
         WKEY("members_error");
-        W(members_error ? mph_jsonw_str(w, members_error, strlen(members_error))
-                        : mph_jsonw_null(w));
+        W(rt.members_error
+              ? mph_jsonw_str(w, rt.members_error, strlen(rt.members_error))
+              : mph_jsonw_null(w));
         WKEY("topics");
         W(mph_jsonw_object_begin(w));
         for (size_t t = 0; t < app->ntopics; t++) {
             const mph_topic_t *tp = app->topics[t];
-            if (!routes[t])
+            if (!rt.routes[t])
                 continue;
             WKEY(tp->name);
             W(mph_jsonw_object_begin(w));
             for (int32_t p = 0; p < tp->partitions; p++) {
-                const route_t *r = &routes[t][p];
+                const route_t *r = &rt.routes[t][p];
                 char pid[16];
                 snprintf(pid, sizeof pid, "%d", (int)p);
                 WKEY(pid);
@@ -814,7 +857,7 @@ static void route_router(struct mph__web *web, mph__http_response_t *resp)
                                  : mph_jsonw_null(w));
                 WKEY("host");
                 if (r->worker >= 0)
-                    WSTR(self);
+                    WSTR(rt.self);
                 else if (r->addr[0])
                     WSTR(r->addr);
                 else
@@ -845,15 +888,177 @@ static void route_router(struct mph__web *web, mph__http_response_t *resp)
             mph__http_response_set_body(resp, text, len);
         }
         err = e;
+        routing_free(&rt);
     }
     if (err)
         answer_error(resp, 500, mph_err_str(err));
-    if (gl)
-        rd_kafka_group_list_destroy(gl);
-    for (size_t t = 0; routes && t < app->ntopics; t++)
-        free(routes[t]);
-    free(routes);
     mph_jsonw_destroy(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /tables/<name>/<key>                                            */
+
+/* The value as JSON, by the table's value codec: i64 a number, json the
+ * document itself, anything else a string when it is UTF-8 and
+ * {"base64": "..."} when it is not. */
+static mph_err_t render_value(mph_jsonw_t *w, const mph_table_t *t,
+                              const unsigned char *v, size_t len)
+{
+    const char *codec = t->opts.value_codec ? t->opts.value_codec : "raw";
+    if (strcmp(codec, "i64") == 0 && len == 8) {
+        uint64_t u = 0;
+        for (size_t i = 0; i < 8; i++)
+            u = (u << 8) | v[i];
+        return mph_jsonw_i64(w, (int64_t)u);
+    }
+    if (strcmp(codec, "json") == 0 && len > 0) {
+        mph_json_parser_t *p = mph_json_parser_new(0, NULL, 0);
+        bool ok = p && mph_json_parse(p, v, len, len) == MPH_OK &&
+                  mph_json_validate(p) == MPH_OK;
+        mph_json_parser_destroy(p);
+        if (ok)
+            return mph_jsonw_raw(w, (const char *)v, len);
+    }
+    if (mph_json_utf8_valid(v, len))
+        return mph_jsonw_str(w, (const char *)v, len);
+    mph_err_t err = mph_jsonw_object_begin(w);
+    if (!err)
+        err = mph_jsonw_key(w, "base64", 6);
+    if (!err)
+        err = mph_jsonw_base64(w, v, len);
+    if (!err)
+        err = mph_jsonw_object_end(w);
+    return err;
+}
+
+/* The key's bytes from its URL text, by the table's key codec (i64: a
+ * decimal number, sent as 8 big-endian bytes). False when it does not
+ * parse. */
+static bool key_bytes(const mph_table_t *t, char *text, size_t len,
+                      unsigned char *i64_buf, const void **key, size_t *klen)
+{
+    const char *codec = t->opts.key_codec ? t->opts.key_codec : "raw";
+    if (strcmp(codec, "i64") != 0) {
+        *key = text;
+        *klen = len;
+        return true;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long v = len ? strtoll(text, &end, 10) : 0;
+    if (!len || errno || end != text + len)
+        return false;
+    uint64_t u = (uint64_t)v;
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        i64_buf[i] = (unsigned char)(u & 0xff);
+    *key = i64_buf;
+    *klen = 8;
+    return true;
+}
+
+/* The partition is another process's: redirect there when the group says
+ * who owns it (307, same path), else 421. */
+static void answer_elsewhere(struct mph__web *web, mph__http_response_t *resp,
+                             const mph_table_t *t, int32_t partition,
+                             const char *raw_path)
+{
+    mph_app_t *app = web->app;
+    routing_t rt;
+    const char *owner = NULL;
+    if (routing_build(web, &rt) == MPH_OK) {
+        /* Shard p lives with partition p of the sources it is
+         * co-partitioned with. */
+        for (size_t i = 0; !owner && i < app->ntopics; i++)
+            if (rt.routes[i] && app->topics[i]->partitions == t->partitions &&
+                partition < t->partitions && rt.routes[i][partition].addr[0])
+                owner = rt.routes[i][partition].addr;
+    }
+    char msg[512];
+    if (owner) {
+        char location[600];
+        snprintf(location, sizeof location, "http://%s%s", owner, raw_path);
+        snprintf(msg, sizeof msg, "partition %d of table %s is served by %s",
+                 (int)partition, t->name, owner);
+        answer_error(resp, 307, msg);
+        mph__http_response_add_header(resp, "Location", location);
+    } else {
+        snprintf(msg, sizeof msg,
+                 "partition %d of table %s is not on this process (see "
+                 "/router)",
+                 (int)partition, t->name);
+        answer_error(resp, 421, msg);
+    }
+    if (rt.routes)
+        routing_free(&rt);
+}
+
+static void route_table(struct mph__web *web, const mph__http_request_t *req,
+                        mph__http_response_t *resp)
+{
+    mph_app_t *app = web->app;
+    const char *raw = mph__http_request_raw_path(req);
+    const char *name_start = raw + strlen("/tables/");
+    const char *slash = strchr(name_start, '/');
+    if (!slash || slash == name_start || !slash[1]) {
+        answer_error(resp, 404, "use /tables/<table>/<key>");
+        return;
+    }
+    char *name = strndup(name_start, (size_t)(slash - name_start));
+    char *key = strdup(slash + 1);
+    if (!name || !key) {
+        free(name);
+        free(key);
+        answer_error(resp, 500, mph_err_str(MPH_ERR_NOMEM));
+        return;
+    }
+    size_t name_len = mph__http_unescape(name);
+    size_t key_len = mph__http_unescape(key);
+    mph_table_t *t = strlen(name) == name_len ? mph_app_table(app, name) : NULL;
+    unsigned char i64_buf[8];
+    const void *k = NULL;
+    size_t klen = 0;
+    void *value = NULL;
+    size_t vlen = 0;
+    mph_err_t err = MPH_ERR_NOENT;
+    char msg[300];
+    if (!t) {
+        snprintf(msg, sizeof msg, "no such table: %.200s", name);
+        answer_error(resp, 404, msg);
+    } else if (!key_bytes(t, key, key_len, i64_buf, &k, &klen)) {
+        answer_error(resp, 400, "the key is not an integer (i64 keys)");
+    } else if ((err = mph_table_lookup(app, t, k, klen, &value, &vlen,
+                                       TABLE_TIMEOUT_MS)) == MPH_OK) {
+        mph_jsonw_t *w = mph_jsonw_new(vlen + 64, NULL, 0);
+        const char *text = NULL;
+        size_t len = 0;
+        mph_err_t e = w ? render_value(w, t, value, vlen) : MPH_ERR_NOMEM;
+        if (!e)
+            e = mph_jsonw_finish(w, &text, &len);
+        if (!e) {
+            mph__http_response_set_status(resp, 200);
+            mph__http_response_set_content_type(resp, JSON_TYPE);
+            mph__http_response_add_header(resp, "Cache-Control", "no-store");
+            mph__http_response_set_body(resp, text, len);
+        } else {
+            answer_error(resp, 500, mph_err_str(e));
+        }
+        mph_jsonw_destroy(w);
+    } else if (err == MPH_ERR_NOENT) {
+        snprintf(msg, sizeof msg, "no such key in table %.200s", t->name);
+        answer_error(resp, 404, msg);
+    } else if (err == MPH_ERR_PARTITION) {
+        answer_elsewhere(web, resp, t,
+                         mph__kafka_partition_for(k, klen, t->partitions), raw);
+    } else if (err == MPH_ERR_TIMEOUT) {
+        answer_error(resp, 504, "the worker owning the key did not answer");
+    } else if (err == MPH_ERR_STATE) {
+        answer_error(resp, 503, "the app is not running");
+    } else {
+        answer_error(resp, 500, mph_err_str(err));
+    }
+    free(value);
+    free(name);
+    free(key);
 }
 
 /* ------------------------------------------------------------------ */
@@ -882,6 +1087,8 @@ static void handle(void *opaque, const mph__http_request_t *req,
             answer(resp, 503, "text/plain; charset=utf-8", "not ready\n");
     } else if (strcmp(path, "/router") == 0) {
         route_router(web, resp);
+    } else if (strncmp(mph__http_request_raw_path(req), "/tables/", 8) == 0) {
+        route_table(web, req, resp);
     } else {
         char msg[300];
         snprintf(msg, sizeof msg, "no such path: %.256s",

@@ -215,6 +215,49 @@ static mph_app_t *forward_app(const char *app_id, const char *in,
     return forward_app_with(app_id, in, out, fn, NULL);
 }
 
+/* An app counting the events of each key of in in table "counts" (i64,
+ * string keys, no default). The changelog topic is created here: the mock
+ * cluster cannot create it through the admin API. */
+static mph_err_t count_cb(mph_event_t *ev, void *opaque)
+{
+    size_t len;
+    const void *key = mph_event_key(ev, &len);
+    return mph_table_incr(ev, opaque, key, len, 1, NULL);
+}
+
+static mph_app_t *count_app(const char *app_id, const char *in,
+                            const char *const *extra)
+{
+    char err[512], changelog[300];
+    snprintf(changelog, sizeof changelog, "%s-counts-changelog", app_id);
+    mph_test_create_topic(cluster, changelog, 4);
+    mph_app_t *app = forward_app_with(app_id, in, NULL, NULL, extra);
+    mph_table_opts_t *o = mph_table_opts_new();
+    cr_assert_eq(mph_table_opts_set(o, "value_codec", "i64", err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_assert_eq(mph_table_opts_set(o, "key_codec", "string", err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_assert_eq(mph_table_opts_set(o, "partitions", "4", err, sizeof err),
+                 MPH_OK, "%s", err);
+    mph_table_t *t = mph_table_new(app, "counts", o, err, sizeof err);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(t, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "count", app->topics[0], count_cb, t,
+                                     err, sizeof err),
+                       "%s", err);
+    return app;
+}
+
+/* Produces key n times, to the partition murmur2 gives it (as the Java
+ * client and mephisto's tables do). */
+static void produce_key(const char *topic, const char *key, int n)
+{
+    int32_t p = mph__kafka_partition_for(key, strlen(key), 4);
+    for (int i = 0; i < n; i++)
+        mph_test_produce(cluster, topic, p, key, strlen(key), "1", 1);
+    mph_test_flush(cluster);
+}
+
 /* The apps' web views: the one the engine started with the app when it
  * does, else one started here (kept in webs[] until stop_app). */
 static struct {
@@ -586,6 +629,93 @@ Test(web, ready_is_503_without_an_assignment)
     stop_app(app);
 }
 
+/* The body of GET path when its status is want (polled: a table may still
+ * be recovering), else NULL. */
+static char *get_body(int port, const char *path, int want, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 10; i++) {
+        reply_t r;
+        get(port, path, &r);
+        if (r.status == want) {
+            char *body = r.body;
+            r.body = NULL;
+            reply_free(&r);
+            return body;
+        }
+        reply_free(&r);
+        usleep(100000);
+    }
+    return NULL;
+}
+
+Test(web, table_values_by_url_encoded_key)
+{
+    char in[128], group[128], err[512];
+    mph_test_unique("web-tab", in, sizeof in);
+    mph_test_unique("web-tab-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 4);
+    /* key, times produced, the path that asks for it */
+    static const struct {
+        const char *key;
+        int n;
+        const char *path;
+    } keys[] = {
+        {"plain", 1, "/tables/counts/plain"},
+        {"x/y", 2, "/tables/counts/x%2Fy"},
+        {"a%20b", 3, "/tables/counts/a%2520b"},
+        {"\xc3\xa9", 4, "/tables/counts/%C3%A9"},
+        {"na\xc3\xafve", 5, "/tables/counts/na%C3%AFve"},
+        {"sp ace", 6, "/tables/counts/sp%20ace"},
+        {"q?x", 7, "/tables/counts/q%3Fx"},
+    };
+    int total = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        produce_key(in, keys[i].key, keys[i].n);
+        total += keys[i].n;
+    }
+    mph_app_t *app = count_app(group, in, NULL);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int port = web_port(app);
+    reply_t r;
+    bool done = false;
+    for (int i = 0; i < 600 && !done; i++) {
+        get(port, "/stats", &r);
+        parse(&r);
+        done = jint("totals.events_in") == total;
+        reply_free(&r);
+        if (!done)
+            usleep(100000);
+    }
+    cr_assert(done, "all %d events counted", total);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        get(port, keys[i].path, &r);
+        cr_expect_eq(r.status, 200, "%s: %s", keys[i].path, r.body);
+        cr_expect(header_has(&r, "Content-Type: application/json"));
+        char want[16];
+        snprintf(want, sizeof want, "%d", keys[i].n);
+        cr_expect_str_eq(r.body, want, "%s", keys[i].path);
+        reply_free(&r);
+    }
+    get(port, "/tables/counts/x/y", &r); /* an unescaped '/' in the key */
+    cr_expect_eq(r.status, 200);
+    cr_expect_str_eq(r.body, "2");
+    reply_free(&r);
+    get(port, "/tables/counts/absent", &r);
+    cr_expect_eq(r.status, 404);
+    parse(&r);
+    cr_expect(jstr_eq("error", "no such key in table counts"));
+    reply_free(&r);
+    get(port, "/tables/nope/plain", &r);
+    cr_expect_eq(r.status, 404);
+    parse(&r);
+    cr_expect(jstr_eq("error", "no such table: nope"));
+    reply_free(&r);
+    get(port, "/tables/counts", &r);
+    cr_expect_eq(r.status, 404);
+    reply_free(&r);
+    stop_app(app);
+}
+
 /* ---- the index page in a browser ---- */
 
 typedef struct feeder {
@@ -850,12 +980,14 @@ Test(web, router_names_the_other_members)
         cr_skip_test("the mock cluster cannot list group members: the router "
                      "test needs MEPHISTO_TEST_BROKERS");
     }
-    char in[128], out[128], group[128], err[512];
+    char in[128], group[128], err[512], key[16], path[64];
     mph_test_unique("web-rt", in, sizeof in);
-    mph_test_unique("web-rt-out", out, sizeof out);
     mph_test_unique("web-rt-app", group, sizeof group);
     mph_test_create_topic(cluster, in, 4);
-    mph_test_create_topic(cluster, out, 4);
+    for (int k = 0; k < 20; k++) {
+        snprintf(key, sizeof key, "key%d", k);
+        produce_key(in, key, 1);
+    }
 
     /* b publishes its web address in its client.id, as the engine does. */
     char b_port[16], b_client[200], b_addr[64];
@@ -865,8 +997,8 @@ Test(web, router_names_the_other_members)
     snprintf(b_client, sizeof b_client, "%s@%s", group, b_addr);
     const char *b_extra[] = {"web_port", b_port, "kafka.client.id", b_client,
                              NULL};
-    mph_app_t *a = forward_app(group, in, out, forward_cb);
-    mph_app_t *b = forward_app_with(group, in, out, forward_cb, b_extra);
+    mph_app_t *a = count_app(group, in, NULL);
+    mph_app_t *b = count_app(group, in, b_extra);
     cr_assert_eq(mph_app_start(a, err, sizeof err), MPH_OK, "%s", err);
     cr_assert_eq(mph_app_start(b, err, sizeof err), MPH_OK, "%s", err);
     int ap = web_port(a);
@@ -879,6 +1011,34 @@ Test(web, router_names_the_other_members)
     }
     cr_expect_eq(local, 2, "a owns two partitions");
     cr_expect_eq(remote, 2, "a names b as the owner of the other two");
+
+    /* A key of a's partitions is answered by a; one of b's is redirected
+     * there, and b answers it (after recovering the shard if needed). */
+    int redirected = 0, answered = 0;
+    for (int k = 0; k < 20; k++) {
+        snprintf(key, sizeof key, "key%d", k);
+        snprintf(path, sizeof path, "/tables/counts/%s", key);
+        reply_t r;
+        get(ap, path, &r);
+        if (r.status == 200) {
+            cr_expect_str_eq(r.body, "1", "%s", key);
+            answered++;
+        } else {
+            cr_expect_eq(r.status, 307, "%s: %s", key, r.body);
+            char loc[192];
+            snprintf(loc, sizeof loc, "Location: http://%s%s", b_addr, path);
+            cr_expect(header_has(&r, loc), "%s", r.head);
+            char *body = get_body(bp, path, 200, 30);
+            cr_expect_not_null(body, "b answers %s", key);
+            if (body)
+                cr_expect_str_eq(body, "1", "%s", key);
+            free(body);
+            redirected++;
+        }
+        reply_free(&r);
+    }
+    cr_expect_gt(answered, 0);
+    cr_expect_gt(redirected, 0);
     stop_app(b);
     stop_app(a);
 }
