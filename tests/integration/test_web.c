@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,8 +62,20 @@ static int connect_port(int port)
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s",
-                 strerror(errno));
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        /* A signal (a browser's child exiting) may interrupt the call; the
+         * connection then completes in the background. */
+        cr_assert_eq(errno, EINTR, "connect: %s", strerror(errno));
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        int rc;
+        while ((rc = poll(&pfd, 1, 10000)) < 0 && errno == EINTR)
+            ;
+        int e = 0;
+        socklen_t elen = sizeof e;
+        cr_assert_eq(rc, 1, "connect: no answer");
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen);
+        cr_assert_eq(e, 0, "connect: %s", strerror(e));
+    }
     return fd;
 }
 
@@ -75,6 +88,8 @@ static void exchange(int port, const char *request, reply_t *r)
     size_t len = strlen(request), off = 0;
     while (off < len) {
         ssize_t n = send(fd, request + off, len - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
         cr_assert_gt(n, 0, "send: %s", strerror(errno));
         off += (size_t)n;
     }
@@ -88,6 +103,8 @@ static void exchange(int port, const char *request, reply_t *r)
         ssize_t n = recv(fd, buf + got, cap - got, 0);
         if (n == 0)
             break;
+        if (n < 0 && errno == EINTR)
+            continue;
         cr_assert_gt(n, 0, "recv: %s", strerror(errno));
         got += (size_t)n;
     }
