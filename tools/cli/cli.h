@@ -42,6 +42,18 @@ int mph__cli_send(int argc, char **argv);
 void mph__cli_send_help(FILE *out);
 int mph__cli_bench(int argc, char **argv);
 void mph__cli_bench_help(FILE *out);
+int mph__cli_demo(int argc, char **argv);
+void mph__cli_demo_help(FILE *out);
+int mph__cli_tables(int argc, char **argv);
+void mph__cli_tables_help(FILE *out);
+int mph__cli_agents(int argc, char **argv);
+void mph__cli_agents_help(FILE *out);
+int mph__cli_topics(int argc, char **argv);
+void mph__cli_topics_help(FILE *out);
+int mph__cli_table(int argc, char **argv);
+void mph__cli_table_help(FILE *out);
+int mph__cli_reset(int argc, char **argv);
+void mph__cli_reset_help(FILE *out);
 
 /* Prints "mephisto: <message>\n" on stderr as one line. */
 void mph__cli_error(const char *fmt, ...) MPH_PRINTF(1, 2);

@@ -36,6 +36,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mephisto/json.h"
+#include "mephisto/sensor.h"
 
 typedef int(mephisto_app_init_fn)(mph_app_t *app);
 
@@ -193,16 +195,87 @@ static int thread_count(void)
     return n;
 }
 
+/* The engine's totals from mph_app_stats_json() as " key=value" fields:
+ * events in and out, lag (summed over the source partitions whose lag is
+ * known), the last commit's latency, send errors, rebalances. Empty when
+ * the statistics cannot be read. */
+static void engine_totals(mph_app_t *app, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    char *json = NULL;
+    size_t len = 0;
+    if (mph_app_stats_json(app, &json, &len) != MPH_OK)
+        return;
+    mph_json_parser_t *p = mph_json_parser_new(0, NULL, 0);
+    uint64_t in = 0, out = 0, send_errors = 0, commit_us = 0, rebalances = 0;
+    int64_t lag = 0;
+    bool lag_known = false;
+    mph_json_val_t topics, t, parts, part;
+    mph_err_t e = p ? mph_json_parse(p, json, len, len) : MPH_ERR_NOMEM;
+    if (!e)
+        e = mph_json_get_u64(p, MPH_JSON_ROOT, "totals.events_in", &in);
+    if (!e)
+        e = mph_json_get_u64(p, MPH_JSON_ROOT, "totals.send_errors",
+                             &send_errors);
+    /* "commits" is null until the coordinator reports. */
+    if (!e) {
+        mph_json_get_u64(p, MPH_JSON_ROOT, "commits.last_commit_latency_us",
+                         &commit_us);
+        mph_json_get_u64(p, MPH_JSON_ROOT, "commits.rebalances", &rebalances);
+        e = mph_json_get_array(p, MPH_JSON_ROOT, "topics", &topics);
+    }
+    while (!e && (e = mph_json_array_next(p, topics, &t)) == MPH_OK) {
+        uint64_t topic_out = 0;
+        bool source = false;
+        e = mph_json_get_u64(p, t, "events_out", &topic_out);
+        if (!e)
+            e = mph_json_get_bool(p, t, "source", &source);
+        if (!e)
+            e = mph_json_get_array(p, t, "partitions", &parts);
+        out += topic_out;
+        while (!e && source &&
+               (e = mph_json_array_next(p, parts, &part)) == MPH_OK) {
+            bool unknown = true;
+            int64_t v = 0;
+            e = mph_json_get_is_null(p, part, "lag", &unknown);
+            if (!e && !unknown &&
+                (e = mph_json_get_i64(p, part, "lag", &v)) == MPH_OK) {
+                lag += v;
+                lag_known = true;
+            }
+        }
+        if (e == MPH_ERR_NOENT)
+            e = MPH_OK;
+    }
+    if (e == MPH_ERR_NOENT) {
+        char lag_s[32] = "unknown";
+        if (lag_known)
+            snprintf(lag_s, sizeof lag_s, "%lld", (long long)lag);
+        snprintf(
+            buf, size,
+            " events_in=%llu events_out=%llu lag=%s commit_latency_us=%llu "
+            "send_errors=%llu rebalances=%llu",
+            (unsigned long long)in, (unsigned long long)out, lag_s,
+            (unsigned long long)commit_us, (unsigned long long)send_errors,
+            (unsigned long long)rebalances);
+    }
+    mph_json_parser_destroy(p);
+    free(json);
+}
+
 /*
  * Logs one line describing the running worker: what the app says about
- * itself (id, running, worker threads) and what the process knows (uptime,
- * CPU time, memory, threads, context switches). This is the home of
- * SIGUSR1's output: when the sensors API (per-worker counters merged on
- * read) becomes public, its totals (events in/out, lag, commit latency,
- * send errors, rebalances) belong on this line too.
- * @locality the signal thread; app is running or being stopped, never freed
+ * itself (id, running, worker threads), what the process knows (uptime,
+ * CPU time, memory, threads, context switches) and the engine's totals
+ * (events in/out, lag, commit latency, send errors, rebalances). This is
+ * the home of SIGUSR1's output.
+ * @locality the signal thread; app is running or being stopped, never freed.
+ * mph_app_stats_json() must not overlap the app's stop, so the totals are
+ * read only before a stop was asked for here and while the app runs; an
+ * app stopping by itself (a fatal error) at that very moment is not
+ * excluded: mph_app_wait() gives this thread no way to hold it off.
  */
-static void log_stats_snapshot(const worker_run_t *run, const mph_app_t *app)
+static void log_stats_snapshot(const worker_run_t *run, mph_app_t *app)
 {
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
@@ -217,13 +290,17 @@ static void log_stats_snapshot(const worker_run_t *run, const mph_app_t *app)
                 run->plugin, uptime_s);
         return;
     }
+    bool running = mph_app_running(app);
+    char totals[512] = "";
+    if (running && !atomic_load(&run->stopping))
+        engine_totals(app, totals, sizeof totals);
     mph_log(MPH_LOG_INFO,
             "stats: app=%s running=%s workers=%d uptime_s=%.1f cpu_user_s=%.2f "
             "cpu_sys_s=%.2f rss_kib=%ld threads=%d ctx_voluntary=%ld "
-            "ctx_involuntary=%ld",
-            mph_app_id(app), mph_app_running(app) ? "true" : "false",
-            mph_app_workers(app), uptime_s, user_s, sys_s, current_rss_kib(),
-            thread_count(), (long)ru.ru_nvcsw, (long)ru.ru_nivcsw);
+            "ctx_involuntary=%ld%s",
+            mph_app_id(app), running ? "true" : "false", mph_app_workers(app),
+            uptime_s, user_s, sys_s, current_rss_kib(), thread_count(),
+            (long)ru.ru_nvcsw, (long)ru.ru_nivcsw, totals);
 }
 
 /* ------------------------------------------------------------------ */

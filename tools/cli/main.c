@@ -12,12 +12,24 @@
 #include "cli.h"
 
 static const mph_cli_command_t commands[] = {
+    {"demo", "count the words of a bundled text in-process (no broker needed)",
+     mph__cli_demo, mph__cli_demo_help},
     {"worker", "run an app plugin (a shared object) until SIGTERM or Ctrl-C",
      mph__cli_worker, mph__cli_worker_help},
     {"send", "produce records to a topic from arguments, a file or stdin",
      mph__cli_send, mph__cli_send_help},
     {"bench", "run the benchmark harness (mephisto-bench, next to this binary)",
      mph__cli_bench, mph__cli_bench_help},
+    {"tables", "describe an app's tables and their local shards",
+     mph__cli_tables, mph__cli_tables_help},
+    {"agents", "list the agents an app plugin declares", mph__cli_agents,
+     mph__cli_agents_help},
+    {"topics", "list the topics an app plugin declares", mph__cli_topics,
+     mph__cli_topics_help},
+    {"table", "read a table: 'table get' one key, 'table dump' all keys",
+     mph__cli_table, mph__cli_table_help},
+    {"reset", "delete an app's local state (its RocksDB table shards)",
+     mph__cli_reset, mph__cli_reset_help},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
