@@ -638,7 +638,9 @@ void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r)
 
 void mph__table_req_release(mph__table_req_t *r)
 {
-    if (ck_pr_faa_int(&r->refs, -1) != 1)
+    /* acq_rel so that the last owner sees everything the other one did
+     * (a compiler builtin rather than ck_pr: ThreadSanitizer can see it). */
+    if (__atomic_fetch_sub(&r->refs, 1, __ATOMIC_ACQ_REL) != 1)
         return;
     if (r->done_fd >= 0)
         close(r->done_fd);
@@ -980,6 +982,8 @@ mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *t, const void *key, size
     if (rc <= 0) {
         err = MPH_ERR_TIMEOUT;
     } else {
+        /* Reading the eventfd is the acquire matching the worker's signal. */
+        mph__eventfd_drain(r->done_fd);
         err = r->result;
         if (err == MPH_OK) {
             *value = r->value;
