@@ -62,8 +62,10 @@
  * window starting at t - before with size before + after + 1.
  *
  * Never: take a lock or touch another worker's shard on the event path
- * (the registry lock below guards declarations only); write a window that is
- * due; call on_close twice for a window within one run.
+ * (the registry lock below guards declarations and
+ * mph_table_window only); write a window that is
+ * due; call on_close twice for a (window, key) within one run, except when
+ * the callback itself failed and its window is retried.
  */
 #include <pthread.h>
 #include <stdio.h>
