@@ -433,10 +433,9 @@ static void print_value(FILE *out, value_codec_t codec, const void *b,
 /* tables                                                             */
 
 typedef struct shard_count {
-    int64_t *keys; /* by partition */
+    int64_t *keys; /* by partition (malloc'd) */
     int32_t nparts;
     int32_t partition; /* set by mph_table_local_foreach */
-    mph_err_t err;
 } shard_count_t;
 
 static mph_err_t count_key(const void *k, size_t kl, const void *v, size_t vl,
@@ -460,7 +459,7 @@ static mph_err_t count_key(const void *k, size_t kl, const void *v, size_t vl,
     return MPH_OK;
 }
 
-/* A shard with no keys is not visited; this marks it seen. */
+/* Counts the keys of every local shard of table into s->keys. */
 static mph_err_t count_shard(shard_count_t *s, const mph_conf_t *conf,
                              const char *table, char *err, size_t err_size)
 {
@@ -477,11 +476,18 @@ static bool describe_table(const mph_app_t *app, const char *name)
     mph_table_t *t = mph_app_table(app, name);
     char dir[PATH_MAX];
     app_state_dir(conf, dir, sizeof dir);
+    shard_count_t s = {NULL, 0, -1};
+    char err[1024];
+    mph_err_t e = count_shard(&s, conf, name, err, sizeof err);
     printf("table %s\n", name);
     if (t) {
+        const char *store = mph_conf_get(conf, "store");
         printf("  store       %s (the app's store setting, unless the table "
-               "sets its own)\n",
-               mph_conf_get(conf, "store"));
+               "sets its own%s)\n",
+               store,
+               e != MPH_ERR_NOENT && strcmp(store, "rocksdb") != 0
+                   ? "; RocksDB shards exist on this host"
+                   : "");
         printf("  partitions  %s (topic_partitions, unless the table sets its "
                "own)\n",
                mph_conf_get(conf, "topic_partitions"));
@@ -490,19 +496,12 @@ static bool describe_table(const mph_app_t *app, const char *name)
         printf("  declared    no: the plugin declares no such table (local "
                "state only)\n");
     }
-    shard_count_t s = {NULL, 0, -1, MPH_OK};
-    char err[1024];
-    mph_err_t e = count_shard(&s, conf, name, err, sizeof err);
     bool ok = true;
     if (e == MPH_ERR_NOENT) {
         printf("  local       none on this host (%s)\n", err);
-    } else if (e == MPH_ERR_STORE) {
-        printf("  local       unreadable: %s (a running worker holds the "
-               "shards: read through its web port)\n",
-               err);
-        ok = false;
     } else if (e != MPH_OK) {
-        printf("  local       unreadable: %s: %s\n", mph_err_str(e), err);
+        /* MPH_ERR_STORE's message says when a worker holds the shards. */
+        printf("  local       unreadable: %s\n", err);
         ok = false;
     } else {
         int64_t total = 0;
@@ -592,7 +591,8 @@ int mph__cli_tables(int argc, char **argv)
     char **names = NULL;
     size_t n = 0, cap = 0;
     scan_local_tables(dir, &names, &n, &cap);
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
     printf("app %s (plugin %s), local state under %s\n", mph_app_id(pl.app),
            c.app_path, dir);
     bool ok = true;
@@ -923,10 +923,8 @@ static int table_get(tcmd_t *c, mph_cli_plugin_t *pl)
                        key, table, dir, table, url, why);
     else
         mph__cli_error("table get: no worker answered at %s (%s), and the "
-                       "local shards cannot be read: %s%s",
-                       url, why, err,
-                       e == MPH_ERR_STORE ? " (held by a running worker?)"
-                                          : "");
+                       "local shards cannot be read: %s",
+                       url, why, err);
     return MPH_CLI_EXIT_FAILED;
 }
 
