@@ -839,7 +839,8 @@ static mph_err_t ext_build(mph_event_t *ev, struct mph_window *w,
     mph_err_t err = mph__shard_foreach(sh, build_visit, &b);
     if (err)
         goto fail;
-    qsort(b.ents, b.n, sizeof *b.ents, bent_cmp);
+    if (b.n)
+        qsort(b.ents, b.n, sizeof *b.ents, bent_cmp);
     for (size_t i = 0; i < b.n; i++) {
         if (!x->n || x->wins[x->n - 1].start != b.ents[i].start) {
             if (x->n == x->cap) {
