@@ -242,6 +242,14 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
                               const char *in, const char *out, int partitions,
                               long n, bench_result_t *r);
 
+/* Runs the baseline loop (as many threads as mephisto would have workers)
+ * from in to out in consumer group `group` until *stop becomes non-zero
+ * (e.g. from a signal handler). Returns 0, or -1 with errstr. */
+int bench_baseline_serve(bench_kafka_t *k, const bench_opts_t *o,
+                         const char *group, const char *in, const char *out,
+                         const volatile int *stop, char *errstr,
+                         size_t errstr_size);
+
 /* Helpers for interleaved repeats: the median of v[0..n). */
 double bench_median(double *v, int n);
 

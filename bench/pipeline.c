@@ -517,3 +517,44 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
     bench_sys_describe(&msys, "", r);
     return 0;
 }
+
+int bench_baseline_serve(bench_kafka_t *k, const bench_opts_t *o,
+                         const char *group, const char *in, const char *out,
+                         const volatile int *stop, char *errstr,
+                         size_t errstr_size)
+{
+    int nthreads = bench_workers(o), started = 0, rc = -1;
+    pt_ctx_t c;
+    bl_thread_t *bl = NULL;
+    if (ctx_init(&c, nthreads) ||
+        !(bl = calloc((size_t)nthreads, sizeof *bl))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < nthreads; i++) {
+        bl[i].ctx = &c;
+        bl[i].idx = i;
+        bl[i].cpu = cpu_at(
+            o->cpus, i / (o->threads_per_core > 0 ? o->threads_per_core : 1));
+        if (bl_new(&bl[i], k, o, group, in, out, errstr, errstr_size))
+            goto out;
+    }
+    for (; started < nthreads; started++)
+        if (pthread_create(&bl[started].th, NULL, bl_main, &bl[started])) {
+            snprintf(errstr, errstr_size, "cannot start a thread");
+            goto out;
+        }
+    while (!*stop)
+        bench_sleep_ms(50);
+    rc = 0;
+out:
+    for (int i = 0; i < started; i++)
+        __atomic_store_n(&bl[i].stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < started; i++)
+        pthread_join(bl[i].th, NULL);
+    for (int i = 0; bl && i < nthreads; i++)
+        bl_free(&bl[i]);
+    free(bl);
+    ctx_fini(&c);
+    return rc;
+}

@@ -8,6 +8,8 @@
  *   forward --input T --output U             run a mephisto app that reads the
  *                                            JSON field "user" and forwards,
  *                                            until SIGTERM/SIGINT
+ *   loop    --input T --output U             the same with the plain librdkafka
+ *                                            loop of the passthrough baseline
  *   watch   --topic U --partitions P --messages N [--pid PID]
  *           [--timeout S]                    wait until U holds N more records;
  *                                            print one JSON line: records/s
@@ -53,6 +55,7 @@ static int parse(tool_opts_t *t, int argc, char **argv)
         {"pid", required_argument, 0, 'P'},
         {"timeout", required_argument, 0, 'T'},
         {"quiet", no_argument, 0, 'q'},
+        {"set", required_argument, 0, 'X'},
         {0, 0, 0, 0},
     };
     memset(t, 0, sizeof *t);
@@ -117,6 +120,10 @@ static int parse(tool_opts_t *t, int argc, char **argv)
         case 'q':
             o->quiet = true;
             break;
+        case 'X':
+            if (o->nsets < (int)(sizeof o->sets / sizeof o->sets[0]))
+                o->sets[o->nsets++] = optarg;
+            break;
         default:
             return -1;
         }
@@ -130,11 +137,31 @@ static int parse(tool_opts_t *t, int argc, char **argv)
 }
 
 static mph_app_t *forward_app_running;
+static volatile int loop_stop;
 static void on_signal(int sig)
 {
     (void)sig;
+    loop_stop = 1;
     if (forward_app_running)
         mph_app_request_stop(forward_app_running);
+}
+
+static int cmd_loop(bench_kafka_t *k, tool_opts_t *t)
+{
+    char err[512];
+    if (!t->input || !t->output || !t->group) {
+        fprintf(stderr,
+                "tool loop: --input, --output and --group are required\n");
+        return 2;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    if (bench_baseline_serve(k, &t->b, t->group, t->input, t->output,
+                             &loop_stop, err, sizeof err)) {
+        fprintf(stderr, "tool loop: %s\n", err);
+        return 1;
+    }
+    return 0;
 }
 
 typedef struct fwd_ctx {
@@ -271,9 +298,10 @@ static int cmd_watch(bench_kafka_t *k, tool_opts_t *t)
 int bench_tool_main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr,
-                "usage: mephisto-bench tool create|delete|load|forward|watch "
-                "[OPTIONS] (see bench/tools.c)\n");
+        fprintf(
+            stderr,
+            "usage: mephisto-bench tool create|delete|load|forward|loop|watch "
+            "[OPTIONS] (see bench/tools.c)\n");
         return 2;
     }
     const char *cmd = argv[1];
@@ -305,6 +333,8 @@ int bench_tool_main(int argc, char **argv)
             fprintf(stderr, "tool load: %s\n", err);
     } else if (strcmp(cmd, "forward") == 0) {
         rc = cmd_forward(k, &t);
+    } else if (strcmp(cmd, "loop") == 0) {
+        rc = cmd_loop(k, &t);
     } else if (strcmp(cmd, "watch") == 0) {
         rc = cmd_watch(k, &t);
     } else {
