@@ -356,7 +356,12 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
     snprintf(group, sizeof group, "bench-%s-%s",
              engine == BENCH_ENGINE_MEPHISTO ? "mph" : "base",
              bench_run_id(id, sizeof id));
+    /* Fresh topics may refuse ListOffsets for a while (no leader yet). */
     int64_t base = bench_end_offsets(k, out, partitions);
+    for (int i = 0; base < 0 && i < 60; i++) {
+        bench_sleep_ms(500);
+        base = bench_end_offsets(k, out, partitions);
+    }
     if (base < 0) {
         snprintf(res->error, sizeof res->error,
                  "cannot read the end offsets of %s", out);

@@ -216,23 +216,32 @@ void bench_sys_describe(const bench_sys_delta_t *d, const char *prefix,
  * -1: the socket's inode from /proc/net/tcp, then the process holding it. */
 int bench_find_listener(int port)
 {
-    FILE *f = fopen("/proc/net/tcp", "r");
-    if (!f)
-        return -1;
-    char line[512];
+    /* Java listens on IPv6 sockets even for 127.0.0.1: look in both. */
+    static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
     unsigned long inode = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned lport, st;
-        unsigned long ino;
-        if (sscanf(line,
-                   " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
-                   &lport, &st, &ino) == 3 &&
-            (int)lport == port && st == 0x0A) {
-            inode = ino;
-            break;
+    for (size_t t = 0; t < 2 && !inode; t++) {
+        FILE *f = fopen(tables[t], "r");
+        if (!f)
+            continue;
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            unsigned lport, st;
+            unsigned long ino;
+            const char *colon = strchr(line, ':');
+            /* "  0: LOCALADDR:PORT REMADDR:PORT ST ... INODE" */
+            if (!colon || !(colon = strchr(colon + 1, ':')))
+                continue;
+            if (sscanf(
+                    colon + 1,
+                    "%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
+                    &lport, &st, &ino) == 3 &&
+                (int)lport == port && st == 0x0A) {
+                inode = ino;
+                break;
+            }
         }
+        fclose(f);
     }
-    fclose(f);
     if (!inode)
         return -1;
     char want[64];

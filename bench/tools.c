@@ -243,6 +243,10 @@ static int cmd_watch(bench_kafka_t *k, tool_opts_t *t)
     }
     const bench_opts_t *o = &t->b;
     int64_t base = bench_end_offsets(k, t->topic, o->partitions);
+    for (int i = 0; base < 0 && i < 60; i++) {
+        bench_sleep_ms(500);
+        base = bench_end_offsets(k, t->topic, o->partitions);
+    }
     if (base < 0) {
         fprintf(stderr, "tool watch: cannot read the end offsets of %s\n",
                 t->topic);
