@@ -12,6 +12,10 @@
 #include "mephisto/topic.h"
 #include "mephisto/agent.h"
 #include "mephisto/table.h"
+#include "mephisto/sensor.h"
+#include "mephisto/json.h"
+#include "mephisto/jsonw.h"
+#include "mephisto/record.h"
 #include "mephisto/window.h"
 
 #endif

@@ -21,6 +21,7 @@
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
 #include "runtime/table.h"
+#include "runtime/web.h"
 #include "runtime/worker.h"
 
 static void set_errstr(char *errstr, size_t size, const char *fmt, ...) MPH_PRINTF(3, 4);
@@ -323,8 +324,47 @@ static void app_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     free(sc);
 }
 
+/* The web view starts before the engine's threads, so nothing else reads
+ * the configuration while a busy default port is retried on a free one. */
+static mph_err_t start_web(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    char werr[512] = "";
+    app->web = mph__web_start(app, werr, sizeof werr);
+    if (app->web || !werr[0])
+        return MPH_OK; /* running, or web_enabled=false */
+    if (mph_conf_is_set(app->conf, "web_port")) {
+        set_errstr(errstr, errstr_size, "web_port: %s", werr);
+        return MPH_ERR_IO;
+    }
+    mph_conf_t *mine = app->conf, *tmp = mph_conf_dup(mine);
+    if (!tmp || mph_conf_set(tmp, "web_port", "0", NULL, 0) != MPH_OK) {
+        mph_conf_destroy(tmp);
+        set_errstr(errstr, errstr_size, "%s", werr);
+        return MPH_ERR_IO;
+    }
+    app->conf = tmp;
+    app->web = mph__web_start(app, werr, sizeof werr);
+    app->conf = mine;
+    mph_conf_destroy(tmp);
+    if (!app->web) {
+        set_errstr(errstr, errstr_size, "%s", werr);
+        return MPH_ERR_IO;
+    }
+    mph_log(MPH_LOG_WARN,
+            "the default web port is busy: web view on port %d instead (set web_port to choose)",
+            mph__web_port(app->web));
+    return MPH_OK;
+}
+
 static void teardown(mph_app_t *app)
 {
+    mph__web_stop(app->web);
+    app->web = NULL;
+    /* No stats reader (mph_app_stats_json from any thread) may still be
+     * looking at the workers when they are freed. */
+    __atomic_store_n(&app->closing, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&app->stats_readers, __ATOMIC_SEQ_CST) > 0)
+        usleep(1000);
     if (app->workers) {
         for (int i = 0; i < app->nworkers; i++)
             mph__worker_destroy(app->workers[i]);
@@ -363,6 +403,7 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
         return MPH_ERR_STATE;
     }
     mph_err_t err = MPH_ERR_INVALID;
+    __atomic_store_n(&app->closing, 0, __ATOMIC_SEQ_CST);
     char tmp[512];
     if (!errstr || !errstr_size) {
         errstr = tmp;
@@ -392,10 +433,25 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     app->coord = mph__coord_new(app, errstr, errstr_size);
     if (!app->coord)
         goto fail;
+    /* The web view answers 503 until the app runs; it starts before the
+     * group consumer so that the consumer's client.id can carry its port. */
+    err = start_web(app, errstr, errstr_size);
+    if (err)
+        goto fail;
+    err = MPH_ERR_INVALID;
     kc = mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_CONSUMER, errstr, errstr_size);
     if (!kc)
         goto fail;
     mph__coord_configure(app->coord, kc);
+    if (app->web) {
+        /* Members publish their web address in client.id so that /router and
+         * /tables can send a client to the process that owns a partition. */
+        char cid[512];
+        const char *bind = mph_conf_get(app->conf, "web_bind");
+        snprintf(cid, sizeof cid, "%s@%s:%d", app->app_id, bind && *bind ? bind : "127.0.0.1",
+                 mph__web_port(app->web));
+        mph__kafka_conf_set(kc, "client.id", cid, NULL, 0);
+    }
     app->consumer = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, errstr, errstr_size);
     if (!app->consumer)
         goto fail;

@@ -103,6 +103,8 @@ struct mph_app {
     struct { void *ptr; void (*free_fn)(void *); } *kept; /* mph_app_keep */
     size_t nkept;
     int ready;    /* 1 once partitions are assigned and recovered (ck_pr) */
+    int stats_readers; /* threads reading worker monitors now (__atomic) */
+    int closing;       /* 1 once teardown began (__atomic) */
     int stop_fd;  /* eventfd: stop requested */
     int state;    /* enum mph__app_state, ck_pr atomics */
     int fatal;    /* mph_err_t that stopped the app, ck_pr atomics */

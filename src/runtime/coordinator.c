@@ -38,6 +38,7 @@
 #include "mephisto/log.h"
 #include "runtime/coordinator.h"
 #include "runtime/mailbox.h"
+#include "runtime/monitor.h"
 #include "runtime/msg.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
@@ -84,8 +85,9 @@ static void commit_list(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, boo
     c->commit_started_ns = mph_clock_mono_ns();
     rd_kafka_resp_err_t e = rd_kafka_commit(c->app->consumer, l, sync ? 0 : 1);
     if (sync) {
-        stat_set(&c->stats.last_commit_us,
-                 (uint64_t)((mph_clock_mono_ns() - c->commit_started_ns) / 1000));
+        uint64_t us = (uint64_t)((mph_clock_mono_ns() - c->commit_started_ns) / 1000);
+        stat_set(&c->stats.last_commit_us, us);
+        mph__sensors_commit(c->app, e ? mph__kafka_err(e) : MPH_OK, us);
         if (e) {
             stat_set(&c->stats.commit_errors, c->stats.commit_errors + 1);
             mph_log(MPH_LOG_WARN, "commit failed: %s", rd_kafka_err2str(e));
@@ -93,6 +95,7 @@ static void commit_list(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, boo
             stat_set(&c->stats.commits, c->stats.commits + 1);
         }
     } else if (e) {
+        mph__sensors_commit(c->app, mph__kafka_err(e), 0);
         stat_set(&c->stats.commit_errors, c->stats.commit_errors + 1);
         mph_log_limited(&c->log_lim, 5000, MPH_LOG_WARN, "commit failed: %s",
                         rd_kafka_err2str(e));
@@ -114,8 +117,10 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     (void)rk;
     (void)offsets;
     mph__coord_t *c = opaque;
-    stat_set(&c->stats.last_commit_us,
-             (uint64_t)((mph_clock_mono_ns() - c->commit_started_ns) / 1000));
+    uint64_t us = (uint64_t)((mph_clock_mono_ns() - c->commit_started_ns) / 1000);
+    stat_set(&c->stats.last_commit_us, us);
+    if (err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        mph__sensors_commit(c->app, err ? mph__kafka_err(err) : MPH_OK, us);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         stat_set(&c->stats.commit_errors, c->stats.commit_errors + 1);
         mph_log_limited(&c->log_lim, 5000, MPH_LOG_WARN, "commit failed: %s",
@@ -323,10 +328,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     (void)rk;
     mph__coord_t *c = opaque;
     stat_set(&c->stats.rebalances, c->stats.rebalances + 1);
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+    bool assigned = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    if (assigned)
         assign_parts(c, parts);
     else
         revoke_parts(c, parts);
+    mph__sensors_rebalance(c->app, assigned, parts->cnt);
 }
 
 /* Routes a record that arrived on the consumer queue to its worker. */

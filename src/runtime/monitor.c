@@ -659,17 +659,26 @@ nomem:
 mph_err_t mph__stats_take(mph__stats_t *st, mph_app_t *app)
 {
     memset(st, 0, sizeof *st);
-    if (!mph_app_running(app) || !app->workers)
+    /* Register as a reader before looking at the workers: teardown marks
+     * the app closing, then waits for readers to leave before it frees
+     * them (app.c). Builtins, so that ThreadSanitizer sees the handshake. */
+    __atomic_add_fetch(&app->stats_readers, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&app->closing, __ATOMIC_SEQ_CST) || !mph_app_running(app) ||
+        !app->workers) {
+        __atomic_sub_fetch(&app->stats_readers, 1, __ATOMIC_SEQ_CST);
         return MPH_ERR_STATE;
+    }
     size_t n = (size_t)app->nworkers;
+    mph_err_t err = MPH_ERR_NOMEM;
     mph__monitor_t **mons = malloc((n ? n : 1) * sizeof *mons);
-    if (!mons)
-        return MPH_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        mons[i] = app->workers[i]->mon;
-    mph_err_t err = mph__stats_collect(st, app, mons, n, app->consumer,
-                                       app->coord, mph_clock_mono_ns());
-    free(mons);
+    if (mons) {
+        for (size_t i = 0; i < n; i++)
+            mons[i] = app->workers[i]->mon;
+        err = mph__stats_collect(st, app, mons, n, app->consumer, app->coord,
+                                 mph_clock_mono_ns());
+        free(mons);
+    }
+    __atomic_sub_fetch(&app->stats_readers, 1, __ATOMIC_SEQ_CST);
     return err;
 }
 

@@ -96,7 +96,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
                 RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                mph__mon_add(&w->mon->send_retries, 1);
+                mph__monitor_send_retry(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
+                                        mph__kafka_err(m->err));
                 mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
                                 "send to %s [%d] failed (%s); retrying",
                                 rd_kafka_topic_name(m->rkt), (int)m->partition,
@@ -106,7 +107,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             if (hc)
                 rd_kafka_headers_destroy(hc);
         }
-        mph__mon_add(&w->mon->send_errors, 1);
+        mph__monitor_send_error(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
+                                mph__kafka_err(m->err));
         mph__app_fail(w->app, mph__kafka_err(m->err),
                       "send to %s [%d] failed permanently: %s; stopping without committing "
                       "past the source record",
