@@ -344,6 +344,7 @@ static const struct {
     {"MEPHISTO_SOURCE_DIR", "ctest, for tests"},
     {"MEPHISTO_BUILD_DIR", "ctest, for tests"},
     {"MEPHISTO_REGEN_DOCS", "`runtime/test_config`, to rewrite this page"},
+    {"MEPHISTO_EXAMPLES_DIR", "`mephisto demo`, to find the word-count plugin"},
 };
 
 #define ENV_PREFIX "MEPHISTO_"
@@ -514,7 +515,13 @@ static mph_err_t check_id(const struct prop *p, const char *value, size_t max,
 static mph_err_t check_app_id(const struct prop *p, const char *value,
                               char *errstr, size_t errstr_size)
 {
-    /* Empty means "not set": the app, not the conf, insists on it. */
+    /* Empty means "not set": the app, not the conf, insists on it. The id
+     * names a directory under datadir, so "." and ".." are refused. */
+    if (!strcmp(value, ".") || !strcmp(value, "..")) {
+        seterr(errstr, errstr_size, "%s: must not be '.' or '..' (it names a directory)",
+               p->name);
+        return MPH_ERR_INVALID;
+    }
     return check_id(p, value, APP_ID_MAX, true, errstr, errstr_size);
 }
 
