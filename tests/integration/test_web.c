@@ -388,11 +388,13 @@ static const char *prometheus_python(void)
 {
     static char path[1024];
     const char *src = getenv("MEPHISTO_SOURCE_DIR");
-    char candidates[2][1024];
+    char candidates[3][1024];
     snprintf(candidates[0], sizeof candidates[0], "%s/.venv/bin/python3",
              src ? src : ".");
     snprintf(candidates[1], sizeof candidates[1], "python3");
-    for (int i = 0; i < 2; i++) {
+    /* Debian's python3-prometheus-client, installed by tools/setup */
+    snprintf(candidates[2], sizeof candidates[2], "/usr/bin/python3");
+    for (int i = 0; i < 3; i++) {
         char cmd[1200];
         snprintf(cmd, sizeof cmd,
                  "'%s' -c 'import prometheus_client' >/dev/null 2>&1",
