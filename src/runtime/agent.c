@@ -9,6 +9,7 @@
 
 #include <ck_pr.h>
 
+#include "io/codec.h"
 #include "runtime/app.h"
 #include "runtime/worker.h"
 
@@ -308,14 +309,9 @@ const mph_record_t *mph_event_record(mph_event_t *ev)
 
 static mph_err_t be64(const void *p, size_t len, int64_t *out)
 {
-    if (!p || len != 8 || !out)
+    if (!p || !out)
         return MPH_ERR_TYPE;
-    const unsigned char *b = p;
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u = (u << 8) | b[i];
-    *out = (int64_t)u;
-    return MPH_OK;
+    return mph__codec_i64_decode(p, len, out) == MPH_OK ? MPH_OK : MPH_ERR_TYPE;
 }
 
 mph_err_t mph_event_value_i64(const mph_event_t *ev, int64_t *out)

@@ -15,6 +15,7 @@
 
 #include <ck_pr.h>
 
+#include "io/codec.h"
 #include "io/uring.h"
 #include "mephisto/log.h"
 #include "runtime/app.h"
@@ -293,7 +294,7 @@ static mph_err_t resolve_decode_policies(mph_app_t *app, char *errstr, size_t er
     for (size_t i = 0; i < n; i++) {
         mph_topic_t *t = app->topics[i];
         t->decode_policy = t->opts.on_decode_error >= 0 ? t->opts.on_decode_error : policy;
-        if (t->nagents && (t->key_codec != CODEC_RAW || t->value_codec != CODEC_RAW) &&
+        if (t->nagents && (t->key_codec != MPH_CODEC_RAW || t->value_codec != MPH_CODEC_RAW) &&
             t->decode_policy == DECODE_DEAD_LETTER)
             need_dlq = true;
     }

@@ -40,8 +40,6 @@ struct mph_topic_opts {
     const mph_record_type_t *record; /* value codec record (borrowed) */
 };
 
-enum mph__codec { CODEC_RAW = 0, CODEC_STRING, CODEC_JSON, CODEC_I64, CODEC_RECORD };
-
 struct mph_topic {
     mph_app_t *app;
     char *name;
@@ -50,7 +48,7 @@ struct mph_topic {
     bool create;
     bool internal; /* created and owned by mephisto itself */
     int partitions; /* resolved at start */
-    int key_codec, value_codec; /* enum mph__codec */
+    int key_codec, value_codec; /* mph_codec_t (io/codec.h) */
     int decode_policy;          /* enum mph__decode_policy, resolved at start */
     mph_agent_t **agents; /* subscribers, declaration order */
     size_t nagents;

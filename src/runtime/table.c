@@ -32,6 +32,7 @@
 
 #include <ck_pr.h>
 
+#include "io/codec.h"
 #include "io/uring.h"
 #include "mephisto/log.h"
 #include "runtime/msg.h"
@@ -79,20 +80,6 @@ static mph_err_t dup_into(char **slot, const char *v)
     return MPH_OK;
 }
 
-static void i64_encode(int64_t v, unsigned char out[8])
-{
-    uint64_t u = (uint64_t)v;
-    for (int i = 7; i >= 0; i--, u >>= 8)
-        out[i] = (unsigned char)(u & 0xff);
-}
-
-static int64_t i64_decode(const unsigned char in[8])
-{
-    uint64_t u = 0;
-    for (int i = 0; i < 8; i++)
-        u = (u << 8) | in[i];
-    return (int64_t)u;
-}
 
 mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *value,
                              char *errstr, size_t errstr_size)
@@ -106,14 +93,14 @@ mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *
         snprintf(errstr, errstr_size, "table option: NULL argument");
         return MPH_ERR_INVALID;
     }
-    static const char *const codecs[] = {"raw", "string", "json", "i64", NULL};
     if (!strcmp(name, "key_codec") || !strcmp(name, "value_codec")) {
-        for (int i = 0; codecs[i]; i++)
-            if (!strcmp(codecs[i], value))
-                return dup_into(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
-        snprintf(errstr, errstr_size, "%s: unknown codec '%s' (raw, string, json, i64)", name,
-                 value);
-        return MPH_ERR_INVALID;
+        mph_codec_t c;
+        char why[200];
+        if (mph__codec_lookup(value, &c, why, sizeof why) != MPH_OK) {
+            snprintf(errstr, errstr_size, "%s: %s", name, why);
+            return MPH_ERR_INVALID;
+        }
+        return dup_into(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
     }
     if (!strcmp(name, "default")) {
         free(o->dflt);
@@ -225,7 +212,7 @@ mph_table_t *mph_table_new(mph_app_t *app, const char *name, const mph_table_opt
         }
         free(t->opts.dflt);
         t->opts.dflt = malloc(8);
-        i64_encode(v, t->opts.dflt);
+        mph__codec_i64_encode(v, t->opts.dflt);
         t->opts.dflt_len = 8;
     }
     size_t cl = strlen(app->app_id) + strlen(name) + 16;
@@ -867,10 +854,7 @@ mph_err_t mph_table_get_i64(mph_event_t *ev, mph_table_t *t, const void *key, si
     }
     if (err)
         return err;
-    if (l != 8)
-        return MPH_ERR_TYPE;
-    *out = i64_decode(v);
-    return MPH_OK;
+    return mph__codec_i64_decode(v, l, out) == MPH_OK ? MPH_OK : MPH_ERR_TYPE;
 }
 
 mph_err_t mph_table_incr(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
@@ -881,7 +865,7 @@ mph_err_t mph_table_incr(mph_event_t *ev, mph_table_t *t, const void *key, size_
     if (err)
         return err;
     unsigned char buf[8];
-    i64_encode(cur + by, buf);
+    mph__codec_i64_encode(cur + by, buf);
     err = mph_table_set(ev, t, key, klen, buf, 8);
     if (!err && out)
         *out = cur + by;

@@ -6,9 +6,9 @@
 
 #include <ck_pr.h>
 
+#include "io/codec.h"
 #include "runtime/app.h"
 
-static const char *const codecs[] = {"raw", "string", "json", "i64", NULL};
 static const char *const policies[] = {"dead_letter", "skip", "fail", NULL};
 
 static int index_of(const char *const *list, const char *v)
@@ -88,9 +88,10 @@ mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *
         return MPH_ERR_INVALID;
     }
     if (!strcmp(name, "key_codec") || !strcmp(name, "value_codec")) {
-        if (index_of(codecs, value) < 0) {
-            snprintf(errstr, errstr_size, "%s: unknown codec '%s' (raw, string, json, i64)", name,
-                     value);
+        mph_codec_t c;
+        char why[200];
+        if (mph__codec_lookup(value, &c, why, sizeof why) != MPH_OK) {
+            snprintf(errstr, errstr_size, "%s: %s", name, why);
             return MPH_ERR_INVALID;
         }
         if (name[0] == 'v')
@@ -153,8 +154,10 @@ mph_err_t mph_topic_opts_set_record(mph_topic_opts_t *opts, const mph_record_typ
 
 static int codec_of(const char *name)
 {
-    int i = name ? index_of(codecs, name) : 0;
-    return i < 0 ? CODEC_RAW : i;
+    mph_codec_t c = MPH_CODEC_RAW;
+    if (name)
+        mph__codec_lookup(name, &c, NULL, 0);
+    return (int)c;
 }
 
 static mph_err_t opts_copy(mph_topic_opts_t *dst, const mph_topic_opts_t *src)
@@ -232,7 +235,7 @@ mph_topic_t *mph_topic_new(mph_app_t *app, const char *name, const mph_topic_opt
     }
     t->create = t->opts.create == 1;
     t->key_codec = codec_of(t->opts.key_codec);
-    t->value_codec = t->opts.record ? CODEC_RECORD : codec_of(t->opts.value_codec);
+    t->value_codec = t->opts.record ? MPH_CODEC_RECORD : codec_of(t->opts.value_codec);
     t->index = (int)app->ntopics;
     app->topics[app->ntopics++] = t;
     return t;

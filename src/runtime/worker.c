@@ -33,6 +33,7 @@
 
 #include <ck_pr.h>
 
+#include "io/codec.h"
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
 #include "runtime/table.h"
@@ -257,57 +258,39 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
 /* ------------------------------------------------------------------ */
 /* decoding and bad input                                             */
 
-/* Checks bytes against a codec. NULL bytes (a null key or value) only pass
- * the raw codec. */
+/* Checks bytes against a codec (io/codec.c decides; a record value is also
+ * decoded here, once, for mph_event_record). NULL bytes (a null key or
+ * value) only pass the raw codec. */
 static mph_err_t check_codec(mph__worker_t *w, mph_topic_t *t, int codec, const void *buf,
                              size_t len, bool is_value, char *why, size_t why_size)
 {
     const char *what = is_value ? "value" : "key";
-    if (codec == CODEC_RAW)
+    if (codec == MPH_CODEC_RAW)
         return MPH_OK;
     if (!buf) {
         snprintf(why, why_size, "%s is null", what);
         return MPH_ERR_DECODE;
     }
-    switch (codec) {
-    case CODEC_STRING:
-        if (!mph_json_utf8_valid(buf, len)) {
-            snprintf(why, why_size, "%s is not valid UTF-8", what);
-            return MPH_ERR_UTF8;
-        }
-        return MPH_OK;
-    case CODEC_I64:
-        if (len != 8) {
-            snprintf(why, why_size, "%s is %zu bytes, not an 8-byte i64", what, len);
-            return MPH_ERR_DECODE;
-        }
-        return MPH_OK;
-    case CODEC_JSON: {
-        mph_err_t err = mph_json_parse(w->json, buf, len, len);
-        if (!err)
-            err = mph_json_validate(w->json);
-        if (err) {
-            snprintf(why, why_size, "%s is not JSON: %s at byte %zu", what,
-                     mph_json_last_error(w->json), mph_json_last_error_offset(w->json));
-            return err;
-        }
-        if (is_value) {
-            w->ev.json_state = 1;
-        } else {
-            w->ev.json_state = 0; /* the parser now holds the key */
-        }
-        return MPH_OK;
-    }
-    case CODEC_RECORD: {
+    if (codec == MPH_CODEC_RECORD) {
         mph_err_t err = mph_record_decode(t->opts.record, w->json, buf, len,
                                           &w->records[t->index], why, why_size);
         if (err)
             return err;
         w->ev.record = w->records[t->index];
-        w->ev.json_state = 0;
+        w->ev.json_state = 0; /* the parser's document is not the value's */
         return MPH_OK;
     }
+    char reason[200];
+    mph_err_t err = mph__codec_validate((mph_codec_t)codec, NULL, w->json, buf, len, reason,
+                                        sizeof reason);
+    if (err) {
+        snprintf(why, why_size, "%s: %s", what, reason);
+        return err;
     }
+    /* A validated json value leaves its document in the parser: agents get
+     * it from mph_event_json() without a second parse. */
+    if (codec == MPH_CODEC_JSON)
+        w->ev.json_state = is_value ? 1 : 0;
     return MPH_OK;
 }
 
@@ -396,7 +379,7 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
     ev->record = NULL;
     int64_t t0 = mph_clock_mono_ns();
 
-    if (t->key_codec != CODEC_RAW || t->value_codec != CODEC_RAW) {
+    if (t->key_codec != MPH_CODEC_RAW || t->value_codec != MPH_CODEC_RAW) {
         char why[256];
         mph_err_t derr = check_codec(w, t, t->key_codec, m->key, m->key_len, false, why,
                                      sizeof why);

@@ -386,7 +386,7 @@ TestSuite(web, .init = setup, .fini = teardown, .timeout = 300);
 /* A python3 that can import prometheus_client, or NULL. */
 static const char *prometheus_python(void)
 {
-    static char path[1024];
+    static char path[1100];
     const char *src = getenv("MEPHISTO_SOURCE_DIR");
     char candidates[3][1024];
     snprintf(candidates[0], sizeof candidates[0], "%s/.venv/bin/python3",
@@ -395,12 +395,11 @@ static const char *prometheus_python(void)
     /* Debian's python3-prometheus-client, installed by tools/setup */
     snprintf(candidates[2], sizeof candidates[2], "/usr/bin/python3");
     for (int i = 0; i < 3; i++) {
+        const char *c = candidates[i];
         char cmd[1200];
-        snprintf(cmd, sizeof cmd,
-                 "'%s' -c 'import prometheus_client' >/dev/null 2>&1",
-                 candidates[i]);
+        snprintf(cmd, sizeof cmd, "'%.1023s' -c 'import prometheus_client' >/dev/null 2>&1", c);
         if (system(cmd) == 0) {
-            snprintf(path, sizeof path, "%s", candidates[i]);
+            snprintf(path, sizeof path, "%.1023s", c);
             return path;
         }
     }
