@@ -219,8 +219,9 @@ Test(engine, two_members_share_partitions_and_take_over)
     mph_app_t *b = forward_app(cluster->broker, group, in, out, 1, slow_forward_cb, NULL);
     cr_assert_eq(mph_app_start(a, err, sizeof err), MPH_OK, "%s", err);
     cr_assert_eq(mph_app_start(b, err, sizeof err), MPH_OK, "%s", err);
-    /* Let the group settle with both members before data flows. */
-    for (int i = 0; i < 100; i++) {
+    /* Let the group settle with both members before data flows (the mock
+     * cluster's coordinator can take several seconds per rebalance). */
+    for (int i = 0; i < 300; i++) {
         uint64_t pa = ck_pr_load_64(&a->workers[0]->mon->partitions);
         uint64_t pb = ck_pr_load_64(&b->workers[0]->mon->partitions);
         if (pa > 0 && pb > 0 && pa + pb == 4)
