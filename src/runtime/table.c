@@ -36,6 +36,7 @@
 #include "io/uring.h"
 #include "mephisto/log.h"
 #include "runtime/msg.h"
+#include "runtime/opts.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
@@ -57,9 +58,7 @@ static void opts_fini(mph_table_opts_t *o)
     free(o->key_codec);
     free(o->value_codec);
     free(o->dflt);
-    for (size_t i = 0; i < o->nconfigs * 2; i++)
-        free(o->configs[i]);
-    free(o->configs);
+    mph__opts_pairs_free(o->configs, o->nconfigs);
 }
 
 void mph_table_opts_destroy(mph_table_opts_t *o)
@@ -70,15 +69,6 @@ void mph_table_opts_destroy(mph_table_opts_t *o)
     free(o);
 }
 
-static mph_err_t dup_into(char **slot, const char *v)
-{
-    char *c = strdup(v);
-    if (!c)
-        return MPH_ERR_NOMEM;
-    free(*slot);
-    *slot = c;
-    return MPH_OK;
-}
 
 
 mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *value,
@@ -100,7 +90,7 @@ mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *
             snprintf(errstr, errstr_size, "%s: %s", name, why);
             return MPH_ERR_INVALID;
         }
-        return dup_into(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
+        return mph__opts_str(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
     }
     if (!strcmp(name, "default")) {
         free(o->dflt);
@@ -133,15 +123,7 @@ mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *
         return MPH_OK;
     }
     if (!strncmp(name, "changelog.", 10) && name[10]) {
-        char **c = realloc(o->configs, (o->nconfigs * 2 + 3) * sizeof *c);
-        if (!c)
-            return MPH_ERR_NOMEM;
-        o->configs = c;
-        c[o->nconfigs * 2] = strdup(name + 10);
-        c[o->nconfigs * 2 + 1] = strdup(value);
-        c[o->nconfigs * 2 + 2] = NULL;
-        o->nconfigs++;
-        return MPH_OK;
+        return mph__opts_pair(&o->configs, &o->nconfigs, name + 10, value);
     }
     snprintf(errstr, errstr_size,
              "%s: unknown table option (key_codec, value_codec, default, store, partitions, "

@@ -8,6 +8,7 @@
 
 #include "io/codec.h"
 #include "runtime/app.h"
+#include "runtime/opts.h"
 
 static const char *const policies[] = {"dead_letter", "skip", "fail", NULL};
 
@@ -35,9 +36,7 @@ void mph_topic_opts_destroy(mph_topic_opts_t *o)
         return;
     free(o->key_codec);
     free(o->value_codec);
-    for (size_t i = 0; i < o->nconfigs * 2; i++)
-        free(o->configs[i]);
-    free(o->configs);
+    mph__opts_pairs_free(o->configs, o->nconfigs);
     free(o);
 }
 
@@ -65,16 +64,6 @@ static int parse_bool(const char *v)
     return -1;
 }
 
-static mph_err_t replace(char **slot, const char *v)
-{
-    char *c = strdup(v);
-    if (!c)
-        return MPH_ERR_NOMEM;
-    free(*slot);
-    *slot = c;
-    return MPH_OK;
-}
-
 mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *value,
                              char *errstr, size_t errstr_size)
 {
@@ -96,7 +85,7 @@ mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *
         }
         if (name[0] == 'v')
             o->record = NULL;
-        return replace(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
+        return mph__opts_str(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
     }
     if (!strcmp(name, "partitions"))
         return parse_int(name, value, 1, 100000, &o->partitions, errstr, errstr_size);
@@ -122,18 +111,7 @@ mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *
         return MPH_OK;
     }
     if (!strncmp(name, "config.", 7) && name[7]) {
-        for (size_t i = 0; i < o->nconfigs; i++)
-            if (!strcmp(o->configs[2 * i], name + 7))
-                return replace(&o->configs[2 * i + 1], value);
-        char **c = realloc(o->configs, (o->nconfigs * 2 + 3) * sizeof *c);
-        if (!c)
-            return MPH_ERR_NOMEM;
-        o->configs = c;
-        c[o->nconfigs * 2] = strdup(name + 7);
-        c[o->nconfigs * 2 + 1] = strdup(value);
-        c[o->nconfigs * 2 + 2] = NULL;
-        o->nconfigs++;
-        return MPH_OK;
+        return mph__opts_pair(&o->configs, &o->nconfigs, name + 7, value);
     }
     snprintf(errstr, errstr_size,
              "%s: unknown topic option (key_codec, value_codec, partitions, replication, "
@@ -172,8 +150,8 @@ static mph_err_t opts_copy(mph_topic_opts_t *dst, const mph_topic_opts_t *src)
     o->create = src->create;
     o->on_decode_error = src->on_decode_error;
     o->record = src->record;
-    if ((src->key_codec && replace(&o->key_codec, src->key_codec)) ||
-        (src->value_codec && replace(&o->value_codec, src->value_codec)))
+    if ((src->key_codec && mph__opts_str(&o->key_codec, src->key_codec)) ||
+        (src->value_codec && mph__opts_str(&o->value_codec, src->value_codec)))
         return MPH_ERR_NOMEM;
     for (size_t i = 0; i < src->nconfigs; i++) {
         char name[512];
@@ -248,9 +226,7 @@ void mph__topic_free(mph_topic_t *t)
     free(t->name);
     free(t->opts.key_codec);
     free(t->opts.value_codec);
-    for (size_t i = 0; i < t->opts.nconfigs * 2; i++)
-        free(t->opts.configs[i]);
-    free(t->opts.configs);
+    mph__opts_pairs_free(t->opts.configs, t->opts.nconfigs);
     free(t->agents);
     free(t);
 }
