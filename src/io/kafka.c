@@ -219,7 +219,7 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
             {"session.timeout.ms", num},
             {"heartbeat.interval.ms", "1000"},
             {"fetch.wait.max.ms", "100"},
-            {"queued.min.messages", "20000"},
+            {"queued.min.messages", "20000"}, /* the app sizes it (app.c) */
         };
         for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
             if (mph__kafka_conf_set(kc, c[i].k, c[i].v, errstr, errstr_size))

@@ -123,7 +123,7 @@ mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size)
         goto fail;
     app->commit_interval_ms = mph_conf_get_int(conf, "commit_interval_ms", 1000);
     app->commit_every = mph_conf_get_int(conf, "commit_every", 10000);
-    app->stream_buffer_max = mph_conf_get_int(conf, "stream_buffer_max", 10000);
+    app->stream_buffer_max = mph_conf_get_int(conf, "stream_buffer_max", 100000);
     app->max_poll_batch = mph_conf_get_int(conf, "max_poll_batch", 1024);
     app->shutdown_timeout_ms = mph_conf_get_int(conf, "shutdown_timeout_ms", 30000);
     const char *policy = mph_conf_get(conf, "on_agent_error");
@@ -444,6 +444,21 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     if (!kc)
         goto fail;
     mph__coord_configure(app->coord, kc);
+    if (!mph_conf_is_set(app->conf, "kafka.queued.min.messages")) {
+        /* librdkafka prefetches per partition. Keep a worker's share of the
+         * prefetch at half of stream_buffer_max, so that back-pressure
+         * pauses (which drop what was prefetched and fetch it again) happen
+         * only when agents really fall behind, not on every fetch. */
+        int64_t parts = 0;
+        for (size_t i = 0; i < app->ntopics; i++)
+            if (app->topics[i]->nagents)
+                parts += app->topics[i]->partitions;
+        int64_t per_worker = (parts + app->nworkers - 1) / app->nworkers;
+        int64_t pf = app->stream_buffer_max / (2 * (per_worker > 0 ? per_worker : 1));
+        char num[32];
+        snprintf(num, sizeof num, "%lld", (long long)(pf < 1000 ? 1000 : pf > 100000 ? 100000 : pf));
+        mph__kafka_conf_set(kc, "queued.min.messages", num, NULL, 0);
+    }
     if (app->web) {
         /* Members publish their web address in client.id so that /router and
          * /tables can send a client to the process that owns a partition. */

@@ -157,14 +157,17 @@ static const struct prop props[] = {
             "`commit_interval_ms`."},
     {.name = "stream_buffer_max",
      .type = T_INT,
-     .dflt = "10000",
+     .dflt = "100000",
      .min = 16,
      .max = 10000000,
-     .doc = "Events a worker may have queued or in flight (fetched but not "
-            "yet fully processed and acknowledged) before it pauses fetching "
-            "for its partitions; fetching resumes when the count falls to "
-            "half. This bounds memory per worker and pushes back on the "
-            "broker when agents or outputs are slower than input."},
+     .doc = "Records a worker may have queued (fetched but not yet "
+            "processed) before it pauses fetching for its partitions; "
+            "fetching resumes when the queue falls to half. librdkafka's "
+            "prefetch per partition is sized to half of this divided by the "
+            "partitions a worker owns (`kafka.queued.min.messages` "
+            "overrides), so pauses happen only when agents fall behind. "
+            "This bounds memory per worker and pushes back on the broker "
+            "when agents or outputs are slower than input."},
     {.name = "datadir",
      .type = T_STRING,
      .dflt = "mephisto-data",
