@@ -657,7 +657,7 @@ Test(cli_demo, reset_deletes_with_yes_and_refuses_without_a_terminal)
                  "which app?");
     expect_error((const char *[]){"reset", "--set", "app_id=..", "--datadir",
                                   dir, "--yes", NULL},
-                 NULL, 2, "names no app directory");
+                 NULL, 2, "must not be '.' or '..'");
     mph_test_rmrf(dir);
 }
 
