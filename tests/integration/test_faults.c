@@ -43,9 +43,10 @@
  * 0 with its fix.
  * NETWORK_EXCEPTION: that answer to a produce request (retriable in Kafka)
  * fails the send permanently and stops the app.
- * COMMIT_RETRY: an offset commit that fails is not retried while its
- * partition gets no new records (commit points are reported once, when
- * they move), and per-partition commit errors are not counted.
+ * COMMIT_RETRY: an offset commit that fails (librdkafka: "Waiting for
+ * coordinator" after the coordinator was marked dead) is not retried: a
+ * worker reports each commit point once, when it moves, so the partition
+ * stays uncommitted until it gets new records or the app stops.
  * SEND_REFUSED: a record the producer refuses at once (mph_event_forward
  * returns an error) fails the agent, and under the default
  * on_agent_error=log its source offset is committed: the record is lost. */
@@ -67,7 +68,7 @@ enum {
 #define N         20000
 #define K         100
 #define PARTS     4
-#define SEQ_MAX   (N / K + 64) /* sequence numbers per key, extra input too */
+#define SEQ_MAX   (N / K + 256) /* sequence numbers per key, extra input too */
 
 static mph_test_cluster_t *cluster;
 static rd_kafka_mock_cluster_t *mock;
@@ -114,8 +115,10 @@ typedef struct run {
     mph_app_t *app;
     fapp_t f;
     pthread_t waiter;
-    int stopped;        /* ck_pr: mph_app_wait() returned */
-    mph_err_t wait_err; /* what it returned */
+    int stopped;           /* ck_pr: mph_app_wait() returned */
+    mph_err_t wait_err;    /* what it returned */
+    int64_t max_committed; /* the largest committed sum seen while waiting */
+    int backwards;         /* samples below that maximum */
 } run_t;
 
 /* mph_app_wait() on a thread of its own, as the CLI's main thread does: it
@@ -207,6 +210,10 @@ static int64_t wait_done(run_t *r, int64_t want, const int16_t *apis,
     int64_t s = 0;
     for (int i = 0; i < timeout_s * 5 && running(r); i++) {
         s = committed(r);
+        if (s < r->max_committed)
+            r->backwards++;
+        if (s > r->max_committed)
+            r->max_committed = s;
         size_t left = 0;
         for (size_t a = 0; a < napis; a++)
             left += stack_left(apis[a]);
@@ -378,7 +385,8 @@ static void say(const char *name, const char *fmt, ...)
 
 typedef struct result {
     size_t injected, left;
-    int64_t committed;
+    int64_t committed, max_committed;
+    int backwards;
     bool running;
     mph_err_t stop;
     uint64_t send_errors, send_retries, commit_errors, rebalances;
@@ -400,6 +408,8 @@ static result_t run_with(const char *name, int16_t api,
     if (!early)
         inject(api, errs, n);
     res.committed = wait_done(&r, N, &api, 1, timeout_s);
+    res.max_committed = r.max_committed;
+    res.backwards = r.backwards;
     res.left = stack_left(api);
     res.running = running(&r);
     res.send_errors = stat(r.app, "totals.send_errors");
@@ -410,12 +420,13 @@ static result_t run_with(const char *name, int16_t api,
     res.o = check(&r);
     mph_app_destroy(r.app);
     say(name,
-        "%zu injected, %zu not consumed; committed %lld/%d; app %s (%s); "
+        "%zu injected, %zu not consumed; committed %lld/%d (most seen %lld, "
+        "%d samples below it); app %s (%s); "
         "send errors %llu, engine re-sends %llu, commit errors %llu, "
         "rebalances %llu; %d committed inputs missing from the output, %d "
         "duplicates; table: %d keys under, +%d over",
-        n, res.left, (long long)res.committed, N,
-        res.running ? "ran throughout" : "stopped itself",
+        n, res.left, (long long)res.committed, N, (long long)res.max_committed,
+        res.backwards, res.running ? "ran throughout" : "stopped itself",
         mph_err_str(res.stop), (unsigned long long)res.send_errors,
         (unsigned long long)res.send_retries,
         (unsigned long long)res.commit_errors,
@@ -450,18 +461,27 @@ static void expect_retried(const char *name, const result_t *r)
 }
 
 /* For a test of a known bug: true (after printing XFAIL) when the run shows
- * exactly the known wrong behaviour; an XPASS fails the test. */
-static bool xfail(const char *name, int known, bool ok, bool known_wrong,
-                  const char *what)
+ * exactly the known wrong behaviour. A run without the bug fails the test
+ * (XPASS: remove the marker with the fix), except for an intermittent bug,
+ * whose absence from one run proves nothing: that is printed and passes. */
+static bool xfail(const char *name, int known, bool ok, bool intermittent,
+                  bool known_wrong, const char *what)
 {
     if (known && !ok && known_wrong) {
         fprintf(stderr, "faults: %s: XFAIL known engine bug: %s\n", name, what);
         return true;
     }
-    cr_expect(!known || !ok,
-              "%s: XPASS: the known bug is fixed; set its "
-              "KNOWN_BUG_ marker to 0",
-              name);
+    if (known && ok && intermittent) {
+        fprintf(stderr,
+                "faults: %s: the known intermittent bug did not show "
+                "this time\n",
+                name);
+        return true;
+    }
+    cr_expect(
+        !known || !ok,
+        "%s: XPASS: the known bug is fixed; set its KNOWN_BUG_ marker to 0",
+        name);
     return false;
 }
 
@@ -489,7 +509,8 @@ Test(faults, produce_network_exception_is_retried)
     result_t r =
         run_with("produce NETWORK_EXCEPTION", API_PRODUCE, errs, 1, false, 15);
     if (xfail("produce NETWORK_EXCEPTION", KNOWN_BUG_NETWORK_EXCEPTION,
-              retried_ok(&r), r.left == 0 && !r.running && r.o.missing == 0,
+              retried_ok(&r), false,
+              r.left == 0 && !r.running && r.o.missing == 0,
               "the send failed permanently and the app stopped (no loss)"))
         return;
     expect_retried("produce NETWORK_EXCEPTION", &r);
@@ -497,6 +518,9 @@ Test(faults, produce_network_exception_is_retried)
 
 Test(faults, commit_errors_are_retried)
 {
+    /* Injected as the app starts: the commits of the first interval, which
+     * cover most of the input, fail; they must be retried although no new
+     * record comes to move the commit points again. */
     const rd_kafka_resp_err_t errs[] = {
         RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
         RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
@@ -506,13 +530,13 @@ Test(faults, commit_errors_are_retried)
         RD_KAFKA_RESP_ERR_NOT_COORDINATOR};
     result_t r = run_with("offset commit", API_OFFSET_COMMIT, errs,
                           sizeof errs / sizeof errs[0], false, 15);
-    /* The known bug: the last commit points failed and stay uncommitted
-     * while the app idles (30 s here), until the graceful stop commits
-     * them; nothing is lost. */
-    if (xfail("offset commit", KNOWN_BUG_COMMIT_RETRY, retried_ok(&r),
+    /* The known bug shows in most runs, not all (it needs a commit to fail
+     * with "Waiting for coordinator" when no later commit follows). */
+    if (xfail("offset commit", KNOWN_BUG_COMMIT_RETRY, retried_ok(&r), true,
               r.left == 0 && r.running && r.stop == MPH_OK && r.committed < N &&
                   r.o.committed_inputs == N && r.o.missing == 0,
-              "failed commits stayed failed until the stop committed them"))
+              "failed commits stayed uncommitted for 15 s while the app "
+              "idled; the graceful stop committed them"))
         return;
     expect_retried("offset commit", &r);
 }
@@ -628,7 +652,7 @@ Test(faults, permanent_produce_error_is_surfaced_without_loss)
     cr_expect(stopped_itself, "a permanent send error must stop the app");
     cr_expect_neq(stop, MPH_OK, "mph_app_wait reports the error");
     if (xfail("permanent produce error", KNOWN_BUG_SEND_REFUSED, o.missing == 0,
-              o.missing > 0 && stopped_itself,
+              true, o.missing > 0 && stopped_itself,
               "inputs committed without their output (records the producer "
               "refused, counted as processed under on_agent_error=log)"))
         return;
