@@ -271,7 +271,7 @@ typedef enum mph_window_stat {
     MPH_WINDOW_STAT_CLOSE_ERRORS,    /* on_close calls that returned an error */
     MPH_WINDOW_STAT_EXPIRED,         /* windows deleted by expiry */
     MPH_WINDOW_STAT_EXPIRED_KEYS,    /* (window, key) pairs deleted by expiry */
-    MPH_WINDOW_STAT_LIVE_WINDOWS,    /* windows held now by shards in use */
+    MPH_WINDOW_STAT_LIVE_WINDOWS,    /* windows held now by this process */
     MPH_WINDOW_STAT_LIVE_PAIRS,      /* (window, key) pairs held now */
     MPH_WINDOW_STAT__COUNT
 } mph_window_stat_t;

@@ -579,7 +579,9 @@ static bool slot_next(const wslot_t *s, size_t *pos, const unsigned char **key,
     return true;
 }
 
-static void index_add(wext_t *x, const void *key, size_t klen, int delta)
+/* Counts key in (+1) or out of (-1) a window in the key index. Only an
+ * increment of a new key allocates (and may fail). */
+static mph_err_t index_add(wext_t *x, const void *key, size_t klen, int delta)
 {
     const void *v;
     size_t vl;
@@ -590,9 +592,8 @@ static void index_add(wext_t *x, const void *key, size_t klen, int delta)
         memcpy(&n, v, 8);
     n = delta > 0 ? n + 1 : (n ? n - 1 : 0);
     if (n == 0)
-        mph__mstore_forget(x->index, key, klen);
-    else
-        mph__mstore_fill(x->index, key, klen, &n, 8);
+        return mph__mstore_forget(x->index, key, klen);
+    return mph__mstore_fill(x->index, key, klen, &n, 8);
 }
 
 /* First index in [head, n) whose start >= start. */
@@ -661,15 +662,21 @@ static wslot_t *slot_insert(wext_t *x, int64_t start)
     return &x->wins[i];
 }
 
+/* A write created the pair (start, key): on failure (out of memory) the
+ * caller removes it from the shard again, and a half-recorded entry is
+ * dropped by the next compaction of its window. */
 static mph_err_t pair_added(wext_t *x, int64_t start, const void *key,
                             size_t klen)
 {
     wslot_t *s = slot_insert(x, start);
     if (!s || slot_append(s, key, klen) != MPH_OK)
         return MPH_ERR_NOMEM;
+    if (index_add(x, key, klen, +1) != MPH_OK) {
+        s->churn = true;
+        return MPH_ERR_NOMEM;
+    }
     s->live++;
     x->pairs++;
-    index_add(x, key, klen, +1);
     stat_add(x->w, MPH_WINDOW_STAT_LIVE_PAIRS, 1);
     return MPH_OK;
 }
@@ -746,6 +753,10 @@ static mph_err_t slot_compact(wext_t *x, mph__shard_t *sh, wslot_t *s)
         free(nb);
         return err;
     }
+    /* The shard is the truth: reconcile the counts with it. */
+    x->pairs = x->pairs + out.live - s->live;
+    stat_add(x->w, MPH_WINDOW_STAT_LIVE_PAIRS,
+             (int64_t)out.live - (int64_t)s->live);
     free(s->keys);
     *s = out;
     return MPH_OK;
@@ -858,13 +869,13 @@ static mph_err_t ext_build(mph_event_t *ev, struct mph_window *w,
         }
         wslot_t *s = &x->wins[x->n - 1];
         const unsigned char *k = b.arena + b.ents[i].off;
-        if (slot_append(s, k, b.ents[i].len) != MPH_OK) {
+        if (slot_append(s, k, b.ents[i].len) != MPH_OK ||
+            index_add(x, k, b.ents[i].len, +1) != MPH_OK) {
             err = MPH_ERR_NOMEM;
             goto fail;
         }
         s->live++;
         x->pairs++;
-        index_add(x, k, b.ents[i].len, +1);
     }
     if (b.have_meta) {
         x->have_st = true;
@@ -1120,6 +1131,7 @@ static void expire_due(mph_event_t *ev, mph__shard_t *sh, wext_t *x)
             break; /* retried at the next event */
         size_t pos = 0, kl;
         const unsigned char *k;
+        uint32_t gone = 0;
         bool failed = false;
         while (slot_next(s, &pos, &k, &kl)) {
             if (ck_reserve(x, kl) != MPH_OK) {
@@ -1134,10 +1146,15 @@ static void expire_due(mph_event_t *ev, mph__shard_t *sh, wext_t *x)
             }
             count_op(ev, w, 2);
             index_add(x, k, kl, -1);
+            gone++;
         }
         if (failed) {
             /* Out of memory mid-window: the deleted prefix stays deleted,
-             * the rest is retried (deleting twice is harmless). */
+             * the rest is retried at the next event. */
+            s->live -= gone < s->live ? gone : s->live;
+            x->pairs -= gone;
+            stat_add(w, MPH_WINDOW_STAT_EXPIRED_KEYS, gone);
+            stat_add(w, MPH_WINDOW_STAT_LIVE_PAIRS, -(int64_t)gone);
             s->churn = true;
             break;
         }
@@ -1252,8 +1269,11 @@ static mph_err_t put(wext_t *x, mph__shard_t *sh, size_t cklen, int64_t start,
                      const void *val, size_t vlen)
 {
     mph_err_t err = mph__shard_set(sh, x->ck, cklen, val ? val : "", vlen);
-    if (!err && !existed)
+    if (!err && !existed) {
         err = pair_added(x, start, key, klen);
+        if (err) /* keep the shard and the index in step */
+            mph__shard_delete(sh, x->ck, cklen);
+    }
     return err;
 }
 

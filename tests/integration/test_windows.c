@@ -1173,15 +1173,16 @@ static void wait_topic(const char *app_id, const char *topic, int64_t n)
 Test(windows, time_from_fields_wall_clock_and_bad_times)
 {
     char app_id[96], json_in[160], rec_in[160], probe_in[160], cl1[200],
-        cl2[200], err[512];
+        cl2[200], cl3[200], err[512];
     mph_test_unique("wfld", app_id, sizeof app_id);
     snprintf(json_in, sizeof json_in, "%s-json", app_id);
     snprintf(rec_in, sizeof rec_in, "%s-rec", app_id);
     snprintf(probe_in, sizeof probe_in, "%s-probe", app_id);
     snprintf(cl1, sizeof cl1, "%s-byfield-changelog", app_id);
     snprintf(cl2, sizeof cl2, "%s-bywall-changelog", app_id);
-    const char *topics[] = {json_in, rec_in, probe_in, cl1, cl2};
-    for (int i = 0; i < 5; i++)
+    snprintf(cl3, sizeof cl3, "%s-plain-changelog", app_id);
+    const char *topics[] = {json_in, rec_in, probe_in, cl1, cl2, cl3};
+    for (int i = 0; i < 6; i++)
         mph_test_create_topic(cluster, topics[i], NPART);
 
     mph_conf_t *conf = mph_conf_new();
@@ -1228,8 +1229,9 @@ Test(windows, time_from_fields_wall_clock_and_bad_times)
     mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
     mph_table_t *t1 = mph_table_new(app, "byfield", o, err, sizeof err);
     mph_table_t *t2 = mph_table_new(app, "bywall", o, err, sizeof err);
+    mph_table_t *t3 = mph_table_new(app, "plain", o, err, sizeof err);
     mph_table_opts_destroy(o);
-    cr_assert(t1 && t2);
+    cr_assert(t1 && t2 && t3);
     c.byfield = mph_table_tumbling(t1, 1000, 3600000, err, sizeof err);
     c.bywall = mph_table_tumbling(t2, 3600000, 3600000, err, sizeof err);
     cr_assert(c.byfield && c.bywall, "%s", err);
@@ -1250,6 +1252,11 @@ Test(windows, time_from_fields_wall_clock_and_bad_times)
     start(app);
     cr_expect_eq(mph_window_grace(c.byfield, 5), MPH_ERR_STATE,
                  "settings freeze at start");
+    cr_expect_eq(mph_window_time_source(c.byfield, "wall"), MPH_ERR_STATE);
+    cr_expect_eq(mph_window_on_close(c.byfield, NULL, NULL), MPH_ERR_STATE);
+    cr_expect_null(mph_table_hopping(t3, 100, 10, 0, err, sizeof err));
+    cr_expect(strstr(err, "before the app starts"), "%s", err);
+    cr_expect_null(mph_table_window(t3));
 
     const char *key = "user-1";
     int part = mph__kafka_partition_for(key, strlen(key), NPART);
