@@ -267,8 +267,14 @@ static void revoke_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     for (int i = 0; i < parts->cnt; i++)
         count[worker_of(app, parts->elems[i].partition)]++;
     int posted = 0;
-    for (int w = 0; w < W; w++)
+    /* Lost (session timed out, e.g. after a long pause): another member may
+     * own them already, so the worker must not write their state anywhere. */
+    bool lost = rd_kafka_assignment_lost(app->consumer);
+    for (int w = 0; w < W; w++) {
         msgs[w] = count[w] ? mph__msg_new(MSG_REVOKE, w, count[w]) : NULL;
+        if (msgs[w])
+            msgs[w]->lost = lost;
+    }
     memset(count, 0, (size_t)W * sizeof *count);
     for (int i = 0; i < parts->cnt; i++) {
         int ti = mph__app_topic_index(app, parts->elems[i].topic);

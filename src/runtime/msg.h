@@ -7,6 +7,7 @@
 #define MPH_RUNTIME_MSG_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum mph__msg_kind {
@@ -32,6 +33,7 @@ typedef struct mph__msg {
     int kind;
     int worker;
     void *ptr; /* per kind (see above); ASSIGN/REVOKED: mph__shard_set_t */
+    bool lost; /* MSG_REVOKE: the group already gave the partitions away */
     size_t n;
     mph__tp_t tp[];
 } mph__msg_t;

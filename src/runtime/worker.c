@@ -58,22 +58,35 @@ static void worker_inbox(mph__worker_t *w);
 /* ------------------------------------------------------------------ */
 /* delivery reports (run on this worker inside rd_kafka_poll)          */
 
+/* Whether a failed delivery is worth sending again. Errors that another
+ * attempt cannot fix (the record, the topic or the permissions are wrong,
+ * or the producer is fenced or fatally failed) stop the app instead;
+ * everything else (timeouts, broker and network trouble, leadership moves,
+ * NETWORK_EXCEPTION, ...) is retried. */
 static bool retriable(rd_kafka_resp_err_t err)
 {
     switch (err) {
-    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
-    case RD_KAFKA_RESP_ERR__TIMED_OUT:
-    case RD_KAFKA_RESP_ERR__TRANSPORT:
-    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
-    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
-    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
-    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
-    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
-    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
-    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
-        return true;
-    default:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+    case RD_KAFKA_RESP_ERR__DESTROY:
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
         return false;
+    default:
+        return true;
     }
 }
 
@@ -319,8 +332,20 @@ static bool bad_input(mph__worker_t *w, mph_topic_t *t, rd_kafka_message_t *m, m
         if (rd_kafka_message_headers(m, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
             orig = NULL;
         ev->agent = NULL;
-        mph_err_t serr = mph__worker_send(w, ev, app->dead_letter, m->partition % (app->dead_letter->partitions > 0 ? app->dead_letter->partitions : 1),
-                                          m->key, m->key_len, m->payload, m->len, h, 4, orig);
+        int32_t dlp = m->partition % (app->dead_letter->partitions > 0 ? app->dead_letter->partitions : 1);
+        mph_err_t serr = mph__worker_send(w, ev, app->dead_letter, dlp, m->key, m->key_len,
+                                          m->payload, m->len, h, 4, orig);
+        if (serr == MPH_ERR_RANGE) {
+            /* Too large for the producer: keep the first 64 KiB of the value
+             * (4 KiB of the key) and say how large it was, rather than
+             * stopping on a record that can never be written. */
+            char vsize[32];
+            snprintf(vsize, sizeof vsize, "%zu", m->len);
+            mph_header_t ht[] = {h[0], h[1], h[2], h[3], {"mph.truncated", vsize, strlen(vsize)}};
+            serr = mph__worker_send(w, ev, app->dead_letter, dlp, m->key,
+                                    m->key_len > 4096 ? 4096 : m->key_len, m->payload,
+                                    m->len > 65536 ? 65536 : m->len, ht, 5, NULL);
+        }
         if (serr) {
             mph__app_fail(app, serr, "cannot dead-letter %s [%d] offset %lld: %s", t->name,
                           (int)m->partition, (long long)m->offset, mph_err_str(serr));
@@ -473,7 +498,13 @@ static void flush_until_idle(mph__worker_t *w, mph__acks_t *a, int64_t deadline_
 static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
 {
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
-    bool durable = mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
+    /* A lost assignment belongs to someone else already: flushing our table
+     * state now would overwrite the new owner's changelog records. */
+    bool durable = !msg->lost && mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
+    if (msg->lost)
+        mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): dropping "
+                              "unflushed table state and commit points of %zu partitions",
+                msg->n);
     mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
     size_t k = 0;
     for (size_t i = 0; i < msg->n; i++) {
@@ -641,7 +672,9 @@ static void *worker_main(void *arg)
         int n = drain(w);
         int64_t now = mph_clock_mono_ns();
         if (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every) {
-            report(w, MSG_COMMIT, false);
+            /* On the timer every commit point goes again, so a commit the
+             * broker refused is retried even when nothing new arrives. */
+            report(w, MSG_COMMIT, now >= w->next_commit_ns);
             w->events_since_commit = 0;
             w->next_commit_ns = now + interval_ns;
         }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mephisto/log.h"
 #include "state/recovery.h"
@@ -84,8 +85,17 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         p->item = it;
         it->records = 0;
         it->rebuilt = false;
-        err = mph__kafka_watermarks(rk, it->changelog, (int32_t)sh->partition, &p->lo, &p->hi,
-                                    timeout_ms);
+        /* Right after a changelog is created its leader may not be known
+         * yet: retry for a while before giving up. */
+        int64_t wm_deadline = mph_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
+        do {
+            err = mph__kafka_watermarks(rk, it->changelog, (int32_t)sh->partition, &p->lo,
+                                        &p->hi, 5000);
+            if (err && mph_clock_mono_ns() < wm_deadline) {
+                struct timespec ts = {0, 200000000};
+                nanosleep(&ts, NULL);
+            }
+        } while (err && mph_clock_mono_ns() < wm_deadline);
         if (err) {
             snprintf(errstr, errstr_size, "recovery of %s [%u]: cannot read watermarks: %s",
                      it->changelog, sh->partition, mph_err_str(err));
