@@ -35,8 +35,8 @@
  * no events closes nothing. The stream time and the closing progress live in
  * the shard itself, so they are checkpointed and restored with the data:
  * after a graceful restart no window closes twice; after a crash under
- * at_least_once, windows that closed after the last commit close again (at
- * most one commit interval of closes is repeated).
+ * at_least_once, windows that closed after the shard's last commit close
+ * again (only those: the repeats are bounded by what one commit covers).
  *
  * Expiry. A closed window is deleted once stream time reaches
  * end + max(expires, grace): its keys are deleted from memory, RocksDB and

@@ -15,7 +15,7 @@
  * exactly as durable as the data. After a graceful stop nothing closes
  * twice; after a crash the shard goes back to its last commit together
  * with the source offsets, and the closes since then are repeated (at
- * least once, bounded by one commit interval).
+ * least once, bounded by what one commit covers).
  *
  * Derived state lives in shard->ext, the slot the table layer keeps for
  * layers above it (only the owning worker touches it; the table layer frees
