@@ -208,10 +208,12 @@ static int topic_of(mph__worker_t *w, rd_kafka_topic_t *rkt)
 /* ------------------------------------------------------------------ */
 /* sending                                                            */
 
-mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
-                           int32_t partition, const void *key, size_t key_len,
-                           const void *value, size_t value_len, const mph_header_t *headers,
-                           size_t header_count, rd_kafka_headers_t *raw_headers)
+/* Hands one record to the producer for event ev. An error leaves nothing
+ * behind (no pending send) and no other side effect. */
+static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
+                             int32_t partition, const void *key, size_t key_len,
+                             const void *value, size_t value_len, const mph_header_t *headers,
+                             size_t header_count, rd_kafka_headers_t *raw_headers)
 {
     if (w->exit)
         return MPH_ERR_STOPPED;
@@ -266,6 +268,28 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
     mph__acks_add_send(&s->acks, ev->seq);
     mph__monitor_send(w->mon, topic->index);
     return MPH_OK;
+}
+
+mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
+                           int32_t partition, const void *key, size_t key_len,
+                           const void *value, size_t value_len, const mph_header_t *headers,
+                           size_t header_count, rd_kafka_headers_t *raw_headers)
+{
+    mph_err_t err = send_record(w, ev, topic, partition, key, key_len, value, value_len,
+                                headers, header_count, raw_headers);
+    if (err && err != MPH_ERR_STOPPED && err != MPH_ERR_INVALID) {
+        /* The producer refused the record outright (too large, unknown
+         * topic, ...): going on would commit past an output that will never
+         * exist, so stop without committing past the source record, as for
+         * a delivery that failed permanently. */
+        w->failed = true;
+        mph__app_fail(w->app, err,
+                      "send to %s from %s [%d] offset %lld refused: %s; stopping without "
+                      "committing past the source record",
+                      topic->name, ev->topic->name, (int)ev->rkm->partition,
+                      (long long)ev->rkm->offset, mph_err_str(err));
+    }
+    return err;
 }
 
 /* ------------------------------------------------------------------ */
@@ -333,8 +357,8 @@ static bool bad_input(mph__worker_t *w, mph_topic_t *t, rd_kafka_message_t *m, m
             orig = NULL;
         ev->agent = NULL;
         int32_t dlp = m->partition % (app->dead_letter->partitions > 0 ? app->dead_letter->partitions : 1);
-        mph_err_t serr = mph__worker_send(w, ev, app->dead_letter, dlp, m->key, m->key_len,
-                                          m->payload, m->len, h, 4, orig);
+        mph_err_t serr = send_record(w, ev, app->dead_letter, dlp, m->key, m->key_len,
+                                     m->payload, m->len, h, 4, orig);
         if (serr == MPH_ERR_RANGE) {
             /* Too large for the producer: keep the first 64 KiB of the value
              * (4 KiB of the key) and say how large it was, rather than
@@ -428,6 +452,8 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
         ev->agent = a;
         mph_err_t rc = a->fn(ev, a->opaque);
         mph__monitor_agent(w->mon, a->index, rc != MPH_OK);
+        if (w->failed)
+            return; /* a refused send: never processed, never committed past */
         if (rc != MPH_OK) {
             mph_log_limited(&w->log_lim, 1000, MPH_LOG_ERROR,
                             "agent %s failed on %s [%d] offset %lld: %s", a->name, t->name,

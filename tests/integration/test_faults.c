@@ -39,20 +39,21 @@
 #include "mephisto/sensor.h"
 #include "mph_test.h"
 
-/* Known engine bugs (docs/reliability.md, "Known engine bugs"); set each to
- * 0 with its fix.
+/* Engine bugs this test found, all fixed now (kept as markers so that a
+ * regression names what came back; set one to 1 to expect the old
+ * behaviour):
  * NETWORK_EXCEPTION: that answer to a produce request (retriable in Kafka)
- * fails the send permanently and stops the app.
- * COMMIT_RETRY: an offset commit that fails (librdkafka: "Waiting for
- * coordinator" after the coordinator was marked dead) is not retried: a
- * worker reports each commit point once, when it moves, so the partition
- * stays uncommitted until it gets new records or the app stops.
- * SEND_REFUSED: a record the producer refuses at once (mph_event_forward
- * returns an error) fails the agent, and under the default
- * on_agent_error=log its source offset is committed: the record is lost. */
-#define KNOWN_BUG_NETWORK_EXCEPTION 1
-#define KNOWN_BUG_COMMIT_RETRY      1
-#define KNOWN_BUG_SEND_REFUSED      1
+ * failed the send permanently and stopped the app. Fixed: only errors no
+ * retry can fix stop the app.
+ * COMMIT_RETRY: a failed offset commit was not retried while no new record
+ * moved the commit point. Fixed: every commit point is sent again each
+ * commit interval.
+ * SEND_REFUSED: a record the producer refused at once failed the agent and,
+ * under on_agent_error=log, its source offset was committed (lost output).
+ * Fixed: a refused send stops the app without committing past its source. */
+#define KNOWN_BUG_NETWORK_EXCEPTION 0
+#define KNOWN_BUG_COMMIT_RETRY      0
+#define KNOWN_BUG_SEND_REFUSED      0
 
 /* Kafka protocol API keys (the mock's error stacks are per API). */
 enum {
@@ -529,13 +530,13 @@ Test(faults, commit_errors_are_retried)
         RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
         RD_KAFKA_RESP_ERR_NOT_COORDINATOR};
     result_t r = run_with("offset commit", API_OFFSET_COMMIT, errs,
-                          sizeof errs / sizeof errs[0], false, 15);
+                          sizeof errs / sizeof errs[0], false, 10);
     /* The known bug shows in most runs, not all (it needs a commit to fail
      * with "Waiting for coordinator" when no later commit follows). */
     if (xfail("offset commit", KNOWN_BUG_COMMIT_RETRY, retried_ok(&r), true,
               r.left == 0 && r.running && r.stop == MPH_OK && r.committed < N &&
                   r.o.committed_inputs == N && r.o.missing == 0,
-              "failed commits stayed uncommitted for 15 s while the app "
+              "failed commits stayed uncommitted for 10 s while the app "
               "idled; the graceful stop committed them"))
         return;
     expect_retried("offset commit", &r);
