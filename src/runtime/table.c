@@ -452,6 +452,16 @@ mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w)
 
 #define CL_SLOT 0xFFFFu
 
+void mph__tables_changelog_failed(mph__worker_t *w, const char *why)
+{
+    w->cl_pending--;
+    w->cl_failed = true;
+    mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                    "changelog write failed (%s); the commit waits and the table's current "
+                    "values are written again",
+                    why);
+}
+
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset)
 {
     uint32_t t = (uint32_t)(tag >> 24), p = (uint32_t)(tag & 0xFFFFFF);
@@ -519,6 +529,7 @@ bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
     /* Records of an earlier attempt still in flight: let them land first. */
     if (!wait_changelog(w, deadline))
         return false;
+    w->cl_failed = false; /* this attempt writes every dirty key again */
     size_t produced = 0;
     for (size_t i = 0; i < app->ntables; i++) {
         for (int p = 0; p < app->tables[i]->partitions; p++) {
@@ -541,6 +552,12 @@ bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
         mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
                         "changelog not acknowledged in time (%lld pending); commit deferred",
                         (long long)w->cl_pending);
+        return false;
+    }
+    if (w->cl_failed) {
+        /* Some record of this flush was not written: keep the dirty sets,
+         * so the next flush writes every key's latest value again. */
+        w->cl_failed = false;
         return false;
     }
     /* Data and checkpoint in one WriteBatch per RocksDB instance. */

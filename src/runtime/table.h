@@ -73,6 +73,8 @@ mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
  * up to now is durable and commit points may be reported. */
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset);
+/* A changelog record was not written (the flush in progress fails). */
+void mph__tables_changelog_failed(mph__worker_t *w, const char *why);
 void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r);
 
 /* For layers built on tables (windows): the event's shard of t (NULL when

@@ -98,6 +98,14 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     uint8_t gen = (uint8_t)(v >> SEQ_BITS);
     uint64_t seq = v & SEQ_MASK;
 
+    if (m->err && slot_id == 0xFFFFu) {
+        /* A changelog record is never sent again as it was: a later value
+         * of its key may be on its way already, and the older one would
+         * overwrite it. The flush fails instead and produces the keys'
+         * current values again at the next commit. */
+        mph__tables_changelog_failed(w, rd_kafka_err2str(m->err));
+        return;
+    }
     if (m->err) {
         if (retriable(m->err) && !w->exit && ck_pr_load_int(&w->app->state) == APP_RUNNING) {
             /* Re-send the same bytes; the entry stays pending. */

@@ -69,6 +69,7 @@ struct mph__worker {
     struct mph__shard ***shards;   /* [table][partition] owned by this worker */
     struct mph__rstore **rstores;  /* [table] RocksDB instance, NULL for memory */
     int64_t cl_pending;            /* changelog records not yet acknowledged */
+    bool cl_failed;                /* a changelog record of this flush failed */
     mph_json_parser_t *json;       /* this worker's parser, reused per event */
     mph_record_t **records;        /* [topic] reusable decoded record */
     mph__monitor_t *mon; /* sensors; this worker is the only writer */
