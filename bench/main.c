@@ -12,7 +12,8 @@
 #include "bench.h"
 #include "tools.h"
 
-#define BENCH_SCENARIOS(X) X(passthrough) X(latency) X(partitions) X(json)
+#define BENCH_SCENARIOS(X)                                                     \
+    X(passthrough) X(latency) X(partitions) X(json) X(window)
 
 #define DECLARE(name) extern const bench_scenario_t bench_scn_##name;
 BENCH_SCENARIOS(DECLARE)
