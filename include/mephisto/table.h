@@ -25,8 +25,9 @@
  *                            (for i64 tables a decimal number; default 0
  *                            for increments)
  *   store                    memory | rocksdb (default: the app's `store`)
- *   partitions               shard count (default: the partition count of
- *                            the app's source topics, which must agree)
+ *   partitions               shard count (default: the topic_partitions
+ *                            setting, as in Faust); the topics whose agents
+ *                            write the table must have as many partitions
  *   cache_max_keys           rocksdb tables: keys kept in memory per shard
  *                            (default: table_cache_max_keys)
  *   changelog.<config>       a topic config for the changelog
