@@ -699,19 +699,38 @@ static void *worker_main(void *arg)
     int64_t interval_ns = w->app->commit_interval_ms * 1000000;
     w->next_commit_ns = mph_clock_mono_ns() + interval_ns;
 
+    /* A worker that did not run for half a session timeout (the process was
+     * stopped, the machine froze) may have lost its partitions without
+     * knowing yet: it commits and flushes nothing until the group had time
+     * to tell it, so a zombie never writes table state over a new owner's. */
+    int64_t session_ns = mph_conf_get_int(w->app->conf, "session_timeout_ms", 10000) * 1000000;
+    int64_t last_ns = mph_clock_mono_ns(), suspect_until = 0;
+
     while (!w->exit) {
         worker_inbox(w);
         if (w->exit)
             break;
+        int64_t before = mph_clock_mono_ns();
+        if (before - last_ns > session_ns / 2) {
+            suspect_until = before + 2 * session_ns;
+            mph_log(MPH_LOG_WARN,
+                    "worker did not run for %lld ms: no commit until the group confirms its "
+                    "partitions",
+                    (long long)((before - last_ns) / 1000000));
+        }
+        last_ns = before;
         int n = drain(w);
         int64_t now = mph_clock_mono_ns();
-        if (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every) {
+        bool suspect = now < suspect_until || rd_kafka_assignment_lost(w->app->consumer);
+        if (!suspect &&
+            (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every)) {
             /* On the timer every commit point goes again, so a commit the
              * broker refused is retried even when nothing new arrives. */
             report(w, MSG_COMMIT, now >= w->next_commit_ns);
             w->events_since_commit = 0;
             w->next_commit_ns = now + interval_ns;
         }
+        last_ns = mph_clock_mono_ns(); /* long drains and flushes are not stalls */
         if (n >= w->app->max_poll_batch)
             continue; /* more is waiting: do not sleep */
         int64_t wait = w->next_commit_ns - now;
