@@ -1,6 +1,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
+#include "io/codec.h"
 #include "runtime/opts.h"
 
 mph_err_t mph__opts_str(char **slot, const char *v)
@@ -40,4 +43,16 @@ void mph__opts_pairs_free(char **list, size_t n)
     for (size_t i = 0; list && i < n * 2; i++)
         free(list[i]);
     free(list);
+}
+
+mph_err_t mph__opts_codec(const char *name, const char *value, char **slot, char *errstr,
+                          size_t errstr_size)
+{
+    mph_codec_t c;
+    char why[200];
+    if (mph__codec_lookup(value, &c, why, sizeof why) != MPH_OK) {
+        snprintf(errstr, errstr_size, "%s: %s", name, why);
+        return MPH_ERR_INVALID;
+    }
+    return mph__opts_str(slot, value);
 }

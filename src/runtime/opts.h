@@ -15,5 +15,9 @@ mph_err_t mph__opts_str(char **slot, const char *v);
 /* Sets name to value in the list (replacing an earlier value). */
 mph_err_t mph__opts_pair(char ***list, size_t *n, const char *name, const char *value);
 void mph__opts_pairs_free(char **list, size_t n);
+/* Validates a codec name for option `name` (key_codec, value_codec) and
+ * stores it in *slot; errstr says "<name>: <reason>" on failure. */
+mph_err_t mph__opts_codec(const char *name, const char *value, char **slot, char *errstr,
+                          size_t errstr_size);
 
 #endif

@@ -84,13 +84,8 @@ mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *
         return MPH_ERR_INVALID;
     }
     if (!strcmp(name, "key_codec") || !strcmp(name, "value_codec")) {
-        mph_codec_t c;
-        char why[200];
-        if (mph__codec_lookup(value, &c, why, sizeof why) != MPH_OK) {
-            snprintf(errstr, errstr_size, "%s: %s", name, why);
-            return MPH_ERR_INVALID;
-        }
-        return mph__opts_str(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
+        return mph__opts_codec(name, value, name[0] == 'k' ? &o->key_codec : &o->value_codec,
+                               errstr, errstr_size);
     }
     if (!strcmp(name, "default")) {
         free(o->dflt);

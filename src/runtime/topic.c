@@ -77,15 +77,12 @@ mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *
         return MPH_ERR_INVALID;
     }
     if (!strcmp(name, "key_codec") || !strcmp(name, "value_codec")) {
-        mph_codec_t c;
-        char why[200];
-        if (mph__codec_lookup(value, &c, why, sizeof why) != MPH_OK) {
-            snprintf(errstr, errstr_size, "%s: %s", name, why);
-            return MPH_ERR_INVALID;
-        }
-        if (name[0] == 'v')
+        mph_err_t err = mph__opts_codec(name, value,
+                                        name[0] == 'k' ? &o->key_codec : &o->value_codec,
+                                        errstr, errstr_size);
+        if (!err && name[0] == 'v')
             o->record = NULL;
-        return mph__opts_str(name[0] == 'k' ? &o->key_codec : &o->value_codec, value);
+        return err;
     }
     if (!strcmp(name, "partitions"))
         return parse_int(name, value, 1, 100000, &o->partitions, errstr, errstr_size);
