@@ -56,7 +56,7 @@ static const char *build_dir(void)
 
 static const char *cli_path(void)
 {
-    static char path[PATH_MAX];
+    static char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/mephisto", build_dir());
     cr_assert_eq(access(path, X_OK), 0,
                  "%s: %s (build the mephisto_cli target first)", path,
@@ -66,7 +66,7 @@ static const char *cli_path(void)
 
 static const char *forward_plugin(void)
 {
-    static char path[PATH_MAX];
+    static char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/examples/libforward.so", build_dir());
     cr_assert_eq(access(path, R_OK), 0,
                  "%s: %s (build the forward target first)", path,
