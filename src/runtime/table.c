@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 #include <poll.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -515,6 +516,44 @@ static bool wait_changelog(mph__worker_t *w, int64_t deadline_ns)
     return w->cl_pending == 0;
 }
 
+/* Free space below which a state store that failed on a full disk is not
+ * reopened yet: the reopen replays its WAL into a new SST file and writes a
+ * new WAL and MANIFEST. */
+#define REOPEN_MIN_FREE (2u << 20)
+
+/* A RocksDB instance refuses every write after one failed (see
+ * mph__rstore_reopen). Reopens w's failed instance of table i once its disk
+ * has room again. False while it cannot be written: the flush then sends
+ * nothing to the changelog and commits nothing. A reopen that fails stops
+ * the app: with the store closed, reads could not be served. */
+static bool store_writable(mph__worker_t *w, size_t i)
+{
+    mph__rstore_t *rs = w->rstores[i];
+    const char *name = w->app->tables[i]->name;
+    if (!rs || !mph__rstore_failed(rs))
+        return true;
+    struct statvfs sv;
+    if (statvfs(mph__rstore_dir(rs), &sv) == 0 &&
+        (unsigned long long)sv.f_bavail * sv.f_frsize < REOPEN_MIN_FREE) {
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_ERROR,
+                        "table %s: state store %s cannot be written (disk full: %llu bytes "
+                        "free); commits wait until space frees",
+                        name, mph__rstore_dir(rs),
+                        (unsigned long long)sv.f_bavail * sv.f_frsize);
+        return false;
+    }
+    char err[512] = "";
+    mph_err_t rc = mph__rstore_reopen(rs, err, sizeof err);
+    if (rc) {
+        mph__app_fail(w->app, rc, "table %s: cannot reopen the state store after a failed write: %s",
+                      name, err);
+        return false;
+    }
+    mph_log(MPH_LOG_INFO, "table %s: state store %s reopened after a failed write; commits resume",
+            name, mph__rstore_dir(rs));
+    return true;
+}
+
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
 {
     mph_app_t *app = w->app;
@@ -524,6 +563,9 @@ bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
     /* Records of an earlier attempt still in flight: let them land first. */
     if (!wait_changelog(w, deadline))
         return false;
+    for (size_t i = 0; i < app->ntables; i++)
+        if (!store_writable(w, i))
+            return false;
     w->cl_failed = false; /* this attempt writes every dirty key again */
     size_t produced = 0;
     for (size_t i = 0; i < app->ntables; i++) {

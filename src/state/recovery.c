@@ -31,6 +31,7 @@ typedef struct part {
     int64_t lo, hi, next;
     bool done;
     mph__rstore_batch_t *batch;
+    uint64_t gen; /* the store's generation before the first bulk write */
 } part_t;
 
 static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr_size)
@@ -41,7 +42,7 @@ static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr
     mph__rstore_checkpoint_t cp = {sh->applied, (uint32_t)workers};
     mph_err_t err = mph__rstore_batch_checkpoint(p->batch, sh->partition, &cp);
     if (!err)
-        err = mph__rstore_write_bulk(sh->rs, p->batch, errstr, errstr_size);
+        err = mph__rstore_write_bulk(sh->rs, p->batch, p->gen, errstr, errstr_size);
     mph__rstore_batch_clear(p->batch);
     return err;
 }
@@ -127,6 +128,7 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 err = MPH_ERR_NOMEM;
                 goto out;
             }
+            p->gen = mph__rstore_gen(sh->rs);
         }
         total += p->hi - start;
         rd_kafka_topic_partition_list_add(assign, it->changelog, (int32_t)sh->partition)->offset =
@@ -213,7 +215,7 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         for (size_t j = 0; j < i; j++)
             seen |= parts[j].batch && items[j].shard->rs == sh->rs;
         if (!seen)
-            err = mph__rstore_bulk_finish(sh->rs, errstr, errstr_size);
+            err = mph__rstore_bulk_finish(sh->rs, parts[i].gen, errstr, errstr_size);
     }
     if (!err && total > 0) {
         double secs = (double)(mph_clock_mono_ns() - t0) / 1e9;

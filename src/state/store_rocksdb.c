@@ -51,6 +51,20 @@
  * Dropping a shard is one DeleteRange over [p] .. [p+1), which removes the
  * user keys and the checkpoint at once.
  *
+ * Reopening after a failed write. Once a write fails (the disk is full, an
+ * I/O error), RocksDB keeps the error as its background error and refuses
+ * every later write until DB::Resume(), which its C API does not offer. So
+ * the instance is marked failed, and its owner reopens it in place
+ * (mph__rstore_reopen): close, open, replay of the WAL, which brings back
+ * every commit that was written. The handle (mph__rstore_t) stays the same,
+ * so shards that point at it need not know. Every use of the RocksDB handle
+ * holds the read side of a rwlock (iterators and pins for their whole life);
+ * the reopen holds the write side. A reopen loses what was written with the
+ * WAL off and not flushed yet, so it bumps a generation number, and
+ * mph__rstore_bulk_finish() refuses to call a recovery durable when the
+ * generation changed since that recovery began: the recovery fails loudly
+ * instead of handing over a shard whose checkpoint claims lost records.
+ *
  * Tuning for many small shards: small memtables (4 MiB, two of them), one
  * LRU block cache for the whole process with index and filter blocks charged
  * to it, whole-key bloom filters, a bounded number of open files per
@@ -69,6 +83,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <rocksdb/c.h>
@@ -590,9 +605,40 @@ static void keybuf_release(struct keybuf *kb)
 
 struct mph__rstore {
     mph__rstore_env_t *env;
-    rocksdb_t *db;
+    rocksdb_t *db; /* NULL after a reopen that failed; guarded by lock */
     char *dir;
+    pthread_rwlock_t lock; /* read: any use of db; write: reopen */
+    int failed;            /* __atomic: a write failed since the last open */
+    uint64_t gen;          /* __atomic: opens of this handle so far */
 };
+
+/* Takes the read side of st->lock for one use of the RocksDB handle; fails
+ * (lock not held) when the instance is closed after a failed reopen. */
+static mph_err_t use_begin(mph__rstore_t *st, char *errstr, size_t size)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    if (st->db != NULL)
+        return MPH_OK;
+    pthread_rwlock_unlock(&st->lock);
+    set_err(errstr, size,
+            "state store %s is closed: it could not be reopened after a "
+            "failed write",
+            st->dir);
+    return MPH_ERR_STORE;
+}
+
+static void use_end(mph__rstore_t *st)
+{
+    pthread_rwlock_unlock(&st->lock);
+}
+
+/* A failed write leaves RocksDB refusing writes until it is reopened. */
+static mph_err_t write_failed(mph__rstore_t *st, char *rerr, const char *what,
+                              char *errstr, size_t errstr_size)
+{
+    __atomic_store_n(&st->failed, 1, __ATOMIC_RELEASE);
+    return rocksdb_fail(rerr, what, st->dir, errstr, errstr_size);
+}
 
 mph_err_t mph__rstore_path(char *buf, size_t size, const char *datadir,
                            const char *table, int worker)
@@ -673,6 +719,8 @@ mph__rstore_t *mph__rstore_open(mph__rstore_env_t *env, const char *dir,
         goto fail_free_st;
     }
     st->env = env;
+    st->gen = 1;
+    pthread_rwlock_init(&st->lock, NULL);
     st->db = rocksdb_open(env->opts, dir, &rerr);
     if (rerr != NULL) {
         /* RocksDB reports a held lock as "IO error: While lock file:
@@ -696,6 +744,8 @@ mph__rstore_t *mph__rstore_open(mph__rstore_env_t *env, const char *dir,
     return st;
 
 fail_free_st:
+    if (st != NULL && st->env != NULL)
+        pthread_rwlock_destroy(&st->lock);
     if (st != NULL)
         free(st->dir);
     free(st);
@@ -709,9 +759,43 @@ void mph__rstore_close(mph__rstore_t *st)
 {
     if (st == NULL)
         return;
-    rocksdb_close(st->db);
+    if (st->db != NULL)
+        rocksdb_close(st->db);
+    pthread_rwlock_destroy(&st->lock);
     free(st->dir);
     free(st);
+}
+
+bool mph__rstore_failed(const mph__rstore_t *st)
+{
+    return __atomic_load_n(&st->failed, __ATOMIC_ACQUIRE) != 0;
+}
+
+uint64_t mph__rstore_gen(const mph__rstore_t *st)
+{
+    return __atomic_load_n(&st->gen, __ATOMIC_ACQUIRE);
+}
+
+mph_err_t mph__rstore_reopen(mph__rstore_t *st, char *errstr,
+                             size_t errstr_size)
+{
+    char *rerr = NULL;
+    mph_err_t rc = MPH_OK;
+
+    pthread_rwlock_wrlock(&st->lock);
+    if (st->db != NULL)
+        rocksdb_close(st->db);
+    st->db = rocksdb_open(st->env->opts, st->dir, &rerr);
+    __atomic_add_fetch(&st->gen, 1, __ATOMIC_ACQ_REL);
+    if (rerr != NULL) {
+        st->db = NULL;
+        rc = rocksdb_fail(rerr, "cannot reopen state store", st->dir, errstr,
+                          errstr_size);
+    } else {
+        __atomic_store_n(&st->failed, 0, __ATOMIC_RELEASE);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
 }
 
 const char *mph__rstore_dir(const mph__rstore_t *st)
@@ -723,6 +807,7 @@ const char *mph__rstore_dir(const mph__rstore_t *st)
  * Reads
  * ------------------------------------------------------------------------ */
 
+/* The caller holds the read side of st->lock (use_begin). */
 static mph_err_t get_raw(mph__rstore_t *st, const unsigned char *k, size_t klen,
                          rocksdb_pinnableslice_t **out, char *errstr,
                          size_t errstr_size)
@@ -737,16 +822,22 @@ static mph_err_t get_raw(mph__rstore_t *st, const unsigned char *k, size_t klen,
     return *out == NULL ? MPH_ERR_NOENT : MPH_OK;
 }
 
-mph_err_t mph__rstore_get_pinned(mph__rstore_t *st, uint32_t partition,
-                                 const void *key, size_t klen,
-                                 mph__rstore_pin_t **pin, const void **val,
-                                 size_t *vlen, char *errstr, size_t errstr_size)
+/* A pinned value: RocksDB's slice plus the read lock it keeps. */
+struct mph__rstore_pin {
+    mph__rstore_t *st;
+    rocksdb_pinnableslice_t *ps;
+};
+
+/* Reads key of partition's shard under the read lock, which it returns
+ * held on MPH_OK (and released otherwise). */
+static mph_err_t get_locked(mph__rstore_t *st, uint32_t partition,
+                            const void *key, size_t klen,
+                            rocksdb_pinnableslice_t **ps, char *errstr,
+                            size_t errstr_size)
 {
-    rocksdb_pinnableslice_t *ps = NULL;
     struct keybuf kb;
     mph_err_t rc;
 
-    *pin = NULL;
     if (!partition_ok(partition)) {
         set_err(errstr, errstr_size, "partition %u is out of range", partition);
         return MPH_ERR_RANGE;
@@ -755,45 +846,77 @@ mph_err_t mph__rstore_get_pinned(mph__rstore_t *st, uint32_t partition,
         set_err(errstr, errstr_size, "state store read: out of memory");
         return MPH_ERR_NOMEM;
     }
-    rc = get_raw(st, kb.p, kb.len, &ps, errstr, errstr_size);
+    rc = use_begin(st, errstr, errstr_size);
+    if (rc == MPH_OK) {
+        rc = get_raw(st, kb.p, kb.len, ps, errstr, errstr_size);
+        if (rc != MPH_OK)
+            use_end(st);
+    }
     keybuf_release(&kb);
-    if (rc != MPH_OK)
+    return rc;
+}
+
+mph_err_t mph__rstore_get_pinned(mph__rstore_t *st, uint32_t partition,
+                                 const void *key, size_t klen,
+                                 mph__rstore_pin_t **pin, const void **val,
+                                 size_t *vlen, char *errstr, size_t errstr_size)
+{
+    rocksdb_pinnableslice_t *ps = NULL;
+    mph__rstore_pin_t *p;
+    mph_err_t rc;
+
+    *pin = NULL;
+    p = malloc(sizeof(*p));
+    if (p == NULL) {
+        set_err(errstr, errstr_size, "state store read: out of memory");
+        return MPH_ERR_NOMEM;
+    }
+    rc = get_locked(st, partition, key, klen, &ps, errstr, errstr_size);
+    if (rc != MPH_OK) {
+        free(p);
         return rc;
+    }
+    p->st = st;
+    p->ps = ps;
     *val = rocksdb_pinnableslice_value(ps, vlen);
-    *pin = (mph__rstore_pin_t *)ps;
+    *pin = p;
     return MPH_OK;
 }
 
 void mph__rstore_pin_free(mph__rstore_pin_t *pin)
 {
-    if (pin != NULL)
-        rocksdb_pinnableslice_destroy((rocksdb_pinnableslice_t *)pin);
+    if (pin == NULL)
+        return;
+    rocksdb_pinnableslice_destroy(pin->ps);
+    use_end(pin->st);
+    free(pin);
 }
 
 mph_err_t mph__rstore_get(mph__rstore_t *st, uint32_t partition,
                           const void *key, size_t klen, void **val,
                           size_t *vlen, char *errstr, size_t errstr_size)
 {
-    mph__rstore_pin_t *pin;
+    rocksdb_pinnableslice_t *ps = NULL;
     const void *v;
     size_t n;
     mph_err_t rc;
 
-    rc = mph__rstore_get_pinned(st, partition, key, klen, &pin, &v, &n, errstr,
-                                errstr_size);
+    rc = get_locked(st, partition, key, klen, &ps, errstr, errstr_size);
     if (rc != MPH_OK)
         return rc;
+    v = rocksdb_pinnableslice_value(ps, &n);
     *val = malloc(n > 0 ? n : 1);
     if (*val == NULL) {
-        mph__rstore_pin_free(pin);
+        rc = MPH_ERR_NOMEM;
         set_err(errstr, errstr_size, "state store read: out of memory");
-        return MPH_ERR_NOMEM;
+    } else {
+        if (n > 0)
+            memcpy(*val, v, n);
+        *vlen = n;
     }
-    if (n > 0)
-        memcpy(*val, v, n);
-    *vlen = n;
-    mph__rstore_pin_free(pin);
-    return MPH_OK;
+    rocksdb_pinnableslice_destroy(ps);
+    use_end(st);
+    return rc;
 }
 
 static void ckpt_encode(unsigned char out[CKPT_VALUE_LEN],
@@ -822,23 +945,28 @@ mph_err_t mph__rstore_checkpoint_get(mph__rstore_t *st, uint32_t partition,
         return MPH_ERR_RANGE;
     }
     ckpt_key_of(k, partition);
-    rc = get_raw(st, k, sizeof(k), &ps, errstr, errstr_size);
+    rc = use_begin(st, errstr, errstr_size);
     if (rc != MPH_OK)
         return rc;
+    rc = get_raw(st, k, sizeof(k), &ps, errstr, errstr_size);
+    if (rc != MPH_OK)
+        goto out;
     v = (const unsigned char *)rocksdb_pinnableslice_value(ps, &n);
     if (n != CKPT_VALUE_LEN || v[0] != CKPT_VERSION) {
         set_err(errstr, errstr_size,
                 "state store %s: checkpoint of partition %u is unreadable "
                 "(version %u, %zu bytes)",
                 st->dir, partition, n > 0 ? v[0] : 0u, n);
-        rocksdb_pinnableslice_destroy(ps);
-        return MPH_ERR_STORE;
+        rc = MPH_ERR_STORE;
+    } else {
+        out->offset = (int64_t)((uint64_t)get_be32(v + 1) << 32 |
+                                (uint64_t)get_be32(v + 5));
+        out->workers = get_be32(v + 9);
     }
-    out->offset =
-        (int64_t)((uint64_t)get_be32(v + 1) << 32 | (uint64_t)get_be32(v + 5));
-    out->workers = get_be32(v + 9);
     rocksdb_pinnableslice_destroy(ps);
-    return MPH_OK;
+out:
+    use_end(st);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -957,36 +1085,69 @@ mph_err_t mph__rstore_write(mph__rstore_t *st, mph__rstore_batch_t *b,
                             char *errstr, size_t errstr_size)
 {
     char *rerr = NULL;
+    mph_err_t rc = use_begin(st, errstr, errstr_size);
 
+    if (rc != MPH_OK)
+        return rc;
     rocksdb_write(st->db, st->env->wo, b->wb, &rerr);
     if (rerr != NULL)
-        return rocksdb_fail(rerr, "write to state store", st->dir, errstr,
-                            errstr_size);
-    return MPH_OK;
+        rc = write_failed(st, rerr, "write to state store", errstr,
+                          errstr_size);
+    use_end(st);
+    return rc;
+}
+
+/* Fails when the handle was reopened since generation gen: WAL-less writes
+ * made before the reopen may be gone. Called under the read lock. */
+static mph_err_t same_gen(mph__rstore_t *st, uint64_t gen, char *errstr,
+                          size_t errstr_size)
+{
+    if (gen == mph__rstore_gen(st))
+        return MPH_OK;
+    set_err(errstr, errstr_size,
+            "state store %s was reopened after a failed write during a "
+            "recovery into it; the recovery must start again",
+            st->dir);
+    return MPH_ERR_STORE;
 }
 
 mph_err_t mph__rstore_write_bulk(mph__rstore_t *st, mph__rstore_batch_t *b,
-                                 char *errstr, size_t errstr_size)
+                                 uint64_t gen, char *errstr,
+                                 size_t errstr_size)
 {
     char *rerr = NULL;
+    mph_err_t rc = use_begin(st, errstr, errstr_size);
 
-    rocksdb_write(st->db, st->env->wo_bulk, b->wb, &rerr);
-    if (rerr != NULL)
-        return rocksdb_fail(rerr, "bulk write to state store", st->dir, errstr,
-                            errstr_size);
-    return MPH_OK;
+    if (rc != MPH_OK)
+        return rc;
+    rc = same_gen(st, gen, errstr, errstr_size);
+    if (rc == MPH_OK) {
+        rocksdb_write(st->db, st->env->wo_bulk, b->wb, &rerr);
+        if (rerr != NULL)
+            rc = write_failed(st, rerr, "bulk write to state store", errstr,
+                              errstr_size);
+    }
+    use_end(st);
+    return rc;
 }
 
-mph_err_t mph__rstore_bulk_finish(mph__rstore_t *st, char *errstr,
-                                  size_t errstr_size)
+mph_err_t mph__rstore_bulk_finish(mph__rstore_t *st, uint64_t gen,
+                                  char *errstr, size_t errstr_size)
 {
     char *rerr = NULL;
+    mph_err_t rc = use_begin(st, errstr, errstr_size);
 
-    rocksdb_flush(st->db, st->env->fo, &rerr);
-    if (rerr != NULL)
-        return rocksdb_fail(rerr, "flush of state store", st->dir, errstr,
-                            errstr_size);
-    return MPH_OK;
+    if (rc != MPH_OK)
+        return rc;
+    rc = same_gen(st, gen, errstr, errstr_size);
+    if (rc == MPH_OK) {
+        rocksdb_flush(st->db, st->env->fo, &rerr);
+        if (rerr != NULL)
+            rc = write_failed(st, rerr, "flush of state store", errstr,
+                              errstr_size);
+    }
+    use_end(st);
+    return rc;
 }
 
 mph_err_t mph__rstore_drop_shard(mph__rstore_t *st, uint32_t partition,
@@ -1014,6 +1175,7 @@ mph_err_t mph__rstore_drop_shard(mph__rstore_t *st, uint32_t partition,
  * Iterators
  * ------------------------------------------------------------------------ */
 
+/* An iterator keeps the read side of st->lock for its whole life. */
 struct mph__rstore_iter {
     mph__rstore_t *st;
     rocksdb_readoptions_t *ro; /* holds slices of lo and hi below */
@@ -1037,6 +1199,10 @@ mph__rstore_iter_t *mph__rstore_iter_new(mph__rstore_t *st, uint32_t partition,
         set_err(errstr, errstr_size, "state store iterator: out of memory");
         return NULL;
     }
+    if (use_begin(st, errstr, errstr_size) != MPH_OK) {
+        free(it);
+        return NULL;
+    }
     it->st = st;
     it->partition = partition;
     prefix_of(it->lo, partition, NS_USER);
@@ -1056,6 +1222,7 @@ void mph__rstore_iter_destroy(mph__rstore_iter_t *it)
         return;
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ro);
+    use_end(it->st);
     free(it);
 }
 
@@ -1147,6 +1314,9 @@ mph_err_t mph__rstore_list_shards(mph__rstore_t *st, uint32_t **parts,
     char *rerr = NULL;
     mph_err_t rc = MPH_OK;
 
+    rc = use_begin(st, errstr, errstr_size);
+    if (rc != MPH_OK)
+        return rc;
     ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_fill_cache(ro, 0);
     it = rocksdb_create_iterator(st->db, ro);
@@ -1190,6 +1360,7 @@ mph_err_t mph__rstore_list_shards(mph__rstore_t *st, uint32_t **parts,
 done:
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
+    use_end(st);
     if (rc != MPH_OK) {
         free(arr);
         return rc;

@@ -112,6 +112,24 @@ void mph__rstore_close(mph__rstore_t *st);
 /* The directory it was opened with. Borrowed until close. */
 const char *mph__rstore_dir(const mph__rstore_t *st);
 
+/* True once a write failed (disk full, I/O error) since the store was last
+ * opened: RocksDB then refuses every write until the store is reopened.
+ * @locality any */
+bool mph__rstore_failed(const mph__rstore_t *st);
+/* Reopens the store in place (same handle): closes RocksDB and opens it
+ * again, replaying its WAL, so every write that succeeded is still there.
+ * Waits until no other thread uses the store, then blocks them for the
+ * duration. The calling thread must hold no iterator or pin of st. On
+ * failure the store stays closed (every use fails with MPH_ERR_STORE until
+ * a reopen succeeds) and the error is RocksDB's (MPH_ERR_DISK_FULL when no
+ * space is left). Bumps the generation (mph__rstore_gen) either way.
+ * @locality any (the table layer: the owning worker, in its flush) */
+mph_err_t mph__rstore_reopen(mph__rstore_t *st, char *errstr,
+                             size_t errstr_size);
+/* The number of times this handle was opened; a recovery reads it before
+ * its first bulk write and passes it to every bulk call. @locality any */
+uint64_t mph__rstore_gen(const mph__rstore_t *st);
+
 /* ------------------------------------------------------------------------
  * Reads
  * ------------------------------------------------------------------------ */
@@ -191,14 +209,20 @@ mph_err_t mph__rstore_write(mph__rstore_t *st, mph__rstore_batch_t *b,
  * must carry the checkpoint of its shard as of its last record, and
  * mph__rstore_bulk_finish() must return MPH_OK before the shard receives
  * any mph__rstore_write() — see "Recovery ordering" in store_rocksdb.c.
+ * gen is mph__rstore_gen() read before the recovery's first bulk write:
+ * MPH_ERR_STORE when the store was reopened since (earlier WAL-less writes
+ * may be lost, so the recovery must start again from the checkpoint).
  * @locality the thread recovering the shards in b (the coordinator) */
 mph_err_t mph__rstore_write_bulk(mph__rstore_t *st, mph__rstore_batch_t *b,
-                                 char *errstr, size_t errstr_size);
+                                 uint64_t gen, char *errstr,
+                                 size_t errstr_size);
 /* Flushes the memtables to SST files and waits: after MPH_OK everything
- * written so far, with or without the WAL, is durable. Blocks the caller
- * for the duration of the flush. @locality any */
-mph_err_t mph__rstore_bulk_finish(mph__rstore_t *st, char *errstr,
-                                  size_t errstr_size);
+ * written so far, with or without the WAL, is durable — provided the store
+ * was not reopened since generation gen (else MPH_ERR_STORE, see
+ * mph__rstore_write_bulk). Blocks the caller for the duration of the
+ * flush. @locality any */
+mph_err_t mph__rstore_bulk_finish(mph__rstore_t *st, uint64_t gen,
+                                  char *errstr, size_t errstr_size);
 
 /* Drops a shard (all user keys and the checkpoint) in one WAL write. */
 mph_err_t mph__rstore_drop_shard(mph__rstore_t *st, uint32_t partition,

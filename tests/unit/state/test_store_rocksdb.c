@@ -481,7 +481,8 @@ static void bulk_batches(mph__rstore_t *st, uint32_t p, int batches)
         cp.offset = rec;
         cp.workers = 2;
         mph__rstore_batch_checkpoint(b, p, &cp);
-        if (mph__rstore_write_bulk(st, b, errstr, sizeof(errstr)) != MPH_OK)
+        if (mph__rstore_write_bulk(st, b, mph__rstore_gen(st), errstr,
+                                   sizeof(errstr)) != MPH_OK)
             _exit(3);
     }
     mph__rstore_batch_destroy(b);
@@ -494,7 +495,8 @@ static void child_bulk_then_finish(void)
     if (st == NULL)
         _exit(1);
     bulk_batches(st, 5, 4);
-    if (mph__rstore_bulk_finish(st, errstr, sizeof(errstr)) != MPH_OK)
+    if (mph__rstore_bulk_finish(st, mph__rstore_gen(st), errstr,
+                                sizeof(errstr)) != MPH_OK)
         _exit(4);
 }
 
@@ -765,6 +767,26 @@ Test(store_rocksdb, user_keys_cannot_forge_a_checkpoint)
  * reason. The full disk is a 1 MiB tmpfs mounted in a private mount
  * namespace of this test process (gone when it exits); without the
  * privilege for that the test is skipped. */
+/* Mounts a tmpfs of size at path_of(name) in a private mount namespace of
+ * this test process, or skips the test without the privilege for it. */
+static void small_disk(const char *name, const char *size, char *mnt,
+                       size_t mntlen)
+{
+    char opts[32];
+
+    snprintf(mnt, mntlen, "%s", path_of(name));
+    snprintf(opts, sizeof(opts), "size=%s", size);
+    cr_assert_eq(mkdir(mnt, 0755), 0);
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, opts) != 0) {
+        int e = errno;
+        teardown(); /* a skipped test does not reach .fini */
+        cr_skip_test("needs CAP_SYS_ADMIN to mount a small tmpfs: %s",
+                     strerror(e));
+    }
+}
+
 Test(store_rocksdb, full_disk_is_reported_as_disk_full)
 {
     static char val[4096];
@@ -774,17 +796,7 @@ Test(store_rocksdb, full_disk_is_reported_as_disk_full)
     mph_err_t rc = MPH_OK;
     int i;
 
-    snprintf(mnt, sizeof(mnt), "%s", path_of("small"));
-    cr_assert_eq(mkdir(mnt, 0755), 0);
-    if (unshare(CLONE_NEWNS) != 0 ||
-        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-        mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
-        int e = errno;
-        teardown(); /* a skipped test does not reach .fini */
-        cr_skip_test("needs CAP_SYS_ADMIN to mount a small tmpfs: %s",
-                     strerror(e));
-    }
-
+    small_disk("small", "1m", mnt, sizeof(mnt));
     st = open_at("small/t/w0");
     b = mph__rstore_batch_new();
     memset(val, 'x', sizeof(val));
@@ -802,4 +814,101 @@ Test(store_rocksdb, full_disk_is_reported_as_disk_full)
     mph__rstore_batch_destroy(b);
     mph__rstore_close(st);
     cr_assert_eq(umount2(mnt, MNT_DETACH), 0);
+}
+
+/* After a write found the disk full, RocksDB refuses every write even once
+ * space is free again; a reopen in place brings the store back with every
+ * commit that had succeeded, and the handle stays valid. */
+Test(store_rocksdb, reopen_after_full_disk_resumes_writes)
+{
+    static char val[4096];
+    char mnt[256], filler[300], key[32];
+    mph__rstore_t *st;
+    mph__rstore_batch_t *b;
+    mph__rstore_checkpoint_t cp = {0, 1};
+    mph_err_t rc = MPH_OK;
+    int i, ok = 0;
+    FILE *f;
+
+    small_disk("small", "3m", mnt, sizeof(mnt));
+    /* Most of the disk goes to a file this test can delete later. */
+    snprintf(filler, sizeof(filler), "%s/filler", mnt);
+    f = fopen(filler, "wb");
+    cr_assert_not_null(f);
+    memset(val, 'f', sizeof(val));
+    for (i = 0; i < 256; i++)
+        cr_assert_eq(fwrite(val, 1, sizeof(val), f), sizeof(val));
+    cr_assert_eq(fclose(f), 0);
+
+    st = open_at("small/t/w0");
+    b = mph__rstore_batch_new();
+    memset(val, 'x', sizeof(val));
+    for (i = 0; i < 2000 && rc == MPH_OK; i++) {
+        int kl = snprintf(key, sizeof(key), "k%d", i);
+        mph__rstore_batch_clear(b);
+        mph__rstore_batch_put(b, 3, key, (size_t)kl, val, sizeof(val));
+        cp.offset = i;
+        mph__rstore_batch_checkpoint(b, 3, &cp);
+        rc = mph__rstore_write(st, b, errstr, sizeof(errstr));
+        if (rc == MPH_OK)
+            ok = i + 1;
+    }
+    cr_assert_eq(rc, MPH_ERR_DISK_FULL, "after %d writes: %s", i, errstr);
+    cr_assert(mph__rstore_failed(st));
+    cr_assert_gt(ok, 0);
+
+    /* Space is back, but the instance keeps its error. */
+    cr_assert_eq(unlink(filler), 0);
+    mph__rstore_batch_clear(b);
+    mph__rstore_batch_put(b, 3, S("after"), S("free"));
+    cr_assert_neq(mph__rstore_write(st, b, errstr, sizeof(errstr)), MPH_OK,
+                  "RocksDB accepted a write after its background error: "
+                  "the reopen would not be needed");
+
+    uint64_t gen = mph__rstore_gen(st);
+    rc = mph__rstore_reopen(st, errstr, sizeof(errstr));
+    cr_assert_eq(rc, MPH_OK, "%s", errstr);
+    cr_assert_not(mph__rstore_failed(st));
+    cr_assert_gt(mph__rstore_gen(st), gen);
+    cr_assert_eq(mph__rstore_write(st, b, errstr, sizeof(errstr)), MPH_OK,
+                 "%s", errstr);
+
+    /* Every write that succeeded before the disk filled is there. */
+    cr_assert_eq(count_of(st, 3), (uint64_t)ok + 1);
+    cr_assert_eq(mph__rstore_checkpoint_get(st, 3, &cp, errstr,
+                                            sizeof(errstr)),
+                 MPH_OK, "%s", errstr);
+    cr_assert_eq(cp.offset, ok - 1);
+    mph__rstore_batch_destroy(b);
+    mph__rstore_close(st);
+    cr_assert_eq(umount2(mnt, MNT_DETACH), 0);
+}
+
+/* A reopen may lose WAL-less recovery writes that were not flushed yet, so
+ * a recovery that began before it cannot finish (nor write on) as if
+ * nothing happened. */
+Test(store_rocksdb, bulk_writes_refused_across_a_reopen)
+{
+    mph__rstore_t *st = open_at("t/w0");
+    mph__rstore_batch_t *b = mph__rstore_batch_new();
+    uint64_t gen = mph__rstore_gen(st);
+
+    mph__rstore_batch_put(b, 2, S("a"), S("1"));
+    cr_assert_eq(mph__rstore_write_bulk(st, b, gen, errstr, sizeof(errstr)),
+                 MPH_OK, "%s", errstr);
+    cr_assert_eq(mph__rstore_reopen(st, errstr, sizeof(errstr)), MPH_OK,
+                 "%s", errstr);
+    cr_assert_eq(mph__rstore_write_bulk(st, b, gen, errstr, sizeof(errstr)),
+                 MPH_ERR_STORE);
+    cr_assert_eq(mph__rstore_bulk_finish(st, gen, errstr, sizeof(errstr)),
+                 MPH_ERR_STORE);
+    cr_assert(strstr(errstr, "reopened") != NULL, "%s", errstr);
+    /* A recovery that starts now works. */
+    gen = mph__rstore_gen(st);
+    cr_assert_eq(mph__rstore_write_bulk(st, b, gen, errstr, sizeof(errstr)),
+                 MPH_OK, "%s", errstr);
+    cr_assert_eq(mph__rstore_bulk_finish(st, gen, errstr, sizeof(errstr)),
+                 MPH_OK, "%s", errstr);
+    mph__rstore_batch_destroy(b);
+    mph__rstore_close(st);
 }
