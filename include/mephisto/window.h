@@ -239,6 +239,24 @@ MPH_EXPORT mph_err_t mph_window_get_i64(mph_event_t *ev, mph_window_t *w,
                                         mph_window_which_t which, int64_t arg,
                                         int64_t *out);
 
+/* From any thread while the app runs (@locality any): an owned copy of
+ * key's value (free() it) in the window named by which/arg, read on the
+ * worker that owns the key's partition like mph_table_lookup. which is
+ * MPH_WINDOW_NOW (the window of the wall clock now) or MPH_WINDOW_AT (the
+ * window starting at arg); CURRENT and DELTA need an event
+ * (MPH_ERR_INVALID). The window goes to *start / *end when not NULL.
+ * Errors: MPH_ERR_NOENT (absent and the table has no default),
+ * MPH_ERR_PARTITION (this process does not hold the key's partition),
+ * MPH_ERR_TIMEOUT (the worker did not answer within timeout_ms),
+ * MPH_ERR_STATE (the app is not running), MPH_ERR_RANGE (key over 65527
+ * bytes, or arg out of range), MPH_ERR_INVALID, MPH_ERR_NOMEM. */
+MPH_EXPORT mph_err_t mph_window_lookup(mph_app_t *app, mph_window_t *w,
+                                       const void *key, size_t key_len,
+                                       mph_window_which_t which, int64_t arg,
+                                       void **value, size_t *value_len,
+                                       int64_t *start, int64_t *end,
+                                       int timeout_ms);
+
 /* Visits every window of the shard that holds key and is not yet deleted,
  * in start order: closed is true for windows already closed. Values are
  * borrowed for the call. fn returns MPH_OK to go on, anything else to stop

@@ -963,16 +963,28 @@ mph_err_t mph_table_foreach(mph_event_t *ev, mph_table_t *t, mph_table_visit_fn 
 mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *t, const void *key, size_t klen,
                            void **value, size_t *vlen, int timeout_ms)
 {
+    if (!app || !t || !value || t->app != app || (!key && klen))
+        return MPH_ERR_INVALID;
+    return mph__table_lookup_at(app, t, mph_table_partition_of(t, key, klen), key, klen, value,
+                                vlen, timeout_ms);
+}
+
+mph_err_t mph__table_lookup_at(mph_app_t *app, mph_table_t *t, int32_t partition,
+                               const void *key, size_t klen, void **value, size_t *vlen,
+                               int timeout_ms)
+{
     if (!app || !t || !value || t->app != app)
         return MPH_ERR_INVALID;
     if (ck_pr_load_int(&app->state) != APP_RUNNING || !app->workers)
         return MPH_ERR_STATE;
+    if (partition < 0 || partition >= t->partitions)
+        return MPH_ERR_INVALID;
     mph__table_req_t *r = calloc(1, sizeof *r);
     if (!r)
         return MPH_ERR_NOMEM;
     r->refs = 2;
     r->table = t;
-    r->partition = mph_table_partition_of(t, key, klen);
+    r->partition = partition;
     r->key = malloc(klen ? klen : 1);
     r->klen = klen;
     r->done_fd = mph__eventfd_new();

@@ -82,6 +82,11 @@ void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r);
  * of a user key against the event's partition. @locality the worker */
 mph__shard_t *mph__table_event_shard(mph_event_t *ev, mph_table_t *t);
 mph_err_t mph__table_check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen);
+/* mph_table_lookup of a stored key in the shard of partition (a windowed
+ * table's storage key lives in its user key's partition). @locality any */
+mph_err_t mph__table_lookup_at(mph_app_t *app, mph_table_t *t, int32_t partition,
+                               const void *key, size_t klen, void **value, size_t *vlen,
+                               int timeout_ms);
 /* Counts a table operation in the worker's sensors (0 get, 1 set, 2 del, 3 miss). */
 void mph__table_count_op(mph_event_t *ev, mph_table_t *t, int op);
 

@@ -23,7 +23,10 @@
  *                 the key's value as JSON (mph_table_lookup: the owning
  *                 worker copies it out through its mailbox); a key of
  *                 another process's partition is redirected (307) to that
- *                 process when the group says who owns it
+ *                 process when the group says who owns it. For a windowed
+ *                 table: the value in the window of now, or with
+ *                 ?window=<start ms> in the window starting there; the
+ *                 window goes to the X-Window-Start / X-Window-End headers
  *   other         404 {"error": ...}
  *
  * /tables and /router are the routes that may wait, holding the web thread
@@ -51,6 +54,7 @@
 #include "mephisto/json.h"
 #include "mephisto/jsonw.h"
 #include "mephisto/table.h"
+#include "mephisto/window.h"
 #include "mephisto/log.h"
 #include "runtime/promtext.h"
 #include "runtime/table.h"
@@ -992,6 +996,33 @@ static void answer_elsewhere(struct mph__web *web, mph__http_response_t *resp,
         routing_free(&rt);
 }
 
+/* ?window=<start ms> of a windowed table's read: false when present and
+ * not a whole number. */
+static bool window_param(const mph__http_request_t *req, mph_window_which_t *which,
+                         int64_t *start)
+{
+    const char *v = mph__http_request_query(req, "window", NULL);
+    *which = MPH_WINDOW_NOW;
+    *start = 0;
+    if (!v)
+        return true;
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || errno || *end)
+        return false;
+    *which = MPH_WINDOW_AT;
+    *start = n;
+    return true;
+}
+
+static void add_i64_header(mph__http_response_t *resp, const char *name, int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    mph__http_response_add_header(resp, name, buf);
+}
+
 static void route_table(struct mph__web *web, const mph__http_request_t *req,
                         mph__http_response_t *resp)
 {
@@ -1021,13 +1052,20 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
     size_t vlen = 0;
     mph_err_t err = MPH_ERR_NOENT;
     char msg[300];
+    mph_window_t *win = t ? mph_table_window(t) : NULL;
+    mph_window_which_t which = MPH_WINDOW_NOW;
+    int64_t wstart = 0, wend = 0;
     if (!t) {
         snprintf(msg, sizeof msg, "no such table: %.200s", name);
         answer_error(resp, 404, msg);
     } else if (!key_bytes(t, key, key_len, i64_buf, &k, &klen)) {
         answer_error(resp, 400, "the key is not an integer (i64 keys)");
-    } else if ((err = mph_table_lookup(app, t, k, klen, &value, &vlen,
-                                       TABLE_TIMEOUT_MS)) == MPH_OK) {
+    } else if (win && !window_param(req, &which, &wstart)) {
+        answer_error(resp, 400, "window= must be a window start in ms since the epoch");
+    } else if ((err = win ? mph_window_lookup(app, win, k, klen, which, wstart, &value, &vlen,
+                                              &wstart, &wend, TABLE_TIMEOUT_MS)
+                          : mph_table_lookup(app, t, k, klen, &value, &vlen,
+                                             TABLE_TIMEOUT_MS)) == MPH_OK) {
         mph_jsonw_t *w = mph_jsonw_new(vlen + 64, NULL, 0);
         const char *text = NULL;
         size_t len = 0;
@@ -1038,6 +1076,10 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
             mph__http_response_set_status(resp, 200);
             mph__http_response_set_content_type(resp, JSON_TYPE);
             mph__http_response_add_header(resp, "Cache-Control", "no-store");
+            if (win) {
+                add_i64_header(resp, "X-Window-Start", wstart);
+                add_i64_header(resp, "X-Window-End", wend);
+            }
             mph__http_response_set_body(resp, text, len);
         } else {
             answer_error(resp, 500, mph_err_str(e));
@@ -1051,6 +1093,8 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
                          mph__kafka_partition_for(k, klen, t->partitions), raw);
     } else if (err == MPH_ERR_TIMEOUT) {
         answer_error(resp, 504, "the worker owning the key did not answer");
+    } else if (err == MPH_ERR_RANGE) {
+        answer_error(resp, 400, "the key or the window is out of range");
     } else if (err == MPH_ERR_STATE) {
         answer_error(resp, 503, "the app is not running");
     } else {

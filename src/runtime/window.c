@@ -1506,6 +1506,44 @@ mph_err_t mph_window_get(mph_event_t *ev, mph_window_t *w, const void *key,
     return err;
 }
 
+/* Any thread: the storage key of (window, key) goes to the worker owning
+ * the user key's partition, which answers with a copy like any table read. */
+mph_err_t mph_window_lookup(mph_app_t *app, mph_window_t *w, const void *key,
+                            size_t key_len, mph_window_which_t which,
+                            int64_t arg, void **value, size_t *value_len,
+                            int64_t *start_out, int64_t *end_out,
+                            int timeout_ms)
+{
+    if (!app || !w || !value || (!key && key_len))
+        return MPH_ERR_INVALID;
+    if (key_len > MPH__WINDOW_KEY_MAX)
+        return MPH_ERR_RANGE;
+    int64_t start;
+    if (which == MPH_WINDOW_NOW) {
+        start = mph__window_current(w, mph_clock_wall_ms());
+    } else if (which == MPH_WINDOW_AT) {
+        if (arg < -MPH__WINDOW_TIME_MAX || arg > MPH__WINDOW_TIME_MAX)
+            return MPH_ERR_RANGE;
+        start = arg;
+    } else {
+        return MPH_ERR_INVALID; /* CURRENT and DELTA need an event */
+    }
+    if (start_out)
+        *start_out = start;
+    if (end_out)
+        *end_out = start + w->size;
+    unsigned char *ck = malloc(MPH__WINDOW_PREFIX + key_len);
+    if (!ck)
+        return MPH_ERR_NOMEM;
+    size_t cl = mph__window_key(start, key ? key : "", key_len, ck);
+    mph_table_t *t = w->table;
+    mph_err_t err = mph__table_lookup_at(
+        app, t, mph_table_partition_of(t, key ? key : "", key_len), ck, cl,
+        value, value_len, timeout_ms);
+    free(ck);
+    return err;
+}
+
 mph_err_t mph_window_get_i64(mph_event_t *ev, mph_window_t *w, const void *key,
                              size_t key_len, mph_window_which_t which,
                              int64_t arg, int64_t *out)

@@ -734,6 +734,102 @@ Test(web, table_values_by_url_encoded_key)
     stop_app(app);
 }
 
+/* A windowed table's value by key in the window of now, or in the window
+ * starting at ?window=<ms>, with the window in two headers. */
+static mph_err_t views_cb(mph_event_t *ev, void *opaque)
+{
+    size_t len;
+    const void *key = mph_event_key(ev, &len);
+    return mph_window_incr(ev, opaque, key, len, 1);
+}
+
+static void produce_at(const char *topic, const char *key, int64_t ts, int n)
+{
+    int32_t p = mph__kafka_partition_for(key, strlen(key), 4);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(rd_kafka_producev(cluster->producer, RD_KAFKA_V_TOPIC(topic),
+                                       RD_KAFKA_V_PARTITION(p),
+                                       RD_KAFKA_V_KEY(key, strlen(key)),
+                                       RD_KAFKA_V_VALUE("1", 1), RD_KAFKA_V_TIMESTAMP(ts),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_END),
+                     0);
+    mph_test_flush(cluster);
+}
+
+Test(web, windowed_table_values_by_window)
+{
+    char in[128], group[128], err[512], changelog[300];
+    mph_test_unique("web-win", in, sizeof in);
+    mph_test_unique("web-win-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 4);
+    snprintf(changelog, sizeof changelog, "%s-views-changelog", group);
+    mph_test_create_topic(cluster, changelog, 4);
+    /* Minute windows an hour ago: 3 events in one, 2 in the next. */
+    int64_t w1 = (mph_clock_wall_ms() / 60000 - 60) * 60000, w2 = w1 + 60000;
+    produce_at(in, "u1", w1 + 5000, 3);
+    produce_at(in, "u1", w2 + 1000, 2);
+    mph_app_t *app = forward_app(group, in, NULL, NULL);
+    mph_table_opts_t *o = mph_table_opts_new();
+    cr_assert_eq(mph_table_opts_set(o, "value_codec", "i64", err, sizeof err), MPH_OK);
+    cr_assert_eq(mph_table_opts_set(o, "partitions", "4", err, sizeof err), MPH_OK);
+    mph_table_t *t = mph_table_new(app, "views", o, err, sizeof err);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(t, "%s", err);
+    mph_window_t *w = mph_table_tumbling(t, 60000, 3600000 * 4, err, sizeof err);
+    cr_assert_not_null(w, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "views", app->topics[0], views_cb, w, err, sizeof err),
+                       "%s", err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int port = web_port(app);
+    reply_t r;
+    bool done = false;
+    for (int i = 0; i < 600 && !done; i++) {
+        get(port, "/stats", &r);
+        parse(&r);
+        done = jint("totals.events_in") == 5;
+        reply_free(&r);
+        if (!done)
+            usleep(100000);
+    }
+    cr_assert(done, "all 5 events counted");
+    char path[200], hdr[80];
+    snprintf(path, sizeof path, "/tables/views/u1?window=%lld", (long long)w1);
+    get(port, path, &r);
+    cr_expect_eq(r.status, 200, "%s: %s", path, r.body);
+    cr_expect_str_eq(r.body, "3");
+    snprintf(hdr, sizeof hdr, "X-Window-Start: %lld", (long long)w1);
+    cr_expect(header_has(&r, hdr), "%s", hdr);
+    snprintf(hdr, sizeof hdr, "X-Window-End: %lld", (long long)w2);
+    cr_expect(header_has(&r, hdr), "%s", hdr);
+    reply_free(&r);
+    snprintf(path, sizeof path, "/tables/views/u1?window=%lld", (long long)w2);
+    get(port, path, &r);
+    cr_expect_eq(r.status, 200, "%s: %s", path, r.body);
+    cr_expect_str_eq(r.body, "2");
+    reply_free(&r);
+    /* The window of now holds nothing, and the table has no default. */
+    get(port, "/tables/views/u1", &r);
+    cr_expect_eq(r.status, 404, "%s", r.body);
+    cr_expect(header_has(&r, "Content-Type: application/json"));
+    reply_free(&r);
+    get(port, "/tables/views/u1?window=soon", &r);
+    cr_expect_eq(r.status, 400, "%s", r.body);
+    reply_free(&r);
+    /* The same read through the API, from this (non-worker) thread. */
+    void *v = NULL;
+    size_t vl = 0;
+    int64_t st = 0, en = 0;
+    cr_assert_eq(mph_window_lookup(app, w, "u1", 2, MPH_WINDOW_AT, w2, &v, &vl, &st, &en, 5000),
+                 MPH_OK);
+    cr_expect_eq(vl, 8);
+    cr_expect_eq(((unsigned char *)v)[7], 2);
+    cr_expect_eq(st, w2);
+    cr_expect_eq(en, w2 + 60000);
+    free(v);
+    stop_app(app);
+}
+
 /* ---- the index page in a browser ---- */
 
 typedef struct feeder {

@@ -817,6 +817,55 @@ static int parts_with_time(const ref_t *ref)
 /* the tests                                                          */
 
 /* One run over all events, then checks closes, the dump and counters. */
+/* Reads from outside the workers (mph_window_lookup, as the web view does)
+ * agree with the reference: live pairs have their value, expired ones the
+ * table's default. */
+static void check_lookups(mph_app_t *app, mph_window_t *w, const ref_t *ref,
+                          const scn_t *s)
+{
+    int checked = 0, live = 0;
+    for (size_t i = 0; i < ref->n && checked < 300; i++) {
+        const pair_t *pp = &ref->pairs[i];
+        if (i % 7 != 0 && !ref_live(ref, s, pp))
+            continue;
+        char kb[32];
+        key_name(pp->key, kb, sizeof kb);
+        void *v = NULL;
+        size_t vl = 0;
+        int64_t st = 0, en = 0;
+        mph_err_t e = mph_window_lookup(app, w, kb, strlen(kb), MPH_WINDOW_AT,
+                                        pp->start, &v, &vl, &st, &en, 5000);
+        cr_assert_eq(e, MPH_OK, "key %d window %lld: %s", pp->key,
+                     (long long)pp->start, mph_err_str(e));
+        cr_assert_eq(vl, 8);
+        int64_t want = ref_live(ref, s, pp) ? pp->val : 0;
+        cr_expect_eq(be64(v), want, "key %d window %lld: %lld, reference %lld",
+                     pp->key, (long long)pp->start, (long long)be64(v),
+                     (long long)want);
+        cr_expect_eq(st, pp->start);
+        cr_expect_eq(en - st, win_size(s));
+        free(v);
+        checked++;
+        live += ref_live(ref, s, pp);
+    }
+    cr_assert_gt(live, 0, "some live pairs were read");
+    /* now: a window of the wall clock, which holds nothing (the input is an
+     * hour old), so the default. */
+    void *v = NULL;
+    size_t vl = 0;
+    int64_t st = 0, en = 0;
+    cr_assert_eq(mph_window_lookup(app, w, "k1", 2, MPH_WINDOW_NOW, 0, &v, &vl,
+                                   &st, &en, 5000),
+                 MPH_OK);
+    cr_expect_eq(be64(v), 0);
+    cr_expect_eq(en - st, win_size(s));
+    cr_expect_leq(st, mph_clock_wall_ms() + s->a);
+    free(v);
+    cr_expect_eq(mph_window_lookup(app, w, "k1", 2, MPH_WINDOW_CURRENT, 0, &v,
+                                   &vl, NULL, NULL, 5000),
+                 MPH_ERR_INVALID, "CURRENT needs an event");
+}
+
 static void single_run(const char *tag, const scn_t *s, const char *store)
 {
     run_t r;
@@ -834,6 +883,7 @@ static void single_run(const char *tag, const scn_t *s, const char *store)
     int64_t expected = 0, live = 0;
     check_closes(&ref, s, &expected);
     check_dump(&ref, s, &live);
+    check_lookups(app, ctx.w, &ref, s);
     cr_expect_eq(mph_window_stat(ctx.w, MPH_WINDOW_STAT_LATE_EVENTS),
                  ref.late_events);
     cr_expect_eq(mph_window_stat(ctx.w, MPH_WINDOW_STAT_LATE_WRITES),
