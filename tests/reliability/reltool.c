@@ -23,9 +23,25 @@
  * Commands (all take --brokers HOST:PORT):
  *   produce  --topic T --rate R --seconds S --keys K --seed N --state FILE
  *            [--bad-pct P] [--oversized N]
+ *            [--skew-pct P --window-ms W --grace-ms G --future-ms F
+ *             --event-step-ms E]
  *            writes R records/s for S seconds; the state file keeps the next
  *            id and every key's next sequence number between runs. Prints
  *            "produced N bad B failed F" at the end.
+ *            With --skew-pct (event-time skew, reliability scenario 10; one
+ *            run per topic): "ts" is an event clock starting an hour before
+ *            now and advancing E ms per record, and P% of the records of a
+ *            partition that has a stream time (the largest valid "ts"
+ *            written to it: the driver knows each key's partition with
+ *            murmur2) get, in turn: late (older than stream time - G - W),
+ *            late by 1 ms (the last ms of the newest window whose end + G <=
+ *            stream time), on time by 0 ms (the first ms after it),
+ *            out of order within the grace (stream time - 1 .. - G + 1),
+ *            far future (now + F .. now + 2F) and negative. At the end,
+ *            one record per partition at the largest stream time + W + G
+ *            closes every window that holds data. Also prints
+ *            "skew late L late1 A ontime0 B ingrace C future D negative X
+ *            final Y".
  *   dump     --topic T  every record: partition offset timestamp key value
  *            headers (name=hex,... or -), up to the high watermarks taken at
  *            start; "# partitions N" first, "# wm p low high" per partition.
@@ -61,8 +77,9 @@
 
 typedef struct opts {
     const char *brokers, *topic, *group, *state, *datadir, *app_id, *table;
-    double rate, seconds, bad_pct;
+    double rate, seconds, bad_pct, skew_pct;
     int keys, partitions, partition, oversized;
+    int64_t window_ms, grace_ms, future_ms, event_step_ms;
     uint64_t seed;
     int64_t offset;
     const char *configs[MAX_CONFIGS];
@@ -265,6 +282,106 @@ static void on_term(int sig)
     stop_asked = 1;
 }
 
+/* Kafka's murmur2 (the Java client's Utils.murmur2), for the partition of
+ * a key; the checker verifies every input record is in this partition. */
+static uint32_t murmur2(const void *key, size_t len)
+{
+    const uint32_t m = 0x5bd1e995;
+    const unsigned char *d = key;
+    uint32_t h = 0x9747b28cU ^ (uint32_t)len;
+    size_t n4 = len / 4;
+    for (size_t i = 0; i < n4; i++) {
+        uint32_t k = (uint32_t)d[4 * i] | (uint32_t)d[4 * i + 1] << 8 |
+                     (uint32_t)d[4 * i + 2] << 16 | (uint32_t)d[4 * i + 3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const unsigned char *t = d + n4 * 4;
+    switch (len & 3) {
+    case 3:
+        h ^= (uint32_t)t[2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint32_t)t[1] << 8;
+        /* fall through */
+    case 1:
+        h ^= t[0];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+static int partition_of_key(const char *key, int n)
+{
+    return (int)((murmur2(key, strlen(key)) & 0x7fffffffU) % (uint32_t)n);
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Event-time skew (--skew-pct): the driver's view of each partition's
+ * stream time, as the engine computes it. */
+enum { SKEW_LATE, SKEW_LATE1, SKEW_ONTIME0, SKEW_INGRACE, SKEW_FUTURE,
+       SKEW_NEGATIVE, SKEW_KINDS };
+static const char *const skew_names[SKEW_KINDS] = {
+    "late", "late1", "ontime0", "ingrace", "future", "negative"};
+
+typedef struct skew {
+    int nparts;
+    int64_t clock;       /* the event clock of on-time records */
+    int64_t *st;         /* per partition; INT64_MIN before its first */
+    int64_t n;           /* skewed records so far (picks the next kind) */
+    int64_t count[SKEW_KINDS];
+} skew_t;
+
+/* The "ts" of the next record to partition p (and updates stream time). */
+static int64_t skew_ts(const opts_t *o, skew_t *sk, int p, double roll,
+                       uint64_t *rng)
+{
+    int64_t st = sk->st[p], w = o->window_ms, g = o->grace_ms, ts;
+    sk->clock += o->event_step_ms;
+    if (roll >= o->skew_pct || st == INT64_MIN) {
+        ts = sk->clock;
+    } else {
+        int kind = (int)(sk->n++ % SKEW_KINDS);
+        /* the end of the newest window that is closed at stream time st */
+        int64_t edge = floor_div(st - g, w) * w;
+        sk->count[kind]++;
+        switch (kind) {
+        case SKEW_LATE:
+            ts = st - g - w - (int64_t)(splitmix(rng) % (uint64_t)(4 * w));
+            break;
+        case SKEW_LATE1:
+            ts = edge - 1;
+            break;
+        case SKEW_ONTIME0:
+            ts = edge;
+            break;
+        case SKEW_INGRACE:
+            ts = g > 1 ? st - 1 - (int64_t)(splitmix(rng) % (uint64_t)(g - 1))
+                       : st;
+            break;
+        case SKEW_FUTURE:
+            return now_ms() + o->future_ms +
+                   (int64_t)(splitmix(rng) % (uint64_t)o->future_ms);
+        default:
+            return -1 - (int64_t)(splitmix(rng) % 1000000000);
+        }
+    }
+    if (ts > sk->st[p])
+        sk->st[p] = ts;
+    return ts;
+}
+
 /* One bad record of kind `kind` into key/val (each may come back NULL). */
 static void make_bad(int kind, int64_t id, int key, char *kbuf, size_t ksz,
                      char *vbuf, size_t vsz, const char **k, size_t *klen,
@@ -335,6 +452,18 @@ static void produce(const opts_t *o)
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
 
+    skew_t sk = {0};
+    if (o->skew_pct > 0) {
+        if (o->window_ms <= 0 || o->grace_ms < 0 || o->future_ms <= 0 ||
+            o->event_step_ms <= 0)
+            die("produce: --skew-pct needs --window-ms > 0, --grace-ms >= 0, "
+                "--future-ms > 0 and --event-step-ms > 0");
+        sk.nparts = partitions_of(rk, o->topic);
+        sk.st = malloc((size_t)sk.nparts * sizeof *sk.st);
+        for (int p = 0; p < sk.nparts; p++)
+            sk.st[p] = INT64_MIN;
+        sk.clock = now_ms() - 3600 * 1000;
+    }
     uint64_t rng = o->seed * 0x2545f4914f6cdd1dULL + 1;
     int64_t total = (int64_t)(o->rate * o->seconds + 0.5);
     int64_t bad = 0, big = 0;
@@ -379,11 +508,16 @@ static void produce(const opts_t *o)
         } else {
             snprintf(kbuf, sizeof kbuf, "k%d", key);
             klen = strlen(kbuf);
+            int64_t ts =
+                o->skew_pct > 0
+                    ? skew_ts(o, &sk, partition_of_key(kbuf, sk.nparts), roll,
+                              &rng)
+                    : now_ms();
             vlen = (size_t)snprintf(
                 vbuf, sizeof vbuf,
                 "{\"id\":%lld,\"key\":\"k%d\",\"seq\":%lld,\"ts\":%lld}",
                 (long long)id, key, (long long)st.next_seq[key]++,
-                (long long)now_ms());
+                (long long)ts);
         }
         for (;;) {
             rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -398,10 +532,60 @@ static void produce(const opts_t *o)
         }
         rd_kafka_poll(rk, 0);
     }
+    int64_t finals = 0;
+    if (o->skew_pct > 0) {
+        /* Closing records: stream time moves only with a partition's own
+         * records, so each partition gets one far enough ahead to close
+         * every window that holds data. */
+        int64_t top = INT64_MIN;
+        for (int p = 0; p < sk.nparts; p++)
+            if (sk.st[p] > top)
+                top = sk.st[p];
+        if (top == INT64_MIN)
+            top = sk.clock;
+        for (int p = 0; p < sk.nparts; p++) {
+            int key = -1;
+            char kbuf[64], vbuf[256];
+            for (int k = 0; k < o->keys && key < 0; k++) {
+                snprintf(kbuf, sizeof kbuf, "k%d", k);
+                if (partition_of_key(kbuf, sk.nparts) == p)
+                    key = k;
+            }
+            if (key < 0)
+                die("produce: no key of k0..k%d is in partition %d: use more "
+                    "--keys", o->keys - 1, p);
+            int vl = snprintf(
+                vbuf, sizeof vbuf,
+                "{\"id\":%lld,\"key\":\"k%d\",\"seq\":%lld,\"ts\":%lld}",
+                (long long)st.next_id++, key, (long long)st.next_seq[key]++,
+                (long long)(top + o->window_ms + o->grace_ms));
+            for (;;) {
+                rd_kafka_resp_err_t e = rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(o->topic),
+                    RD_KAFKA_V_KEY(kbuf, strlen(kbuf)),
+                    RD_KAFKA_V_VALUE(vbuf, (size_t)vl),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                    break;
+                if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                    die("produce: %s", rd_kafka_err2str(e));
+                rd_kafka_poll(rk, 100);
+            }
+            finals++;
+        }
+    }
     state_save(&st, o->state); /* before the flush: ids are never reused */
     rd_kafka_resp_err_t fe = rd_kafka_flush(rk, 200 * 1000);
-    printf("produced %lld bad %lld failed %d delivered %d%s\n", (long long)i,
-           (long long)bad, failed, delivered, fe ? " (flush timed out)" : "");
+    printf("produced %lld bad %lld failed %d delivered %d%s\n",
+           (long long)(i + finals), (long long)bad, failed, delivered,
+           fe ? " (flush timed out)" : "");
+    if (o->skew_pct > 0) {
+        printf("skew");
+        for (int k = 0; k < SKEW_KINDS; k++)
+            printf(" %s %lld", skew_names[k], (long long)sk.count[k]);
+        printf(" final %lld\n", (long long)finals);
+        free(sk.st);
+    }
     rd_kafka_destroy(rk);
     free(bigbuf);
     free(st.next_seq);
@@ -868,6 +1052,16 @@ int main(int argc, char **argv)
             o.seconds = atof(v);
         else if (!strcmp(a, "--bad-pct"))
             o.bad_pct = atof(v);
+        else if (!strcmp(a, "--skew-pct"))
+            o.skew_pct = atof(v);
+        else if (!strcmp(a, "--window-ms"))
+            o.window_ms = strtoll(v, NULL, 10);
+        else if (!strcmp(a, "--grace-ms"))
+            o.grace_ms = strtoll(v, NULL, 10);
+        else if (!strcmp(a, "--future-ms"))
+            o.future_ms = strtoll(v, NULL, 10);
+        else if (!strcmp(a, "--event-step-ms"))
+            o.event_step_ms = strtoll(v, NULL, 10);
         else if (!strcmp(a, "--keys"))
             o.keys = atoi(v);
         else if (!strcmp(a, "--partitions"))
