@@ -26,207 +26,37 @@
 #include <unistd.h>
 
 #include "mephisto.h"
+#include "mph_cli.h"
 #include "mph_test.h"
 
-extern char **environ;
-
-/* ---- locating the build ---- */
-
-static const char *build_dir(void)
-{
-    static char dir[PATH_MAX];
-    if (dir[0])
-        return dir;
-    const char *env = getenv("MEPHISTO_BUILD_DIR");
-    if (env && *env) {
-        snprintf(dir, sizeof dir, "%s", env);
-        return dir;
-    }
-    /* <build>/tests/integration_test_cli */
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    cr_assert_gt(n, 0, "cannot find the build directory");
-    dir[n] = '\0';
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(dir, '/');
-        cr_assert_not_null(slash);
-        *slash = '\0';
-    }
-    return dir;
-}
-
-static const char *cli_path(void)
-{
-    static char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/mephisto", build_dir());
-    cr_assert_eq(access(path, X_OK), 0,
-                 "%s: %s (build the mephisto_cli target first)", path,
-                 strerror(errno));
-    return path;
-}
+/* ---- running the CLI (tests/support/mph_cli.h) ---- */
 
 static const char *forward_plugin(void)
 {
-    static char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/examples/libforward.so", build_dir());
-    cr_assert_eq(access(path, R_OK), 0,
-                 "%s: %s (build the forward target first)", path,
-                 strerror(errno));
-    return path;
+    return mph_cli_plugin("forward");
 }
 
-/* ---- running the CLI ---- */
-
-typedef struct proc {
-    pid_t pid;
-    char dir[PATH_MAX]; /* temp dir holding out and err */
-    char out_path[PATH_MAX + 8], err_path[PATH_MAX + 8];
-} proc_t;
-
-typedef struct result {
-    int status; /* exit code; 128 + n when killed by signal n */
-    char *out, *err;
-    double secs;
-} result_t;
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* Starts `mephisto args...` with stdout and stderr in files, stdin from
- * stdin_path (or /dev/null), and extra environment "NAME=value" entries.
- * Everything the child needs is prepared before fork(): the test process
- * may run librdkafka threads. */
-static void spawn(proc_t *p, const char *const *args, const char *const *env,
+static void spawn(mph_cli_proc_t *p, const char *const *args, const char *const *env,
                   const char *stdin_path)
 {
-    cr_assert_not_null(mph_test_tmpdir("cli", p->dir, sizeof p->dir));
-    snprintf(p->out_path, sizeof p->out_path, "%s/out", p->dir);
-    snprintf(p->err_path, sizeof p->err_path, "%s/err", p->dir);
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = cli_path();
-    for (; args[n - 1] && n < 63; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    const char *envp[256];
-    size_t e = 0;
-    for (char **v = environ; *v && e < 200; v++)
-        envp[e++] = *v;
-    for (; env && *env && e < 255; env++)
-        envp[e++] = *env;
-    envp[e] = NULL;
-    const char *in = stdin_path ? stdin_path : "/dev/null";
-
-    int fi = open(in, O_RDONLY | O_CLOEXEC);
-    int fo = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int fe = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    cr_assert(fi >= 0 && fo >= 0 && fe >= 0, "cannot open the child's files");
-
-    fflush(NULL);
-    p->pid = fork();
-    cr_assert_geq(p->pid, 0, "fork: %s", strerror(errno));
-    if (p->pid == 0) {
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        if (dup2(fi, 0) < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
-            _exit(120);
-        execve(argv[0], (char *const *)argv, (char *const *)envp);
-        _exit(121);
-    }
-    close(fi);
-    close(fo);
-    close(fe);
+    mph_cli_spawn(p, "cli", args, env, stdin_path, -1);
 }
 
-/* Waits for the process to end, at most timeout_ms (then kills it and
- * fails the test). */
-static result_t finish(proc_t *p, int timeout_ms)
-{
-    result_t r = {0};
-    int64_t start = mph_clock_mono_ns();
-    int st = 0;
-    for (;;) {
-        pid_t w = waitpid(p->pid, &st, WNOHANG);
-        cr_assert_geq(w, 0, "waitpid: %s", strerror(errno));
-        if (w == p->pid)
-            break;
-        if ((mph_clock_mono_ns() - start) / 1000000 > timeout_ms) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            char *err = slurp(p->err_path);
-            cr_assert_fail("mephisto did not end within %d ms; stderr:\n%s",
-                           timeout_ms, err);
-        }
-        usleep(5000);
-    }
-    r.secs = (double)(mph_clock_mono_ns() - start) / 1e9;
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    cr_assert_neq(r.status, 120, "the child could not set up its files");
-    cr_assert_neq(r.status, 121, "the child could not exec %s", cli_path());
-    r.out = slurp(p->out_path);
-    r.err = slurp(p->err_path);
-    mph_test_rmrf(p->dir);
-    return r;
-}
-
-static result_t run_env(const char *const *args, const char *const *env,
+static mph_cli_result_t run_env(const char *const *args, const char *const *env,
                         const char *stdin_path, int timeout_ms)
 {
-    proc_t p;
-    spawn(&p, args, env, stdin_path);
-    return finish(&p, timeout_ms);
+    return mph_cli_run("cli", args, env, stdin_path, timeout_ms);
 }
 
-static result_t run(const char *const *args)
+static mph_cli_result_t run(const char *const *args)
 {
     return run_env(args, NULL, NULL, 30000);
 }
 
-static void result_free(result_t *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
 /* Waits until the process's stderr contains needle. */
-static void wait_for_log(proc_t *p, const char *needle, int timeout_ms)
+static void wait_for_log(mph_cli_proc_t *p, const char *needle, int timeout_ms)
 {
-    int64_t start = mph_clock_mono_ns();
-    for (;;) {
-        char *err = slurp(p->err_path);
-        bool found = strstr(err, needle) != NULL;
-        if (found) {
-            free(err);
-            return;
-        }
-        int st;
-        if (waitpid(p->pid, &st, WNOHANG) == p->pid)
-            cr_assert_fail(
-                "mephisto ended (status %d) before logging '%s'; stderr:\n%s",
-                WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st), needle,
-                err);
-        if ((mph_clock_mono_ns() - start) / 1000000 > timeout_ms) {
-            kill(p->pid, SIGKILL);
-            cr_assert_fail("no '%s' within %d ms; stderr:\n%s", needle,
-                           timeout_ms, err);
-        }
-        free(err);
-        usleep(20000);
-    }
+    free(mph_cli_wait_for(p, p->err_path, needle, timeout_ms));
 }
 
 /* The last non-empty line of s (a copy). */
@@ -254,7 +84,7 @@ static int count_lines(const char *s)
 static void expect_usage_error(const char *const *args, const char *const *env,
                                int status, const char *want)
 {
-    result_t r = run_env(args, env, NULL, 30000);
+    mph_cli_result_t r = run_env(args, env, NULL, 30000);
     cr_expect_eq(r.status, status, "%s %s: status %d, want %d; stderr: %s",
                  args[0], args[1] ? args[1] : "", r.status, status, r.err);
     cr_expect_str_empty(r.out, "%s: stdout not empty: %s", args[0], r.out);
@@ -263,7 +93,7 @@ static void expect_usage_error(const char *const *args, const char *const *env,
     cr_expect_eq(strncmp(r.err, "mephisto: ", 10), 0, "stderr: %s", r.err);
     cr_expect_not_null(strstr(r.err, want), "stderr lacks '%s': %s", want,
                        r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 TestSuite(cli, .timeout = 120);
@@ -275,17 +105,17 @@ Test(cli, version_prints_the_library_version)
     char want[64];
     snprintf(want, sizeof want, "mephisto %s\n", mph_version());
     for (int i = 0; i < 2; i++) {
-        result_t r = run((const char *[]){i ? "-V" : "--version", NULL});
+        mph_cli_result_t r = run((const char *[]){i ? "-V" : "--version", NULL});
         cr_expect_eq(r.status, 0);
         cr_expect_str_eq(r.out, want);
         cr_expect_str_empty(r.err);
-        result_free(&r);
+        mph_cli_result_free(&r);
     }
 }
 
 Test(cli, help_lists_commands_and_exit_codes)
 {
-    result_t r = run((const char *[]){"--help", NULL});
+    mph_cli_result_t r = run((const char *[]){"--help", NULL});
     cr_expect_eq(r.status, 0);
     const char *want[] = {"worker",    "send", "bench", "--help-config",
                           "--version", "  2 ", "  3 ",  "  4 ",
@@ -293,12 +123,12 @@ Test(cli, help_lists_commands_and_exit_codes)
     for (const char **w = want; *w; w++)
         cr_expect_not_null(strstr(r.out, *w), "--help lacks '%s':\n%s", *w,
                            r.out);
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     r = run((const char *[]){NULL});
     cr_expect_eq(r.status, 2, "no command: want 2");
     cr_expect_not_null(strstr(r.err, "Usage: mephisto"));
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli, every_command_has_help)
@@ -317,8 +147,8 @@ Test(cli, every_command_has_help)
           "--header", "--file", "--repeat", "--set", NULL}},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        result_t r = run((const char *[]){cmds[i].cmd, "--help", NULL});
-        result_t h = run((const char *[]){"help", cmds[i].cmd, NULL});
+        mph_cli_result_t r = run((const char *[]){cmds[i].cmd, "--help", NULL});
+        mph_cli_result_t h = run((const char *[]){"help", cmds[i].cmd, NULL});
         cr_expect_eq(r.status, 0, "%s --help: %d", cmds[i].cmd, r.status);
         cr_expect_eq(h.status, 0, "help %s: %d", cmds[i].cmd, h.status);
         cr_expect_str_eq(r.out, h.out, "%s: --help and help differ",
@@ -327,15 +157,15 @@ Test(cli, every_command_has_help)
             cr_expect_not_null(strstr(r.out, cmds[i].want[w]),
                                "%s --help lacks '%s'", cmds[i].cmd,
                                cmds[i].want[w]);
-        result_free(&r);
-        result_free(&h);
+        mph_cli_result_free(&r);
+        mph_cli_result_free(&h);
     }
     /* bench's help is ours, followed by mephisto-bench's when it exists. */
-    result_t r = run((const char *[]){"help", "bench", NULL});
+    mph_cli_result_t r = run((const char *[]){"help", "bench", NULL});
     cr_expect_eq(r.status, 0);
     cr_expect_not_null(strstr(r.out, "Usage: mephisto bench"));
     cr_expect_not_null(strstr(r.out, "mephisto-bench"));
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     expect_usage_error((const char *[]){"help", "nosuchcommand", NULL}, NULL, 2,
                        "no command 'nosuchcommand'");
@@ -343,8 +173,8 @@ Test(cli, every_command_has_help)
 
 Test(cli, help_config_lists_every_setting)
 {
-    result_t text = run((const char *[]){"--help-config", NULL});
-    result_t md = run((const char *[]){"--help-config", "--markdown", NULL});
+    mph_cli_result_t text = run((const char *[]){"--help-config", NULL});
+    mph_cli_result_t md = run((const char *[]){"--help-config", "--markdown", NULL});
     cr_assert_eq(text.status, 0);
     cr_assert_eq(md.status, 0);
     const char *name, *type, *dflt, *choices, *doc;
@@ -360,8 +190,8 @@ Test(cli, help_config_lists_every_setting)
     }
     cr_expect_gt(n, 20, "the property table looks empty");
     cr_expect_null(strstr(text.out, "| `app_id` |"), "text help is Markdown");
-    result_free(&text);
-    result_free(&md);
+    mph_cli_result_free(&text);
+    mph_cli_result_free(&md);
     expect_usage_error((const char *[]){"--help-config", "--html", NULL}, NULL,
                        2, "--html");
 }
@@ -369,19 +199,19 @@ Test(cli, help_config_lists_every_setting)
 Test(cli, bench_runs_mephisto_bench_or_says_it_is_missing)
 {
     char bench[PATH_MAX + 32];
-    snprintf(bench, sizeof bench, "%s/mephisto-bench", build_dir());
+    snprintf(bench, sizeof bench, "%s/mephisto-bench", mph_cli_build_dir());
     if (access(bench, X_OK) == 0) {
-        result_t r = run((const char *[]){"bench", "--help", NULL});
+        mph_cli_result_t r = run((const char *[]){"bench", "--help", NULL});
         cr_expect_eq(r.status, 0, "bench --help: %d: %s", r.status, r.err);
         cr_expect_not_null(strstr(r.out, "(found)"), "%s", r.out);
-        result_free(&r);
+        mph_cli_result_free(&r);
     } else {
         expect_usage_error((const char *[]){"bench", "--quick", NULL}, NULL,
                            127, "bench: cannot run");
-        result_t r = run((const char *[]){"bench", "--help", NULL});
+        mph_cli_result_t r = run((const char *[]){"bench", "--help", NULL});
         cr_expect_eq(r.status, 0);
         cr_expect_not_null(strstr(r.out, "(missing)"), "%s", r.out);
-        result_free(&r);
+        mph_cli_result_free(&r);
     }
 }
 
@@ -469,7 +299,7 @@ Test(cli, plugin_errors_exit_3)
     cr_assert_not_null(f);
     fputs("not an ELF file\n", f);
     fclose(f);
-    snprintf(lib, sizeof lib, "%s/libmephisto.so", build_dir());
+    snprintf(lib, sizeof lib, "%s/libmephisto.so", mph_cli_build_dir());
 
     expect_usage_error(
         (const char *[]){"worker", "--app", "/nonexistent/libx.so", NULL}, NULL,
@@ -484,7 +314,7 @@ Test(cli, plugin_errors_exit_3)
 
     /* mephisto_app_init fails: forward refuses to forward a topic to itself
      * (its own error is logged first, the last line is the CLI's). */
-    result_t r = run((const char *[]){
+    mph_cli_result_t r = run((const char *[]){
         "worker", "--app", forward_plugin(), "--broker", "kafka://127.0.0.1:1",
         "--without-web", "--set", "forward.input_topic=loop", "--set",
         "forward.output_topic=loop", NULL});
@@ -495,7 +325,7 @@ Test(cli, plugin_errors_exit_3)
                        line);
     cr_expect_not_null(strstr(r.err, "would loop forever"), "%s", r.err);
     free(line);
-    result_free(&r);
+    mph_cli_result_free(&r);
     mph_test_rmrf(dir);
 }
 
@@ -503,7 +333,7 @@ Test(cli, plugin_errors_exit_3)
 
 Test(cli, unreachable_broker_exits_4_quickly)
 {
-    result_t r = run((const char *[]){
+    mph_cli_result_t r = run((const char *[]){
         "worker", "--app", forward_plugin(), "--broker", "kafka://127.0.0.1:1",
         "--without-web", "--set", "shutdown_timeout_ms=2000", NULL});
     cr_expect_eq(r.status, 4, "worker: status %d: %s", r.status, r.err);
@@ -517,7 +347,7 @@ Test(cli, unreachable_broker_exits_4_quickly)
     cr_expect_not_null(strstr(r.err, "using 'forward'"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "app forward could not start"), "%s",
                        r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     r = run((const char *[]){"send", "some-topic", "--broker",
                              "kafka://127.0.0.1:1", "--set",
@@ -529,7 +359,7 @@ Test(cli, unreachable_broker_exits_4_quickly)
                        line);
     free(line);
     cr_expect_str_empty(r.out);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli, settings_precedence_file_env_flags)
@@ -547,13 +377,13 @@ Test(cli, settings_precedence_file_env_flags)
     const char *plugin = forward_plugin();
 
     /* the file alone */
-    result_t r =
+    mph_cli_result_t r =
         run((const char *[]){"worker", "--app", plugin, "-c", conf, NULL});
     cr_expect_eq(r.status, 4, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "app fromfile could not start: broker "
                                      "kafka://127.0.0.1:2"),
                        "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
     /* the environment over the file */
     r = run_env((const char *[]){"worker", "--app", plugin, "-c", conf, NULL},
                 (const char *[]){"MEPHISTO_APP_ID=fromenv", NULL}, NULL, 30000);
@@ -561,7 +391,7 @@ Test(cli, settings_precedence_file_env_flags)
     cr_expect_not_null(strstr(r.err, "app fromenv could not start: broker "
                                      "kafka://127.0.0.1:2"),
                        "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
     /* flags over both, the later flag over the earlier */
     r = run_env((const char *[]){"worker", "--app", plugin, "-c", conf, "--set",
                                  "app_id=fromset", "--broker",
@@ -574,7 +404,7 @@ Test(cli, settings_precedence_file_env_flags)
     cr_expect_not_null(strstr(r.err, "app fromset could not start: broker "
                                      "kafka://127.0.0.1:1"),
                        "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
     mph_test_rmrf(dir);
 }
 
@@ -598,32 +428,32 @@ static const char *const *mock_worker_args(void)
 
 Test(cli, sigterm_stops_a_worker_cleanly_and_sigusr1_logs_stats)
 {
-    proc_t p;
+    mph_cli_proc_t p;
     spawn(&p, mock_worker_args(), NULL, NULL);
     wait_for_log(&p, "worker running", 20000);
     kill(p.pid, SIGUSR1);
     wait_for_log(&p, "stats: app=forward running=true workers=2", 10000);
     kill(p.pid, SIGTERM);
-    result_t r = finish(&p, 20000);
+    mph_cli_result_t r = mph_cli_finish(&p, 20000);
     cr_expect_eq(r.status, 0, "status %d: %s", r.status, r.err);
     cr_expect_lt(r.secs, 5.0, "stopping took %.1f s", r.secs);
     cr_expect_not_null(strstr(r.err, "SIGTERM"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "worker stopped cleanly"), "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli, one_sigint_stops_gracefully)
 {
-    proc_t p;
+    mph_cli_proc_t p;
     spawn(&p, mock_worker_args(), NULL, NULL);
     wait_for_log(&p, "worker running", 20000);
     kill(p.pid, SIGINT);
-    result_t r = finish(&p, 20000);
+    mph_cli_result_t r = mph_cli_finish(&p, 20000);
     cr_expect_eq(r.status, 0, "status %d: %s", r.status, r.err);
     cr_expect_not_null(strstr(r.err, "Ctrl-C again exits at once"), "%s",
                        r.err);
     cr_expect_not_null(strstr(r.err, "worker stopped cleanly"), "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli, second_sigint_exits_130_at_once)
@@ -631,7 +461,7 @@ Test(cli, second_sigint_exits_130_at_once)
     /* Against an unreachable broker, start takes shutdown_timeout_ms: a
      * window in which the first SIGINT is surely being handled when the
      * second arrives. */
-    proc_t p;
+    mph_cli_proc_t p;
     spawn(&p,
           (const char *[]){"worker", "--app", forward_plugin(), "--broker",
                            "kafka://127.0.0.1:1", "--without-web", "--set",
@@ -642,11 +472,11 @@ Test(cli, second_sigint_exits_130_at_once)
     wait_for_log(&p, "stopping gracefully", 10000);
     int64_t t0 = mph_clock_mono_ns();
     kill(p.pid, SIGINT);
-    result_t r = finish(&p, 20000);
+    mph_cli_result_t r = mph_cli_finish(&p, 20000);
     double secs = (double)(mph_clock_mono_ns() - t0) / 1e9;
     cr_expect_eq(r.status, 130, "status %d: %s", r.status, r.err);
     cr_expect_lt(secs, 3.0, "the second SIGINT took %.1f s to exit", secs);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 /* ---- with a real broker: send and a worker sharing it ---- */
@@ -708,7 +538,7 @@ Test(cli_broker, worker_forwards_what_send_sends_and_stops_on_sigterm)
     snprintf(set_in, sizeof set_in, "forward.input_topic=%s", in);
     snprintf(set_out, sizeof set_out, "forward.output_topic=%s", out);
 
-    proc_t w;
+    mph_cli_proc_t w;
     spawn(&w,
           (const char *[]){"worker", "--app", forward_plugin(), "--broker",
                            cluster->broker, "--without-web", "--workers", "2",
@@ -727,7 +557,7 @@ Test(cli_broker, worker_forwards_what_send_sends_and_stops_on_sigterm)
     for (int i = 1; i <= N; i++)
         fprintf(f, "%d\n", i);
     fclose(f);
-    result_t s =
+    mph_cli_result_t s =
         run_env((const char *[]){"send", in, "--broker", cluster->broker,
                                  "--file", lines, NULL},
                 NULL, NULL, 60000);
@@ -735,7 +565,7 @@ Test(cli_broker, worker_forwards_what_send_sends_and_stops_on_sigterm)
     char want[256];
     snprintf(want, sizeof want, "sent %d records to %s\n", N, in);
     cr_expect_str_eq(s.out, want);
-    result_free(&s);
+    mph_cli_result_free(&s);
 
     values_seen_t seen = {N, calloc((size_t)N, 1), 0, 0};
     int got =
@@ -752,11 +582,11 @@ Test(cli_broker, worker_forwards_what_send_sends_and_stops_on_sigterm)
     free(seen.count);
 
     kill(w.pid, SIGTERM);
-    result_t r = finish(&w, 60000);
+    mph_cli_result_t r = mph_cli_finish(&w, 60000);
     cr_expect_eq(r.status, 0, "worker: status %d: %s", r.status, r.err);
     cr_expect_lt(r.secs, 5.0, "the worker took %.1f s to stop", r.secs);
     cr_expect_not_null(strstr(r.err, "worker stopped cleanly"), "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
     mph_test_rmrf(dir);
 }
 
@@ -807,7 +637,7 @@ Test(cli_broker, send_sets_key_partition_headers_and_repeats)
     mph_test_unique("cli-send", topic, sizeof topic);
     mph_test_create_topic(cluster, topic, 3);
 
-    result_t s = run(
+    mph_cli_result_t s = run(
         (const char *[]){"send", topic, "--broker", cluster->broker, "--key",
                          "K", "--partition", "2", "-H", "a=1", "--header",
                          "b=x=y", "x", "y", "--repeat", "2", NULL});
@@ -815,7 +645,7 @@ Test(cli_broker, send_sets_key_partition_headers_and_repeats)
     char want[256];
     snprintf(want, sizeof want, "sent 4 records to %s\n", topic);
     cr_expect_str_eq(s.out, want);
-    result_free(&s);
+    mph_cli_result_free(&s);
 
     /* stdin, one record per line, empty lines included */
     char dir[PATH_MAX], in[PATH_MAX + 16];
@@ -831,7 +661,7 @@ Test(cli_broker, send_sets_key_partition_headers_and_repeats)
     cr_assert_eq(s.status, 0, "send -f -: status %d: %s", s.status, s.err);
     snprintf(want, sizeof want, "sent 6 records to %s\n", topic);
     cr_expect_str_eq(s.out, want);
-    result_free(&s);
+    mph_cli_result_free(&s);
 
     records_t rs = {.n = 0};
     int got = mph_test_consume_all(cluster, topic, 10, 20000, 60000,
@@ -870,7 +700,7 @@ Test(cli_broker, send_reports_a_refused_record_with_exit_1)
     char big[3001];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    result_t r = run(
+    mph_cli_result_t r = run(
         (const char *[]){"send", topic, "--broker", cluster->broker, "--set",
                          "kafka.message.max.bytes=1000", "small", big, NULL});
     cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
@@ -883,7 +713,7 @@ Test(cli_broker, send_reports_a_refused_record_with_exit_1)
     cr_expect_not_null(strstr(line, "1 sent before it, 1 acknowledged"), "%s",
                        line);
     free(line);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli_broker, send_to_a_missing_topic_exits_4)
@@ -891,11 +721,11 @@ Test(cli_broker, send_to_a_missing_topic_exits_4)
     need_real_broker();
     char topic[128];
     mph_test_unique("cli-none", topic, sizeof topic);
-    result_t r = run((const char *[]){"send", topic, "--broker",
+    mph_cli_result_t r = run((const char *[]){"send", topic, "--broker",
                                       cluster->broker, "v", NULL});
     cr_expect_eq(r.status, 4, "status %d: %s", r.status, r.err);
     char *line = last_line(r.err);
     cr_expect_not_null(strstr(line, "does not exist"), "%s", line);
     free(line);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }

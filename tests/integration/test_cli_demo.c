@@ -31,213 +31,42 @@
 #include <unistd.h>
 
 #include "mephisto.h"
+#include "mph_cli.h"
 #include "mph_test.h"
 
-extern char **environ;
-
-/* ---- locating the build ---- */
-
-static const char *build_dir(void)
-{
-    static char dir[PATH_MAX];
-    if (dir[0])
-        return dir;
-    const char *env = getenv("MEPHISTO_BUILD_DIR");
-    if (env && *env) {
-        snprintf(dir, sizeof dir, "%s", env);
-        return dir;
-    }
-    /* <build>/tests/integration_test_cli_demo */
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    cr_assert_gt(n, 0, "cannot find the build directory");
-    dir[n] = '\0';
-    for (int i = 0; i < 2; i++) {
-        char *slash = strrchr(dir, '/');
-        cr_assert_not_null(slash);
-        *slash = '\0';
-    }
-    return dir;
-}
-
-static const char *cli_path(void)
-{
-    static char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/mephisto", build_dir());
-    cr_assert_eq(access(path, X_OK), 0,
-                 "%s: %s (build the mephisto_cli target first)", path,
-                 strerror(errno));
-    return path;
-}
+/* ---- running the CLI (tests/support/mph_cli.h) ---- */
 
 static const char *wordcount(void)
 {
-    static char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/examples/libwordcount.so", build_dir());
-    cr_assert_eq(access(path, R_OK), 0,
-                 "%s: %s (build the wordcount target first)", path,
-                 strerror(errno));
-    return path;
+    return mph_cli_plugin("wordcount");
 }
 
-/* ---- running the CLI ---- */
-
-typedef struct proc {
-    pid_t pid;
-    char dir[PATH_MAX]; /* temp dir holding out and err */
-    char out_path[PATH_MAX + 8], err_path[PATH_MAX + 8];
-} proc_t;
-
-typedef struct result {
-    int status; /* exit code; 128 + n when killed by signal n */
-    char *out, *err;
-    double secs;
-} result_t;
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* Starts `mephisto args...` with stdout and stderr in files, stdin from
- * stdin_fd (>= 0) or stdin_path (or /dev/null), and extra environment
- * "NAME=value" entries. Everything the child needs is prepared before
- * fork(). */
-static void spawn_fd(proc_t *p, const char *const *args, const char *const *env,
+static void spawn_fd(mph_cli_proc_t *p, const char *const *args, const char *const *env,
                      const char *stdin_path, int stdin_fd)
 {
-    cr_assert_not_null(mph_test_tmpdir("clid", p->dir, sizeof p->dir));
-    snprintf(p->out_path, sizeof p->out_path, "%s/out", p->dir);
-    snprintf(p->err_path, sizeof p->err_path, "%s/err", p->dir);
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = cli_path();
-    for (; args[n - 1] && n < 63; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    const char *envp[256];
-    size_t e = 0;
-    for (char **v = environ; *v && e < 200; v++)
-        envp[e++] = *v;
-    for (; env && *env && e < 255; env++)
-        envp[e++] = *env;
-    envp[e] = NULL;
-    int fi = stdin_fd >= 0 ? dup(stdin_fd)
-                           : open(stdin_path ? stdin_path : "/dev/null",
-                                  O_RDONLY | O_CLOEXEC);
-    int fo = open(p->out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int fe = open(p->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    cr_assert(fi >= 0 && fo >= 0 && fe >= 0, "cannot open the child's files");
-
-    fflush(NULL);
-    p->pid = fork();
-    cr_assert_geq(p->pid, 0, "fork: %s", strerror(errno));
-    if (p->pid == 0) {
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        if (stdin_fd >= 0)
-            setsid(); /* a terminal on stdin becomes the session's own */
-        if (dup2(fi, 0) < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
-            _exit(120);
-        execve(argv[0], (char *const *)argv, (char *const *)envp);
-        _exit(121);
-    }
-    close(fi);
-    close(fo);
-    close(fe);
+    mph_cli_spawn(p, "clid", args, env, stdin_path, stdin_fd);
 }
 
-static void spawn(proc_t *p, const char *const *args, const char *const *env)
+static void spawn(mph_cli_proc_t *p, const char *const *args, const char *const *env)
 {
     spawn_fd(p, args, env, NULL, -1);
 }
 
-/* Waits for the process to end, at most timeout_ms (then kills it and
- * fails the test). */
-static result_t finish(proc_t *p, int timeout_ms)
-{
-    result_t r = {0};
-    int64_t start = mph_clock_mono_ns();
-    int st = 0;
-    for (;;) {
-        pid_t w = waitpid(p->pid, &st, WNOHANG);
-        cr_assert_geq(w, 0, "waitpid: %s", strerror(errno));
-        if (w == p->pid)
-            break;
-        if ((mph_clock_mono_ns() - start) / 1000000 > timeout_ms) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            char *err = slurp(p->err_path);
-            cr_assert_fail("mephisto did not end within %d ms; stderr:\n%s",
-                           timeout_ms, err);
-        }
-        usleep(5000);
-    }
-    r.secs = (double)(mph_clock_mono_ns() - start) / 1e9;
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    cr_assert_neq(r.status, 120, "the child could not set up its files");
-    cr_assert_neq(r.status, 121, "the child could not exec %s", cli_path());
-    r.out = slurp(p->out_path);
-    r.err = slurp(p->err_path);
-    mph_test_rmrf(p->dir);
-    return r;
-}
-
-static result_t run_env(const char *const *args, const char *const *env,
+static mph_cli_result_t run_env(const char *const *args, const char *const *env,
                         int timeout_ms)
 {
-    proc_t p;
-    spawn(&p, args, env);
-    return finish(&p, timeout_ms);
+    return mph_cli_run("clid", args, env, NULL, timeout_ms);
 }
 
-static result_t run(const char *const *args)
+static mph_cli_result_t run(const char *const *args)
 {
     return run_env(args, NULL, 60000);
 }
 
-static void result_free(result_t *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-/* Waits until the file at path (the process's stdout or stderr) contains
- * needle; returns the file's text (free it). */
-static char *wait_for(proc_t *p, const char *path, const char *needle,
+static char *wait_for(mph_cli_proc_t *p, const char *path, const char *needle,
                       int timeout_ms)
 {
-    int64_t start = mph_clock_mono_ns();
-    for (;;) {
-        char *text = slurp(path);
-        if (strstr(text, needle))
-            return text;
-        int st;
-        if (waitpid(p->pid, &st, WNOHANG) == p->pid)
-            cr_assert_fail("mephisto ended (status %d) before writing '%s':\n"
-                           "%s",
-                           WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
-                           needle, text);
-        if ((mph_clock_mono_ns() - start) / 1000000 > timeout_ms) {
-            kill(p->pid, SIGKILL);
-            cr_assert_fail("no '%s' within %d ms:\n%s", needle, timeout_ms,
-                           text);
-        }
-        free(text);
-        usleep(20000);
-    }
+    return mph_cli_wait_for(p, path, needle, timeout_ms);
 }
 
 static int count_lines(const char *s)
@@ -253,7 +82,7 @@ static int count_lines(const char *s)
 static void expect_error(const char *const *args, const char *const *env,
                          int status, const char *want)
 {
-    result_t r = run_env(args, env, 60000);
+    mph_cli_result_t r = run_env(args, env, 60000);
     cr_expect_eq(r.status, status, "%s %s: status %d, want %d; stderr: %s",
                  args[0], args[1] ? args[1] : "", r.status, status, r.err);
     cr_expect_str_empty(r.out, "%s: stdout not empty: %s", args[0], r.out);
@@ -262,7 +91,7 @@ static void expect_error(const char *const *args, const char *const *env,
     cr_expect_eq(strncmp(r.err, "mephisto: ", 10), 0, "stderr: %s", r.err);
     cr_expect_not_null(strstr(r.err, want), "stderr lacks '%s': %s", want,
                        r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 /* A TCP port nothing listens on right now. */
@@ -330,7 +159,7 @@ Test(cli_demo, counts_the_default_200000_words_and_verifies_them)
     int port = free_port();
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", port);
-    result_t r = run_env((const char *[]){"demo", "--web-port", port_s, NULL},
+    mph_cli_result_t r = run_env((const char *[]){"demo", "--web-port", port_s, NULL},
                          NULL, 120000);
     cr_assert_eq(r.status, 0, "status %d\nstdout:\n%s\nstderr:\n%s", r.status,
                  r.out, r.err);
@@ -364,7 +193,7 @@ Test(cli_demo, counts_the_default_200000_words_and_verifies_them)
     /* Without a terminal, progress is a line at a time. */
     cr_expect_not_null(strstr(r.err, "counted 200000 / 200000 words (100%)"),
                        "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli_demo, runs_a_built_in_word_count_without_the_plugin)
@@ -372,14 +201,14 @@ Test(cli_demo, runs_a_built_in_word_count_without_the_plugin)
     char dir[PATH_MAX], env[PATH_MAX + 32];
     cr_assert_not_null(mph_test_tmpdir("clidemo", dir, sizeof dir));
     snprintf(env, sizeof env, "MEPHISTO_EXAMPLES_DIR=%s", dir);
-    result_t r = run_env((const char *[]){"demo", "--words", "5000", NULL},
+    mph_cli_result_t r = run_env((const char *[]){"demo", "--words", "5000", NULL},
                          (const char *[]){env, NULL}, 120000);
     cr_assert_eq(r.status, 0, "status %d\nstdout:\n%s\nstderr:\n%s", r.status,
                  r.out, r.err);
     cr_expect_not_null(strstr(r.out, "built-in word count"), "%s", r.out);
     cr_expect_not_null(strstr(r.out, "counts verified: 5000 words"), "%s",
                        r.out);
-    result_free(&r);
+    mph_cli_result_free(&r);
     mph_test_rmrf(dir);
 }
 
@@ -388,7 +217,7 @@ Test(cli_demo, keep_running_keeps_the_web_view_until_sigint)
     int port = free_port();
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", port);
-    proc_t p;
+    mph_cli_proc_t p;
     spawn(&p,
           (const char *[]){"demo", "--words", "2000", "--web-port", port_s,
                            "--keep-running", NULL},
@@ -407,9 +236,9 @@ Test(cli_demo, keep_running_keeps_the_web_view_until_sigint)
     cr_expect_eq(waitpid(p.pid, NULL, WNOHANG), 0,
                  "--keep-running ended on its own");
     kill(p.pid, SIGINT);
-    result_t r = finish(&p, 30000);
+    mph_cli_result_t r = mph_cli_finish(&p, 30000);
     cr_expect_eq(r.status, 0, "status %d: %s", r.status, r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli_demo, usage_errors)
@@ -430,7 +259,7 @@ Test(cli_demo, tables_agents_topics_describe_the_wordcount_plugin)
 {
     char dir[PATH_MAX];
     cr_assert_not_null(mph_test_tmpdir("clitab", dir, sizeof dir));
-    result_t r =
+    mph_cli_result_t r =
         run((const char *[]){"tables", "--app", wordcount(), "--datadir", dir,
                              "--set", "store=rocksdb", "word_counts", NULL});
     cr_expect_eq(r.status, 0, "%s", r.err);
@@ -444,7 +273,7 @@ Test(cli_demo, tables_agents_topics_describe_the_wordcount_plugin)
     for (const char **w = want; *w; w++)
         cr_expect_not_null(strstr(r.out, *w), "tables lacks '%s':\n%s", *w,
                            r.out);
-    result_free(&r);
+    mph_cli_result_free(&r);
     expect_error((const char *[]){"tables", "--app", wordcount(), "nope", NULL},
                  NULL, 1, "app wordcount declares no table 'nope'");
     expect_error((const char *[]){"tables", NULL}, NULL, 2,
@@ -462,18 +291,18 @@ Test(cli_demo, tables_agents_topics_describe_the_wordcount_plugin)
     cr_expect_not_null(strstr(r.out, "internal (repartition)"), "%s", r.out);
     cr_expect_not_null(strstr(r.out, "wc2-dead-letter"), "%s", r.out);
     cr_expect_str_empty(r.err, "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
     mph_test_rmrf(dir);
 }
 
 Test(cli_demo, agents_lists_them_in_declaration_order)
 {
-    result_t r = run((const char *[]){"agents", "--app", wordcount(), NULL});
+    mph_cli_result_t r = run((const char *[]){"agents", "--app", wordcount(), NULL});
     cr_expect_eq(r.status, 0, "%s", r.err);
     const char *h = strstr(r.out, "AGENT\n");
     cr_assert_not_null(h, "%s", r.out);
     cr_expect_str_eq(h, "AGENT\nsplit\ncount\n");
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 /* ---- table get through a web view ---- */
@@ -537,7 +366,7 @@ Test(cli_demo, table_get_asks_the_web_view_with_an_encoded_key)
                        "Content-Length: 2\r\n\r\n42");
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", w.port);
-    result_t r = run((const char *[]){"table", "get", "--app", wordcount(),
+    mph_cli_result_t r = run((const char *[]){"table", "get", "--app", wordcount(),
                                       "word_counts", "h\xc3\xa9llo w/x",
                                       "--web", url, NULL});
     fake_web_stop(&w);
@@ -548,7 +377,7 @@ Test(cli_demo, table_get_asks_the_web_view_with_an_encoded_key)
                          "\r\n",
                          52),
                  0, "request: %s", w.request);
-    result_free(&r);
+    mph_cli_result_free(&r);
 }
 
 Test(cli_demo, table_get_falls_back_to_local_shards_after_a_404)
@@ -559,7 +388,7 @@ Test(cli_demo, table_get_falls_back_to_local_shards_after_a_404)
     char url[64], dir[PATH_MAX];
     snprintf(url, sizeof url, "127.0.0.1:%d", w.port);
     cr_assert_not_null(mph_test_tmpdir("cliget", dir, sizeof dir));
-    result_t r = run((const char *[]){"table", "get", "--app", wordcount(),
+    mph_cli_result_t r = run((const char *[]){"table", "get", "--app", wordcount(),
                                       "word_counts", "the", "--web", url,
                                       "--datadir", dir, NULL});
     fake_web_stop(&w);
@@ -569,7 +398,7 @@ Test(cli_demo, table_get_falls_back_to_local_shards_after_a_404)
     cr_expect_not_null(strstr(r.err, "no local state for table word_counts"),
                        "%s", r.err);
     cr_expect_eq(count_lines(r.err), 1, "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     expect_error((const char *[]){"table", "get", "--app", wordcount(),
                                   "word_counts", NULL},
@@ -637,12 +466,12 @@ Test(cli_demo, reset_deletes_with_yes_and_refuses_without_a_terminal)
     cr_expect_eq(access(lock, F_OK), 0, "deleted while locked");
 
     /* --yes: deleted, the datadir itself kept */
-    result_t r = run((const char *[]){"reset", "--app", wordcount(),
+    mph_cli_result_t r = run((const char *[]){"reset", "--app", wordcount(),
                                       "--datadir", dir, "--yes", NULL});
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_not_null(strstr(r.out, "deleted "), "%s", r.out);
     cr_expect_not_null(strstr(r.out, "(2 files, 4 bytes)"), "%s", r.out);
-    result_free(&r);
+    mph_cli_result_free(&r);
     cr_expect_neq(access(app_dir, F_OK), 0, "%s still exists", app_dir);
     cr_expect_eq(access(dir, F_OK), 0, "the datadir was deleted");
 
@@ -651,7 +480,7 @@ Test(cli_demo, reset_deletes_with_yes_and_refuses_without_a_terminal)
                              NULL});
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_not_null(strstr(r.out, "nothing to reset"), "%s", r.out);
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     expect_error((const char *[]){"reset", "--datadir", dir, NULL}, NULL, 2,
                  "which app?");
@@ -662,7 +491,7 @@ Test(cli_demo, reset_deletes_with_yes_and_refuses_without_a_terminal)
 }
 
 /* Runs reset with a pseudo-terminal as stdin and answer typed into it. */
-static result_t reset_on_terminal(const char *dir, const char *answer)
+static mph_cli_result_t reset_on_terminal(const char *dir, const char *answer)
 {
     int master = posix_openpt(O_RDWR | O_NOCTTY);
     cr_assert_geq(master, 0, "posix_openpt: %s", strerror(errno));
@@ -672,13 +501,13 @@ static result_t reset_on_terminal(const char *dir, const char *answer)
     cr_assert_geq(slave, 0);
     cr_assert_eq(write(master, answer, strlen(answer)),
                  (ssize_t)strlen(answer));
-    proc_t p;
+    mph_cli_proc_t p;
     spawn_fd(&p,
              (const char *[]){"reset", "--set", "app_id=wordcount", "--datadir",
                               dir, NULL},
              NULL, NULL, slave);
     close(slave);
-    result_t r = finish(&p, 30000);
+    mph_cli_result_t r = mph_cli_finish(&p, 30000);
     close(master);
     return r;
 }
@@ -688,17 +517,17 @@ Test(cli_demo, reset_asks_on_a_terminal)
     char dir[PATH_MAX], lock[PATH_MAX + 16];
     cr_assert_not_null(mph_test_tmpdir("cliask", dir, sizeof dir));
     make_state(dir, "wordcount", lock, sizeof lock);
-    result_t r = reset_on_terminal(dir, "n\n");
+    mph_cli_result_t r = reset_on_terminal(dir, "n\n");
     cr_expect_eq(r.status, 1, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "[y/N]"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "not confirmed"), "%s", r.err);
     cr_expect_eq(access(lock, F_OK), 0, "deleted after 'n'");
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     r = reset_on_terminal(dir, "yes\n");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_neq(access(lock, F_OK), 0, "not deleted after 'yes'");
-    result_free(&r);
+    mph_cli_result_free(&r);
     mph_test_rmrf(dir);
 }
 
@@ -726,7 +555,7 @@ Test(cli_demo, worker_counts_are_read_from_local_shards_after_it_stops,
     cr_assert_not_null(mph_test_tmpdir("cliwc", dir, sizeof dir));
     const char *broker = mph_test_broker();
 
-    proc_t w;
+    mph_cli_proc_t w;
     spawn(&w,
           (const char *[]){"worker", "--app", wordcount(), "--broker", broker,
                            "--set", "store=rocksdb", "--datadir", dir,
@@ -746,10 +575,10 @@ Test(cli_demo, worker_counts_are_read_from_local_shards_after_it_stops,
     for (int i = 0; i < 120; i++)
         fprintf(f, "the %s w%d\n", animals[i % 3], i);
     fclose(f);
-    result_t s = run((const char *[]){"send", topic, "--broker", broker,
+    mph_cli_result_t s = run((const char *[]){"send", topic, "--broker", broker,
                                       "--file", lines, NULL});
     cr_assert_eq(s.status, 0, "send: %s", s.err);
-    result_free(&s);
+    mph_cli_result_free(&s);
 
     /* 120 lines + 360 words pass the agents; SIGUSR1's stats line says how
      * many were processed. */
@@ -758,17 +587,17 @@ Test(cli_demo, worker_counts_are_read_from_local_shards_after_it_stops,
     while (seen < 480 && mph_clock_mono_ns() < deadline) {
         kill(w.pid, SIGUSR1);
         usleep(300000);
-        char *err = slurp(w.err_path);
+        char *err = mph_cli_slurp(w.err_path);
         seen = last_events_in(err);
         free(err);
     }
     cr_assert_geq(seen, 480, "the worker processed %ld of 480 events", seen);
     usleep(600000); /* a commit interval or two: the counts reach RocksDB */
     kill(w.pid, SIGTERM);
-    result_t r = finish(&w, 60000);
+    mph_cli_result_t r = mph_cli_finish(&w, 60000);
     cr_expect_eq(r.status, 0, "worker: %s", r.err);
     cr_expect_not_null(strstr(r.err, "send_errors=0"), "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     const char *common[] = {
         "--app", wordcount(), "--datadir", dir,     "--set",
@@ -782,7 +611,7 @@ Test(cli_demo, worker_counts_are_read_from_local_shards_after_it_stops,
         r = run(args);
         cr_expect_eq(r.status, 0, "get %s: %s", gets[i].key, r.err);
         cr_expect_str_eq(r.out, gets[i].want, "get %s", gets[i].key);
-        result_free(&r);
+        mph_cli_result_free(&r);
     }
 
     const char *dump[16] = {"table", "dump", "word_counts", "--format", "json"};
@@ -793,14 +622,14 @@ Test(cli_demo, worker_counts_are_read_from_local_shards_after_it_stops,
     cr_expect_not_null(strstr(r.out, "\"key\":\"the\",\"value\":120}"), "%s",
                        r.out);
     cr_expect_not_null(strstr(r.err, "124 keys"), "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     const char *tables[16] = {"tables"};
     memcpy(tables + 1, common, sizeof common);
     r = run(tables);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_not_null(strstr(r.out, "local       124 keys"), "%s", r.out);
-    result_free(&r);
+    mph_cli_result_free(&r);
 
     char app_dir[PATH_MAX + 160];
     snprintf(app_dir, sizeof app_dir, "%s/%s", dir, app_id);
@@ -809,7 +638,7 @@ Test(cli_demo, worker_counts_are_read_from_local_shards_after_it_stops,
     memcpy(reset + 2, common, sizeof common);
     r = run(reset);
     cr_expect_eq(r.status, 0, "%s", r.err);
-    result_free(&r);
+    mph_cli_result_free(&r);
     cr_expect_neq(access(app_dir, F_OK), 0, "%s survived reset", app_dir);
     mph_test_rmrf(dir);
 }
