@@ -39,6 +39,7 @@ typedef struct bench_opts {
     int size; /* record size in bytes */
     bool size_set;
     int keys;       /* distinct keys (users) */
+    bool keys_set;
     double rate;    /* latency: records/s; 0 = 50% of measured max */
     double seconds; /* latency: measured phase length */
     double timeout; /* one run may take at most this many seconds */
@@ -124,6 +125,11 @@ void bench_rss_reset(void);
 /* Peak RSS (VmHWM) in KiB since the last reset. */
 long bench_rss_peak_kb(void);
 void bench_sleep_ms(int ms);
+/* Makes a new empty directory $TMPDIR/mephisto-bench-<tag>-XXXXXX (name in
+ * buf); returns buf, or NULL (errno) on failure. */
+const char *bench_tempdir(const char *tag, char *buf, size_t size);
+/* Removes dir and everything below it (best effort). */
+void bench_rmtree(const char *dir);
 /* A unique-enough run id: "<pid>-<n>". */
 const char *bench_run_id(char *buf, size_t size);
 
@@ -178,6 +184,14 @@ size_t bench_record(char *buf, size_t size, char *key, uint64_t seed,
 bool bench_record_parse(const void *buf, size_t len, int64_t *ts_ns,
                         uint64_t *seq);
 
+/* The records of a table changelog (recovery): key i is "key%09ld" (at
+ * most BENCH_TABLE_KEY_MAX bytes with the NUL; returns its length), its
+ * value the i64 codec's 8 big-endian bytes of bench_table_value_of(i). */
+#define BENCH_TABLE_KEY_MAX 24
+size_t bench_table_key(char *key, long i);
+int64_t bench_table_value_of(long i);
+void bench_table_value(unsigned char out[8], long i);
+
 /* ---- kafka.c: cluster, topics, load ---- */
 typedef struct bench_kafka bench_kafka_t;
 /* For mock:// creates the mock cluster (kept until destroy); for
@@ -199,14 +213,31 @@ void bench_kafka_engine_producer(rd_kafka_conf_t *kc, int linger_ms);
 void bench_kafka_engine_consumer(rd_kafka_conf_t *kc, const char *group);
 mph_err_t bench_topic_create(bench_kafka_t *k, const char *name, int partitions,
                              char *errstr, size_t errstr_size);
+/* The same with topic configs: NULL-terminated name, value pairs (ignored
+ * by the mock cluster). */
+mph_err_t bench_topic_create_conf(bench_kafka_t *k, const char *name,
+                                  int partitions, const char *const *configs,
+                                  char *errstr, size_t errstr_size);
 void bench_topic_delete(bench_kafka_t *k, const char *name);
 void bench_group_delete(bench_kafka_t *k, const char *group);
 /* Sum of the end offsets of all partitions of topic; -1 on error. */
 int64_t bench_end_offsets(bench_kafka_t *k, const char *topic, int partitions);
+/* A client that reads group's committed offsets (it joins nothing). NULL
+ * with errstr on failure; rd_kafka_destroy() it. */
+rd_kafka_t *bench_offsets_reader(bench_kafka_t *k, const char *group,
+                                 char *errstr, size_t errstr_size);
+/* Sum of the reader's group's committed offsets over topic's partitions
+ * (none committed counts 0); -1 on error. */
+int64_t bench_committed(rd_kafka_t *reader, const char *topic, int partitions);
 /* Produces records [0, n) of the seeded stream to topic, keyed by user, and
  * waits until all are acknowledged. Returns records acknowledged. */
 long bench_load(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
                 long n, char *errstr, size_t errstr_size);
+/* Produces the table records [0, n) (bench_table_key/value) to topic,
+ * partitioned by key like the engine (murmur2), and waits for them. */
+long bench_load_table(bench_kafka_t *k, const bench_opts_t *o,
+                      const char *topic, long n, char *errstr,
+                      size_t errstr_size);
 
 /* ---- pipeline.c: one passthrough run, mephisto or the plain loop ---- */
 typedef struct bench_run {
@@ -249,6 +280,68 @@ int bench_baseline_serve(bench_kafka_t *k, const bench_opts_t *o,
                          const char *group, const char *in, const char *out,
                          const volatile int *stop, char *errstr,
                          size_t errstr_size);
+
+/* ---- tablerun.c: interleaved series, and table-count runs ---- */
+
+#define BENCH_MAX_ROUNDS 100
+/* One side of interleaved rounds. Zero-initialise. */
+typedef struct bench_series {
+    double rate[BENCH_MAX_ROUNDS], seconds[BENCH_MAX_ROUNDS],
+        cpu[BENCH_MAX_ROUNDS];
+    int n;
+    long peak_rss_kb;
+    char runs[512]; /* the rates, comma-separated */
+    bench_sys_delta_t sys;
+} bench_series_t;
+/* Adds a successful run; returns its rate (messages / seconds). */
+double bench_series_add(bench_series_t *s, const bench_run_t *run);
+/* Fills r with mine's medians (messages n of size bytes), and with base
+ * (NULL: none) its baseline rate, the ratio and base's figures in r->extra
+ * under keys starting with base_prefix; then what the machine did. */
+void bench_series_result(bench_series_t *mine, bench_series_t *base,
+                         const char *base_prefix, long n, int size,
+                         bench_result_t *r);
+
+typedef struct bench_tablerun bench_tablerun_t;
+/* What a table run declares and measures. */
+typedef struct bench_tablerun_spec {
+    const char *kind;  /* in app ids and temp dir names, e.g. "cnt" */
+    const char *store; /* the table's store option; NULL: the app's */
+    const char *field; /* the JSON field each record's agent call reads */
+    bool field_i64;    /* read it as an integer (else a string) */
+    mph_agent_fn *agent; /* NULL: bench_tablerun_count_agent */
+    /* After the table is declared, before the agent and the start (e.g.
+     * windows); non-zero with errstr fails the run. May be NULL. */
+    int (*setup)(bench_tablerun_t *c, char *errstr, size_t errstr_size);
+    /* Once the run is measured, while the app still runs. May be NULL. */
+    void (*finish)(bench_tablerun_t *c);
+    void *user;
+} bench_tablerun_spec_t;
+/* A run's state, the opaque of its agent. */
+struct bench_tablerun {
+    const bench_tablerun_spec_t *spec;
+    mph_table_t *table; /* "counts": i64 values, --partitions shards */
+    uint64_t processed; /* __atomic */
+    int64_t t_first;    /* __atomic */
+    int sys_state;      /* __atomic: 2 once sys_first is set */
+    bench_sys_t sys_first;
+    int broker_pid;
+};
+/* For agents: call bench_tablerun_first() on entry (starts the clock),
+ * bench_tablerun_read() for the record's spec->field (the per-record work
+ * every table agent does), bench_tablerun_done() on exit. */
+void bench_tablerun_first(bench_tablerun_t *c);
+mph_err_t bench_tablerun_read(bench_tablerun_t *c, mph_event_t *ev);
+void bench_tablerun_done(bench_tablerun_t *c);
+/* The plain count: reads the field, then increments the record's key. */
+mph_err_t bench_tablerun_count_agent(mph_event_t *ev, void *opaque);
+/* One run over the n records of in (--partitions partitions): a fresh app
+ * (app_id bench-<kind>-<run id>) with table "counts", timed from the first
+ * record consumed until all were processed and committed. 0, or -1 with
+ * res->error. */
+int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
+                   const bench_tablerun_spec_t *spec, const char *label,
+                   const char *in, long n, bench_run_t *res);
 
 /* Helpers for interleaved repeats: the median of v[0..n). */
 double bench_median(double *v, int n);

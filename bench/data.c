@@ -79,3 +79,21 @@ bool bench_record_parse(const void *buf, size_t len, int64_t *ts_ns,
     *seq = s;
     return true;
 }
+
+size_t bench_table_key(char *key, long i)
+{
+    return (size_t)snprintf(key, BENCH_TABLE_KEY_MAX, "key%09ld", i);
+}
+
+int64_t bench_table_value_of(long i)
+{
+    /* Distinct per key and not its index, so a shifted key shows. */
+    return (int64_t)i * 7919 + 13;
+}
+
+void bench_table_value(unsigned char out[8], long i)
+{
+    uint64_t u = (uint64_t)bench_table_value_of(i);
+    for (int b = 0; b < 8; b++)
+        out[b] = (unsigned char)(u >> (56 - 8 * b));
+}

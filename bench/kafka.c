@@ -196,6 +196,14 @@ void bench_kafka_engine_consumer(rd_kafka_conf_t *kc, const char *group)
 mph_err_t bench_topic_create(bench_kafka_t *k, const char *name, int partitions,
                              char *errstr, size_t errstr_size)
 {
+    return bench_topic_create_conf(k, name, partitions, NULL, errstr,
+                                   errstr_size);
+}
+
+mph_err_t bench_topic_create_conf(bench_kafka_t *k, const char *name,
+                                  int partitions, const char *const *configs,
+                                  char *errstr, size_t errstr_size)
+{
     if (k->mock) {
         rd_kafka_resp_err_t e =
             rd_kafka_mock_topic_create(k->mock, name, partitions, 1);
@@ -214,6 +222,13 @@ mph_err_t bench_topic_create(bench_kafka_t *k, const char *name, int partitions,
         snprintf(errstr, errstr_size, "topic %s: %s", name, kerr);
         return MPH_ERR_INVALID;
     }
+    for (size_t i = 0; configs && configs[i] && configs[i + 1]; i += 2)
+        if (rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1])) {
+            snprintf(errstr, errstr_size, "topic %s: bad config %s=%s", name,
+                     configs[i], configs[i + 1]);
+            rd_kafka_NewTopic_destroy(nt);
+            return MPH_ERR_INVALID;
+        }
     rd_kafka_queue_t *q = rd_kafka_queue_new(k->admin);
     rd_kafka_AdminOptions_t *ao =
         rd_kafka_AdminOptions_new(k->admin, RD_KAFKA_ADMIN_OP_CREATETOPICS);
@@ -311,6 +326,35 @@ void bench_group_delete(bench_kafka_t *k, const char *group)
     rd_kafka_DeleteGroup_destroy(dg);
 }
 
+rd_kafka_t *bench_offsets_reader(bench_kafka_t *k, const char *group,
+                                 char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *kc = bench_kafka_conf(k);
+    conf_set(kc, "group.id", group);
+    conf_set(kc, "client.id", "mephisto-bench-offsets");
+    rd_kafka_t *rk =
+        rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+    if (!rk)
+        rd_kafka_conf_destroy(kc);
+    return rk;
+}
+
+int64_t bench_committed(rd_kafka_t *reader, const char *topic, int partitions)
+{
+    rd_kafka_topic_partition_list_t *tp =
+        rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(tp, topic, p);
+    int64_t sum = -1;
+    if (rd_kafka_committed(reader, tp, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        sum = 0;
+        for (int p = 0; p < partitions; p++)
+            sum += tp->elems[p].offset > 0 ? tp->elems[p].offset : 0;
+    }
+    rd_kafka_topic_partition_list_destroy(tp);
+    return sum;
+}
+
 int64_t bench_end_offsets(bench_kafka_t *k, const char *topic, int partitions)
 {
     rd_kafka_topic_partition_list_t *l =
@@ -356,8 +400,32 @@ static void load_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
 }
 
-long bench_load(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
-                long n, char *errstr, size_t errstr_size)
+/* Makes record i of a load: its key (klen bytes, at most 64) and value
+ * (returned length, at most vsize bytes) into the buffers. */
+typedef size_t(load_gen_fn)(const bench_opts_t *o, long i, char *val,
+                            size_t vsize, char *key, size_t *klen);
+
+static size_t gen_record(const bench_opts_t *o, long i, char *val, size_t vsize,
+                         char *key, size_t *klen)
+{
+    (void)vsize;
+    *klen = bench_record(val, (size_t)o->size, key, o->seed, (uint64_t)i,
+                         o->keys, bench_now_ns());
+    return (size_t)o->size;
+}
+
+static size_t gen_table(const bench_opts_t *o, long i, char *val, size_t vsize,
+                        char *key, size_t *klen)
+{
+    (void)o;
+    (void)vsize;
+    *klen = bench_table_key(key, i);
+    bench_table_value((unsigned char *)val, i);
+    return 8;
+}
+
+static long load(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
+                 long n, load_gen_fn *gen, char *errstr, size_t errstr_size)
 {
     char kerr[512];
     struct load_state st = {0};
@@ -374,13 +442,13 @@ long bench_load(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
         return 0;
     }
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    char *buf = malloc((size_t)o->size + BENCH_MIN_RECORD);
-    char key[16];
+    size_t vsize = (size_t)o->size + BENCH_MIN_RECORD;
+    char *buf = malloc(vsize);
+    char key[64];
     int64_t t0 = bench_now_ns(), last = t0;
     for (long i = 0; i < n && buf; i++) {
-        size_t klen = bench_record(buf, (size_t)o->size, key, o->seed,
-                                   (uint64_t)i, o->keys, bench_now_ns());
-        size_t len = (size_t)o->size;
+        size_t klen;
+        size_t len = gen(o, i, buf, vsize, key, &klen);
         while (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
                                 buf, len, key, klen, NULL) == -1) {
             if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -415,4 +483,17 @@ out:
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     return st.acked;
+}
+
+long bench_load(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
+                long n, char *errstr, size_t errstr_size)
+{
+    return load(k, o, topic, n, gen_record, errstr, errstr_size);
+}
+
+long bench_load_table(bench_kafka_t *k, const bench_opts_t *o,
+                      const char *topic, long n, char *errstr,
+                      size_t errstr_size)
+{
+    return load(k, o, topic, n, gen_table, errstr, errstr_size);
 }

@@ -47,7 +47,10 @@ void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
         "  --messages N            records per throughput run (300000)\n"
         "  --size BYTES            record size, at least %d (200)\n"
         "  --keys N                distinct keys (users) in the input "
-        "(100000)\n"
+        "(100000);\n"
+        "                          recovery: keys in the table (default "
+        "--messages if\n"
+        "                          given, else 1000000)\n"
         "  --rate R                latency: records/s (default: 50%% of "
         "measured max)\n"
         "  --seconds S             latency: length of the measured phase (10)\n"
@@ -238,6 +241,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
             if (parse_long("--keys", optarg, 1, 10000000, &v))
                 return -1;
             o->keys = (int)v;
+            o->keys_set = true;
             break;
         case O_RATE:
             if (parse_double("--rate", optarg, 0, &o->rate))

@@ -15,7 +15,6 @@
  * the watching costs nothing during the run. CPU time is the process's
  * (getrusage) between those two moments.
  */
-#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -452,12 +451,8 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
                               const char *in, const char *out, int partitions,
                               long n, bench_result_t *r)
 {
-    int reps = o->repeat;
-    double mrate[100], brate[100], msec[100], mcpu[100], bcpu[100];
-    long mrss = 0, brss = 0;
-    int nm = 0, nb = 0;
-    char runs_m[512] = "", runs_b[512] = "";
-    bench_sys_delta_t msys = {0}, bsys = {0};
+    int reps = o->repeat < BENCH_MAX_ROUNDS ? o->repeat : BENCH_MAX_ROUNDS;
+    bench_series_t mser = {0}, bser = {0};
     for (int i = 0; i < reps; i++) {
         /* Alternate the order so that drift (broker compaction, page cache,
          * other load) does not always favour the same side. */
@@ -477,49 +472,14 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
                          mph ? "mephisto" : "baseline", run.error);
                 return -1;
             }
-            double rate = (double)run.messages / run.seconds;
+            double rate = bench_series_add(mph ? &mser : &bser, &run);
             bench_progress(o,
                            "%s: %.0f records/s, %.2f s CPU, peak RSS %ld KiB",
                            label, rate, run.cpu_s, run.peak_rss_kb);
-            char *runs = mph ? runs_m : runs_b;
-            size_t used = strlen(runs);
-            snprintf(runs + used, 512 - used, "%s%.1f", used ? "," : "", rate);
-            bench_sys_add(mph ? &msys : &bsys, &run.sys_first, &run.sys_end);
-            if (mph) {
-                mrate[nm] = rate;
-                msec[nm] = run.seconds;
-                mcpu[nm++] = run.cpu_s;
-                if (run.peak_rss_kb > mrss)
-                    mrss = run.peak_rss_kb;
-            } else {
-                brate[nb] = rate;
-                bcpu[nb++] = run.cpu_s;
-                if (run.peak_rss_kb > brss)
-                    brss = run.peak_rss_kb;
-            }
         }
     }
-    r->messages = (uint64_t)n;
-    r->msgs_per_s = bench_median(mrate, nm);
-    r->seconds = bench_median(msec, nm);
-    r->mb_per_s = r->msgs_per_s * o->size / 1e6;
-    r->cpu_s = bench_median(mcpu, nm);
-    r->peak_rss_kb = mrss;
-    bench_extra(r, ",\"cpu_us_per_msg\":%.3f,\"runs_msgs_per_s\":[%s]",
-                r->cpu_s * 1e6 / (double)n, runs_m);
-    if (with_baseline) {
-        r->baseline_msgs_per_s = bench_median(brate, nb);
-        r->ratio = r->msgs_per_s / r->baseline_msgs_per_s;
-        double bc = bench_median(bcpu, nb);
-        const char *bp = base_prefix;
-        bench_extra(
-            r,
-            ",\"%scpu_s\":%.3f,\"%scpu_us_per_msg\":%.3f,\"%speak_rss_kb\":%ld,"
-            "\"%sruns_msgs_per_s\":[%s]",
-            bp, bc, bp, bc * 1e6 / (double)n, bp, brss, bp, runs_b);
-        bench_sys_describe(&bsys, bp, r);
-    }
-    bench_sys_describe(&msys, "", r);
+    bench_series_result(&mser, with_baseline ? &bser : NULL, base_prefix, n,
+                        o->size, r);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -75,6 +76,30 @@ const char *bench_run_id(char *buf, size_t size)
     snprintf(buf, size, "%ld-%ld-%u", (long)getpid(),
              (long)(bench_now_ns() / 1000000 % 100000), ++n);
     return buf;
+}
+
+const char *bench_tempdir(const char *tag, char *buf, size_t size)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, size, "%s/mephisto-bench-%s-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp", tag);
+    return mkdtemp(buf);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type,
+                    struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void bench_rmtree(const char *dir)
+{
+    if (dir && *dir)
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 double bench_median(double *v, int n)
