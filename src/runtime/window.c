@@ -1432,6 +1432,38 @@ mph_err_t mph_window_update(mph_event_t *ev, mph_window_t *w, const void *key,
 /* ------------------------------------------------------------------ */
 /* reads                                                              */
 
+/* The start of the window that which/arg names (see mph_window_which_t);
+ * t is the event's time for CURRENT and DELTA. */
+static mph_err_t window_named(const struct mph_window *w, mph_window_which_t which,
+                              int64_t arg, int64_t t, int64_t *start,
+                              int64_t *start_out, int64_t *end_out)
+{
+    switch (which) {
+    case MPH_WINDOW_CURRENT:
+        break;
+    case MPH_WINDOW_DELTA:
+        if (arg < -MPH__WINDOW_TIME_MAX || arg > MPH__WINDOW_TIME_MAX)
+            return MPH_ERR_RANGE;
+        t -= arg;
+        break;
+    case MPH_WINDOW_NOW:
+        t = mph_clock_wall_ms();
+        break;
+    case MPH_WINDOW_AT:
+        if (arg < -MPH__WINDOW_TIME_MAX || arg > MPH__WINDOW_TIME_MAX)
+            return MPH_ERR_RANGE;
+        break;
+    default:
+        return MPH_ERR_INVALID;
+    }
+    *start = which == MPH_WINDOW_AT ? arg : mph__window_current(w, t);
+    if (start_out)
+        *start_out = *start;
+    if (end_out)
+        *end_out = *start + w->size;
+    return MPH_OK;
+}
+
 static mph_err_t read_prepare(mph_event_t *ev, struct mph_window *w,
                               const void *key, size_t klen, mph__shard_t **sh,
                               wext_t **x)
@@ -1462,33 +1494,11 @@ mph_err_t mph_window_get(mph_event_t *ev, mph_window_t *w, const void *key,
     if (err)
         return err;
     int64_t t = 0, start;
-    switch (which) {
-    case MPH_WINDOW_CURRENT:
-    case MPH_WINDOW_DELTA:
-        if ((err = time_of(ev, x, &t)) != MPH_OK)
-            return err;
-        if (which == MPH_WINDOW_DELTA) {
-            if (arg < -MPH__WINDOW_TIME_MAX || arg > MPH__WINDOW_TIME_MAX)
-                return MPH_ERR_RANGE;
-            t -= arg;
-        }
-        start = mph__window_current(w, t);
-        break;
-    case MPH_WINDOW_NOW:
-        start = mph__window_current(w, mph_clock_wall_ms());
-        break;
-    case MPH_WINDOW_AT:
-        if (arg < -MPH__WINDOW_TIME_MAX || arg > MPH__WINDOW_TIME_MAX)
-            return MPH_ERR_RANGE;
-        start = arg;
-        break;
-    default:
-        return MPH_ERR_INVALID;
-    }
-    if (start_out)
-        *start_out = start;
-    if (end_out)
-        *end_out = start + w->size;
+    if ((which == MPH_WINDOW_CURRENT || which == MPH_WINDOW_DELTA) &&
+        (err = time_of(ev, x, &t)) != MPH_OK)
+        return err;
+    if ((err = window_named(w, which, arg, t, &start, start_out, end_out)))
+        return err;
     size_t cl = mph__window_key(start, key, key_len, x->ck);
     size_t l = 0;
     err = mph__shard_get(sh, x->ck, cl, value, &l);
@@ -1518,26 +1528,18 @@ mph_err_t mph_window_lookup(mph_app_t *app, mph_window_t *w, const void *key,
         return MPH_ERR_INVALID;
     if (key_len > MPH__WINDOW_KEY_MAX)
         return MPH_ERR_RANGE;
-    int64_t start;
-    if (which == MPH_WINDOW_NOW) {
-        start = mph__window_current(w, mph_clock_wall_ms());
-    } else if (which == MPH_WINDOW_AT) {
-        if (arg < -MPH__WINDOW_TIME_MAX || arg > MPH__WINDOW_TIME_MAX)
-            return MPH_ERR_RANGE;
-        start = arg;
-    } else {
+    if (which != MPH_WINDOW_NOW && which != MPH_WINDOW_AT)
         return MPH_ERR_INVALID; /* CURRENT and DELTA need an event */
-    }
-    if (start_out)
-        *start_out = start;
-    if (end_out)
-        *end_out = start + w->size;
+    int64_t start;
+    mph_err_t err = window_named(w, which, arg, 0, &start, start_out, end_out);
+    if (err)
+        return err;
     unsigned char *ck = malloc(MPH__WINDOW_PREFIX + key_len);
     if (!ck)
         return MPH_ERR_NOMEM;
     size_t cl = mph__window_key(start, key ? key : "", key_len, ck);
     mph_table_t *t = w->table;
-    mph_err_t err = mph__table_lookup_at(
+    err = mph__table_lookup_at(
         app, t, mph_table_partition_of(t, key ? key : "", key_len), ck, cl,
         value, value_len, timeout_ms);
     free(ck);
