@@ -1,0 +1,128 @@
+/*
+ * count: a count per key (the record's key, the "user") into an i64 table
+ * with a changelog, once with the memory store and once with the rocksdb
+ * store (an empty temp datadir each run), against mephisto's own
+ * passthrough (consume → read the JSON field "user" → produce, pipeline.c)
+ * on the same input, in interleaved rounds of the same invocation. The
+ * count agent reads the same field before it increments, so the ratio is
+ * what a table write with its changelog costs instead of a produce.
+ *
+ * Timing: the passthrough from the first record consumed until the output
+ * topic's end offsets grew by n; the counts from the first record consumed
+ * until every record was processed and the group's committed offsets
+ * reached the input's end, so the changelog flushes are included (and up
+ * to one commit_interval_ms of waiting for the last commit: run enough
+ * records that this is small).
+ *
+ * One result line per store; both share the passthrough median. Targets
+ * (reported, never asserted): memory >= 0.6, rocksdb >= 0.5.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define NSIDES 3
+
+static const struct {
+    const char *store;
+    double target;
+} stores[NSIDES - 1] = {{"memory", 0.6}, {"rocksdb", 0.5}};
+
+static int run(const bench_opts_t *o)
+{
+    char err[512], id[64], in[128], out[128], common[400];
+    bench_result_t r[NSIDES - 1];
+    for (int s = 0; s < NSIDES - 1; s++) {
+        bench_result_init(&r[s], "count");
+        snprintf(r[s].label, sizeof r[s].label, "%s p=%d w=%d keys=%d",
+                 stores[s].store, o->partitions, o->workers, o->keys);
+    }
+    bench_params_common(o, common, sizeof common);
+    for (int s = 0; s < NSIDES - 1; s++)
+        snprintf(r[s].params, sizeof r[s].params,
+                 "{%s,\"messages\":%ld,\"store\":\"%s\","
+                 "\"baseline\":\"passthrough\"}",
+                 common, o->messages, stores[s].store);
+    char *error = r[0].error;
+    size_t error_size = sizeof r[0].error;
+
+    bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
+    if (!k) {
+        snprintf(error, error_size, "%s", err);
+        goto report;
+    }
+    bench_run_id(id, sizeof id);
+    snprintf(in, sizeof in, "bench-cnt-%s-in", id);
+    snprintf(out, sizeof out, "bench-cnt-%s-out", id);
+    bench_series_t ser[NSIDES]; /* [0] passthrough, then per store */
+    memset(ser, 0, sizeof ser);
+    bench_tablerun_spec_t spec[NSIDES - 1];
+    for (int s = 0; s < NSIDES - 1; s++)
+        spec[s] = (bench_tablerun_spec_t){
+            .kind = s == 0 ? "cntm" : "cntr",
+            .store = stores[s].store,
+            .field = "user",
+        };
+    if (bench_topic_create(k, in, o->partitions, err, sizeof err) ||
+        bench_topic_create(k, out, o->partitions, err, sizeof err)) {
+        snprintf(error, error_size, "%s", err);
+        goto out;
+    }
+    bench_progress(o, "count: loading %ld records of %d bytes into %s",
+                   o->messages, o->size, in);
+    long n = bench_load(k, o, in, o->messages, err, sizeof err);
+    if (n != o->messages) {
+        snprintf(error, error_size, "%s", err[0] ? err : "load incomplete");
+        goto out;
+    }
+    for (int i = 0; i < o->repeat && i < BENCH_MAX_ROUNDS; i++) {
+        /* Rotate the order so that drift favours no side. */
+        for (int j = 0; j < NSIDES; j++) {
+            int side = (i + j) % NSIDES;
+            const char *name = side == 0 ? "passthrough" : stores[side - 1].store;
+            char label[96];
+            snprintf(label, sizeof label, "count %s round %d/%d", name, i + 1,
+                     o->repeat);
+            bench_run_t res;
+            int rc = side == 0
+                         ? bench_passthrough_run(k, o, BENCH_ENGINE_MEPHISTO,
+                                                 label, in, out, o->partitions,
+                                                 n, &res)
+                         : bench_tablerun(k, o, &spec[side - 1], label, in, n,
+                                          &res);
+            if (rc || res.error[0]) {
+                snprintf(error, error_size, "%s: %s", name, res.error);
+                goto out;
+            }
+            double rate = bench_series_add(&ser[side], &res);
+            bench_progress(o, "%s: %.0f records/s, %.2f s CPU, peak RSS %ld KiB",
+                           label, rate, res.cpu_s, res.peak_rss_kb);
+        }
+    }
+    for (int s = 0; s < NSIDES - 1; s++) {
+        bench_series_result(&ser[s + 1], &ser[0], "passthrough_", n, o->size,
+                            &r[s]);
+        snprintf(r[s].target, sizeof r[s].target, "ratio >= %.1f",
+                 stores[s].target);
+        r[s].target_met = r[s].ratio >= stores[s].target;
+    }
+out:
+    bench_topic_delete(k, in);
+    bench_topic_delete(k, out);
+    bench_kafka_destroy(k);
+report:
+    /* A failure is the whole scenario's: every line says it. */
+    for (int s = 1; s < NSIDES - 1; s++)
+        if (error[0])
+            snprintf(r[s].error, sizeof r[s].error, "%s", error);
+    for (int s = 0; s < NSIDES - 1; s++)
+        bench_report(o, &r[s]);
+    return error[0] ? 1 : 0;
+}
+
+const bench_scenario_t bench_scn_count = {
+    "count",
+    "count per key in a table with changelog (memory and rocksdb stores) vs "
+    "mephisto's passthrough",
+    run};
