@@ -33,7 +33,9 @@
  *            now and advancing E ms per record, and P% of the records of a
  *            partition that has a stream time (the largest valid "ts"
  *            written to it: the driver knows each key's partition with
- *            murmur2) get, in turn: late (older than stream time - G - W),
+ *            murmur2) get, in turn: late (older than stream time - G - W:
+ *            alternately up to 4 W more, and 1-2 hours, which is before
+ *            the partition's first window),
  *            late by 1 ms (the last ms of the newest window whose end + G <=
  *            stream time), on time by 0 ms (the first ms after it),
  *            out of order within the grace (stream time - 1 .. - G + 1),
@@ -358,7 +360,13 @@ static int64_t skew_ts(const opts_t *o, skew_t *sk, int p, double roll,
         sk->count[kind]++;
         switch (kind) {
         case SKEW_LATE:
-            ts = st - g - w - (int64_t)(splitmix(rng) % (uint64_t)(4 * w));
+            /* alternately a few windows back, and 1-2 hours back: before
+             * the partition's first window, one that never held data */
+            if (sk->count[kind] % 2)
+                ts = st - g - w - (int64_t)(splitmix(rng) % (uint64_t)(4 * w));
+            else
+                ts = st - 3600 * 1000 -
+                     (int64_t)(splitmix(rng) % (3600 * 1000));
             break;
         case SKEW_LATE1:
             ts = edge - 1;
