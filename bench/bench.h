@@ -102,6 +102,11 @@ void bench_params_common(const bench_opts_t *o, char *buf, size_t size);
 void bench_result_init(bench_result_t *r, const char *scenario);
 /* Prints r as a table row (stdout) and a JSON line (stdout and --json). */
 void bench_report(const bench_opts_t *o, const bench_result_t *r);
+/* Reports r[0..n), a scenario's lines; a non-empty error (the whole
+ * scenario's failure) is copied into every line first. Returns 1 when
+ * error is non-empty, else 0: a scenario's run() result. */
+int bench_report_lines(const bench_opts_t *o, bench_result_t *r, int n,
+                       const char *error);
 mph_err_t bench_report_open(const bench_opts_t *o);
 void bench_report_close(void);
 /* Appends printf-formatted text to r->extra (JSON members). */
@@ -233,11 +238,27 @@ int64_t bench_committed(rd_kafka_t *reader, const char *topic, int partitions);
  * waits until all are acknowledged. Returns records acknowledged. */
 long bench_load(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
                 long n, char *errstr, size_t errstr_size);
+/* Creates topic in with --partitions partitions and loads the --messages
+ * seeded records into it (progress lines name the scenario). 0, or -1 with
+ * errstr. */
+int bench_input(bench_kafka_t *k, const bench_opts_t *o, const char *name,
+                const char *in, char *errstr, size_t errstr_size);
 /* Produces the table records [0, n) (bench_table_key/value) to topic,
  * partitioned by key like the engine (murmur2), and waits for them. */
 long bench_load_table(bench_kafka_t *k, const bench_opts_t *o,
                       const char *topic, long n, char *errstr,
                       size_t errstr_size);
+
+/* The start of a measured run: the first record consumed by any thread
+ * (bench_first_mark, cheap after the first call) with a machine sample
+ * taken there. Zero-initialise, then set broker_pid. */
+typedef struct bench_first {
+    int64_t t_first; /* __atomic */
+    int sys_state;   /* __atomic: 2 once sys_first is set */
+    bench_sys_t sys_first;
+    int broker_pid;
+} bench_first_t;
+void bench_first_mark(bench_first_t *f);
 
 /* ---- pipeline.c: one passthrough run, mephisto or the plain loop ---- */
 typedef struct bench_run {
@@ -248,6 +269,10 @@ typedef struct bench_run {
     long peak_rss_kb;
     char error[520];
 } bench_run_t;
+/* Fills res for n records measured from f's first record to t_end (a
+ * machine sample is taken now). */
+void bench_run_finish(bench_run_t *res, const bench_first_t *f, int64_t t_end,
+                      long n);
 typedef enum { BENCH_ENGINE_MEPHISTO, BENCH_ENGINE_BASELINE } bench_engine_t;
 /* Consumes n records of `in` (partitions p), reads the JSON field "user" of
  * each, and forwards it to `out` (same partitions). Times from the first
@@ -256,12 +281,34 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
                           bench_engine_t engine, const char *label,
                           const char *in, const char *out, int partitions,
                           long n, bench_run_t *res);
+/* How a run's end is watched (bench_watch). */
+typedef struct bench_watch {
+    uint64_t (*processed)(void *ctx); /* records processed so far (cheap) */
+    bool (*finished)(void *ctx);      /* the end on the broker's side */
+    void *ctx;
+    int finish_poll_ms; /* poll interval once all were processed */
+} bench_watch_t;
+/* Polls w->processed every 5 ms and, once it reaches n, w->finished every
+ * finish_poll_ms; prints progress once a second under label. 0 with *t_end
+ * when finished, or -1 with errstr after --timeout. */
+int bench_watch(const bench_opts_t *o, const bench_watch_t *w,
+                const char *label, long n, int64_t *t_end, char *errstr,
+                size_t errstr_size);
 /* Worker count mephisto resolves for o (workers, cpus, threads_per_core). */
 int bench_workers(const bench_opts_t *o);
 /* A mephisto conf for the bench (broker, app_id, workers, web off...). */
 mph_conf_t *bench_app_conf(bench_kafka_t *k, const bench_opts_t *o,
                            const char *app_id, char *errstr,
                            size_t errstr_size);
+
+/* A new app for o (bench_app_conf) whose datadir is a new empty directory
+ * under $TMPDIR, its name put into datadir (bench_rmtree it after
+ * mph_app_destroy), unless keep_user_datadir and --set datadir=... names
+ * one (datadir is then ""). NULL with errstr. */
+mph_app_t *bench_app_new_tmp(bench_kafka_t *k, const bench_opts_t *o,
+                             const char *app_id, bool keep_user_datadir,
+                             char *datadir, size_t datadir_size, char *errstr,
+                             size_t errstr_size);
 
 /* Runs --repeat interleaved rounds of the baseline (when with_baseline)
  * and mephisto over the same topics and fills r with mephisto's medians,
@@ -322,10 +369,7 @@ struct bench_tablerun {
     const bench_tablerun_spec_t *spec;
     mph_table_t *table; /* "counts": i64 values, --partitions shards */
     uint64_t processed; /* __atomic */
-    int64_t t_first;    /* __atomic */
-    int sys_state;      /* __atomic: 2 once sys_first is set */
-    bench_sys_t sys_first;
-    int broker_pid;
+    bench_first_t first;
 };
 /* For agents: call bench_tablerun_first() on entry (starts the clock),
  * bench_tablerun_read() for the record's spec->field (the per-record work

@@ -497,3 +497,19 @@ long bench_load_table(bench_kafka_t *k, const bench_opts_t *o,
 {
     return load(k, o, topic, n, gen_table, errstr, errstr_size);
 }
+
+int bench_input(bench_kafka_t *k, const bench_opts_t *o, const char *name,
+                const char *in, char *errstr, size_t errstr_size)
+{
+    if (bench_topic_create(k, in, o->partitions, errstr, errstr_size))
+        return -1;
+    bench_progress(o, "%s: loading %ld records of %d bytes into %s", name,
+                   o->messages, o->size, in);
+    long n = bench_load(k, o, in, o->messages, errstr, errstr_size);
+    if (n == o->messages)
+        return 0;
+    if (!errstr[0])
+        snprintf(errstr, errstr_size, "load incomplete: %ld of %ld records", n,
+                 o->messages);
+    return -1;
+}

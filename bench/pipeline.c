@@ -33,24 +33,9 @@ typedef struct pt_ctx {
     int nthreads;
     mph_json_parser_t **parsers;
     struct counter *counts;
-    int64_t t_first; /* __atomic */
-    int sys_state;   /* __atomic: 0 none, 2 sys_first set */
-    bench_sys_t sys_first;
-    int broker_pid;
+    bench_first_t first;
     mph_topic_t *out;
 } pt_ctx_t;
-
-static void mark_first(pt_ctx_t *c)
-{
-    if (__atomic_load_n(&c->t_first, __ATOMIC_RELAXED))
-        return;
-    int64_t zero = 0, now = bench_now_ns();
-    if (__atomic_compare_exchange_n(&c->t_first, &zero, now, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-        bench_sys_sample(&c->sys_first, c->broker_pid);
-        __atomic_store_n(&c->sys_state, 2, __ATOMIC_RELEASE);
-    }
-}
 
 static uint64_t processed(const pt_ctx_t *c)
 {
@@ -101,7 +86,7 @@ static mph_err_t pt_agent(mph_event_t *ev, void *opaque)
 {
     pt_ctx_t *c = opaque;
     int w = mph_event_worker(ev);
-    mark_first(c);
+    bench_first_mark(&c->first);
     size_t len;
     const void *v = mph_event_value(ev, &len);
     mph_err_t err = decode_user(c->parsers[w], v, len);
@@ -149,6 +134,41 @@ mph_conf_t *bench_app_conf(bench_kafka_t *k, const bench_opts_t *o,
             return NULL;
         }
     return conf;
+}
+
+static bool user_datadir(const bench_opts_t *o)
+{
+    for (int i = 0; i < o->nsets; i++)
+        if (strncmp(o->sets[i], "datadir=", 8) == 0)
+            return true;
+    return false;
+}
+
+mph_app_t *bench_app_new_tmp(bench_kafka_t *k, const bench_opts_t *o,
+                             const char *app_id, bool keep_user_datadir,
+                             char *datadir, size_t datadir_size, char *errstr,
+                             size_t errstr_size)
+{
+    datadir[0] = 0;
+    mph_conf_t *conf = bench_app_conf(k, o, app_id, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+    if (!(keep_user_datadir && user_datadir(o))) {
+        if (!bench_tempdir(app_id, datadir, datadir_size)) {
+            datadir[0] = 0;
+            snprintf(errstr, errstr_size, "cannot make a datadir in $TMPDIR");
+            mph_conf_destroy(conf);
+            return NULL;
+        }
+        if (mph_conf_set(conf, "datadir", datadir, errstr, errstr_size)) {
+            mph_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    mph_app_t *app = mph_app_new(conf, errstr, errstr_size);
+    if (!app)
+        mph_conf_destroy(conf);
+    return app;
 }
 
 int bench_workers(const bench_opts_t *o)
@@ -201,7 +221,7 @@ static void *bl_main(void *arg)
             rd_kafka_message_destroy(m);
             continue;
         }
-        mark_first(c);
+        bench_first_mark(&c->first);
         if (decode_user(p, m->payload, m->len) == MPH_OK) {
             while (rd_kafka_produce(t->rkt, RD_KAFKA_PARTITION_UA,
                                     RD_KAFKA_MSG_F_COPY, m->payload, m->len,
@@ -296,26 +316,64 @@ static int bl_new(bl_thread_t *t, bench_kafka_t *k, const bench_opts_t *o,
     return 0;
 }
 
+/* Creates and starts c->nthreads baseline threads into *blp (NULL when out
+ * of memory); *started says how many run. 0, or -1 with errstr (stop and
+ * free what started with bl_stop). */
+static int bl_start(pt_ctx_t *c, bench_kafka_t *k, const bench_opts_t *o,
+                    const char *group, const char *in, const char *out,
+                    bl_thread_t **blp, int *started, char *errstr,
+                    size_t errstr_size)
+{
+    int nthreads = c->nthreads;
+    bl_thread_t *bl = *blp = calloc((size_t)nthreads, sizeof *bl);
+    *started = 0;
+    if (!bl) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < nthreads; i++) {
+        bl[i].ctx = c;
+        bl[i].idx = i;
+        bl[i].cpu = cpu_at(
+            o->cpus, i / (o->threads_per_core > 0 ? o->threads_per_core : 1));
+        if (bl_new(&bl[i], k, o, group, in, out, errstr, errstr_size))
+            return -1;
+    }
+    for (; *started < nthreads; (*started)++)
+        if (pthread_create(&bl[*started].th, NULL, bl_main, &bl[*started])) {
+            snprintf(errstr, errstr_size, "cannot start a thread");
+            return -1;
+        }
+    return 0;
+}
+
+/* Stops and joins the started threads, frees them all and bl. */
+static void bl_stop(bl_thread_t *bl, int nthreads, int started)
+{
+    for (int i = 0; i < started; i++)
+        __atomic_store_n(&bl[i].stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < started; i++)
+        pthread_join(bl[i].th, NULL);
+    for (int i = 0; bl && i < nthreads; i++)
+        bl_free(&bl[i]);
+    free(bl);
+}
+
 /* ---- the common run ---- */
 
-/* Waits until n records were processed and `out` grew by n. Returns 0 with
- * *t_end set, or -1 after the timeout (error in res). */
-static int wait_done(bench_kafka_t *k, const bench_opts_t *o, pt_ctx_t *c,
-                     const char *label, const char *out, int partitions,
-                     int64_t base, long n, int64_t *t_end, bench_run_t *res)
+int bench_watch(const bench_opts_t *o, const bench_watch_t *w,
+                const char *label, long n, int64_t *t_end, char *errstr,
+                size_t errstr_size)
 {
     int64_t start = bench_now_ns(), last = start;
     int64_t deadline = start + (int64_t)(o->timeout * 1e9);
     uint64_t prev = 0;
     for (;;) {
         int64_t now = bench_now_ns();
-        uint64_t done = processed(c);
-        if (done >= (uint64_t)n) {
-            int64_t end = bench_end_offsets(k, out, partitions);
-            if (end >= 0 && end - base >= n) {
-                *t_end = bench_now_ns();
-                return 0;
-            }
+        uint64_t done = w->processed(w->ctx);
+        if (done >= (uint64_t)n && w->finished(w->ctx)) {
+            *t_end = bench_now_ns();
+            return 0;
         }
         if (now - last >= 1000000000) {
             bench_progress(o, "%s: %llu/%ld records (%.0f/s)", label,
@@ -325,13 +383,35 @@ static int wait_done(bench_kafka_t *k, const bench_opts_t *o, pt_ctx_t *c,
             last = now;
         }
         if (now > deadline) {
-            snprintf(res->error, sizeof res->error,
+            snprintf(errstr, errstr_size,
                      "timed out after %.0f s: %llu of %ld records processed",
                      o->timeout, (unsigned long long)done, n);
             return -1;
         }
-        bench_sleep_ms(done >= (uint64_t)n ? 1 : 5);
+        bench_sleep_ms(done >= (uint64_t)n ? w->finish_poll_ms : 5);
     }
+}
+
+/* The passthrough's end: `out` grew by n. */
+typedef struct pt_watch {
+    bench_kafka_t *k;
+    pt_ctx_t *c;
+    const char *out;
+    int partitions;
+    int64_t base;
+    long n;
+} pt_watch_t;
+
+static uint64_t pt_processed(void *ctx)
+{
+    return processed(((pt_watch_t *)ctx)->c);
+}
+
+static bool pt_finished(void *ctx)
+{
+    pt_watch_t *w = ctx;
+    int64_t end = bench_end_offsets(w->k, w->out, w->partitions);
+    return end >= 0 && end - w->base >= w->n;
 }
 
 int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
@@ -351,7 +431,7 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
         snprintf(res->error, sizeof res->error, "out of memory");
         goto out_ctx;
     }
-    c.broker_pid = bench_kafka_broker_pid(k);
+    c.first.broker_pid = bench_kafka_broker_pid(k);
     snprintf(group, sizeof group, "bench-%s-%s",
              engine == BENCH_ENGINE_MEPHISTO ? "mph" : "base",
              bench_run_id(id, sizeof id));
@@ -384,52 +464,22 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
             snprintf(res->error, sizeof res->error, "%s", err);
             goto out_app;
         }
-    } else {
-        bl = calloc((size_t)nthreads, sizeof *bl);
-        if (!bl)
-            goto out_ctx;
-        for (int i = 0; i < nthreads; i++) {
-            bl[i].ctx = &c;
-            bl[i].idx = i;
-            bl[i].cpu =
-                cpu_at(o->cpus,
-                       i / (o->threads_per_core > 0 ? o->threads_per_core : 1));
-            if (bl_new(&bl[i], k, o, group, in, out, res->error,
-                       sizeof res->error))
-                goto out_bl;
-        }
-        for (; started < nthreads; started++)
-            if (pthread_create(&bl[started].th, NULL, bl_main, &bl[started])) {
-                snprintf(res->error, sizeof res->error,
-                         "cannot start a thread");
-                goto out_bl;
-            }
+    } else if (bl_start(&c, k, o, group, in, out, &bl, &started, res->error,
+                        sizeof res->error)) {
+        goto out_bl;
     }
 
     int64_t t_end = 0;
-    if (wait_done(k, o, &c, label, out, partitions, base, n, &t_end, res) ==
-        0) {
-        bench_sys_sample(&res->sys_end, c.broker_pid);
-        res->messages = (uint64_t)n;
-        res->seconds =
-            (double)(t_end - __atomic_load_n(&c.t_first, __ATOMIC_ACQUIRE)) /
-            1e9;
-        if (__atomic_load_n(&c.sys_state, __ATOMIC_ACQUIRE) == 2) {
-            res->sys_first = c.sys_first;
-            res->cpu_s = res->sys_end.self_cpu_s - c.sys_first.self_cpu_s;
-        }
-        res->peak_rss_kb = bench_rss_peak_kb();
+    pt_watch_t pw = {k, &c, out, partitions, base, n};
+    bench_watch_t watch = {pt_processed, pt_finished, &pw, 1};
+    if (bench_watch(o, &watch, label, n, &t_end, res->error,
+                    sizeof res->error) == 0) {
+        bench_run_finish(res, &c.first, t_end, n);
         rc = 0;
     }
 
 out_bl:
-    for (int i = 0; i < started; i++)
-        __atomic_store_n(&bl[i].stop, 1, __ATOMIC_RELAXED);
-    for (int i = 0; i < started; i++)
-        pthread_join(bl[i].th, NULL);
-    for (int i = 0; bl && i < nthreads; i++)
-        bl_free(&bl[i]);
-    free(bl);
+    bl_stop(bl, nthreads, started);
 out_app:
     if (app) {
         mph_err_t e = mph_app_stop(app);
@@ -491,35 +541,18 @@ int bench_baseline_serve(bench_kafka_t *k, const bench_opts_t *o,
     int nthreads = bench_workers(o), started = 0, rc = -1;
     pt_ctx_t c;
     bl_thread_t *bl = NULL;
-    if (ctx_init(&c, nthreads) ||
-        !(bl = calloc((size_t)nthreads, sizeof *bl))) {
+    if (ctx_init(&c, nthreads)) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    for (int i = 0; i < nthreads; i++) {
-        bl[i].ctx = &c;
-        bl[i].idx = i;
-        bl[i].cpu = cpu_at(
-            o->cpus, i / (o->threads_per_core > 0 ? o->threads_per_core : 1));
-        if (bl_new(&bl[i], k, o, group, in, out, errstr, errstr_size))
-            goto out;
-    }
-    for (; started < nthreads; started++)
-        if (pthread_create(&bl[started].th, NULL, bl_main, &bl[started])) {
-            snprintf(errstr, errstr_size, "cannot start a thread");
-            goto out;
-        }
+    if (bl_start(&c, k, o, group, in, out, &bl, &started, errstr,
+                 errstr_size))
+        goto out;
     while (!*stop)
         bench_sleep_ms(50);
     rc = 0;
 out:
-    for (int i = 0; i < started; i++)
-        __atomic_store_n(&bl[i].stop, 1, __ATOMIC_RELAXED);
-    for (int i = 0; i < started; i++)
-        pthread_join(bl[i].th, NULL);
-    for (int i = 0; bl && i < nthreads; i++)
-        bl_free(&bl[i]);
-    free(bl);
+    bl_stop(bl, nthreads, started);
     ctx_fini(&c);
     return rc;
 }

@@ -167,6 +167,17 @@ void bench_report(const bench_opts_t *o, const bench_result_t *r)
     }
 }
 
+int bench_report_lines(const bench_opts_t *o, bench_result_t *r, int n,
+                       const char *error)
+{
+    for (int i = 0; i < n; i++) {
+        if (error && error[0] && error != r[i].error)
+            snprintf(r[i].error, sizeof r[i].error, "%s", error);
+        bench_report(o, &r[i]);
+    }
+    return error && error[0] ? 1 : 0;
+}
+
 void bench_progress(const bench_opts_t *o, const char *fmt, ...)
 {
     if (o->quiet)

@@ -64,18 +64,12 @@ static int run(const bench_opts_t *o)
             .store = stores[s].store,
             .field = "user",
         };
-    if (bench_topic_create(k, in, o->partitions, err, sizeof err) ||
-        bench_topic_create(k, out, o->partitions, err, sizeof err)) {
+    if (bench_topic_create(k, out, o->partitions, err, sizeof err) ||
+        bench_input(k, o, "count", in, err, sizeof err)) {
         snprintf(error, error_size, "%s", err);
         goto out;
     }
-    bench_progress(o, "count: loading %ld records of %d bytes into %s",
-                   o->messages, o->size, in);
-    long n = bench_load(k, o, in, o->messages, err, sizeof err);
-    if (n != o->messages) {
-        snprintf(error, error_size, "%s", err[0] ? err : "load incomplete");
-        goto out;
-    }
+    long n = o->messages;
     for (int i = 0; i < o->repeat && i < BENCH_MAX_ROUNDS; i++) {
         /* Rotate the order so that drift favours no side. */
         for (int j = 0; j < NSIDES; j++) {
@@ -112,13 +106,7 @@ out:
     bench_topic_delete(k, out);
     bench_kafka_destroy(k);
 report:
-    /* A failure is the whole scenario's: every line says it. */
-    for (int s = 1; s < NSIDES - 1; s++)
-        if (error[0])
-            snprintf(r[s].error, sizeof r[s].error, "%s", error);
-    for (int s = 0; s < NSIDES - 1; s++)
-        bench_report(o, &r[s]);
-    return error[0] ? 1 : 0;
+    return bench_report_lines(o, r, NSIDES - 1, error);
 }
 
 const bench_scenario_t bench_scn_count = {

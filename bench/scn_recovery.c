@@ -73,11 +73,8 @@ static void run_begin(bench_run_t *res, int broker_pid)
 
 static void run_end(bench_run_t *res, int broker_pid, long n)
 {
-    bench_sys_sample(&res->sys_end, broker_pid);
-    res->messages = (uint64_t)n;
-    res->seconds = (double)(res->sys_end.t_ns - res->sys_first.t_ns) / 1e9;
-    res->cpu_s = res->sys_end.self_cpu_s - res->sys_first.self_cpu_s;
-    res->peak_rss_kb = bench_rss_peak_kb();
+    bench_first_t f = {res->sys_first.t_ns, 2, res->sys_first, broker_pid};
+    bench_run_finish(res, &f, bench_now_ns(), n);
 }
 
 /* ---- baseline (a): a plain consume of the whole changelog ---- */
@@ -315,19 +312,12 @@ static int recover(bench_kafka_t *k, const bench_opts_t *o, const char *app_id,
     int broker_pid = bench_kafka_broker_pid(k);
     memset(res, 0, sizeof *res);
     mph_json_parser_t *p = mph_json_parser_new(0, err, sizeof err);
-    mph_app_t *app = NULL;
-    mph_conf_t *conf = p ? bench_app_conf(k, o, app_id, err, sizeof err) : NULL;
-    if (conf && !bench_tempdir("rec", datadir, sizeof datadir)) {
-        snprintf(err, sizeof err, "cannot make a datadir under $TMPDIR");
-        mph_conf_destroy(conf);
-        conf = NULL;
-    }
-    if (conf && mph_conf_set(conf, "datadir", datadir, err, sizeof err)) {
-        mph_conf_destroy(conf);
-        conf = NULL;
-    }
-    if (!conf || !(app = mph_app_new(conf, err, sizeof err))) {
-        mph_conf_destroy(conf);
+    /* Always a new datadir: a RocksDB shard left by an earlier round
+     * would make recovery start from its checkpoint. */
+    mph_app_t *app = p ? bench_app_new_tmp(k, o, app_id, false, datadir,
+                                           sizeof datadir, err, sizeof err)
+                       : NULL;
+    if (!app) {
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }
@@ -507,11 +497,7 @@ out:
     bench_topic_delete(k, changelog);
     bench_kafka_destroy(k);
 report:
-    if (error[0])
-        snprintf(r[1].error, sizeof r[1].error, "%s", error);
-    for (int s = 0; s < 2; s++)
-        bench_report(o, &r[s]);
-    return error[0] ? 1 : 0;
+    return bench_report_lines(o, r, 2, error);
 }
 
 const bench_scenario_t bench_scn_recovery = {

@@ -116,18 +116,11 @@ static int run(const bench_opts_t *o)
                                             .setup = window_setup,
                                             .finish = window_finish,
                                             .user = &ws};
-    if (bench_topic_create(k, in, o->partitions, err, sizeof err)) {
+    if (bench_input(k, o, "window", in, err, sizeof err)) {
         snprintf(r.error, sizeof r.error, "%s", err);
         goto out;
     }
-    bench_progress(o, "window: loading %ld records of %d bytes into %s",
-                   o->messages, o->size, in);
-    long n = bench_load(k, o, in, o->messages, err, sizeof err);
-    if (n != o->messages) {
-        snprintf(r.error, sizeof r.error, "%s",
-                 err[0] ? err : "load incomplete");
-        goto out;
-    }
+    long n = o->messages;
     for (int i = 0; i < o->repeat && i < BENCH_MAX_ROUNDS; i++) {
         /* Alternate the order so that drift favours neither side. */
         for (int side = 0; side < 2; side++) {

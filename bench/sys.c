@@ -115,6 +115,32 @@ double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+void bench_first_mark(bench_first_t *f)
+{
+    if (__atomic_load_n(&f->t_first, __ATOMIC_RELAXED))
+        return;
+    int64_t zero = 0, now = bench_now_ns();
+    if (__atomic_compare_exchange_n(&f->t_first, &zero, now, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        bench_sys_sample(&f->sys_first, f->broker_pid);
+        __atomic_store_n(&f->sys_state, 2, __ATOMIC_RELEASE);
+    }
+}
+
+void bench_run_finish(bench_run_t *res, const bench_first_t *f, int64_t t_end,
+                      long n)
+{
+    bench_sys_sample(&res->sys_end, f->broker_pid);
+    res->messages = (uint64_t)n;
+    res->seconds =
+        (double)(t_end - __atomic_load_n(&f->t_first, __ATOMIC_ACQUIRE)) / 1e9;
+    if (__atomic_load_n(&f->sys_state, __ATOMIC_ACQUIRE) == 2) {
+        res->sys_first = f->sys_first;
+        res->cpu_s = res->sys_end.self_cpu_s - f->sys_first.self_cpu_s;
+    }
+    res->peak_rss_kb = bench_rss_peak_kb();
+}
+
 /* ---- what the machine did during a run ---- */
 
 static void read_proc_stat(bench_sys_t *s)

@@ -87,14 +87,7 @@ void bench_series_result(bench_series_t *mine, bench_series_t *base,
 
 void bench_tablerun_first(bench_tablerun_t *c)
 {
-    if (__atomic_load_n(&c->t_first, __ATOMIC_RELAXED))
-        return;
-    int64_t zero = 0, now = bench_now_ns();
-    if (__atomic_compare_exchange_n(&c->t_first, &zero, now, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-        bench_sys_sample(&c->sys_first, c->broker_pid);
-        __atomic_store_n(&c->sys_state, 2, __ATOMIC_RELEASE);
-    }
+    bench_first_mark(&c->first);
 }
 
 void bench_tablerun_done(bench_tablerun_t *c)
@@ -129,14 +122,6 @@ mph_err_t bench_tablerun_count_agent(mph_event_t *ev, void *opaque)
     return err;
 }
 
-static bool user_datadir(const bench_opts_t *o)
-{
-    for (int i = 0; i < o->nsets; i++)
-        if (strncmp(o->sets[i], "datadir=", 8) == 0)
-            return true;
-    return false;
-}
-
 /* Declares the input topic, the table and the agent on app. */
 static int declare(bench_tablerun_t *c, mph_app_t *app, const bench_opts_t *o,
                    const char *in, char *err, size_t errsz)
@@ -164,49 +149,25 @@ static int declare(bench_tablerun_t *c, mph_app_t *app, const bench_opts_t *o,
     return 0;
 }
 
-/* Waits until n records were processed and committed; 0 with *t_end, or
- * -1 with the error in res. */
-static int wait_committed(bench_kafka_t *k, const bench_opts_t *o,
-                          bench_tablerun_t *c, const char *group,
-                          const char *label, const char *in, long n,
-                          int64_t *t_end, bench_run_t *res)
+/* A table run's end: the group's committed offsets reached in's end. */
+typedef struct tr_watch {
+    bench_tablerun_t *c;
+    rd_kafka_t *reader;
+    const char *in;
+    int partitions;
+    long n;
+} tr_watch_t;
+
+static uint64_t tr_processed(void *ctx)
 {
-    char err[256];
-    rd_kafka_t *reader = bench_offsets_reader(k, group, err, sizeof err);
-    if (!reader) {
-        snprintf(res->error, sizeof res->error, "offsets reader: %s", err);
-        return -1;
-    }
-    int rc = -1;
-    int64_t start = bench_now_ns(), last = start;
-    int64_t deadline = start + (int64_t)(o->timeout * 1e9);
-    uint64_t prev = 0;
-    for (;;) {
-        int64_t now = bench_now_ns();
-        uint64_t done = __atomic_load_n(&c->processed, __ATOMIC_RELAXED);
-        if (done >= (uint64_t)n &&
-            bench_committed(reader, in, o->partitions) >= (int64_t)n) {
-            *t_end = bench_now_ns();
-            rc = 0;
-            break;
-        }
-        if (now - last >= 1000000000) {
-            bench_progress(o, "%s: %llu/%ld records (%.0f/s)", label,
-                           (unsigned long long)done, n,
-                           (double)(done - prev) * 1e9 / (double)(now - last));
-            prev = done;
-            last = now;
-        }
-        if (now > deadline) {
-            snprintf(res->error, sizeof res->error,
-                     "timed out after %.0f s: %llu of %ld records processed",
-                     o->timeout, (unsigned long long)done, n);
-            break;
-        }
-        bench_sleep_ms(done >= (uint64_t)n ? 10 : 5);
-    }
-    rd_kafka_destroy(reader);
-    return rc;
+    return __atomic_load_n(&((tr_watch_t *)ctx)->c->processed,
+                           __ATOMIC_RELAXED);
+}
+
+static bool tr_finished(void *ctx)
+{
+    tr_watch_t *w = ctx;
+    return bench_committed(w->reader, w->in, w->partitions) >= (int64_t)w->n;
 }
 
 int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
@@ -218,7 +179,7 @@ int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
     bench_tablerun_t c;
     memset(&c, 0, sizeof c);
     c.spec = spec;
-    c.broker_pid = bench_kafka_broker_pid(k);
+    c.first.broker_pid = bench_kafka_broker_pid(k);
     snprintf(group, sizeof group, "bench-%s-%s", spec->kind,
              bench_run_id(id, sizeof id));
     snprintf(changelog, sizeof changelog, "%s-counts-changelog", group);
@@ -230,21 +191,9 @@ int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
          i < 60 && bench_end_offsets(k, changelog, o->partitions) < 0; i++)
         bench_sleep_ms(500);
     int rc = -1;
-    mph_app_t *app = NULL;
-    mph_conf_t *conf = bench_app_conf(k, o, group, err, sizeof err);
-    if (conf && !user_datadir(o)) {
-        if (!bench_tempdir(spec->kind, datadir, sizeof datadir)) {
-            snprintf(err, sizeof err, "cannot make a datadir under $TMPDIR");
-            datadir[0] = 0;
-            mph_conf_destroy(conf);
-            conf = NULL;
-        } else if (mph_conf_set(conf, "datadir", datadir, err, sizeof err)) {
-            mph_conf_destroy(conf);
-            conf = NULL;
-        }
-    }
-    if (!conf || !(app = mph_app_new(conf, err, sizeof err))) {
-        mph_conf_destroy(conf);
+    mph_app_t *app = bench_app_new_tmp(k, o, group, true, datadir,
+                                       sizeof datadir, err, sizeof err);
+    if (!app) {
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }
@@ -258,17 +207,18 @@ int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
         goto out;
     }
     int64_t t_end = 0;
-    if (wait_committed(k, o, &c, group, label, in, n, &t_end, res))
+    tr_watch_t tw = {&c, NULL, in, o->partitions, n};
+    if (!(tw.reader = bench_offsets_reader(k, group, err, sizeof err))) {
+        snprintf(res->error, sizeof res->error, "offsets reader: %s", err);
         goto out;
-    bench_sys_sample(&res->sys_end, c.broker_pid);
-    res->messages = (uint64_t)n;
-    res->seconds =
-        (double)(t_end - __atomic_load_n(&c.t_first, __ATOMIC_ACQUIRE)) / 1e9;
-    if (__atomic_load_n(&c.sys_state, __ATOMIC_ACQUIRE) == 2) {
-        res->sys_first = c.sys_first;
-        res->cpu_s = res->sys_end.self_cpu_s - c.sys_first.self_cpu_s;
     }
-    res->peak_rss_kb = bench_rss_peak_kb();
+    bench_watch_t watch = {tr_processed, tr_finished, &tw, 10};
+    int wrc =
+        bench_watch(o, &watch, label, n, &t_end, res->error, sizeof res->error);
+    rd_kafka_destroy(tw.reader);
+    if (wrc)
+        goto out;
+    bench_run_finish(res, &c.first, t_end, n);
     if (spec->finish)
         spec->finish(&c);
     rc = 0;
