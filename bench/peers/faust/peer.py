@@ -1,20 +1,27 @@
-"""The Faust peer of mephisto's benchmark (bench/peers/run).
+"""The Faust peer of mephisto's benchmark (bench/peers/run): word count.
 
-Reads records of the bench's input topic, decodes the JSON field "user" of
-each (the same work as mephisto's passthrough agent) and forwards key and
-value to the output topic. Settings come from the environment so that
-bench/peers/run drives every peer the same way:
+The same app as mephisto's examples/wordcount, written the Faust way (as
+Faust's own word-count example): one agent reads UTF-8 lines and sends
+every word, keyed by itself, to a repartition topic; a second agent reads
+that topic and counts each word in a Table (RocksDB store through rocksdict,
+changelog topic <app_id>-word_counts-changelog, values JSON numbers).
 
-  PEER_BROKER    kafka://127.0.0.1:9092
-  PEER_APP_ID    consumer group / app id (unique per run)
-  PEER_INPUT     input topic (exists, filled by `mephisto-bench tool load`)
-  PEER_OUTPUT    output topic (exists)
-  PEER_LINGER_MS producer linger, as mephisto's producer_linger_ms (5)
+A word is a maximal run of bytes that are not ASCII whitespace, counted as
+written: bytes.split() with no argument splits on exactly those six bytes,
+as examples/wordcount does.
 
-The per-record work lives in process(); a word count replaces it with a
-split into a repartition topic and a Table, once every peer runs one.
+Settings come from the environment so that bench/peers/run drives every
+peer the same way:
+
+  PEER_BROKER      kafka://127.0.0.1:9092
+  PEER_APP_ID      consumer group / app id (unique per run)
+  PEER_INPUT       input topic of lines (exists, filled by
+                   `mephisto-bench tool load --text`)
+  PEER_PARTITIONS  partitions of the input; the repartition topic and the
+                   table's changelog get as many
+  PEER_LINGER_MS   producer linger, as mephisto's producer_linger_ms (5)
+  PEER_STATE_DIR   where the RocksDB store lives
 """
-import json
 import os
 
 import faust
@@ -22,39 +29,53 @@ import faust
 BROKER = os.environ.get("PEER_BROKER", "kafka://127.0.0.1:9092")
 APP_ID = os.environ["PEER_APP_ID"]
 INPUT = os.environ["PEER_INPUT"]
-OUTPUT = os.environ["PEER_OUTPUT"]
+PARTITIONS = int(os.environ.get("PEER_PARTITIONS", "8"))
 LINGER_MS = int(os.environ.get("PEER_LINGER_MS", "5"))
+STATE_DIR = os.environ.get("PEER_STATE_DIR", "faust-state")
 
 app = faust.App(
     APP_ID,
     broker=BROKER,
     web_enabled=False,
+    store="rocksdb://",
+    datadir=STATE_DIR,
+    topic_partitions=PARTITIONS,
     # Settings that matter for a fair comparison, as mephisto's defaults:
     producer_acks=-1,                    # acks=all
     producer_linger=LINGER_MS / 1000.0,  # seconds
     broker_commit_interval=1.0,          # commit_interval_ms=1000
     broker_commit_every=10000,           # commit_every=10000
     consumer_auto_offset_reset="earliest",
-    topic_allow_declare=False,
     topic_disable_leader=True,
 )
 
-source = app.topic(INPUT, key_type=bytes, value_type=bytes, value_serializer="raw",
-                   key_serializer="raw")
-sink = app.topic(OUTPUT, key_type=bytes, value_type=bytes, value_serializer="raw",
-                 key_serializer="raw")
+lines = app.topic(INPUT, key_type=bytes, value_type=bytes,
+                  key_serializer="raw", value_serializer="raw")
+# Named as mephisto and Kafka Streams name theirs, so that bench/peers/run
+# watches the same thing for every peer.
+words = app.topic(f"{APP_ID}-words-repartition", key_type=bytes,
+                  value_type=bytes, key_serializer="raw",
+                  value_serializer="raw", partitions=PARTITIONS,
+                  internal=True)
+# Keys raw bytes and values JSON: the app's default key_serializer ("raw")
+# and value_serializer ("json").
+word_counts = app.Table("word_counts", default=int, partitions=PARTITIONS,
+                        key_type=bytes, value_type=int)
 
 
-def process(value: bytes) -> str:
-    """The per-record work: decode one JSON field."""
-    return json.loads(value)["user"]
+@app.agent(lines)
+async def split(stream):
+    """lines -> words, each sent keyed by the word."""
+    async for line in stream:
+        for word in line.split():
+            await words.send(key=word, value=b"")
 
 
-@app.agent(source)
-async def forward(stream):
-    async for key, value in stream.items():
-        process(value)
-        await sink.send(key=key, value=value)
+@app.agent(words)
+async def count(stream):
+    """words -> word_counts[word] += 1, on the partition owning the word."""
+    async for word, _ in stream.items():
+        word_counts[word] += 1
 
 
 if __name__ == "__main__":

@@ -1,53 +1,61 @@
 package dev.mephisto.peers;
 
-import com.fasterxml.jackson.core.JsonFactory;
-import com.fasterxml.jackson.core.JsonParser;
-import com.fasterxml.jackson.core.JsonToken;
-import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.kstream.Consumed;
-import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.state.KeyValueStore;
 
 /**
- * The Kafka Streams peer of mephisto's benchmark (bench/peers/run).
+ * The Kafka Streams peer of mephisto's benchmark (bench/peers/run): word
+ * count, the same app as mephisto's examples/wordcount.
  *
- * <p>Reads the bench's input topic, decodes the JSON field "user" of each
- * record (the same work as mephisto's passthrough agent, with Jackson's
- * streaming parser) and forwards key and value to the output topic.
- * Settings come from the environment, as for every peer: PEER_BROKER
- * (kafka://host:port), PEER_APP_ID, PEER_INPUT, PEER_OUTPUT, PEER_THREADS
- * (= mephisto workers), PEER_LINGER_MS. The per-record work is process();
- * a word count replaces the topology's middle with flatMapValues → groupBy →
- * count once every peer runs one. Stops on SIGTERM.
+ * <p>lines → flatMapValues(words) → groupBy(word) (repartition topic
+ * {@code <app_id>-words-repartition}) → count() into the RocksDB store
+ * {@code word_counts} (changelog {@code <app_id>-word_counts-changelog},
+ * values 8-byte big-endian longs). A word is a maximal run of characters
+ * that are not ASCII whitespace (space, \t, \n, \u000B, \f, \r), counted as
+ * written; UTF-8 decoding leaves every other byte inside its word, so the
+ * words are those of examples/wordcount.
+ *
+ * <p>Settings come from the environment, as for every peer: PEER_BROKER
+ * (kafka://host:port), PEER_APP_ID, PEER_INPUT, PEER_THREADS (= mephisto
+ * workers), PEER_LINGER_MS, PEER_STATE_DIR. Stops on SIGTERM.
  */
 public final class Peer {
-    private static final JsonFactory JSON = new JsonFactory();
+    private static boolean isSpace(char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\u000B' || c == '\f' || c == '\r';
+    }
 
-    /** The per-record work: decode one JSON field. */
-    static String process(byte[] value) {
-        try (JsonParser p = JSON.createParser(value)) {
-            if (p.nextToken() != JsonToken.START_OBJECT) {
-                throw new IllegalArgumentException("not a JSON object");
+    /** The words of one line. */
+    static List<String> split(String line) {
+        List<String> words = new ArrayList<>(16);
+        int n = line.length();
+        int i = 0;
+        while (i < n) {
+            while (i < n && isSpace(line.charAt(i))) {
+                i++;
             }
-            while (p.nextToken() == JsonToken.FIELD_NAME) {
-                String name = p.currentName();
-                p.nextToken();
-                if ("user".equals(name)) {
-                    return p.getText();
-                }
-                p.skipChildren();
+            int start = i;
+            while (i < n && !isSpace(line.charAt(i))) {
+                i++;
             }
-            throw new IllegalArgumentException("no field user");
-        } catch (IOException e) {
-            throw new IllegalArgumentException(e);
+            if (i > start) {
+                words.add(line.substring(start, i));
+            }
         }
+        return words;
     }
 
     private static String env(String name, String dflt) {
@@ -78,9 +86,12 @@ public final class Peer {
         props.put(StreamsConfig.STATE_DIR_CONFIG, env("PEER_STATE_DIR", "/tmp/kstreams-peer"));
 
         StreamsBuilder builder = new StreamsBuilder();
-        builder.stream(env("PEER_INPUT", null), Consumed.with(Serdes.ByteArray(), Serdes.ByteArray()))
-                .peek((k, v) -> process(v))
-                .to(env("PEER_OUTPUT", null), Produced.with(Serdes.ByteArray(), Serdes.ByteArray()));
+        builder.stream(env("PEER_INPUT", null), Consumed.with(Serdes.ByteArray(), Serdes.String()))
+                .flatMapValues(Peer::split)
+                .groupBy((key, word) -> word, Grouped.with("words", Serdes.String(), Serdes.String()))
+                .count(Materialized.<String, Long, KeyValueStore<Bytes, byte[]>>as("word_counts")
+                        .withKeySerde(Serdes.String())
+                        .withValueSerde(Serdes.Long()));
 
         KafkaStreams streams = new KafkaStreams(builder.build(), props);
         CountDownLatch done = new CountDownLatch(1);
