@@ -419,7 +419,11 @@ static void text_word(int r, char out[16])
         out[n++] = vow[syl % 5];
         v /= 70;
     } while (v);
-    const char *suffix = r % 9 == 4 ? "\xc3\xa9" : r % 11 == 5 ? "\xc3\x9f" "en" : "";
+    const char *suffix = "";
+    if (r % 9 == 4)
+        suffix = "\xc3\xa9"; /* é */
+    else if (r % 11 == 5)
+        suffix = "\xc3\x9f" /* ß */ "en";
     memcpy(out + n, suffix, strlen(suffix) + 1);
 }
 
@@ -476,12 +480,9 @@ static size_t text_line(text_gen_t *g, char *buf)
     for (int i = 0; i < nwords; i++) {
         if (i) {
             uint64_t sep = splitmix64(&g->rng) % 32;
-            if (sep == 0)
-                buf[n++] = '\t';
-            else if (sep == 1)
-                buf[n++] = ' ', buf[n++] = ' ';
-            else
-                buf[n++] = ' ';
+            if (sep == 1)
+                buf[n++] = ' '; /* two spaces */
+            buf[n++] = sep == 0 ? '\t' : ' ';
         }
         int r = text_pick(g);
         size_t len = strlen(g->words[r]);
@@ -571,8 +572,9 @@ static int cmd_load_text(bench_kafka_t *k, tool_opts_t *t)
     }
     rd_kafka_flush(rk, (int)(o->timeout * 1000));
     if (!rc && (st[0] != o->messages || st[1])) {
-        fprintf(stderr, "tool load: %ld of %ld lines acknowledged, %ld failed\n",
-                st[0], o->messages, st[1]);
+        fprintf(stderr,
+                "tool load: %ld of %ld lines acknowledged, %ld failed\n", st[0],
+                o->messages, st[1]);
         rc = 1;
     }
     rd_kafka_topic_destroy(rkt);
@@ -597,7 +599,8 @@ static int end_offsets(rd_kafka_t *rk, const char *topic, int n, int64_t *end)
         rd_kafka_topic_partition_list_add(l, topic, p)->offset =
             RD_KAFKA_OFFSET_END;
     int rc = -1;
-    if (rd_kafka_offsets_for_times(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (rd_kafka_offsets_for_times(rk, l, 10000) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
         rc = 0;
         for (int i = 0; i < l->cnt && i < n; i++) {
             if (l->elems[i].err || l->elems[i].offset < 0)
@@ -741,12 +744,11 @@ static int cmd_watch_group(bench_kafka_t *k, tool_opts_t *t)
             }
         } else if (now - t_done > 1500000000) {
             /* Confirm: nothing more arrived and everything is committed. */
-            if (group_done(rk, t, &in_end, &int_end, prog) && in_end == cand_in &&
-                int_end == cand_int) {
+            if (group_done(rk, t, &in_end, &int_end, prog) &&
+                in_end == cand_in && int_end == cand_int) {
                 double secs = (double)(t_done - t_first) / 1e9;
-                double cpu = cpu_first >= 0 && cpu_done >= 0
-                                 ? cpu_done - cpu_first
-                                 : -1;
+                double cpu =
+                    cpu_first >= 0 && cpu_done >= 0 ? cpu_done - cpu_first : -1;
                 double recs = (double)in_end;
                 printf("{\"group\":\"%s\",\"records\":%lld,"
                        "\"internal_records\":%lld,\"seconds\":%.4f,"
@@ -900,8 +902,8 @@ static int cmd_counts(bench_kafka_t *k, tool_opts_t *t)
         int64_t lo;
         if (rd_kafka_query_watermark_offsets(rk, t->topic, p, &lo, &hi[p],
                                              10000)) {
-            fprintf(stderr, "tool counts: no end offset of %s [%d]\n",
-                    t->topic, p);
+            fprintf(stderr, "tool counts: no end offset of %s [%d]\n", t->topic,
+                    p);
             goto done;
         }
         if (hi[p] > lo) {
@@ -1001,8 +1003,7 @@ static bool wc_grow(wc_map_t *m)
         return false;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].word)
-            *wc_find(&bigger, m->slots[i].word, m->slots[i].len) =
-                m->slots[i];
+            *wc_find(&bigger, m->slots[i].word, m->slots[i].len) = m->slots[i];
     free(m->slots);
     *m = bigger;
     return true;
@@ -1072,8 +1073,8 @@ static void *wc_main(void *arg)
                 if (i == start)
                     continue;
                 while (rd_kafka_produce(t->rkt, RD_KAFKA_PARTITION_UA,
-                                        RD_KAFKA_MSG_F_COPY, NULL, 0,
-                                        b + start, i - start, NULL) == -1) {
+                                        RD_KAFKA_MSG_F_COPY, NULL, 0, b + start,
+                                        i - start, NULL) == -1) {
                     if (rd_kafka_last_error() !=
                         RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                         t->failed = 1;
@@ -1137,9 +1138,8 @@ static void wc_print(wc_thread_t *th, int n, const char *path)
     for (int i = 0; w && i < nw; i++) {
         int64_t c = 0;
         for (int j = 0; j < n; j++) {
-            wc_slot_t *s = th[j].map.cap
-                               ? wc_find(&th[j].map, w[i].word, w[i].len)
-                               : NULL;
+            wc_slot_t *s =
+                th[j].map.cap ? wc_find(&th[j].map, w[i].word, w[i].len) : NULL;
             c += s && s->word ? s->count : 0;
         }
         printf("%s\t%lld\n", w[i].word, (long long)c);
@@ -1209,11 +1209,9 @@ static int cmd_wcloop(bench_kafka_t *k, tool_opts_t *t)
 int bench_tool_main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(
-            stderr,
-            "usage: mephisto-bench tool "
-            "create|delete|load|forward|loop|wcloop|watch|counts "
-            "[OPTIONS] (see bench/tools.c)\n");
+        fprintf(stderr, "usage: mephisto-bench tool "
+                        "create|delete|load|forward|loop|wcloop|watch|counts "
+                        "[OPTIONS] (see bench/tools.c)\n");
         return 2;
     }
     const char *cmd = argv[1];
