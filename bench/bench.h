@@ -38,7 +38,7 @@ typedef struct bench_opts {
     bool messages_set;
     int size; /* record size in bytes */
     bool size_set;
-    int keys;       /* distinct keys (users) */
+    int keys; /* distinct keys (users) */
     bool keys_set;
     double rate;    /* latency: records/s; 0 = 50% of measured max */
     double seconds; /* latency: measured phase length */
@@ -352,10 +352,10 @@ void bench_series_result(bench_series_t *mine, bench_series_t *base,
 typedef struct bench_tablerun bench_tablerun_t;
 /* What a table run declares and measures. */
 typedef struct bench_tablerun_spec {
-    const char *kind;  /* in app ids and temp dir names, e.g. "cnt" */
-    const char *store; /* the table's store option; NULL: the app's */
-    const char *field; /* the JSON field each record's agent call reads */
-    bool field_i64;    /* read it as an integer (else a string) */
+    const char *kind;    /* in app ids and temp dir names, e.g. "cnt" */
+    const char *store;   /* the table's store option; NULL: the app's */
+    const char *field;   /* the JSON field each record's agent call reads */
+    bool field_i64;      /* read it as an integer (else a string) */
     mph_agent_fn *agent; /* NULL: bench_tablerun_count_agent */
     /* After the table is declared, before the agent and the start (e.g.
      * windows); non-zero with errstr fails the run. May be NULL. */

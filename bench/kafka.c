@@ -332,8 +332,7 @@ rd_kafka_t *bench_offsets_reader(bench_kafka_t *k, const char *group,
     rd_kafka_conf_t *kc = bench_kafka_conf(k);
     conf_set(kc, "group.id", group);
     conf_set(kc, "client.id", "mephisto-bench-offsets");
-    rd_kafka_t *rk =
-        rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size);
     if (!rk)
         rd_kafka_conf_destroy(kc);
     return rk;

@@ -13,8 +13,8 @@
 #include "tools.h"
 
 #define BENCH_SCENARIOS(X)                                                     \
-    X(passthrough) X(count) X(latency) X(partitions) X(json) X(window)     \
-        X(recovery)
+    X(passthrough)                                                             \
+    X(count) X(latency) X(partitions) X(json) X(window) X(recovery)
 
 #define DECLARE(name) extern const bench_scenario_t bench_scn_##name;
 BENCH_SCENARIOS(DECLARE)

@@ -545,8 +545,7 @@ int bench_baseline_serve(bench_kafka_t *k, const bench_opts_t *o,
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    if (bl_start(&c, k, o, group, in, out, &bl, &started, errstr,
-                 errstr_size))
+    if (bl_start(&c, k, o, group, in, out, &bl, &started, errstr, errstr_size))
         goto out;
     while (!*stop)
         bench_sleep_ms(50);

@@ -74,23 +74,24 @@ static int run(const bench_opts_t *o)
         /* Rotate the order so that drift favours no side. */
         for (int j = 0; j < NSIDES; j++) {
             int side = (i + j) % NSIDES;
-            const char *name = side == 0 ? "passthrough" : stores[side - 1].store;
+            const char *name =
+                side == 0 ? "passthrough" : stores[side - 1].store;
             char label[96];
             snprintf(label, sizeof label, "count %s round %d/%d", name, i + 1,
                      o->repeat);
             bench_run_t res;
-            int rc = side == 0
-                         ? bench_passthrough_run(k, o, BENCH_ENGINE_MEPHISTO,
-                                                 label, in, out, o->partitions,
-                                                 n, &res)
-                         : bench_tablerun(k, o, &spec[side - 1], label, in, n,
-                                          &res);
+            int rc =
+                side == 0
+                    ? bench_passthrough_run(k, o, BENCH_ENGINE_MEPHISTO, label,
+                                            in, out, o->partitions, n, &res)
+                    : bench_tablerun(k, o, &spec[side - 1], label, in, n, &res);
             if (rc || res.error[0]) {
                 snprintf(error, error_size, "%s: %s", name, res.error);
                 goto out;
             }
             double rate = bench_series_add(&ser[side], &res);
-            bench_progress(o, "%s: %.0f records/s, %.2f s CPU, peak RSS %ld KiB",
+            bench_progress(o,
+                           "%s: %.0f records/s, %.2f s CPU, peak RSS %ld KiB",
                            label, rate, res.cpu_s, res.peak_rss_kb);
         }
     }

@@ -116,8 +116,8 @@ static int consume_all(bench_kafka_t *k, const bench_opts_t *o,
         rd_kafka_resp_err_t e =
             rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi[p], 10000);
         if (e) {
-            snprintf(res->error, sizeof res->error,
-                     "watermarks of %s [%d]: %s", topic, p, rd_kafka_err2str(e));
+            snprintf(res->error, sizeof res->error, "watermarks of %s [%d]: %s",
+                     topic, p, rd_kafka_err2str(e));
             goto out;
         }
         next[p] = lo;
@@ -332,8 +332,8 @@ static int recover(bench_kafka_t *k, const bench_opts_t *o, const char *app_id,
         !mph_table_opts_set(to, "store", store, err, sizeof err))
         t = mph_table_new(app, "t", to, err, sizeof err);
     mph_table_opts_destroy(to);
-    if (!t || !mph_agent_new(app, "idle", tin, idle_agent, NULL, err,
-                             sizeof err)) {
+    if (!t ||
+        !mph_agent_new(app, "idle", tin, idle_agent, NULL, err, sizeof err)) {
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }
@@ -394,7 +394,7 @@ static double median_of(const bench_series_t *s)
 static int run(const bench_opts_t *o)
 {
     char err[512], id[64], app_id[128], in[160], changelog[200], common[400];
-    long n = o->keys_set      ? o->keys
+    long n = o->keys_set       ? o->keys
              : o->messages_set ? o->messages
                                : DEFAULT_KEYS;
     bench_opts_t oo = *o;

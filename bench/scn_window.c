@@ -107,8 +107,8 @@ static int run(const bench_opts_t *o)
     snprintf(in, sizeof in, "bench-win-%s-in", id);
     bench_series_t wser = {0}, cser = {0};
     wstate_t ws = {0};
-    const bench_tablerun_spec_t count_spec = {.kind = "cnt", .field = "seq",
-                                              .field_i64 = true};
+    const bench_tablerun_spec_t count_spec = {
+        .kind = "cnt", .field = "seq", .field_i64 = true};
     const bench_tablerun_spec_t win_spec = {.kind = "win",
                                             .field = "seq",
                                             .field_i64 = true,
