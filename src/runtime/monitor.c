@@ -44,6 +44,20 @@
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
+const char *const mph__window_stat_names[MPH_WINDOW_STAT__COUNT] = {
+    [MPH_WINDOW_STAT_LATE_EVENTS] = "late_events",
+    [MPH_WINDOW_STAT_LATE_WRITES] = "late_writes",
+    [MPH_WINDOW_STAT_INVALID_TIME] = "invalid_time",
+    [MPH_WINDOW_STAT_FUTURE_TIME] = "future_time",
+    [MPH_WINDOW_STAT_CLOSED] = "closed",
+    [MPH_WINDOW_STAT_CLOSE_CALLS] = "close_calls",
+    [MPH_WINDOW_STAT_CLOSE_ERRORS] = "close_errors",
+    [MPH_WINDOW_STAT_EXPIRED] = "expired",
+    [MPH_WINDOW_STAT_EXPIRED_KEYS] = "expired_keys",
+    [MPH_WINDOW_STAT_LIVE_WINDOWS] = "live_windows",
+    [MPH_WINDOW_STAT_LIVE_PAIRS] = "live_pairs",
+};
+
 /* ------------------------------------------------------------------ */
 /* user sensors                                                        */
 
@@ -637,6 +651,11 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
         st->tables[i].name = i < app->ntables ? app->tables[i]->name : NULL;
         memcpy(st->tables[i].ops, st->totals.table_ops[i],
                sizeof st->tables[i].ops);
+        const mph_window_t *w =
+            i < app->ntables ? mph_table_window(app->tables[i]) : NULL;
+        st->tables[i].windowed = w != NULL;
+        for (int k = 0; w && k < MPH_WINDOW_STAT__COUNT; k++)
+            st->tables[i].window[k] = mph_window_stat(w, (mph_window_stat_t)k);
     }
     mph_app_t *mut = (mph_app_t *)app; /* ck_pr takes non-const pointers */
     st->recovery.recoveries = ck_pr_load_64(&mut->recoveries);
@@ -968,6 +987,16 @@ static void render(jdoc_t *j, const mph__stats_t *st)
         j_u64(j, st->tables[i].index);
         for (int op = 0; op < MPH__TABLE_OPS; op++)
             j_kv_u64(j, table_op_names[op], st->tables[i].ops[op]);
+        if (st->tables[i].windowed) {
+            j_key(j, "window");
+            j_obj(j, true);
+            for (int k = 0; k < MPH_WINDOW_STAT__COUNT; k++)
+                j_kv_u64(j, mph__window_stat_names[k],
+                         st->tables[i].window[k] > 0
+                             ? (uint64_t)st->tables[i].window[k]
+                             : 0);
+            j_obj(j, false);
+        }
         j_obj(j, false);
     }
     j_arr(j, false);

@@ -26,6 +26,7 @@
 #ifndef MPH_RUNTIME_MONITOR_H
 #define MPH_RUNTIME_MONITOR_H
 
+#include "mephisto/window.h"
 #include <ck_pr.h>
 
 #include "runtime/app.h"
@@ -281,7 +282,13 @@ typedef struct mph__stats_table {
     size_t index;
     const char *name; /* borrowed from the app; NULL if it has no such table */
     uint64_t ops[MPH__TABLE_OPS];
+    bool windowed;    /* window[] holds mph_window_stat() of each counter */
+    int64_t window[MPH_WINDOW_STAT__COUNT];
 } mph__stats_table_t;
+
+/* The names of the window counters in /stats and /metrics, by
+ * mph_window_stat_t. */
+extern const char *const mph__window_stat_names[MPH_WINDOW_STAT__COUNT];
 
 /* Changelog recovery (runtime/table.c records it on the app). */
 typedef struct mph__stats_recovery {

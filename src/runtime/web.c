@@ -328,6 +328,22 @@ static void partition_gauge(mph__promtext_t *pt, const mph__stats_t *st,
         }
 }
 
+static const char *const window_help[MPH_WINDOW_STAT__COUNT] = {
+    [MPH_WINDOW_STAT_LATE_EVENTS] = "Events dropped by a windowed table: every window of their time had "
+                                    "closed (beyond grace).",
+    [MPH_WINDOW_STAT_LATE_WRITES] = "Window writes dropped because their window had closed.",
+    [MPH_WINDOW_STAT_INVALID_TIME] = "Events dropped by a windowed table: no time, or a negative one.",
+    [MPH_WINDOW_STAT_FUTURE_TIME] = "Events dropped by a windowed table: time beyond max_future ahead "
+                                    "of the wall clock.",
+    [MPH_WINDOW_STAT_CLOSED] = "Windows closed.",
+    [MPH_WINDOW_STAT_CLOSE_CALLS] = "on_window_close calls (one per window and key).",
+    [MPH_WINDOW_STAT_CLOSE_ERRORS] = "on_window_close calls that returned an error.",
+    [MPH_WINDOW_STAT_EXPIRED] = "Windows deleted by expiry.",
+    [MPH_WINDOW_STAT_EXPIRED_KEYS] = "(window, key) pairs deleted by expiry.",
+    [MPH_WINDOW_STAT_LIVE_WINDOWS] = "Windows this process holds now.",
+    [MPH_WINDOW_STAT_LIVE_PAIRS] = "(window, key) pairs this process holds now.",
+};
+
 mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
 {
     mph__promtext_t pt;
@@ -484,6 +500,29 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
                 mph__promtext_sample_u64(&pt, "mephisto_table_ops_total", l, 3,
                                          st->workers[i].table_ops[k][op]);
             }
+        }
+    }
+    /* Window counters: totals of the process (late_events ->
+     * mephisto_window_late_events_total; the two live_* gauges keep their
+     * names). */
+    for (int k = 0; k < MPH_WINDOW_STAT__COUNT; k++) {
+        bool gauge = k == MPH_WINDOW_STAT_LIVE_WINDOWS || k == MPH_WINDOW_STAT_LIVE_PAIRS;
+        char fam[80];
+        snprintf(fam, sizeof fam, "mephisto_window_%s%s", mph__window_stat_names[k],
+                 gauge ? "" : "_total");
+        bool any = false;
+        for (size_t t = 0; t < st->ntables; t++) {
+            if (!st->tables[t].windowed)
+                continue;
+            if (!any)
+                mph__promtext_header(&pt, fam, gauge ? MPH__PROM_GAUGE : MPH__PROM_COUNTER,
+                                     window_help[k]);
+            any = true;
+            char tid[24];
+            snprintf(tid, sizeof tid, "%zu", st->tables[t].index);
+            label_t l[] = {{"table", st->tables[t].name ? st->tables[t].name : tid}};
+            int64_t v = st->tables[t].window[k];
+            mph__promtext_sample_u64(&pt, fam, l, 1, v > 0 ? (uint64_t)v : 0);
         }
     }
     mph__promtext_header(&pt, "mephisto_recoveries_total", MPH__PROM_COUNTER,

@@ -769,6 +769,7 @@ Test(web, windowed_table_values_by_window)
     int64_t w1 = (mph_clock_wall_ms() / 60000 - 60) * 60000, w2 = w1 + 60000;
     produce_at(in, "u1", w1 + 5000, 3);
     produce_at(in, "u1", w2 + 1000, 2);
+    produce_at(in, "u1", w1 - 3600000, 1); /* an hour late: dropped, counted */
     mph_app_t *app = forward_app(group, in, NULL, NULL);
     mph_table_opts_t *o = mph_table_opts_new();
     cr_assert_eq(mph_table_opts_set(o, "value_codec", "i64", err, sizeof err), MPH_OK);
@@ -787,12 +788,27 @@ Test(web, windowed_table_values_by_window)
     for (int i = 0; i < 600 && !done; i++) {
         get(port, "/stats", &r);
         parse(&r);
-        done = jint("totals.events_in") == 5;
+        done = jint("totals.events_in") == 6;
         reply_free(&r);
         if (!done)
             usleep(100000);
     }
-    cr_assert(done, "all 5 events counted");
+    cr_assert(done, "all 6 events taken");
+    /* The window counters, in /stats and /metrics. */
+    get(port, "/stats", &r);
+    parse(&r);
+    cr_expect(jstr_eq("tables.0.name", "views"));
+    cr_expect_eq(jint("tables.0.window.late_events"), 1);
+    cr_expect_eq(jint("tables.0.window.closed"), 1, "w1 closed when w2's events came");
+    cr_expect_eq(jint("tables.0.window.live_pairs"), 2);
+    cr_expect_eq(jint("tables.0.window.invalid_time"), 0);
+    reply_free(&r);
+    get(port, "/metrics", &r);
+    cr_expect(strstr(r.body, "# TYPE mephisto_window_late_events_total counter\n"
+                             "mephisto_window_late_events_total{table=\"views\"} 1\n") != NULL,
+              "%s", r.body);
+    cr_expect(strstr(r.body, "mephisto_window_live_pairs{table=\"views\"} 2\n") != NULL);
+    reply_free(&r);
     char path[200], hdr[80];
     snprintf(path, sizeof path, "/tables/views/u1?window=%lld", (long long)w1);
     get(port, path, &r);
