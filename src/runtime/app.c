@@ -258,10 +258,13 @@ static mph_err_t prepare_topics(mph_app_t *app, char *errstr, size_t errstr_size
         mph_topic_t *t = app->topics[i];
         int n = 0;
         mph_err_t err = MPH_ERR_NOENT;
-        /* A just-created topic may take a moment to show in metadata. */
-        for (int tries = 0; tries < 50; tries++) {
+        /* A just-created topic may take a moment to show in metadata (a
+         * loaded broker: seconds): wait as long as a start may take, and at
+         * least 5 s. */
+        int64_t until = mph_clock_mono_ns() + (int64_t)(timeout > 5000 ? timeout : 5000) * 1000000;
+        for (;;) {
             err = mph__kafka_partition_count(app->producer, t->name, timeout, &n);
-            if (err != MPH_ERR_NOENT || !t->create)
+            if (err != MPH_ERR_NOENT || !t->create || mph_clock_mono_ns() >= until)
                 break;
             usleep(100000);
         }
