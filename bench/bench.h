@@ -349,6 +349,10 @@ void bench_series_result(bench_series_t *mine, bench_series_t *base,
                          const char *base_prefix, long n, int size,
                          bench_result_t *r);
 
+/* Which of nsides sides runs j-th in round `round` (0-based): every side
+ * runs once per round, in an order that changes from round to round. */
+int bench_round_side(int round, int j, int nsides);
+
 typedef struct bench_tablerun bench_tablerun_t;
 /* What a table run declares and measures. */
 typedef struct bench_tablerun_spec {

@@ -71,9 +71,9 @@ static int run(const bench_opts_t *o)
     }
     long n = o->messages;
     for (int i = 0; i < o->repeat && i < BENCH_MAX_ROUNDS; i++) {
-        /* Rotate the order so that drift favours no side. */
+        /* Vary the order so that drift favours no side. */
         for (int j = 0; j < NSIDES; j++) {
-            int side = (i + j) % NSIDES;
+            int side = bench_round_side(i, j, NSIDES);
             const char *name =
                 side == 0 ? "passthrough" : stores[side - 1].store;
             char label[96];

@@ -8,7 +8,8 @@
  * partitions. N is --keys when given, else --messages when given, else
  * 1,000,000.
  *
- * Each round runs four sides, in rotated order:
+ * Each round runs four sides, in an order rotated and reversed from round
+ * to round (bench_round_side):
  *   rocksdb, memory  a mephisto app (same app_id every time, a fresh empty
  *                    datadir, its consumer group deleted after each run)
  *                    declaring table "t" with that store and an idle agent
@@ -441,7 +442,7 @@ static int run(const bench_opts_t *o)
     }
     for (int i = 0; i < o->repeat && i < BENCH_MAX_ROUNDS; i++) {
         for (int j = 0; j < NSIDES; j++) {
-            int side = (i + j) % NSIDES;
+            int side = bench_round_side(i, j, NSIDES);
             bench_run_t res;
             switch (side) {
             case S_CONSUME:

@@ -83,6 +83,15 @@ void bench_series_result(bench_series_t *mine, bench_series_t *base,
     bench_sys_describe(&mine->sys, "", r);
 }
 
+int bench_round_side(int round, int j, int nsides)
+{
+    /* Rotated by the round, and reversed on odd rounds, so that no side
+     * always follows the same other side (what a run leaves behind — disk
+     * writeback, broker caches — then lands on different sides). */
+    return round % 2 == 0 ? (round + j) % nsides
+                          : (round + nsides - j) % nsides;
+}
+
 /* ---- the table run ---- */
 
 void bench_tablerun_first(bench_tablerun_t *c)
