@@ -14,7 +14,7 @@
  *                    datadir, its consumer group deleted after each run)
  *                    declaring table "t" with that store and an idle agent
  *                    on the source topic. Its public stats
- *                    (mph_app_stats_json) are polled every 2 ms: the clock
+ *                    (mph_app_stats_json) are polled every POLL_MS: the clock
  *                    runs from the last poll that saw no rebalance yet
  *                    ("commits.rebalances" counts as the coordinator's
  *                    rebalance callback begins; the hand-over and its
@@ -60,6 +60,10 @@
 #define ROCKS_BATCH   100000
 #define TARGET_RATIO  0.7
 #define TARGET_KEYS_S 500000.0
+/* How often the stats are read while an app recovers: each read builds the
+ * whole stats document on the bench's thread, which competes with the
+ * recovery for the machine's two cores (at 2 ms it visibly slowed it). */
+#define POLL_MS 10
 
 enum { S_CONSUME, S_ROCKS_WRITE, S_ROCKSDB, S_MEMORY, NSIDES };
 static const char *const side_names[NSIDES] = {"consume", "rocksdb_write",
@@ -344,7 +348,7 @@ static int recover(bench_kafka_t *k, const bench_opts_t *o, const char *app_id,
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }
-    /* Polled every 2 ms: the last poll that saw no rebalance yet starts the
+    /* Polled every POLL_MS: the last poll that saw no rebalance yet starts the
      * clock (so the time is never understated by more than nothing, and
      * overstated by at most one poll); the machine sample is taken there. */
     int64_t deadline = bench_now_ns() + (int64_t)(o->timeout * 1e9);
@@ -356,7 +360,7 @@ static int recover(bench_kafka_t *k, const bench_opts_t *o, const char *app_id,
             bench_sys_sample(&res->sys_first, broker_pid);
         if (bench_now_ns() > deadline)
             break;
-        bench_sleep_ms(2);
+        bench_sleep_ms(POLL_MS);
     }
     if (!ready) {
         snprintf(res->error, sizeof res->error,
