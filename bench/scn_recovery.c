@@ -348,9 +348,9 @@ static int recover(bench_kafka_t *k, const bench_opts_t *o, const char *app_id,
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }
-    /* Polled every POLL_MS: the last poll that saw no rebalance yet starts the
-     * clock (so the time is never understated by more than nothing, and
-     * overstated by at most one poll); the machine sample is taken there. */
+    /* Polled every POLL_MS: the last poll that saw no rebalance yet starts
+     * the clock, so the time is never understated and overstated by at most
+     * one poll; the machine sample is taken there. */
     int64_t deadline = bench_now_ns() + (int64_t)(o->timeout * 1e9);
     bool ready = false;
     uint64_t rebalances = 0;
