@@ -161,13 +161,16 @@ static const struct prop props[] = {
      .min = 16,
      .max = 10000000,
      .doc = "Records a worker may have queued (fetched but not yet "
-            "processed) before it pauses fetching for its partitions; "
-            "fetching resumes when the queue falls to half. librdkafka's "
-            "prefetch per partition is sized to half of this divided by the "
-            "partitions a worker owns (`kafka.queued.min.messages` "
-            "overrides), so pauses happen only when agents fall behind. "
+            "processed): librdkafka stops fetching the worker's partitions "
+            "while this many wait and fetches again as the worker drains "
+            "them (it sets `kafka.queued.min.messages`, which overrides). "
             "This bounds memory per worker and pushes back on the broker "
-            "when agents or outputs are slower than input."},
+            "when agents or outputs are slower than input. Keep it at a "
+            "second or more of the worker's throughput: librdkafka looks at "
+            "a partition over the bound again only up to 1 s later, so a "
+            "small value starves the worker. A queue over 4 times this "
+            "(a larger `kafka.queued.min.messages`) pauses the partitions "
+            "until it falls below it."},
     {.name = "datadir",
      .type = T_STRING,
      .dflt = "mephisto-data",

@@ -666,10 +666,15 @@ static int drain(mph__worker_t *w)
             process(w, w->batch[i]);
         rd_kafka_message_destroy(w->batch[i]);
     }
+    /* librdkafka keeps the queue near stream_buffer_max (app.c sets its
+     * prefetch bound); a pause, which drops the prefetched records, is the
+     * safety net for a queue far above it (a kafka.queued.min.messages set
+     * higher by hand, or huge fetch responses). */
     size_t qlen = rd_kafka_queue_length(w->q);
-    if (!w->paused && qlen > (size_t)w->app->stream_buffer_max)
+    size_t max = (size_t)w->app->stream_buffer_max;
+    if (!w->paused && qlen > 4 * max)
         pause_resume(w, true);
-    else if (w->paused && qlen < (size_t)w->app->stream_buffer_max / 2)
+    else if (w->paused && qlen < max)
         pause_resume(w, false);
     return (int)n;
 }
