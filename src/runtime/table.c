@@ -361,7 +361,8 @@ mph_err_t mph__tables_worker_open(mph__worker_t *w, char *errstr, size_t errstr_
         return MPH_OK;
     w->shards = calloc(app->ntables, sizeof *w->shards);
     w->rstores = calloc(app->ntables, sizeof *w->rstores);
-    if (!w->shards || !w->rstores)
+    w->fl_batch = calloc(app->ntables, sizeof *w->fl_batch);
+    if (!w->shards || !w->rstores || !w->fl_batch)
         return MPH_ERR_NOMEM;
     const char *datadir = mph_conf_get(app->conf, "datadir");
     for (size_t i = 0; i < app->ntables; i++) {
@@ -390,6 +391,8 @@ void mph__tables_worker_close(mph__worker_t *w)
     mph_app_t *app = w->app;
     if (!w->shards)
         return;
+    if (w->fl_batch)
+        mph__tables_flush_cancel(w);
     for (size_t i = 0; i < app->ntables; i++) {
         if (w->shards[i])
             for (int p = 0; p < app->tables[i]->partitions; p++)
@@ -400,8 +403,10 @@ void mph__tables_worker_close(mph__worker_t *w)
     }
     free(w->shards);
     free(w->rstores);
+    free(w->fl_batch);
     w->shards = NULL;
     w->rstores = NULL;
+    w->fl_batch = NULL;
 }
 
 void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set)
@@ -554,79 +559,167 @@ static bool store_writable(mph__worker_t *w, size_t i)
     return true;
 }
 
-bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
+/* ------------------------------------------------------------------ */
+/* commits: asynchronous flush                                        */
+/*
+ * A commit of a worker with tables makes its table state durable before
+ * any source offset moves past the events that changed it: every dirty key
+ * goes to the changelog, and once the broker acknowledged all of them, one
+ * RocksDB WriteBatch per instance (the keys plus each shard's checkpoint)
+ * is written; only then are the commit points reported. Waiting for the
+ * acknowledgements inside the worker stalled it for a round trip per
+ * commit, so the wait is asynchronous: flush_begin snapshots each dirty
+ * shard (mph__mstore_snapshot_begin), produces its keys and builds the
+ * batches from the same values, and the worker goes on processing; its
+ * loop calls flush_poll, which completes the flush once nothing is pending
+ * and hands back DONE so the worker reports the commit points it saved
+ * when the flush began (mph__worker: slots[].snap_commit). Keys written in
+ * the meantime stay dirty for the next flush (snapshot_commit), and a
+ * failed changelog record or store write leaves every key dirty
+ * (snapshot_abort), so the next flush sends the latest values. One flush
+ * at a time. Revocations and stops use the synchronous mph__tables_flush,
+ * which completes an active flush first.
+ */
+
+static void snapshots_end(mph__worker_t *w, bool ok)
+{
+    mph_app_t *app = w->app;
+    for (size_t i = 0; i < app->ntables; i++) {
+        for (int p = 0; p < app->tables[i]->partitions; p++) {
+            mph__shard_t *sh = w->shards[i][p];
+            if (!sh || !sh->in_flush)
+                continue;
+            if (ok)
+                mph__mstore_snapshot_commit(sh->mem);
+            else
+                mph__mstore_snapshot_abort(sh->mem);
+            sh->in_flush = false;
+        }
+        mph__rstore_batch_destroy(w->fl_batch[i]);
+        w->fl_batch[i] = NULL;
+    }
+    w->fl_active = false;
+}
+
+mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
 {
     mph_app_t *app = w->app;
     if (!app->ntables)
-        return true;
-    int64_t deadline = mph_clock_mono_ns() + wait_ns;
-    /* Records of an earlier attempt still in flight: let them land first. */
-    if (!wait_changelog(w, deadline))
-        return false;
+        return MPH__FLUSH_DONE;
+    if (w->fl_active || w->cl_pending > 0)
+        return MPH__FLUSH_PENDING;
     for (size_t i = 0; i < app->ntables; i++)
         if (!store_writable(w, i))
-            return false;
-    w->cl_failed = false; /* this attempt writes every dirty key again */
+            return MPH__FLUSH_FAILED;
+    w->cl_failed = false;
     size_t produced = 0;
     for (size_t i = 0; i < app->ntables; i++) {
         for (int p = 0; p < app->tables[i]->partitions; p++) {
             mph__shard_t *sh = w->shards[i][p];
             if (!sh || !mph__shard_dirty(sh))
                 continue;
+            if (w->rstores[i] && !w->fl_batch[i] && !(w->fl_batch[i] = mph__rstore_batch_new())) {
+                snapshots_end(w, false);
+                return MPH__FLUSH_FAILED;
+            }
             struct produce_ctx c = {w, app->tables[i], sh, MPH_OK};
             mph_err_t err = mph__mstore_dirty_foreach(sh->mem, produce_one, &c);
+            if (!err && w->rstores[i]) {
+                struct { mph__rstore_batch_t *b; uint32_t p; } bc = {w->fl_batch[i], (uint32_t)p};
+                err = mph__mstore_dirty_foreach(sh->mem, batch_one, &bc);
+            }
+            mph__mstore_snapshot_begin(sh->mem);
+            sh->in_flush = true;
+            w->fl_active = true;
             if (err) {
                 mph__app_fail(app, err, "table %s [%d]: cannot produce to the changelog: %s",
                               app->tables[i]->name, p, mph_err_str(err));
-                return false;
+                w->fl_failed_begin = true;
+                return MPH__FLUSH_PENDING; /* completes as failed once the sent ones land */
             }
             produced++;
         }
     }
-    if (!produced)
-        return true;
-    if (!wait_changelog(w, deadline)) {
-        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
-                        "changelog not acknowledged in time (%lld pending); commit deferred",
-                        (long long)w->cl_pending);
-        return false;
+    if (!produced) {
+        snapshots_end(w, true);
+        return MPH__FLUSH_DONE;
     }
-    if (w->cl_failed) {
-        /* Some record of this flush was not written: keep the dirty sets,
-         * so the next flush writes every key's latest value again. */
-        w->cl_failed = false;
-        return false;
+    return MPH__FLUSH_PENDING;
+}
+
+mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w)
+{
+    mph_app_t *app = w->app;
+    if (!w->fl_active)
+        return MPH__FLUSH_IDLE;
+    if (w->cl_pending > 0)
+        return MPH__FLUSH_PENDING;
+    if (w->cl_failed || w->fl_failed_begin) {
+        /* Some record of this flush was not written: every key stays
+         * dirty, so the next flush writes its latest value again. */
+        w->cl_failed = w->fl_failed_begin = false;
+        snapshots_end(w, false);
+        return MPH__FLUSH_FAILED;
     }
-    /* Data and checkpoint in one WriteBatch per RocksDB instance. */
+    /* Data and checkpoints in one WriteBatch per RocksDB instance. */
     for (size_t i = 0; i < app->ntables; i++) {
-        if (!w->rstores[i])
+        if (!w->fl_batch[i])
             continue;
-        mph__rstore_batch_t *b = mph__rstore_batch_new();
-        if (!b)
-            return false;
         for (int p = 0; p < app->tables[i]->partitions; p++) {
             mph__shard_t *sh = w->shards[i][p];
-            if (!sh || !mph__shard_dirty(sh))
+            if (!sh || !sh->in_flush)
                 continue;
-            struct { mph__rstore_batch_t *b; uint32_t p; } c = {b, (uint32_t)p};
-            mph__mstore_dirty_foreach(sh->mem, batch_one, &c);
             mph__rstore_checkpoint_t cp = {sh->flushed, (uint32_t)app->nworkers};
-            mph__rstore_batch_checkpoint(b, (uint32_t)p, &cp);
+            mph__rstore_batch_checkpoint(w->fl_batch[i], (uint32_t)p, &cp);
         }
         char err[256] = "";
-        mph_err_t rc = mph__rstore_write(w->rstores[i], b, err, sizeof err);
-        mph__rstore_batch_destroy(b);
+        mph_err_t rc = mph__rstore_write(w->rstores[i], w->fl_batch[i], err, sizeof err);
         if (rc) {
             mph_log_limited(&w->log_lim, 5000, MPH_LOG_ERROR,
                             "table %s: cannot write the state store (%s): %s; commit deferred",
                             app->tables[i]->name, mph_err_str(rc), err);
+            snapshots_end(w, false);
+            return MPH__FLUSH_FAILED;
+        }
+    }
+    snapshots_end(w, true);
+    return MPH__FLUSH_DONE;
+}
+
+void mph__tables_flush_cancel(mph__worker_t *w)
+{
+    if (w->fl_active) {
+        w->cl_failed = w->fl_failed_begin = false;
+        snapshots_end(w, false);
+    }
+}
+
+bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
+{
+    mph_app_t *app = w->app;
+    if (!app->ntables)
+        return true;
+    int64_t deadline = mph_clock_mono_ns() + wait_ns;
+    for (int round = 0; round < 2; round++) {
+        /* An active flush completes first (its keys stay dirty if it
+         * fails), then one more carries what was written since. */
+        if (!w->fl_active && mph__tables_flush_begin(w) == MPH__FLUSH_DONE)
+            return true;
+        if (!w->fl_active)
+            return false;
+        if (!wait_changelog(w, deadline)) {
+            mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                            "changelog not acknowledged in time (%lld pending); commit deferred",
+                            (long long)w->cl_pending);
             return false;
         }
+        if (mph__tables_flush_poll(w) != MPH__FLUSH_DONE)
+            return false;
     }
     for (size_t i = 0; i < app->ntables; i++)
         for (int p = 0; p < app->tables[i]->partitions; p++)
-            if (w->shards[i][p])
-                mph__mstore_dirty_clear(w->shards[i][p]->mem);
+            if (w->shards[i][p] && mph__shard_dirty(w->shards[i][p]))
+                return false;
     return true;
 }
 

@@ -69,9 +69,24 @@ mph_err_t mph__tables_worker_open(mph__worker_t *w, char *errstr, size_t errstr_
 void mph__tables_worker_close(mph__worker_t *w);
 void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set);
 mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
-/* Flushes dirty shards to the changelog and RocksDB; true when everything
- * up to now is durable and commit points may be reported. */
+/* Flushes dirty shards to the changelog and RocksDB and waits (at most
+ * wait_ns); true when everything up to now is durable and commit points
+ * may be reported. Completes an active asynchronous flush first. */
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
+/* The asynchronous flush of a commit (see table.c): begin snapshots the
+ * dirty state and sends it (DONE: nothing to send, report now; PENDING:
+ * poll until DONE, then report the commit points saved at begin; FAILED:
+ * commit nothing this time). poll: IDLE when no flush is active. cancel
+ * drops an active one (its keys stay dirty). */
+typedef enum mph__flush_state {
+    MPH__FLUSH_IDLE,
+    MPH__FLUSH_PENDING,
+    MPH__FLUSH_DONE,
+    MPH__FLUSH_FAILED
+} mph__flush_state_t;
+mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w);
+mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w);
+void mph__tables_flush_cancel(mph__worker_t *w);
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset);
 /* A changelog record was not written (the flush in progress fails). */
 void mph__tables_changelog_failed(mph__worker_t *w, const char *why);

@@ -25,6 +25,7 @@ typedef struct mph__shard {
     mph__rstore_t *rs;       /* borrowed; NULL for memory tables */
     int64_t applied;         /* last changelog offset reflected here, -1 none */
     int64_t flushed;         /* changelog offset acknowledged at the last flush */
+    bool in_flush;           /* its dirty set is in an active flush */
     void *scratch;           /* last value read from RocksDB (owned) */
     size_t scratch_len;
     /* State a layer above keeps per shard (window index); built lazily by

@@ -17,6 +17,14 @@
  * (ENT_DELETED, value freed) so the commit can emit it; clearing the dirty
  * set frees tombstones and turns the other ents clean.
  *
+ * Snapshots. An asynchronous commit carries the dirty set as it was when
+ * it began (mph__mstore_snapshot_begin: the first snap_n ents of the dirty
+ * array) while writes go on. A write to an ent that is already dirty during
+ * a snapshot sets ENT_REDIRTY: its value is newer than the one the commit
+ * carries, so when the commit succeeds (snapshot_commit) that ent stays
+ * dirty, as do ents first dirtied after the snapshot began; the others
+ * turn clean. A failed commit (snapshot_abort) leaves everything dirty.
+ *
  * Cache mode. Clean ents are on an intrusive doubly-linked LRU list (most
  * recent at the head); dirty ents are not on it, which is how they are never
  * evicted: eviction pops the tail until the map is within its bounds or the
@@ -45,6 +53,7 @@
 #define ENT_DIRTY     0x01
 #define ENT_DELETED   0x02
 #define ENT_LINKED    0x04 /* on the LRU list */
+#define ENT_REDIRTY   0x08 /* written again during a snapshot */
 #define HT_INITIAL    8    /* slots of a new table (ck_ht's minimum is 2) */
 #define DIRTY_INITIAL 16
 #define DIRTY_KEEP    1024 /* dirty array capacity kept across clears */
@@ -76,6 +85,8 @@ struct mph__mstore {
     size_t removed_since_gc;
     struct ent **dirty;
     size_t ndirty, dirty_cap;
+    size_t snap_n;    /* dirty[0, snap_n) is the snapshot's dirty set */
+    bool snap_active; /* between snapshot_begin and commit / abort */
     struct ent *lru_head, *lru_tail;
 };
 
@@ -248,6 +259,8 @@ void mph__mstore_clear(mph__mstore_t *ms)
     dirty_array_release(ms);
     ms->live = ms->ents = 0;
     ms->lru_head = ms->lru_tail = NULL;
+    ms->snap_active = false;
+    ms->snap_n = 0;
 }
 
 void mph__mstore_destroy(mph__mstore_t *ms)
@@ -440,8 +453,11 @@ static bool dirty_reserve(mph__mstore_t *ms)
 static void mark_dirty(mph__mstore_t *ms, struct ent *e)
 {
     lru_unlink(ms, e);
-    if (e->flags & ENT_DIRTY)
+    if (e->flags & ENT_DIRTY) {
+        if (ms->snap_active)
+            e->flags |= ENT_REDIRTY;
         return;
+    }
     e->flags |= ENT_DIRTY;
     ms->dirty[ms->ndirty++] = e;
 }
@@ -773,6 +789,48 @@ void mph__mstore_dirty_clear(mph__mstore_t *ms)
         ms->removed_since_gc = 0;
     }
     evict(ms);
+}
+
+void mph__mstore_snapshot_begin(mph__mstore_t *ms)
+{
+    ms->snap_n = ms->ndirty;
+    ms->snap_active = true;
+}
+
+void mph__mstore_snapshot_commit(mph__mstore_t *ms)
+{
+    size_t i, keep = 0;
+
+    if (!ms->snap_active)
+        return;
+    for (i = 0; i < ms->ndirty; i++) {
+        struct ent *e = ms->dirty[i];
+        if (i >= ms->snap_n || (e->flags & ENT_REDIRTY)) {
+            e->flags &= (uint8_t)~ENT_REDIRTY;
+            ms->dirty[keep++] = e; /* newer than what the commit carried */
+        } else if (e->flags & ENT_DELETED) {
+            ent_remove(ms, e);
+        } else {
+            e->flags &= (uint8_t)~ENT_DIRTY;
+            lru_push_head(ms, e);
+        }
+    }
+    ms->ndirty = keep;
+    ms->snap_active = false;
+    ms->snap_n = 0;
+    if (keep == 0 && ms->dirty_cap > DIRTY_KEEP)
+        dirty_array_release(ms);
+    if (ms->ht_ready && ms->ents == 0)
+        ht_release(ms);
+    evict(ms);
+}
+
+void mph__mstore_snapshot_abort(mph__mstore_t *ms)
+{
+    for (size_t i = 0; i < ms->ndirty; i++)
+        ms->dirty[i]->flags &= (uint8_t)~ENT_REDIRTY;
+    ms->snap_active = false;
+    ms->snap_n = 0;
 }
 
 mph_err_t mph__mstore_drain_dirty(mph__mstore_t *ms, mph__mstore_dirty_cb cb,

@@ -139,6 +139,15 @@ mph_err_t mph__mstore_dirty_foreach(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
  * clean (and evictable in a cache). Call it after the commit that carried
  * the dirty set succeeded, with no write to the map in between. */
 void mph__mstore_dirty_clear(mph__mstore_t *ms);
+/* Asynchronous commits: snapshot_begin marks the dirty set as it is now
+ * (visit it with dirty_foreach right away, before any write); writes may go
+ * on. snapshot_commit, once that commit succeeded, turns clean exactly the
+ * keys whose latest value it carried (keys written since stay dirty);
+ * snapshot_abort, after a failed one, leaves every key dirty. At most one
+ * snapshot at a time; dirty_clear must not be called during one. */
+void mph__mstore_snapshot_begin(mph__mstore_t *ms);
+void mph__mstore_snapshot_commit(mph__mstore_t *ms);
+void mph__mstore_snapshot_abort(mph__mstore_t *ms);
 /* dirty_foreach() and, if every cb returned MPH_OK, dirty_clear(); on a
  * failure the dirty set stays whole so the commit can be retried. */
 mph_err_t mph__mstore_drain_dirty(mph__mstore_t *ms, mph__mstore_dirty_cb cb,

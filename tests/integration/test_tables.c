@@ -128,6 +128,30 @@ static void wait_done(const char *app_id, const char *input, int lines, int64_t 
 }
 
 /* Compares the table with the truth through mph_table_lookup. */
+/* Waits (at most 60 s) until app serves every word's shard: a member's
+ * commits can reach the input's end before the group gave it the shards of
+ * a member that left. */
+static void wait_owns_all(mph_app_t *app)
+{
+    mph_table_t *t = mph_app_table(app, "word_counts");
+    cr_assert_not_null(t);
+    for (int tries = 0; tries < 600; tries++) {
+        bool all = true;
+        for (int w = 0; w < VOCAB && all; w++) {
+            char wb[32];
+            word(w, wb, sizeof wb);
+            void *v = NULL;
+            size_t vl = 0;
+            all = mph_table_lookup(app, t, wb, strlen(wb), &v, &vl, 5000) != MPH_ERR_PARTITION;
+            free(v);
+        }
+        if (all)
+            return;
+        usleep(100000);
+    }
+    cr_assert_fail("the remaining member never got every shard");
+}
+
 static int check_counts(mph_app_t *app, const int64_t *counts)
 {
     mph_table_t *t = mph_app_table(app, "word_counts");
@@ -264,7 +288,7 @@ Test(tables, two_members_take_over_exact)
     mph_app_destroy(a);
     wait_done(app_id, input, lines, words);
     /* b now owns every shard: rebuilt from the changelog a left behind. */
-    usleep(500000);
+    wait_owns_all(b);
     cr_expect_eq(check_counts(b, counts), 0, "exact after take-over");
     cr_assert_eq(mph_app_stop(b), MPH_OK);
     mph_app_destroy(b);
