@@ -633,3 +633,94 @@ Test(store_memory, million_keys_round_trip, .timeout = 30)
     }
     mph__mstore_destroy(ms);
 }
+
+/* An asynchronous commit carries the dirty set as of snapshot_begin; what
+ * is written after it stays dirty once that commit succeeds. */
+Test(store_memory, snapshot_commit_keeps_later_writes_dirty, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    struct seen s = {0};
+
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("gone"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("gone")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("back"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("back")), MPH_OK);
+    mph__mstore_snapshot_begin(ms);
+    /* During the commit: a written again, c new, back re-created. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("back"), S("2")), MPH_OK);
+    mph__mstore_snapshot_commit(ms);
+
+    cr_assert_eq(mph__mstore_dirty_count(ms), 3);
+    cr_assert_eq(mph__mstore_dirty_foreach(ms, collect, &s), MPH_OK);
+    cr_assert_eq(s.n, 3);
+    cr_assert_str_eq(s.vals[find_seen(&s, "a")], "2");
+    cr_assert_str_eq(s.vals[find_seen(&s, "c")], "1");
+    cr_assert_str_eq(s.vals[find_seen(&s, "back")], "2");
+    cr_assert_eq(find_seen(&s, "b"), -1, "b was carried: clean now");
+    cr_assert_eq(find_seen(&s, "gone"), -1, "the carried tombstone is gone");
+    cr_assert_eq(mph__mstore_lookup(ms, S("gone"), NULL, NULL), MPH__MSTORE_ABSENT);
+    assert_str(ms, S("b"), "1");
+
+    /* The next snapshot carries the rest; nothing is left after it. */
+    mph__mstore_snapshot_begin(ms);
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    assert_str(ms, S("a"), "2");
+    mph__mstore_destroy(ms);
+}
+
+/* A failed asynchronous commit leaves every key dirty with its latest
+ * value, so the next commit sends them all again. */
+Test(store_memory, snapshot_abort_keeps_everything_dirty, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    struct seen s = {0};
+
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("1")), MPH_OK);
+    mph__mstore_snapshot_begin(ms);
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("1")), MPH_OK);
+    mph__mstore_snapshot_abort(ms);
+    cr_assert_eq(mph__mstore_dirty_foreach(ms, collect, &s), MPH_OK);
+    cr_assert_eq(s.n, 3);
+    cr_assert_str_eq(s.vals[find_seen(&s, "a")], "2");
+    cr_assert_neq(find_seen(&s, "b"), -1);
+    cr_assert_neq(find_seen(&s, "c"), -1);
+    /* And a later snapshot that succeeds treats them as its own. */
+    mph__mstore_snapshot_begin(ms);
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    mph__mstore_destroy(ms);
+}
+
+/* In a cache, keys written during a commit are never evicted before the
+ * commit that carries their latest value; carried keys become evictable. */
+Test(store_memory, snapshot_in_cache_evicts_only_carried_keys, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new_cache(10, 0);
+    char key[32];
+    int i;
+
+    for (i = 0; i < 30; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        put_i64(ms, key, i);
+    }
+    mph__mstore_snapshot_begin(ms);
+    for (i = 0; i < 5; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        put_i64(ms, key, 100 + i);
+    }
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 5);
+    cr_assert_eq(mph__mstore_count(ms), 10, "the bound holds with the carried keys clean");
+    for (i = 0; i < 5; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cr_assert_eq(get_i64(ms, key), 100 + i);
+    }
+    mph__mstore_destroy(ms);
+}
