@@ -563,7 +563,10 @@ static void report(mph__worker_t *w, int kind, bool all)
  * and reports the commit points it made durable. */
 static void flush_progress(mph__worker_t *w)
 {
-    if (w->fl_active && mph__tables_flush_poll(w) == MPH__FLUSH_DONE)
+    if (!w->fl_active)
+        return;
+    rd_kafka_poll(w->producer, 0); /* the acknowledgements it waits for */
+    if (mph__tables_flush_poll(w) == MPH__FLUSH_DONE)
         send_points(w, MSG_COMMIT, w->fl_all, true);
 }
 
