@@ -87,6 +87,9 @@ typedef enum mph__flush_state {
 mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w);
 mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w);
 void mph__tables_flush_cancel(mph__worker_t *w);
+/* Waits (at most wait_ns) until no changelog record of this worker is in
+ * flight. */
+void mph__tables_changelog_settle(mph__worker_t *w, int64_t wait_ns);
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset);
 /* A changelog record was not written (the flush in progress fails). */
 void mph__tables_changelog_failed(mph__worker_t *w, const char *why);

@@ -537,26 +537,19 @@ static void send_points(mph__worker_t *w, int kind, bool all, bool snap)
 }
 
 /* A commit (MSG_COMMIT) of a worker with tables first makes their state
- * durable, asynchronously (table.c): the commit points as of now are saved
- * and sent when that flush is done (flush_poll in the worker loop). Other
- * reports (MSG_STOPPED) follow a synchronous flush and send the current
- * points. */
+ * durable with a synchronous flush (why not asynchronous: table.c); other
+ * reports (MSG_STOPPED) follow the caller's own flush. flush_progress and
+ * the saved commit points (snap) serve an asynchronous flush, which no
+ * commit starts at present. */
 static void report(mph__worker_t *w, int kind, bool all)
 {
     if (kind != MSG_COMMIT || !w->app->ntables) {
         send_points(w, kind, all, false);
         return;
     }
-    if (w->fl_active)
-        return; /* the flush under way reports when it is done */
-    for (uint32_t i = 0; i < w->nslots; i++)
-        if (w->slots[i].used)
-            w->slots[i].snap_commit = w->slots[i].acks.commit;
-    w->fl_all = all;
-    mph__flush_state_t st = mph__tables_flush_begin(w);
-    if (st == MPH__FLUSH_DONE)
-        send_points(w, kind, all, true);
-    /* FAILED: state not durable yet, commit nothing this time. */
+    if (!mph__tables_flush(w, 5000000000LL))
+        return; /* state not durable yet: commit nothing this time */
+    send_points(w, kind, all, false);
 }
 
 /* Completes an asynchronous table flush once its records are acknowledged
@@ -582,8 +575,15 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
     /* A lost assignment belongs to someone else already: flushing our table
      * state now would overwrite the new owner's changelog records. */
-    if (msg->lost)
+    if (msg->lost) {
         mph__tables_flush_cancel(w);
+        /* Changelog records still in flight (a flush the broker never
+         * acknowledged, e.g. during an outage) must land before anyone
+         * rebuilds these shards from the changelog -- this process too,
+         * when the group gives them back -- or they would land after the
+         * rebuilt values and put older counts on top. */
+        mph__tables_changelog_settle(w, w->app->shutdown_timeout_ms * 1000000);
+    }
     bool durable = !msg->lost && mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
     if (msg->lost)
         mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): dropping "
