@@ -563,35 +563,31 @@ static bool store_writable(mph__worker_t *w, size_t i)
 }
 
 /* ------------------------------------------------------------------ */
-/* commits: asynchronous flush                                        */
+/* commits: the table flush                                          */
 /*
  * A commit of a worker with tables makes its table state durable before
  * any source offset moves past the events that changed it: every dirty key
  * goes to the changelog, and once the broker acknowledged all of them, one
  * RocksDB WriteBatch per instance (the keys plus each shard's checkpoint)
- * is written; only then are the commit points reported. Waiting for the
- * acknowledgements inside the worker stalled it for a round trip per
- * commit, so the wait is asynchronous: flush_begin snapshots each dirty
- * shard (mph__mstore_snapshot_begin), produces its keys and builds the
- * batches from the same values, and the worker goes on processing; its
- * loop calls flush_poll, which completes the flush once nothing is pending
- * and hands back DONE so the worker reports the commit points it saved
- * when the flush began (mph__worker: slots[].snap_commit). Keys written in
- * the meantime stay dirty for the next flush (snapshot_commit), and a
- * failed changelog record or store write leaves every key dirty
- * (snapshot_abort), so the next flush sends the latest values. One flush
- * at a time. Revocations and stops use the synchronous mph__tables_flush,
- * which completes an active flush first.
+ * is written; only then are the commit points reported. flush_begin
+ * snapshots each dirty shard (mph__mstore_snapshot_begin), produces its
+ * keys and builds the batches from the same values; flush_poll completes
+ * the flush once nothing is pending. Keys written in between stay dirty for
+ * the next flush (snapshot_commit), and a failed changelog record or store
+ * write leaves every key dirty (snapshot_abort), so the next flush sends
+ * the latest values. One flush at a time.
  *
- * For now every commit uses the synchronous mph__tables_flush (built on
- * begin/poll). Commits that went on asynchronously made count/passthrough
- * 0.46 -> 0.81, but reliability scenario 5 (broker outage, assignment lost)
- * then failed about one run in two with changelog counts going down: the
- * worker kept counting through the outage while its flush waited, and
- * records of that flush landed after the shards were rebuilt from the
- * changelog. Until a lost assignment can fence those records, the worker
- * waits for each commit's acknowledgements.
+ * mph__tables_flush runs the two steps and waits in between. Letting the
+ * worker go on processing while a commit's flush waited (count/passthrough
+ * 0.46 -> 0.81) made reliability scenario 5 (broker outage, assignment
+ * lost) fail about one run in two with changelog counts going down: records
+ * of that flush landed after the shards were rebuilt from the changelog.
+ * Until a lost assignment's in-flight records can be fenced, commits wait.
  */
+
+/* What a flush step found: nothing under way, still waiting for
+ * acknowledgements, durable, or failed (the keys stay dirty). */
+typedef enum { FLUSH_IDLE, FLUSH_PENDING, FLUSH_DONE, FLUSH_FAILED } flush_state_t;
 
 static void snapshots_end(mph__worker_t *w, bool ok)
 {
@@ -613,16 +609,16 @@ static void snapshots_end(mph__worker_t *w, bool ok)
     w->fl_active = false;
 }
 
-mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
+static flush_state_t flush_begin(mph__worker_t *w)
 {
     mph_app_t *app = w->app;
     if (!app->ntables)
-        return MPH__FLUSH_DONE;
+        return FLUSH_DONE;
     if (w->fl_active || w->cl_pending > 0)
-        return MPH__FLUSH_PENDING;
+        return FLUSH_PENDING;
     for (size_t i = 0; i < app->ntables; i++)
         if (!store_writable(w, i))
-            return MPH__FLUSH_FAILED;
+            return FLUSH_FAILED;
     w->cl_failed = false;
     size_t produced = 0;
     for (size_t i = 0; i < app->ntables; i++) {
@@ -632,7 +628,7 @@ mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
                 continue;
             if (w->rstores[i] && !w->fl_batch[i] && !(w->fl_batch[i] = mph__rstore_batch_new())) {
                 snapshots_end(w, false);
-                return MPH__FLUSH_FAILED;
+                return FLUSH_FAILED;
             }
             struct produce_ctx c = {w, app->tables[i], sh, MPH_OK};
             mph_err_t err = mph__mstore_dirty_foreach(sh->mem, produce_one, &c);
@@ -647,31 +643,31 @@ mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
                 mph__app_fail(app, err, "table %s [%d]: cannot produce to the changelog: %s",
                               app->tables[i]->name, p, mph_err_str(err));
                 w->fl_failed_begin = true;
-                return MPH__FLUSH_PENDING; /* completes as failed once the sent ones land */
+                return FLUSH_PENDING; /* completes as failed once the sent ones land */
             }
             produced++;
         }
     }
     if (!produced) {
         snapshots_end(w, true);
-        return MPH__FLUSH_DONE;
+        return FLUSH_DONE;
     }
-    return MPH__FLUSH_PENDING;
+    return FLUSH_PENDING;
 }
 
-mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w)
+static flush_state_t flush_poll(mph__worker_t *w)
 {
     mph_app_t *app = w->app;
     if (!w->fl_active)
-        return MPH__FLUSH_IDLE;
+        return FLUSH_IDLE;
     if (w->cl_pending > 0)
-        return MPH__FLUSH_PENDING;
+        return FLUSH_PENDING;
     if (w->cl_failed || w->fl_failed_begin) {
         /* Some record of this flush was not written: every key stays
          * dirty, so the next flush writes its latest value again. */
         w->cl_failed = w->fl_failed_begin = false;
         snapshots_end(w, false);
-        return MPH__FLUSH_FAILED;
+        return FLUSH_FAILED;
     }
     /* Data and checkpoints in one WriteBatch per RocksDB instance. */
     for (size_t i = 0; i < app->ntables; i++) {
@@ -691,11 +687,11 @@ mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w)
                             "table %s: cannot write the state store (%s): %s; commit deferred",
                             app->tables[i]->name, mph_err_str(rc), err);
             snapshots_end(w, false);
-            return MPH__FLUSH_FAILED;
+            return FLUSH_FAILED;
         }
     }
     snapshots_end(w, true);
-    return MPH__FLUSH_DONE;
+    return FLUSH_DONE;
 }
 
 void mph__tables_changelog_settle(mph__worker_t *w, int64_t wait_ns)
@@ -737,7 +733,7 @@ static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
     for (int round = 0; round < 2; round++) {
         /* An active flush completes first (its keys stay dirty if it
          * fails), then one more carries what was written since. */
-        if (!w->fl_active && mph__tables_flush_begin(w) == MPH__FLUSH_DONE)
+        if (!w->fl_active && flush_begin(w) == FLUSH_DONE)
             return true;
         if (!w->fl_active)
             return false;
@@ -747,7 +743,7 @@ static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
                             (long long)w->cl_pending);
             return false;
         }
-        if (mph__tables_flush_poll(w) != MPH__FLUSH_DONE)
+        if (flush_poll(w) != FLUSH_DONE)
             return false;
     }
     for (size_t i = 0; i < app->ntables; i++)

@@ -73,19 +73,7 @@ mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
  * wait_ns); true when everything up to now is durable and commit points
  * may be reported. Completes an active asynchronous flush first. */
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
-/* The asynchronous flush of a commit (see table.c): begin snapshots the
- * dirty state and sends it (DONE: nothing to send, report now; PENDING:
- * poll until DONE, then report the commit points saved at begin; FAILED:
- * commit nothing this time). poll: IDLE when no flush is active. cancel
- * drops an active one (its keys stay dirty). */
-typedef enum mph__flush_state {
-    MPH__FLUSH_IDLE,
-    MPH__FLUSH_PENDING,
-    MPH__FLUSH_DONE,
-    MPH__FLUSH_FAILED
-} mph__flush_state_t;
-mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w);
-mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w);
+/* Drops a flush under way (its keys stay dirty). */
 void mph__tables_flush_cancel(mph__worker_t *w);
 /* Waits (at most wait_ns) until no changelog record of this worker is in
  * flight. */

@@ -183,7 +183,6 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
     s->topic = topic;
     s->partition = partition;
     s->reported = -1;
-    s->snap_commit = -1; /* not covered by a flush already under way */
     s->last_offset = -1;
     mph__acks_init(&s->acks);
     w->slot_of[topic][partition] = (int32_t)id;
@@ -492,26 +491,19 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
 /* ------------------------------------------------------------------ */
 /* commits and control                                                */
 
-/* The commit point of s that a report sends: the one saved when the table
- * flush began (snap), or the current one. */
-static int64_t point_of(const mph__slot_t *s, bool snap)
+/* Sends commit points to the coordinator: all of them, or those that moved
+ * since the last report. A commit (MSG_COMMIT) of a worker with tables
+ * first makes their state durable (mph__tables_flush waits for it; why not
+ * asynchronously: table.c); other reports (MSG_STOPPED) follow the
+ * caller's own flush. */
+static void report(mph__worker_t *w, int kind, bool all)
 {
-    return snap ? s->snap_commit : s->acks.commit;
-}
-
-static bool to_report(const mph__slot_t *s, bool all, bool snap)
-{
-    return s->used && (!snap || s->snap_commit >= 0) &&
-           (all || point_of(s, snap) > s->reported);
-}
-
-/* Sends commit points to the coordinator: with snap, those saved when the
- * table flush that made them durable began (see report). */
-static void send_points(mph__worker_t *w, int kind, bool all, bool snap)
-{
+    if (kind == MSG_COMMIT && !mph__tables_flush(w, 5000000000LL))
+        return; /* state not durable yet: commit nothing this time */
     size_t n = 0;
     for (uint32_t i = 0; i < w->nslots; i++)
-        n += to_report(&w->slots[i], all, snap);
+        if (w->slots[i].used && (all || w->slots[i].acks.commit > w->slots[i].reported))
+            n++;
     if (n == 0 && kind == MSG_COMMIT)
         return;
     mph__msg_t *msg = mph__msg_new(kind, w->index, n);
@@ -520,47 +512,18 @@ static void send_points(mph__worker_t *w, int kind, bool all, bool snap)
     size_t k = 0;
     for (uint32_t i = 0; i < w->nslots && k < n; i++) {
         mph__slot_t *s = &w->slots[i];
-        if (!to_report(s, all, snap))
+        if (!s->used || !(all || s->acks.commit > s->reported))
             continue;
-        int64_t point = point_of(s, snap);
         msg->tp[k].topic = s->topic;
         msg->tp[k].partition = s->partition;
-        msg->tp[k].offset = point;
-        s->reported = point;
-        mph__monitor_commit_point(w->mon, s->topic, s->partition, point);
+        msg->tp[k].offset = s->acks.commit;
+        s->reported = s->acks.commit;
+        mph__monitor_commit_point(w->mon, s->topic, s->partition, s->acks.commit);
         k++;
     }
     msg->n = k;
     if (mph__coord_post(w->app->coord, msg) != MPH_OK)
         mph__msg_free(msg);
-
-}
-
-/* A commit (MSG_COMMIT) of a worker with tables first makes their state
- * durable with a synchronous flush (why not asynchronous: table.c); other
- * reports (MSG_STOPPED) follow the caller's own flush. flush_progress and
- * the saved commit points (snap) serve an asynchronous flush, which no
- * commit starts at present. */
-static void report(mph__worker_t *w, int kind, bool all)
-{
-    if (kind != MSG_COMMIT || !w->app->ntables) {
-        send_points(w, kind, all, false);
-        return;
-    }
-    if (!mph__tables_flush(w, 5000000000LL))
-        return; /* state not durable yet: commit nothing this time */
-    send_points(w, kind, all, false);
-}
-
-/* Completes an asynchronous table flush once its records are acknowledged
- * and reports the commit points it made durable. */
-static void flush_progress(mph__worker_t *w)
-{
-    if (!w->fl_active)
-        return;
-    rd_kafka_poll(w->producer, 0); /* the acknowledgements it waits for */
-    if (mph__tables_flush_poll(w) == MPH__FLUSH_DONE)
-        send_points(w, MSG_COMMIT, w->fl_all, true);
 }
 
 /* Serves the producer until nothing waits for tracker a, or the deadline. */
@@ -777,8 +740,6 @@ static void *worker_main(void *arg)
         int n = drain(w);
         int64_t now = mph_clock_mono_ns();
         bool suspect = now < suspect_until || rd_kafka_assignment_lost(w->app->consumer);
-        if (!suspect)
-            flush_progress(w);
         if (!suspect &&
             (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every)) {
             /* On the timer every commit point goes again, so a commit the
