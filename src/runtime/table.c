@@ -460,10 +460,11 @@ void mph__tables_changelog_failed(mph__worker_t *w, const char *why)
 {
     w->cl_pending--;
     w->cl_failed = true;
-    mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
-                    "changelog write failed (%s); the commit waits and the table's current "
-                    "values are written again",
-                    why);
+    if (why)
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                        "changelog write failed (%s); the commit waits and the table's "
+                        "current values are written again",
+                        why);
 }
 
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset)
@@ -692,15 +693,6 @@ static flush_state_t flush_poll(mph__worker_t *w)
     }
     snapshots_end(w, true);
     return FLUSH_DONE;
-}
-
-void mph__tables_changelog_settle(mph__worker_t *w, int64_t wait_ns)
-{
-    if (w->cl_pending > 0 && !wait_changelog(w, mph_clock_mono_ns() + wait_ns))
-        mph_log(MPH_LOG_WARN,
-                "%lld changelog records still unacknowledged at hand-over; they may land after "
-                "the next owner rebuilt its shards",
-                (long long)w->cl_pending);
 }
 
 void mph__tables_flush_cancel(mph__worker_t *w)

@@ -75,11 +75,9 @@ mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
 /* Drops a flush under way (its keys stay dirty). */
 void mph__tables_flush_cancel(mph__worker_t *w);
-/* Waits (at most wait_ns) until no changelog record of this worker is in
- * flight. */
-void mph__tables_changelog_settle(mph__worker_t *w, int64_t wait_ns);
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset);
-/* A changelog record was not written (the flush in progress fails). */
+/* A changelog record was not written (the flush in progress fails); why
+ * is logged, NULL when the record was dropped on purpose. */
 void mph__tables_changelog_failed(mph__worker_t *w, const char *why);
 void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r);
 

@@ -92,28 +92,43 @@ static bool retriable(rd_kafka_resp_err_t err)
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
+    (void)rk; /* re-sends go to w->producer (purge_handed_back) */
     mph__worker_t *w = opaque;
     uint64_t v = (uint64_t)(uintptr_t)m->_private;
     uint32_t slot_id = (uint32_t)(v >> (GEN_BITS + SEQ_BITS));
     uint8_t gen = (uint8_t)(v >> SEQ_BITS);
     uint64_t seq = v & SEQ_MASK;
 
+    bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                  m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
     if (m->err && slot_id == 0xFFFFu) {
         /* A changelog record is never sent again as it was: a later value
          * of its key may be on its way already, and the older one would
          * overwrite it. The flush fails instead and produces the keys'
-         * current values again at the next commit. */
-        mph__tables_changelog_failed(w, rd_kafka_err2str(m->err));
+         * current values again at the next commit. (Purged ones were
+         * dropped on purpose: purge_handed_back.) */
+        mph__tables_changelog_failed(w, purged ? NULL : rd_kafka_err2str(m->err));
         return;
     }
+    if (m->err && purged) {
+        mph__slot_t *s = slot_id < w->nslots ? &w->slots[slot_id] : NULL;
+        if (!s || !s->used || s->gen != gen) {
+            w->purged_handed_back++; /* its source is processed again by the next owner */
+            return;
+        }
+    }
     if (m->err) {
-        if (retriable(m->err) && !w->exit && ck_pr_load_int(&w->app->state) == APP_RUNNING) {
+        bool resend = retriable(m->err) || (purged && !w->exit);
+        if (resend && !w->exit && ck_pr_load_int(&w->app->state) == APP_RUNNING) {
             /* Re-send the same bytes; the entry stays pending. */
             rd_kafka_headers_t *h = NULL, *hc = NULL;
             if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
                 hc = rd_kafka_headers_copy(h);
+            /* By name on the worker's current producer: rk may be one
+             * being replaced (purge_handed_back). */
             rd_kafka_resp_err_t e = rd_kafka_producev(
-                rk, RD_KAFKA_V_RKT(m->rkt), RD_KAFKA_V_PARTITION(m->partition),
+                w->producer, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)),
+                RD_KAFKA_V_PARTITION(m->partition),
                 RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
                 RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
@@ -533,6 +548,110 @@ static void flush_until_idle(mph__worker_t *w, mph__acks_t *a, int64_t deadline_
         rd_kafka_poll(w->producer, 10);
 }
 
+/* Creates the worker's producer: its delivery reports run dr_cb on this
+ * worker, and its main queue wakes the worker's loop through kfd. */
+static mph_err_t producer_open(mph__worker_t *w, char *errstr, size_t errstr_size)
+{
+    mph_app_t *app = w->app;
+    rd_kafka_conf_t *kc =
+        mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_PRODUCER, errstr, errstr_size);
+    if (!kc)
+        return MPH_ERR_INVALID;
+    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+    rd_kafka_conf_set_opaque(kc, w);
+    char cid[256];
+    snprintf(cid, sizeof cid, "%s-w%d", app->app_id, w->index);
+    rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
+    w->producer = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, errstr, errstr_size);
+    if (!w->producer)
+        return MPH_ERR_INVALID;
+    w->prod_main = rd_kafka_queue_get_main(w->producer);
+    static const uint64_t one = 1;
+    rd_kafka_queue_io_event_enable(w->prod_main, w->kfd, &one, sizeof one);
+    return MPH_OK;
+}
+
+/* Unwires and destroys producer rk with its main queue. Whatever it still
+ * holds is dropped (purged first, so its reports reach dr_cb). */
+static void producer_close(rd_kafka_t *rk, rd_kafka_queue_t *main_q)
+{
+    if (main_q) {
+        rd_kafka_queue_io_event_enable(main_q, -1, NULL, 0);
+        rd_kafka_queue_destroy(main_q);
+    }
+    if (rk) {
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(rk, 0);
+        rd_kafka_destroy(rk);
+    }
+}
+
+static void out_topics_close(mph__worker_t *w)
+{
+    for (size_t i = 0; w->out_rkt && i < w->app->ntopics; i++)
+        if (w->out_rkt[i]) {
+            rd_kafka_topic_destroy(w->out_rkt[i]);
+            w->out_rkt[i] = NULL;
+        }
+}
+
+/* Drops everything this worker's producer still holds, queued or in
+ * flight, once partitions were handed back without durable state (lost to
+ * the group, or their flush failed). Their changelog records must never
+ * land: the next owner rebuilds those shards from the changelog, and a
+ * record that arrived after that rebuild (e.g. when a broker comes back
+ * from an outage) would put an older value on top of the new owner's.
+ * Their output records are not needed either: their sources were not
+ * committed, so the next owner processes them again.
+ *
+ * The producer is replaced, not just purged: it is idempotent, and
+ * records dropped from it (some possibly written already, e.g. sent just
+ * before the broker died) leave its sequence numbers out of step with the
+ * broker's, which librdkafka 2.0.2 turns into a fatal error at the next
+ * send (OUT_OF_ORDER_SEQUENCE_NUMBER; seen in reliability scenario 5). A
+ * new producer starts a new idempotent session. The old one's reports come
+ * back as PURGE errors: dr_cb drops those of partitions no longer owned
+ * and sends the others again through the new producer; purged changelog
+ * records fail their flush, so keys of shards still owned stay dirty and
+ * are written again at the next commit. */
+static void purge_handed_back(mph__worker_t *w)
+{
+    rd_kafka_t *old = w->producer;
+    rd_kafka_queue_t *old_main = w->prod_main;
+    uint64_t before = w->purged_handed_back;
+    int64_t changelog = w->cl_pending;
+    char err[512];
+    out_topics_close(w); /* handles of the old producer */
+    if (producer_open(w, err, sizeof err) != MPH_OK) {
+        w->producer = old;
+        w->prod_main = old_main;
+        mph__app_fail(w->app, MPH_ERR_INVALID, "worker %d: cannot replace its producer at a "
+                      "hand-over: %s", w->index, err);
+        return;
+    }
+    rd_kafka_resp_err_t e =
+        rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    if (e)
+        mph_log(MPH_LOG_ERROR, "cannot purge the producer at hand-over: %s", rd_kafka_err2str(e));
+    /* The reports are queued before rd_kafka_purge returns. */
+    int64_t deadline = mph_clock_mono_ns() + 1000000000LL;
+    rd_kafka_poll(old, 0);
+    while (w->cl_pending > 0 && mph_clock_mono_ns() < deadline)
+        rd_kafka_poll(old, 5);
+    if (w->cl_pending > 0) {
+        mph_log(MPH_LOG_ERROR, "%lld changelog records without a report after the purge",
+                (long long)w->cl_pending);
+        w->cl_pending = 0; /* the producer that held them is gone */
+    }
+    producer_close(old, old_main);
+    if (w->purged_handed_back > before || changelog > 0)
+        mph_log(MPH_LOG_WARN,
+                "hand-over without durable state: dropped %llu unacknowledged output records "
+                "(their sources are processed again by the next owner) and %lld changelog "
+                "records",
+                (unsigned long long)(w->purged_handed_back - before), (long long)changelog);
+}
+
 static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
 {
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
@@ -540,18 +659,11 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
      * state now would overwrite the new owner's changelog records. */
     if (msg->lost) {
         mph__tables_flush_cancel(w);
-        /* Changelog records still in flight (a flush the broker never
-         * acknowledged, e.g. during an outage) must land before anyone
-         * rebuilds these shards from the changelog -- this process too,
-         * when the group gives them back -- or they would land after the
-         * rebuilt values and put older counts on top. */
-        mph__tables_changelog_settle(w, w->app->shutdown_timeout_ms * 1000000);
-    }
-    bool durable = !msg->lost && mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
-    if (msg->lost)
         mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): dropping "
                               "unflushed table state and commit points of %zu partitions",
                 msg->n);
+    }
+    bool durable = !msg->lost && mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
     mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
     size_t k = 0;
     for (size_t i = 0; i < msg->n; i++) {
@@ -559,13 +671,15 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
         if (sid < 0)
             continue;
         mph__slot_t *s = &w->slots[sid];
-        flush_until_idle(w, &s->acks, deadline);
-        if (s->acks.inflight > 0)
-            mph_log(MPH_LOG_WARN,
-                    "%s [%d]: %llu sent records still unacknowledged at hand-over; their "
-                    "sources will be processed again by the next owner",
-                    w->app->topics[s->topic]->name, (int)s->partition,
-                    (unsigned long long)s->acks.inflight);
+        if (durable) {
+            flush_until_idle(w, &s->acks, deadline);
+            if (s->acks.inflight > 0)
+                mph_log(MPH_LOG_WARN,
+                        "%s [%d]: %llu sent records still unacknowledged at hand-over; their "
+                        "sources will be processed again by the next owner",
+                        w->app->topics[s->topic]->name, (int)s->partition,
+                        (unsigned long long)s->acks.inflight);
+        }
         if (reply) {
             reply->tp[k].topic = s->topic;
             reply->tp[k].partition = s->partition;
@@ -575,6 +689,8 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
         }
         slot_remove(w, (uint32_t)sid);
     }
+    if (!durable && w->producer)
+        purge_handed_back(w);
     mph__shard_set_t *released = mph__tables_worker_release(w);
     if (released && !durable) {
         /* Unflushed writes must not survive into a later ownership: the
@@ -807,23 +923,11 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     if (mph__tables_worker_open(w, errstr, errstr_size) != MPH_OK)
         goto fail_quiet;
 
-    rd_kafka_conf_t *kc = mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_PRODUCER, errstr,
-                                              errstr_size);
-    if (!kc)
+    if (producer_open(w, errstr, errstr_size) != MPH_OK)
         goto fail_quiet;
-    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
-    rd_kafka_conf_set_opaque(kc, w);
-    char cid[256];
-    snprintf(cid, sizeof cid, "%s-w%d", app->app_id, index);
-    rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
-    w->producer = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, errstr, errstr_size);
-    if (!w->producer)
-        goto fail_quiet;
-    w->prod_main = rd_kafka_queue_get_main(w->producer);
     w->q = rd_kafka_queue_new(app->consumer);
     static const uint64_t one = 1;
     rd_kafka_queue_io_event_enable(w->q, w->kfd, &one, sizeof one);
-    rd_kafka_queue_io_event_enable(w->prod_main, w->kfd, &one, sizeof one);
     return w;
 
 fail_w:
@@ -881,20 +985,9 @@ void mph__worker_destroy(mph__worker_t *w)
         rd_kafka_queue_io_event_enable(w->q, -1, NULL, 0);
         rd_kafka_queue_destroy(w->q);
     }
-    if (w->prod_main) {
-        rd_kafka_queue_io_event_enable(w->prod_main, -1, NULL, 0);
-        rd_kafka_queue_destroy(w->prod_main);
-    }
-    if (w->out_rkt)
-        for (size_t i = 0; i < w->app->ntopics; i++)
-            if (w->out_rkt[i])
-                rd_kafka_topic_destroy(w->out_rkt[i]);
+    out_topics_close(w);
     free(w->out_rkt);
-    if (w->producer) {
-        rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_poll(w->producer, 0);
-        rd_kafka_destroy(w->producer);
-    }
+    producer_close(w->producer, w->prod_main);
     for (uint32_t i = 0; i < w->nslots; i++)
         if (w->slots[i].used)
             mph__acks_fini(&w->slots[i].acks);

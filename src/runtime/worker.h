@@ -77,6 +77,7 @@ struct mph__worker {
     mph_record_t **records;        /* [topic] reusable decoded record */
     mph__monitor_t *mon; /* sensors; this worker is the only writer */
     uint64_t rr;         /* round-robin partition for key-less sends */
+    uint64_t purged_handed_back; /* records dropped at a hand-over (purge_handed_back) */
 };
 
 mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t errstr_size);

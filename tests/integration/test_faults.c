@@ -6,8 +6,9 @@
  * on its per-broker error stack. While an app forwards every record of its
  * input and counts each key in a table (so produce errors hit both the
  * output and the changelog), each test injects one family of errors:
- * produce, offset commit, fetch, group membership, a broker that goes away,
- * and a permanent produce error. Every injected error must be consumed (the
+ * produce, offset commit, fetch, group membership, a broker that goes away
+ * (briefly, and for longer than the session timeout), and a permanent
+ * produce error. Every injected error must be consumed (the
  * stack drains), then either retried to success (every input committed,
  * every committed input in the output, the table equal to the fold of the
  * input, over-counted at most by re-processed records) or surfaced (the app
@@ -31,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -658,4 +660,80 @@ Test(faults, permanent_produce_error_is_surfaced_without_loss)
               "refused, counted as processed under on_agent_error=log)"))
         return;
     cr_expect_eq(o.missing, 0, "committed past an output that failed");
+}
+
+/* Changelog records written (CreateTime, ms) inside [from, to). */
+typedef struct window_count {
+    int64_t from, to;
+    int inside, total;
+} window_count_t;
+
+static void on_changelog_time(const rd_kafka_message_t *m, void *opaque)
+{
+    window_count_t *w = opaque;
+    int64_t ts = rd_kafka_message_timestamp(m, NULL);
+    w->total++;
+    if (ts >= w->from && ts < w->to)
+        w->inside++;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+Test(faults, lost_assignment_never_writes_its_unsent_changelog, .timeout = 240)
+{
+    /* Reliability scenario 5's bug, on one member: the broker goes away
+     * while the workers still process what they fetched, so their commit
+     * flushes queue changelog records that cannot be sent; the session
+     * times out and the assignment is lost. Those records must never land:
+     * another member (or this one, after rejoining) rebuilds the shards
+     * from the changelog, and a record arriving after that rebuild would
+     * put an older count on top of the new owner's. Every changelog record
+     * created while the broker was down must therefore be missing from
+     * the changelog, and the table must still equal the input's fold. */
+    run_t r = {0};
+    slow_us = 1000; /* about 10 s of processing: it runs through the outage */
+    run_start(&r);
+    int64_t mid = 0;
+    for (int i = 0; i < 300 && mid == 0; i++) {
+        mid = committed(&r);
+        usleep(50000);
+    }
+    cr_assert_gt(mid, 0, "nothing committed before the outage");
+    window_count_t wc = {.from = wall_ms() + 200};
+    cr_assert_eq(rd_kafka_mock_broker_set_down(mock, BROKER_ID), 0);
+    usleep(10 * 1000 * 1000); /* session timeout 6 s: the assignment is lost */
+    wc.to = wall_ms();
+    bool running_down = running(&r);
+    cr_assert_eq(rd_kafka_mock_broker_set_up(mock, BROKER_ID), 0);
+    slow_us = 0;
+    int64_t got = wait_done(&r, N, NULL, 0, 90);
+    mph_err_t stop = run_stop(&r);
+    outcome_t o = check(&r);
+    mph_test_consume_all(cluster, r.changelog, -1, 1000, 60000,
+                         on_changelog_time, &wc);
+    mph_app_destroy(r.app);
+    say("assignment lost in an outage",
+        "committed %lld before, %lld/%d after; app %s during the outage; "
+        "%d of %d changelog records created during the outage landed; %d "
+        "committed inputs missing, %d "
+        "duplicates; table: %d keys under, +%d over",
+        (long long)mid, (long long)got, N, running_down ? "running" : "stopped",
+        wc.inside, wc.total, o.missing,
+        o.dups, o.table_under, o.table_over);
+    cr_expect(running_down);
+    cr_expect_eq(stop, MPH_OK);
+    cr_expect_eq(got, N);
+    cr_expect_gt(wc.total, 0);
+    cr_expect_eq(wc.inside, 0,
+                 "%d changelog records of a lost assignment landed after it "
+                 "was lost",
+                 wc.inside);
+    cr_expect_eq(o.missing, 0);
+    cr_expect_eq(o.table_under, 0);
+    cr_expect_leq(o.table_over, o.dups);
 }
