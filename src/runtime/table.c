@@ -570,25 +570,29 @@ static bool store_writable(mph__worker_t *w, size_t i)
  * any source offset moves past the events that changed it: every dirty key
  * goes to the changelog, and once the broker acknowledged all of them, one
  * RocksDB WriteBatch per instance (the keys plus each shard's checkpoint)
- * is written; only then are the commit points reported. flush_begin
- * snapshots each dirty shard (mph__mstore_snapshot_begin), produces its
- * keys and builds the batches from the same values; flush_poll completes
- * the flush once nothing is pending. Keys written in between stay dirty for
- * the next flush (snapshot_commit), and a failed changelog record or store
- * write leaves every key dirty (snapshot_abort), so the next flush sends
- * the latest values. One flush at a time.
+ * is written; only then are the commit points reported.
+ * mph__tables_flush_begin snapshots each dirty shard
+ * (mph__mstore_snapshot_begin), produces its keys and builds the batches
+ * from the same values; mph__tables_flush_poll completes the flush once
+ * nothing is pending. Keys written in between stay dirty for the next
+ * flush (snapshot_commit), and a failed changelog record or store write
+ * leaves every key dirty (snapshot_abort), so the next flush sends the
+ * latest values. One flush at a time: a flush does not begin while
+ * records of an earlier one are unacknowledged, so a key's values reach
+ * its changelog partition in order.
  *
- * mph__tables_flush runs the two steps and waits in between. Letting the
- * worker go on processing while a commit's flush waited (count/passthrough
- * 0.46 -> 0.81) made reliability scenario 5 (broker outage, assignment
- * lost) fail about one run in two with changelog counts going down: records
- * of that flush landed after the shards were rebuilt from the changelog.
- * Until a lost assignment's in-flight records can be fenced, commits wait.
+ * Commits are asynchronous (worker.c, report and flush_progress): the
+ * worker saves its commit points, begins the flush and goes on processing;
+ * once the flush is done it reports the points it saved. Waiting inside
+ * the worker for the acknowledgements cost count/passthrough 0.46 against
+ * 0.81. Revocations and stops use the synchronous mph__tables_flush, which
+ * completes an active flush first. A hand-over without durable state (a
+ * lost assignment, or a failed flush) cancels the flush and purges the
+ * worker's producer (worker.c, purge_handed_back), so none of its records
+ * can land after the next owner rebuilt the shard from the changelog;
+ * before that purge existed, asynchronous commits made reliability
+ * scenario 5 fail about one run in two.
  */
-
-/* What a flush step found: nothing under way, still waiting for
- * acknowledgements, durable, or failed (the keys stay dirty). */
-typedef enum { FLUSH_IDLE, FLUSH_PENDING, FLUSH_DONE, FLUSH_FAILED } flush_state_t;
 
 static void snapshots_end(mph__worker_t *w, bool ok)
 {
@@ -610,16 +614,16 @@ static void snapshots_end(mph__worker_t *w, bool ok)
     w->fl_active = false;
 }
 
-static flush_state_t flush_begin(mph__worker_t *w)
+mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
 {
     mph_app_t *app = w->app;
     if (!app->ntables)
-        return FLUSH_DONE;
+        return MPH__FLUSH_DONE;
     if (w->fl_active || w->cl_pending > 0)
-        return FLUSH_PENDING;
+        return MPH__FLUSH_PENDING;
     for (size_t i = 0; i < app->ntables; i++)
         if (!store_writable(w, i))
-            return FLUSH_FAILED;
+            return MPH__FLUSH_FAILED;
     w->cl_failed = false;
     size_t produced = 0;
     for (size_t i = 0; i < app->ntables; i++) {
@@ -629,7 +633,7 @@ static flush_state_t flush_begin(mph__worker_t *w)
                 continue;
             if (w->rstores[i] && !w->fl_batch[i] && !(w->fl_batch[i] = mph__rstore_batch_new())) {
                 snapshots_end(w, false);
-                return FLUSH_FAILED;
+                return MPH__FLUSH_FAILED;
             }
             struct produce_ctx c = {w, app->tables[i], sh, MPH_OK};
             mph_err_t err = mph__mstore_dirty_foreach(sh->mem, produce_one, &c);
@@ -644,31 +648,31 @@ static flush_state_t flush_begin(mph__worker_t *w)
                 mph__app_fail(app, err, "table %s [%d]: cannot produce to the changelog: %s",
                               app->tables[i]->name, p, mph_err_str(err));
                 w->fl_failed_begin = true;
-                return FLUSH_PENDING; /* completes as failed once the sent ones land */
+                return MPH__FLUSH_PENDING; /* completes as failed once the sent ones land */
             }
             produced++;
         }
     }
     if (!produced) {
         snapshots_end(w, true);
-        return FLUSH_DONE;
+        return MPH__FLUSH_DONE;
     }
-    return FLUSH_PENDING;
+    return MPH__FLUSH_PENDING;
 }
 
-static flush_state_t flush_poll(mph__worker_t *w)
+mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w)
 {
     mph_app_t *app = w->app;
     if (!w->fl_active)
-        return FLUSH_IDLE;
+        return MPH__FLUSH_IDLE;
     if (w->cl_pending > 0)
-        return FLUSH_PENDING;
+        return MPH__FLUSH_PENDING;
     if (w->cl_failed || w->fl_failed_begin) {
         /* Some record of this flush was not written: every key stays
          * dirty, so the next flush writes its latest value again. */
         w->cl_failed = w->fl_failed_begin = false;
         snapshots_end(w, false);
-        return FLUSH_FAILED;
+        return MPH__FLUSH_FAILED;
     }
     /* Data and checkpoints in one WriteBatch per RocksDB instance. */
     for (size_t i = 0; i < app->ntables; i++) {
@@ -688,11 +692,11 @@ static flush_state_t flush_poll(mph__worker_t *w)
                             "table %s: cannot write the state store (%s): %s; commit deferred",
                             app->tables[i]->name, mph_err_str(rc), err);
             snapshots_end(w, false);
-            return FLUSH_FAILED;
+            return MPH__FLUSH_FAILED;
         }
     }
     snapshots_end(w, true);
-    return FLUSH_DONE;
+    return MPH__FLUSH_DONE;
 }
 
 void mph__tables_flush_cancel(mph__worker_t *w)
@@ -725,7 +729,7 @@ static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
     for (int round = 0; round < 2; round++) {
         /* An active flush completes first (its keys stay dirty if it
          * fails), then one more carries what was written since. */
-        if (!w->fl_active && flush_begin(w) == FLUSH_DONE)
+        if (!w->fl_active && mph__tables_flush_begin(w) == MPH__FLUSH_DONE)
             return true;
         if (!w->fl_active)
             return false;
@@ -735,7 +739,7 @@ static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
                             (long long)w->cl_pending);
             return false;
         }
-        if (flush_poll(w) != FLUSH_DONE)
+        if (mph__tables_flush_poll(w) != MPH__FLUSH_DONE)
             return false;
     }
     for (size_t i = 0; i < app->ntables; i++)

@@ -73,6 +73,19 @@ mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
  * wait_ns); true when everything up to now is durable and commit points
  * may be reported. Completes an active asynchronous flush first. */
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
+/* The table flush of a commit in two steps (see table.c): begin snapshots
+ * the dirty state and sends it (DONE: nothing to send, the commit points
+ * may be reported now; PENDING: poll until DONE, then report the points of
+ * when it began; FAILED: report nothing this time). poll returns IDLE when
+ * no flush is under way. One flush at a time. */
+typedef enum mph__flush_state {
+    MPH__FLUSH_IDLE,
+    MPH__FLUSH_PENDING,
+    MPH__FLUSH_DONE,
+    MPH__FLUSH_FAILED
+} mph__flush_state_t;
+mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w);
+mph__flush_state_t mph__tables_flush_poll(mph__worker_t *w);
 /* Drops a flush under way (its keys stay dirty). */
 void mph__tables_flush_cancel(mph__worker_t *w);
 void mph__tables_changelog_acked(mph__worker_t *w, uint64_t tag, int64_t offset);

@@ -198,6 +198,7 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
     s->topic = topic;
     s->partition = partition;
     s->reported = -1;
+    s->snap_commit = -1; /* not covered by a flush already under way */
     s->last_offset = -1;
     mph__acks_init(&s->acks);
     w->slot_of[topic][partition] = (int32_t)id;
@@ -506,19 +507,26 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
 /* ------------------------------------------------------------------ */
 /* commits and control                                                */
 
-/* Sends commit points to the coordinator: all of them, or those that moved
- * since the last report. A commit (MSG_COMMIT) of a worker with tables
- * first makes their state durable (mph__tables_flush waits for it; why not
- * asynchronously: table.c); other reports (MSG_STOPPED) follow the
- * caller's own flush. */
-static void report(mph__worker_t *w, int kind, bool all)
+/* The commit point of s that a report sends: the one saved when the table
+ * flush began (snap), or the current one. */
+static int64_t point_of(const mph__slot_t *s, bool snap)
 {
-    if (kind == MSG_COMMIT && !mph__tables_flush(w, 5000000000LL))
-        return; /* state not durable yet: commit nothing this time */
+    return snap ? s->snap_commit : s->acks.commit;
+}
+
+static bool to_report(const mph__slot_t *s, bool all, bool snap)
+{
+    return s->used && (!snap || s->snap_commit >= 0) && (all || point_of(s, snap) > s->reported);
+}
+
+/* Sends commit points to the coordinator: all of them, or those that moved
+ * since the last report; with snap, those saved when the table flush that
+ * made them durable began. */
+static void send_points(mph__worker_t *w, int kind, bool all, bool snap)
+{
     size_t n = 0;
     for (uint32_t i = 0; i < w->nslots; i++)
-        if (w->slots[i].used && (all || w->slots[i].acks.commit > w->slots[i].reported))
-            n++;
+        n += to_report(&w->slots[i], all, snap);
     if (n == 0 && kind == MSG_COMMIT)
         return;
     mph__msg_t *msg = mph__msg_new(kind, w->index, n);
@@ -527,18 +535,49 @@ static void report(mph__worker_t *w, int kind, bool all)
     size_t k = 0;
     for (uint32_t i = 0; i < w->nslots && k < n; i++) {
         mph__slot_t *s = &w->slots[i];
-        if (!s->used || !(all || s->acks.commit > s->reported))
+        if (!to_report(s, all, snap))
             continue;
+        int64_t point = point_of(s, snap);
         msg->tp[k].topic = s->topic;
         msg->tp[k].partition = s->partition;
-        msg->tp[k].offset = s->acks.commit;
-        s->reported = s->acks.commit;
-        mph__monitor_commit_point(w->mon, s->topic, s->partition, s->acks.commit);
+        msg->tp[k].offset = point;
+        s->reported = point;
+        mph__monitor_commit_point(w->mon, s->topic, s->partition, point);
         k++;
     }
     msg->n = k;
     if (mph__coord_post(w->app->coord, msg) != MPH_OK)
         mph__msg_free(msg);
+}
+
+/* A commit (MSG_COMMIT) of a worker with tables first makes their state
+ * durable, asynchronously (table.c): the commit points as of now are saved
+ * and sent once that flush is done (flush_progress, from the worker loop).
+ * Other reports (MSG_STOPPED) follow the caller's own flush and send the
+ * current points. */
+static void report(mph__worker_t *w, int kind, bool all)
+{
+    if (kind != MSG_COMMIT || !w->app->ntables) {
+        send_points(w, kind, all, false);
+        return;
+    }
+    if (w->fl_active)
+        return; /* the flush under way reports when it is done */
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->slots[i].used)
+            w->slots[i].snap_commit = w->slots[i].acks.commit;
+    w->fl_all = all;
+    if (mph__tables_flush_begin(w) == MPH__FLUSH_DONE)
+        send_points(w, kind, all, true);
+    /* PENDING: flush_progress reports; FAILED: nothing durable this time. */
+}
+
+/* Completes an asynchronous table flush once its records are acknowledged
+ * and reports the commit points it made durable. */
+static void flush_progress(mph__worker_t *w)
+{
+    if (w->fl_active && mph__tables_flush_poll(w) == MPH__FLUSH_DONE)
+        send_points(w, MSG_COMMIT, w->fl_all, true);
 }
 
 /* Serves the producer until nothing waits for tracker a, or the deadline. */
@@ -856,6 +895,8 @@ static void *worker_main(void *arg)
         int n = drain(w);
         int64_t now = mph_clock_mono_ns();
         bool suspect = now < suspect_until || rd_kafka_assignment_lost(w->app->consumer);
+        if (!suspect)
+            flush_progress(w);
         if (!suspect &&
             (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every)) {
             /* On the timer every commit point goes again, so a commit the

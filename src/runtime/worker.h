@@ -34,6 +34,7 @@ typedef struct mph__slot {
     int topic;
     int32_t partition;
     int64_t reported; /* last commit point sent to the coordinator */
+    int64_t snap_commit; /* commit point when the active flush began; -1 none */
     int64_t last_offset;
     mph__acks_t acks;
 } mph__slot_t;
@@ -72,6 +73,7 @@ struct mph__worker {
     bool cl_failed;                /* a changelog record of this flush failed */
     bool fl_active;                /* a table flush is under way (table.c) */
     bool fl_failed_begin;          /* it could not send all its records */
+    bool fl_all;                   /* its report sends every commit point */
     struct mph__rstore_batch **fl_batch; /* [table] its RocksDB batch */
     mph_json_parser_t *json;       /* this worker's parser, reused per event */
     mph_record_t **records;        /* [topic] reusable decoded record */

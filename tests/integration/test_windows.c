@@ -1441,9 +1441,11 @@ Test(windows_crash, closes_at_least_once_after_a_crash)
         close(go[1]);
         if (read(go[0], &c, 1) != 1)
             _exit(2);
-        /* Slow enough (about 2.4 s of work per worker) that several commits
-         * happen before the crash, however fast the records arrive. */
-        appctx_t ctx = {.crash_after = (int)(expected / 2), .slow_us = 300};
+        /* Slow enough (about 8 s of work per worker, the crash half-way)
+         * that several commits happen before the crash, however fast the
+         * records arrive: commits are asynchronous, and the first one's
+         * changelog acknowledgements can take a second on a fresh topic. */
+        appctx_t ctx = {.crash_after = (int)(expected / 2), .slow_us = 1000};
         mph_app_t *app = app_build(&r, &ctx, true, err, sizeof err);
         if (!app || mph_app_start(app, err, sizeof err) != MPH_OK) {
             fprintf(stderr, "crash child: %s\n", err);
