@@ -21,6 +21,12 @@
  * served on this thread, release them. The commit point therefore only
  * passes messages whose outputs the broker has acknowledged.
  *
+ * Commits (report, flush_progress) make table state durable first, without
+ * stopping the loop (table.c). Partitions handed back without durable
+ * state take everything the producer still holds with them: the producer
+ * is purged and replaced (purge_handed_back), so that nothing of theirs
+ * lands after the next owner took over.
+ *
  * Nothing here takes a lock. What others may read (stats) is written with
  * ck_pr stores.
  */
