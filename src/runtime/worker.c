@@ -124,8 +124,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
     }
     if (m->err) {
-        bool resend = retriable(m->err) || (purged && !w->exit);
-        if (resend && !w->exit && ck_pr_load_int(&w->app->state) == APP_RUNNING) {
+        /* A purged record that gets here belongs to a partition still owned. */
+        if ((retriable(m->err) || purged) && !w->exit &&
+            ck_pr_load_int(&w->app->state) == APP_RUNNING) {
             /* Re-send the same bytes; the entry stays pending. */
             rd_kafka_headers_t *h = NULL, *hc = NULL;
             if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -674,21 +675,14 @@ static void purge_handed_back(mph__worker_t *w)
                       "hand-over: %s", w->index, err);
         return;
     }
-    rd_kafka_resp_err_t e =
-        rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    if (e)
-        mph_log(MPH_LOG_ERROR, "cannot purge the producer at hand-over: %s", rd_kafka_err2str(e));
-    /* The reports are queued before rd_kafka_purge returns. */
-    int64_t deadline = mph_clock_mono_ns() + 1000000000LL;
-    rd_kafka_poll(old, 0);
-    while (w->cl_pending > 0 && mph_clock_mono_ns() < deadline)
-        rd_kafka_poll(old, 5);
+    /* Purges it and serves its reports (queued before rd_kafka_purge
+     * returns) before destroying it. */
+    producer_close(old, old_main);
     if (w->cl_pending > 0) {
         mph_log(MPH_LOG_ERROR, "%lld changelog records without a report after the purge",
                 (long long)w->cl_pending);
         w->cl_pending = 0; /* the producer that held them is gone */
     }
-    producer_close(old, old_main);
     if (w->purged_handed_back > before || changelog > 0)
         mph_log(MPH_LOG_WARN,
                 "hand-over without durable state: dropped %llu unacknowledged output records "
@@ -701,13 +695,12 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
 {
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
     /* A lost assignment belongs to someone else already: flushing our table
-     * state now would overwrite the new owner's changelog records. */
-    if (msg->lost) {
-        mph__tables_flush_cancel(w);
+     * state now would overwrite the new owner's changelog records (a flush
+     * under way is cancelled with the shards' release below). */
+    if (msg->lost)
         mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): dropping "
                               "unflushed table state and commit points of %zu partitions",
                 msg->n);
-    }
     bool durable = !msg->lost && mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
     mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
     size_t k = 0;
@@ -734,7 +727,7 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
         }
         slot_remove(w, (uint32_t)sid);
     }
-    if (!durable && w->producer)
+    if (!durable)
         purge_handed_back(w);
     mph__shard_set_t *released = mph__tables_worker_release(w);
     if (released && !durable) {
