@@ -112,8 +112,19 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
          * of its key may be on its way already, and the older one would
          * overwrite it. The flush fails instead and produces the keys'
          * current values again at the next commit. (Purged ones were
-         * dropped on purpose: purge_handed_back.) */
+         * dropped on purpose: purge_handed_back.) An error no retry can fix
+         * stops the app, as for output records: writing the values again
+         * would fail the same way, and no commit would ever pass again. */
         mph__tables_changelog_failed(w, purged ? NULL : rd_kafka_err2str(m->err));
+        if (!purged && !retriable(m->err)) {
+            mph__monitor_send_error(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
+                                    mph__kafka_err(m->err));
+            mph__app_fail(w->app, mph__kafka_err(m->err),
+                          "changelog write to %s [%d] failed permanently: %s; stopping "
+                          "without committing past the table's unwritten changes",
+                          rd_kafka_topic_name(m->rkt), (int)m->partition,
+                          rd_kafka_err2str(m->err));
+        }
         return;
     }
     if (m->err && purged) {

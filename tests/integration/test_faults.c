@@ -98,14 +98,15 @@ typedef struct fapp {
     mph_table_t *counts;
 } fapp_t;
 
-static int slow_us; /* per event, to keep the app busy while injecting */
+static int slow_us;       /* per event, to keep the app busy while injecting */
+static bool count_only;   /* no output: every produce request is changelog */
 
 static mph_err_t forward_count(mph_event_t *ev, void *opaque)
 {
     fapp_t *f = opaque;
     if (slow_us)
         usleep((useconds_t)slow_us);
-    mph_err_t err = mph_event_forward(ev, f->out);
+    mph_err_t err = count_only ? MPH_OK : mph_event_forward(ev, f->out);
     if (err)
         return err;
     size_t klen;
@@ -665,6 +666,46 @@ Test(faults, permanent_produce_error_is_surfaced_without_loss)
               "refused, counted as processed under on_agent_error=log)"))
         return;
     cr_expect_eq(o.missing, 0, "committed past an output that failed");
+}
+
+Test(faults, permanent_changelog_error_is_surfaced_without_loss)
+{
+    /* The same on the changelog alone (the app only counts): a changelog
+     * record the broker refuses for good used to fail just its flush, so
+     * the app ran on, writing the values again at every commit (seen when
+     * the error of the test above hit a request of changelog records only).
+     * It must stop with the error, and what it committed must be in the
+     * table's changelog. */
+    run_t r = {0};
+    slow_us = 300;
+    count_only = true;
+    run_start(&r);
+    int64_t mid = first_commit(&r, 20000);
+    cr_assert_gt(mid, 0);
+    const rd_kafka_resp_err_t errs[] = {
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED};
+    inject(API_PRODUCE, errs, 1);
+    for (int i = 0; i < 300 && running(&r); i++)
+        usleep(100000);
+    size_t left = stack_left(API_PRODUCE);
+    bool stopped_itself = !running(&r);
+    uint64_t send_errors = stat(r.app, "totals.send_errors");
+    mph_err_t stop = run_stop(&r);
+    slow_us = 0;
+    count_only = false;
+    outcome_t o = check(&r);
+    mph_app_destroy(r.app);
+    say("permanent changelog error",
+        "TOPIC_AUTHORIZATION_FAILED injected once, %zu not consumed; app %s "
+        "with '%s', send errors %llu; %d inputs committed, table: %d keys "
+        "under, +%d over",
+        left, stopped_itself ? "stopped itself" : "did NOT stop",
+        mph_err_str(stop), (unsigned long long)send_errors, o.committed_inputs,
+        o.table_under, o.table_over);
+    cr_expect_eq(left, 0);
+    cr_expect(stopped_itself, "a permanent changelog error must stop the app");
+    cr_expect_neq(stop, MPH_OK, "mph_app_wait reports the error");
+    cr_expect_eq(o.table_under, 0, "committed inputs missing from the table");
 }
 
 /* Changelog records written (CreateTime, ms) inside [from, to). */
