@@ -48,7 +48,10 @@
  * below its due point (persisted), the error goes to the caller, and the
  * next advance retries it. Expiry deletes each pair (a tombstone in memory,
  * in RocksDB at the next commit, and in the changelog) and never touches a
- * window that has not closed; its point is end + max(expires, grace).
+ * window that has not closed; its point is end + max(expires, grace). A
+ * pair created and expired between two commits was never written, so its
+ * tombstone is skipped (fresh keys, store_memory.c): with windows shorter
+ * than a commit interval most pairs never reach the changelog.
  *
  * Expiry by per-key deletes instead of a RocksDB DeleteRange: the changelog
  * needs a tombstone per key anyway (compaction is what bounds it; a range

@@ -20,6 +20,8 @@ mph__shard_t *mph__shard_new(int table, uint32_t partition, mph__rstore_t *rs,
         free(sh);
         return NULL;
     }
+    if (!rs)
+        mph__mstore_set_complete(sh->mem); /* the map is the whole shard */
     return sh;
 }
 
@@ -50,6 +52,13 @@ mph_err_t mph__shard_get(mph__shard_t *sh, const void *key, size_t klen, const v
     void *v = NULL;
     size_t vl = 0;
     mph_err_t err = mph__rstore_get(sh->rs, sh->partition, key, klen, &v, &vl, NULL, 0);
+    if (err == MPH_ERR_NOENT && klen <= sizeof sh->miss) {
+        /* Absent in memory and on disk: a set of this key that follows
+         * creates a fresh entry (see mph__shard_set). */
+        memcpy(sh->miss, key, klen);
+        sh->miss_len = (uint16_t)klen;
+        sh->miss_valid = true;
+    }
     if (err)
         return err;
     /* Cache it clean; the returned pointer is our own copy, which stays
@@ -66,11 +75,21 @@ mph_err_t mph__shard_get(mph__shard_t *sh, const void *key, size_t klen, const v
 mph_err_t mph__shard_set(mph__shard_t *sh, const void *key, size_t klen, const void *val,
                          size_t vlen)
 {
-    return mph__mstore_put(sh->mem, key, klen, val, vlen);
+    /* Right after a get that found the key neither in memory nor on disk,
+     * nothing can have put it on disk since (only a flush of a dirty entry
+     * or a recovery does, and neither runs in between): the entry this set
+     * creates is fresh, so a delete before the next commit writes no
+     * tombstone (mph__mstore_put_fresh). Memory shards know that without
+     * help (mph__mstore_set_complete). */
+    bool fresh = sh->miss_valid && sh->miss_len == klen && memcmp(sh->miss, key, klen) == 0;
+    sh->miss_valid = false;
+    return fresh ? mph__mstore_put_fresh(sh->mem, key, klen, val, vlen)
+                 : mph__mstore_put(sh->mem, key, klen, val, vlen);
 }
 
 mph_err_t mph__shard_delete(mph__shard_t *sh, const void *key, size_t klen)
 {
+    sh->miss_valid = false;
     return mph__mstore_delete(sh->mem, key, klen);
 }
 
@@ -137,6 +156,7 @@ mph_err_t mph__shard_apply(mph__shard_t *sh, mph__rstore_batch_t *batch, const v
                            size_t klen, const void *val, size_t vlen, int64_t offset)
 {
     mph_err_t err;
+    sh->miss_valid = false;
     if (sh->rs) {
         /* The cache must not keep a value older than the disk's. */
         mph__mstore_forget(sh->mem, key, klen);
@@ -161,6 +181,7 @@ mph_err_t mph__shard_apply(mph__shard_t *sh, mph__rstore_batch_t *batch, const v
 mph_err_t mph__shard_reset(mph__shard_t *sh, char *errstr, size_t errstr_size)
 {
     mph__mstore_clear(sh->mem);
+    sh->miss_valid = false;
     sh->applied = -1;
     sh->flushed = -1;
     if (sh->ext && sh->ext_free)

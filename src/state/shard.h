@@ -28,6 +28,12 @@ typedef struct mph__shard {
     bool in_flush;           /* its dirty set is in an active flush */
     void *scratch;           /* last value read from RocksDB (owned) */
     size_t scratch_len;
+    /* The key of the last get that RocksDB answered "not found", until the
+     * next write (mph__shard_set); keys longer than the buffer are not
+     * remembered. */
+    bool miss_valid;
+    uint16_t miss_len;
+    unsigned char miss[128];
     /* State a layer above keeps per shard (window index); built lazily by
      * its owner, freed with ext_free when the shard is destroyed or reset.
      * Travels with the shard between threads like the rest of it. */

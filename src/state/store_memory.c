@@ -25,6 +25,18 @@
  * dirty, as do ents first dirtied after the snapshot began; the others
  * turn clean. A failed commit (snapshot_abort) leaves everything dirty.
  *
+ * Fresh keys. ENT_FRESH marks an ent whose key is absent from the durable
+ * state (the changelog, and the store behind a cache) and none of whose
+ * values was visited by a commit since: an ent a put created in a whole
+ * map (mph__mstore_set_complete: absence from the map is absence from the
+ * changelog), or one mph__mstore_put_fresh created on the caller's word.
+ * The first visit of its value clears the mark. A fresh tombstone is
+ * skipped by the visit: nothing of the key was written, so there is
+ * nothing to delete. That is what keeps a window pair that is created and
+ * expires within one commit interval out of the changelog and RocksDB.
+ * Clearing the mark is always safe (a redundant tombstone); it is set only
+ * where absence is certain.
+ *
  * Cache mode. Clean ents are on an intrusive doubly-linked LRU list (most
  * recent at the head); dirty ents are not on it, which is how they are never
  * evicted: eviction pops the tail until the map is within its bounds or the
@@ -54,6 +66,7 @@
 #define ENT_DELETED   0x02
 #define ENT_LINKED    0x04 /* on the LRU list */
 #define ENT_REDIRTY   0x08 /* written again during a snapshot */
+#define ENT_FRESH     0x10 /* durably absent, no value visited since */
 #define HT_INITIAL    8    /* slots of a new table (ck_ht's minimum is 2) */
 #define DIRTY_INITIAL 16
 #define DIRTY_KEEP    1024 /* dirty array capacity kept across clears */
@@ -75,6 +88,7 @@ struct mph__mstore {
     ck_ht_t ht;
     bool ht_ready;
     bool cache;
+    bool complete; /* the whole shard: absent here means absent durably */
     uint64_t seed;
     size_t max_entries, max_bytes; /* cache bounds; 0 = none */
     size_t live;                   /* present ents (not tombstones) */
@@ -561,8 +575,8 @@ bool mph__mstore_contains(mph__mstore_t *ms, const void *key, size_t klen)
     return mph__mstore_lookup(ms, key, klen, NULL, NULL) == MPH__MSTORE_PRESENT;
 }
 
-mph_err_t mph__mstore_put(mph__mstore_t *ms, const void *key, size_t klen,
-                          const void *val, size_t vlen)
+static mph_err_t put(mph__mstore_t *ms, const void *key, size_t klen,
+                     const void *val, size_t vlen, bool absent)
 {
     ck_ht_hash_t h;
     struct ent *e;
@@ -591,12 +605,30 @@ mph_err_t mph__mstore_put(mph__mstore_t *ms, const void *key, size_t klen,
     if (!ht_ensure(ms) || !dirty_reserve(ms))
         return MPH_ERR_NOMEM;
     ck_ht_hash(&h, &ms->ht, key, (uint16_t)klen);
-    e = ent_insert(ms, h, key, klen, val, vlen, 0);
+    e = ent_insert(ms, h, key, klen, val, vlen,
+                   absent || ms->complete ? ENT_FRESH : 0);
     if (e == NULL)
         return MPH_ERR_NOMEM;
     mark_dirty(ms, e);
     evict(ms);
     return MPH_OK;
+}
+
+mph_err_t mph__mstore_put(mph__mstore_t *ms, const void *key, size_t klen,
+                          const void *val, size_t vlen)
+{
+    return put(ms, key, klen, val, vlen, false);
+}
+
+mph_err_t mph__mstore_put_fresh(mph__mstore_t *ms, const void *key,
+                                size_t klen, const void *val, size_t vlen)
+{
+    return put(ms, key, klen, val, vlen, true);
+}
+
+void mph__mstore_set_complete(mph__mstore_t *ms)
+{
+    ms->complete = true;
 }
 
 mph_err_t mph__mstore_delete(mph__mstore_t *ms, const void *key, size_t klen)
@@ -750,8 +782,13 @@ mph_err_t mph__mstore_dirty_foreach(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
     size_t i;
 
     for (i = 0; i < ms->ndirty; i++) {
-        const struct ent *e = ms->dirty[i];
+        struct ent *e = ms->dirty[i];
         bool deleted = (e->flags & ENT_DELETED) != 0;
+        if (e->flags & ENT_FRESH) {
+            if (deleted)
+                continue; /* never written: nothing to delete */
+            e->flags &= (uint8_t)~ENT_FRESH; /* this value may land */
+        }
         mph_err_t rc =
             cb(opaque, e->key, e->klen, deleted ? NULL : ent_value(e),
                deleted ? 0 : e->vlen, deleted);
@@ -770,7 +807,7 @@ void mph__mstore_dirty_clear(mph__mstore_t *ms)
         if (e->flags & ENT_DELETED) {
             ent_remove(ms, e);
         } else {
-            e->flags &= (uint8_t)~ENT_DIRTY;
+            e->flags &= (uint8_t)~(ENT_DIRTY | ENT_FRESH);
             lru_push_head(ms, e);
         }
     }
@@ -811,7 +848,7 @@ void mph__mstore_snapshot_commit(mph__mstore_t *ms)
         } else if (e->flags & ENT_DELETED) {
             ent_remove(ms, e);
         } else {
-            e->flags &= (uint8_t)~ENT_DIRTY;
+            e->flags &= (uint8_t)~(ENT_DIRTY | ENT_FRESH);
             lru_push_head(ms, e);
         }
     }

@@ -79,6 +79,18 @@ bool mph__mstore_contains(mph__mstore_t *ms, const void *key, size_t klen);
 mph_err_t mph__mstore_put(mph__mstore_t *ms, const void *key, size_t klen,
                           const void *val, size_t vlen);
 
+/* put() for a key the caller knows is absent from the durable state behind
+ * the map (e.g. a cache whose store just answered "not found"): should the
+ * entry it creates be deleted before any commit visited one of its values,
+ * the tombstone is not visited at all. Same as put() when the key is in the
+ * map already, tombstone or not. */
+mph_err_t mph__mstore_put_fresh(mph__mstore_t *ms, const void *key,
+                                size_t klen, const void *val, size_t vlen);
+
+/* Declares a whole map complete: it holds the shard's entire durable
+ * state, so every put that creates an entry is a put_fresh(). */
+void mph__mstore_set_complete(mph__mstore_t *ms);
+
 /* Deletes key: the entry becomes a dirty tombstone until the dirty set is
  * cleared. Deleting an absent key records a tombstone in a cache and does
  * nothing in a whole map. */
@@ -131,8 +143,10 @@ typedef mph_err_t (*mph__mstore_dirty_cb)(void *opaque, const void *key,
                                           size_t vlen, bool deleted);
 
 /* Visits every dirty key once (latest value wins: the coalescing of a
- * commit interval) and changes nothing. Returns the first non-OK result of
- * cb, else MPH_OK. */
+ * commit interval), except the tombstones of keys that never had a value
+ * visited and are absent from the durable state (put_fresh,
+ * set_complete): nothing was written of those. Changes nothing else.
+ * Returns the first non-OK result of cb, else MPH_OK. */
 mph_err_t mph__mstore_dirty_foreach(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
                                     void *opaque);
 /* Clears every dirty mark: tombstones are removed, written entries become

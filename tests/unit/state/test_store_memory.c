@@ -724,3 +724,126 @@ Test(store_memory, snapshot_in_cache_evicts_only_carried_keys, .timeout = 10)
     }
     mph__mstore_destroy(ms);
 }
+
+/* ---- fresh keys: tombstones of keys nothing was written of ---- */
+
+/* What a commit's visit saw: "k=v" or "k-" per key, in visit order. */
+typedef struct visit {
+    char seen[256];
+} visit_t;
+
+static mph_err_t record_visit(void *opaque, const void *key, size_t klen,
+                              const void *val, size_t vlen, bool deleted)
+{
+    visit_t *v = opaque;
+    size_t n = strlen(v->seen);
+    snprintf(v->seen + n, sizeof v->seen - n, "%s%.*s%s%.*s",
+             n ? " " : "", (int)klen, (const char *)key, deleted ? "-" : "=",
+             (int)vlen, val ? (const char *)val : "");
+    return MPH_OK;
+}
+
+/* A commit: visits the dirty set (snapshot_begin after the visit, as the
+ * table flush does) and returns what it saw; ok: the commit succeeded. */
+static const char *commit(mph__mstore_t *ms, visit_t *v, bool ok)
+{
+    v->seen[0] = 0;
+    cr_assert_eq(mph__mstore_dirty_foreach(ms, record_visit, v), MPH_OK);
+    mph__mstore_snapshot_begin(ms);
+    if (ok)
+        mph__mstore_snapshot_commit(ms);
+    else
+        mph__mstore_snapshot_abort(ms);
+    return v->seen;
+}
+
+Test(store_memory, complete_map_skips_tombstones_of_unwritten_keys,
+     .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    visit_t v;
+    mph__mstore_set_complete(ms);
+
+    /* Created and deleted between two commits: nothing to write. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("a")), MPH_OK);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 1);
+    cr_assert_str_eq(commit(ms, &v, true), "");
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_eq(mph__mstore_lookup(ms, S("a"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+
+    /* Written by a commit, then deleted: the tombstone goes out. */
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("1")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "b=1");
+    cr_assert_eq(mph__mstore_delete(ms, S("b")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "b-");
+
+    /* Deleted, then set again before a commit: the value goes out. */
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("c")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("2")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "c=2");
+    cr_assert_eq(mph__mstore_delete(ms, S("c")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "c-");
+
+    /* A commit that failed may have written the value: the tombstone of a
+     * key it visited goes out. */
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("1")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, false), "d=1");
+    cr_assert_eq(mph__mstore_delete(ms, S("d")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "d-");
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, fresh_marks_follow_snapshots, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    visit_t v;
+    mph__mstore_set_complete(ms);
+
+    /* Carried by a commit under way, deleted before it ends: the next
+     * commit writes the tombstone over the value the first one wrote. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    v.seen[0] = 0;
+    cr_assert_eq(mph__mstore_dirty_foreach(ms, record_visit, &v), MPH_OK);
+    cr_assert_str_eq(v.seen, "a=1");
+    mph__mstore_snapshot_begin(ms);
+    cr_assert_eq(mph__mstore_delete(ms, S("a")), MPH_OK);
+    /* Created and deleted while that commit runs: nothing to write. */
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("b")), MPH_OK);
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 2);
+    cr_assert_str_eq(commit(ms, &v, true), "a-");
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_eq(mph__mstore_count(ms), 0);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, only_complete_maps_and_put_fresh_skip_tombstones,
+     .timeout = 10)
+{
+    visit_t v;
+
+    /* A whole map not declared complete (a write buffer in front of a
+     * store) and a cache write every tombstone of a plain put... */
+    mph__mstore_t *maps[2] = {mph__mstore_new(), mph__mstore_new_cache(0, 0)};
+    for (int i = 0; i < 2; i++) {
+        mph__mstore_t *ms = maps[i];
+        cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+        cr_assert_eq(mph__mstore_delete(ms, S("a")), MPH_OK);
+        cr_assert_str_eq(commit(ms, &v, true), "a-");
+        /* ...and skip those of put_fresh. */
+        cr_assert_eq(mph__mstore_put_fresh(ms, S("b"), S("1")), MPH_OK);
+        cr_assert_eq(mph__mstore_delete(ms, S("b")), MPH_OK);
+        cr_assert_str_eq(commit(ms, &v, true), "");
+        /* put_fresh of a key the map holds is a plain put. */
+        cr_assert_eq(mph__mstore_put(ms, S("c"), S("1")), MPH_OK);
+        cr_assert_str_eq(commit(ms, &v, true), "c=1");
+        cr_assert_eq(mph__mstore_put_fresh(ms, S("c"), S("2")), MPH_OK);
+        cr_assert_eq(mph__mstore_delete(ms, S("c")), MPH_OK);
+        cr_assert_str_eq(commit(ms, &v, true), "c-");
+        mph__mstore_destroy(ms);
+    }
+}
