@@ -50,6 +50,16 @@
  * afterwards. ck_ht frees an old table with "defer" set for concurrent
  * readers; there are none (single owner), so it is freed at once.
  *
+ * Tombstones. ck_ht marks a removed slot as a tombstone and never makes it
+ * empty again (its gc moves entries into earlier tombstones, leaving new
+ * ones), and a put of a new key probes until an empty slot. Under churn —
+ * window pairs created and expired, a cache evicting — every free slot
+ * ends up a tombstone and each insert scans its whole probe limit (32 % of
+ * the window benchmark's CPU went there). So once a map has seen more
+ * removals than it holds entries (plus a little slack), the table is
+ * rebuilt: a fresh ck_ht sized for the entries, each put again
+ * (ht_rebuild), amortised O(1) per removal.
+ *
  * Never: take a lock, hash by hand, or hand out a pointer into a buffer that
  * a later write of another key could free (except cache eviction, which the
  * header documents).
@@ -70,6 +80,7 @@
 #define HT_INITIAL    8    /* slots of a new table (ck_ht's minimum is 2) */
 #define DIRTY_INITIAL 16
 #define DIRTY_KEEP    1024 /* dirty array capacity kept across clears */
+#define HT_REBUILD_SLACK 32 /* removals beyond the entry count: rebuild */
 
 struct ent {
     struct ent *prev, *next; /* LRU links, cache mode, clean ents only */
@@ -373,6 +384,39 @@ static struct ent *find(mph__mstore_t *ms, const void *key, size_t klen,
     return e;
 }
 
+/* Puts every entry of ms->ht into a fresh ck_ht sized for them (load at
+ * most one half) and swaps it in; on out of memory the old table stays.
+ * See "Tombstones" in the DESIGN comment. */
+static void ht_rebuild(mph__mstore_t *ms)
+{
+    ck_ht_t nt;
+    ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+    ck_ht_entry_t *cur;
+    bool ok;
+
+    ht_account_begin();
+    ok = ck_ht_init(&nt, CK_HT_MODE_BYTESTRING | CK_HT_WORKLOAD_DELETE, NULL,
+                    &ht_allocator, (CK_HT_TYPE)(ms->ents * 2 + HT_INITIAL),
+                    ms->seed);
+    while (ok && ck_ht_next(&ms->ht, &it, &cur)) {
+        struct ent *e = ck_ht_entry_value(cur);
+        ck_ht_entry_t slot;
+        ck_ht_hash_t h;
+
+        ck_ht_hash(&h, &nt, e->key, e->klen);
+        ck_ht_entry_set(&slot, h, e->key, e->klen, e);
+        ok = ck_ht_put_spmc(&nt, h, &slot);
+        if (!ok)
+            ck_ht_destroy(&nt);
+    }
+    if (ok) {
+        ck_ht_destroy(&ms->ht);
+        ms->ht = nt;
+        ms->removed_since_gc = 0;
+    }
+    ht_account_end(ms);
+}
+
 static void ht_remove(mph__mstore_t *ms, struct ent *e)
 {
     ck_ht_entry_t probe;
@@ -385,7 +429,8 @@ static void ht_remove(mph__mstore_t *ms, struct ent *e)
         abort(); /* an ent we hold must be in the table */
     ht_account_end(ms);
     ms->ents--;
-    ms->removed_since_gc++;
+    if (++ms->removed_since_gc > ms->ents + HT_REBUILD_SLACK)
+        ht_rebuild(ms); /* amortised O(1) per removal */
 }
 
 /* Removes e from the table and frees it. */
@@ -816,14 +861,6 @@ void mph__mstore_dirty_clear(mph__mstore_t *ms)
         dirty_array_release(ms);
     if (ms->ht_ready && ms->ents == 0) {
         ht_release(ms);
-    } else if (ms->ht_ready && ms->removed_since_gc > ms->ents) {
-        /* Many removals leave tombstone slots behind: let ck_ht recompute
-         * its probe bounds and move entries forward. Amortised O(1) per
-         * removal since the table holds at most ~4 slots per entry. */
-        ht_account_begin();
-        ck_ht_gc(&ms->ht, 0, 0);
-        ht_account_end(ms);
-        ms->removed_since_gc = 0;
     }
     evict(ms);
 }

@@ -847,3 +847,61 @@ Test(store_memory, only_complete_maps_and_put_fresh_skip_tombstones,
         mph__mstore_destroy(ms);
     }
 }
+
+/* Churn: keys created and removed round after round while the map keeps
+ * about the same size (window pairs, a cache evicting). The hash table is
+ * rebuilt as removals pile up tombstones; every live key stays reachable,
+ * iteration sees each once, and memory stays that of the live keys. */
+Test(store_memory, churn_keeps_every_live_key_and_bounded_memory,
+     .timeout = 60)
+{
+    enum { LIVE = 1000, ROUNDS = 300 };
+    mph__mstore_t *maps[2] = {mph__mstore_new(),
+                              mph__mstore_new_cache(LIVE, 0)};
+    visit_t v;
+    char k[32];
+
+    for (int m = 0; m < 2; m++) {
+        mph__mstore_t *ms = maps[m];
+        mph__mstore_set_complete(maps[0]);
+        size_t first_mem = 0;
+        for (int r = 0; r < ROUNDS; r++) {
+            for (int i = 0; i < LIVE; i++) {
+                int n = snprintf(k, sizeof k, "r%d-k%d", r, i);
+                cr_assert_eq(mph__mstore_put(ms, k, (size_t)n, &i, sizeof i),
+                             MPH_OK);
+            }
+            if (r > 0 && m == 0)
+                for (int i = 0; i < LIVE; i++) {
+                    int n = snprintf(k, sizeof k, "r%d-k%d", r - 1, i);
+                    cr_assert_eq(mph__mstore_delete(ms, k, (size_t)n), MPH_OK);
+                }
+            /* The cache evicts the previous round as this one turns clean. */
+            commit(ms, &v, true);
+            cr_assert_eq(mph__mstore_count(ms), LIVE, "round %d: %zu keys", r,
+                         mph__mstore_count(ms));
+            if (r == 1)
+                first_mem = mph__mstore_memory(ms);
+            if (r > 1)
+                cr_assert_leq(mph__mstore_memory(ms), first_mem * 2,
+                              "round %d: %zu bytes against %zu", r,
+                              mph__mstore_memory(ms), first_mem);
+        }
+        for (int i = 0; i < LIVE; i++) {
+            int n = snprintf(k, sizeof k, "r%d-k%d", ROUNDS - 1, i);
+            const void *val;
+            size_t vl;
+            cr_assert_eq(mph__mstore_get(ms, k, (size_t)n, &val, &vl), MPH_OK,
+                         "%s", k);
+            cr_assert_eq(memcmp(val, &i, sizeof i), 0);
+        }
+        mph__mstore_iter_t it;
+        const void *ik, *iv;
+        size_t ikl, ivl, seen = 0;
+        mph__mstore_iter_init(&it, ms);
+        while (mph__mstore_iter_next(&it, &ik, &ikl, &iv, &ivl))
+            seen++;
+        cr_assert_eq(seen, LIVE);
+        mph__mstore_destroy(ms);
+    }
+}
