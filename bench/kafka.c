@@ -192,7 +192,7 @@ void bench_kafka_engine_consumer(rd_kafka_conf_t *kc, const char *group)
     conf_set(kc, "fetch.wait.max.ms", "100");
     /* What the engine sets from its default stream_buffer_max: the
      * prefetch bound of the queue the partitions feed. */
-    conf_set(kc, "queued.min.messages", "100000");
+    conf_set(kc, "queued.min.messages", "500000");
 }
 
 mph_err_t bench_topic_create(bench_kafka_t *k, const char *name, int partitions,

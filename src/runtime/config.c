@@ -157,7 +157,7 @@ static const struct prop props[] = {
             "`commit_interval_ms`."},
     {.name = "stream_buffer_max",
      .type = T_INT,
-     .dflt = "100000",
+     .dflt = "500000",
      .min = 16,
      .max = 10000000,
      .doc = "Records a worker may have queued (fetched but not yet "
@@ -165,10 +165,13 @@ static const struct prop props[] = {
             "while this many wait and fetches again as the worker drains "
             "them (it sets `kafka.queued.min.messages`, which overrides). "
             "This bounds memory per worker and pushes back on the broker "
-            "when agents or outputs are slower than input. Keep it at a "
-            "second or more of the worker's throughput: librdkafka looks at "
-            "a partition over the bound again only up to 1 s later, so a "
-            "small value starves the worker. A queue over 4 times this "
+            "when agents or outputs are slower than input; librdkafka's "
+            "`kafka.queued.max.messages.kbytes` (64 MiB) bounds the same "
+            "queue in bytes. Keep it at a second or more of the worker's "
+            "throughput: librdkafka looks at a partition over the bound "
+            "again only up to 1 s later, so a small value starves the "
+            "worker (100000 ran the count benchmark at 160k records/s, "
+            "500000 at 335k). A queue over 4 times this "
             "(a larger `kafka.queued.min.messages`) pauses the partitions "
             "until it falls below it."},
     {.name = "datadir",
