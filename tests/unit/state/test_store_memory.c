@@ -861,9 +861,9 @@ Test(store_memory, churn_keeps_every_live_key_and_bounded_memory,
     visit_t v;
     char k[32];
 
+    mph__mstore_set_complete(maps[0]);
     for (int m = 0; m < 2; m++) {
         mph__mstore_t *ms = maps[m];
-        mph__mstore_set_complete(maps[0]);
         size_t first_mem = 0;
         for (int r = 0; r < ROUNDS; r++) {
             for (int i = 0; i < LIVE; i++) {
