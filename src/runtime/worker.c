@@ -115,8 +115,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
          * dropped on purpose: purge_handed_back.) An error no retry can fix
          * stops the app, as for output records: writing the values again
          * would fail the same way, and no commit would ever pass again. */
-        mph__tables_changelog_failed(w, purged ? NULL : rd_kafka_err2str(m->err));
-        if (!purged && !retriable(m->err)) {
+        bool permanent = !purged && !retriable(m->err);
+        /* (why NULL: no "written again" warning; purged on purpose, or
+         * the app stops below.) */
+        mph__tables_changelog_failed(w, purged || permanent ? NULL : rd_kafka_err2str(m->err));
+        if (permanent) {
             mph__monitor_send_error(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
                                     mph__kafka_err(m->err));
             mph__app_fail(w->app, mph__kafka_err(m->err),

@@ -628,13 +628,25 @@ Test(faults, broker_down_and_back)
     cr_expect_leq(o.table_over, o.dups);
 }
 
-Test(faults, permanent_produce_error_is_surfaced_without_loss)
+/* What a run with one permanent produce error left. */
+typedef struct permanent {
+    size_t left;         /* injected errors not consumed */
+    bool stopped_itself; /* the app stopped before run_stop */
+    uint64_t send_errors;
+    mph_err_t stop; /* what mph_app_wait said */
+    outcome_t o;
+} permanent_t;
+
+/* Runs the app (only counting when only_count), injects one
+ * TOPIC_AUTHORIZATION_FAILED answer to a produce request once something
+ * was committed, waits up to 30 s for the app to stop, and reads what it
+ * left. */
+static permanent_t run_permanent(bool only_count)
 {
-    /* A non-retriable answer to a produce request: its records cannot be
-     * written. The engine must stop the app with the error and never
-     * commit past a source record whose output failed. */
     run_t r = {0};
+    permanent_t p;
     slow_us = 300; /* about 3 s for the input: injected mid-stream */
+    count_only = only_count;
     run_start(&r);
     int64_t mid = first_commit(&r, 20000);
     cr_assert_gt(mid, 0);
@@ -643,29 +655,39 @@ Test(faults, permanent_produce_error_is_surfaced_without_loss)
     inject(API_PRODUCE, errs, 1);
     for (int i = 0; i < 300 && running(&r); i++)
         usleep(100000);
-    size_t left = stack_left(API_PRODUCE);
-    bool stopped_itself = !running(&r);
-    uint64_t send_errors = stat(r.app, "totals.send_errors");
-    mph_err_t stop = run_stop(&r);
+    p.left = stack_left(API_PRODUCE);
+    p.stopped_itself = !running(&r);
+    p.send_errors = stat(r.app, "totals.send_errors");
+    p.stop = run_stop(&r);
     slow_us = 0;
-    outcome_t o = check(&r);
+    count_only = false;
+    p.o = check(&r);
     mph_app_destroy(r.app);
+    return p;
+}
+
+Test(faults, permanent_produce_error_is_surfaced_without_loss)
+{
+    /* A non-retriable answer to a produce request: its records cannot be
+     * written. The engine must stop the app with the error and never
+     * commit past a source record whose output failed. */
+    permanent_t p = run_permanent(false);
     say("permanent produce error",
         "TOPIC_AUTHORIZATION_FAILED injected once, %zu not consumed; app %s "
         "with '%s', send errors %llu; %d inputs committed, %d of them missing "
         "from the output",
-        left, stopped_itself ? "stopped itself" : "did NOT stop",
-        mph_err_str(stop), (unsigned long long)send_errors, o.committed_inputs,
-        o.missing);
-    cr_expect_eq(left, 0);
-    cr_expect(stopped_itself, "a permanent send error must stop the app");
-    cr_expect_neq(stop, MPH_OK, "mph_app_wait reports the error");
-    if (xfail("permanent produce error", KNOWN_BUG_SEND_REFUSED, o.missing == 0,
-              true, o.missing > 0 && stopped_itself,
+        p.left, p.stopped_itself ? "stopped itself" : "did NOT stop",
+        mph_err_str(p.stop), (unsigned long long)p.send_errors,
+        p.o.committed_inputs, p.o.missing);
+    cr_expect_eq(p.left, 0);
+    cr_expect(p.stopped_itself, "a permanent send error must stop the app");
+    cr_expect_neq(p.stop, MPH_OK, "mph_app_wait reports the error");
+    if (xfail("permanent produce error", KNOWN_BUG_SEND_REFUSED,
+              p.o.missing == 0, true, p.o.missing > 0 && p.stopped_itself,
               "inputs committed without their output (records the producer "
               "refused, counted as processed under on_agent_error=log)"))
         return;
-    cr_expect_eq(o.missing, 0, "committed past an output that failed");
+    cr_expect_eq(p.o.missing, 0, "committed past an output that failed");
 }
 
 Test(faults, permanent_changelog_error_is_surfaced_without_loss)
@@ -676,36 +698,18 @@ Test(faults, permanent_changelog_error_is_surfaced_without_loss)
      * the error of the test above hit a request of changelog records only).
      * It must stop with the error, and what it committed must be in the
      * table's changelog. */
-    run_t r = {0};
-    slow_us = 300;
-    count_only = true;
-    run_start(&r);
-    int64_t mid = first_commit(&r, 20000);
-    cr_assert_gt(mid, 0);
-    const rd_kafka_resp_err_t errs[] = {
-        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED};
-    inject(API_PRODUCE, errs, 1);
-    for (int i = 0; i < 300 && running(&r); i++)
-        usleep(100000);
-    size_t left = stack_left(API_PRODUCE);
-    bool stopped_itself = !running(&r);
-    uint64_t send_errors = stat(r.app, "totals.send_errors");
-    mph_err_t stop = run_stop(&r);
-    slow_us = 0;
-    count_only = false;
-    outcome_t o = check(&r);
-    mph_app_destroy(r.app);
+    permanent_t p = run_permanent(true);
     say("permanent changelog error",
         "TOPIC_AUTHORIZATION_FAILED injected once, %zu not consumed; app %s "
         "with '%s', send errors %llu; %d inputs committed, table: %d keys "
         "under, +%d over",
-        left, stopped_itself ? "stopped itself" : "did NOT stop",
-        mph_err_str(stop), (unsigned long long)send_errors, o.committed_inputs,
-        o.table_under, o.table_over);
-    cr_expect_eq(left, 0);
-    cr_expect(stopped_itself, "a permanent changelog error must stop the app");
-    cr_expect_neq(stop, MPH_OK, "mph_app_wait reports the error");
-    cr_expect_eq(o.table_under, 0, "committed inputs missing from the table");
+        p.left, p.stopped_itself ? "stopped itself" : "did NOT stop",
+        mph_err_str(p.stop), (unsigned long long)p.send_errors,
+        p.o.committed_inputs, p.o.table_under, p.o.table_over);
+    cr_expect_eq(p.left, 0);
+    cr_expect(p.stopped_itself, "a permanent changelog error must stop the app");
+    cr_expect_neq(p.stop, MPH_OK, "mph_app_wait reports the error");
+    cr_expect_eq(p.o.table_under, 0, "committed inputs missing from the table");
 }
 
 /* Changelog records written (CreateTime, ms) inside [from, to). */

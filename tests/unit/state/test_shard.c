@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dirty_visit.h"
 #include "state/shard.h"
 
 #define S(x) (x), strlen(x)
@@ -44,38 +45,33 @@ static void teardown(void)
 
 TestSuite(shard, .init = setup, .fini = teardown, .timeout = 30);
 
-typedef struct visit {
-    char seen[256];
+/* The WriteBatch of one shard's commit. */
+typedef struct batch_ctx {
     mph__rstore_batch_t *b;
     uint32_t p;
-} visit_t;
+} batch_ctx_t;
 
-static mph_err_t record_visit(void *opaque, const void *key, size_t klen,
-                              const void *val, size_t vlen, bool deleted)
+static mph_err_t batch_one(void *opaque, const void *key, size_t klen,
+                           const void *val, size_t vlen, bool deleted)
 {
-    visit_t *v = opaque;
-    size_t n = strlen(v->seen);
-    snprintf(v->seen + n, sizeof v->seen - n, "%s%.*s%s%.*s",
-             n ? " " : "", (int)klen, (const char *)key, deleted ? "-" : "=",
-             (int)vlen, val ? (const char *)val : "");
-    if (!v->b)
-        return MPH_OK;
-    return deleted ? mph__rstore_batch_delete(v->b, v->p, key, klen)
-                   : mph__rstore_batch_put(v->b, v->p, key, klen, val, vlen);
+    batch_ctx_t *c = opaque;
+    return deleted ? mph__rstore_batch_delete(c->b, c->p, key, klen)
+                   : mph__rstore_batch_put(c->b, c->p, key, klen, val, vlen);
 }
 
 /* A commit as the table flush makes it: visit the dirty set into one
  * WriteBatch, write it, and turn the keys clean. Returns what it saw. */
 static const char *commit(mph__shard_t *sh, visit_t *v)
 {
+    batch_ctx_t c = {mph__rstore_batch_new(), sh->partition};
     v->seen[0] = 0;
-    v->b = mph__rstore_batch_new();
-    v->p = sh->partition;
+    v->next = batch_one;
+    v->next_opaque = &c;
     cr_assert_eq(mph__mstore_dirty_foreach(sh->mem, record_visit, v), MPH_OK);
     mph__mstore_snapshot_begin(sh->mem);
-    cr_assert_eq(mph__rstore_write(rs, v->b, errstr, sizeof errstr), MPH_OK,
+    cr_assert_eq(mph__rstore_write(rs, c.b, errstr, sizeof errstr), MPH_OK,
                  "%s", errstr);
-    mph__rstore_batch_destroy(v->b);
+    mph__rstore_batch_destroy(c.b);
     mph__mstore_snapshot_commit(sh->mem);
     return v->seen;
 }
@@ -89,7 +85,7 @@ static mph_err_t get(mph__shard_t *sh, const char *k)
 
 static void shard_tombstones(size_t cache_max_keys)
 {
-    visit_t v;
+    visit_t v = {0};
     mph__shard_t *sh = mph__shard_new(0, 3, rs, cache_max_keys);
     cr_assert_not_null(sh);
 
@@ -138,7 +134,7 @@ Test(shard, rocksdb_cache_skips_tombstones_of_keys_never_written)
 
 Test(shard, memory_shard_skips_tombstones_of_keys_never_written)
 {
-    visit_t v = {.b = NULL};
+    visit_t v = {0};
     mph__shard_t *sh = mph__shard_new(0, 0, NULL, 0);
     cr_assert_eq(mph__shard_set(sh, S("a"), S("1")), MPH_OK);
     cr_assert_eq(mph__shard_delete(sh, S("a")), MPH_OK);

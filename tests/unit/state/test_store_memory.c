@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dirty_visit.h"
 #include "state/store_memory.h"
 
 #define S(x) (x), strlen(x)
@@ -727,22 +728,6 @@ Test(store_memory, snapshot_in_cache_evicts_only_carried_keys, .timeout = 10)
 
 /* ---- fresh keys: tombstones of keys nothing was written of ---- */
 
-/* What a commit's visit saw: "k=v" or "k-" per key, in visit order. */
-typedef struct visit {
-    char seen[256];
-} visit_t;
-
-static mph_err_t record_visit(void *opaque, const void *key, size_t klen,
-                              const void *val, size_t vlen, bool deleted)
-{
-    visit_t *v = opaque;
-    size_t n = strlen(v->seen);
-    snprintf(v->seen + n, sizeof v->seen - n, "%s%.*s%s%.*s",
-             n ? " " : "", (int)klen, (const char *)key, deleted ? "-" : "=",
-             (int)vlen, val ? (const char *)val : "");
-    return MPH_OK;
-}
-
 /* A commit: visits the dirty set (snapshot_begin after the visit, as the
  * table flush does) and returns what it saw; ok: the commit succeeded. */
 static const char *commit(mph__mstore_t *ms, visit_t *v, bool ok)
@@ -761,7 +746,7 @@ Test(store_memory, complete_map_skips_tombstones_of_unwritten_keys,
      .timeout = 10)
 {
     mph__mstore_t *ms = mph__mstore_new();
-    visit_t v;
+    visit_t v = {0};
     mph__mstore_set_complete(ms);
 
     /* Created and deleted between two commits: nothing to write. */
@@ -799,7 +784,7 @@ Test(store_memory, complete_map_skips_tombstones_of_unwritten_keys,
 Test(store_memory, fresh_marks_follow_snapshots, .timeout = 10)
 {
     mph__mstore_t *ms = mph__mstore_new();
-    visit_t v;
+    visit_t v = {0};
     mph__mstore_set_complete(ms);
 
     /* Carried by a commit under way, deleted before it ends: the next
@@ -824,7 +809,7 @@ Test(store_memory, fresh_marks_follow_snapshots, .timeout = 10)
 Test(store_memory, only_complete_maps_and_put_fresh_skip_tombstones,
      .timeout = 10)
 {
-    visit_t v;
+    visit_t v = {0};
 
     /* A whole map not declared complete (a write buffer in front of a
      * store) and a cache write every tombstone of a plain put... */
@@ -858,7 +843,7 @@ Test(store_memory, churn_keeps_every_live_key_and_bounded_memory,
     enum { LIVE = 1000, ROUNDS = 300 };
     mph__mstore_t *maps[2] = {mph__mstore_new(),
                               mph__mstore_new_cache(LIVE, 0)};
-    visit_t v;
+    visit_t v = {0};
     char k[32];
 
     mph__mstore_set_complete(maps[0]);
