@@ -8,7 +8,9 @@
  *   <name>            a mephisto setting from the table (app_id, workers, ...)
  *   kafka.<prop>      passed to librdkafka verbatim; validated by librdkafka
  *                     when set, so a bad one is rejected here with its reason
- *   rocksdb.<prop>    passed to RocksDB's options for state stores
+ *   rocksdb.<prop>    passed to RocksDB's options for state stores; one of
+ *                     the options mephisto supports, checked when set
+ *                     whatever `store` is
  *   <app>.<name>      any other dotted name: an app-specific setting (e.g.
  *                     wordcount.input_topic), stored as a string for the app
  *                     to read with mph_conf_get()
@@ -45,12 +47,14 @@ MPH_EXPORT mph_conf_t *mph_conf_dup(const mph_conf_t *conf);
 MPH_EXPORT void mph_conf_destroy(mph_conf_t *conf);
 
 /* Sets name to value after validating it. On failure returns
- * MPH_ERR_INVALID (bad value or malformed name, or a NULL argument),
- * MPH_ERR_NOENT (unknown mephisto setting, or a kafka.<prop> librdkafka does
- * not know) or MPH_ERR_NOMEM, and writes "<name>: <reason>" into errstr
+ * MPH_ERR_INVALID (bad value or malformed name, an unknown rocksdb.<prop>
+ * (whatever the store), or a NULL argument), MPH_ERR_NOENT (unknown
+ * mephisto setting, or a kafka.<prop> librdkafka does not know) or
+ * MPH_ERR_NOMEM, and writes "<name>: <reason>" into errstr
  * (when errstr is not NULL); the conf is unchanged. Table values are stored
  * canonically: integers in decimal, booleans as "true"/"false", enums as the
- * table spells them. */
+ * table spells them. User text echoed in errstr is escaped as by
+ * mph_conf_escape(). */
 MPH_EXPORT mph_err_t mph_conf_set(mph_conf_t *conf, const char *name, const char *value,
                                   char *errstr, size_t errstr_size);
 
@@ -77,8 +81,9 @@ MPH_EXPORT bool mph_conf_is_set(const mph_conf_t *conf, const char *name);
  * whitespace starts a comment; blank lines ignored; a value may be in double
  * quotes, where \" and \\ are escapes). The whole file is validated first:
  * at the first bad line nothing is applied, the result is MPH_ERR_INVALID
- * (or NOENT) and errstr is "<path>:<line>: <name>: <reason>". A file that
- * cannot be read gives MPH_ERR_IO. */
+ * (or NOENT) and errstr is "<path>:<line>: <name>: <reason>". A line over
+ * MPH_CONF_LINE_MAX bytes is MPH_ERR_INVALID. A file that cannot be read
+ * gives MPH_ERR_IO. */
 MPH_EXPORT mph_err_t mph_conf_load_file(mph_conf_t *conf, const char *path, char *errstr,
                                         size_t errstr_size);
 
@@ -99,6 +104,21 @@ MPH_EXPORT mph_err_t mph_conf_load_env(mph_conf_t *conf, char *errstr, size_t er
 typedef void(mph_conf_foreach_fn)(const char *name, const char *value, void *opaque);
 MPH_EXPORT void mph_conf_foreach(const mph_conf_t *conf, const char *prefix,
                                  mph_conf_foreach_fn *fn, void *opaque);
+
+/* Copies src into dst (always NUL-terminated when dst_size > 0, truncated
+ * to fit) for an error message that echoes a user's value: control
+ * characters (0x00-0x1f), DEL, C1 controls and bytes that are not valid
+ * UTF-8 become \xNN, so the text cannot move a terminal's cursor or clear
+ * it (ESC [2J). Printable UTF-8 is kept. The output contains only printable
+ * text, so escaping it again changes nothing. Returns dst. Every error mephisto writes into an errstr or prints passes
+ * user values through this. @locality any */
+MPH_EXPORT char *mph_conf_escape(char *dst, size_t dst_size, const char *src);
+
+/* Longest line of a config file, in bytes (newline excluded): a longer line
+ * (a file with no newline, /dev/zero) is refused as
+ * "<path>:<line>: line longer than 1048576 bytes" instead of read into
+ * memory. */
+#define MPH_CONF_LINE_MAX (1024 * 1024)
 
 /* The property table, for help and docs. Returns false past the end.
  * All strings are static. type is one of "string", "int", "bool", "enum",

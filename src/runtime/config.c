@@ -41,6 +41,7 @@
 
 #include "mephisto/conf.h"
 #include "runtime/config.h"
+#include "state/store_rocksdb.h"
 
 /* ------------------------------------------------------------------------
  * The property table
@@ -373,6 +374,82 @@ static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errstr, errstr_size, fmt, ap);
     va_end(ap);
+}
+
+/* Length of the valid UTF-8 sequence of a printable character at s (1 to
+ * 4), or 0 when s starts no such sequence: a stray continuation byte, an
+ * overlong or truncated sequence, a surrogate, or a C1 control (U+0080 to
+ * U+009F, which some terminals obey like ESC). */
+static size_t utf8_printable_len(const unsigned char *s)
+{
+    size_t n;
+    uint32_t cp;
+    if (s[0] < 0xc2)
+        return 0; /* ASCII is handled by the caller; 0x80-0xc1 are invalid */
+    if (s[0] < 0xe0)
+        n = 2, cp = s[0] & 0x1fu;
+    else if (s[0] < 0xf0)
+        n = 3, cp = s[0] & 0x0fu;
+    else if (s[0] < 0xf5)
+        n = 4, cp = s[0] & 0x07u;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    return n;
+}
+
+char *mph_conf_escape(char *dst, size_t dst_size, const char *src)
+{
+    if (!dst || dst_size == 0)
+        return dst;
+    size_t w = 0;
+    const unsigned char *s = (const unsigned char *)(src ? src : "(null)");
+    while (*s) {
+        char esc[8];
+        const char *out = (const char *)s;
+        size_t n = 1;
+        if (*s >= 0x20 && *s < 0x7f) {
+            s++;
+        } else if (*s >= 0x80 && (n = utf8_printable_len(s)) > 0) {
+            s += n;
+        } else {
+            snprintf(esc, sizeof esc, "\\x%02x", *s);
+            out = esc;
+            n = 4;
+            s++;
+        }
+        if (w + n >= dst_size)
+            break;
+        memcpy(dst + w, out, n);
+        w += n;
+    }
+    dst[w] = '\0';
+    return dst;
+}
+
+/* Escapes errstr in place (see mph_conf_escape()): every message of this
+ * file passes through it before it is returned, so a value echoed in it
+ * reaches no terminal raw. */
+static void errstr_escape(char *errstr, size_t errstr_size)
+{
+    if (!errstr || errstr_size == 0)
+        return;
+    char *copy = strdup(errstr);
+    if (copy) {
+        mph_conf_escape(errstr, errstr_size, copy);
+        free(copy);
+        return;
+    }
+    for (char *c = errstr; *c; c++) /* out of memory: blank them */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
 }
 
 static const struct prop *prop_find(const char *name)
@@ -885,8 +962,22 @@ static mph_err_t validate(const char *name, const char *value, char **canon,
         if (err != MPH_OK)
             return err;
     }
-    /* rocksdb.<prop> is checked by the RocksDB store when it opens;
-     * <app>.<name> belongs to the app. Both are stored verbatim. */
+    if (strncmp(name, "rocksdb.", 8) == 0) {
+        /* Checked against the store's option table on a throwaway conf,
+         * whatever `store` is: a name the store would refuse at open is
+         * refused now, not ignored while the store is memory. */
+        mph__rstore_conf_t *rc = mph__rstore_conf_new();
+        if (!rc) {
+            seterr(errstr, errstr_size, "%s: out of memory", name);
+            return MPH_ERR_NOMEM;
+        }
+        mph_err_t err =
+            mph__rstore_conf_set(rc, name, value, errstr, errstr_size);
+        mph__rstore_conf_destroy(rc);
+        if (err != MPH_OK)
+            return err;
+    }
+    /* <app>.<name> belongs to the app. Dotted values are stored verbatim. */
     *canon = strdup(value);
     return *canon ? MPH_OK : MPH_ERR_NOMEM;
 }
@@ -1060,7 +1151,7 @@ void mph_conf_destroy(mph_conf_t *conf)
     free(conf);
 }
 
-mph_err_t mph_conf_set(mph_conf_t *conf, const char *name, const char *value,
+static mph_err_t conf_set_raw(mph_conf_t *conf, const char *name, const char *value,
                        char *errstr, size_t errstr_size)
 {
     if (!conf || !name || !value) {
@@ -1093,7 +1184,7 @@ static void trim(const char **s, const char **e)
         (*e)--;
 }
 
-mph_err_t mph_conf_set_pair(mph_conf_t *conf, const char *pair, char *errstr,
+static mph_err_t conf_set_pair_raw(mph_conf_t *conf, const char *pair, char *errstr,
                             size_t errstr_size)
 {
     if (!conf || !pair) {
@@ -1243,7 +1334,47 @@ static int parse_line(char *line, char **name, char **value, char *errstr,
     return 1;
 }
 
-mph_err_t mph_conf_load_file(mph_conf_t *conf, const char *path, char *errstr,
+/* getline() with a limit: reads one line (with its newline, if any) into
+ * *buf. Returns its length, -1 at the end of the file or on a read error
+ * (nothing read), or -2 when the line holds more than max bytes before its
+ * newline: then at most max + 1 bytes were kept, however long the line (a
+ * file with no newline, /dev/zero) and the rest is not read. */
+static ssize_t getline_max(char **buf, size_t *cap, FILE *f, size_t max)
+{
+    size_t len = 0;
+    int c;
+    flockfile(f);
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (len + 2 > *cap) {
+            size_t ncap = *cap ? *cap * 2 : 256;
+            if (ncap > max + 2)
+                ncap = max + 2;
+            char *nb = realloc(*buf, ncap);
+            if (!nb) {
+                funlockfile(f);
+                errno = ENOMEM;
+                return -1;
+            }
+            *buf = nb;
+            *cap = ncap;
+        }
+        (*buf)[len++] = (char)c;
+        if (c == '\n')
+            break;
+        if (len > max) {
+            funlockfile(f);
+            (*buf)[len] = '\0';
+            return -2;
+        }
+    }
+    funlockfile(f);
+    if (len == 0)
+        return -1;
+    (*buf)[len] = '\0';
+    return (ssize_t)len;
+}
+
+static mph_err_t conf_load_file_raw(mph_conf_t *conf, const char *path, char *errstr,
                              size_t errstr_size)
 {
     if (!conf || !path) {
@@ -1263,9 +1394,16 @@ mph_err_t mph_conf_load_file(mph_conf_t *conf, const char *path, char *errstr,
     mph_err_t err = MPH_OK;
     for (unsigned long lineno = 1;; lineno++) {
         errno = 0;
-        ssize_t len = getline(&line, &line_cap, f);
+        ssize_t len = getline_max(&line, &line_cap, f, MPH_CONF_LINE_MAX);
+        if (len == -2) {
+            seterr(errstr, errstr_size,
+                   "%s:%lu: line longer than %d bytes (is it a config file?)",
+                   path, lineno, MPH_CONF_LINE_MAX);
+            err = MPH_ERR_INVALID;
+            break;
+        }
         if (len < 0) {
-            if (ferror(f)) {
+            if (ferror(f) || errno == ENOMEM) {
                 seterr(errstr, errstr_size, "%s:%lu: %s", path, lineno,
                        strerror(errno ? errno : EIO));
                 err = MPH_ERR_IO;
@@ -1352,7 +1490,7 @@ static int env_item_cmp(const void *a, const void *b)
     return strcmp(x->var, y->var);
 }
 
-mph_err_t mph_conf_load_env(mph_conf_t *conf, char *errstr, size_t errstr_size)
+static mph_err_t conf_load_env_raw(mph_conf_t *conf, char *errstr, size_t errstr_size)
 {
     if (!conf) {
         seterr(errstr, errstr_size, "mph_conf_load_env: conf is NULL");
@@ -1417,6 +1555,45 @@ mph_err_t mph_conf_load_env(mph_conf_t *conf, char *errstr, size_t errstr_size)
         return err;
     }
     return pending_apply(conf, &pd, errstr, errstr_size);
+}
+
+/* ------------------------------------------------------------------------
+ * The public setters: every message they return is escaped
+ * ------------------------------------------------------------------------ */
+
+mph_err_t mph_conf_set(mph_conf_t *conf, const char *name, const char *value,
+                       char *errstr, size_t errstr_size)
+{
+    mph_err_t err = conf_set_raw(conf, name, value, errstr, errstr_size);
+    if (err != MPH_OK)
+        errstr_escape(errstr, errstr_size);
+    return err;
+}
+
+mph_err_t mph_conf_set_pair(mph_conf_t *conf, const char *pair, char *errstr,
+                            size_t errstr_size)
+{
+    mph_err_t err = conf_set_pair_raw(conf, pair, errstr, errstr_size);
+    if (err != MPH_OK)
+        errstr_escape(errstr, errstr_size);
+    return err;
+}
+
+mph_err_t mph_conf_load_file(mph_conf_t *conf, const char *path, char *errstr,
+                             size_t errstr_size)
+{
+    mph_err_t err = conf_load_file_raw(conf, path, errstr, errstr_size);
+    if (err != MPH_OK)
+        errstr_escape(errstr, errstr_size);
+    return err;
+}
+
+mph_err_t mph_conf_load_env(mph_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    mph_err_t err = conf_load_env_raw(conf, errstr, errstr_size);
+    if (err != MPH_OK)
+        errstr_escape(errstr, errstr_size);
+    return err;
 }
 
 /* ------------------------------------------------------------------------

@@ -13,19 +13,21 @@
 
 void mph__cli_error(const char *fmt, ...)
 {
-    char line[2048];
-    int n = snprintf(line, sizeof line, "mephisto: ");
+    char msg[2048], line[2048];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
-    /* One line, whatever the message holds. */
-    for (size_t i = 0; i < len; i++)
-        if (line[i] == '\n')
-            line[i] = ' ';
+    if (m < 0)
+        msg[0] = '\0';
+    /* One line, whatever the message holds; and nothing a user's value
+     * brings (ESC [2J, a carriage return) reaches the terminal raw. */
+    for (char *c = msg; *c; c++)
+        if (*c == '\n')
+            *c = ' ';
+    int n = snprintf(line, sizeof line, "mephisto: ");
+    mph_conf_escape(line + n, sizeof line - (size_t)n - 1, msg);
+    size_t len = strlen(line);
     line[len++] = '\n';
     fflush(stdout);
     /* One write, so that it never interleaves with log lines. */
