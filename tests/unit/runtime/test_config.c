@@ -488,7 +488,16 @@ Test(config, kafka_passthrough, .init = setup, .fini = teardown)
 Test(config, rocksdb_and_app_settings, .init = setup, .fini = teardown)
 {
     cr_assert_str_eq(set_ok("rocksdb.max_open_files", "512"), "512");
-    cr_assert_str_eq(set_ok("rocksdb.anything_goes", "  x  "), "  x  ");
+    /* rocksdb.<prop> is checked when set, whatever the store: a name the
+     * RocksDB store does not know is refused even while store=memory. */
+    cr_assert_str_eq(set_ok("store", "memory"), "memory");
+    set_bad("rocksdb.anything_goes", "  x  ", MPH_ERR_INVALID,
+            "rocksdb.anything_goes: unknown or unsupported option");
+    set_bad("rocksdb.max_open_files", "many", MPH_ERR_INVALID,
+            "rocksdb.max_open_files: \"many\" is not an integer");
+    set_ok("store", "rocksdb");
+    set_bad("rocksdb.write_bufer_size", "1m", MPH_ERR_INVALID, NULL);
+    cr_assert_str_eq(set_ok("rocksdb.write_buffer_size", "8m"), "8m");
     cr_assert_str_eq(set_ok("wordcount.input_topic", "words"), "words");
     cr_assert_str_eq(set_ok("wordcount.nested.name-2", ""), "");
     cr_assert_str_eq(set_ok("workers.x", "not an int"), "not an int");
@@ -571,7 +580,7 @@ Test(config, foreach_order_and_prefix, .init = setup, .fini = teardown)
     set_ok("kafka.linger.ms", "3");
     set_ok("app_id", "x");
     set_ok("kafka.acks", "all");
-    set_ok("rocksdb.max_open_files", "9");
+    set_ok("rocksdb.max_open_files", "90");
     set_ok("workers", "3");
 
     struct seen s = {0};
@@ -743,6 +752,82 @@ Test(config, load_file_bad, .init = setup, .fini = teardown)
         mph_conf_load_file(conf, "/nonexistent/mph.conf", err, sizeof err),
         MPH_ERR_IO);
     cr_assert_str_eq(err, "/nonexistent/mph.conf: No such file or directory");
+}
+
+/* A line longer than MPH_CONF_LINE_MAX is refused with its line number,
+ * without reading the rest of it (a file with no newline, /dev/zero, would
+ * otherwise grow memory without bound). */
+Test(config, load_file_caps_line_length, .init = setup, .fini = teardown)
+{
+    size_t n = MPH_CONF_LINE_MAX;
+    char *text = malloc(n + 64);
+    cr_assert_not_null(text);
+    /* A value that fits: the line is exactly MPH_CONF_LINE_MAX bytes. */
+    int head = snprintf(text, n + 64, "workers = 2\nwordcount.x = ");
+    memset(text + head, 'v', n - (size_t)(head - 12));
+    strcpy(text + head + (n - (size_t)(head - 12)), "\n");
+    char *path = write_temp(text);
+    cr_assert_eq(mph_conf_load_file(conf, path, err, sizeof err), MPH_OK, "%s",
+                 err);
+    cr_assert_eq(strlen(mph_conf_get(conf, "wordcount.x")), n - 14);
+    unlink(path);
+    free(path);
+
+    /* One byte more, and no newline at all after it. */
+    teardown();
+    setup();
+    text[head + (n - (size_t)(head - 12))] = 'v';
+    text[head + (n - (size_t)(head - 12)) + 1] = '\0';
+    load_bad(text, MPH_ERR_INVALID,
+             "2: line longer than 1048576 bytes (is it a config file?)");
+    cr_assert_not(mph_conf_is_set(conf, "workers"));
+    free(text);
+
+    cr_assert_eq(mph_conf_load_file(conf, "/dev/zero", err, sizeof err),
+                 MPH_ERR_INVALID);
+    cr_assert_str_eq(
+        err, "/dev/zero:1: line longer than 1048576 bytes (is it a config file?)");
+}
+
+/* Values echoed in errors cannot drive a terminal: control characters, DEL,
+ * C1 controls and invalid UTF-8 come back as \xNN. */
+Test(config, errors_escape_control_characters, .init = setup, .fini = teardown)
+{
+    char out[128];
+    cr_assert_str_eq(mph_conf_escape(out, sizeof out,
+                                     "a\x1b[2Jb\r\n\x7f \xc3\xa9\xc2\x9b\xff\\"),
+                     "a\\x1b[2Jb\\x0d\\x0a\\x7f \xc3\xa9\\xc2\\x9b\\xff\\");
+    char twice[128];
+    cr_assert_str_eq(mph_conf_escape(twice, sizeof twice, out), out,
+                     "escaping is idempotent");
+    cr_assert_str_eq(mph_conf_escape(out, 6, "abc\x1b"), "abc",
+                     "an escape that does not fit is left out whole");
+    cr_assert_str_eq(mph_conf_escape(out, sizeof out, "\xe2\x82\xac\xed\xa0\x80"),
+                     "\xe2\x82\xac\\xed\\xa0\\x80", "a surrogate is not UTF-8");
+
+    set_bad("app_id", "x\x1b[2J", MPH_ERR_INVALID,
+            "app_id: must contain only letters, digits, '.', '_' and '-', got "
+            "'x\\x1b[2J'");
+    set_bad("log_level", "\x1b]0;pwned\x07", MPH_ERR_INVALID,
+            "log_level: must be one of error|warn|info|debug, got "
+            "'\\x1b]0;pwned\\x07'");
+    set_bad("kafka.acks", "\x1b[2J", MPH_ERR_INVALID, NULL);
+    cr_assert_null(strchr(err, 0x1b), "%s", err);
+
+    char *path = write_temp("workers = 1\nbroker = \x1b[2J\n");
+    cr_assert_eq(mph_conf_load_file(conf, path, err, sizeof err),
+                 MPH_ERR_INVALID);
+    cr_assert_null(strchr(err, 0x1b), "%s", err);
+    cr_assert_not_null(strstr(err, "\\x1b[2J"), "%s", err);
+    unlink(path);
+    free(path);
+
+    clear_mephisto_env();
+    setenv("MEPHISTO_WORKERS", "\x1b[2J", 1);
+    cr_assert_eq(mph_conf_load_env(conf, err, sizeof err), MPH_ERR_INVALID);
+    unsetenv("MEPHISTO_WORKERS");
+    cr_assert_null(strchr(err, 0x1b), "%s", err);
+    cr_assert_not_null(strstr(err, "\\x1b[2J"), "%s", err);
 }
 
 Test(config, load_env_good, .init = setup, .fini = teardown)
