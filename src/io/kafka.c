@@ -136,6 +136,7 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 struct apply_ctx {
     rd_kafka_conf_t *kc;
+    const mph_conf_t *conf;
     char *errstr;
     size_t errstr_size;
     mph_err_t err;
@@ -154,21 +155,82 @@ static const struct {
     {"metadata.broker.list", "set broker instead"},
 };
 
+/* librdkafka properties a processing guarantee depends on: under the
+ * guarantee (NULL: under every guarantee) the property must keep the value
+ * need (as rd_kafka_conf_get() spells it). Names are librdkafka's canonical
+ * ones: "request.required.acks" and the "topic." prefix are read as the
+ * property they name. */
+static const struct {
+    const char *name;
+    const char *guarantee;
+    const char *need;
+    const char *use;
+    const char *why;
+} guarded[] = {
+    {"acks", NULL, "-1", "all", "records could be lost unacknowledged"},
+    {"enable.idempotence", NULL, "true", "true",
+     "a retried batch could be written twice or out of order"},
+    {"isolation.level", "exactly_once", "read_committed", "read_committed",
+     "records of aborted transactions would be read"},
+};
+
+/* Refuses name=value (a kafka.<prop> setting) when mephisto owns the
+ * property or when the value breaks conf's processing_guarantee. */
+static mph_err_t check_passthrough(const mph_conf_t *conf, const char *name, const char *value,
+                                   char *errstr, size_t errstr_size)
+{
+    const char *prop = name + 6; /* after "kafka." */
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        if (!strcmp(prop, reserved[i].name)) {
+            if (errstr && errstr_size)
+                snprintf(errstr, errstr_size, "%s: cannot be set: %s", name, reserved[i].why);
+            return MPH_ERR_INVALID;
+        }
+    }
+    const char *canon = strncmp(prop, "topic.", 6) == 0 ? prop + 6 : prop;
+    if (!strcmp(canon, "request.required.acks"))
+        canon = "acks";
+    const char *pg = mph_conf_get(conf, "processing_guarantee");
+    if (!pg || !*pg)
+        pg = "at_least_once";
+    for (size_t i = 0; i < sizeof guarded / sizeof guarded[0]; i++) {
+        if (strcmp(canon, guarded[i].name) != 0 ||
+            (guarded[i].guarantee && strcmp(pg, guarded[i].guarantee) != 0))
+            continue;
+        /* librdkafka's own reading of the value: "ALL", "t", "0" ... */
+        char got[64] = "";
+        size_t got_size = sizeof got;
+        rd_kafka_conf_t *probe = rd_kafka_conf_new();
+        bool ok = rd_kafka_conf_set(probe, prop, value, NULL, 0) == RD_KAFKA_CONF_OK &&
+                  rd_kafka_conf_get(probe, canon, got, &got_size) == RD_KAFKA_CONF_OK;
+        rd_kafka_conf_destroy(probe);
+        if (!ok || !strcmp(got, guarded[i].need))
+            return MPH_OK; /* a bad value is librdkafka's to refuse, below */
+        if (errstr && errstr_size) {
+            char v[128];
+            snprintf(errstr, errstr_size, "%s=%s: breaks processing_guarantee=%s (%s); use %s",
+                     name, mph_conf_escape(v, sizeof v, value), pg, guarded[i].why,
+                     guarded[i].use);
+        }
+        return MPH_ERR_INVALID;
+    }
+    return MPH_OK;
+}
+
 static void apply_passthrough(const char *name, const char *value, void *opaque)
 {
     struct apply_ctx *ctx = opaque;
     if (ctx->err != MPH_OK)
         return;
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
-        if (!strcmp(name + 6, reserved[i].name)) {
-            if (ctx->errstr && ctx->errstr_size)
-                snprintf(ctx->errstr, ctx->errstr_size, "%s: cannot be set: %s", name,
-                         reserved[i].why);
-            ctx->err = MPH_ERR_INVALID;
-            return;
-        }
+    ctx->err = check_passthrough(ctx->conf, name, value, ctx->errstr, ctx->errstr_size);
+    if (ctx->err == MPH_OK)
+        ctx->err = mph__kafka_conf_set(ctx->kc, name + 6, value, ctx->errstr, ctx->errstr_size);
+    if (ctx->err != MPH_OK && ctx->errstr && ctx->errstr_size) {
+        /* librdkafka's messages echo the value: no raw control bytes. */
+        char raw[512];
+        snprintf(raw, sizeof raw, "%s", ctx->errstr);
+        mph_conf_escape(ctx->errstr, ctx->errstr_size, raw);
     }
-    ctx->err = mph__kafka_conf_set(ctx->kc, name + 6, value, ctx->errstr, ctx->errstr_size);
 }
 
 rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf_t *conf,
@@ -229,7 +291,7 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
             goto fail;
     }
 
-    struct apply_ctx ctx = {kc, errstr, errstr_size, MPH_OK};
+    struct apply_ctx ctx = {kc, conf, errstr, errstr_size, MPH_OK};
     mph_conf_foreach(conf, "kafka.", apply_passthrough, &ctx);
     if (ctx.err)
         goto fail;

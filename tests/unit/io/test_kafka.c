@@ -104,3 +104,95 @@ Test(kafka, passthrough_applies_and_rejects, .timeout = 10)
     mph__kafka_env_destroy(env);
     mph_conf_destroy(conf);
 }
+
+/* Builds a client conf of role from conf; returns it (destroyed here) as a
+ * success flag, with the reason in err. */
+static bool conf_accepted(const mph_conf_t *conf, mph__kafka_role_t role, char *err, size_t size)
+{
+    mph__kafka_env_t *env = mph__kafka_env_new(conf, err, size);
+    cr_assert_not_null(env, "%s", err);
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(env, conf, role, err, size);
+    mph__kafka_env_destroy(env);
+    if (!kc)
+        return false;
+    rd_kafka_conf_destroy(kc);
+    return true;
+}
+
+/* Settings that would silently drop the guarantee in force are refused,
+ * naming the setting, its value and the guarantee, whatever the spelling
+ * librdkafka accepts for them. */
+Test(kafka, passthrough_refuses_what_breaks_the_guarantee, .timeout = 10)
+{
+    static const struct {
+        const char *name, *value, *want;
+    } bad[] = {
+        {"kafka.acks", "0",
+         "kafka.acks=0: breaks processing_guarantee=at_least_once (records could be lost "
+         "unacknowledged); use all"},
+        {"kafka.acks", "1", "kafka.acks=1: breaks processing_guarantee=at_least_once"},
+        {"kafka.request.required.acks", "0",
+         "kafka.request.required.acks=0: breaks processing_guarantee=at_least_once"},
+        {"kafka.topic.acks", "1", "kafka.topic.acks=1: breaks processing_guarantee=at_least_once"},
+        {"kafka.enable.idempotence", "false",
+         "kafka.enable.idempotence=false: breaks processing_guarantee=at_least_once (a retried "
+         "batch could be written twice or out of order); use true"},
+        {"kafka.enable.idempotence", "0",
+         "kafka.enable.idempotence=0: breaks processing_guarantee=at_least_once"},
+    };
+    char err[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int role = 0; role < 2; role++) {
+            mph_conf_t *conf = mph_conf_new();
+            cr_assert_eq(mph_conf_set(conf, "broker", "kafka://127.0.0.1:9", err, sizeof err),
+                         MPH_OK);
+            cr_assert_eq(mph_conf_set(conf, bad[i].name, bad[i].value, err, sizeof err), MPH_OK,
+                         "%s", err);
+            err[0] = '\0';
+            cr_expect_not(conf_accepted(conf,
+                                        role ? MPH__KAFKA_CONSUMER : MPH__KAFKA_PRODUCER, err,
+                                        sizeof err),
+                          "%s=%s accepted", bad[i].name, bad[i].value);
+            cr_expect(!strncmp(err, bad[i].want, strlen(bad[i].want)), "%s", err);
+            mph_conf_destroy(conf);
+        }
+    }
+
+    /* What keeps the guarantee is accepted, in any spelling. */
+    static const char *const good[][2] = {
+        {"kafka.acks", "all"},       {"kafka.acks", "-1"},
+        {"kafka.acks", "ALL"},       {"kafka.request.required.acks", "all"},
+        {"kafka.enable.idempotence", "true"},
+        {"kafka.isolation.level", "read_uncommitted"}, /* fine for at_least_once */
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        mph_conf_t *conf = mph_conf_new();
+        cr_assert_eq(mph_conf_set(conf, "broker", "kafka://127.0.0.1:9", err, sizeof err), MPH_OK);
+        cr_assert_eq(mph_conf_set(conf, good[i][0], good[i][1], err, sizeof err), MPH_OK, "%s",
+                     err);
+        cr_expect(conf_accepted(conf, MPH__KAFKA_PRODUCER, err, sizeof err), "%s=%s: %s",
+                  good[i][0], good[i][1], err);
+        mph_conf_destroy(conf);
+    }
+}
+
+/* exactly_once is refused when the app is created; the Kafka layer still
+ * refuses read_uncommitted for it, whichever order the settings came in. */
+Test(kafka, passthrough_refuses_read_uncommitted_under_exactly_once, .timeout = 10)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    cr_assert_eq(mph_conf_set(conf, "broker", "kafka://127.0.0.1:9", err, sizeof err), MPH_OK);
+    cr_assert_eq(mph_conf_set(conf, "kafka.isolation.level", "read_uncommitted", err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_expect_not(conf_accepted(conf, MPH__KAFKA_CONSUMER, err, sizeof err));
+    cr_expect_str_eq(err, "kafka.isolation.level=read_uncommitted: breaks "
+                          "processing_guarantee=exactly_once (records of aborted transactions "
+                          "would be read); use read_committed");
+    cr_assert_eq(mph_conf_set(conf, "kafka.isolation.level", "read_committed", err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_expect(conf_accepted(conf, MPH__KAFKA_CONSUMER, err, sizeof err), "%s", err);
+    mph_conf_destroy(conf);
+}
