@@ -39,6 +39,7 @@
 #include "runtime/msg.h"
 #include "runtime/opts.h"
 #include "runtime/table.h"
+#include "runtime/topic.h"
 #include "runtime/worker.h"
 
 /* ------------------------------------------------------------------ */
@@ -201,6 +202,12 @@ mph_table_t *mph_table_new(mph_app_t *app, const char *name, const mph_table_opt
         return NULL;
     }
     snprintf(t->changelog, cl, "%s-%s-changelog", app->app_id, name);
+    char why[512];
+    if (mph__topic_name_check(t->changelog, why, sizeof why) != MPH_OK) {
+        snprintf(errstr, errstr_size, "table: its changelog %s", why);
+        mph__table_free(t);
+        return NULL;
+    }
     t->index = (int)app->ntables;
     app->tables[app->ntables++] = t;
     return t;

@@ -7,8 +7,52 @@
 #include <ck_pr.h>
 
 #include "io/codec.h"
+#include "mephisto/conf.h"
 #include "runtime/app.h"
 #include "runtime/opts.h"
+#include "runtime/topic.h"
+
+mph_err_t mph__topic_name_check(const char *name, char *errstr, size_t errstr_size)
+{
+    char shown[96];
+    const char *why = NULL;
+    size_t len = name ? strlen(name) : 0;
+    size_t bad = 0;
+    if (len == 0)
+        why = "must not be empty";
+    else if (len > MPH__TOPIC_NAME_MAX)
+        why = "is longer than 249 characters";
+    else if (!strcmp(name, ".") || !strcmp(name, ".."))
+        why = "must not be '.' or '..'";
+    else
+        for (bad = 0; bad < len; bad++) {
+            unsigned char c = (unsigned char)name[bad];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-')) {
+                why = "";
+                break;
+            }
+        }
+    if (!why)
+        return MPH_OK;
+    if (errstr && errstr_size) {
+        mph_conf_escape(shown, sizeof shown, name ? name : "");
+        if (*why) {
+            snprintf(errstr, errstr_size,
+                     "topic '%s': %s (Kafka's rule: 1 to 249 letters, digits, '.', '_' and '-')",
+                     shown, why);
+        } else {
+            char c[8];
+            char one[2] = {name[bad], '\0'};
+            mph_conf_escape(c, sizeof c, one);
+            snprintf(errstr, errstr_size,
+                     "topic '%s': '%s' at position %zu is not allowed (Kafka's rule: 1 to 249 "
+                     "letters, digits, '.', '_' and '-')",
+                     shown, c, bad + 1);
+        }
+    }
+    return MPH_ERR_INVALID;
+}
 
 static const char *const policies[] = {"dead_letter", "skip", "fail", NULL};
 
@@ -177,10 +221,12 @@ mph_topic_t *mph_topic_new(mph_app_t *app, const char *name, const mph_topic_opt
         errstr = tmp;
         errstr_size = sizeof tmp;
     }
-    if (!app || !name || !*name || strlen(name) > 249) {
-        snprintf(errstr, errstr_size, "topic: a name of 1 to 249 characters is needed");
+    if (!app) {
+        snprintf(errstr, errstr_size, "topic: app is NULL");
         return NULL;
     }
+    if (mph__topic_name_check(name, errstr, errstr_size) != MPH_OK)
+        return NULL;
     if (ck_pr_load_int(&app->state) != APP_NEW) {
         snprintf(errstr, errstr_size, "topic %s: declare topics before the app starts", name);
         return NULL;

@@ -257,9 +257,42 @@ Test(cli, usage_errors_exit_2_with_one_line)
         {{"send", "t", "--file", "/nonexistent/lines", NULL},
          "/nonexistent/lines"},
         {{"send", "t", "v", "--set", "kafka.acks=maybe", NULL}, "kafka.acks"},
+        /* records sent to a mock cluster die with the command */
+        {{"send", "t", "v", "--broker", "mock://", NULL},
+         "send: broker mock://: a mock cluster lives only inside this command"},
+        {{"send", "t", "v", "--set", "broker=mock://3", NULL},
+         "broker mock://3: a mock cluster"},
+        /* Kafka's rule for topic names, and escaped control characters */
+        {{"send", "bad topic/name", "v", NULL},
+         "topic 'bad topic/name': ' ' at position 4 is not allowed"},
+        {{"send", "..", "v", NULL}, "topic '..': must not be '.' or '..'"},
+        {{"send", "t\x1b[2J", "v", NULL}, "topic 't\\x1b[2J': '\\x1b'"},
+        {{"worker", "--app", "x.so", "--set", "app_id=\x1b[2J", NULL},
+         "got '\\x1b[2J'"},
+        {{"worker", "--app", "x.so", "--bogus\x1b[2J", NULL},
+         "unknown option '--bogus\\x1b[2J'"},
+        /* rocksdb.<prop> is checked whatever the store */
+        {{"worker", "--app", "x.so", "--set", "rocksdb.no_such_option=1",
+          NULL},
+         "rocksdb.no_such_option: unknown or unsupported option"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_usage_error(cases[i].args, NULL, 2, cases[i].want);
+    expect_usage_error((const char *[]){"send", "t", "v", NULL},
+                       (const char *[]){"MEPHISTO_BROKER=mock://", NULL}, 2,
+                       "a mock cluster lives only inside this command");
+}
+
+/* No raw control character of a user's value reaches stderr. */
+Test(cli, errors_never_echo_control_characters)
+{
+    mph_cli_result_t r = run((const char *[]){
+        "send", "t\x1b[2J\r\x7f", "v", "--set", "kafka.acks=\x1b]0;x\x07", NULL});
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    for (const char *c = r.err; *c; c++)
+        cr_expect(*c == '\n' || ((unsigned char)*c >= 0x20 && *c != 0x7f),
+                  "raw byte 0x%02x in: %s", (unsigned char)*c, r.err);
+    mph_cli_result_free(&r);
 }
 
 Test(cli, bad_config_file_and_environment_exit_2)
@@ -273,6 +306,11 @@ Test(cli, bad_config_file_and_environment_exit_2)
     fclose(f);
     char want[PATH_MAX + 64];
     snprintf(want, sizeof want, "%s:2: workers: must be an integer", conf);
+    /* a file without newlines cannot grow memory: its line is capped */
+    expect_usage_error((const char *[]){"worker", "--app", "x.so", "-c",
+                                        "/dev/zero", NULL},
+                       NULL, 2,
+                       "/dev/zero:1: line longer than 1048576 bytes");
     expect_usage_error(
         (const char *[]){"worker", "--app", "x.so", "-c", conf, NULL}, NULL, 2,
         want);
@@ -728,4 +766,55 @@ Test(cli_broker, send_to_a_missing_topic_exits_4)
     cr_expect_not_null(strstr(line, "does not exist"), "%s", line);
     free(line);
     mph_cli_result_free(&r);
+}
+
+/* A --file line is one record, so it may be no longer than
+ * kafka.message.max.bytes: a longer one (a file without newlines,
+ * /dev/zero) is refused with its file and line number instead of being read
+ * into memory without bound. */
+Test(cli_broker, send_file_caps_line_length)
+{
+    need_real_broker();
+    char topic[128], dir[PATH_MAX], path[PATH_MAX + 16];
+    mph_test_unique("cli-long", topic, sizeof topic);
+    mph_test_create_topic(cluster, topic, 1);
+    cr_assert_not_null(mph_test_tmpdir("clilong", dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/lines", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("one\ntwo\n", f);
+    for (int i = 0; i < 1500; i++)
+        fputc('x', f);
+    fclose(f);
+
+    mph_cli_result_t r = run((const char *[]){
+        "send", topic, "--broker", cluster->broker, "--set",
+        "kafka.message.max.bytes=1000", "--file", path, NULL});
+    cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "send: %s:3: line longer than 1000 bytes", path);
+    cr_expect_not_null(strstr(r.err, want), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "(2 records sent before it)"), "%s",
+                       r.err);
+    mph_cli_result_free(&r);
+
+    /* repeated: the file is read whole first, and refused before sending */
+    r = run((const char *[]){"send", topic, "--broker", cluster->broker,
+                             "--set", "kafka.message.max.bytes=1000", "--file",
+                             path, "--repeat", "2", NULL});
+    cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+    cr_expect_not_null(strstr(r.err, want), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "(0 records sent before it)"), "%s",
+                       r.err);
+    mph_cli_result_free(&r);
+
+    r = run_env((const char *[]){"send", topic, "--broker", cluster->broker,
+                                 "--file", "/dev/zero", NULL},
+                NULL, NULL, 60000);
+    cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
+    cr_expect_not_null(
+        strstr(r.err, "send: /dev/zero:1: line longer than 1000000 bytes"),
+        "%s", r.err);
+    mph_cli_result_free(&r);
+    mph_test_rmrf(dir);
 }

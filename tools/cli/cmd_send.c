@@ -68,7 +68,10 @@ void mph__cli_send_help(FILE *out)
         "                         murmur2 as the Java client; spread when no "
         "key)\n"
         "  -H, --header NAME=VALUE  a header on every record, repeatable\n"
-        "  -f, --file FILE        send each line of FILE; '-' is stdin\n"
+        "  -f, --file FILE        send each line of FILE; '-' is stdin. A "
+        "line may\n"
+        "                         hold at most kafka.message.max.bytes "
+        "(1000000) bytes\n"
         "  -n, --repeat N         send the values (or the file's lines) N "
         "times\n"
         "  -c, --config FILE      read settings from FILE (\"name = value\" "
@@ -82,7 +85,11 @@ void mph__cli_send_help(FILE *out)
         "MEPHISTO_<NAME>\n"
         "environment variables, flags. send always runs as app_id "
         "mephisto-send with\n"
-        "one worker thread and no web server; it joins no consumer group.\n"
+        "one worker thread and no web server; it joins no consumer group. "
+        "It needs a\n"
+        "real broker: a mock:// cluster would end with the command, and its "
+        "records\n"
+        "with it.\n"
         "\n"
         "Exit status:\n"
         "  0    every record was acknowledged by the broker\n"
@@ -127,6 +134,7 @@ typedef struct send_job {
     const char *conf_file;
     mph_cli_setting_t *flags;
     size_t nflags;
+    size_t line_max; /* longest line of --file: kafka.message.max.bytes */
 } send_job_t;
 
 static void job_free(send_job_t *job)
@@ -286,15 +294,73 @@ static bool send_one(sender_t *s, const char *value, size_t len)
     return true;
 }
 
-/* Reads every line of f (without its newline) into *lines. */
-static bool read_lines(FILE *f, char ***lines, size_t **lens, size_t *n)
+/* getline() with a limit: one line (with its newline, if any) into *buf.
+ * Returns its length, -1 at the end of the file, on a read error or out of
+ * memory (errno says which; nothing read), or -2 when more than max bytes
+ * come before the newline: the rest of the line is not read, so a file
+ * without newlines (/dev/zero) cannot grow memory past max. */
+static ssize_t getline_max(char **buf, size_t *cap, FILE *f, size_t max)
+{
+    size_t len = 0;
+    int c;
+    errno = 0;
+    flockfile(f);
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (len + 2 > *cap) {
+            size_t ncap = *cap ? *cap * 2 : 4096;
+            if (ncap > max + 2)
+                ncap = max + 2;
+            char *nb = realloc(*buf, ncap);
+            if (!nb) {
+                funlockfile(f);
+                errno = ENOMEM;
+                return -1;
+            }
+            *buf = nb;
+            *cap = ncap;
+        }
+        (*buf)[len++] = (char)c;
+        if (c == '\n')
+            break;
+        if (len > max) {
+            funlockfile(f);
+            return -2;
+        }
+    }
+    funlockfile(f);
+    if (len == 0)
+        return -1;
+    (*buf)[len] = '\0';
+    return (ssize_t)len;
+}
+
+/* The file's name for messages. */
+static const char *file_label(const send_job_t *job)
+{
+    return strcmp(job->file, "-") == 0 ? "stdin" : job->file;
+}
+
+static void line_too_long(const send_job_t *job, long lineno, long sent)
+{
+    mph__cli_error("send: %s:%ld: line longer than %zu bytes, the largest "
+                   "record kafka.message.max.bytes allows; nothing sent from "
+                   "this line on (%ld record%s sent before it)",
+                   file_label(job), lineno, job->line_max, sent,
+                   sent == 1 ? "" : "s");
+}
+
+/* Reads every line of f (without its newline) into *lines; -2 with the
+ * line's number in *n when one is longer than max, -1 out of memory or
+ * on a read error. */
+static int read_lines(FILE *f, size_t max, char ***lines, size_t **lens,
+                      size_t *n)
 {
     size_t cap = 0;
     char *line = NULL;
     size_t linecap = 0;
     ssize_t len;
     *n = 0;
-    while ((len = getline(&line, &linecap, f)) >= 0) {
+    while ((len = getline_max(&line, &linecap, f, max)) >= 0) {
         if (len > 0 && line[len - 1] == '\n')
             len--;
         if (*n == cap) {
@@ -316,10 +382,14 @@ static bool read_lines(FILE *f, char ***lines, size_t **lens, size_t *n)
         (*lens)[(*n)++] = (size_t)len;
     }
     free(line);
-    return true;
+    if (len == -2) {
+        (*n)++; /* the number of the long line; lines before are freed */
+        return -2;
+    }
+    return errno == ENOMEM ? -1 : 0;
 fail_line:
     free(line);
-    return false;
+    return -1;
 }
 
 /* Sends the file's lines job->repeat times: streamed once, or kept in
@@ -333,18 +403,32 @@ static int send_file(sender_t *s)
         char *line = NULL;
         size_t cap = 0;
         ssize_t len;
-        while ((len = getline(&line, &cap, f)) >= 0) {
+        long lineno = 0;
+        while ((len = getline_max(&line, &cap, f, job->line_max)) >= 0) {
+            lineno++;
             if (len > 0 && line[len - 1] == '\n')
                 len--;
             if (!send_one(s, line, (size_t)len))
                 break;
         }
         free(line);
+        if (len == -2) {
+            line_too_long(job, lineno + 1, s->sent);
+            rc = MPH_CLI_EXIT_FAILED;
+        } else if (len == -1 && errno == ENOMEM) {
+            mph__cli_error("send: %s: out of memory", file_label(job));
+            rc = MPH_CLI_EXIT_FAILED;
+        }
     } else {
         char **lines = NULL;
         size_t *lens = NULL, n = 0;
-        if (!read_lines(f, &lines, &lens, &n)) {
-            mph__cli_error("send: %s: out of memory", job->file);
+        int r = read_lines(f, job->line_max, &lines, &lens, &n);
+        if (r == -2) {
+            line_too_long(job, (long)n, 0);
+            rc = MPH_CLI_EXIT_FAILED;
+            n--;
+        } else if (r < 0 && !ferror(f)) {
+            mph__cli_error("send: %s: out of memory", file_label(job));
             rc = MPH_CLI_EXIT_FAILED;
         }
         for (long long r = 0; rc == MPH_CLI_EXIT_OK && r < job->repeat; r++)
@@ -423,6 +507,19 @@ int mph__cli_send(int argc, char **argv)
         mph__cli_conf_build(dflts, job.conf_file, job.flags, job.nflags);
     if (!conf)
         goto out_job;
+    const char *broker = mph_conf_get(conf, "broker");
+    if (broker && strncmp(broker, "mock://", 7) == 0) {
+        mph__cli_error("send: broker %s: a mock cluster lives only inside "
+                       "this command and ends with it, so the records would "
+                       "go nowhere; give a real broker (kafka://host:port)",
+                       broker);
+        mph_conf_destroy(conf);
+        goto out_job;
+    }
+    /* A line of --file is one record: none may be larger than librdkafka
+     * lets a message be. */
+    job.line_max =
+        (size_t)mph_conf_get_int(conf, "kafka.message.max.bytes", 1000000);
     /* What send is, whatever the sources said. */
     static const char *const fixed[] = {"app_id", "mephisto-send", "workers",
                                         "1",      "web_enabled",   "false",
