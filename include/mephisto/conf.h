@@ -114,6 +114,11 @@ MPH_EXPORT void mph_conf_foreach(const mph_conf_t *conf, const char *prefix,
  * user values through this. @locality any */
 MPH_EXPORT char *mph_conf_escape(char *dst, size_t dst_size, const char *src);
 
+/* The file that marks <datadir>/<app_id> as an app's local state: written
+ * when the app first creates the directory, and what `mephisto reset`
+ * looks for before it deletes anything. */
+#define MPH_CONF_STATE_MARKER ".mephisto-state"
+
 /* Longest line of a config file, in bytes (newline excluded): a longer line
  * (a file with no newline, /dev/zero) is refused as
  * "<path>:<line>: line longer than 1048576 bytes" instead of read into

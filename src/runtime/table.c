@@ -381,7 +381,10 @@ mph_err_t mph__tables_worker_open(mph__worker_t *w, char *errstr, size_t errstr_
             continue;
         char dir[4096], appdir[4096];
         snprintf(appdir, sizeof appdir, "%s/%s", datadir && *datadir ? datadir : ".", app->app_id);
-        mph_err_t err = mph__rstore_path(dir, sizeof dir, appdir, t->name, w->index);
+        mph_err_t err = mph__rstore_claim_dir(appdir, app->app_id, errstr, errstr_size);
+        if (err)
+            return err; /* the marker `mephisto reset` looks for */
+        err = mph__rstore_path(dir, sizeof dir, appdir, t->name, w->index);
         if (err) {
             snprintf(errstr, errstr_size, "table %s: datadir path too long", t->name);
             return err;

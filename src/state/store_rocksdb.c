@@ -86,8 +86,12 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <rocksdb/c.h>
 
+#include "mephisto/conf.h"
 #include "state/store_rocksdb.h"
 
 #define NS_META         0x00
@@ -694,6 +698,44 @@ static mph_err_t make_dirs(const char *dir, char *errstr, size_t errstr_size)
     }
     free(path);
     return rc;
+}
+
+mph_err_t mph__rstore_claim_dir(const char *dir, const char *app_id,
+                                char *errstr, size_t errstr_size)
+{
+    char path[PATH_MAX], text[512];
+    mph_err_t rc = make_dirs(dir, errstr, errstr_size);
+    if (rc != MPH_OK)
+        return rc;
+    int n = snprintf(path, sizeof path, "%s/%s", dir, MPH_CONF_STATE_MARKER);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        set_err(errstr, errstr_size, "state directory %s: path too long", dir);
+        return MPH_ERR_IO;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EEXIST)
+        return MPH_OK;
+    int len = snprintf(text, sizeof text,
+                       "mephisto state of app %s: RocksDB table shards in "
+                       "<table>/w<worker>/.\n"
+                       "`mephisto reset` deletes only a directory holding "
+                       "this file.\n",
+                       app_id ? app_id : "");
+    if (len < 0 || (size_t)len >= sizeof text)
+        len = (int)strlen(text);
+    int e = fd < 0 ? errno : 0;
+    if (fd >= 0) {
+        errno = 0;
+        if (write(fd, text, (size_t)len) != (ssize_t)len)
+            e = errno ? errno : EIO;
+        if (close(fd) != 0 && !e)
+            e = errno;
+    }
+    if (e) {
+        set_err(errstr, errstr_size, "cannot write %s: %s", path, strerror(e));
+        return e == ENOSPC ? MPH_ERR_DISK_FULL : MPH_ERR_IO;
+    }
+    return MPH_OK;
 }
 
 mph__rstore_t *mph__rstore_open(mph__rstore_env_t *env, const char *dir,

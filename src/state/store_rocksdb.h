@@ -95,6 +95,17 @@ typedef struct mph__rstore mph__rstore_t;
 mph_err_t mph__rstore_path(char *buf, size_t size, const char *datadir,
                            const char *table, int worker);
 
+/* Claims dir (<datadir>/<app_id>) as an app's state directory: creates it
+ * and its missing parents, and in it the marker file MPH_CONF_STATE_MARKER
+ * (mephisto/conf.h) holding a line about app_id, unless it exists. Only a
+ * directory carrying the marker is deleted by `mephisto reset`. Safe to call
+ * from several threads at once (the marker is created exclusively). Errors:
+ * MPH_ERR_IO (MPH_ERR_DISK_FULL when no space is left) with "cannot create
+ * state directory ..." or "cannot write <marker>: <reason>" in errstr.
+ * @locality any */
+mph_err_t mph__rstore_claim_dir(const char *dir, const char *app_id,
+                                char *errstr, size_t errstr_size);
+
 /* Opens (creating it and its missing parents) the instance in dir. env is
  * borrowed and must outlive the store; dir is copied. Returns NULL with
  * errstr set: MPH_ERR_IO-class failure to create the directory, a locked

@@ -446,6 +446,210 @@ Test(cli, settings_precedence_file_env_flags)
     mph_test_rmrf(dir);
 }
 
+/* ---- settings that break the processing guarantee ---- */
+
+Test(cli, settings_that_break_the_guarantee_are_refused)
+{
+    char dir[PATH_MAX], conf[PATH_MAX + 16];
+    cr_assert_not_null(mph_test_tmpdir("cliguar", dir, sizeof dir));
+    snprintf(conf, sizeof conf, "%s/g.conf", dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fputs("kafka.request.required.acks = 1\n", f);
+    fclose(f);
+    const char *plugin = forward_plugin();
+    static const char *const want_acks =
+        "kafka.acks=0: breaks processing_guarantee=at_least_once (records "
+        "could be lost unacknowledged); use all";
+    /* --set, the environment and a config file all reach the check */
+    mph_cli_result_t r = run((const char *[]){
+        "worker", "--app", plugin, "--broker", "mock://", "--without-web",
+        "--set", "kafka.acks=0", NULL});
+    cr_expect_eq(r.status, 4, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, want_acks), "%s", r.err);
+    mph_cli_result_free(&r);
+    r = run_env((const char *[]){"worker", "--app", plugin, "--broker",
+                                 "mock://", "--without-web", NULL},
+                (const char *[]){"MEPHISTO_KAFKA__ENABLE__IDEMPOTENCE=false",
+                                 NULL},
+                NULL, 30000);
+    cr_expect_eq(r.status, 4, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "kafka.enable.idempotence=false: breaks "
+                                     "processing_guarantee=at_least_once"),
+                       "%s", r.err);
+    mph_cli_result_free(&r);
+    r = run((const char *[]){"worker", "--app", plugin, "--broker", "mock://",
+                             "--without-web", "-c", conf, NULL});
+    cr_expect_eq(r.status, 4, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "kafka.request.required.acks=1: breaks "
+                                     "processing_guarantee=at_least_once"),
+                       "%s", r.err);
+    mph_cli_result_free(&r);
+    /* send goes through the same producer settings */
+    r = run((const char *[]){"send", "t", "v", "--broker",
+                             "kafka://127.0.0.1:1", "--set", "kafka.acks=0",
+                             NULL});
+    cr_expect_neq(r.status, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, want_acks), "%s", r.err);
+    mph_cli_result_free(&r);
+    mph_test_rmrf(dir);
+}
+
+/* ---- reset deletes only mephisto's state ---- */
+
+static void put_file(const char *dir, const char *rel, const char *text)
+{
+    char p[PATH_MAX + 256];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f, "%s: %s", p, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+static void put_dir(const char *dir, const char *rel)
+{
+    char p[PATH_MAX + 256];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    cr_assert_eq(mkdir(p, 0700), 0, "%s: %s", p, strerror(errno));
+}
+
+static bool exists(const char *dir, const char *rel)
+{
+    char p[PATH_MAX + 256];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+static mph_cli_result_t reset_app(const char *dir, const char *app_id)
+{
+    char set[300];
+    snprintf(set, sizeof set, "app_id=%s", app_id);
+    return run((const char *[]){"reset", "--set", set, "--datadir", dir,
+                                "--yes", NULL});
+}
+
+Test(cli, reset_deletes_only_what_carries_mephistos_marker)
+{
+    char dir[PATH_MAX];
+    cr_assert_not_null(mph_test_tmpdir("clirsm", dir, sizeof dir));
+
+    /* A folder of photos where <datadir>/<app_id> points: untouched. */
+    put_dir(dir, "Photos");
+    put_dir(dir, "Photos/2019");
+    put_file(dir, "Photos/beach.jpg", "jpeg");
+    put_file(dir, "Photos/2019/w0.jpg", "jpeg");
+    mph_cli_result_t r = reset_app(dir, "Photos");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "holds what is not mephisto state"),
+                       "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "beach.jpg"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "nothing deleted"), "%s", r.err);
+    cr_expect_str_empty(r.out);
+    mph_cli_result_free(&r);
+    cr_expect(exists(dir, "Photos/beach.jpg") &&
+              exists(dir, "Photos/2019/w0.jpg"));
+
+    /* An empty folder without the marker is not mephisto's either. */
+    put_dir(dir, "empty");
+    r = reset_app(dir, "empty");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "holds no mephisto state (no "
+                                     ".mephisto-state marker"),
+                       "%s", r.err);
+    mph_cli_result_free(&r);
+    cr_expect(exists(dir, "empty"));
+
+    /* The marker and shards, plus one file of someone else's: refused, and
+     * the stray is named. */
+    put_dir(dir, "app");
+    put_file(dir, "app/.mephisto-state", "mephisto state of app app\n");
+    put_dir(dir, "app/counts");
+    put_dir(dir, "app/counts/w0");
+    put_file(dir, "app/counts/w0/CURRENT", "MANIFEST-000005\n");
+    put_file(dir, "app/counts/w0/000004.log", "x");
+    put_file(dir, "app/counts/w0/notes.txt", "mine");
+    r = reset_app(dir, "app");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "counts/w0/notes.txt"), "%s", r.err);
+    mph_cli_result_free(&r);
+    cr_expect(exists(dir, "app/counts/w0/notes.txt"));
+
+    /* A symbolic link inside is not followed, and refused. */
+    char p[PATH_MAX + 64], target[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/app/counts/w0/notes.txt", dir);
+    cr_assert_eq(unlink(p), 0);
+    snprintf(target, sizeof target, "%s/Photos", dir);
+    snprintf(p, sizeof p, "%s/app/counts/w0/OPTIONS-000007", dir);
+    cr_assert_eq(symlink(target, p), 0);
+    r = reset_app(dir, "app");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "counts/w0/OPTIONS-000007"), "%s", r.err);
+    mph_cli_result_free(&r);
+    cr_assert_eq(unlink(p), 0);
+
+    /* Only the marker and RocksDB's files: deleted. */
+    put_file(dir, "app/counts/w0/OPTIONS-000007", "x");
+    r = reset_app(dir, "app");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "deleted "), "%s", r.out);
+    mph_cli_result_free(&r);
+    cr_expect_not(exists(dir, "app"));
+
+    /* State written before the marker existed: recognised by its layout. */
+    put_dir(dir, "old");
+    put_dir(dir, "old/word_counts");
+    put_dir(dir, "old/word_counts/w0");
+    put_dir(dir, "old/word_counts/w1");
+    put_file(dir, "old/word_counts/w0/CURRENT", "MANIFEST-000005\n");
+    put_file(dir, "old/word_counts/w0/IDENTITY", "id\n");
+    put_file(dir, "old/word_counts/w0/LOCK", "");
+    put_file(dir, "old/word_counts/w0/LOG", "");
+    put_file(dir, "old/word_counts/w0/LOG.old.1700000000000000", "");
+    put_file(dir, "old/word_counts/w0/MANIFEST-000005", "");
+    put_file(dir, "old/word_counts/w0/000009.sst", "");
+    put_file(dir, "old/word_counts/w1/CURRENT", "MANIFEST-000005\n");
+    r = reset_app(dir, "old");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    mph_cli_result_free(&r);
+    cr_expect_not(exists(dir, "old"));
+    cr_expect(exists(dir, "Photos/beach.jpg"));
+    mph_test_rmrf(dir);
+}
+
+/* A worker that keeps rocksdb tables marks its state directory, so reset
+ * recognises it. */
+Test(cli, worker_marks_its_state_directory_for_reset)
+{
+    char dir[PATH_MAX];
+    cr_assert_not_null(mph_test_tmpdir("climark", dir, sizeof dir));
+    mph_cli_proc_t p;
+    spawn(&p,
+          (const char *[]){"worker", "--app", mph_cli_plugin("wordcount"),
+                           "--broker", "mock://", "--without-web", "--workers",
+                           "1", "--set", "store=rocksdb", "--datadir", dir,
+                           NULL},
+          NULL, NULL);
+    wait_for_log(&p, "worker running", 30000);
+    kill(p.pid, SIGTERM);
+    mph_cli_result_t r = mph_cli_finish(&p, 30000);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    mph_cli_result_free(&r);
+    cr_expect(exists(dir, "wordcount/.mephisto-state"));
+    char marker[PATH_MAX + 64];
+    snprintf(marker, sizeof marker, "%s/wordcount/.mephisto-state", dir);
+    char *text = mph_cli_slurp(marker);
+    cr_expect_not_null(strstr(text, "mephisto state of app wordcount"), "%s",
+                       text);
+    free(text);
+    r = reset_app(dir, "wordcount");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    mph_cli_result_free(&r);
+    cr_expect_not(exists(dir, "wordcount"));
+    mph_test_rmrf(dir);
+}
+
 /* ---- signals ---- */
 
 static const char *const *mock_worker_args(void)

@@ -5,12 +5,21 @@
  * instance per rocksdb table and worker, see table.h). Deleting it loses
  * nothing the broker does not have: each table is rebuilt from its
  * changelog at the next start. The command therefore only has to be sure
- * of three things before it deletes:
+ * of four things before it deletes:
  *
  *   - the directory is the app's: app_id comes from the settings, or from
  *     the plugin's file name as for `mephisto worker` (the plugin is not
  *     loaded, so a broken plugin's state can be reset too), and "." and
  *     ".." are refused;
+ *   - the directory holds mephisto's state and nothing else: a worker that
+ *     creates it writes the marker file MPH_CONF_STATE_MARKER into it, and
+ *     every other entry must be a table directory of RocksDB instances,
+ *     <table>/w<N>/, holding only files RocksDB names (CURRENT, LOCK,
+ *     *.sst ...). Directories written before the marker existed are
+ *     recognised by that layout alone, when it holds at least one
+ *     instance. Anything else inside (a photo, a symbolic link, a stray
+ *     directory) stops the reset and is listed: a mistyped datadir or
+ *     app_id must never delete a user's files;
  *   - no worker is using it: RocksDB holds an fcntl() write lock on each
  *     instance's LOCK file while open, so every LOCK file of the tree is
  *     tested with F_GETLK and a held one stops the reset;
@@ -30,6 +39,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <dirent.h>
 
 #include "cli.h"
 #include "plugin.h"
@@ -54,7 +65,12 @@ void mph__cli_reset_help(FILE *out)
         "table shards). Nothing on the broker is touched: at the next start "
         "every\n"
         "table is rebuilt from its changelog. Refuses while a worker holds "
-        "the state.\n"
+        "the state,\n"
+        "and refuses a directory that is not mephisto state: it must carry "
+        "the marker\n"
+        "file " MPH_CONF_STATE_MARKER " (or, written by an older version, "
+        "hold RocksDB shards\n"
+        "<table>/w<N>/) and nothing else.\n"
         "On a terminal it asks first; otherwise it deletes only with --yes.\n"
         "\n"
         "Options:\n"
@@ -71,7 +87,8 @@ void mph__cli_reset_help(FILE *out)
         "\n"
         "Exit status:\n"
         "  0    deleted, or there was nothing to delete\n"
-        "  1    not confirmed, a worker holds the state, or deleting failed\n"
+        "  1    not confirmed, a worker holds the state, the directory is not\n"
+        "       (only) mephisto state, or deleting failed\n"
         "  2    bad usage or settings; no --yes and stdin is not a terminal\n");
 }
 
@@ -150,6 +167,167 @@ static bool confirm(const char *app_id, const char *dir, const survey_t *s)
         return false;
     line[strcspn(line, "\r\n")] = '\0';
     return strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
+}
+
+/* ---- is it mephisto's state, and only that? ---- */
+
+/* What the check of the tree found. */
+typedef struct verdict {
+    bool marker;   /* MPH_CONF_STATE_MARKER is there, a regular file */
+    long stores;   /* RocksDB instances <table>/w<N>/ with a file in them */
+    long strays;   /* entries that are not mephisto's */
+    char list[1024]; /* the first of them, for the message */
+} verdict_t;
+
+static void stray(verdict_t *v, const char *rel, const char *what)
+{
+    size_t used = strlen(v->list);
+    if (v->strays++ < 5 && used + 8 < sizeof v->list)
+        snprintf(v->list + used, sizeof v->list - used, "%s%s%s",
+                 used ? ", " : "", rel, what);
+}
+
+/* A file name RocksDB writes into an instance directory. */
+static bool rocksdb_file(const char *name)
+{
+    static const char *const exact[] = {"CURRENT", "IDENTITY", "LOCK", "LOG"};
+    static const char *const prefix[] = {"LOG.old.", "MANIFEST-", "OPTIONS-"};
+    static const char *const suffix[] = {".sst", ".log", ".blob", ".ldb",
+                                         ".dbtmp"};
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (strcmp(name, exact[i]) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof prefix / sizeof prefix[0]; i++)
+        if (strncmp(name, prefix[i], strlen(prefix[i])) == 0)
+            return true;
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        size_t sl = strlen(suffix[i]);
+        if (len > sl && strcmp(name + len - sl, suffix[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* "w" and digits: a worker's instance directory. */
+static bool worker_dir_name(const char *name)
+{
+    if (name[0] != 'w' || !name[1])
+        return false;
+    for (const char *c = name + 1; *c; c++)
+        if (*c < '0' || *c > '9')
+            return false;
+    return true;
+}
+
+/* Entry type without following links: 'd' directory, 'f' regular file,
+ * 'o' anything else (a link, a device, a socket), 0 when it is gone. */
+static char entry_type(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    return S_ISDIR(st.st_mode) ? 'd' : S_ISREG(st.st_mode) ? 'f' : 'o';
+}
+
+/* Calls fn for each entry of dir but . and ..; false if dir cannot be read
+ * (recorded as a stray). */
+static bool each_entry(const char *dir, const char *rel, verdict_t *v,
+                       void (*fn)(const char *dir, const char *rel,
+                                  const char *name, verdict_t *v))
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        stray(v, rel[0] ? rel : ".", " (unreadable)");
+        return false;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        fn(dir, rel, e->d_name, v);
+    }
+    closedir(d);
+    return true;
+}
+
+static void check_store_entry(const char *dir, const char *rel,
+                              const char *name, verdict_t *v)
+{
+    char path[PATH_MAX], r[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(r, sizeof r, "%s/%s", rel, name);
+    char t = entry_type(path);
+    if (t == 'f' && rocksdb_file(name))
+        return;
+    if (t != 0)
+        stray(v, r, t == 'd' ? "/" : "");
+}
+
+static void check_table_entry(const char *dir, const char *rel,
+                              const char *name, verdict_t *v)
+{
+    char path[PATH_MAX], r[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(r, sizeof r, "%s/%s", rel, name);
+    char t = entry_type(path);
+    if (t == 'd' && worker_dir_name(name)) {
+        long before = v->strays;
+        DIR *d = opendir(path);
+        bool any = false;
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL)
+                any |= e->d_name[0] != '.';
+            closedir(d);
+        }
+        if (each_entry(path, r, v, check_store_entry) && any &&
+            v->strays == before)
+            v->stores++;
+        return;
+    }
+    if (t != 0)
+        stray(v, r, t == 'd' ? "/" : "");
+}
+
+static void check_top_entry(const char *dir, const char *rel,
+                            const char *name, verdict_t *v)
+{
+    (void)rel;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char t = entry_type(path);
+    if (strcmp(name, MPH_CONF_STATE_MARKER) == 0 && t == 'f') {
+        v->marker = true;
+        return;
+    }
+    if (t == 'd')
+        each_entry(path, name, v, check_table_entry);
+    else if (t != 0)
+        stray(v, name, "");
+}
+
+/* Refuses (printing why, returning false) unless dir holds mephisto's state
+ * and nothing else. */
+static bool is_mephisto_state(const char *dir)
+{
+    verdict_t v;
+    memset(&v, 0, sizeof v);
+    each_entry(dir, "", &v, check_top_entry);
+    if (v.strays) {
+        mph__cli_error("reset: %s holds what is not mephisto state: %s%s; "
+                       "nothing deleted (check datadir and app_id, or move "
+                       "those away)",
+                       dir, v.list, v.strays > 5 ? " ..." : "");
+        return false;
+    }
+    if (!v.marker && v.stores == 0) {
+        mph__cli_error("reset: %s holds no mephisto state (no %s marker "
+                       "and no RocksDB table shards); nothing deleted",
+                       dir, MPH_CONF_STATE_MARKER);
+        return false;
+    }
+    return true;
 }
 
 /* Reads the flags. Returns -1 to go on, else an exit code. */
@@ -265,6 +443,10 @@ int mph__cli_reset(int argc, char **argv)
     if (!S_ISDIR(st.st_mode)) {
         mph__cli_error("reset: %s is not a directory%s; not touched", dir,
                        S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
+        rc = MPH_CLI_EXIT_FAILED;
+        goto out_conf;
+    }
+    if (!is_mephisto_state(dir)) {
         rc = MPH_CLI_EXIT_FAILED;
         goto out_conf;
     }
