@@ -182,8 +182,11 @@ static const struct prop props[] = {
      .values = "a non-empty path",
      .doc = "Directory for local state, created if missing: each `rocksdb` "
             "table keeps one RocksDB instance per worker in "
-            "`<datadir>/<table>/w<worker>/`. Relative paths are relative to "
-            "the working directory."},
+            "`<datadir>/<app_id>/<table>/w<worker>/`, and the app marks "
+            "`<datadir>/<app_id>/` as its own with the file "
+            "`.mephisto-state` (`mephisto reset` deletes only a directory "
+            "that carries it). Relative paths are relative to the working "
+            "directory."},
     {.name = "store",
      .type = T_ENUM,
      .dflt = "memory",
@@ -1776,11 +1779,17 @@ static void print_text(FILE *out)
     fput_wrapped(out,
                  "kafka.<prop>: a librdkafka property (see librdkafka's "
                  "CONFIGURATION.md), checked by librdkafka when set and given "
-                 "to the Kafka clients mephisto creates.",
+                 "to the Kafka clients mephisto creates. Refused when a "
+                 "client is made: properties mephisto owns (group.id, "
+                 "enable.auto.commit, ...), and values that break "
+                 "processing_guarantee (acks other than all, "
+                 "enable.idempotence=false; isolation.level=read_uncommitted "
+                 "under exactly_once).",
                  2, 4, 78);
     fput_wrapped(out,
                  "rocksdb.<prop>: a RocksDB option for the state stores, "
-                 "checked by RocksDB when a table opens.",
+                 "one of those mephisto supports, checked when set whatever "
+                 "store is.",
                  2, 4, 78);
     fput_wrapped(out,
                  "<app>.<name>: any other dotted name, the app's own "
@@ -1852,9 +1861,21 @@ static void print_markdown(FILE *out)
           "| `kafka.<prop>` | A librdkafka property (see librdkafka's "
           "`CONFIGURATION.md`), given verbatim to the Kafka clients mephisto "
           "creates. librdkafka checks it when it is set, so a bad property or "
-          "value is rejected with librdkafka's reason. |\n"
-          "| `rocksdb.<prop>` | A RocksDB option for the state stores, stored "
-          "as a string and checked by RocksDB when a table opens. |\n"
+          "value is rejected with librdkafka's reason. When a client is made, "
+          "properties mephisto owns (`group.id`, `bootstrap.servers`, "
+          "`enable.auto.commit`, `enable.auto.offset.store`) are refused, and "
+          "so are values that break `processing_guarantee`: `acks` (or "
+          "`request.required.acks`) other than `all`, "
+          "`enable.idempotence=false`, and under `exactly_once` "
+          "`isolation.level=read_uncommitted`; the error names the setting, "
+          "the value and the guarantee: `kafka.acks=0: breaks "
+          "processing_guarantee=at_least_once (records could be lost "
+          "unacknowledged); use all`. |\n"
+          "| `rocksdb.<prop>` | A RocksDB option for the state stores: one of "
+          "those the RocksDB store supports (`write_buffer_size`, "
+          "`max_open_files`, `compression`, ...), checked when it is set, "
+          "whatever `store` is, so a misspelt name is an error even while "
+          "tables live in memory. |\n"
           "| `<app>.<name>` | Any other dotted name: the app's own setting "
           "(e.g. `wordcount.input_topic`), stored verbatim for the app to "
           "read with `mph_conf_get()`. |\n"
@@ -1871,7 +1892,14 @@ static void print_markdown(FILE *out)
           "and `\\\\` a backslash. The whole file is checked before any of it "
           "is applied; an error names the file and line:\n"
           "`app.conf:3: workers: must be an integer between 0 and 1024, got "
-          "'many'`.\n"
+          "'many'`. A line may hold at most 1 MiB (1048576 bytes, "
+          "`MPH_CONF_LINE_MAX`): a longer one (say, a file with no newline) "
+          "is an error, `app.conf:1: line longer than 1048576 bytes`, and is "
+          "not read into memory.\n"
+          "\n"
+          "Errors echo the values they refuse with control characters, DEL "
+          "and bytes that are not UTF-8 written as `\\xNN` (`mph_conf_escape()`), "
+          "so a value cannot drive the terminal it is printed on.\n"
           "\n"
           "```\n"
           "# wordcount.conf\n"
