@@ -107,11 +107,13 @@ MPH_EXPORT void mph_conf_foreach(const mph_conf_t *conf, const char *prefix,
 
 /* Copies src into dst (always NUL-terminated when dst_size > 0, truncated
  * to fit) for an error message that echoes a user's value: control
- * characters (0x00-0x1f), DEL, C1 controls and bytes that are not valid
- * UTF-8 become \xNN, so the text cannot move a terminal's cursor or clear
- * it (ESC [2J). Printable UTF-8 is kept. The output contains only printable
- * text, so escaping it again changes nothing. Returns dst. Every error mephisto writes into an errstr or prints passes
- * user values through this. @locality any */
+ * characters (0x00-0x1f), DEL, C1 controls, invisible format characters
+ * (zero-width, bidi overrides and isolates, U+2028/2029, BOM) and bytes
+ * that are not valid UTF-8 become \xNN (each byte), so the text cannot move
+ * a terminal's cursor or clear it (ESC [2J). Printable UTF-8 is kept. The
+ * output contains only printable text, so escaping it again changes
+ * nothing. Returns dst. Every error mephisto writes into an errstr or
+ * prints passes user values through this. @locality any */
 MPH_EXPORT char *mph_conf_escape(char *dst, size_t dst_size, const char *src);
 
 /* The file that marks <datadir>/<app_id> as an app's local state: written

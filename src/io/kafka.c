@@ -201,7 +201,8 @@ static mph_err_t check_passthrough(const mph_conf_t *conf, const char *name, con
         char got[64] = "";
         size_t got_size = sizeof got;
         rd_kafka_conf_t *probe = rd_kafka_conf_new();
-        bool ok = rd_kafka_conf_set(probe, prop, value, NULL, 0) == RD_KAFKA_CONF_OK &&
+        char perr[256];
+        bool ok = rd_kafka_conf_set(probe, prop, value, perr, sizeof perr) == RD_KAFKA_CONF_OK &&
                   rd_kafka_conf_get(probe, canon, got, &got_size) == RD_KAFKA_CONF_OK;
         rd_kafka_conf_destroy(probe);
         if (!ok || !strcmp(got, guarded[i].need))

@@ -379,10 +379,11 @@ static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Length of the valid UTF-8 sequence of a printable character at s (1 to
+/* Length of the valid UTF-8 sequence of a printable character at s (2 to
  * 4), or 0 when s starts no such sequence: a stray continuation byte, an
- * overlong or truncated sequence, a surrogate, or a C1 control (U+0080 to
- * U+009F, which some terminals obey like ESC). */
+ * overlong or truncated sequence, a surrogate, a C1 control (U+0080 to
+ * U+009F, which some terminals obey like ESC) or an invisible format
+ * character. */
 static size_t utf8_printable_len(const unsigned char *s)
 {
     size_t n;
@@ -404,6 +405,12 @@ static size_t utf8_printable_len(const unsigned char *s)
     }
     if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
         (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    /* Invisible format characters that reorder or hide text: zero-width
+     * and direction marks, line/paragraph separators, bidi embeddings,
+     * overrides and isolates, the byte order mark. */
+    if ((cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+        (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff)
         return 0;
     return n;
 }

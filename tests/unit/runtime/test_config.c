@@ -804,6 +804,8 @@ Test(config, errors_escape_control_characters, .init = setup, .fini = teardown)
                      "an escape that does not fit is left out whole");
     cr_assert_str_eq(mph_conf_escape(out, sizeof out, "\xe2\x82\xac\xed\xa0\x80"),
                      "\xe2\x82\xac\\xed\\xa0\\x80", "a surrogate is not UTF-8");
+    cr_assert_str_eq(mph_conf_escape(out, sizeof out, "a\xe2\x80\xae" "b"),
+                     "a\\xe2\\x80\\xae" "b", "a bidi override is escaped");
 
     set_bad("app_id", "x\x1b[2J", MPH_ERR_INVALID,
             "app_id: must contain only letters, digits, '.', '_' and '-', got "
