@@ -1161,8 +1161,9 @@ void mph_conf_destroy(mph_conf_t *conf)
     free(conf);
 }
 
-static mph_err_t conf_set_raw(mph_conf_t *conf, const char *name, const char *value,
-                       char *errstr, size_t errstr_size)
+static mph_err_t conf_set_raw(mph_conf_t *conf, const char *name,
+                              const char *value, char *errstr,
+                              size_t errstr_size)
 {
     if (!conf || !name || !value) {
         seterr(errstr, errstr_size, "%s: %s is NULL",
@@ -1194,8 +1195,8 @@ static void trim(const char **s, const char **e)
         (*e)--;
 }
 
-static mph_err_t conf_set_pair_raw(mph_conf_t *conf, const char *pair, char *errstr,
-                            size_t errstr_size)
+static mph_err_t conf_set_pair_raw(mph_conf_t *conf, const char *pair,
+                                   char *errstr, size_t errstr_size)
 {
     if (!conf || !pair) {
         seterr(errstr, errstr_size, "mph_conf_set_pair: %s is NULL",
@@ -1384,8 +1385,8 @@ static ssize_t getline_max(char **buf, size_t *cap, FILE *f, size_t max)
     return (ssize_t)len;
 }
 
-static mph_err_t conf_load_file_raw(mph_conf_t *conf, const char *path, char *errstr,
-                             size_t errstr_size)
+static mph_err_t conf_load_file_raw(mph_conf_t *conf, const char *path,
+                                    char *errstr, size_t errstr_size)
 {
     if (!conf || !path) {
         seterr(errstr, errstr_size, "mph_conf_load_file: %s is NULL",
@@ -1500,7 +1501,8 @@ static int env_item_cmp(const void *a, const void *b)
     return strcmp(x->var, y->var);
 }
 
-static mph_err_t conf_load_env_raw(mph_conf_t *conf, char *errstr, size_t errstr_size)
+static mph_err_t conf_load_env_raw(mph_conf_t *conf, char *errstr,
+                                   size_t errstr_size)
 {
     if (!conf) {
         seterr(errstr, errstr_size, "mph_conf_load_env: conf is NULL");
@@ -1905,7 +1907,8 @@ static void print_markdown(FILE *out)
           "not read into memory.\n"
           "\n"
           "Errors echo the values they refuse with control characters, DEL "
-          "and bytes that are not UTF-8 written as `\\xNN` (`mph_conf_escape()`), "
+          "and bytes that are not UTF-8 written as `\\xNN` "
+          "(`mph_conf_escape()`), "
           "so a value cannot drive the terminal it is printed on.\n"
           "\n"
           "```\n"

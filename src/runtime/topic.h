@@ -18,6 +18,7 @@
  * neither "." nor "..". On failure returns MPH_ERR_INVALID and writes
  * "topic '<name>': <reason>" (the name escaped, see mph_conf_escape()).
  * @locality any */
-mph_err_t mph__topic_name_check(const char *name, char *errstr, size_t errstr_size);
+mph_err_t mph__topic_name_check(const char *name, char *errstr,
+                                size_t errstr_size);
 
 #endif /* MPH_RUNTIME_TOPIC_H */

@@ -272,8 +272,7 @@ Test(cli, usage_errors_exit_2_with_one_line)
         {{"worker", "--app", "x.so", "--bogus\x1b[2J", NULL},
          "unknown option '--bogus\\x1b[2J'"},
         /* rocksdb.<prop> is checked whatever the store */
-        {{"worker", "--app", "x.so", "--set", "rocksdb.no_such_option=1",
-          NULL},
+        {{"worker", "--app", "x.so", "--set", "rocksdb.no_such_option=1", NULL},
          "rocksdb.no_such_option: unknown or unsupported option"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -286,8 +285,9 @@ Test(cli, usage_errors_exit_2_with_one_line)
 /* No raw control character of a user's value reaches stderr. */
 Test(cli, errors_never_echo_control_characters)
 {
-    mph_cli_result_t r = run((const char *[]){
-        "send", "t\x1b[2J\r\x7f", "v", "--set", "kafka.acks=\x1b]0;x\x07", NULL});
+    mph_cli_result_t r =
+        run((const char *[]){"send", "t\x1b[2J\r\x7f", "v", "--set",
+                             "kafka.acks=\x1b]0;x\x07", NULL});
     cr_expect_eq(r.status, 2, "%s", r.err);
     for (const char *c = r.err; *c; c++)
         cr_expect(*c == '\n' || ((unsigned char)*c >= 0x20 && *c != 0x7f),
@@ -307,10 +307,9 @@ Test(cli, bad_config_file_and_environment_exit_2)
     char want[PATH_MAX + 64];
     snprintf(want, sizeof want, "%s:2: workers: must be an integer", conf);
     /* a file without newlines cannot grow memory: its line is capped */
-    expect_usage_error((const char *[]){"worker", "--app", "x.so", "-c",
-                                        "/dev/zero", NULL},
-                       NULL, 2,
-                       "/dev/zero:1: line longer than 1048576 bytes");
+    expect_usage_error(
+        (const char *[]){"worker", "--app", "x.so", "-c", "/dev/zero", NULL},
+        NULL, 2, "/dev/zero:1: line longer than 1048576 bytes");
     expect_usage_error(
         (const char *[]){"worker", "--app", "x.so", "-c", conf, NULL}, NULL, 2,
         want);
@@ -462,17 +461,17 @@ Test(cli, settings_that_break_the_guarantee_are_refused)
         "kafka.acks=0: breaks processing_guarantee=at_least_once (records "
         "could be lost unacknowledged); use all";
     /* --set, the environment and a config file all reach the check */
-    mph_cli_result_t r = run((const char *[]){
-        "worker", "--app", plugin, "--broker", "mock://", "--without-web",
-        "--set", "kafka.acks=0", NULL});
+    mph_cli_result_t r =
+        run((const char *[]){"worker", "--app", plugin, "--broker", "mock://",
+                             "--without-web", "--set", "kafka.acks=0", NULL});
     cr_expect_eq(r.status, 4, "%s", r.err);
     cr_expect_not_null(strstr(r.err, want_acks), "%s", r.err);
     mph_cli_result_free(&r);
-    r = run_env((const char *[]){"worker", "--app", plugin, "--broker",
-                                 "mock://", "--without-web", NULL},
-                (const char *[]){"MEPHISTO_KAFKA__ENABLE__IDEMPOTENCE=false",
-                                 NULL},
-                NULL, 30000);
+    r = run_env(
+        (const char *[]){"worker", "--app", plugin, "--broker", "mock://",
+                         "--without-web", NULL},
+        (const char *[]){"MEPHISTO_KAFKA__ENABLE__IDEMPOTENCE=false", NULL},
+        NULL, 30000);
     cr_expect_eq(r.status, 4, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "kafka.enable.idempotence=false: breaks "
                                      "processing_guarantee=at_least_once"),
@@ -542,8 +541,8 @@ Test(cli, reset_deletes_only_what_carries_mephistos_marker)
     put_file(dir, "Photos/2019/w0.jpg", "jpeg");
     mph_cli_result_t r = reset_app(dir, "Photos");
     cr_expect_eq(r.status, 1, "%s", r.err);
-    cr_expect_not_null(strstr(r.err, "holds what is not mephisto state"),
-                       "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "holds what is not mephisto state"), "%s",
+                       r.err);
     cr_expect_not_null(strstr(r.err, "beach.jpg"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "nothing deleted"), "%s", r.err);
     cr_expect_str_empty(r.out);
@@ -991,12 +990,13 @@ Test(cli_broker, send_file_caps_line_length)
         fputc('x', f);
     fclose(f);
 
-    mph_cli_result_t r = run((const char *[]){
-        "send", topic, "--broker", cluster->broker, "--set",
-        "kafka.message.max.bytes=1000", "--file", path, NULL});
+    mph_cli_result_t r = run(
+        (const char *[]){"send", topic, "--broker", cluster->broker, "--set",
+                         "kafka.message.max.bytes=1000", "--file", path, NULL});
     cr_expect_eq(r.status, 1, "status %d: %s", r.status, r.err);
     char want[PATH_MAX + 64];
-    snprintf(want, sizeof want, "send: %s:3: line longer than 1000 bytes", path);
+    snprintf(want, sizeof want, "send: %s:3: line longer than 1000 bytes",
+             path);
     cr_expect_not_null(strstr(r.err, want), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "(2 records sent before it)"), "%s",
                        r.err);

@@ -173,9 +173,9 @@ static bool confirm(const char *app_id, const char *dir, const survey_t *s)
 
 /* What the check of the tree found. */
 typedef struct verdict {
-    bool marker;   /* MPH_CONF_STATE_MARKER is there, a regular file */
-    long stores;   /* RocksDB instances <table>/w<N>/ with a file in them */
-    long strays;   /* entries that are not mephisto's */
+    bool marker;     /* MPH_CONF_STATE_MARKER is there, a regular file */
+    long stores;     /* RocksDB instances <table>/w<N>/ with a file in them */
+    long strays;     /* entries that are not mephisto's */
     char list[1024]; /* the first of them, for the message */
 } verdict_t;
 
@@ -290,8 +290,8 @@ static void check_table_entry(const char *dir, const char *rel,
         stray(v, r, t == 'd' ? "/" : "");
 }
 
-static void check_top_entry(const char *dir, const char *rel,
-                            const char *name, verdict_t *v)
+static void check_top_entry(const char *dir, const char *rel, const char *name,
+                            verdict_t *v)
 {
     (void)rel;
     char path[PATH_MAX];

@@ -786,7 +786,8 @@ Test(config, load_file_caps_line_length, .init = setup, .fini = teardown)
     cr_assert_eq(mph_conf_load_file(conf, "/dev/zero", err, sizeof err),
                  MPH_ERR_INVALID);
     cr_assert_str_eq(
-        err, "/dev/zero:1: line longer than 1048576 bytes (is it a config file?)");
+        err,
+        "/dev/zero:1: line longer than 1048576 bytes (is it a config file?)");
 }
 
 /* Values echoed in errors cannot drive a terminal: control characters, DEL,
@@ -794,18 +795,24 @@ Test(config, load_file_caps_line_length, .init = setup, .fini = teardown)
 Test(config, errors_escape_control_characters, .init = setup, .fini = teardown)
 {
     char out[128];
-    cr_assert_str_eq(mph_conf_escape(out, sizeof out,
-                                     "a\x1b[2Jb\r\n\x7f \xc3\xa9\xc2\x9b\xff\\"),
-                     "a\\x1b[2Jb\\x0d\\x0a\\x7f \xc3\xa9\\xc2\\x9b\\xff\\");
+    cr_assert_str_eq(
+        mph_conf_escape(out, sizeof out,
+                        "a\x1b[2Jb\r\n\x7f \xc3\xa9\xc2\x9b\xff\\"),
+        "a\\x1b[2Jb\\x0d\\x0a\\x7f \xc3\xa9\\xc2\\x9b\\xff\\");
     char twice[128];
     cr_assert_str_eq(mph_conf_escape(twice, sizeof twice, out), out,
                      "escaping is idempotent");
     cr_assert_str_eq(mph_conf_escape(out, 6, "abc\x1b"), "abc",
                      "an escape that does not fit is left out whole");
-    cr_assert_str_eq(mph_conf_escape(out, sizeof out, "\xe2\x82\xac\xed\xa0\x80"),
-                     "\xe2\x82\xac\\xed\\xa0\\x80", "a surrogate is not UTF-8");
-    cr_assert_str_eq(mph_conf_escape(out, sizeof out, "a\xe2\x80\xae" "b"),
-                     "a\\xe2\\x80\\xae" "b", "a bidi override is escaped");
+    cr_assert_str_eq(
+        mph_conf_escape(out, sizeof out, "\xe2\x82\xac\xed\xa0\x80"),
+        "\xe2\x82\xac\\xed\\xa0\\x80", "a surrogate is not UTF-8");
+    cr_assert_str_eq(mph_conf_escape(out, sizeof out,
+                                     "a\xe2\x80\xae"
+                                     "b"),
+                     "a\\xe2\\x80\\xae"
+                     "b",
+                     "a bidi override is escaped");
 
     set_bad("app_id", "x\x1b[2J", MPH_ERR_INVALID,
             "app_id: must contain only letters, digits, '.', '_' and '-', got "

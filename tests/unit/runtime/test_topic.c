@@ -16,7 +16,8 @@ static mph_app_t *test_app(const char *app_id)
     char err[256];
     mph_conf_t *conf = mph_conf_new();
     cr_assert_not_null(conf);
-    cr_assert_eq(mph_conf_set(conf, "app_id", app_id, err, sizeof err), MPH_OK, "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "app_id", app_id, err, sizeof err), MPH_OK,
+                 "%s", err);
     mph_app_t *app = mph_app_new(conf, err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     return app;
@@ -30,11 +31,13 @@ Test(topic, name_rule_is_kafkas)
     longest[249] = '\0';
     memset(too_long, 'a', 250);
     too_long[250] = '\0';
-    static const char *const good[] = {"a", "orders", "a.b_c-D9", "..a", "_", "-"};
+    static const char *const good[] = {"a",   "orders", "a.b_c-D9",
+                                       "..a", "_",      "-"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        cr_expect_eq(mph__topic_name_check(good[i], err, sizeof err), MPH_OK, "%s: %s", good[i],
-                     err);
-    cr_expect_eq(mph__topic_name_check(longest, err, sizeof err), MPH_OK, "%s", err);
+        cr_expect_eq(mph__topic_name_check(good[i], err, sizeof err), MPH_OK,
+                     "%s: %s", good[i], err);
+    cr_expect_eq(mph__topic_name_check(longest, err, sizeof err), MPH_OK, "%s",
+                 err);
 
     static const struct {
         const char *name, *want;
@@ -42,21 +45,24 @@ Test(topic, name_rule_is_kafkas)
         {"", "topic '': must not be empty"},
         {".", "topic '.': must not be '.' or '..'"},
         {"..", "topic '..': must not be '.' or '..'"},
-        {"bad topic/name", "topic 'bad topic/name': ' ' at position 4 is not allowed"},
+        {"bad topic/name",
+         "topic 'bad topic/name': ' ' at position 4 is not allowed"},
         {"a/b", "topic 'a/b': '/' at position 2 is not allowed"},
         {"x\x1b[2J", "topic 'x\\x1b[2J': '\\x1b' at position 2 is not allowed"},
-        {"caf\xc3\xa9", "topic 'caf\xc3\xa9': '\\xc3' at position 4 is not allowed"},
+        {"caf\xc3\xa9",
+         "topic 'caf\xc3\xa9': '\\xc3' at position 4 is not allowed"},
         {"a:b", "topic 'a:b': ':' at position 2"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
-        cr_expect_eq(mph__topic_name_check(bad[i].name, err, sizeof err), MPH_ERR_INVALID, "%s",
-                     bad[i].name);
-        cr_expect(!strncmp(err, bad[i].want, strlen(bad[i].want)), "got %s, want %s", err,
-                  bad[i].want);
+        cr_expect_eq(mph__topic_name_check(bad[i].name, err, sizeof err),
+                     MPH_ERR_INVALID, "%s", bad[i].name);
+        cr_expect(!strncmp(err, bad[i].want, strlen(bad[i].want)),
+                  "got %s, want %s", err, bad[i].want);
         cr_expect_null(strchr(err, 0x1b), "%s", err);
     }
-    cr_expect_eq(mph__topic_name_check(too_long, err, sizeof err), MPH_ERR_INVALID);
+    cr_expect_eq(mph__topic_name_check(too_long, err, sizeof err),
+                 MPH_ERR_INVALID);
     cr_expect_not_null(strstr(err, "is longer than 249 characters"), "%s", err);
 }
 
@@ -65,18 +71,25 @@ Test(topic, declared_and_derived_names_follow_the_rule)
     char err[256];
     mph_app_t *app = test_app("app");
     cr_expect_null(mph_topic_new(app, "bad topic/name", NULL, err, sizeof err));
-    cr_expect_not_null(strstr(err, "' ' at position 4 is not allowed"), "%s", err);
+    cr_expect_not_null(strstr(err, "' ' at position 4 is not allowed"), "%s",
+                       err);
     cr_expect_null(mph_topic_new(app, "..", NULL, err, sizeof err));
-    cr_expect_not_null(mph_topic_new(app, "good.topic", NULL, err, sizeof err), "%s", err);
+    cr_expect_not_null(mph_topic_new(app, "good.topic", NULL, err, sizeof err),
+                       "%s", err);
 
     /* <app_id>-<name>-repartition */
-    cr_expect_null(mph_topic_repartition(app, "by user", NULL, err, sizeof err));
-    cr_expect_not_null(strstr(err, "topic 'app-by user-repartition'"), "%s", err);
-    cr_expect_not_null(mph_topic_repartition(app, "by_user", NULL, err, sizeof err), "%s", err);
+    cr_expect_null(
+        mph_topic_repartition(app, "by user", NULL, err, sizeof err));
+    cr_expect_not_null(strstr(err, "topic 'app-by user-repartition'"), "%s",
+                       err);
+    cr_expect_not_null(
+        mph_topic_repartition(app, "by_user", NULL, err, sizeof err), "%s",
+        err);
 
     /* <app_id>-<table>-changelog: the characters and the length. */
     cr_expect_null(mph_table_new(app, "word counts", NULL, err, sizeof err));
-    cr_expect_not_null(strstr(err, "changelog topic 'app-word counts-changelog'"), "%s", err);
+    cr_expect_not_null(
+        strstr(err, "changelog topic 'app-word counts-changelog'"), "%s", err);
     char name[201];
     memset(name, 't', 200);
     name[200] = '\0';
@@ -88,6 +101,7 @@ Test(topic, declared_and_derived_names_follow_the_rule)
     app = test_app(app_id);
     cr_expect_null(mph_table_new(app, name, NULL, err, sizeof err));
     cr_expect_not_null(strstr(err, "is longer than 249 characters"), "%s", err);
-    cr_expect_not_null(mph_table_new(app, "counts", NULL, err, sizeof err), "%s", err);
+    cr_expect_not_null(mph_table_new(app, "counts", NULL, err, sizeof err),
+                       "%s", err);
     mph_app_destroy(app);
 }
