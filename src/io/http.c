@@ -281,8 +281,10 @@ static void doom(mph__http_server_t *srv, struct http_conn *c, int64_t now,
     char ip[INET_ADDRSTRLEN] = "?";
     inet_ntop(AF_INET, &c->addr->ip, ip, sizeof ip);
     mph_log_limited(&srv->drop_log, 1000, MPH_LOG_WARN,
-                    "http: closed a connection from %s after %lld ms: %s", ip,
-                    (long long)(now - (c->waiting ? c->since_ms : now)), why);
+                    "http: closed a connection from %s that waited %lld ms "
+                    "for its request: %s",
+                    ip, (long long)(now - (c->waiting ? c->since_ms : now)),
+                    why);
     wait_end(srv, c);
     c->doomed = true;
     c->addr->live--;
@@ -330,9 +332,12 @@ static void conn_started(mph__http_server_t *srv, struct MHD_Connection *conn,
      * every other one is busy with a request). */
     if (a->live > srv->per_address)
         doom(srv, a->head, now,
-             "its address is over max_connections_per_address");
+             "a newer one took its address over the per-address cap "
+             "(web_max_per_address)");
     else if (srv->live > srv->max_connections)
-        doom(srv, srv->whead, now, "the server is over max_connections");
+        doom(srv, srv->whead, now,
+             "a newer one took the server over its cap "
+             "(web_max_connections)");
 }
 
 static void conn_closed(mph__http_server_t *srv, void **socket_context)
@@ -372,7 +377,8 @@ static int reap_overdue(mph__http_server_t *srv)
     struct http_conn *c;
     while ((c = srv->whead) &&
            now - c->since_ms >= (int64_t)srv->header_timeout_ms)
-        doom(srv, c, now, "no complete request within header_timeout_ms");
+        doom(srv, c, now,
+             "no complete request in time (web_header_timeout_ms)");
     if (!c)
         return -1;
     return (int)(c->since_ms + (int64_t)srv->header_timeout_ms - now);
