@@ -984,7 +984,10 @@ static double run_throughput(const char *topic, const char *out, int n,
 {
     char group[128], err[512];
     mph_test_unique("web-tp-app", group, sizeof group);
-    mph_app_t *app = forward_app(group, topic, out, forward_cb);
+    /* Every connection comes from 127.0.0.1 and stays for the whole run. */
+    const char *extra[] = {"web_max_per_address", "2048",
+                           "web_header_timeout_ms", "3600000", NULL};
+    mph_app_t *app = forward_app_with(group, topic, out, forward_cb, extra);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     int port = web_port(app);
     int *fds = conns ? malloc((size_t)conns * sizeof *fds) : NULL;
