@@ -28,6 +28,11 @@
  *                 ?window=<start ms> in the window starting there; the
  *                 window goes to the X-Window-Start / X-Window-End headers
  *   other         404 {"error": ...}
+ * Routes match the whole decoded path (its length counts a decoded %00, so
+ * "/stats%00x" is no route); an absolute-form target reaches us as its
+ * path (http.c). /tables splits the raw path and decodes the table name
+ * and the key apart: a name with a control character is 400, a key is
+ * bytes and keeps every one.
  *
  * /tables and /router are the routes that may wait, holding the web thread
  * (never a worker): a table lookup waits for the owning worker's answer
