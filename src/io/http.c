@@ -82,11 +82,11 @@
 #include "io/http.h"
 #include "mephisto/log.h"
 
-#define DEFAULT_BIND_ADDRESS       "127.0.0.1"
-#define DEFAULT_MAX_CONNECTIONS    2048u
-#define DEFAULT_PER_ADDRESS        256u
-#define DEFAULT_TIMEOUT_S          10u
-#define DEFAULT_HEADER_TIMEOUT_MS  10000u
+#define DEFAULT_BIND_ADDRESS      "127.0.0.1"
+#define DEFAULT_MAX_CONNECTIONS   2048u
+#define DEFAULT_PER_ADDRESS       256u
+#define DEFAULT_TIMEOUT_S         10u
+#define DEFAULT_HEADER_TIMEOUT_MS 10000u
 /* Room above our caps for connections we closed and MHD has not cleaned up
  * yet (MHD accepts at most 10 per round and cleans the closed ones on the
  * next). */
@@ -117,10 +117,10 @@ struct http_conn {
 
 /* The connections of one client address (web thread). */
 struct http_addr {
-    struct http_addr *chain; /* hash bucket */
-    uint32_t ip;             /* IPv4, network order */
-    unsigned conns;          /* all, doomed ones included; freed at 0 */
-    unsigned live;           /* not doomed */
+    struct http_addr *chain;       /* hash bucket */
+    uint32_t ip;                   /* IPv4, network order */
+    unsigned conns;                /* all, doomed ones included; freed at 0 */
+    unsigned live;                 /* not doomed */
     struct http_conn *head, *tail; /* waiting, oldest first */
 };
 
@@ -773,15 +773,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn,
             early = answer_static(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
                                   "method not allowed\n", true);
         else if (lengths_conflict(conn))
-            early = answer_static(conn, MHD_HTTP_BAD_REQUEST,
-                                  "conflicting Content-Length headers\n",
-                                  false);
+            early =
+                answer_static(conn, MHD_HTTP_BAD_REQUEST,
+                              "conflicting Content-Length headers\n", false);
         else if (body_too_large(conn))
             early = answer_static(conn, MHD_HTTP_CONTENT_TOO_LARGE,
                                   "request body too large\n", false);
-        else
-            return MHD_YES; /* the body (if any) is still to come */
-        wait_end(srv, conn_of(conn)); /* answered: the deadline is met */
+        else /* the body (if any) is still to come */
+            return MHD_YES;
+        /* answered: the deadline is met */
+        wait_end(srv, conn_of(conn));
         return early;
     }
     if (*upload_data_size) {
@@ -906,9 +907,8 @@ mph__http_server_t *mph__http_server_new(const mph__http_config_t *cfg,
                            : DEFAULT_PER_ADDRESS;
     if (srv->per_address > srv->max_connections)
         srv->per_address = srv->max_connections;
-    srv->header_timeout_ms = cfg->header_timeout_ms
-                                 ? cfg->header_timeout_ms
-                                 : DEFAULT_HEADER_TIMEOUT_MS;
+    srv->header_timeout_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms
+                                                    : DEFAULT_HEADER_TIMEOUT_MS;
     unsigned timeout = cfg->timeout_s ? cfg->timeout_s : DEFAULT_TIMEOUT_S;
     errno = 0;
     srv->daemon = MHD_start_daemon(

@@ -23,9 +23,9 @@
  *
  * Thread rules: new/port/connections/destroy on any one thread (the owner
  * of the server). The handler and the request/response accessors run on
- * the web thread only, inside the handler call. The handler runs synchronously and
- * every request of every connection waits for it, so it must not block for
- * long.
+ * the web thread only, inside the handler call. The handler runs
+ * synchronously and every request of every connection waits for it, so it
+ * must not block for long.
  */
 #ifndef MPH_IO_HTTP_H
 #define MPH_IO_HTTP_H

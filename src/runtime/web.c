@@ -1117,8 +1117,9 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
         answer_error(resp, 400, "the key is not an integer (i64 keys)");
     } else if (win && !window_param(req, &which, &wstart)) {
         answer_error(resp, 400, "window= must be a window start in ms since the epoch");
-    } else if ((err = win ? mph_window_lookup(app, win, k, klen, which, wstart, &value, &vlen,
-                                              &wstart, &wend, TABLE_TIMEOUT_MS)
+    } else if ((err = win ? mph_window_lookup(app, win, k, klen, which, wstart,
+                                              &value, &vlen, &wstart, &wend,
+                                              TABLE_TIMEOUT_MS)
                           : mph_table_lookup(app, t, k, klen, &value, &vlen,
                                              TABLE_TIMEOUT_MS)) == MPH_OK) {
         mph_jsonw_t *w = mph_jsonw_new(vlen + 64, NULL, 0);
@@ -1224,8 +1225,7 @@ struct mph__web *mph__web_start(mph_app_t *app, char *errstr,
              bind && *bind ? bind : "127.0.0.1");
     int64_t port = mph_conf_get_int(conf, "web_port", 6066);
     int64_t max_conns = mph_conf_get_int(conf, "web_max_connections", 2048);
-    int64_t per_address =
-        mph_conf_get_int(conf, "web_max_per_address", 256);
+    int64_t per_address = mph_conf_get_int(conf, "web_max_per_address", 256);
     int64_t header_ms = mph_conf_get_int(conf, "web_header_timeout_ms", 10000);
     mph__http_config_t cfg = {
         .bind_address = web->bind,
@@ -1235,9 +1235,9 @@ struct mph__web *mph__web_start(mph_app_t *app, char *errstr,
         .max_connections_per_address =
             (unsigned)(per_address >= 1 && per_address <= 65536 ? per_address
                                                                 : 0),
-        .header_timeout_ms = (unsigned)(header_ms >= 100 && header_ms <= 3600000
-                                            ? header_ms
-                                            : 0),
+        .header_timeout_ms =
+            (unsigned)(header_ms >= 100 && header_ms <= 3600000 ? header_ms
+                                                                : 0),
         .handler = handle,
         .opaque = web,
     };

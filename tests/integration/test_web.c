@@ -1192,9 +1192,9 @@ static int probe(int port, const char *path, double timeout_s)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
-    struct timeval tv = {(time_t)timeout_s,
-                         (suseconds_t)((timeout_s - (double)(time_t)timeout_s) *
-                                       1e6)};
+    struct timeval tv = {
+        (time_t)timeout_s,
+        (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     struct sockaddr_in a = {0};
@@ -1231,9 +1231,9 @@ static int probe(int port, const char *path, double timeout_s)
 struct attacker {
     int port;
     int n;
-    int stop;            /* ck_pr */
-    uint64_t opened;     /* ck_pr */
-    uint64_t dropped;    /* ck_pr: closed by the server */
+    int stop;         /* ck_pr */
+    uint64_t opened;  /* ck_pr */
+    uint64_t dropped; /* ck_pr: closed by the server */
 };
 
 static void *attack(void *arg)
@@ -1258,8 +1258,8 @@ static void *attack(void *arg)
         for (int i = 0; i < at->n; i++) {
             if (pfd[i].fd >= 0)
                 continue;
-            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                            0);
+            int fd =
+                socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
             if (fd < 0)
                 break; /* out of descriptors: try again next round */
             if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 &&
@@ -1286,8 +1286,8 @@ static void *attack(void *arg)
                 gone = recv(pfd[i].fd, buf, sizeof buf, MSG_DONTWAIT) <= 0;
             }
             if (!gone && !sent[i] && (pfd[i].revents & POLLOUT)) {
-                gone = send(pfd[i].fd, first, sizeof first - 1,
-                            MSG_NOSIGNAL) <= 0;
+                gone =
+                    send(pfd[i].fd, first, sizeof first - 1, MSG_NOSIGNAL) <= 0;
                 sent[i] = true;
                 pfd[i].events = POLLIN;
             } else if (!gone && sent[i] && tick) {
@@ -1381,8 +1381,10 @@ Test(web, health_and_ready_answer_while_one_address_floods)
             int st = probe(port, paths[i], 5.0);
             double q = (double)(mph_clock_mono_ns() - q0) / 1e9;
             probes++;
-            cr_expect_eq(st, want[i], "%s answered %d after %.3f s beside "
-                         "the flood", paths[i], st, q);
+            cr_expect_eq(st, want[i],
+                         "%s answered %d after %.3f s beside "
+                         "the flood",
+                         paths[i], st, q);
             if (st == want[i])
                 answered++;
             worst = q > worst ? q : worst;

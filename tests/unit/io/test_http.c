@@ -587,8 +587,7 @@ static bool closed_within(int fd, int timeout_ms)
 
 /* At the server's limit a new connection closes the oldest one that is
  * still waiting for its request, and is served. */
-Test(http, connection_limit_closes_the_oldest_waiting_connection,
-     .timeout = 20)
+Test(http, connection_limit_closes_the_oldest_waiting_connection, .timeout = 20)
 {
     mph__http_server_t *srv = start_server(4, 0);
     uint16_t port = mph__http_server_port(srv);
@@ -622,8 +621,7 @@ Test(http, connection_limit_closes_the_oldest_waiting_connection,
 /* One address may hold max_connections_per_address connections; a new one
  * beyond closes that address's oldest waiting connection, so a prompt
  * request is served beside slow ones. */
-Test(http, per_address_cap_closes_the_oldest_waiting_connection,
-     .timeout = 20)
+Test(http, per_address_cap_closes_the_oldest_waiting_connection, .timeout = 20)
 {
     mph__http_config_t cfg = {0};
     cfg.max_connections = 64;
@@ -640,8 +638,7 @@ Test(http, per_address_cap_closes_the_oldest_waiting_connection,
     for (int k = 0; k < 2; k++) {
         get(port, "/hello", r);
         cr_expect_eq(r->status, 200);
-        cr_expect(closed_within(held[k], 2000), "the oldest (%d) is closed",
-                  k);
+        cr_expect(closed_within(held[k], 2000), "the oldest (%d) is closed", k);
         /* the slow client opens another one: 4 again */
         held[4 + k] = client_connect(port);
         client_send(held[4 + k], "GET /hel", 8);
@@ -762,8 +759,7 @@ Test(http, absolute_form_targets_are_served_by_their_path, .timeout = 10)
     cr_expect_eq(r->status, 200);
     cr_expect(strstr(r->body, "path=/echo/a b\n") != NULL, "%s", r->body);
     cr_expect(strstr(r->body, "plen=11\n") != NULL, "%s", r->body);
-    cr_expect(strstr(r->body, "raw=/echo/a%20b%00c\n") != NULL, "%s",
-              r->body);
+    cr_expect(strstr(r->body, "raw=/echo/a%20b%00c\n") != NULL, "%s", r->body);
     cr_expect(strstr(r->body, "a=1\n") != NULL, "%s", r->body);
     get(port, "http://test:1234?a=1", r);
     cr_expect_eq(r->status, 404);
