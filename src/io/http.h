@@ -1,6 +1,6 @@
 /*
- * The HTTP server (internal): libmicrohttpd 0.9.75 on one internal "web"
- * thread, calling a single handler for every accepted request. It knows no
+ * The HTTP server (internal): libmicrohttpd 0.9.75 run by one "web" thread
+ * of ours, calling a single handler for every accepted request. It knows no
  * routes; src/runtime/web.c does.
  *
  * What the server does before and around the handler:
@@ -21,11 +21,11 @@
  *   - A handler that sets no status gets 500 with a short text body; so does
  *     one whose response ran out of memory.
  *
- * Thread rules: new/port/destroy on any one thread (the owner of the
- * server). The handler and the request/response accessors run on the web
- * thread only, inside the handler call. The handler runs synchronously and
- * every request of every connection waits for it, so it must not block for
- * long.
+ * Thread rules: new/port/connections/destroy on any one thread (the owner
+ * of the server). The handler and the request/response accessors run on
+ * the web thread only, inside the handler call. The handler runs
+ * synchronously and every request of every connection waits for it, so it
+ * must not block for long.
  */
 #ifndef MPH_IO_HTTP_H
 #define MPH_IO_HTTP_H
@@ -57,12 +57,23 @@ typedef struct mph__http_config {
     const char *bind_address;
     /* TCP port; 0 picks a free one (read it with mph__http_server_port). */
     uint16_t port;
-    /* Connections served at once; 0 means 2048. At the limit the server
-     * stops accepting: new connections wait in the kernel's listen backlog
-     * (and may time out there) until one closes. */
+    /* Connections served at once; 0 means 2048. Beyond it a new connection
+     * closes the oldest one waiting for a request (the new one itself when
+     * none waits). */
     unsigned max_connections;
+    /* Connections one client address (IPv4) may hold; 0 means 256, more
+     * than max_connections means max_connections. Beyond it a new
+     * connection closes that address's oldest one waiting for a request
+     * (the new one itself when none waits). Keep it below max_connections
+     * so that one address cannot take every slot. */
+    unsigned max_connections_per_address;
+    /* Milliseconds a connection may wait for a complete request (request
+     * line, headers and the small body a GET may carry), from its start or
+     * from the end of its previous request, before it is closed whatever it
+     * sends; 0 means 10000. */
+    unsigned header_timeout_ms;
     /* Seconds a connection may stay idle (no byte received or sent) before
-     * it is closed, which drops slow and stalled clients; 0 means 10. */
+     * it is closed, which drops stalled clients; 0 means 10. */
     unsigned timeout_s;
     mph__http_handler_fn handler; /* required */
     void *opaque;                 /* passed to handler; borrowed */
@@ -78,8 +89,9 @@ mph__http_server_t *mph__http_server_new(const mph__http_config_t *cfg,
  * @locality owner */
 uint16_t mph__http_server_port(const mph__http_server_t *srv);
 
-/* Connections open right now (libmicrohttpd's count), for stats and tests.
- * @locality owner */
+/* Connections open right now (accepted and not yet closed by
+ * libmicrohttpd, including those closed by a deadline or a cap that it has
+ * not cleaned up yet), for stats and tests. @locality any */
 unsigned mph__http_server_connections(const mph__http_server_t *srv);
 
 /* Stops accepting, closes every connection (requests in flight are
@@ -93,15 +105,20 @@ void mph__http_server_destroy(mph__http_server_t *srv);
 /* "GET" or "HEAD". */
 const char *mph__http_request_method(const mph__http_request_t *req);
 
-/* The path without the query string, %HH-decoded by libmicrohttpd ('+' is
- * kept as '+'; an invalid % sequence is kept as is). A decoded %00 ends the
- * string early and a decoded %2F is indistinguishable from '/': routes that
- * care split mph__http_request_raw_path() on '/' and decode each segment
- * with mph__http_unescape(). */
+/* The path without the query string, %HH-decoded with libmicrohttpd's rule
+ * ('+' is kept as '+'; an invalid % sequence is kept as is). A decoded %00
+ * ends the C string early (mph__http_request_path_len() counts it: compare
+ * with it, never with strlen alone) and a decoded %2F is indistinguishable
+ * from '/': routes that care split mph__http_request_raw_path() on '/' and
+ * decode each segment with mph__http_unescape(). */
 const char *mph__http_request_path(const mph__http_request_t *req);
 
+/* The decoded path's length, NUL bytes decoded from %00 included. */
+size_t mph__http_request_path_len(const mph__http_request_t *req);
+
 /* The path exactly as the client sent it (no decoding), without the query
- * string, e.g. "/tables/x/a%2Fb". */
+ * string, e.g. "/tables/x/a%2Fb"; for an absolute-form target without the
+ * scheme and authority ("/" when it has no path). */
 const char *mph__http_request_raw_path(const mph__http_request_t *req);
 
 /* The first query parameter named name (exact, case-sensitive match of the

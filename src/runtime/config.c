@@ -322,6 +322,35 @@ static const struct prop props[] = {
      .values = "an IPv4 address",
      .doc = "The IPv4 address the web server listens on; `0.0.0.0` means "
             "every interface."},
+    {.name = "web_max_connections",
+     .type = T_INT,
+     .dflt = "2048",
+     .min = 1,
+     .max = 65536,
+     .doc = "Connections the web server holds at once (each costs a file "
+            "descriptor). Beyond it a new connection closes the oldest one "
+            "still waiting for its request."},
+    {.name = "web_max_per_address",
+     .type = T_INT,
+     .dflt = "256",
+     .min = 1,
+     .max = 65536,
+     .doc = "Connections one client address may hold on the web server. "
+            "Beyond it a new connection from that address closes its oldest "
+            "one still waiting for its request, so a client holding slow "
+            "connections cannot keep a prompt request (a health probe) out. "
+            "Keep it below `web_max_connections` so that one address "
+            "cannot take every slot."},
+    {.name = "web_header_timeout_ms",
+     .type = T_INT,
+     .dflt = "10000",
+     .min = 100,
+     .max = 3600000,
+     .doc = "Milliseconds a web client has to send a complete request "
+            "(request line, headers and any body), counted from the "
+            "connection's start or the end of its previous request; then "
+            "the connection is closed however slowly it is still sending. "
+            "The 10 s idle timeout alone restarts on every byte."},
     {.name = "producer_linger_ms",
      .type = T_INT,
      .dflt = "5",

@@ -28,6 +28,11 @@
  *                 ?window=<start ms> in the window starting there; the
  *                 window goes to the X-Window-Start / X-Window-End headers
  *   other         404 {"error": ...}
+ * Routes match the whole decoded path (its length counts a decoded %00, so
+ * "/stats%00x" is no route); an absolute-form target reaches us as its
+ * path (http.c). /tables splits the raw path and decodes the table name
+ * and the key apart: a name with a control character is 400, a key is
+ * bytes and keeps every one.
  *
  * /tables and /router are the routes that may wait, holding the web thread
  * (never a worker): a table lookup waits for the owning worker's answer
@@ -1083,7 +1088,14 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
     }
     size_t name_len = mph__http_unescape(name);
     size_t key_len = mph__http_unescape(key);
-    mph_table_t *t = strlen(name) == name_len ? mph_app_table(app, name) : NULL;
+    /* A table name is text: a decoded control character (%00 would cut it
+     * short) is refused, never looked up. A key is bytes, every one of
+     * them used (a raw key may hold %00). */
+    bool name_ctl = false;
+    for (size_t i = 0; i < name_len; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            name_ctl = true;
+    mph_table_t *t = name_ctl ? NULL : mph_app_table(app, name);
     unsigned char i64_buf[8];
     const void *k = NULL;
     size_t klen = 0;
@@ -1094,15 +1106,20 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
     mph_window_t *win = t ? mph_table_window(t) : NULL;
     mph_window_which_t which = MPH_WINDOW_NOW;
     int64_t wstart = 0, wend = 0;
-    if (!t) {
+    if (name_ctl) {
+        answer_error(resp, 400,
+                     "the table name contains a control character "
+                     "(%00-%1F or %7F)");
+    } else if (!t) {
         snprintf(msg, sizeof msg, "no such table: %.200s", name);
         answer_error(resp, 404, msg);
     } else if (!key_bytes(t, key, key_len, i64_buf, &k, &klen)) {
         answer_error(resp, 400, "the key is not an integer (i64 keys)");
     } else if (win && !window_param(req, &which, &wstart)) {
         answer_error(resp, 400, "window= must be a window start in ms since the epoch");
-    } else if ((err = win ? mph_window_lookup(app, win, k, klen, which, wstart, &value, &vlen,
-                                              &wstart, &wend, TABLE_TIMEOUT_MS)
+    } else if ((err = win ? mph_window_lookup(app, win, k, klen, which, wstart,
+                                              &value, &vlen, &wstart, &wend,
+                                              TABLE_TIMEOUT_MS)
                           : mph_table_lookup(app, t, k, klen, &value, &vlen,
                                              TABLE_TIMEOUT_MS)) == MPH_OK) {
         mph_jsonw_t *w = mph_jsonw_new(vlen + 64, NULL, 0);
@@ -1147,28 +1164,35 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
 /* ------------------------------------------------------------------ */
 /* dispatch and lifecycle                                              */
 
+/* The decoded path is exactly route (a %00 in the path makes it longer
+ * than its C string: "/stats%00x" is no route). */
+static bool path_is(const mph__http_request_t *req, const char *route)
+{
+    return mph__http_request_path_len(req) == strlen(route) &&
+           strcmp(mph__http_request_path(req), route) == 0;
+}
+
 static void handle(void *opaque, const mph__http_request_t *req,
                    mph__http_response_t *resp)
 {
     struct mph__web *web = opaque;
-    const char *path = mph__http_request_path(req);
-    if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
+    if (path_is(req, "/") || path_is(req, "/index.html")) {
         route_index(resp);
-    } else if (strcmp(path, "/stats") == 0) {
+    } else if (path_is(req, "/stats")) {
         route_stats(web, resp);
-    } else if (strcmp(path, "/metrics") == 0) {
+    } else if (path_is(req, "/metrics")) {
         route_metrics(web, resp);
-    } else if (strcmp(path, "/health") == 0) {
+    } else if (path_is(req, "/health")) {
         if (mph_app_running(web->app))
             answer(resp, 200, "text/plain; charset=utf-8", "ok\n");
         else
             answer(resp, 503, "text/plain; charset=utf-8", "stopped\n");
-    } else if (strcmp(path, "/ready") == 0) {
+    } else if (path_is(req, "/ready")) {
         if (mph_app_running(web->app) && ck_pr_load_int(&web->app->ready) == 1)
             answer(resp, 200, "text/plain; charset=utf-8", "ready\n");
         else
             answer(resp, 503, "text/plain; charset=utf-8", "not ready\n");
-    } else if (strcmp(path, "/router") == 0) {
+    } else if (path_is(req, "/router")) {
         route_router(web, resp);
     } else if (strncmp(mph__http_request_raw_path(req), "/tables/", 8) == 0) {
         route_table(web, req, resp);
@@ -1200,9 +1224,20 @@ struct mph__web *mph__web_start(mph_app_t *app, char *errstr,
     snprintf(web->bind, sizeof web->bind, "%s",
              bind && *bind ? bind : "127.0.0.1");
     int64_t port = mph_conf_get_int(conf, "web_port", 6066);
+    int64_t max_conns = mph_conf_get_int(conf, "web_max_connections", 2048);
+    int64_t per_address = mph_conf_get_int(conf, "web_max_per_address", 256);
+    int64_t header_ms = mph_conf_get_int(conf, "web_header_timeout_ms", 10000);
     mph__http_config_t cfg = {
         .bind_address = web->bind,
         .port = (uint16_t)(port >= 0 && port <= 65535 ? port : 6066),
+        .max_connections =
+            (unsigned)(max_conns >= 1 && max_conns <= 65536 ? max_conns : 0),
+        .max_connections_per_address =
+            (unsigned)(per_address >= 1 && per_address <= 65536 ? per_address
+                                                                : 0),
+        .header_timeout_ms =
+            (unsigned)(header_ms >= 100 && header_ms <= 3600000 ? header_ms
+                                                                : 0),
         .handler = handle,
         .opaque = web,
     };

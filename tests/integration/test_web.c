@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -983,7 +984,10 @@ static double run_throughput(const char *topic, const char *out, int n,
 {
     char group[128], err[512];
     mph_test_unique("web-tp-app", group, sizeof group);
-    mph_app_t *app = forward_app(group, topic, out, forward_cb);
+    /* Every connection comes from 127.0.0.1 and stays for the whole run. */
+    const char *extra[] = {"web_max_per_address", "2048",
+                           "web_header_timeout_ms", "3600000", NULL};
+    mph_app_t *app = forward_app_with(group, topic, out, forward_cb, extra);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     int port = web_port(app);
     int *fds = conns ? malloc((size_t)conns * sizeof *fds) : NULL;
@@ -1178,4 +1182,302 @@ Test(web, router_names_the_other_members)
     cr_expect_gt(redirected, 0);
     stop_app(b);
     stop_app(a);
+}
+
+/* ---- hardening: slow clients, framing, odd targets ---- */
+
+/* GET path on a fresh connection; the status, or 0 when no complete
+ * status line came within timeout_s (or the connection was refused). */
+static int probe(int port, const char *path, double timeout_s)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+    struct timeval tv = {
+        (time_t)timeout_s,
+        (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int status = 0;
+    char req[256], buf[512];
+    snprintf(req, sizeof req,
+             "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+             path);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req)) {
+        size_t got = 0;
+        ssize_t n;
+        while (got < sizeof buf - 1 &&
+               (n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0) {
+            got += (size_t)n;
+            buf[got] = '\0';
+            if (strstr(buf, "\r\n"))
+                break;
+        }
+        buf[got] = '\0';
+        if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+            status = 0;
+    }
+    close(fd);
+    return status;
+}
+
+/* A client on one address trying to hold n connections that each send a
+ * request's first line and then one header byte every 2 s; whatever the
+ * server closes is opened again at once. */
+struct attacker {
+    int port;
+    int n;
+    int stop;         /* ck_pr */
+    uint64_t opened;  /* ck_pr */
+    uint64_t dropped; /* ck_pr: closed by the server */
+};
+
+static void *attack(void *arg)
+{
+    struct attacker *at = arg;
+    struct pollfd *pfd = calloc((size_t)at->n, sizeof *pfd);
+    bool *sent = calloc((size_t)at->n, sizeof *sent);
+    if (!pfd || !sent) { /* the main thread sees nothing opened */
+        free(pfd);
+        free(sent);
+        return NULL;
+    }
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)at->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < at->n; i++)
+        pfd[i].fd = -1;
+    int64_t next_byte = mph_clock_mono_ns();
+    static const char first[] = "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    while (!ck_pr_load_int(&at->stop)) {
+        for (int i = 0; i < at->n; i++) {
+            if (pfd[i].fd >= 0)
+                continue;
+            int fd =
+                socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                break; /* out of descriptors: try again next round */
+            if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 &&
+                errno != EINPROGRESS) {
+                close(fd);
+                continue;
+            }
+            pfd[i].fd = fd;
+            pfd[i].events = POLLOUT | POLLIN;
+            sent[i] = false;
+            ck_pr_inc_64(&at->opened);
+        }
+        bool tick = mph_clock_mono_ns() >= next_byte;
+        if (tick)
+            next_byte = mph_clock_mono_ns() + 2 * (int64_t)1000000000;
+        if (poll(pfd, (nfds_t)at->n, 50) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < at->n; i++) {
+            if (pfd[i].fd < 0)
+                continue;
+            bool gone = (pfd[i].revents & (POLLERR | POLLHUP)) != 0;
+            if (!gone && (pfd[i].revents & POLLIN)) {
+                char buf[256];
+                gone = recv(pfd[i].fd, buf, sizeof buf, MSG_DONTWAIT) <= 0;
+            }
+            if (!gone && !sent[i] && (pfd[i].revents & POLLOUT)) {
+                gone =
+                    send(pfd[i].fd, first, sizeof first - 1, MSG_NOSIGNAL) <= 0;
+                sent[i] = true;
+                pfd[i].events = POLLIN;
+            } else if (!gone && sent[i] && tick) {
+                gone = send(pfd[i].fd, "a", 1, MSG_NOSIGNAL) <= 0;
+            }
+            if (gone) {
+                close(pfd[i].fd);
+                pfd[i].fd = -1;
+                ck_pr_inc_64(&at->dropped);
+            }
+        }
+    }
+    for (int i = 0; i < at->n; i++)
+        if (pfd[i].fd >= 0)
+            close(pfd[i].fd);
+    free(pfd);
+    free(sent);
+    return NULL;
+}
+
+#define ATTACK_CONNS 2048
+
+/* One client holding 2,048 connections that each send a header byte every
+ * 2 s used to keep /health unanswered for ever: the idle timeout restarts
+ * on every byte and every slot was taken. Now a connection has
+ * web_header_timeout_ms to send its request, one address holds at most
+ * web_max_per_address connections, and a new connection beyond that closes
+ * the address's oldest one still waiting: /health and /ready are answered
+ * from the same address throughout. */
+Test(web, health_and_ready_answer_while_one_address_floods)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rlim_t need = 2 * ATTACK_CONNS + 512;
+    if (rl.rlim_cur < need) {
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+            cr_skip_test("RLIMIT_NOFILE hard limit %llu < %llu",
+                         (unsigned long long)rl.rlim_max,
+                         (unsigned long long)need);
+        rl.rlim_cur = need;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "%s", strerror(errno));
+    }
+    char in[128], group[128], err[512];
+    mph_test_unique("web-flood", in, sizeof in);
+    mph_test_unique("web-flood-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 2);
+    const char *extra[] = {"web_header_timeout_ms", "1000", NULL};
+    mph_app_t *app = count_app(group, in, extra);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int port = web_port(app);
+    cr_assert(wait_status(port, "/ready", 200, 60), "the app became ready");
+
+    /* The deadline alone: a connection trickling its headers is closed
+     * after about 1 s although the idle timeout (10 s) never expires. */
+    int slow = connect_port(port);
+    const char *half = "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    cr_assert_eq(send(slow, half, strlen(half), MSG_NOSIGNAL),
+                 (ssize_t)strlen(half));
+    int64_t t0 = mph_clock_mono_ns();
+    bool closed = false;
+    while (!closed && mph_clock_mono_ns() - t0 < 6 * (int64_t)1000000000) {
+        send(slow, "a", 1, MSG_NOSIGNAL);
+        struct pollfd p = {slow, POLLIN, 0};
+        char c;
+        closed = poll(&p, 1, 200) == 1 && recv(slow, &c, 1, MSG_DONTWAIT) <= 0;
+    }
+    double took = (double)(mph_clock_mono_ns() - t0) / 1e9;
+    close(slow);
+    cr_expect(closed, "a trickling connection still open after %.1f s", took);
+    cr_expect_geq(took, 0.9, "closed after %.3f s", took);
+    cr_expect_lt(took, 4.0, "closed after %.3f s", took);
+
+    /* The flood. */
+    struct attacker at = {.port = port, .n = ATTACK_CONNS};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, attack, &at), 0);
+    for (int i = 0; i < 100 && ck_pr_load_64(&at.opened) < 1000; i++)
+        usleep(20000);
+    cr_expect_geq(ck_pr_load_64(&at.opened), 1000, "the attacker runs");
+    usleep(1500000); /* past the 1 s deadline: some rounds of it */
+
+    const char *paths[] = {"/health", "/ready"};
+    const int want[] = {200, 200};
+    double worst = 0;
+    unsigned most = 0;
+    int answered = 0, probes = 0;
+    int64_t end = mph_clock_mono_ns() + 6 * (int64_t)1000000000;
+    while (mph_clock_mono_ns() < end) {
+        for (int i = 0; i < 2; i++) {
+            int64_t q0 = mph_clock_mono_ns();
+            int st = probe(port, paths[i], 5.0);
+            double q = (double)(mph_clock_mono_ns() - q0) / 1e9;
+            probes++;
+            cr_expect_eq(st, want[i],
+                         "%s answered %d after %.3f s beside "
+                         "the flood",
+                         paths[i], st, q);
+            if (st == want[i])
+                answered++;
+            worst = q > worst ? q : worst;
+        }
+        unsigned c = web_connections(app);
+        most = c > most ? c : most;
+        usleep(200000);
+    }
+    ck_pr_store_int(&at.stop, 1);
+    pthread_join(th, NULL);
+    cr_log_info("flood of %d connections from one address: %llu opened, "
+                "%llu closed by the server; %d/%d probes answered, the "
+                "slowest in %.3f s; at most %u connections open",
+                ATTACK_CONNS, (unsigned long long)at.opened,
+                (unsigned long long)at.dropped, answered, probes, worst, most);
+    cr_expect_eq(answered, probes);
+    cr_expect_gt(ck_pr_load_64(&at.dropped), 0);
+    /* One address never holds more than the cap (256) plus the connections
+     * already closed that the server has not cleaned up (at most 64). */
+    cr_expect_leq(most, 256 + 64);
+    /* After the flood everything it held is closed within the deadline. */
+    bool drained = false;
+    for (int i = 0; i < 100 && !drained; i++) {
+        drained = web_connections(app) == 0;
+        usleep(50000);
+    }
+    cr_expect(drained, "%u connections left", web_connections(app));
+    stop_app(app);
+}
+
+/* Content-Length headers that disagree are refused (RFC 9112 6.3) rather
+ * than the body parsed as a second request; an absolute-form target is
+ * routed by its path (RFC 9112 3.2.2); a control character in a table
+ * name is refused, never looked up cut short; a raw key keeps every byte,
+ * %00 included; "/stats%00x" is no route. */
+Test(web, framing_targets_and_control_characters)
+{
+    char in[128], group[128], err[512];
+    mph_test_unique("web-odd", in, sizeof in);
+    mph_test_unique("web-odd-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 4);
+    static const char nul_key[] = {'a', '\0', 'b'};
+    int32_t p = mph__kafka_partition_for(nul_key, 3, 4);
+    for (int i = 0; i < 3; i++)
+        mph_test_produce(cluster, in, p, nul_key, 3, "1", 1);
+    mph_test_flush(cluster);
+    produce_key(in, "a", 1);
+    mph_app_t *app = count_app(group, in, NULL);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int port = web_port(app);
+    char *body = get_body(port, "/tables/counts/a", 200, 60);
+    cr_assert_not_null(body, "the table has key a");
+    free(body);
+    body = get_body(port, "/tables/counts/a%00b", 200, 30);
+    cr_expect_not_null(body, "the key a\\0b is found whole");
+    cr_expect_str_eq(body ? body : "", "3");
+    free(body);
+
+    reply_t r;
+    get(port, "/tables/counts%00junk/a", &r);
+    cr_expect_eq(r.status, 400, "%s", r.body);
+    parse(&r);
+    cr_expect(jstr_eq("error", "the table name contains a control character "
+                               "(%00-%1F or %7F)"),
+              "%s", r.body);
+    reply_free(&r);
+    get(port, "/tables/co%0Aunts/a", &r);
+    cr_expect_eq(r.status, 400, "%s", r.body);
+    reply_free(&r);
+    get(port, "/stats%00x", &r);
+    cr_expect_eq(r.status, 404, "%s", r.body);
+    parse(&r);
+    cr_expect(jstr_eq("error", "no such path: /stats%00x"), "%s", r.body);
+    reply_free(&r);
+
+    get(port, "http://127.0.0.1:1/stats", &r);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    parse(&r);
+    cr_expect(jstr_eq("app_id", group), "%s", r.body);
+    reply_free(&r);
+    get(port, "http://somewhere.example/tables/counts/a%00b", &r);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    cr_expect_str_eq(r.body, "3");
+    reply_free(&r);
+
+    exchange(port,
+             "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+             "Content-Length: 42\r\n\r\n"
+             "GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n",
+             &r);
+    cr_expect_eq(r.status, 400, "%s", r.head);
+    cr_expect(strstr(r.body, "HTTP/1.1") == NULL, "one answer only: %s",
+              r.body);
+    reply_free(&r);
+    stop_app(app);
 }

@@ -61,6 +61,8 @@ static void test_handler(void *opaque, const mph__http_request_t *req,
         mph__http_response_set_status(resp, 200);
         append_str(resp, "method", mph__http_request_method(req));
         append_str(resp, "path", path);
+        mph__http_response_appendf(resp, "plen=%zu\n",
+                                   mph__http_request_path_len(req));
         append_str(resp, "raw", mph__http_request_raw_path(req));
         size_t alen = 0;
         append_str(resp, "a", mph__http_request_query(req, "a", &alen));
@@ -119,17 +121,22 @@ static void test_handler(void *opaque, const mph__http_request_t *req,
 
 /* ---- server fixture ---------------------------------------------------- */
 
-static mph__http_server_t *start_server(unsigned max_conns, unsigned timeout_s)
+static mph__http_server_t *start_server_cfg(mph__http_config_t *cfg)
 {
-    mph__http_config_t cfg = {0};
-    cfg.handler = test_handler;
-    cfg.max_connections = max_conns;
-    cfg.timeout_s = timeout_s;
+    cfg->handler = test_handler;
     char err[256] = "";
-    mph__http_server_t *srv = mph__http_server_new(&cfg, err, sizeof err);
+    mph__http_server_t *srv = mph__http_server_new(cfg, err, sizeof err);
     cr_assert_not_null(srv, "%s", err);
     cr_assert_gt(mph__http_server_port(srv), 0);
     return srv;
+}
+
+static mph__http_server_t *start_server(unsigned max_conns, unsigned timeout_s)
+{
+    mph__http_config_t cfg = {0};
+    cfg.max_connections = max_conns;
+    cfg.timeout_s = timeout_s;
+    return start_server_cfg(&cfg);
 }
 
 static double now_s(void)
@@ -411,6 +418,7 @@ Test(http, path_and_query_decoding, .timeout = 10)
     cr_expect_eq(r->status, 200);
     cr_expect_str_eq(r->body, "method=GET\n"
                               "path=/echo/a b/c/d+e\n"
+                              "plen=15\n"
                               "raw=/echo/a%20b/c%2Fd+e\n"
                               "a=x&y\n"
                               "alen=5\n" /* "x&y\0z": the NUL counts */
@@ -566,32 +574,196 @@ static bool wait_connections(mph__http_server_t *srv, unsigned want,
     return true;
 }
 
-Test(http, connection_limit_holds_new_connections_back, .timeout = 20)
+/* True when the server has closed fd (EOF or reset) within timeout_ms. */
+static bool closed_within(int fd, int timeout_ms)
+{
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, timeout_ms) != 1)
+        return false;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+/* At the server's limit a new connection closes the oldest one that is
+ * still waiting for its request, and is served. */
+Test(http, connection_limit_closes_the_oldest_waiting_connection, .timeout = 20)
 {
     mph__http_server_t *srv = start_server(4, 0);
     uint16_t port = mph__http_server_port(srv);
     struct reply *r = new_reply();
     int held[4];
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++) {
         held[i] = client_connect(port);
-    cr_assert(wait_connections(srv, 4, 5.0));
-
-    /* The fifth connects (kernel backlog) but is not served... */
+        cr_assert(wait_connections(srv, (unsigned)i + 1, 5.0));
+    }
     int fifth = client_connect(port);
     const char *req =
         "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     client_send(fifth, req, strlen(req));
-    struct pollfd pfd = {fifth, POLLIN, 0};
-    cr_expect_eq(poll(&pfd, 1, 300), 0, "served beyond the limit");
-    cr_expect_eq(mph__http_server_connections(srv), 4);
-
-    /* ...until a slot frees. */
-    close(held[0]);
     client_read_all(fifth, r);
     cr_expect_eq(r->status, 200);
     close(fifth);
+    cr_expect(closed_within(held[0], 2000), "the oldest is closed");
     for (int i = 1; i < 4; i++)
+        cr_expect(!closed_within(held[i], 0), "connection %d kept", i);
+    /* The ones kept are still served. */
+    client_send(held[3], req, strlen(req));
+    client_read_all(held[3], r);
+    cr_expect_eq(r->status, 200);
+    for (int i = 0; i < 4; i++)
         close(held[i]);
+    cr_expect(wait_connections(srv, 0, 5.0));
+    free(r);
+    mph__http_server_destroy(srv);
+}
+
+/* One address may hold max_connections_per_address connections; a new one
+ * beyond closes that address's oldest waiting connection, so a prompt
+ * request is served beside slow ones. */
+Test(http, per_address_cap_closes_the_oldest_waiting_connection, .timeout = 20)
+{
+    mph__http_config_t cfg = {0};
+    cfg.max_connections = 64;
+    cfg.max_connections_per_address = 4;
+    mph__http_server_t *srv = start_server_cfg(&cfg);
+    uint16_t port = mph__http_server_port(srv);
+    struct reply *r = new_reply();
+    int held[6];
+    for (int i = 0; i < 4; i++) {
+        held[i] = client_connect(port);
+        client_send(held[i], "GET /hel", 8); /* slow: a part of a request */
+        cr_assert(wait_connections(srv, (unsigned)i + 1, 5.0));
+    }
+    for (int k = 0; k < 2; k++) {
+        get(port, "/hello", r);
+        cr_expect_eq(r->status, 200);
+        cr_expect(closed_within(held[k], 2000), "the oldest (%d) is closed", k);
+        /* the slow client opens another one: 4 again */
+        held[4 + k] = client_connect(port);
+        client_send(held[4 + k], "GET /hel", 8);
+        cr_assert(wait_connections(srv, 4, 5.0));
+    }
+    for (int i = 2; i < 6; i++)
+        cr_expect(!closed_within(held[i], 0), "connection %d kept", i);
+    for (int i = 0; i < 6; i++)
+        close(held[i]);
+    cr_expect(wait_connections(srv, 0, 5.0));
+    free(r);
+    mph__http_server_destroy(srv);
+}
+
+/* MHD's idle timeout restarts on every byte; the request deadline does
+ * not: a client trickling its headers, or its body, is closed once
+ * header_timeout_ms has passed, and so is a kept-alive connection that
+ * does not send its next request in time. */
+Test(http, request_deadline_closes_trickling_clients, .timeout = 30)
+{
+    mph__http_config_t cfg = {0};
+    cfg.timeout_s = 2;
+    cfg.header_timeout_ms = 1000;
+    mph__http_server_t *srv = start_server_cfg(&cfg);
+    uint16_t port = mph__http_server_port(srv);
+    struct reply *r = new_reply();
+    const char *starts[] = {
+        "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ",
+        "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        int fd = client_connect(port);
+        double t0 = now_s();
+        client_send(fd, starts[i], strlen(starts[i]));
+        bool closed = false;
+        while (!closed && now_s() - t0 < 6.0) {
+            client_send(fd, "a", 1); /* one byte every 200 ms */
+            closed = closed_within(fd, 200);
+        }
+        double took = now_s() - t0;
+        cr_expect(closed, "case %zu: still open after %.1f s", i, took);
+        cr_expect_geq(took, 0.9, "case %zu: closed after %.3f s", i, took);
+        cr_expect_lt(took, 3.0, "case %zu: closed after %.3f s", i, took);
+        close(fd);
+    }
+    /* A kept-alive connection: served, then closed when its next request
+     * does not come in time although it keeps sending bytes. */
+    int fd = client_connect(port);
+    const char *req = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+    client_send(fd, req, strlen(req));
+    char buf[512];
+    cr_assert_gt(recv(fd, buf, sizeof buf, 0), 0);
+    double t0 = now_s();
+    client_send(fd, "GET /hello HTTP/1.1\r\nX: ", 25);
+    bool closed = false;
+    while (!closed && now_s() - t0 < 6.0) {
+        client_send(fd, "a", 1);
+        closed = closed_within(fd, 200);
+    }
+    cr_expect(closed, "kept-alive connection still open");
+    cr_expect_lt(now_s() - t0, 3.0);
+    close(fd);
+    get(port, "/hello", r);
+    cr_expect_eq(r->status, 200);
+    cr_expect(wait_connections(srv, 0, 5.0));
+    free(r);
+    mph__http_server_destroy(srv);
+}
+
+/* RFC 9112 6.3: Content-Length values that disagree make the framing
+ * invalid; libmicrohttpd reads the body by the first one and would parse
+ * the rest as a second request. Identical repeats are accepted. */
+Test(http, conflicting_content_lengths_get_400_and_close, .timeout = 20)
+{
+    mph__http_server_t *srv = start_server(0, 0);
+    uint16_t port = mph__http_server_port(srv);
+    struct reply *r = new_reply();
+    int before = handler_calls();
+    const char *smuggle =
+        "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n"
+        "Content-Length: 45\r\n\r\n"
+        "GET /smuggled HTTP/1.1\r\nConnection: close\r\n\r\n";
+    exchange(port, smuggle, r);
+    cr_expect_eq(r->status, 400, "%s", r->raw);
+    cr_expect(strstr(r->body, "Content-Length") != NULL, "%s", r->body);
+    cr_expect(strstr(r->raw, "smuggled") == NULL, "%s", r->raw);
+    cr_expect_eq(handler_calls(), before, "no request reached the handler");
+    /* The other order, and a second value after a body-sized first. */
+    exchange(port,
+             "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+             "content-length: 4\r\nConnection: close\r\n\r\nabcd",
+             r);
+    cr_expect_eq(r->status, 400);
+    cr_expect_eq(handler_calls(), before);
+    /* Identical repeats: one body, one request. */
+    exchange(port,
+             "GET /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+             "Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+             r);
+    cr_expect_eq(r->status, 200);
+    cr_expect_str_eq(r->body, "hello world");
+    cr_expect_eq(handler_calls(), before + 1);
+    free(r);
+    mph__http_server_destroy(srv);
+}
+
+/* RFC 9112 3.2.2: a server must accept an absolute-form target; its path
+ * is what the handler sees, raw and decoded. */
+Test(http, absolute_form_targets_are_served_by_their_path, .timeout = 10)
+{
+    mph__http_server_t *srv = start_server(0, 0);
+    uint16_t port = mph__http_server_port(srv);
+    struct reply *r = new_reply();
+    get(port, "http://test:1234/hello", r);
+    cr_expect_eq(r->status, 200);
+    cr_expect_str_eq(r->body, "hello world");
+    get(port, "HTTPS://Other.Example/echo/a%20b%00c?a=1", r);
+    cr_expect_eq(r->status, 200);
+    cr_expect(strstr(r->body, "path=/echo/a b\n") != NULL, "%s", r->body);
+    cr_expect(strstr(r->body, "plen=11\n") != NULL, "%s", r->body);
+    cr_expect(strstr(r->body, "raw=/echo/a%20b%00c\n") != NULL, "%s", r->body);
+    cr_expect(strstr(r->body, "a=1\n") != NULL, "%s", r->body);
+    get(port, "http://test:1234?a=1", r);
+    cr_expect_eq(r->status, 404);
+    cr_expect_str_eq(r->body, "no route for /\n");
     free(r);
     mph__http_server_destroy(srv);
 }
@@ -613,7 +785,9 @@ Test(http, thousand_open_connections_do_not_block_a_request, .timeout = 40)
         cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0, "%s", strerror(errno));
     }
 
-    mph__http_server_t *srv = start_server(0, 0);
+    mph__http_config_t cfg = {0};
+    cfg.max_connections_per_address = 2048; /* all from 127.0.0.1 */
+    mph__http_server_t *srv = start_server_cfg(&cfg);
     uint16_t port = mph__http_server_port(srv);
     struct reply *r = new_reply();
     int *fds = malloc(N_CONCURRENT * sizeof *fds);
