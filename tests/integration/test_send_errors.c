@@ -13,7 +13,8 @@
  * configs), minus the record batch framing (61 bytes); librdkafka refuses a
  * record whose key + value + its framing allowance (36 bytes) exceed it. So
  * with a 2-byte key and no headers the largest value that passes is
- * 1,048,588 - 61 - 36 - 2 = 1,048,489 bytes. On a real broker a topic with
+ * 1,048,588 - 61 - 36 - 2 = 1,048,489 bytes (the project's own broker sets
+ * message.max.bytes=10485760: read from the output topic). On a real broker a topic with
  * max.message.bytes=200000 adds the broker's own limit (the record passes
  * the producer and the broker refuses it in the delivery report).
  */
@@ -31,14 +32,28 @@
 #include "mephisto.h"
 #include "mph_test.h"
 
-#define TOPIC_MAX   1048588
-#define VALUE_MAX   (TOPIC_MAX - 61 - 36 - 2) /* with the 2-byte key "k1" */
 #define SMALL_MAX   200000
 #define ISSUE_SIZE  1020001 /* the record of issue #15, item 9 */
 
 static mph_test_cluster_t *cluster;
 static rd_kafka_t *big; /* input producer for records above librdkafka's 1 MB default */
 static char *filler;
+static int VALUE_MAX; /* the largest value the producer takes (key "k1") */
+
+/* The output topic's max.message.bytes as the broker reports it (the
+ * broker default on the mock cluster). */
+static void read_limit(const char *topic)
+{
+    int64_t max = 0;
+    char err[256];
+    mph__kafka_topic_max_bytes(cluster->env, cluster->producer, &topic, 1, 10000, &max, err,
+                               sizeof err);
+    VALUE_MAX = (int)(max - 61 - 36 - 2);
+    free(filler);
+    filler = malloc((size_t)VALUE_MAX + 1000);
+    cr_assert_not_null(filler);
+    memset(filler, 'x', (size_t)VALUE_MAX + 1000);
+}
 
 static void setup(void)
 {
@@ -49,13 +64,11 @@ static void setup(void)
     rd_kafka_conf_t *kc =
         mph__kafka_conf_new(cluster->env, conf, MPH__KAFKA_PRODUCER, err, sizeof err);
     cr_assert_not_null(kc, "%s", err);
-    cr_assert_eq(mph__kafka_conf_set(kc, "message.max.bytes", "2000000", err, sizeof err),
+    cr_assert_eq(mph__kafka_conf_set(kc, "message.max.bytes", "20000000", err, sizeof err),
                  MPH_OK, "%s", err);
     big = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, err, sizeof err);
     cr_assert_not_null(big, "%s", err);
     mph_conf_destroy(conf);
-    filler = malloc(2000000);
-    memset(filler, 'x', 2000000);
 }
 
 static void teardown(void)
@@ -132,6 +145,7 @@ static void start(run_t *r, const char *policy, bool small)
     cr_assert_not_null(r->app, "%s", err);
     mph_topic_t *tin = mph_topic_new(r->app, r->in, NULL, err, sizeof err);
     mph_test_create_topic(cluster, r->out, 1);
+    read_limit(r->out);
     mph_topic_opts_t *o = mph_topic_opts_new();
     mph_topic_opts_set(o, "create", "true", NULL, 0);
     r->tout = mph_topic_new(r->app, r->out, NULL, err, sizeof err);
