@@ -487,3 +487,77 @@ Test(send_errors, broker_refusal_is_dead_lettered)
     free(s);
     mph_app_destroy(r.app);
 }
+
+/* producer_buffer_max_bytes bounds a worker's producer while the broker is
+ * slow (mock: every response delayed): the worker waits for
+ * acknowledgements instead of queueing the whole input, and /stats reports
+ * the bound. With the smallest setting, 4 MiB, the message bound is its
+ * floor, 10,000 records (one per 512 bytes would be 8,192). */
+Test(send_errors, producer_buffer_bounds_the_queue)
+{
+    rd_kafka_mock_cluster_t *mock = mph__kafka_env_mock(cluster->env);
+    if (!mock) {
+        fprintf(stderr, "send_errors: producer bound: needs the mock cluster (slow broker)\n");
+        return;
+    }
+    const int N = 40000;
+    run_t r = {0};
+    mph_test_unique("se-in", r.in, sizeof r.in);
+    mph_test_create_topic(cluster, r.in, 1);
+    cr_assert_eq(mph_test_produce_seq(cluster, r.in, N, 100, 0), N);
+    char err[512];
+    mph_test_unique("se-out", r.out, sizeof r.out);
+    mph_test_unique("se-app", r.app_id, sizeof r.app_id);
+    snprintf(r.dl, sizeof r.dl, "%s-dead-letter", r.app_id);
+    mph_test_create_topic(cluster, r.out, 1);
+    mph_test_create_topic(cluster, r.dl, 1);
+    mph_conf_t *conf = mph_conf_new();
+    const char *kv[][2] = {{"broker", cluster->broker},
+                           {"app_id", r.app_id},
+                           {"workers", "1"},
+                           {"commit_interval_ms", "200"},
+                           {"web_enabled", "false"},
+                           {"log_level", "warn"},
+                           {"producer_buffer_max_bytes", "4194304"},
+                           {"topic_partitions", "1"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        cr_assert_eq(mph_conf_set(conf, kv[i][0], kv[i][1], err, sizeof err), MPH_OK, "%s",
+                     err);
+    r.app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(r.app, "%s", err);
+    mph_topic_t *tin = mph_topic_new(r.app, r.in, NULL, err, sizeof err);
+    r.tout = mph_topic_new(r.app, r.out, NULL, err, sizeof err);
+    cr_assert(tin && r.tout, "%s", err);
+    cr_assert_not_null(mph_agent_new(r.app, "grow", tin, grow, &r, err, sizeof err));
+    /* Each produce answer takes 100 ms: at most 5 requests in flight. */
+    cr_assert_eq(rd_kafka_mock_broker_set_rtt(mock, 1, 100), 0);
+    cr_assert_eq(mph_app_start(r.app, err, sizeof err), MPH_OK, "%s", err);
+    cr_assert_eq(pthread_create(&r.waiter, NULL, waiter, &r), 0);
+    uint64_t most = 0, bound = 0;
+    for (int i = 0; i < 600 && running(&r); i++) {
+        uint64_t q = stat(r.app, "totals.producer_queued");
+        if (q > most)
+            most = q;
+        bound = stat(r.app, "totals.producer_buffer_max_bytes");
+        if (mph_test_committed_sum(cluster, r.app_id, r.in, 1) >= N)
+            break;
+        usleep(50000);
+    }
+    rd_kafka_mock_broker_set_rtt(mock, 1, 0);
+    int64_t c = mph_test_committed_sum(cluster, r.app_id, r.in, 1);
+    bool ran = running(&r);
+    mph_err_t e = stop(&r);
+    fprintf(stderr,
+            "send_errors: producer bound: committed %lld/%d, app %s (%s); most records "
+            "queued in the producer %llu (bound 10000); producer_buffer_max_bytes %llu\n",
+            (long long)c, N, ran ? "ran throughout" : "stopped", mph_err_str(e),
+            (unsigned long long)most, (unsigned long long)bound);
+    cr_expect(ran);
+    cr_expect_eq(e, MPH_OK);
+    cr_expect_eq(c, N);
+    cr_expect_eq(bound, 4194304);
+    cr_expect_gt(most, 1000, "the broker was not slow enough to fill the producer");
+    /* Sampled once per worker loop, after the reports were served. */
+    cr_expect_leq(most, 10000, "the producer held more than its bound");
+    mph_app_destroy(r.app);
+}
