@@ -246,6 +246,13 @@ static mph_err_t prepare_topics(mph_app_t *app, char *errstr, size_t errstr_size
         mph_topic_t *t = app->topics[i];
         if (!t->create)
             continue;
+        /* The dead-letter topic is only written to: any partition count
+         * will do, so one that exists (an operator's, or one made by a
+         * mock cluster on first sight) is taken as it is. */
+        int have = 0;
+        if (t == app->dead_letter &&
+            mph__kafka_partition_count(app->producer, t->name, timeout, &have) == MPH_OK)
+            continue;
         mph__topic_spec_t spec = {t->name, t->opts.partitions > 0 ? t->opts.partitions : (int)dparts,
                                   t->opts.replication > 0 ? t->opts.replication : (int)drepl,
                                   (const char *const *)t->opts.configs};

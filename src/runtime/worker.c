@@ -21,11 +21,23 @@
  * served on this thread, release them. The commit point therefore only
  * passes messages whose outputs the broker has acknowledged.
  *
+ * Records never time out in the producer (message.timeout.ms=0): librdkafka
+ * retries transient errors itself, in order. What reaches dr_cb failed for
+ * good (the topic's on_send_error decides when the broker refused the
+ * record itself; anything else stops the app), or failed with an error
+ * librdkafka does not retry although another attempt may succeed: that
+ * record is never produced again behind later records of its key; the
+ * worker holds it, the later records of its partition and every new send
+ * until the producer is empty, then sends them again in order (repair).
+ * The producer's queue is bounded (producer_buffer_max_bytes): a full one
+ * makes the worker serve delivery reports until there is room.
+ *
  * Commits (report, flush_progress) make table state durable first, without
  * stopping the loop (table.c). Partitions handed back without durable
  * state take everything the producer still holds with them: the producer
  * is purged and replaced (purge_handed_back), so that nothing of theirs
- * lands after the next owner took over.
+ * lands after the next owner took over; records of partitions kept are
+ * sent again in order (those in flight possibly twice, counted).
  *
  * Nothing here takes a lock. What others may read (stats) is written with
  * ck_pr stores.
@@ -772,11 +784,16 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
          * never exist, so stop without committing past the source record,
          * as for a delivery that failed permanently. */
         w->failed = true;
+        char size[160] = "";
+        if (err == MPH_ERR_RANGE)
+            snprintf(size, sizeof size,
+                     " (a record of %zu bytes; the producer's message.max.bytes is %lld)",
+                     key_len + value_len, (long long)w->app->produce_max_bytes);
         mph__app_fail(w->app, err,
-                      "send to %s from %s [%d] offset %lld refused: %s; stopping without "
+                      "send to %s from %s [%d] offset %lld refused: %s%s; stopping without "
                       "committing past the source record",
                       topic->name, ev->topic->name, (int)ev->rkm->partition,
-                      (long long)ev->rkm->offset, mph_err_str(err));
+                      (long long)ev->rkm->offset, mph_err_str(err), size);
     } else if (err == MPH_ERR_STOPPED) {
         w->failed = true; /* the app stops: never commit past this event */
     }
