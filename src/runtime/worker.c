@@ -247,6 +247,18 @@ static bool hold_report(mph__worker_t *w, mph_topic_t *t, const rd_kafka_message
 
 static mph_err_t produce_rkt(mph__worker_t *w, mph_topic_t *t, rd_kafka_topic_t **rktp);
 
+/* Frees a held record that will not be sent: its entry stays pending (the
+ * commit point never passes it), but a stop need not wait for it. */
+static void drop_held(mph__worker_t *w, mph__held_t *h)
+{
+    uint64_t v = (uint64_t)(uintptr_t)h->opaque;
+    mph__slot_t *s = slot_of_opaque(w, (uint32_t)(v >> (GEN_BITS + SEQ_BITS)),
+                                    (uint8_t)(v >> SEQ_BITS));
+    if (s && s->acks.inflight > 0)
+        s->acks.inflight--;
+    held_free(h);
+}
+
 /* Sends the held records again once the producer holds nothing more.
  * Those of partitions handed back meanwhile are dropped (their sources are
  * processed again by the next owner). */
@@ -255,7 +267,7 @@ static void repair_progress(mph__worker_t *w)
     if (!w->repairing || rd_kafka_outq_len(w->producer) > 0)
         return;
     mph__held_t *list = w->held;
-    size_t n = w->nheld, cap = w->held_cap, i = 0;
+    size_t n = w->nheld, i = 0;
     w->held = NULL;
     w->nheld = w->held_cap = 0;
     w->nbroken = 0;
@@ -299,7 +311,11 @@ static void repair_progress(mph__worker_t *w)
             held_free(h);
             continue;
         }
-        held_free(h);
+        drop_held(w, h);
+        if (!err && e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            i++;
+            break; /* the app stops: the rest is dropped, never committed */
+        }
         mph__app_fail(w->app, err ? err : mph__kafka_err(e),
                       "send to %s [%d] could not be repeated in order: %s; stopping without "
                       "committing past its source record",
@@ -312,14 +328,14 @@ static void repair_progress(mph__worker_t *w)
     /* What is left keeps its order behind what was held meanwhile. */
     for (; i < n; i++) {
         if (!w->repairing) {
-            held_free(&list[i]);
+            drop_held(w, &list[i]);
             continue;
         }
         if (w->nheld == w->held_cap) {
             size_t c = w->held_cap ? w->held_cap * 2 : 256;
             mph__held_t *nh = realloc(w->held, c * sizeof *nh);
             if (!nh) {
-                held_free(&list[i]);
+                drop_held(w, &list[i]);
                 continue;
             }
             w->held = nh;
@@ -327,7 +343,6 @@ static void repair_progress(mph__worker_t *w)
         }
         w->held[w->nheld++] = list[i];
     }
-    (void)cap;
     free(list);
 }
 
