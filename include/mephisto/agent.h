@@ -105,10 +105,18 @@ MPH_EXPORT mph_app_t *mph_event_app(const mph_event_t *ev);
 
 /* Sends a record from inside a callback through the worker's producer. Key,
  * value and headers are copied. partition: MPH_PARTITION_ANY picks by key
- * (murmur2, as the Java client; round-robin for a NULL key). Blocks briefly
- * (serving delivery reports) while the producer's queue is full, which is
- * how a slow broker back-pressures the stream. Errors: MPH_ERR_INVALID
- * (topic not declared on this app), MPH_ERR_STOPPED, MPH_ERR_KAFKA. */
+ * (murmur2, as the Java client; round-robin for a NULL key). Blocks
+ * (serving delivery reports) while the worker's producer holds
+ * producer_buffer_max_bytes, which is how a slow broker back-pressures the
+ * stream. A record too large for every topic of the app (the producer
+ * follows the topics' max.message.bytes) goes through topic's
+ * on_send_error: dead_letter and skip return MPH_OK (the source record was
+ * dead-lettered, or the record counted and dropped), fail stops the app
+ * without committing past the event and returns MPH_ERR_RANGE. Records the
+ * broker refuses later (a topic with a smaller max.message.bytes) follow
+ * the same policy from their delivery report. Errors: MPH_ERR_INVALID
+ * (topic not declared on this app), MPH_ERR_STOPPED (the app stops; the
+ * event is not committed), MPH_ERR_RANGE, MPH_ERR_KAFKA. */
 MPH_EXPORT mph_err_t mph_event_send(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
                                     const void *key, size_t key_len, const void *value,
                                     size_t value_len, const mph_header_t *headers,

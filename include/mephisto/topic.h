@@ -26,6 +26,22 @@
  *                            committing past it. The offset moves past a
  *                            dead-lettered record only once the broker
  *                            acknowledged the dead-letter write.
+ *   on_send_error            dead_letter | skip | fail (default: the app's
+ *                            on_send_error setting). For records sent to
+ *                            this topic that can never be written (larger
+ *                            than it accepts, or refused by the broker as
+ *                            invalid): dead_letter sends the source record
+ *                            (refused by the producer at once) or the
+ *                            refused record itself (refused by the broker
+ *                            later) to `<app_id>-dead-letter` with headers
+ *                            mph.error, mph.topic, mph.partition, mph.offset
+ *                            (the source), mph.output_topic, and
+ *                            mph.truncated when cut to fit; skip counts and
+ *                            logs it; fail stops the app without committing
+ *                            past the source record. The source's offset
+ *                            moves on only once the dead-letter record is
+ *                            acknowledged. Transient errors never get here:
+ *                            they are retried, in order, until they succeed.
  *   config.<name>            a Kafka topic config for topics the app creates
  *                            (e.g. config.retention.ms=3600000)
  *

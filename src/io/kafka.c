@@ -255,14 +255,24 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
     if (role == MPH__KAFKA_PRODUCER) {
         snprintf(num, sizeof num, "%lld",
                  (long long)mph_conf_get_int(conf, "producer_linger_ms", 5));
+        /* The producer's memory bound (producer_buffer_max_bytes): librdkafka
+         * counts value bytes only, so the message count is bounded too, one
+         * record per 512 bytes, for records whose bookkeeping (~200 bytes
+         * each) outweighs their values. */
+        int64_t buf = mph_conf_get_int(conf, "producer_buffer_max_bytes", 64 << 20);
+        int64_t msgs = buf / 512;
+        char kbytes[32], nmsgs[32];
+        snprintf(kbytes, sizeof kbytes, "%lld", (long long)(buf / 1024));
+        snprintf(nmsgs, sizeof nmsgs, "%lld",
+                 (long long)(msgs < 10000 ? 10000 : msgs > 10000000 ? 10000000 : msgs));
         struct { const char *k; const char *v; } p[] = {
             {"enable.idempotence", "true"},
             {"acks", "all"},
             {"partitioner", "murmur2_random"},
             {"linger.ms", num},
             {"batch.num.messages", "10000"},
-            {"queue.buffering.max.messages", "1000000"},
-            {"queue.buffering.max.kbytes", "1048576"},
+            {"queue.buffering.max.messages", nmsgs},
+            {"queue.buffering.max.kbytes", kbytes},
         };
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
             if (mph__kafka_conf_set(kc, p[i].k, p[i].v, errstr, errstr_size))
@@ -571,4 +581,101 @@ mph_err_t mph__kafka_watermarks(rd_kafka_t *rk, const char *topic, int32_t parti
 {
     return mph__kafka_err(
         rd_kafka_query_watermark_offsets(rk, topic, partition, low, high, timeout_ms));
+}
+
+mph_err_t mph__kafka_topic_max_bytes(const mph__kafka_env_t *env, rd_kafka_t *rk,
+                                     const char *const *names, size_t n, int timeout_ms,
+                                     int64_t *out, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = MPH__KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+    if (n == 0)
+        return MPH_OK;
+    /* librdkafka's mock cluster answers no DescribeConfigs (2.0.2; the
+     * request would wait for its timeout): assume the broker default, as a
+     * topic without an override has. An app given the address of a mock
+     * cluster another handle started (tests) knows it by its cluster id. */
+    char *cid = env && env->mock ? NULL : rd_kafka_clusterid(rk, timeout_ms);
+    bool mock = (env && env->mock) || (cid && !strncmp(cid, "mockCluster", 11));
+    if (cid)
+        rd_kafka_mem_free(rk, cid);
+    if (mock) {
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "the mock cluster has no topic configs");
+        return MPH_ERR_UNSUPPORTED;
+    }
+    char kerr[256];
+    mph_err_t rc = MPH_OK;
+    rd_kafka_ConfigResource_t **res = calloc(n, sizeof *res);
+    if (!res)
+        return MPH_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        res[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, names[i]);
+        if (!res[i]) {
+            rc = MPH_ERR_NOMEM;
+            goto out;
+        }
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, kerr, sizeof kerr);
+    rd_kafka_DescribeConfigs(rk, res, n, opts, q);
+    rd_kafka_event_t *ev = admin_wait(q, timeout_ms + 1000);
+    if (!ev) {
+        rc = MPH_ERR_TIMEOUT;
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "no answer to DescribeConfigs within %d ms",
+                     timeout_ms);
+        goto out_q;
+    }
+    if (rd_kafka_event_error(ev)) {
+        rc = mph__kafka_err(rd_kafka_event_error(ev));
+        if (errstr && errstr_size)
+            snprintf(errstr, errstr_size, "DescribeConfigs: %s",
+                     rd_kafka_event_error_string(ev));
+        goto out_ev;
+    }
+    size_t cnt = 0;
+    const rd_kafka_ConfigResource_t **rr =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &cnt);
+    for (size_t r = 0; r < cnt; r++) {
+        const char *name = rd_kafka_ConfigResource_name(rr[r]);
+        size_t i = 0;
+        while (i < n && strcmp(names[i], name) != 0)
+            i++;
+        if (i == n)
+            continue;
+        if (rd_kafka_ConfigResource_error(rr[r])) {
+            rc = mph__kafka_err(rd_kafka_ConfigResource_error(rr[r]));
+            if (errstr && errstr_size)
+                snprintf(errstr, errstr_size, "topic %s: DescribeConfigs: %s", name,
+                         rd_kafka_ConfigResource_error_string(rr[r])
+                             ? rd_kafka_ConfigResource_error_string(rr[r])
+                             : rd_kafka_err2str(rd_kafka_ConfigResource_error(rr[r])));
+            continue;
+        }
+        size_t ne = 0;
+        const rd_kafka_ConfigEntry_t **ce = rd_kafka_ConfigResource_configs(rr[r], &ne);
+        for (size_t e = 0; e < ne; e++) {
+            const char *v = rd_kafka_ConfigEntry_value(ce[e]);
+            if (v && !strcmp(rd_kafka_ConfigEntry_name(ce[e]), "max.message.bytes")) {
+                char *end;
+                long long x = strtoll(v, &end, 10);
+                if (!*end && x > 0)
+                    out[i] = x;
+            }
+        }
+    }
+out_ev:
+    rd_kafka_event_destroy(ev);
+out_q:
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+out:
+    for (size_t i = 0; i < n; i++)
+        if (res[i])
+            rd_kafka_ConfigResource_destroy(res[i]);
+    free(res);
+    return rc;
 }

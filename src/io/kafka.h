@@ -78,6 +78,25 @@ mph_err_t mph__kafka_delete_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
 mph_err_t mph__kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
                                      int *out);
 
+/* Kafka's default message.max.bytes (a broker setting): what a topic
+ * without a max.message.bytes override accepts. */
+#define MPH__KAFKA_DEFAULT_MAX_MESSAGE_BYTES 1048588
+/* Record batch framing (librdkafka's MessageSet v2 header) and the most a
+ * record's own framing can take beyond its key, value and headers: a record
+ * of k+v+h bytes passes librdkafka's message.max.bytes L when
+ * k+v+h + MPH__KAFKA_RECORD_OVERHEAD <= L, and fits a topic's
+ * max.message.bytes M alone in a batch when that L is M - MPH__KAFKA_BATCH_OVERHEAD. */
+#define MPH__KAFKA_BATCH_OVERHEAD  61
+#define MPH__KAFKA_RECORD_OVERHEAD 36
+
+/* Each topic's max.message.bytes (DescribeConfigs), into out[0..n). A
+ * topic whose config cannot be read keeps MPH__KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+ * and the error (MPH_ERR_UNSUPPORTED on the mock cluster, which has no
+ * topic configs) is returned with errstr; out is filled either way. */
+mph_err_t mph__kafka_topic_max_bytes(const mph__kafka_env_t *env, rd_kafka_t *rk,
+                                     const char *const *names, size_t n, int timeout_ms,
+                                     int64_t *out, char *errstr, size_t errstr_size);
+
 /* Java-compatible key → partition (librdkafka's murmur2_random partitioner,
  * i.e. Kafka's Utils.murmur2 & 0x7fffffff % n). key must not be NULL.
  * @locality any */

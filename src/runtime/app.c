@@ -246,6 +246,13 @@ static mph_err_t prepare_topics(mph_app_t *app, char *errstr, size_t errstr_size
         mph_topic_t *t = app->topics[i];
         if (!t->create)
             continue;
+        /* The dead-letter topic is only written to: any partition count
+         * will do, so one that exists (an operator's, or one made by a
+         * mock cluster on first sight) is taken as it is. */
+        int have = 0;
+        if (t == app->dead_letter &&
+            mph__kafka_partition_count(app->producer, t->name, timeout, &have) == MPH_OK)
+            continue;
         mph__topic_spec_t spec = {t->name, t->opts.partitions > 0 ? t->opts.partitions : (int)dparts,
                                   t->opts.replication > 0 ? t->opts.replication : (int)drepl,
                                   (const char *const *)t->opts.configs};
@@ -284,14 +291,22 @@ static mph_err_t prepare_topics(mph_app_t *app, char *errstr, size_t errstr_size
     return MPH_OK;
 }
 
-/* Each source topic's on_decode_error; declares the dead-letter topic when a
- * topic that can fail decoding sends its bad records there. */
+static int policy_of(const mph_app_t *app, const char *setting)
+{
+    const char *dflt = mph_conf_get(app->conf, setting);
+    return !dflt || !strcmp(dflt, "dead_letter") ? DECODE_DEAD_LETTER
+           : !strcmp(dflt, "skip")                ? DECODE_SKIP
+                                                  : DECODE_FAIL;
+}
+
+/* Each source topic's on_decode_error and each topic's on_send_error;
+ * declares the dead-letter topic when a topic that can fail decoding sends
+ * its bad records there, or when agents may send to a topic whose
+ * unsendable records go there. */
 static mph_err_t resolve_decode_policies(mph_app_t *app, char *errstr, size_t errstr_size)
 {
-    const char *dflt = mph_conf_get(app->conf, "on_decode_error");
-    int policy = !dflt || !strcmp(dflt, "dead_letter") ? DECODE_DEAD_LETTER
-                 : !strcmp(dflt, "skip")                ? DECODE_SKIP
-                                                        : DECODE_FAIL;
+    int policy = policy_of(app, "on_decode_error");
+    int send_policy = policy_of(app, "on_send_error");
     bool need_dlq = false;
     size_t n = app->ntopics;
     for (size_t i = 0; i < n; i++) {
@@ -299,6 +314,9 @@ static mph_err_t resolve_decode_policies(mph_app_t *app, char *errstr, size_t er
         t->decode_policy = t->opts.on_decode_error >= 0 ? t->opts.on_decode_error : policy;
         if (t->nagents && (t->key_codec != MPH_CODEC_RAW || t->value_codec != MPH_CODEC_RAW) &&
             t->decode_policy == DECODE_DEAD_LETTER)
+            need_dlq = true;
+        t->send_policy = t->opts.on_send_error >= 0 ? t->opts.on_send_error : send_policy;
+        if (app->nagents && t != app->dead_letter && t->send_policy == DECODE_DEAD_LETTER)
             need_dlq = true;
     }
     if (need_dlq && !app->dead_letter) {
@@ -314,7 +332,69 @@ static mph_err_t resolve_decode_policies(mph_app_t *app, char *errstr, size_t er
             return MPH_ERR_INVALID;
         app->dead_letter->internal = true;
     }
+    /* A dead-letter record that cannot be written stops the app: sending
+     * it to the dead-letter topic again would fail the same way. */
+    if (app->dead_letter)
+        app->dead_letter->send_policy = DECODE_FAIL;
     return MPH_OK;
+}
+
+/* Reads every topic's max.message.bytes and sizes the worker producers to
+ * them (librdkafka's message.max.bytes defaults to 1,000,000, below the
+ * broker's own default of 1,048,588, so records the topic accepts were
+ * refused): message.max.bytes lets through the largest record the most
+ * generous topic accepts alone in a batch, batch.size keeps batches within
+ * the strictest topic's bound, and a record only a stricter topic refuses
+ * comes back in its delivery report and follows that topic's on_send_error.
+ * Without topic configs (the mock cluster), the broker default is assumed. */
+static void size_producers(mph_app_t *app)
+{
+    size_t n = app->ntopics;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    int64_t *max = calloc(n ? n : 1, sizeof *max);
+    char err[512] = "";
+    if (names && max) {
+        for (size_t i = 0; i < n; i++)
+            names[i] = app->topics[i]->name;
+        mph_err_t rc = mph__kafka_topic_max_bytes(app->kenv, app->producer, names, n,
+                                                  start_timeout_ms(app), max, err, sizeof err);
+        if (rc)
+            mph_log(rc == MPH_ERR_UNSUPPORTED ? MPH_LOG_INFO : MPH_LOG_WARN,
+                    "topic max.message.bytes not read (%s): assuming the broker default %d",
+                    err, MPH__KAFKA_DEFAULT_MAX_MESSAGE_BYTES);
+    } else {
+        for (size_t i = 0; max && i < n; i++)
+            max[i] = MPH__KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+    }
+    int64_t hi = 0, lo = INT64_MAX;
+    for (size_t i = 0; i < n; i++) {
+        int64_t m = max ? max[i] : MPH__KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+        app->topics[i]->max_message_bytes = m;
+        if (m > hi)
+            hi = m;
+        if (m < lo)
+            lo = m;
+    }
+    if (n == 0)
+        hi = lo = MPH__KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+    /* librdkafka's own bounds: message.max.bytes 1000..1e9. */
+    hi -= MPH__KAFKA_BATCH_OVERHEAD;
+    app->produce_max_bytes = hi < 1000 ? 1000 : hi > 1000000000 ? 1000000000 : hi;
+    lo -= MPH__KAFKA_BATCH_OVERHEAD;
+    app->produce_batch_bytes = lo < 1 ? 1 : lo > 1000000 ? 1000000 : lo;
+    /* A record larger than the buffer could never be queued. */
+    int64_t buf = mph_conf_get_int(app->conf, "producer_buffer_max_bytes", 64 << 20);
+    if (buf < 2 * app->produce_max_bytes) {
+        mph_log(MPH_LOG_WARN,
+                "producer_buffer_max_bytes %lld is less than twice the largest record a "
+                "topic accepts (%lld): using %lld",
+                (long long)buf, (long long)app->produce_max_bytes,
+                (long long)(2 * app->produce_max_bytes));
+        buf = 2 * app->produce_max_bytes;
+    }
+    app->producer_buffer_bytes = buf;
+    free(names);
+    free(max);
 }
 
 static void app_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -432,6 +512,7 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     err = mph__tables_prepare(app, errstr, errstr_size);
     if (err)
         goto fail;
+    size_producers(app);
     err = MPH_ERR_INVALID;
 
     app->coord = mph__coord_new(app, errstr, errstr_size);

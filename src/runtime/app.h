@@ -35,6 +35,7 @@ struct mph_topic_opts {
     int replication; /* 0 = topic_replication_factor */
     int create;      /* -1 unset, 0, 1 */
     int on_decode_error; /* -1 = app default */
+    int on_send_error;   /* enum mph__decode_policy values; -1 = app default */
     char **configs;  /* name, value, ..., NULL */
     size_t nconfigs;
     const mph_record_type_t *record; /* value codec record (borrowed) */
@@ -50,6 +51,9 @@ struct mph_topic {
     int partitions; /* resolved at start */
     int key_codec, value_codec; /* mph_codec_t (io/codec.h) */
     int decode_policy;          /* enum mph__decode_policy, resolved at start */
+    int send_policy;            /* the same values, for records sent here that can
+                                 * never be written (on_send_error) */
+    int64_t max_message_bytes;  /* the topic's max.message.bytes, read at start */
     mph_agent_t **agents; /* subscribers, declaration order */
     size_t nagents;
 };
@@ -89,6 +93,12 @@ struct mph_app {
     int64_t max_poll_batch;
     int64_t shutdown_timeout_ms;
     bool stop_on_agent_error;
+    /* Worker producers (app.c, set at start from the topics' configs):
+     * librdkafka's message.max.bytes and batch.size, and the value bytes a
+     * worker's producer may hold (producer_buffer_max_bytes). */
+    int64_t produce_max_bytes;
+    int64_t produce_batch_bytes;
+    int64_t producer_buffer_bytes;
 
     mph__kafka_env_t *kenv;
     rd_kafka_t *consumer; /* the group member; main queue served by coordinator */

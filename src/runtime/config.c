@@ -234,6 +234,20 @@ static const struct prop props[] = {
             "with headers naming the error, source topic, partition and "
             "offset; `skip` counts and logs it; `fail` stops the app without "
             "committing past it."},
+    {.name = "on_send_error",
+     .type = T_ENUM,
+     .dflt = "dead_letter",
+     .choices = "dead_letter|skip|fail",
+     .doc = "For topics that do not set their own: what happens to a record "
+            "an agent sends there that can never be written (larger than the "
+            "topic's `max.message.bytes`, or refused by the broker as "
+            "invalid). `dead_letter` sends the source record to "
+            "`<app_id>-dead-letter` with headers naming the error, the "
+            "output topic and the source topic, partition and offset "
+            "(truncated, with `mph.truncated`, when too large itself); `skip` "
+            "counts and logs it; `fail` stops the app without committing past "
+            "the source record. Transient errors are never handled here: "
+            "they are retried in order until they succeed."},
     {.name = "assignor",
      .type = T_ENUM,
      .dflt = "range",
@@ -359,6 +373,21 @@ static const struct prop props[] = {
      .doc = "How long in milliseconds a worker's producer waits to fill a "
             "batch before sending it (librdkafka's `linger.ms`). More means "
             "bigger batches and fewer requests; less means lower latency."},
+    {.name = "producer_buffer_max_bytes",
+     .type = T_INT,
+     .dflt = "67108864",
+     .min = 4194304,
+     .max = 2147483647,
+     .doc = "Per worker: how many bytes of record values its producer may "
+            "hold before the broker acknowledged them (librdkafka's "
+            "`queue.buffering.max.kbytes`; the message bound is one record "
+            "per 512 bytes, at least 10,000). When it is full the worker stops "
+            "processing and "
+            "serves acknowledgements until there is room again "
+            "(back-pressure), so a slow or absent broker costs at most this "
+            "much per worker (plus about 200 bytes of bookkeeping per "
+            "record). Raised to twice the largest record a topic accepts when "
+            "lower. /stats reports it as `producer_buffer_max_bytes`."},
     {.name = "max_poll_batch",
      .type = T_INT,
      .dflt = "1024",

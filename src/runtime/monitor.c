@@ -491,9 +491,15 @@ static void collect_worker(mph__stats_t *st, mph__stats_worker_t *w,
     COPY(send_retries);
     COPY(dead_lettered);
     COPY(skipped);
+    COPY(send_dead_lettered);
+    COPY(send_skipped);
+    COPY(send_resent_inflight);
+    COPY(producer_queued);
     COPY(pauses);
     COPY(partitions);
 #undef COPY
+    w->producer_buffer_max_bytes = (uint64_t)m->app->producer_buffer_bytes;
+    T->producer_buffer_max_bytes += w->producer_buffer_max_bytes;
     size_t nt = st->ntopics < m->ntopics ? st->ntopics : m->ntopics;
     for (size_t t = 0; t < nt; t++) {
         w->topic_in[t] = load64(&m->topic_in[t]);
@@ -836,6 +842,11 @@ static void render_counters(jdoc_t *j, const mph__stats_worker_t *w)
     j_kv_u64(j, "send_retries", w->send_retries);
     j_kv_u64(j, "dead_lettered", w->dead_lettered);
     j_kv_u64(j, "skipped", w->skipped);
+    j_kv_u64(j, "send_dead_lettered", w->send_dead_lettered);
+    j_kv_u64(j, "send_skipped", w->send_skipped);
+    j_kv_u64(j, "send_resent_inflight", w->send_resent_inflight);
+    j_kv_u64(j, "producer_queued", w->producer_queued);
+    j_kv_u64(j, "producer_buffer_max_bytes", w->producer_buffer_max_bytes);
     j_kv_u64(j, "pauses", w->pauses);
     j_kv_u64(j, "partitions", w->partitions);
     render_latency(j, "processing_latency_ns", &w->processing);

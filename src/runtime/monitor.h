@@ -69,6 +69,10 @@ typedef struct mph__monitor {
     uint64_t send_retries;
     uint64_t dead_lettered;
     uint64_t skipped;       /* decode errors under on_decode_error=skip */
+    uint64_t send_dead_lettered;   /* unsendable outputs, on_send_error=dead_letter */
+    uint64_t send_skipped;         /* unsendable outputs, on_send_error=skip */
+    uint64_t send_resent_inflight; /* re-sent after a purge while in flight */
+    uint64_t producer_queued;      /* gauge: records in the producer, per drain */
     uint64_t pauses;        /* back-pressure pauses */
     uint64_t partitions;    /* partitions owned now */
     uint64_t *topic_in;     /* [ntopics] */
@@ -244,6 +248,8 @@ typedef struct mph__stats_worker {
     uint64_t events_in, events_failed;
     uint64_t sends, sends_acked, send_errors, send_retries;
     uint64_t dead_lettered, skipped, pauses, partitions;
+    uint64_t send_dead_lettered, send_skipped, send_resent_inflight;
+    uint64_t producer_queued, producer_buffer_max_bytes; /* totals: sums */
     double events_per_s;     /* since the previous sample (see monitor.c) */
     double events_per_s_avg; /* since the monitor started */
     uint64_t *topic_in, *topic_out;        /* [stats.ntopics] */

@@ -464,7 +464,7 @@ mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w)
     return set;
 }
 
-#define CL_SLOT 0xFFFFu
+#define CL_SLOT MPH__SLOT_CHANGELOG /* worker.h */
 
 void mph__tables_changelog_failed(mph__worker_t *w, const char *why)
 {
@@ -514,6 +514,10 @@ static mph_err_t produce_one(void *opaque, const void *key, size_t klen, const v
             break;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return mph__kafka_err(e);
+        /* Records never time out (worker.c): a full producer during a stop
+         * (broker gone) fails this flush rather than waiting for ever. */
+        if (ck_pr_load_int(&c->w->app->state) != APP_RUNNING)
+            return MPH_ERR_STOPPED;
         rd_kafka_poll(c->w->producer, 10);
     }
     c->w->cl_pending++;

@@ -70,6 +70,7 @@ mph_topic_opts_t *mph_topic_opts_new(void)
     if (o) {
         o->create = -1;
         o->on_decode_error = -1;
+        o->on_send_error = -1;
     }
     return o;
 }
@@ -151,12 +152,22 @@ mph_err_t mph_topic_opts_set(mph_topic_opts_t *o, const char *name, const char *
         o->on_decode_error = p;
         return MPH_OK;
     }
+    if (!strcmp(name, "on_send_error")) {
+        int p = index_of(policies, value);
+        if (p < 0) {
+            snprintf(errstr, errstr_size,
+                     "on_send_error: must be dead_letter, skip or fail, got '%s'", value);
+            return MPH_ERR_INVALID;
+        }
+        o->on_send_error = p;
+        return MPH_OK;
+    }
     if (!strncmp(name, "config.", 7) && name[7]) {
         return mph__opts_pair(&o->configs, &o->nconfigs, name + 7, value);
     }
     snprintf(errstr, errstr_size,
              "%s: unknown topic option (key_codec, value_codec, partitions, replication, "
-             "create, on_decode_error, config.<name>)",
+             "create, on_decode_error, on_send_error, config.<name>)",
              name);
     return MPH_ERR_NOENT;
 }
@@ -184,12 +195,14 @@ static mph_err_t opts_copy(mph_topic_opts_t *dst, const mph_topic_opts_t *src)
     mph_topic_opts_t *o = dst;
     o->create = -1;
     o->on_decode_error = -1;
+    o->on_send_error = -1;
     if (!src)
         return MPH_OK;
     o->partitions = src->partitions;
     o->replication = src->replication;
     o->create = src->create;
     o->on_decode_error = src->on_decode_error;
+    o->on_send_error = src->on_send_error;
     o->record = src->record;
     if ((src->key_codec && mph__opts_str(&o->key_codec, src->key_codec)) ||
         (src->value_codec && mph__opts_str(&o->value_codec, src->value_codec)))

@@ -21,11 +21,23 @@
  * served on this thread, release them. The commit point therefore only
  * passes messages whose outputs the broker has acknowledged.
  *
+ * Records never time out in the producer (message.timeout.ms=0): librdkafka
+ * retries transient errors itself, in order. What reaches dr_cb failed for
+ * good (the topic's on_send_error decides when the broker refused the
+ * record itself; anything else stops the app), or failed with an error
+ * librdkafka does not retry although another attempt may succeed: that
+ * record is never produced again behind later records of its key; the
+ * worker holds it, the later records of its partition and every new send
+ * until the producer is empty, then sends them again in order (repair).
+ * The producer's queue is bounded (producer_buffer_max_bytes): a full one
+ * makes the worker serve delivery reports until there is room.
+ *
  * Commits (report, flush_progress) make table state durable first, without
  * stopping the loop (table.c). Partitions handed back without durable
  * state take everything the producer still holds with them: the producer
  * is purged and replaced (purge_handed_back), so that nothing of theirs
- * lands after the next owner took over.
+ * lands after the next owner took over; records of partitions kept are
+ * sent again in order (those in flight possibly twice, counted).
  *
  * Nothing here takes a lock. What others may read (stats) is written with
  * ck_pr stores.
@@ -48,6 +60,9 @@
 #define TAG_KAFKA 1
 #define TAG_INBOX 2
 #define SLOT_BITS 16
+_Static_assert(MPH__SLOT_IDS <= MPH__SLOT_COPY && MPH__SLOT_IDS <= MPH__SLOT_CHANGELOG &&
+                   MPH__SLOT_CHANGELOG < (1u << SLOT_BITS),
+               "slot ids must stay below the markers in a send's opaque");
 #define GEN_BITS 8
 #define SEQ_BITS 40
 #define SEQ_MASK ((UINT64_C(1) << SEQ_BITS) - 1)
@@ -66,9 +81,11 @@ static void worker_inbox(mph__worker_t *w);
 
 /* Whether a failed delivery is worth sending again. Errors that another
  * attempt cannot fix (the record, the topic or the permissions are wrong,
- * or the producer is fenced or fatally failed) stop the app instead;
- * everything else (timeouts, broker and network trouble, leadership moves,
- * NETWORK_EXCEPTION, ...) is retried. */
+ * or the producer is fenced or fatally failed) are not; everything else
+ * (broker and network trouble, leadership moves, NETWORK_EXCEPTION, ...)
+ * is. librdkafka retries most of those itself, in order and for ever
+ * (message.timeout.ms=0, producer_open): only those it does not know as
+ * retriable (e.g. NETWORK_EXCEPTION in 2.0.2) reach a report. */
 static bool retriable(rd_kafka_resp_err_t err)
 {
     switch (err) {
@@ -96,6 +113,335 @@ static bool retriable(rd_kafka_resp_err_t err)
     }
 }
 
+/* Whether the broker refused the record itself: it can never be written
+ * to that topic, so the topic's on_send_error decides. */
+static bool unsendable(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The app topic a producer handle writes to (out_rkt, else by name). */
+static mph_topic_t *out_topic_of(mph__worker_t *w, rd_kafka_topic_t *rkt)
+{
+    for (size_t i = 0; i < w->app->ntopics; i++)
+        if (w->out_rkt[i] == rkt)
+            return w->app->topics[i];
+    int idx = mph__app_topic_index(w->app, rd_kafka_topic_name(rkt));
+    return idx >= 0 ? w->app->topics[idx] : NULL;
+}
+
+static mph__slot_t *slot_of_opaque(mph__worker_t *w, uint32_t slot_id, uint8_t gen)
+{
+    if (slot_id >= w->nslots)
+        return NULL;
+    mph__slot_t *s = &w->slots[slot_id];
+    return s->used && s->gen == gen ? s : NULL;
+}
+
+/* ---- order repair ------------------------------------------------------
+ *
+ * A record librdkafka gave up on with an error another attempt can fix
+ * cannot simply be produced again: librdkafka sends the later records of
+ * its partition on (idempotent producer: new epoch), so the copy would land
+ * after them and, on a compacted topic, an older value would win. Instead
+ * the worker stops producing: the failed record, and every record of that
+ * partition whose report comes after it (those may have landed before the
+ * copy), are held with every new send, until the producer holds nothing
+ * more; then all held records go out again, in the order they were first
+ * produced. Each key's last copy is thus its newest value. Copies of
+ * records already acknowledged (MPH__SLOT_COPY) are duplicates that
+ * nothing waits for; the failed records keep their pending acknowledgement
+ * and are acknowledged by their copy's report. Rare (librdkafka retries
+ * almost every transient error itself), so simple rather than fast. */
+
+static bool hold(mph__worker_t *w, mph_topic_t *t, int32_t partition, const void *key,
+                 size_t key_len, const void *value, size_t value_len, rd_kafka_headers_t *hdrs,
+                 void *opaque)
+{
+    if (w->nheld == w->held_cap) {
+        size_t n = w->held_cap ? w->held_cap * 2 : 256;
+        mph__held_t *h = realloc(w->held, n * sizeof *h);
+        if (!h)
+            return false;
+        w->held = h;
+        w->held_cap = n;
+    }
+    mph__held_t *h = &w->held[w->nheld];
+    h->key = key_len ? malloc(key_len) : NULL;
+    h->value = value_len ? malloc(value_len) : NULL;
+    if ((key_len && !h->key) || (value_len && !h->value)) {
+        free(h->key);
+        free(h->value);
+        return false;
+    }
+    if (key_len)
+        memcpy(h->key, key, key_len);
+    if (value_len)
+        memcpy(h->value, value, value_len);
+    h->key_len = key ? key_len : (size_t)-1; /* -1: a null key */
+    h->value_len = value ? value_len : (size_t)-1;
+    h->topic = t;
+    h->partition = partition;
+    h->hdrs = hdrs;
+    h->opaque = opaque;
+    w->nheld++;
+    return true;
+}
+
+static void held_free(mph__held_t *h)
+{
+    free(h->key);
+    free(h->value);
+    if (h->hdrs)
+        rd_kafka_headers_destroy(h->hdrs);
+}
+
+static bool is_broken(const mph__worker_t *w, const mph_topic_t *t, int32_t partition)
+{
+    for (size_t i = 0; i < w->nbroken; i++)
+        if (w->broken[i].topic == t && w->broken[i].partition == partition)
+            return true;
+    return false;
+}
+
+static bool mark_broken(mph__worker_t *w, mph_topic_t *t, int32_t partition)
+{
+    if (is_broken(w, t, partition))
+        return true;
+    if (w->nbroken == w->broken_cap) {
+        size_t n = w->broken_cap ? w->broken_cap * 2 : 8;
+        struct mph__broken *b = realloc(w->broken, n * sizeof *b);
+        if (!b)
+            return false;
+        w->broken = b;
+        w->broken_cap = n;
+    }
+    w->broken[w->nbroken].topic = t;
+    w->broken[w->nbroken].partition = partition;
+    w->nbroken++;
+    return true;
+}
+
+/* Holds a copy of report m's record (headers copied) with opaque. */
+static bool hold_report(mph__worker_t *w, mph_topic_t *t, const rd_kafka_message_t *m,
+                        void *opaque)
+{
+    rd_kafka_headers_t *h = NULL, *hc = NULL;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        hc = rd_kafka_headers_copy(h);
+    if (hold(w, t, m->partition, m->key, m->key_len, m->payload, m->len, hc, opaque))
+        return true;
+    if (hc)
+        rd_kafka_headers_destroy(hc);
+    return false;
+}
+
+static mph_err_t produce_rkt(mph__worker_t *w, mph_topic_t *t, rd_kafka_topic_t **rktp);
+
+/* Frees a held record that will not be sent: its entry stays pending (the
+ * commit point never passes it), but a stop need not wait for it. */
+static void drop_held(mph__worker_t *w, mph__held_t *h)
+{
+    uint64_t v = (uint64_t)(uintptr_t)h->opaque;
+    mph__slot_t *s = slot_of_opaque(w, (uint32_t)(v >> (GEN_BITS + SEQ_BITS)),
+                                    (uint8_t)(v >> SEQ_BITS));
+    if (s && s->acks.inflight > 0)
+        s->acks.inflight--;
+    held_free(h);
+}
+
+/* Sends the held records again once the producer holds nothing more.
+ * Those of partitions handed back meanwhile are dropped (their sources are
+ * processed again by the next owner). */
+static void repair_progress(mph__worker_t *w)
+{
+    if (!w->repairing || rd_kafka_outq_len(w->producer) > 0)
+        return;
+    mph__held_t *list = w->held;
+    size_t n = w->nheld, i = 0;
+    w->held = NULL;
+    w->nheld = w->held_cap = 0;
+    w->nbroken = 0;
+    w->repairing = false;
+    for (; i < n; i++) {
+        mph__held_t *h = &list[i];
+        uint64_t v = (uint64_t)(uintptr_t)h->opaque;
+        uint32_t slot_id = (uint32_t)(v >> (GEN_BITS + SEQ_BITS));
+        if (slot_id != MPH__SLOT_COPY &&
+            !slot_of_opaque(w, slot_id, (uint8_t)(v >> SEQ_BITS))) {
+            w->purged_handed_back++;
+            held_free(h);
+            continue;
+        }
+        if (w->repairing)
+            break; /* a copy failed again: the rest waits behind it, in order */
+        rd_kafka_topic_t *rkt = NULL;
+        mph_err_t err = produce_rkt(w, h->topic, &rkt);
+        rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+        bool nokey = h->key_len == (size_t)-1, noval = h->value_len == (size_t)-1;
+        const void *key = nokey ? NULL : h->key;
+        void *value = noval ? NULL : h->value;
+        size_t key_len = nokey ? 0 : h->key_len, value_len = noval ? 0 : h->value_len;
+        while (!err) {
+            e = rd_kafka_producev(
+                w->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(h->partition),
+                RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(value, value_len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h->hdrs),
+                RD_KAFKA_V_OPAQUE(h->opaque), RD_KAFKA_V_END);
+            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+                ck_pr_load_int(&w->app->state) != APP_RUNNING)
+                break;
+            rd_kafka_poll(w->producer, 10);
+            if (w->repairing)
+                break;
+        }
+        if (!err && e == RD_KAFKA_RESP_ERR__QUEUE_FULL && w->repairing)
+            break; /* held again below, behind the record that failed */
+        if (!err && e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            h->hdrs = NULL; /* the producer owns them now */
+            held_free(h);
+            continue;
+        }
+        drop_held(w, h);
+        if (!err && e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            i++;
+            break; /* the app stops: the rest is dropped, never committed */
+        }
+        mph__app_fail(w->app, err ? err : mph__kafka_err(e),
+                      "send to %s [%d] could not be repeated in order: %s; stopping without "
+                      "committing past its source record",
+                      h->topic->name, (int)h->partition,
+                      err ? mph_err_str(err) : rd_kafka_err2str(e));
+        w->failed = true;
+        i++;
+        break;
+    }
+    /* What is left keeps its order behind what was held meanwhile. */
+    for (; i < n; i++) {
+        if (!w->repairing) {
+            drop_held(w, &list[i]);
+            continue;
+        }
+        if (w->nheld == w->held_cap) {
+            size_t c = w->held_cap ? w->held_cap * 2 : 256;
+            mph__held_t *nh = realloc(w->held, c * sizeof *nh);
+            if (!nh) {
+                drop_held(w, &list[i]);
+                continue;
+            }
+            w->held = nh;
+            w->held_cap = c;
+        }
+        w->held[w->nheld++] = list[i];
+    }
+    free(list);
+}
+
+/* Serves the producer for up to timeout_ms and moves a repair on. */
+static void serve_producer(mph__worker_t *w, int timeout_ms)
+{
+    rd_kafka_poll(w->producer, timeout_ms);
+    repair_progress(w);
+}
+
+/* ---- records that can never be written ---------------------------------- */
+
+static void send_headers_of(char *part, size_t part_size, char *off, size_t off_size,
+                            int32_t partition, int64_t offset)
+{
+    snprintf(part, part_size, "%d", (int)partition);
+    snprintf(off, off_size, "%lld", (long long)offset);
+}
+
+/* A delivery report says the broker refused the record of slot s, entry
+ * seq, for good (too large for the topic, invalid): the topic's
+ * on_send_error decides. The source record is no longer held here, so a
+ * dead-letter record carries the refused output record itself, with the
+ * source's coordinates in its headers; the entry stays pending until the
+ * dead-letter record is acknowledged. */
+static void refused_later(mph__worker_t *w, mph_topic_t *t, mph__slot_t *s, void *opaque,
+                          uint64_t seq, const rd_kafka_message_t *m)
+{
+    mph_app_t *app = w->app;
+    const char *src = app->topics[s->topic]->name;
+    int64_t offset = s->acks.ring[seq & s->acks.mask].offset;
+    char why[256];
+    snprintf(why, sizeof why, "send to %s [%d] refused by the broker: %s (%zu bytes)", t->name,
+             (int)m->partition, rd_kafka_err2str(m->err), m->len + m->key_len);
+    if (t->send_policy == DECODE_SKIP) {
+        mph__mon_add(&w->mon->send_skipped, 1);
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                        "skipped an output of %s [%d] offset %lld: %s (on_send_error=skip)", src,
+                        (int)s->partition, (long long)offset, why);
+        mph__acks_ack(&s->acks, seq);
+        return;
+    }
+    if (t->send_policy == DECODE_DEAD_LETTER && app->dead_letter) {
+        char part[16], off[32];
+        send_headers_of(part, sizeof part, off, sizeof off, s->partition, offset);
+        rd_kafka_headers_t *h = NULL, *hc;
+        if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            hc = rd_kafka_headers_copy(h);
+        else
+            hc = rd_kafka_headers_new(5);
+        rd_kafka_header_add(hc, "mph.error", -1, why, -1);
+        rd_kafka_header_add(hc, "mph.topic", -1, src, -1);
+        rd_kafka_header_add(hc, "mph.partition", -1, part, -1);
+        rd_kafka_header_add(hc, "mph.offset", -1, off, -1);
+        rd_kafka_header_add(hc, "mph.output_topic", -1, t->name, -1);
+        /* Too large for the dead-letter topic as well: its start only. */
+        size_t room = (size_t)app->dead_letter->max_message_bytes > 70000 ? 65536 : 4096;
+        bool cut = m->len + m->key_len > room;
+        if (cut) {
+            char size[32];
+            snprintf(size, sizeof size, "%zu", m->len);
+            rd_kafka_header_add(hc, "mph.truncated", -1, size, -1);
+        }
+        rd_kafka_topic_t *rkt = NULL;
+        mph_err_t err = produce_rkt(w, app->dead_letter, &rkt);
+        rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__INVALID_ARG;
+        int32_t dlp = s->partition % (app->dead_letter->partitions > 0
+                                          ? app->dead_letter->partitions : 1);
+        if (!err)
+            e = rd_kafka_producev(
+                w->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(dlp),
+                RD_KAFKA_V_KEY(m->key, cut && m->key_len > 4096 ? 4096 : m->key_len),
+                RD_KAFKA_V_VALUE(m->payload, cut && m->len > room ? room : m->len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
+                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (!err && e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            mph__acks_add_send(&s->acks, seq);
+            mph__acks_ack(&s->acks, seq); /* the refused one */
+            mph__mon_add(&w->mon->send_dead_lettered, 1);
+            mph__monitor_send(w->mon, app->dead_letter->index);
+            mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                            "dead-lettered an output of %s [%d] offset %lld: %s", src,
+                            (int)s->partition, (long long)offset, why);
+            return;
+        }
+        rd_kafka_headers_destroy(hc);
+        snprintf(why + strlen(why), sizeof why - strlen(why), "; dead-lettering failed: %s",
+                 err ? mph_err_str(err) : rd_kafka_err2str(e));
+    }
+    mph__monitor_send_error(w->mon, t->name, m->partition, mph__kafka_err(m->err));
+    s->acks.inflight--; /* never acknowledged: a stop need not wait for it */
+    mph__app_fail(app, mph__kafka_err(m->err),
+                  "%s (from %s [%d] offset %lld); stopping without committing past the source "
+                  "record",
+                  why, src, (int)s->partition, (long long)offset);
+}
+
+/* ---- delivery reports ---------------------------------------------------- */
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk; /* re-sends go to w->producer (purge_handed_back) */
@@ -107,7 +453,13 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
     bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
-    if (m->err && slot_id == 0xFFFFu) {
+    if (slot_id == MPH__SLOT_CHANGELOG) {
+        if (!m->err) {
+            mph__monitor_ack(w->mon, (uint64_t)rd_kafka_message_latency(m) * 1000);
+            mph__tables_changelog_acked(w, v & ((UINT64_C(1) << (GEN_BITS + SEQ_BITS)) - 1),
+                                        m->offset);
+            return;
+        }
         /* A changelog record is never sent again as it was: a later value
          * of its key may be on its way already, and the older one would
          * overwrite it. The flush fails instead and produces the keys'
@@ -130,23 +482,23 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         }
         return;
     }
-    if (m->err && purged) {
-        mph__slot_t *s = slot_id < w->nslots ? &w->slots[slot_id] : NULL;
-        if (!s || !s->used || s->gen != gen) {
-            w->purged_handed_back++; /* its source is processed again by the next owner */
-            return;
-        }
+    bool copy = slot_id == MPH__SLOT_COPY;
+    mph__slot_t *s = copy ? NULL : slot_of_opaque(w, slot_id, gen);
+    if (m->err && purged && !s && !copy) {
+        w->purged_handed_back++; /* its source is processed again by the next owner */
+        return;
     }
-    if (m->err) {
-        /* A purged record that gets here belongs to a partition still owned. */
-        if ((retriable(m->err) || purged) && !w->exit &&
-            ck_pr_load_int(&w->app->state) == APP_RUNNING) {
-            /* Re-send the same bytes; the entry stays pending. */
+    mph_topic_t *t = out_topic_of(w, m->rkt);
+    if (m->err && purged) {
+        /* A record of a partition still owned, dropped with the producer
+         * it was in (purge_handed_back): re-sent through the new one. The
+         * old one's reports come in the order of its records (in flight
+         * first, then queued), so the copies keep their order; those that
+         * were in flight may have landed already (duplicates, counted). */
+        if (!w->exit && ck_pr_load_int(&w->app->state) == APP_RUNNING) {
             rd_kafka_headers_t *h = NULL, *hc = NULL;
             if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
                 hc = rd_kafka_headers_copy(h);
-            /* By name on the worker's current producer: rk may be one
-             * being replaced (purge_handed_back). */
             rd_kafka_resp_err_t e = rd_kafka_producev(
                 w->producer, RD_KAFKA_V_TOPIC(rd_kafka_topic_name(m->rkt)),
                 RD_KAFKA_V_PARTITION(m->partition),
@@ -154,19 +506,36 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
                 RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                if (m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+                    w->resent_inflight++;
                 mph__monitor_send_retry(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
                                         mph__kafka_err(m->err));
-                mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
-                                "send to %s [%d] failed (%s); retrying",
-                                rd_kafka_topic_name(m->rkt), (int)m->partition,
-                                rd_kafka_err2str(m->err));
                 return;
             }
             if (hc)
                 rd_kafka_headers_destroy(hc);
         }
+    } else if (m->err && !copy && s && t && unsendable(m->err)) {
+        refused_later(w, t, s, m->_private, seq, m);
+        return;
+    } else if (m->err && t && retriable(m->err) && !w->exit &&
+               ck_pr_load_int(&w->app->state) == APP_RUNNING) {
+        /* Sent again in order once the producer is empty (repair). */
+        if (mark_broken(w, t, m->partition) && hold_report(w, t, m, m->_private)) {
+            w->repairing = true;
+            mph__monitor_send_retry(w->mon, t->name, m->partition, mph__kafka_err(m->err));
+            mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                            "send to %s [%d] failed (%s); sending it and the partition's later "
+                            "records again, in order",
+                            t->name, (int)m->partition, rd_kafka_err2str(m->err));
+            return;
+        }
+    }
+    if (m->err) {
         mph__monitor_send_error(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
                                 mph__kafka_err(m->err));
+        if (s)
+            s->acks.inflight--; /* never acknowledged: a stop need not wait for it */
         mph__app_fail(w->app, mph__kafka_err(m->err),
                       "send to %s [%d] failed permanently: %s; stopping without committing "
                       "past the source record",
@@ -174,17 +543,14 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     }
     mph__monitor_ack(w->mon, (uint64_t)rd_kafka_message_latency(m) * 1000);
-    if (slot_id == 0xFFFFu) {
-        mph__tables_changelog_acked(w, v & ((UINT64_C(1) << (GEN_BITS + SEQ_BITS)) - 1),
-                                    m->offset);
-        return;
+    if (w->repairing && t && is_broken(w, t, m->partition) &&
+        !hold_report(w, t, m, encode_opaque(MPH__SLOT_COPY, 0, 0))) {
+        w->failed = true;
+        mph__app_fail(w->app, MPH_ERR_NOMEM, "send to %s [%d]: out of memory while restoring "
+                      "its order", t->name, (int)m->partition);
     }
-    if (slot_id >= w->nslots)
-        return;
-    mph__slot_t *s = &w->slots[slot_id];
-    if (!s->used || s->gen != gen)
-        return; /* a report for a partition already handed back */
-    mph__acks_ack(&s->acks, seq);
+    if (s)
+        mph__acks_ack(&s->acks, seq); /* else: a copy, or a partition handed back */
 }
 
 /* ------------------------------------------------------------------ */
@@ -201,9 +567,12 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
     while (id < w->nslots && w->slots[id].used)
         id++;
     if (id == w->nslots) {
-        if (w->nslots == (1u << SLOT_BITS))
+        /* Ids from MPH__SLOT_IDS up are markers in a send's opaque. */
+        if (w->nslots >= MPH__SLOT_IDS)
             return MPH_ERR_FULL;
         uint32_t n = w->nslots ? w->nslots * 2 : 16;
+        if (n > MPH__SLOT_IDS)
+            n = MPH__SLOT_IDS;
         mph__slot_t *s = realloc(w->slots, n * sizeof *s);
         if (!s)
             return MPH_ERR_NOMEM;
@@ -253,8 +622,24 @@ static int topic_of(mph__worker_t *w, rd_kafka_topic_t *rkt)
 /* ------------------------------------------------------------------ */
 /* sending                                                            */
 
+/* The worker producer's handle for topic t: one per topic and worker, made
+ * on first use, so no name lookup per record. */
+static mph_err_t produce_rkt(mph__worker_t *w, mph_topic_t *t, rd_kafka_topic_t **rktp)
+{
+    rd_kafka_topic_t *rkt = w->out_rkt[t->index];
+    if (!rkt) {
+        rkt = rd_kafka_topic_new(w->producer, t->name, NULL);
+        if (!rkt)
+            return MPH_ERR_NOMEM;
+        w->out_rkt[t->index] = rkt;
+    }
+    *rktp = rkt;
+    return MPH_OK;
+}
+
 /* Hands one record to the producer for event ev. An error leaves nothing
- * behind (no pending send) and no other side effect. */
+ * behind (no pending send) and no other side effect. While a repair runs,
+ * the record is held and sent after the records before it. */
 static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
                              int32_t partition, const void *key, size_t key_len,
                              const void *value, size_t value_len, const mph_header_t *headers,
@@ -280,18 +665,24 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
     if (partition == MPH_PARTITION_ANY && !key && topic->partitions > 0)
         partition = (int32_t)(w->rr++ % (uint64_t)topic->partitions);
     void *opaque = encode_opaque(ev->slot_id, s->gen, ev->seq);
-    rd_kafka_topic_t *rkt = w->out_rkt[topic->index];
-    if (!rkt) {
-        /* One handle per topic and worker: no name lookup per record. */
-        rkt = rd_kafka_topic_new(w->producer, topic->name, NULL);
-        if (!rkt) {
-            if (hdrs)
-                rd_kafka_headers_destroy(hdrs);
-            return MPH_ERR_NOMEM;
-        }
-        w->out_rkt[topic->index] = rkt;
+    rd_kafka_topic_t *rkt = NULL;
+    if (produce_rkt(w, topic, &rkt) != MPH_OK) {
+        if (hdrs)
+            rd_kafka_headers_destroy(hdrs);
+        return MPH_ERR_NOMEM;
     }
     for (;;) {
+        if (MPH__MON_UNLIKELY(w->repairing)) {
+            if (partition == MPH_PARTITION_ANY && key && topic->partitions > 0)
+                partition = mph__kafka_partition_for(key, key_len, topic->partitions);
+            if (!hold(w, topic, partition == MPH_PARTITION_ANY ? RD_KAFKA_PARTITION_UA : partition,
+                      key, key_len, value, value_len, hdrs, opaque)) {
+                if (hdrs)
+                    rd_kafka_headers_destroy(hdrs);
+                return MPH_ERR_NOMEM;
+            }
+            break;
+        }
         rd_kafka_resp_err_t e = rd_kafka_producev(
             w->producer, RD_KAFKA_V_RKT(rkt),
             RD_KAFKA_V_PARTITION(partition == MPH_PARTITION_ANY ? RD_KAFKA_PARTITION_UA
@@ -301,18 +692,67 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
             RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !w->exit) {
-            /* Back-pressure from the broker side: serve delivery reports. */
-            rd_kafka_poll(w->producer, 10);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !w->exit &&
+            ck_pr_load_int(&w->app->state) == APP_RUNNING) {
+            /* producer_buffer_max_bytes reached: back-pressure. Serve
+             * delivery reports (blocking up to 10 ms: no busy loop) until
+             * the broker acknowledged enough. Records never time out, so
+             * with the broker gone this waits until it is back or the app
+             * stops. */
+            serve_producer(w, 10);
             continue;
         }
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
-        return mph__kafka_err(e);
+        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? MPH_ERR_STOPPED : mph__kafka_err(e);
     }
     mph__acks_add_send(&s->acks, ev->seq);
     mph__monitor_send(w->mon, topic->index);
     return MPH_OK;
+}
+
+/* Sends source record m of event ev to the dead-letter topic with headers
+ * naming why (and output, the topic an unsendable output was meant for, or
+ * NULL): the whole record, or, when that is too large for the producer,
+ * the first 64 KiB of its value and 4 KiB of its key with mph.truncated
+ * (the value's size). */
+static mph_err_t dead_letter_source(mph__worker_t *w, struct mph_event *ev,
+                                    const rd_kafka_message_t *m, const char *why,
+                                    const char *output)
+{
+    mph_app_t *app = w->app;
+    mph_topic_t *t = ev->topic;
+    char part[16], off[32], vsize[32];
+    send_headers_of(part, sizeof part, off, sizeof off, m->partition, m->offset);
+    snprintf(vsize, sizeof vsize, "%zu", m->len);
+    mph_header_t h[] = {{"mph.error", why, strlen(why)},
+                        {"mph.topic", t->name, strlen(t->name)},
+                        {"mph.partition", part, strlen(part)},
+                        {"mph.offset", off, strlen(off)},
+                        {"mph.output_topic", output, output ? strlen(output) : 0},
+                        {"mph.truncated", vsize, strlen(vsize)}};
+    /* h[5] (mph.truncated) only on the cut copy; h[4] only with output. */
+    mph_header_t ht[6];
+    size_t nh = 0;
+    for (size_t i = 0; i < 5; i++)
+        if (i != 4 || output)
+            ht[nh++] = h[i];
+    rd_kafka_headers_t *orig = NULL;
+    if (rd_kafka_message_headers(m, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        orig = NULL;
+    int32_t dlp = m->partition % (app->dead_letter->partitions > 0 ? app->dead_letter->partitions : 1);
+    mph_err_t serr = send_record(w, ev, app->dead_letter, dlp, m->key, m->key_len, m->payload,
+                                 m->len, ht, nh, orig);
+    if (serr == MPH_ERR_RANGE) {
+        /* Too large for the producer: keep the first 64 KiB of the value
+         * (4 KiB of the key) and say how large it was, rather than
+         * stopping on a record that can never be written. */
+        ht[nh++] = h[5];
+        serr = send_record(w, ev, app->dead_letter, dlp, m->key,
+                           m->key_len > 4096 ? 4096 : m->key_len, m->payload,
+                           m->len > 65536 ? 65536 : m->len, ht, nh, NULL);
+    }
+    return serr;
 }
 
 mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
@@ -322,17 +762,55 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
 {
     mph_err_t err = send_record(w, ev, topic, partition, key, key_len, value, value_len,
                                 headers, header_count, raw_headers);
+    if (MPH__MON_UNLIKELY(err == MPH_ERR_RANGE) && topic->send_policy != DECODE_FAIL) {
+        /* Larger than any topic of the app accepts (the producer's
+         * message.max.bytes follows their max.message.bytes): the topic's
+         * on_send_error decides, so that one record never stops the app
+         * for good. */
+        const rd_kafka_message_t *m = ev->rkm;
+        char why[256];
+        snprintf(why, sizeof why,
+                 "send to %s refused: a record of %zu bytes is larger than the producer's "
+                 "message.max.bytes (%lld)",
+                 topic->name, key_len + value_len, (long long)w->app->produce_max_bytes);
+        if (topic->send_policy == DECODE_SKIP) {
+            mph__mon_add(&w->mon->send_skipped, 1);
+            mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                            "skipped an output of %s [%d] offset %lld: %s (on_send_error=skip)",
+                            ev->topic->name, (int)m->partition, (long long)m->offset, why);
+            return MPH_OK;
+        }
+        if (w->app->dead_letter) {
+            mph_agent_t *agent = ev->agent;
+            err = dead_letter_source(w, ev, m, why, topic->name);
+            ev->agent = agent;
+            if (!err) {
+                mph__mon_add(&w->mon->send_dead_lettered, 1);
+                mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                                "dead-lettered %s [%d] offset %lld: %s", ev->topic->name,
+                                (int)m->partition, (long long)m->offset, why);
+                return MPH_OK;
+            }
+        }
+    }
     if (err && err != MPH_ERR_STOPPED && err != MPH_ERR_INVALID) {
-        /* The producer refused the record outright (too large, unknown
-         * topic, ...): going on would commit past an output that will never
-         * exist, so stop without committing past the source record, as for
-         * a delivery that failed permanently. */
+        /* The producer refused the record outright (unknown topic, a policy
+         * of fail, ...): going on would commit past an output that will
+         * never exist, so stop without committing past the source record,
+         * as for a delivery that failed permanently. */
         w->failed = true;
+        char size[160] = "";
+        if (err == MPH_ERR_RANGE)
+            snprintf(size, sizeof size,
+                     " (a record of %zu bytes; the producer's message.max.bytes is %lld)",
+                     key_len + value_len, (long long)w->app->produce_max_bytes);
         mph__app_fail(w->app, err,
-                      "send to %s from %s [%d] offset %lld refused: %s; stopping without "
+                      "send to %s from %s [%d] offset %lld refused: %s%s; stopping without "
                       "committing past the source record",
                       topic->name, ev->topic->name, (int)ev->rkm->partition,
-                      (long long)ev->rkm->offset, mph_err_str(err));
+                      (long long)ev->rkm->offset, mph_err_str(err), size);
+    } else if (err == MPH_ERR_STOPPED) {
+        w->failed = true; /* the app stops: never commit past this event */
     }
     return err;
 }
@@ -390,31 +868,8 @@ static bool bad_input(mph__worker_t *w, mph_topic_t *t, rd_kafka_message_t *m, m
                         t->name, (int)m->partition, (long long)m->offset, why);
         return true;
     case DECODE_DEAD_LETTER: {
-        char part[16], off[32];
-        snprintf(part, sizeof part, "%d", (int)m->partition);
-        snprintf(off, sizeof off, "%lld", (long long)m->offset);
-        mph_header_t h[] = {{"mph.error", why, strlen(why)},
-                            {"mph.topic", t->name, strlen(t->name)},
-                            {"mph.partition", part, strlen(part)},
-                            {"mph.offset", off, strlen(off)}};
-        rd_kafka_headers_t *orig = NULL;
-        if (rd_kafka_message_headers(m, &orig) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            orig = NULL;
         ev->agent = NULL;
-        int32_t dlp = m->partition % (app->dead_letter->partitions > 0 ? app->dead_letter->partitions : 1);
-        mph_err_t serr = send_record(w, ev, app->dead_letter, dlp, m->key, m->key_len,
-                                     m->payload, m->len, h, 4, orig);
-        if (serr == MPH_ERR_RANGE) {
-            /* Too large for the producer: keep the first 64 KiB of the value
-             * (4 KiB of the key) and say how large it was, rather than
-             * stopping on a record that can never be written. */
-            char vsize[32];
-            snprintf(vsize, sizeof vsize, "%zu", m->len);
-            mph_header_t ht[] = {h[0], h[1], h[2], h[3], {"mph.truncated", vsize, strlen(vsize)}};
-            serr = mph__worker_send(w, ev, app->dead_letter, dlp, m->key,
-                                    m->key_len > 4096 ? 4096 : m->key_len, m->payload,
-                                    m->len > 65536 ? 65536 : m->len, ht, 5, NULL);
-        }
+        mph_err_t serr = dead_letter_source(w, ev, m, why, NULL);
         if (serr) {
             mph__app_fail(app, serr, "cannot dead-letter %s [%d] offset %lld: %s", t->name,
                           (int)m->partition, (long long)m->offset, mph_err_str(serr));
@@ -605,7 +1060,7 @@ static void flush_progress(mph__worker_t *w)
 static void flush_until_idle(mph__worker_t *w, mph__acks_t *a, int64_t deadline_ns)
 {
     while (a->inflight > 0 && mph_clock_mono_ns() < deadline_ns)
-        rd_kafka_poll(w->producer, 10);
+        serve_producer(w, 10);
 }
 
 /* Creates the worker's producer: its delivery reports run dr_cb on this
@@ -619,6 +1074,30 @@ static mph_err_t producer_open(mph__worker_t *w, char *errstr, size_t errstr_siz
         return MPH_ERR_INVALID;
     rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
     rd_kafka_conf_set_opaque(kc, w);
+    /* Sized to the app's topics (app.c size_producers) unless set by hand.
+     * message.timeout.ms=0: a record is never given up for a transient
+     * error; librdkafka retries it, in order (idempotent producer), until
+     * the broker takes it, so the engine never has to produce it again
+     * behind later records of its key. */
+    char num[32];
+    struct { const char *k; int64_t v; } sized[] = {
+        {"message.max.bytes", app->produce_max_bytes},
+        {"batch.size", app->produce_batch_bytes},
+        {"queue.buffering.max.kbytes", app->producer_buffer_bytes / 1024},
+        {"message.timeout.ms", 0},
+    };
+    for (size_t i = 0; i < sizeof sized / sizeof sized[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "kafka.%s", sized[i].k);
+        if ((sized[i].v <= 0 && strcmp(sized[i].k, "message.timeout.ms") != 0) ||
+            mph_conf_is_set(app->conf, name))
+            continue;
+        snprintf(num, sizeof num, "%lld", (long long)sized[i].v);
+        if (mph__kafka_conf_set(kc, sized[i].k, num, errstr, errstr_size) != MPH_OK) {
+            rd_kafka_conf_destroy(kc);
+            return MPH_ERR_INVALID;
+        }
+    }
     char cid[256];
     snprintf(cid, sizeof cid, "%s-w%d", app->app_id, w->index);
     rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
@@ -678,7 +1157,7 @@ static void purge_handed_back(mph__worker_t *w)
 {
     rd_kafka_t *old = w->producer;
     rd_kafka_queue_t *old_main = w->prod_main;
-    uint64_t before = w->purged_handed_back;
+    uint64_t before = w->purged_handed_back, resent = w->resent_inflight;
     int64_t changelog = w->cl_pending;
     char err[512];
     out_topics_close(w); /* handles of the old producer */
@@ -697,12 +1176,15 @@ static void purge_handed_back(mph__worker_t *w)
                 (long long)w->cl_pending);
         w->cl_pending = 0; /* the producer that held them is gone */
     }
-    if (w->purged_handed_back > before || changelog > 0)
+    if (w->purged_handed_back > before || changelog > 0 || w->resent_inflight > resent)
         mph_log(MPH_LOG_WARN,
                 "hand-over without durable state: dropped %llu unacknowledged output records "
                 "(their sources are processed again by the next owner) and %lld changelog "
-                "records",
-                (unsigned long long)(w->purged_handed_back - before), (long long)changelog);
+                "records; re-sent %llu records of partitions kept that were in flight (each "
+                "may be a duplicate)",
+                (unsigned long long)(w->purged_handed_back - before), (long long)changelog,
+                (unsigned long long)(w->resent_inflight - resent));
+    mph__mon_add(&w->mon->send_resent_inflight, w->resent_inflight - resent);
 }
 
 static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
@@ -768,8 +1250,9 @@ static void handle_stop(mph__worker_t *w)
 {
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
     bool durable = mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
-    while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
-        rd_kafka_poll(w->producer, 10);
+    while ((rd_kafka_outq_len(w->producer) > 0 || w->repairing) &&
+           mph_clock_mono_ns() < deadline)
+        serve_producer(w, 10);
     if (durable) {
         report(w, MSG_STOPPED, true);
     } else {
@@ -838,7 +1321,10 @@ static void pause_resume(mph__worker_t *w, bool pause)
 /* Drains q and the producer once. Returns the number of records handled. */
 static int drain(mph__worker_t *w)
 {
-    rd_kafka_poll(w->producer, 0);
+    serve_producer(w, 0);
+    ck_pr_store_64(&w->mon->producer_queued, (uint64_t)rd_kafka_outq_len(w->producer));
+    if (MPH__MON_UNLIKELY(w->repairing))
+        return 0; /* nothing new is produced until the held records went out */
     ssize_t n = rd_kafka_consume_batch_queue(w->q, 0, w->batch, (size_t)w->app->max_poll_batch);
     if (n < 0)
         return 0;
@@ -1042,6 +1528,10 @@ void mph__worker_destroy(mph__worker_t *w)
     out_topics_close(w);
     free(w->out_rkt);
     producer_close(w->producer, w->prod_main);
+    for (size_t i = 0; i < w->nheld; i++)
+        held_free(&w->held[i]);
+    free(w->held);
+    free(w->broken);
     for (uint32_t i = 0; i < w->nslots; i++)
         if (w->slots[i].used)
             mph__acks_fini(&w->slots[i].acks);

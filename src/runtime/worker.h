@@ -28,6 +28,25 @@ struct mph_event {
     mph_record_t *record;  /* decoded value of a record topic */
 };
 
+/* The slot id in a send's msg_opaque (worker.c) names the partition slot
+ * whose ack tracker waits for the report, except for two markers: changelog
+ * records (table.c) and copies re-sent only to restore per-key order, which
+ * nothing waits for. Real slot ids stay below MPH__SLOT_IDS. */
+#define MPH__SLOT_CHANGELOG 0xFFFFu
+#define MPH__SLOT_COPY      0xFFFEu
+#define MPH__SLOT_IDS       0xFFFEu
+
+/* A record the worker holds back to send again in order (worker.c: repair).
+ * key, value and hdrs are owned. */
+typedef struct mph__held {
+    mph_topic_t *topic;
+    int32_t partition;
+    void *key, *value;
+    size_t key_len, value_len;
+    rd_kafka_headers_t *hdrs;
+    void *opaque;
+} mph__held_t;
+
 typedef struct mph__slot {
     bool used;
     uint8_t gen;
@@ -80,6 +99,16 @@ struct mph__worker {
     mph__monitor_t *mon; /* sensors; this worker is the only writer */
     uint64_t rr;         /* round-robin partition for key-less sends */
     uint64_t purged_handed_back; /* records dropped at a hand-over (purge_handed_back) */
+    uint64_t resent_inflight;    /* records re-sent after a purge that were in flight */
+
+    /* Order repair (worker.c): after a delivery failure that librdkafka
+     * gave up on but another attempt can fix, records wait here until the
+     * producer is empty, then go out again in order. */
+    bool repairing;
+    mph__held_t *held;
+    size_t nheld, held_cap;
+    struct mph__broken { mph_topic_t *topic; int32_t partition; } *broken;
+    size_t nbroken, broken_cap;
 };
 
 mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t errstr_size);

@@ -995,11 +995,15 @@ Test(config, help_text)
     cr_assert_gt(len, 1000);
     cr_assert_null(strchr(text, '`'), "text help has Markdown in it");
     const char *name, *type, *dflt;
+    int width = 4; /* the name column is as wide as the longest name */
+    for (size_t i = 0; mph_conf_property(i, &name, &type, &dflt, NULL, NULL);
+         i++)
+        width = (int)strlen(name) > width ? (int)strlen(name) : width;
     for (size_t i = 0; mph_conf_property(i, &name, &type, &dflt, NULL, NULL);
          i++) {
         /* "name  type  default" at the start of a line, in columns. */
         char row[256];
-        snprintf(row, sizeof row, "\n%-24s  %-7s  %s\n", name, type,
+        snprintf(row, sizeof row, "\n%-*s  %-7s  %s\n", width, name, type,
                  *dflt ? dflt : "(empty)");
         cr_assert_not_null(strstr(text, row), "no row for %s", name);
     }
