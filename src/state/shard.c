@@ -15,7 +15,11 @@ mph__shard_t *mph__shard_new(int table, uint32_t partition, mph__rstore_t *rs,
     sh->rs = rs;
     sh->applied = -1;
     sh->flushed = -1;
-    sh->mem = rs && cache_max_keys ? mph__mstore_new_cache(cache_max_keys, 0) : mph__mstore_new();
+    /* In front of RocksDB the map is a cache even when unbounded
+     * (cache_max_keys 0: no bound): only a cache records the delete of a
+     * key it does not hold, which may be on disk, and rolls back by
+     * dropping its dirty entries. */
+    sh->mem = rs ? mph__mstore_new_cache(cache_max_keys, 0) : mph__mstore_new();
     if (!sh->mem) {
         free(sh);
         return NULL;
