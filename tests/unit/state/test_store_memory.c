@@ -1317,6 +1317,21 @@ Test(store_memory, rollback_returns_memory_to_the_committed_state,
     cr_assert_eq(mph__mstore_count(ms), 40);
     cr_assert_eq(mph__mstore_memory(ms), mem, "%zu bytes, %zu before",
                  mph__mstore_memory(ms), mem);
+    /* Commits free the pre-images they no longer need: values of the same
+     * sizes written and committed leave memory where it was. */
+    for (i = 1; i < 40; i += 2) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(mph__mstore_put(ms, S(k), S(rep_char('w', 30))), MPH_OK);
+    }
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_memory(ms), mem, "after dirty_clear");
+    for (i = 1; i < 40; i += 2) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(mph__mstore_put(ms, S(k), S(rep_char('v', 30))), MPH_OK);
+    }
+    mph__mstore_snapshot_begin(ms);
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_memory(ms), mem, "after snapshot_commit");
     /* Turning undo off frees the undo array, and only that. */
     cr_assert_eq(mph__mstore_set_undo(ms, false), MPH_OK);
     cr_assert_lt(mph__mstore_memory(ms), mem);
