@@ -1022,7 +1022,7 @@ void mph__mstore_snapshot_commit(mph__mstore_t *ms)
             if (e->flags & ENT_DELETED) {
                 ent_remove(ms, e);
             } else {
-                e->flags &= (uint8_t)~(ENT_DIRTY | ENT_FRESH);
+                e->flags &= (uint8_t) ~(ENT_DIRTY | ENT_FRESH);
                 lru_push_head(ms, e);
             }
         }
@@ -1106,7 +1106,7 @@ static void undo_restore(mph__mstore_t *ms, struct ent *e, struct undo *u)
     e->vlen = u->vlen;
     if (e->flags & ENT_DELETED)
         ms->live++;
-    e->flags &= (uint8_t)~(ENT_DIRTY | ENT_DELETED | ENT_FRESH | ENT_REDIRTY);
+    e->flags &= (uint8_t) ~(ENT_DIRTY | ENT_DELETED | ENT_FRESH | ENT_REDIRTY);
     lru_push_head(ms, e);
 }
 

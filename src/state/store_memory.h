@@ -129,7 +129,7 @@ size_t mph__mstore_memory(const mph__mstore_t *ms);
 uint64_t mph__mstore_alloc_count(const mph__mstore_t *ms);
 
 /* Removes every entry, dirty ones included, and frees the hash table
- * (used when a shard is dropped). */
+ * (used when a shard is dropped). Pre-images go too; undo mode stays. */
 void mph__mstore_clear(mph__mstore_t *ms);
 
 /* Iteration over present keys in no particular order. The iterator is

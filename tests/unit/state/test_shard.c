@@ -218,7 +218,8 @@ static const char *all_of(mph__shard_t *sh)
     char raw[256] = "", *items[32], *save = NULL;
     size_t n = 0;
     cr_assert_eq(mph__shard_foreach(sh, cat_visit, raw), MPH_OK);
-    for (char *t = strtok_r(raw, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+    for (char *t = strtok_r(raw, " ", &save); t;
+         t = strtok_r(NULL, " ", &save)) {
         cr_assert_lt(n, 32);
         items[n++] = t;
     }
@@ -284,7 +285,8 @@ static void rollback_interval(mph__shard_t *sh)
     mph__mstore_snapshot_begin(sh->mem);
     sh->in_flush = true;
     cr_assert_eq(mph__shard_rollback(sh), MPH_ERR_STATE, "in a flush");
-    cr_assert_str_eq(val_of(sh, "a"), "4", "a refused rollback changes nothing");
+    cr_assert_str_eq(val_of(sh, "a"), "4",
+                     "a refused rollback changes nothing");
     mph__mstore_snapshot_abort(sh->mem); /* the store write failed */
     sh->in_flush = false;
     cr_assert_eq(mph__shard_rollback(sh), MPH_OK);

@@ -913,16 +913,16 @@ static const char *dump(mph__mstore_t *ms, char *out, size_t cap)
     mph__mstore_iter_init(&it, ms);
     while (mph__mstore_iter_next(&it, &k, &kl, &v, &vl)) {
         cr_assert_lt(n, 64);
-        cr_assert_geq(asprintf(&items[n], "%.*s=%.*s", (int)kl,
-                               (const char *)k, (int)vl, (const char *)v),
+        cr_assert_geq(asprintf(&items[n], "%.*s=%.*s", (int)kl, (const char *)k,
+                               (int)vl, (const char *)v),
                       0);
         n++;
     }
     qsort(items, n, sizeof items[0], cmp_str);
     out[0] = 0;
     for (size_t i = 0; i < n; i++) {
-        int w = snprintf(out + used, cap - used, "%s%s", i ? " " : "",
-                         items[i]);
+        int w =
+            snprintf(out + used, cap - used, "%s%s", i ? " " : "", items[i]);
         cr_assert(w >= 0 && (size_t)w < cap - used, "dump too long");
         used += (size_t)w;
         free(items[i]);
@@ -954,8 +954,7 @@ static mph__mstore_t *undo_map(void)
     return ms;
 }
 
-Test(store_memory, rollback_restores_puts_overwrites_and_deletes,
-     .timeout = 10)
+Test(store_memory, rollback_restores_puts_overwrites_and_deletes, .timeout = 10)
 {
     mph__mstore_t *ms = undo_map();
     visit_t v = {0};
@@ -965,8 +964,7 @@ Test(store_memory, rollback_restores_puts_overwrites_and_deletes,
 
     cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
     cr_assert_eq(mph__mstore_put(ms, S("big"), S(big)), MPH_OK);
-    cr_assert_eq(mph__mstore_put(ms, S("big2"), S(rep_char('C', 60))),
-                 MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big2"), S(rep_char('C', 60))), MPH_OK);
     cr_assert_eq(mph__mstore_put(ms, S("c"), S("3")), MPH_OK);
     cr_assert_eq(mph__mstore_put(ms, S("d"), S("4")), MPH_OK);
     cr_assert_eq(mph__mstore_put(ms, S("e"), S("")), MPH_OK);
@@ -979,8 +977,7 @@ Test(store_memory, rollback_restores_puts_overwrites_and_deletes,
     cr_assert_eq(mph__mstore_put(ms, S("a"), S("2")), MPH_OK);
     cr_assert_eq(mph__mstore_put(ms, S("a"), S(rep_char('A', 40))), MPH_OK);
     cr_assert_eq(mph__mstore_put(ms, S("big"), S("small now")), MPH_OK);
-    cr_assert_eq(mph__mstore_put(ms, S("big"), S(rep_char('X', 200))),
-                 MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big"), S(rep_char('X', 200))), MPH_OK);
     cr_assert_eq(mph__mstore_delete(ms, S("big2")), MPH_OK);
     cr_assert_eq(mph__mstore_delete(ms, S("c")), MPH_OK);
     cr_assert_eq(mph__mstore_delete(ms, S("d")), MPH_OK);
@@ -1276,9 +1273,9 @@ Test(store_memory, rollback_returns_memory_to_the_committed_state,
 
     for (i = 0; i < 40; i++) {
         snprintf(k, sizeof k, "k%02d", i);
-        cr_assert_eq(mph__mstore_put(ms, S(k), S(i % 2 ? rep_char('v', 30)
-                                                       : "small")),
-                     MPH_OK);
+        cr_assert_eq(
+            mph__mstore_put(ms, S(k), S(i % 2 ? rep_char('v', 30) : "small")),
+            MPH_OK);
     }
     mph__mstore_dirty_clear(ms);
     /* One interval first, so that the dirty and undo arrays exist (their
@@ -1290,9 +1287,9 @@ Test(store_memory, rollback_returns_memory_to_the_committed_state,
     mph__mstore_dirty_clear(ms);
     for (i = 0; i < 40; i++) {
         snprintf(k, sizeof k, "k%02d", i);
-        cr_assert_eq(mph__mstore_put(ms, S(k), S(i % 2 ? rep_char('v', 30)
-                                                       : "small")),
-                     MPH_OK);
+        cr_assert_eq(
+            mph__mstore_put(ms, S(k), S(i % 2 ? rep_char('v', 30) : "small")),
+            MPH_OK);
     }
     mph__mstore_dirty_clear(ms);
     mem = mph__mstore_memory(ms);
@@ -1358,8 +1355,7 @@ Test(store_memory, undo_copies_each_value_once_per_interval, .timeout = 10)
         put_i64(ms, "counter", i);
     cr_assert_eq(mph__mstore_alloc_count(ms), allocs,
                  "an inline value is copied into the record");
-    cr_assert_eq(mph__mstore_put(ms, S("blob"), S(rep_char('c', 100))),
-                 MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("blob"), S(rep_char('c', 100))), MPH_OK);
     cr_assert_eq(mph__mstore_alloc_count(ms), allocs + 1,
                  "one copy of a heap value");
     for (int i = 0; i < 1000; i++)
