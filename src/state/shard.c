@@ -15,7 +15,11 @@ mph__shard_t *mph__shard_new(int table, uint32_t partition, mph__rstore_t *rs,
     sh->rs = rs;
     sh->applied = -1;
     sh->flushed = -1;
-    sh->mem = rs && cache_max_keys ? mph__mstore_new_cache(cache_max_keys, 0) : mph__mstore_new();
+    /* In front of RocksDB the map is a cache even when unbounded
+     * (cache_max_keys 0: no bound): only a cache records the delete of a
+     * key it does not hold, which may be on disk, and rolls back by
+     * dropping its dirty entries. */
+    sh->mem = rs ? mph__mstore_new_cache(cache_max_keys, 0) : mph__mstore_new();
     if (!sh->mem) {
         free(sh);
         return NULL;
@@ -189,5 +193,28 @@ mph_err_t mph__shard_reset(mph__shard_t *sh, char *errstr, size_t errstr_size)
     sh->ext = NULL;
     if (sh->rs)
         return mph__rstore_drop_shard(sh->rs, sh->partition, errstr, errstr_size);
+    return MPH_OK;
+}
+
+mph_err_t mph__shard_set_undo(mph__shard_t *sh, bool on)
+{
+    if (sh->rs)
+        return mph__shard_dirty(sh) && on ? MPH_ERR_STATE : MPH_OK;
+    return mph__mstore_set_undo(sh->mem, on);
+}
+
+mph_err_t mph__shard_rollback(mph__shard_t *sh)
+{
+    if (sh->in_flush)
+        return MPH_ERR_STATE;
+    mph_err_t err = mph__mstore_rollback(sh->mem);
+    if (err)
+        return err;
+    /* The miss is remembered "until the next write" (mph__shard_set); a
+     * rollback rewrites the shard, so it goes too. */
+    sh->miss_valid = false;
+    if (sh->ext && sh->ext_free)
+        sh->ext_free(sh->ext);
+    sh->ext = NULL;
     return MPH_OK;
 }

@@ -70,4 +70,27 @@ mph_err_t mph__shard_apply(mph__shard_t *sh, mph__rstore_batch_t *batch, const v
  * the on-disk range. */
 mph_err_t mph__shard_reset(mph__shard_t *sh, char *errstr, size_t errstr_size);
 
+/* Makes the shard able to roll back (exactly_once; off by default, free
+ * when off). A memory shard keeps the pre-image of each key it dirties
+ * (mph__mstore_set_undo); a rocksdb shard needs nothing, RocksDB holds the
+ * committed state. Call it while the shard has no dirty key:
+ * MPH_ERR_STATE otherwise, nothing changed. @locality owner */
+mph_err_t mph__shard_set_undo(mph__shard_t *sh, bool on);
+
+/* Puts the shard back to its last commit (an aborted or fenced
+ * transaction): memory shards restore each dirty key's pre-image, rocksdb
+ * shards drop the dirty entries and tombstones of their cache, so reads
+ * fall through to the store again (mph__mstore_rollback). Anything derived
+ * from the contents goes too: the remembered RocksDB miss, and ext, freed
+ * with ext_free and set to NULL so that its owner rebuilds it from the
+ * rolled-back shard on next use (window.c does so lazily). applied and
+ * flushed are left alone: they track changelog offsets, which the
+ * transaction path owns. *val pointers from mph__shard_get are invalid
+ * afterwards. Must not be called from inside a callback of the layer that
+ * owns ext (a window on_close). MPH_ERR_STATE, changing nothing, while the
+ * shard is in a flush (end it first) or when a memory shard is not in undo
+ * mode (mph__shard_set_undo) or cannot roll back (see
+ * mph__mstore_rollback). @locality owner */
+mph_err_t mph__shard_rollback(mph__shard_t *sh);
+
 #endif

@@ -37,6 +37,26 @@
  * Clearing the mark is always safe (a redundant tombstone); it is set only
  * where absence is certain.
  *
+ * Undo and rollback. exactly_once rolls a shard back to its last commit
+ * when a transaction aborts. A cache drops its dirty ents (the store behind
+ * is the committed state). A whole map needs pre-images, kept in undo mode
+ * only (mph__mstore_set_undo), so at_least_once pays nothing: an array
+ * `undo` parallel to the dirty array, undo[i] the state dirty[i] had before
+ * its first write of the interval — "absent" (the write created the ent) or
+ * a copy of its value (inline up to VAL_INLINE bytes, else one heap copy;
+ * a delete moves its heap buffer into the record instead of freeing it).
+ * Because a key joins the dirty array once per interval, a pre-image is
+ * taken once, at that first write, and later writes cost nothing; no field
+ * is added to the ent. Rollback removes the created ents and hands each
+ * record's value back to its ent (no allocation, so it cannot fail).
+ * Committing drops the records with the dirty marks; snapshot_commit
+ * compacts them along with the dirty array. One case has no pre-image: a
+ * key the snapshot carried and that was written again during it keeps its
+ * old record, older than the value just committed, so the map notes
+ * undo_lost and refuses rollback until its dirty set empties (exactly_once
+ * commits synchronously, without writes during a snapshot). Rollback during
+ * an active snapshot is refused: the caller aborts the snapshot first.
+ *
  * Cache mode. Clean ents are on an intrusive doubly-linked LRU list (most
  * recent at the head); dirty ents are not on it, which is how they are never
  * evicted: eviction pops the tail until the map is within its bounds or the
@@ -95,6 +115,17 @@ struct ent {
     unsigned char key[];
 };
 
+/* The state a key had before the first write of the commit interval. */
+struct undo {
+    uint32_t vlen;
+    uint32_t vcap; /* capacity of v.heap; 0 when the value is inline */
+    bool present;  /* false: the key was absent, the write created it */
+    union {
+        unsigned char inl[VAL_INLINE];
+        unsigned char *heap;
+    } v;
+};
+
 struct mph__mstore {
     ck_ht_t ht;
     bool ht_ready;
@@ -112,6 +143,11 @@ struct mph__mstore {
     size_t ndirty, dirty_cap;
     size_t snap_n;    /* dirty[0, snap_n) is the snapshot's dirty set */
     bool snap_active; /* between snapshot_begin and commit / abort */
+    /* Undo mode (whole maps): undo[i] is the pre-image of dirty[i]. */
+    bool undo_on;
+    bool undo_lost; /* a kept dirty key has no pre-image of its commit */
+    struct undo *undo;
+    size_t undo_cap;
     struct ent *lru_head, *lru_tail;
 };
 
@@ -262,6 +298,29 @@ static void ht_release(mph__mstore_t *ms)
     ms->removed_since_gc = 0;
 }
 
+/* Frees the copy of a value an undo record holds, if any. */
+static void undo_drop(mph__mstore_t *ms, struct undo *u)
+{
+    if (u->vcap > 0) {
+        ms->bytes -= heap_cost(u->vcap);
+        free(u->v.heap);
+        u->vcap = 0;
+    }
+}
+
+/* Forgets the pre-images of the whole dirty set (its keys are about to be
+ * committed, or dropped). */
+static void undo_forget_all(mph__mstore_t *ms)
+{
+    if (ms->undo_on) {
+        for (size_t i = 0; i < ms->ndirty; i++)
+            undo_drop(ms, &ms->undo[i]);
+    }
+    ms->undo_lost = false;
+}
+
+/* Frees the dirty array and the undo array beside it; their records must
+ * have been dropped (undo_forget_all). */
 static void dirty_array_release(mph__mstore_t *ms)
 {
     if (ms->dirty_cap > 0)
@@ -269,6 +328,11 @@ static void dirty_array_release(mph__mstore_t *ms)
     free(ms->dirty);
     ms->dirty = NULL;
     ms->ndirty = ms->dirty_cap = 0;
+    if (ms->undo_cap > 0)
+        ms->bytes -= heap_cost(ms->undo_cap * sizeof(*ms->undo));
+    free(ms->undo);
+    ms->undo = NULL;
+    ms->undo_cap = 0;
 }
 
 void mph__mstore_clear(mph__mstore_t *ms)
@@ -276,6 +340,7 @@ void mph__mstore_clear(mph__mstore_t *ms)
     ck_ht_iterator_t pos = CK_HT_ITERATOR_INITIALIZER;
     ck_ht_entry_t *slot;
 
+    undo_forget_all(ms);
     if (ms->ht_ready) {
         while (ck_ht_next(&ms->ht, &pos, &slot))
             ent_free(ms, ck_ht_entry_value(slot));
@@ -487,24 +552,79 @@ static bool ent_set_value(mph__mstore_t *ms, struct ent *e, const void *val,
     return true;
 }
 
-/* Room for one more dirty ent. */
+/* Room for one more dirty ent (and, in undo mode, its undo record). */
 static bool dirty_reserve(mph__mstore_t *ms)
 {
     struct ent **nd;
+    struct undo *nu;
     size_t ncap;
 
-    if (ms->ndirty < ms->dirty_cap)
+    if (ms->ndirty == ms->dirty_cap) {
+        ncap = ms->dirty_cap == 0 ? DIRTY_INITIAL : ms->dirty_cap * 2;
+        nd = realloc(ms->dirty, ncap * sizeof(*nd));
+        if (nd == NULL)
+            return false;
+        ms->allocs++;
+        if (ms->dirty_cap > 0)
+            ms->bytes -= heap_cost(ms->dirty_cap * sizeof(*nd));
+        ms->bytes += heap_cost(ncap * sizeof(*nd));
+        ms->dirty = nd;
+        ms->dirty_cap = ncap;
+    }
+    if (ms->undo_on && ms->ndirty == ms->undo_cap) {
+        ncap = ms->dirty_cap; /* > ndirty */
+        nu = realloc(ms->undo, ncap * sizeof(*nu));
+        if (nu == NULL)
+            return false;
+        ms->allocs++;
+        if (ms->undo_cap > 0)
+            ms->bytes -= heap_cost(ms->undo_cap * sizeof(*nu));
+        ms->bytes += heap_cost(ncap * sizeof(*nu));
+        ms->undo = nu;
+        ms->undo_cap = ncap;
+    }
+    return true;
+}
+
+/* In undo mode, records the pre-image of a key about to be dirtied for the
+ * first time in this commit interval: e's value, or "absent" when e is NULL
+ * (the write creates the entry). The record goes to undo[ndirty], the slot
+ * beside the one mark_dirty fills; it counts only once mark_dirty appended
+ * e. Nothing is recorded for a key already dirty: its pre-image is kept.
+ * steal moves a heap value into the record instead of copying it (for a
+ * delete, which would free it); e's value is then empty. Space reserved by
+ * the caller (dirty_reserve). false on out of memory, nothing recorded. */
+static bool undo_save(mph__mstore_t *ms, struct ent *e, bool steal)
+{
+    struct undo *u;
+
+    if (!ms->undo_on || (e != NULL && (e->flags & ENT_DIRTY)))
         return true;
-    ncap = ms->dirty_cap == 0 ? DIRTY_INITIAL : ms->dirty_cap * 2;
-    nd = realloc(ms->dirty, ncap * sizeof(*nd));
-    if (nd == NULL)
-        return false;
-    ms->allocs++;
-    if (ms->dirty_cap > 0)
-        ms->bytes -= heap_cost(ms->dirty_cap * sizeof(*nd));
-    ms->bytes += heap_cost(ncap * sizeof(*nd));
-    ms->dirty = nd;
-    ms->dirty_cap = ncap;
+    u = &ms->undo[ms->ndirty];
+    u->vlen = 0;
+    u->vcap = 0;
+    u->present = e != NULL;
+    if (e == NULL)
+        return true;
+    u->vlen = e->vlen;
+    if (e->vcap == 0) {
+        if (e->vlen > 0)
+            memcpy(u->v.inl, e->v.inl, e->vlen);
+    } else if (steal) {
+        u->v.heap = e->v.heap;
+        u->vcap = e->vcap;
+        e->vcap = 0;
+        e->vlen = 0;
+    } else {
+        unsigned char *buf = malloc(e->vlen);
+        if (buf == NULL)
+            return false;
+        ms->allocs++;
+        memcpy(buf, e->v.heap, e->vlen);
+        u->v.heap = buf;
+        u->vcap = e->vlen;
+        ms->bytes += heap_cost(e->vlen);
+    }
     return true;
 }
 
@@ -635,10 +755,14 @@ static mph_err_t put(mph__mstore_t *ms, const void *key, size_t klen,
     if (oom)
         return MPH_ERR_NOMEM;
     if (e != NULL) {
-        if (!(e->flags & ENT_DIRTY) && !dirty_reserve(ms))
+        if (!(e->flags & ENT_DIRTY) &&
+            (!dirty_reserve(ms) || !undo_save(ms, e, false)))
             return MPH_ERR_NOMEM;
-        if (!ent_set_value(ms, e, val, vlen))
+        if (!ent_set_value(ms, e, val, vlen)) {
+            if (ms->undo_on && !(e->flags & ENT_DIRTY))
+                undo_drop(ms, &ms->undo[ms->ndirty]); /* not counted */
             return MPH_ERR_NOMEM;
+        }
         if (e->flags & ENT_DELETED) {
             e->flags &= (uint8_t)~ENT_DELETED;
             ms->live++;
@@ -647,7 +771,7 @@ static mph_err_t put(mph__mstore_t *ms, const void *key, size_t klen,
         evict(ms); /* a grown value may cross a byte bound */
         return MPH_OK;
     }
-    if (!ht_ensure(ms) || !dirty_reserve(ms))
+    if (!ht_ensure(ms) || !dirty_reserve(ms) || !undo_save(ms, NULL, false))
         return MPH_ERR_NOMEM;
     ck_ht_hash(&h, &ms->ht, key, (uint16_t)klen);
     e = ent_insert(ms, h, key, klen, val, vlen,
@@ -690,7 +814,8 @@ mph_err_t mph__mstore_delete(mph__mstore_t *ms, const void *key, size_t klen)
     if (e != NULL) {
         if (e->flags & ENT_DELETED)
             return MPH_OK;
-        if (!(e->flags & ENT_DIRTY) && !dirty_reserve(ms))
+        if (!(e->flags & ENT_DIRTY) &&
+            (!dirty_reserve(ms) || !undo_save(ms, e, true)))
             return MPH_ERR_NOMEM;
         if (e->vcap > 0) {
             ms->bytes -= heap_cost(e->vcap);
@@ -704,7 +829,7 @@ mph_err_t mph__mstore_delete(mph__mstore_t *ms, const void *key, size_t klen)
     }
     if (!ms->cache)
         return MPH_OK; /* a whole map: nothing to delete */
-    if (!ht_ensure(ms) || !dirty_reserve(ms))
+    if (!ht_ensure(ms) || !dirty_reserve(ms) || !undo_save(ms, NULL, false))
         return MPH_ERR_NOMEM;
     ck_ht_hash(&h, &ms->ht, key, (uint16_t)klen);
     e = ent_insert(ms, h, key, klen, NULL, 0, ENT_DELETED);
@@ -847,6 +972,7 @@ void mph__mstore_dirty_clear(mph__mstore_t *ms)
 {
     size_t i;
 
+    undo_forget_all(ms);
     for (i = 0; i < ms->ndirty; i++) {
         struct ent *e = ms->dirty[i];
         if (e->flags & ENT_DELETED) {
@@ -881,15 +1007,29 @@ void mph__mstore_snapshot_commit(mph__mstore_t *ms)
         struct ent *e = ms->dirty[i];
         if (i >= ms->snap_n || (e->flags & ENT_REDIRTY)) {
             e->flags &= (uint8_t)~ENT_REDIRTY;
+            if (ms->undo_on) {
+                /* A key the commit carried and that was written again
+                 * since: its pre-image predates the value just
+                 * committed, which nothing kept. */
+                if (i < ms->snap_n)
+                    ms->undo_lost = true;
+                ms->undo[keep] = ms->undo[i];
+            }
             ms->dirty[keep++] = e; /* newer than what the commit carried */
-        } else if (e->flags & ENT_DELETED) {
-            ent_remove(ms, e);
         } else {
-            e->flags &= (uint8_t)~(ENT_DIRTY | ENT_FRESH);
-            lru_push_head(ms, e);
+            if (ms->undo_on)
+                undo_drop(ms, &ms->undo[i]);
+            if (e->flags & ENT_DELETED) {
+                ent_remove(ms, e);
+            } else {
+                e->flags &= (uint8_t) ~(ENT_DIRTY | ENT_FRESH);
+                lru_push_head(ms, e);
+            }
         }
     }
     ms->ndirty = keep;
+    if (keep == 0)
+        ms->undo_lost = false;
     ms->snap_active = false;
     ms->snap_n = 0;
     if (keep == 0 && ms->dirty_cap > DIRTY_KEEP)
@@ -915,4 +1055,81 @@ mph_err_t mph__mstore_drain_dirty(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
     if (rc == MPH_OK)
         mph__mstore_dirty_clear(ms);
     return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Undo mode and rollback
+ * ------------------------------------------------------------------------ */
+
+mph_err_t mph__mstore_set_undo(mph__mstore_t *ms, bool on)
+{
+    if (on == ms->undo_on)
+        return MPH_OK;
+    if (on) {
+        if (ms->cache || ms->ndirty > 0)
+            return MPH_ERR_STATE;
+        ms->undo_on = true;
+        return MPH_OK; /* the undo array comes with the first write */
+    }
+    undo_forget_all(ms);
+    if (ms->undo_cap > 0)
+        ms->bytes -= heap_cost(ms->undo_cap * sizeof(*ms->undo));
+    free(ms->undo);
+    ms->undo = NULL;
+    ms->undo_cap = 0;
+    ms->undo_on = false;
+    return MPH_OK;
+}
+
+bool mph__mstore_undo(const mph__mstore_t *ms)
+{
+    return ms->undo_on;
+}
+
+/* Puts e back to its pre-image u: the value it had (taking u's heap copy
+ * over, so nothing is allocated) and clean. */
+static void undo_restore(mph__mstore_t *ms, struct ent *e, struct undo *u)
+{
+    if (e->vcap > 0) {
+        ms->bytes -= heap_cost(e->vcap);
+        free(e->v.heap);
+    }
+    if (u->vcap > 0) {
+        e->v.heap = u->v.heap; /* its bytes are counted already */
+        e->vcap = u->vcap;
+        u->vcap = 0;
+    } else {
+        if (u->vlen > 0)
+            memcpy(e->v.inl, u->v.inl, u->vlen);
+        e->vcap = 0;
+    }
+    e->vlen = u->vlen;
+    if (e->flags & ENT_DELETED)
+        ms->live++;
+    e->flags &= (uint8_t) ~(ENT_DIRTY | ENT_DELETED | ENT_FRESH | ENT_REDIRTY);
+    lru_push_head(ms, e);
+}
+
+mph_err_t mph__mstore_rollback(mph__mstore_t *ms)
+{
+    size_t i;
+
+    if (ms->snap_active)
+        return MPH_ERR_STATE;
+    if (!ms->cache && (!ms->undo_on || ms->undo_lost))
+        return MPH_ERR_STATE;
+    for (i = 0; i < ms->ndirty; i++) {
+        struct ent *e = ms->dirty[i];
+        if (ms->cache || !ms->undo[i].present)
+            ent_remove(ms, e); /* the store behind, or nothing, holds it */
+        else
+            undo_restore(ms, e, &ms->undo[i]);
+    }
+    ms->ndirty = 0;
+    ms->undo_lost = false;
+    if (ms->dirty_cap > DIRTY_KEEP)
+        dirty_array_release(ms);
+    if (ms->ht_ready && ms->ents == 0)
+        ht_release(ms);
+    return MPH_OK;
 }

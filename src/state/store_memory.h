@@ -16,12 +16,21 @@
  * "deleted" (the coalesced changelog and the commit WriteBatch), writes
  * them, and then clears the marks.
  *
+ * Rollback (exactly_once: an aborted transaction): mph__mstore_rollback
+ * puts the map back to its state at the last commit, i.e. the last
+ * dirty_clear, drain_dirty or snapshot_commit. A cache simply drops its
+ * dirty entries and tombstones (the store behind holds the committed
+ * state). A whole map is the only copy of its table, so it must have kept
+ * each dirty key's pre-image: it does in undo mode (mph__mstore_set_undo),
+ * off by default so that at_least_once pays nothing for it.
+ *
  * Threads: a map belongs to the worker thread that owns its shard (or to the
  * coordinator while it recovers the shard, before hand-over). No function
  * here takes a lock or may be called from two threads at once.
  *
  * Errors: MPH_ERR_NOMEM (the map is unchanged), MPH_ERR_RANGE (key or value
- * too long), MPH_ERR_STATE (see mph__mstore_forget).
+ * too long), MPH_ERR_STATE (see mph__mstore_forget, mph__mstore_set_undo,
+ * mph__mstore_rollback; nothing changed).
  */
 #ifndef MPH_STATE_STORE_MEMORY_H
 #define MPH_STATE_STORE_MEMORY_H
@@ -120,7 +129,7 @@ size_t mph__mstore_memory(const mph__mstore_t *ms);
 uint64_t mph__mstore_alloc_count(const mph__mstore_t *ms);
 
 /* Removes every entry, dirty ones included, and frees the hash table
- * (used when a shard is dropped). */
+ * (used when a shard is dropped). Pre-images go too; undo mode stays. */
 void mph__mstore_clear(mph__mstore_t *ms);
 
 /* Iteration over present keys in no particular order. The iterator is
@@ -166,5 +175,41 @@ void mph__mstore_snapshot_abort(mph__mstore_t *ms);
  * failure the dirty set stays whole so the commit can be retried. */
 mph_err_t mph__mstore_drain_dirty(mph__mstore_t *ms, mph__mstore_dirty_cb cb,
                                   void *opaque);
+
+/* Undo mode of a whole map, for exactly_once. While on, the first write
+ * (put, put_fresh, delete) of a key that is not dirty yet records the key's
+ * previous state — its value (one copy) or "absent" — beside the dirty set;
+ * later writes of that key record nothing. Committing (dirty_clear,
+ * drain_dirty, snapshot_commit) forgets the records of the keys it turns
+ * clean. Turning it on needs an empty dirty set (the keys already dirty
+ * have no pre-image) and a whole map (a cache needs none): MPH_ERR_STATE
+ * otherwise. Turning it off frees the records; rollback is then refused.
+ * Off by default. @locality owner */
+mph_err_t mph__mstore_set_undo(mph__mstore_t *ms, bool on);
+/* True while undo mode is on. */
+bool mph__mstore_undo(const mph__mstore_t *ms);
+
+/* Undoes every write since the last commit and empties the dirty set:
+ *   - a whole map in undo mode puts each dirty key back to its pre-image:
+ *     the old value as a clean entry, or no entry for a key the interval
+ *     created (fresh marks go with the entries: a restored entry is clean,
+ *     so not fresh). Count, memory and contents are as after the commit,
+ *     except for the capacity of the hash table and of the dirty and undo
+ *     arrays, which stay;
+ *   - a cache drops every dirty entry and tombstone; clean entries stay, and
+ *     a later lookup of a dropped key asks the store behind again.
+ * After a failed commit (drain_dirty's error, snapshot_abort) the dirty set
+ * is whole and rollback undoes it all. It never allocates and cannot fail
+ * otherwise; MPH_ERR_STATE, changing nothing, when:
+ *   - a snapshot is active (end it with snapshot_abort first: the commit it
+ *     carried failed, or rollback would not be called);
+ *   - a whole map is not in undo mode;
+ *   - a snapshot_commit kept dirty a key it carried that was written again
+ *     during the snapshot: the value it committed for that key was not
+ *     kept (exactly_once commits synchronously, so this does not arise
+ *     there). It clears when the dirty set next empties.
+ * Values and keys that lookup() or the iterator handed out for dirty keys
+ * are invalid afterwards. @locality owner */
+mph_err_t mph__mstore_rollback(mph__mstore_t *ms);
 
 #endif /* MPH_STATE_STORE_MEMORY_H */

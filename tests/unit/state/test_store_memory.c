@@ -890,3 +890,511 @@ Test(store_memory, churn_keeps_every_live_key_and_bounded_memory,
         mph__mstore_destroy(ms);
     }
 }
+
+/* ------------------------------------------------------------------------
+ * Undo mode and rollback (exactly_once: an aborted transaction)
+ * ------------------------------------------------------------------------ */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The map's present keys as "k=v" (tombstones and absent keys not shown),
+ * sorted, space-separated, into out. */
+static const char *dump(mph__mstore_t *ms, char *out, size_t cap)
+{
+    char *items[64];
+    size_t n = 0, used = 0;
+    mph__mstore_iter_t it;
+    const void *k, *v;
+    size_t kl, vl;
+
+    mph__mstore_iter_init(&it, ms);
+    while (mph__mstore_iter_next(&it, &k, &kl, &v, &vl)) {
+        cr_assert_lt(n, 64);
+        cr_assert_geq(asprintf(&items[n], "%.*s=%.*s", (int)kl, (const char *)k,
+                               (int)vl, (const char *)v),
+                      0);
+        n++;
+    }
+    qsort(items, n, sizeof items[0], cmp_str);
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        int w =
+            snprintf(out + used, cap - used, "%s%s", i ? " " : "", items[i]);
+        cr_assert(w >= 0 && (size_t)w < cap - used, "dump too long");
+        used += (size_t)w;
+        free(items[i]);
+    }
+    return out;
+}
+
+/* A value of n copies of c (n < 256), e.g. one too long to be inline. */
+static const char *rep_char(char c, int n)
+{
+    static char buf[4][256];
+    static int next;
+    char *b = buf[next++ % 4];
+
+    memset(b, c, (size_t)n);
+    b[n] = 0;
+    return b;
+}
+
+/* A whole map as a memory shard has it: complete, in undo mode. */
+static mph__mstore_t *undo_map(void)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+
+    cr_assert_not_null(ms);
+    mph__mstore_set_complete(ms);
+    cr_assert_eq(mph__mstore_set_undo(ms, true), MPH_OK);
+    cr_assert(mph__mstore_undo(ms));
+    return ms;
+}
+
+Test(store_memory, rollback_restores_puts_overwrites_and_deletes, .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    visit_t v = {0};
+    char before[2048], after[2048], big[101];
+
+    strcpy(big, rep_char('B', 100));
+
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big"), S(big)), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big2"), S(rep_char('C', 60))), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("3")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("4")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("e"), S("")), MPH_OK);
+    cr_assert_eq(mph__mstore_drain_dirty(ms, record_visit, &v), MPH_OK);
+    dump(ms, before, sizeof before);
+
+    /* Overwrites (inline and heap values, growing and shrinking, several
+     * times), deletes (inline and heap), a delete then a put again, new
+     * keys by put and put_fresh. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S(rep_char('A', 40))), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big"), S("small now")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("big"), S(rep_char('X', 200))), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("big2")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("c")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("d")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("44")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("e"), S("5")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("new"), S("n")), MPH_OK);
+    cr_assert_eq(mph__mstore_put_fresh(ms, S("fresh"), S(rep_char('F', 30))),
+                 MPH_OK);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 8);
+    cr_assert_str_neq(dump(ms, after, sizeof after), before);
+
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, after, sizeof after), before);
+    cr_assert_eq(mph__mstore_count(ms), 6);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    assert_str(ms, S("big"), big);
+    cr_assert_eq(mph__mstore_lookup(ms, S("new"), NULL, NULL),
+                 MPH__MSTORE_ABSENT, "created keys are gone, not tombstones");
+    cr_assert_eq(mph__mstore_lookup(ms, S("fresh"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    /* Clean again: the next commit carries nothing. */
+    v.seen[0] = 0;
+    cr_assert_eq(mph__mstore_drain_dirty(ms, record_visit, &v), MPH_OK);
+    cr_assert_str_eq(v.seen, "");
+    /* And a rollback with nothing dirty changes nothing. */
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, after, sizeof after), before);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, rollback_of_keys_created_and_deleted_in_one_interval,
+     .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    visit_t v = {0};
+    char out[256];
+
+    cr_assert_eq(mph__mstore_put(ms, S("keep"), S("k")), MPH_OK);
+    mph__mstore_dirty_clear(ms);
+
+    cr_assert_eq(mph__mstore_put(ms, S("x"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("x")), MPH_OK);
+    cr_assert_eq(mph__mstore_put_fresh(ms, S("y"), S(rep_char('y', 50))),
+                 MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("y")), MPH_OK);
+    /* Deleted, re-created, deleted again. */
+    cr_assert_eq(mph__mstore_delete(ms, S("keep")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("keep"), S("k2")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("keep")), MPH_OK);
+    cr_assert_eq(mph__mstore_lookup(ms, S("x"), NULL, NULL),
+                 MPH__MSTORE_DELETED);
+    cr_assert_eq(mph__mstore_count(ms), 0);
+
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_eq(mph__mstore_lookup(ms, S("x"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    cr_assert_eq(mph__mstore_lookup(ms, S("y"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "keep=k");
+    cr_assert_eq(mph__mstore_count(ms), 1);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_str_eq(commit(ms, &v, true), "");
+    mph__mstore_destroy(ms);
+}
+
+/* A rolled-back map behaves like one that never saw the writes: restored
+ * keys are clean and durable (their tombstone is written), keys that were
+ * created and rolled back are absent durably (created again and deleted,
+ * they leave no tombstone). */
+Test(store_memory, rollback_keeps_fresh_marks_consistent, .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    visit_t v = {0};
+
+    cr_assert_eq(mph__mstore_put(ms, S("old"), S("1")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "old=1");
+    cr_assert_eq(mph__mstore_put(ms, S("old"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("new"), S("1")), MPH_OK);
+    /* A failed commit visited new's value (clearing its fresh mark). */
+    cr_assert_str_eq(commit(ms, &v, false), "old=2 new=1");
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+
+    cr_assert_eq(mph__mstore_delete(ms, S("old")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("new"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("new")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "old-");
+    cr_assert_eq(mph__mstore_count(ms), 0);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, rollback_undoes_only_the_last_interval, .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    visit_t v = {0};
+    char out[512];
+
+    /* Interval 1, committed by drain_dirty. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_drain_dirty(ms, record_visit, &v), MPH_OK);
+    /* Interval 2, committed by a snapshot. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S(rep_char('2', 20))), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("b")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("2")), MPH_OK);
+    cr_assert_str_eq(commit(ms, &v, true), "a=22222222222222222222 b- c=2");
+    /* Interval 3, rolled back. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("3")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("3")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("c")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("3")), MPH_OK);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=22222222222222222222 c=2");
+    /* Interval 4 after the rollback, rolled back too. */
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("4")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("4")), MPH_OK);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=22222222222222222222 c=2");
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, rollback_after_a_failed_commit, .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    visit_t v = {0};
+    char out[256];
+    int calls = 0;
+
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("1")), MPH_OK);
+    mph__mstore_dirty_clear(ms);
+
+    /* drain_dirty fails: the dirty set (and its pre-images) stay. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("b")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("2")), MPH_OK);
+    cr_assert_eq(mph__mstore_drain_dirty(ms, fail_second, &calls),
+                 MPH_ERR_STORE);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 3);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=1 b=1");
+
+    /* A snapshot aborts, with writes during it: all of them go. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("3")), MPH_OK);
+    mph__mstore_snapshot_begin(ms);
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("4")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("4")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("4")), MPH_OK);
+    mph__mstore_snapshot_abort(ms);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=1 b=1");
+    cr_assert_str_eq(commit(ms, &v, true), "");
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, rollback_is_refused_during_a_snapshot, .timeout = 10)
+{
+    mph__mstore_t *maps[2] = {undo_map(), mph__mstore_new_cache(0, 0)};
+    char out[256];
+
+    for (int i = 0; i < 2; i++) {
+        mph__mstore_t *ms = maps[i];
+        cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+        mph__mstore_snapshot_begin(ms);
+        cr_assert_eq(mph__mstore_rollback(ms), MPH_ERR_STATE);
+        cr_assert_eq(mph__mstore_dirty_count(ms), 1, "nothing changed");
+        cr_assert_str_eq(dump(ms, out, sizeof out), "a=1");
+        mph__mstore_snapshot_abort(ms);
+        cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+        cr_assert_eq(mph__mstore_count(ms), 0);
+        mph__mstore_destroy(ms);
+    }
+}
+
+/* After a snapshot commit, the keys it kept dirty roll back to what it
+ * committed; a carried key written again during it has no such pre-image,
+ * and rollback says so until the dirty set empties. */
+Test(store_memory, rollback_after_a_snapshot_commit, .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    visit_t v = {0};
+    char out[256];
+
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("0")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("b"), S("0")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("0")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("0")), MPH_OK);
+    mph__mstore_dirty_clear(ms);
+
+    /* Carried: a, b. Written after the snapshot began: c (clean then), e
+     * (new). The commit succeeds; c and e stay dirty. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("b")), MPH_OK);
+    v.seen[0] = 0;
+    cr_assert_eq(mph__mstore_dirty_foreach(ms, record_visit, &v), MPH_OK);
+    mph__mstore_snapshot_begin(ms);
+    cr_assert_eq(mph__mstore_put(ms, S("c"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("e"), S("1")), MPH_OK);
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 2);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=1 c=0 d=0");
+
+    /* d carried, then written again during the snapshot. */
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("1")), MPH_OK);
+    mph__mstore_snapshot_begin(ms);
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("2")), MPH_OK);
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_ERR_STATE);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=1 c=0 d=2");
+    cr_assert_eq(mph__mstore_dirty_count(ms), 1);
+    /* Once committed, rollback works again. */
+    cr_assert_str_eq(commit(ms, &v, true), "d=2");
+    cr_assert_eq(mph__mstore_put(ms, S("d"), S("3")), MPH_OK);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=1 c=0 d=2");
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, rollback_needs_undo_mode_in_a_whole_map, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new();
+    mph__mstore_t *cache = mph__mstore_new_cache(0, 0);
+    char out[256];
+
+    cr_assert_not(mph__mstore_undo(ms), "off by default");
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_ERR_STATE);
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_ERR_STATE);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 1, "nothing changed");
+    cr_assert_str_eq(dump(ms, out, sizeof out), "a=1");
+    /* Keys dirty before undo mode have no pre-image. */
+    cr_assert_eq(mph__mstore_set_undo(ms, true), MPH_ERR_STATE);
+    cr_assert_not(mph__mstore_undo(ms));
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_set_undo(ms, true), MPH_OK);
+    cr_assert_eq(mph__mstore_set_undo(ms, true), MPH_OK, "idempotent");
+
+    /* Turning it off drops the pre-images: rollback is refused again. */
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S(rep_char('2', 80))), MPH_OK);
+    cr_assert_eq(mph__mstore_set_undo(ms, false), MPH_OK);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_ERR_STATE);
+    assert_str(ms, S("a"), rep_char('2', 80));
+
+    /* A cache needs no undo mode, and refuses it. */
+    cr_assert_eq(mph__mstore_set_undo(cache, true), MPH_ERR_STATE);
+    cr_assert_not(mph__mstore_undo(cache));
+    mph__mstore_destroy(ms);
+    mph__mstore_destroy(cache);
+}
+
+/* A cache rolls back by dropping its dirty entries and tombstones: the
+ * store behind holds the committed values, clean entries stay. */
+Test(store_memory, cache_rollback_drops_dirty_entries, .timeout = 10)
+{
+    mph__mstore_t *ms = mph__mstore_new_cache(100, 0);
+    char out[256];
+
+    cr_assert_eq(mph__mstore_fill(ms, S("clean"), S("c")), MPH_OK);
+    cr_assert_eq(mph__mstore_fill(ms, S("over"), S("o")), MPH_OK);
+    cr_assert_eq(mph__mstore_fill(ms, S("del"), S("d")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("over"), S("o2")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("del")), MPH_OK);
+    cr_assert_eq(mph__mstore_delete(ms, S("unknown")), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("new"), S("n")), MPH_OK);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 4);
+
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_eq(mph__mstore_dirty_count(ms), 0);
+    cr_assert_str_eq(dump(ms, out, sizeof out), "clean=c");
+    cr_assert_eq(mph__mstore_count(ms), 1);
+    const char *gone[] = {"over", "del", "unknown", "new"};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(mph__mstore_lookup(ms, S(gone[i]), NULL, NULL),
+                     MPH__MSTORE_ABSENT, "%s: ask the store", gone[i]);
+    /* The clean entry is still evictable: fill past the bound. */
+    char k[16];
+    for (int i = 0; i < 150; i++) {
+        snprintf(k, sizeof k, "f%d", i);
+        cr_assert_eq(mph__mstore_fill(ms, S(k), S("x")), MPH_OK);
+    }
+    cr_assert_eq(mph__mstore_lookup(ms, S("clean"), NULL, NULL),
+                 MPH__MSTORE_ABSENT);
+    mph__mstore_destroy(ms);
+}
+
+Test(store_memory, rollback_returns_memory_to_the_committed_state,
+     .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    char k[32], before[4096], after[4096];
+    size_t mem;
+    int i;
+
+    for (i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(
+            mph__mstore_put(ms, S(k), S(i % 2 ? rep_char('v', 30) : "small")),
+            MPH_OK);
+    }
+    mph__mstore_dirty_clear(ms);
+    /* One interval first, so that the dirty and undo arrays exist (their
+     * capacity stays across commits and rollbacks). */
+    for (i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(mph__mstore_put(ms, S(k), S("warm")), MPH_OK);
+    }
+    mph__mstore_dirty_clear(ms);
+    for (i = 0; i < 40; i++) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(
+            mph__mstore_put(ms, S(k), S(i % 2 ? rep_char('v', 30) : "small")),
+            MPH_OK);
+    }
+    mph__mstore_dirty_clear(ms);
+    mem = mph__mstore_memory(ms);
+    dump(ms, before, sizeof before);
+
+    for (i = 0; i < 40; i += 4) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(mph__mstore_put(ms, S(k), S(rep_char('g', 200))), MPH_OK);
+        snprintf(k, sizeof k, "k%02d", i + 1);
+        cr_assert_eq(mph__mstore_put(ms, S(k), S("s")), MPH_OK);
+        snprintf(k, sizeof k, "k%02d", i + 2);
+        cr_assert_eq(mph__mstore_delete(ms, S(k)), MPH_OK);
+        snprintf(k, sizeof k, "k%02d", i + 3);
+        cr_assert_eq(mph__mstore_delete(ms, S(k)), MPH_OK);
+    }
+    cr_assert_eq(mph__mstore_put(ms, S("n1"), S(rep_char('n', 100))), MPH_OK);
+    cr_assert_eq(mph__mstore_put(ms, S("n2"), S("n")), MPH_OK);
+    cr_assert_neq(mph__mstore_memory(ms), mem);
+
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_str_eq(dump(ms, after, sizeof after), before);
+    cr_assert_eq(mph__mstore_count(ms), 40);
+    cr_assert_eq(mph__mstore_memory(ms), mem, "%zu bytes, %zu before",
+                 mph__mstore_memory(ms), mem);
+    /* Commits free the pre-images they no longer need: values of the same
+     * sizes written and committed leave memory where it was. */
+    for (i = 1; i < 40; i += 2) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(mph__mstore_put(ms, S(k), S(rep_char('w', 30))), MPH_OK);
+    }
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_memory(ms), mem, "after dirty_clear");
+    for (i = 1; i < 40; i += 2) {
+        snprintf(k, sizeof k, "k%02d", i);
+        cr_assert_eq(mph__mstore_put(ms, S(k), S(rep_char('v', 30))), MPH_OK);
+    }
+    mph__mstore_snapshot_begin(ms);
+    mph__mstore_snapshot_commit(ms);
+    cr_assert_eq(mph__mstore_memory(ms), mem, "after snapshot_commit");
+    /* Turning undo off frees the undo array, and only that. */
+    cr_assert_eq(mph__mstore_set_undo(ms, false), MPH_OK);
+    cr_assert_lt(mph__mstore_memory(ms), mem);
+    mph__mstore_destroy(ms);
+}
+
+/* Undo mode costs one copy of the old value at the first write of a key in
+ * a commit interval, and nothing at later writes of it. */
+Test(store_memory, undo_copies_each_value_once_per_interval, .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    uint64_t allocs;
+    char big[101];
+
+    strcpy(big, rep_char('b', 100));
+    put_i64(ms, "counter", 0);
+    cr_assert_eq(mph__mstore_put(ms, S("blob"), S(big)), MPH_OK);
+    mph__mstore_dirty_clear(ms);
+    put_i64(ms, "counter", 1); /* makes the undo array */
+    mph__mstore_dirty_clear(ms);
+
+    allocs = mph__mstore_alloc_count(ms);
+    for (int i = 0; i < 1000; i++)
+        put_i64(ms, "counter", i);
+    cr_assert_eq(mph__mstore_alloc_count(ms), allocs,
+                 "an inline value is copied into the record");
+    cr_assert_eq(mph__mstore_put(ms, S("blob"), S(rep_char('c', 100))), MPH_OK);
+    cr_assert_eq(mph__mstore_alloc_count(ms), allocs + 1,
+                 "one copy of a heap value");
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(mph__mstore_put(ms, S("blob"), S(rep_char('d', 100))),
+                     MPH_OK);
+    cr_assert_eq(mph__mstore_alloc_count(ms), allocs + 1,
+                 "later writes record nothing");
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_eq(mph__mstore_alloc_count(ms), allocs + 1,
+                 "rollback hands the copy back");
+    cr_assert_eq(get_i64(ms, "counter"), 1);
+    assert_str(ms, S("blob"), big);
+
+    /* A delete moves the heap value into the record: no copy. */
+    cr_assert_eq(mph__mstore_delete(ms, S("blob")), MPH_OK);
+    cr_assert_eq(mph__mstore_alloc_count(ms), allocs + 1);
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    assert_str(ms, S("blob"), big);
+    mph__mstore_destroy(ms);
+}
+
+/* clear, destroy and set_undo(false) free pre-images still held (the ASan
+ * build checks for leaks). */
+Test(store_memory, pending_undo_records_are_freed, .timeout = 10)
+{
+    mph__mstore_t *ms = undo_map();
+    size_t empty = mph__mstore_memory(ms);
+
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S(rep_char('a', 100))), MPH_OK);
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    mph__mstore_clear(ms);
+    cr_assert_eq(mph__mstore_memory(ms), empty);
+    cr_assert(mph__mstore_undo(ms), "clear keeps the mode");
+    cr_assert_eq(mph__mstore_rollback(ms), MPH_OK);
+    cr_assert_eq(mph__mstore_count(ms), 0);
+
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S(rep_char('a', 100))), MPH_OK);
+    mph__mstore_dirty_clear(ms);
+    cr_assert_eq(mph__mstore_put(ms, S("a"), S("1")), MPH_OK);
+    mph__mstore_destroy(ms);
+}
