@@ -107,9 +107,13 @@ mph_err_t mph__table_lookup_at(mph_app_t *app, mph_table_t *t, int32_t partition
 /* Counts a table operation in the worker's sensors (0 get, 1 set, 2 del, 3 miss). */
 void mph__table_count_op(mph_event_t *ev, mph_table_t *t, int op);
 
-/* Coordinator side. */
+/* Coordinator side (@locality coordinator). handover requires that every
+ * MSG_REVOKE sent to the worker was answered (see table.c); the set it
+ * returns is recorded as lent to the worker. park takes a set back (from
+ * MSG_REVOKED, or a MSG_ASSIGN that could not be posted); with drop, its
+ * shards are destroyed (their state was not durable). */
 mph__shard_set_t *mph__tables_handover(mph_app_t *app, int worker, const int32_t *parts,
                                        size_t n, char *errstr, size_t errstr_size);
-void mph__tables_park(mph_app_t *app, mph__shard_set_t *set);
+void mph__tables_park(mph_app_t *app, mph__shard_set_t *set, bool drop);
 
 #endif
