@@ -942,7 +942,7 @@ static mph__shard_t *shard_of(mph_event_t *ev, mph_table_t *t)
                       "table %s: worker %d processes %s [%d] offset %lld without the "
                       "partition's shard (a bug in mephisto's hand-over; please report it); "
                       "stopping without committing past the event",
-                      t->name, w->index, ev->topic->name, (int)p,
+                      t->name, w->index, ev->topic ? ev->topic->name : "?", (int)p,
                       (long long)ev->rkm->offset);
     }
     return sh;
