@@ -38,9 +38,10 @@
  * set. Waiting is the design that cannot lose table updates: handing the
  * partition over without its shard, or with a copy rebuilt while the
  * worker still writes the original, would. A late reply's commit points
- * are committed when its partitions are assigned to this process again
- * (before the assign, so fetching resumes after them); otherwise they are
- * dropped: another member may own those partitions now.
+ * are committed when its partitions are assigned to this process again by
+ * the very next assignment (before the assign, so fetching resumes after
+ * them); otherwise they are dropped: another member may own, or have
+ * owned, those partitions since, and committing them would rewind it.
  *
  * Commits: workers post commit points every commit_interval_ms or
  * commit_every events; the coordinator commits them asynchronously. Only
@@ -84,6 +85,8 @@ struct mph__coord {
     uint64_t *assign_sent, *assign_done;
     uint64_t *stop_done;     /* 1 once MSG_STOPPED arrived */
     int64_t *revoke_deadline; /* of the last MSG_REVOKE posted */
+    uint64_t *revoke_at;      /* assign_calls when the last MSG_REVOKE was posted */
+    uint64_t assign_calls;    /* assignments handled so far */
 };
 
 /* How long a revocation's reply may take to arrive after its deadline. */
@@ -206,8 +209,13 @@ static void handle_msg(mph__coord_t *c, mph__msg_t *m, const reply_sink_t *sink)
     case MSG_REVOKED:
         if (known) {
             seq_done(c->revoke_done, m);
-            if (sink)
-                to = sink->want && m->seq == sink->want[m->worker] ? sink->collect : sink->late;
+            if (sink && sink->want && m->seq == sink->want[m->worker])
+                to = sink->collect;
+            else if (sink && m->seq == c->revoke_sent[m->worker] &&
+                     c->revoke_at[m->worker] == c->assign_calls)
+                /* A late answer to the last revocation, with no assignment
+                 * since: nobody else can have owned its partitions. */
+                to = sink->late;
         }
         break;
     case MSG_ASSIGNED:
@@ -262,9 +270,11 @@ static bool in_list(const rd_kafka_topic_partition_list_t *l, const char *topic,
 /* Before an assignment hands partitions to a worker, every revocation sent
  * to it must be answered: its shards come back with the answer (see the
  * DESIGN comment). Waits for those of the workers that get partitions;
- * returns false for a worker that did not answer in time (want[w] then
- * stays unanswered). Late commit points of partitions assigned again are
- * committed here, before the assign, so fetching resumes after them. */
+ * ok[w] is false for a worker that did not answer in time (the app then
+ * stops). Late commit points of partitions assigned again are committed
+ * here, before the assign, so fetching resumes after them; only those of
+ * the revocation right before this assignment (no other member can have
+ * moved the partitions' offsets since). */
 static void await_late_revocations(mph__coord_t *c, const size_t *count,
                                    const rd_kafka_topic_partition_list_t *parts, bool *ok)
 {
@@ -418,6 +428,7 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         mph_log(MPH_LOG_ERROR, "assign failed: %s", rd_kafka_error_string(err));
         rd_kafka_error_destroy(err);
     }
+    c->assign_calls++;
     stat_set(&c->stats.assigned, c->stats.assigned + (uint64_t)parts->cnt);
     ck_pr_store_int(&app->ready, 1);
     mph_log(MPH_LOG_INFO, "assigned %d partitions", parts->cnt);
@@ -463,6 +474,7 @@ static void revoke_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         if (mph__worker_post(app->workers[w], msgs[w]) == MPH_OK) {
             posted++;
             c->revoke_deadline[w] = deadline;
+            c->revoke_at[w] = c->assign_calls;
             if (want)
                 want[w] = msgs[w]->seq;
         } else {
@@ -641,6 +653,7 @@ static void coord_free_arrays(mph__coord_t *c)
     free(c->assign_done);
     free(c->stop_done);
     free(c->revoke_deadline);
+    free(c->revoke_at);
 }
 
 mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
@@ -659,8 +672,9 @@ mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
     c->assign_done = calloc(W, sizeof *c->assign_done);
     c->stop_done = calloc(W, sizeof *c->stop_done);
     c->revoke_deadline = calloc(W, sizeof *c->revoke_deadline);
+    c->revoke_at = calloc(W, sizeof *c->revoke_at);
     if (!c->revoke_sent || !c->revoke_done || !c->assign_sent || !c->assign_done ||
-        !c->stop_done || !c->revoke_deadline ||
+        !c->stop_done || !c->revoke_deadline || !c->revoke_at ||
         mph__mailbox_init(&c->mbox, 4096) != MPH_OK) {
         snprintf(errstr, errstr_size, "coordinator: out of memory or file descriptors");
         coord_free_arrays(c);
