@@ -729,11 +729,27 @@ void mph__tables_flush_cancel(mph__worker_t *w)
 
 static bool flush_sync(mph__worker_t *w, int64_t wait_ns);
 
+static bool tables_dirty(mph__worker_t *w)
+{
+    mph_app_t *app = w->app;
+    for (size_t i = 0; i < app->ntables; i++)
+        for (int p = 0; p < app->tables[i]->partitions; p++)
+            if (w->shards[i][p] && mph__shard_dirty(w->shards[i][p]))
+                return true;
+    return false;
+}
+
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
 {
     if (!w->app->ntables)
         return true;
-    if (flush_sync(w, wait_ns))
+    /* No time left (a revocation's deadline passed while the worker was
+     * busy): send nothing that could not be waited for; changelog records
+     * landing after the coordinator gave up could overwrite what the next
+     * owner writes. Clean shards are durable as they are. */
+    if (wait_ns <= 0 && !w->fl_active && w->cl_pending == 0 && !tables_dirty(w))
+        return true;
+    if (wait_ns > 0 && flush_sync(w, wait_ns))
         return true;
     /* Not durable: the caller drops or keeps the shards as they are, so no
      * batch built from them may reach RocksDB later (its values would be
@@ -744,7 +760,6 @@ bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
 
 static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
 {
-    mph_app_t *app = w->app;
     int64_t deadline = mph_clock_mono_ns() + wait_ns;
     for (int round = 0; round < 2; round++) {
         /* An active flush completes first (its keys stay dirty if it
@@ -762,11 +777,7 @@ static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
         if (mph__tables_flush_poll(w) != MPH__FLUSH_DONE)
             return false;
     }
-    for (size_t i = 0; i < app->ntables; i++)
-        for (int p = 0; p < app->tables[i]->partitions; p++)
-            if (w->shards[i][p] && mph__shard_dirty(w->shards[i][p]))
-                return false;
-    return true;
+    return !tables_dirty(w);
 }
 
 void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r)

@@ -71,7 +71,8 @@ void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set);
 mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
 /* Flushes dirty shards to the changelog and RocksDB and waits (at most
  * wait_ns); true when everything up to now is durable and commit points
- * may be reported. Completes an active asynchronous flush first. */
+ * may be reported. Completes an active asynchronous flush first. With
+ * wait_ns <= 0 nothing is sent: true only when nothing needs writing. */
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
 /* The table flush of a commit in two steps (see table.c): begin snapshots
  * the dirty state and sends it (DONE: nothing to send, the commit points
