@@ -78,6 +78,7 @@ static inline void *encode_opaque(uint32_t slot, uint8_t gen, uint64_t seq)
 
 static void worker_inbox(mph__worker_t *w);
 
+
 /* ------------------------------------------------------------------ */
 /* delivery reports (run on this worker inside rd_kafka_poll)          */
 
