@@ -70,6 +70,13 @@ MPH_EXPORT const char *mph_table_changelog(const mph_table_t *table);
 
 /* --- inside an agent callback, on the event's shard --- */
 
+/* The worker processing an event always holds the event's shard of every
+ * table with that partition. Should one be missing all the same (a bug in
+ * mephisto), the call returns MPH_ERR_PARTITION and the app stops with
+ * MPH_ERR_INTERNAL without committing past the event, whatever
+ * on_agent_error says: the event never counts as processed without its
+ * table update. */
+
 /* The value of key: MPH_OK with *value borrowed (see above), or
  * MPH_ERR_NOENT when absent and the table has no default. */
 MPH_EXPORT mph_err_t mph_table_get(mph_event_t *ev, mph_table_t *table, const void *key,

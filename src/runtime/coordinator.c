@@ -8,15 +8,40 @@
  * Assignment: partition p of every topic goes to worker p mod W (so the
  * partitions of co-partitioned topics and changelogs meet on one worker).
  * For each newly assigned partition the coordinator first posts MSG_ASSIGN
- * to the worker, then forwards the partition's librdkafka queue into the
- * worker's queue, and only then assigns: the first record a worker sees for
- * a partition is therefore always preceded by the hand-over in its mailbox.
+ * to the worker and waits for its MSG_ASSIGNED, then forwards the
+ * partition's librdkafka queue into the worker's queue, and only then
+ * assigns: a worker therefore has the partition's slot before the first
+ * record of the new ownership can reach its queue. This is what lets the
+ * worker serve its mailbox only between batches and drop any record
+ * without a slot (worker.c): such a record can only belong to an ownership
+ * that ended. The wait costs one mailbox round trip per rebalance; it is
+ * bounded (hand_wait_ms), and a worker that does not answer stops the app
+ * (a callback stuck that long leaves nothing else safe to do).
  *
- * Revocation: MSG_REVOKE to each worker concerned; the worker serves its
- * producer until the partition's sends are acknowledged (bounded by
- * shutdown_timeout_ms), replies with the final commit points and forgets
- * the partition. The coordinator commits those synchronously (unless the
- * assignment was lost), un-forwards the queues and unassigns.
+ * Revocation: MSG_REVOKE to each worker concerned, carrying one deadline
+ * on the monotonic clock (now + shutdown_timeout_ms) that bounds both
+ * sides: the worker flushes its tables and serves its producer until the
+ * partition's sends are acknowledged, by that deadline, replies with the
+ * final commit points and the shards, and forgets the partition. The
+ * coordinator waits until the deadline plus REPLY_GRACE_MS (the time the
+ * reply needs once the worker stopped waiting), commits the points
+ * synchronously (unless the assignment was lost), un-forwards the queues
+ * and unassigns.
+ *
+ * A reply that comes later (the worker was inside a long callback) is
+ * still the only way its shards come back: the coordinator never looks at
+ * a worker's shards (table.c). MSG_REVOKE and MSG_REVOKED carry a per-worker
+ * sequence number, so a late reply is told apart from the answer to a
+ * newer revocation, and before an assignment hands partitions to a worker
+ * the coordinator waits for the answers to every revocation that worker
+ * was sent, parks the shards they return, and only then builds the shard
+ * set. Waiting is the design that cannot lose table updates: handing the
+ * partition over without its shard, or with a copy rebuilt while the
+ * worker still writes the original, would. A late reply's commit points
+ * are committed when its partitions are assigned to this process again by
+ * the very next assignment (before the assign, so fetching resumes after
+ * them); otherwise they are dropped: another member may own, or have
+ * owned, those partitions since, and committing them would rewind it.
  *
  * Commits: workers post commit points every commit_interval_ms or
  * commit_every events; the coordinator commits them asynchronously. Only
@@ -54,7 +79,25 @@ struct mph__coord {
     mph__coord_stats_t stats;
     int64_t commit_started_ns;
     mph_log_limit_t log_lim;
+    /* Per worker: the hand-over protocol's sequence numbers (msg.h). A
+     * message kind is answered up to *_done; *_sent is the last posted. */
+    uint64_t *revoke_sent, *revoke_done;
+    uint64_t *assign_sent, *assign_done;
+    uint64_t *stop_done;     /* 1 once MSG_STOPPED arrived */
+    int64_t *revoke_deadline; /* of the last MSG_REVOKE posted */
+    uint64_t *revoke_at;      /* assign_calls when the last MSG_REVOKE was posted */
+    uint64_t assign_calls;    /* assignments handled so far */
 };
+
+/* How long a revocation's reply may take to arrive after its deadline. */
+#define REPLY_GRACE_MS 1000
+
+/* How long to wait for a worker to answer a hand-over message it should
+ * serve within one batch. */
+static int64_t hand_wait_ms(const mph_app_t *app)
+{
+    return app->shutdown_timeout_ms > 10000 ? app->shutdown_timeout_ms : 10000;
+}
 
 static void stat_set(uint64_t *c, uint64_t v)
 {
@@ -130,48 +173,163 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-/* Handles one worker → coordinator message outside a revocation. */
-static void handle_msg(mph__coord_t *c, mph__msg_t *m, rd_kafka_topic_partition_list_t *collect)
+/* Where the commit points of replies go while the coordinator waits:
+ * a MSG_REVOKED whose seq is want[worker] (the revocation being waited
+ * for) into collect, any other MSG_REVOKED (a late one) into late, and
+ * MSG_STOPPED into collect. NULL lists drop the points. */
+typedef struct reply_sink {
+    rd_kafka_topic_partition_list_t *collect, *late;
+    const uint64_t *want;
+} reply_sink_t;
+
+static void seq_done(uint64_t *done, const mph__msg_t *m)
 {
+    if (m->seq > done[m->worker])
+        done[m->worker] = m->seq;
+}
+
+/* Handles one worker → coordinator message. */
+static void handle_msg(mph__coord_t *c, mph__msg_t *m, const reply_sink_t *sink)
+{
+    int W = c->app->nworkers;
+    bool known = m->worker >= 0 && m->worker < W;
     if ((m->kind == MSG_REVOKED || m->kind == MSG_STOPPED) && m->ptr) {
-        mph__tables_park(c->app, m->ptr);
+        mph__tables_park(c->app, m->ptr, m->kind == MSG_REVOKED && m->lost);
         m->ptr = NULL;
     }
-    if (m->kind == MSG_COMMIT) {
+    rd_kafka_topic_partition_list_t *to = NULL;
+    switch (m->kind) {
+    case MSG_COMMIT: {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)m->n);
         add_tps(c, l, m);
         commit_list(c, l, false);
         rd_kafka_topic_partition_list_destroy(l);
-    } else if (collect) {
-        add_tps(c, collect, m);
+        break;
     }
+    case MSG_REVOKED:
+        if (known) {
+            seq_done(c->revoke_done, m);
+            if (sink && sink->want && m->seq == sink->want[m->worker])
+                to = sink->collect;
+            else if (sink && m->seq == c->revoke_sent[m->worker] &&
+                     c->revoke_at[m->worker] == c->assign_calls)
+                /* A late answer to the last revocation, with no assignment
+                 * since: nobody else can have owned its partitions. */
+                to = sink->late;
+        }
+        break;
+    case MSG_ASSIGNED:
+        if (known)
+            seq_done(c->assign_done, m);
+        break;
+    case MSG_STOPPED:
+        if (known)
+            c->stop_done[m->worker] = 1;
+        to = sink ? sink->collect : NULL;
+        break;
+    }
+    if (to)
+        add_tps(c, to, m);
     mph__msg_free(m);
 }
 
-/* Waits until `want` replies of kind arrived (or the deadline), adding
- * their commit points to collect and committing any COMMIT messages. */
-static int await_replies(mph__coord_t *c, int kind, int want,
-                         rd_kafka_topic_partition_list_t *collect, int64_t deadline_ns)
+static bool answered(const mph__coord_t *c, const uint64_t *done, const uint64_t *want)
 {
-    int got = 0;
-    while (got < want) {
+    for (int w = 0; w < c->app->nworkers; w++)
+        if (done[w] < want[w])
+            return false;
+    return true;
+}
+
+/* Serves the mailbox until done[w] >= want[w] for every worker, or the
+ * deadline; true when every answer came. Commit points go to sink. */
+static bool await_answers(mph__coord_t *c, const uint64_t *done, const uint64_t *want,
+                          const reply_sink_t *sink, int64_t deadline_ns)
+{
+    for (;;) {
         mph__msg_t *m;
-        while (got < want && (m = mph__mailbox_pop_sc(&c->mbox))) {
-            if (m->kind == kind)
-                got++;
-            handle_msg(c, m, m->kind == kind ? collect : NULL);
-        }
-        if (got >= want)
-            break;
+        while (!answered(c, done, want) && (m = mph__mailbox_pop_sc(&c->mbox)))
+            handle_msg(c, m, sink);
+        if (answered(c, done, want))
+            return true;
         int64_t left = (deadline_ns - mph_clock_mono_ns()) / 1000000;
         if (left <= 0)
-            break;
+            return false;
         struct pollfd pfd = {c->mbox.fd, POLLIN, 0};
         poll(&pfd, 1, (int)(left > 100 ? 100 : left));
         if (pfd.revents)
             mph__eventfd_drain(c->mbox.fd);
     }
-    return got;
+}
+
+static bool in_list(const rd_kafka_topic_partition_list_t *l, const char *topic, int32_t p)
+{
+    return rd_kafka_topic_partition_list_find(l, topic, p) != NULL;
+}
+
+/* Before an assignment hands partitions to a worker, every revocation sent
+ * to it must be answered: its shards come back with the answer (see the
+ * DESIGN comment). Waits for those of the workers that get partitions;
+ * ok[w] is false for a worker that did not answer in time (the app then
+ * stops). Late commit points of partitions assigned again are committed
+ * here, before the assign, so fetching resumes after them; only those of
+ * the revocation right before this assignment (no other member can have
+ * moved the partitions' offsets since). */
+static void await_late_revocations(mph__coord_t *c, const size_t *count,
+                                   const rd_kafka_topic_partition_list_t *parts, bool *ok)
+{
+    mph_app_t *app = c->app;
+    int W = app->nworkers;
+    uint64_t *want = calloc((size_t)W, sizeof *want);
+    int64_t deadline = mph_clock_mono_ns();
+    int waiting = 0;
+    for (int w = 0; w < W; w++) {
+        ok[w] = true;
+        if (!count[w] || c->revoke_done[w] >= c->revoke_sent[w])
+            continue;
+        if (want)
+            want[w] = c->revoke_sent[w];
+        int64_t d = c->revoke_deadline[w] + (REPLY_GRACE_MS + hand_wait_ms(app)) * 1000000;
+        if (d > deadline)
+            deadline = d;
+        waiting++;
+    }
+    if (!waiting) {
+        free(want);
+        return;
+    }
+    mph_log(MPH_LOG_WARN,
+            "%d workers have not handed back the partitions of an earlier revocation yet; "
+            "waiting for them before the assignment",
+            waiting);
+    rd_kafka_topic_partition_list_t *late = rd_kafka_topic_partition_list_new(8);
+    reply_sink_t sink = {NULL, late, NULL};
+    if (want)
+        await_answers(c, c->revoke_done, want, &sink, deadline);
+    for (int w = 0; w < W; w++) {
+        if (count[w] && c->revoke_done[w] < c->revoke_sent[w]) {
+            ok[w] = false;
+            mph__app_fail(app, MPH_ERR_TIMEOUT,
+                          "worker %d did not hand back its revoked partitions within %lld ms "
+                          "of the deadline (an agent callback that does not return?); "
+                          "stopping rather than process them without their table state",
+                          w, (long long)(REPLY_GRACE_MS + hand_wait_ms(app)));
+        }
+    }
+    rd_kafka_topic_partition_list_t *again = rd_kafka_topic_partition_list_new(late->cnt);
+    for (int i = 0; i < late->cnt; i++)
+        if (in_list(parts, late->elems[i].topic, late->elems[i].partition))
+            rd_kafka_topic_partition_list_add(again, late->elems[i].topic,
+                                              late->elems[i].partition)
+                ->offset = late->elems[i].offset;
+    if (again->cnt) {
+        mph_log(MPH_LOG_INFO, "committing the late final points of %d partitions assigned again",
+                again->cnt);
+        commit_list(c, again, true);
+    }
+    rd_kafka_topic_partition_list_destroy(again);
+    rd_kafka_topic_partition_list_destroy(late);
+    free(want);
 }
 
 static int worker_of(const mph_app_t *app, int32_t partition)
@@ -187,8 +345,12 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     mph__msg_t **msgs = calloc((size_t)W, sizeof *msgs);
     for (int i = 0; i < parts->cnt; i++)
         count[worker_of(app, parts->elems[i].partition)]++;
+    bool *ok = calloc((size_t)W, sizeof *ok);
+    if (ok)
+        await_late_revocations(c, count, parts, ok);
     for (int w = 0; w < W; w++)
-        msgs[w] = count[w] ? mph__msg_new(MSG_ASSIGN, w, count[w]) : NULL;
+        msgs[w] = count[w] && ok && ok[w] ? mph__msg_new(MSG_ASSIGN, w, count[w]) : NULL;
+    free(ok);
     memset(count, 0, (size_t)W * sizeof *count);
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
@@ -227,11 +389,24 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
                 continue;
             }
         }
+        msgs[w]->seq = ++c->assign_sent[w];
         if (mph__worker_post(app->workers[w], msgs[w]) != MPH_OK) {
-            mph__tables_park(app, msgs[w]->ptr);
+            c->assign_sent[w]--;
+            mph__tables_park(app, msgs[w]->ptr, false);
             mph__msg_free(msgs[w]);
             mph__app_fail(app, MPH_ERR_FULL, "worker %d mailbox full at assignment", w);
         }
+    }
+    /* No record of the new partitions may reach a worker before its slots
+     * exist (worker.c drops records without a slot). */
+    int64_t adeadline = mph_clock_mono_ns() + hand_wait_ms(app) * 1000000;
+    if (!await_answers(c, c->assign_done, c->assign_sent, NULL, adeadline)) {
+        for (int w = 0; w < W; w++)
+            if (c->assign_done[w] < c->assign_sent[w])
+                mph__app_fail(app, MPH_ERR_TIMEOUT,
+                              "worker %d did not take its new partitions within %lld ms (an "
+                              "agent callback that does not return?); stopping",
+                              w, (long long)hand_wait_ms(app));
     }
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
@@ -253,6 +428,7 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         mph_log(MPH_LOG_ERROR, "assign failed: %s", rd_kafka_error_string(err));
         rd_kafka_error_destroy(err);
     }
+    c->assign_calls++;
     stat_set(&c->stats.assigned, c->stats.assigned + (uint64_t)parts->cnt);
     ck_pr_store_int(&app->ready, 1);
     mph_log(MPH_LOG_INFO, "assigned %d partitions", parts->cnt);
@@ -270,10 +446,15 @@ static void revoke_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     /* Lost (session timed out, e.g. after a long pause): another member may
      * own them already, so the worker must not write their state anywhere. */
     bool lost = rd_kafka_assignment_lost(app->consumer);
+    /* One deadline, on one clock, for both sides (see the DESIGN comment). */
+    int64_t deadline = mph_clock_mono_ns() + app->shutdown_timeout_ms * 1000000;
+    uint64_t *want = calloc((size_t)W, sizeof *want);
     for (int w = 0; w < W; w++) {
         msgs[w] = count[w] ? mph__msg_new(MSG_REVOKE, w, count[w]) : NULL;
-        if (msgs[w])
+        if (msgs[w]) {
             msgs[w]->lost = lost;
+            msgs[w]->deadline_ns = deadline;
+        }
     }
     memset(count, 0, (size_t)W * sizeof *count);
     for (int i = 0; i < parts->cnt; i++) {
@@ -289,17 +470,36 @@ static void revoke_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         if (!msgs[w])
             continue;
         msgs[w]->n = count[w];
-        if (mph__worker_post(app->workers[w], msgs[w]) == MPH_OK)
+        msgs[w]->seq = ++c->revoke_sent[w];
+        if (mph__worker_post(app->workers[w], msgs[w]) == MPH_OK) {
             posted++;
-        else
+            c->revoke_deadline[w] = deadline;
+            c->revoke_at[w] = c->assign_calls;
+            if (want)
+                want[w] = msgs[w]->seq;
+        } else {
+            /* The worker would go on with partitions the group took away. */
+            c->revoke_sent[w]--;
             mph__msg_free(msgs[w]);
+            mph__app_fail(app, MPH_ERR_FULL, "worker %d mailbox full at revocation", w);
+        }
     }
     rd_kafka_topic_partition_list_t *final = rd_kafka_topic_partition_list_new(parts->cnt);
-    int64_t deadline = mph_clock_mono_ns() + app->shutdown_timeout_ms * 1000000;
-    int got = await_replies(c, MSG_REVOKED, posted, final, deadline);
-    if (got < posted)
-        mph_log(MPH_LOG_WARN, "%d of %d workers did not hand back partitions in time",
-                posted - got, posted);
+    /* Late answers to earlier revocations are parked here too; their
+     * points are dropped (their partitions were unassigned since). */
+    reply_sink_t sink = {final, NULL, want};
+    if (want &&
+        !await_answers(c, c->revoke_done, want, &sink,
+                       deadline + (int64_t)REPLY_GRACE_MS * 1000000)) {
+        int late = 0;
+        for (int w = 0; w < W; w++)
+            late += c->revoke_done[w] < want[w];
+        mph_log(MPH_LOG_WARN,
+                "%d of %d workers did not hand back partitions in time; their shards and "
+                "final points are taken when they do",
+                late, posted);
+    }
+    free(want);
     if (rd_kafka_assignment_lost(app->consumer))
         mph_log(MPH_LOG_WARN, "assignment lost: not committing %d partitions", final->cnt);
     else
@@ -388,17 +588,22 @@ static void graceful_stop(mph__coord_t *c)
         while (!rd_kafka_consumer_closed(app->consumer) && mph_clock_mono_ns() < deadline)
             serve_consumer(c, 100);
     }
-    int posted = 0;
     for (int w = 0; w < app->nworkers; w++) {
         mph__msg_t *m = mph__msg_new(MSG_STOP, w, 0);
-        if (m && mph__worker_post(app->workers[w], m) == MPH_OK)
-            posted++;
-        else
+        if (!m || mph__worker_post(app->workers[w], m) != MPH_OK) {
             mph__msg_free(m);
+            c->stop_done[w] = 1; /* nothing to wait for */
+        }
     }
     rd_kafka_topic_partition_list_t *final = rd_kafka_topic_partition_list_new(8);
     int64_t wdeadline = mph_clock_mono_ns() + app->shutdown_timeout_ms * 1000000;
-    await_replies(c, MSG_STOPPED, posted, final, wdeadline);
+    uint64_t *want = calloc((size_t)app->nworkers, sizeof *want);
+    for (int w = 0; want && w < app->nworkers; w++)
+        want[w] = 1;
+    reply_sink_t sink = {final, NULL, NULL};
+    if (want)
+        await_answers(c, c->stop_done, want, &sink, wdeadline);
+    free(want);
     if (final->cnt > 0 && !rd_kafka_consumer_closed(app->consumer))
         commit_list(c, final, true);
     rd_kafka_topic_partition_list_destroy(final);
@@ -440,6 +645,17 @@ static void *coord_main(void *arg)
     return NULL;
 }
 
+static void coord_free_arrays(mph__coord_t *c)
+{
+    free(c->revoke_sent);
+    free(c->revoke_done);
+    free(c->assign_sent);
+    free(c->assign_done);
+    free(c->stop_done);
+    free(c->revoke_deadline);
+    free(c->revoke_at);
+}
+
 mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
 {
     mph__coord_t *c = calloc(1, sizeof *c);
@@ -449,8 +665,19 @@ mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
     }
     c->app = app;
     c->cq_fd = -1;
-    if (mph__mailbox_init(&c->mbox, 4096) != MPH_OK) {
+    size_t W = app->nworkers > 0 ? (size_t)app->nworkers : 1;
+    c->revoke_sent = calloc(W, sizeof *c->revoke_sent);
+    c->revoke_done = calloc(W, sizeof *c->revoke_done);
+    c->assign_sent = calloc(W, sizeof *c->assign_sent);
+    c->assign_done = calloc(W, sizeof *c->assign_done);
+    c->stop_done = calloc(W, sizeof *c->stop_done);
+    c->revoke_deadline = calloc(W, sizeof *c->revoke_deadline);
+    c->revoke_at = calloc(W, sizeof *c->revoke_at);
+    if (!c->revoke_sent || !c->revoke_done || !c->assign_sent || !c->assign_done ||
+        !c->stop_done || !c->revoke_deadline || !c->revoke_at ||
+        mph__mailbox_init(&c->mbox, 4096) != MPH_OK) {
         snprintf(errstr, errstr_size, "coordinator: out of memory or file descriptors");
+        coord_free_arrays(c);
         free(c);
         return NULL;
     }
@@ -521,5 +748,6 @@ void mph__coord_destroy(mph__coord_t *c)
     if (c->cq_fd >= 0)
         close(c->cq_fd);
     mph__mailbox_fini(&c->mbox);
+    coord_free_arrays(c);
     free(c);
 }

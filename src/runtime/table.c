@@ -15,6 +15,21 @@
  * the shard in MSG_REVOKED; the coordinator parks it, so a partition that
  * comes back replays only what others wrote meanwhile.
  *
+ * Who holds a shard is known from the messages alone: the parking lot
+ * (app->parked, coordinator-owned) marks a shard handed to its worker as
+ * SHARD_LENT until MSG_REVOKED brings it back. The coordinator never reads
+ * a worker's shard array: a worker writes it without synchronisation, and
+ * a shard still there while its MSG_REVOKED is on the way (a revocation
+ * whose reply came after the coordinator's deadline) looked "already
+ * there", so the partition came back without a shard and its table updates
+ * were lost. Instead, an assignment first waits for the replies to every
+ * revocation the worker was sent (coordinator.c); after that, SHARD_LENT
+ * means the worker really keeps the shard. Shards of a hand-back that was
+ * not durable come back too, flagged, and the coordinator drops them.
+ * Every partition a worker processes therefore has its shards; a table call
+ * that finds none is a broken invariant, never an event processed without
+ * its table update (shard_of).
+ *
  * Commit-time flush (worker): every dirty key of every owned shard is
  * produced once to its changelog partition (latest value wins; a delete is
  * a tombstone); the worker serves its producer until all are acknowledged,
@@ -41,6 +56,10 @@
 #include "runtime/table.h"
 #include "runtime/topic.h"
 #include "runtime/worker.h"
+
+/* A parking-lot entry: the shard is on its worker (see DESIGN). */
+static char shard_lent_mark;
+#define SHARD_LENT ((mph__shard_t *)(void *)&shard_lent_mark)
 
 /* ------------------------------------------------------------------ */
 /* options and registry                                               */
@@ -348,7 +367,8 @@ void mph__tables_teardown(mph_app_t *app)
             if (!app->parked[i])
                 continue;
             for (int p = 0; p < app->tables[i]->partitions; p++)
-                mph__shard_destroy(app->parked[i][p]);
+                if (app->parked[i][p] != SHARD_LENT) /* the worker destroyed it */
+                    mph__shard_destroy(app->parked[i][p]);
             free(app->parked[i]);
         }
         free(app->parked);
@@ -723,11 +743,27 @@ void mph__tables_flush_cancel(mph__worker_t *w)
 
 static bool flush_sync(mph__worker_t *w, int64_t wait_ns);
 
+static bool tables_dirty(mph__worker_t *w)
+{
+    mph_app_t *app = w->app;
+    for (size_t i = 0; i < app->ntables; i++)
+        for (int p = 0; p < app->tables[i]->partitions; p++)
+            if (w->shards[i][p] && mph__shard_dirty(w->shards[i][p]))
+                return true;
+    return false;
+}
+
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
 {
     if (!w->app->ntables)
         return true;
-    if (flush_sync(w, wait_ns))
+    /* No time left (a revocation's deadline passed while the worker was
+     * busy): send nothing that could not be waited for; changelog records
+     * landing after the coordinator gave up could overwrite what the next
+     * owner writes. Clean shards are durable as they are. */
+    if (wait_ns <= 0 && !w->fl_active && w->cl_pending == 0 && !tables_dirty(w))
+        return true;
+    if (wait_ns > 0 && flush_sync(w, wait_ns))
         return true;
     /* Not durable: the caller drops or keeps the shards as they are, so no
      * batch built from them may reach RocksDB later (its values would be
@@ -738,7 +774,6 @@ bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns)
 
 static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
 {
-    mph_app_t *app = w->app;
     int64_t deadline = mph_clock_mono_ns() + wait_ns;
     for (int round = 0; round < 2; round++) {
         /* An active flush completes first (its keys stay dirty if it
@@ -756,11 +791,7 @@ static bool flush_sync(mph__worker_t *w, int64_t wait_ns)
         if (mph__tables_flush_poll(w) != MPH__FLUSH_DONE)
             return false;
     }
-    for (size_t i = 0; i < app->ntables; i++)
-        for (int p = 0; p < app->tables[i]->partitions; p++)
-            if (w->shards[i][p] && mph__shard_dirty(w->shards[i][p]))
-                return false;
-    return true;
+    return !tables_dirty(w);
 }
 
 void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r)
@@ -816,7 +847,8 @@ static void recovery_progress(const mph__recovery_progress_t *p, void *opaque)
 }
 
 /* Builds, recovers and returns the shard set for worker w given the
- * partition numbers it now owns (parts[0..n)). */
+ * partition numbers it now owns (parts[0..n)). Precondition: every
+ * revocation sent to w was answered (SHARD_LENT then means w keeps it). */
 mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *parts, size_t n,
                                        char *errstr, size_t errstr_size)
 {
@@ -837,8 +869,8 @@ mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *par
             bool dup = false;
             for (size_t j = 0; j < set->n; j++)
                 dup |= set->shards[j]->table == (int)i && (int32_t)set->shards[j]->partition == p;
-            if (dup || wk->shards[i][p])
-                continue; /* already there */
+            if (dup || app->parked[i][p] == SHARD_LENT)
+                continue; /* the worker has it */
             mph__shard_t *sh = app->parked[i][p];
             app->parked[i][p] = NULL;
             if (!sh) {
@@ -884,6 +916,10 @@ mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *par
         (void)records;
     }
     free(items);
+    /* From here the set belongs to the MSG_ASSIGN; mph__tables_park
+     * takes it back if the post fails. */
+    for (size_t k = 0; k < set->n; k++)
+        app->parked[set->shards[k]->table][set->shards[k]->partition] = SHARD_LENT;
     return set;
 fail:
     snprintf(errstr, errstr_size, "out of memory");
@@ -892,13 +928,17 @@ fail:
     return NULL;
 }
 
-void mph__tables_park(mph_app_t *app, mph__shard_set_t *set)
+void mph__tables_park(mph_app_t *app, mph__shard_set_t *set, bool drop)
 {
     for (size_t i = 0; set && i < set->n; i++) {
         mph__shard_t *sh = set->shards[i];
         mph__shard_t **slot = &app->parked[sh->table][sh->partition];
-        if (*slot)
+        if (*slot && *slot != SHARD_LENT)
             mph__shard_destroy(*slot);
+        if (drop) {
+            mph__shard_destroy(sh);
+            sh = NULL;
+        }
         *slot = sh;
     }
     free(set);
@@ -907,22 +947,35 @@ void mph__tables_park(mph_app_t *app, mph__shard_set_t *set)
 /* ------------------------------------------------------------------ */
 /* the public operations                                              */
 
-mph__shard_t *mph__table_event_shard(mph_event_t *ev, mph_table_t *t)
-{
-    int32_t p = ev->rkm->partition;
-    mph__worker_t *w = ev->worker;
-    if (!w->shards || t->app != w->app || p >= t->partitions)
-        return NULL;
-    return w->shards[t->index][p];
-}
-
+/* The event's shard of t, or NULL when t has no partition of the event's
+ * number (not co-partitioned: the caller's MPH_ERR_PARTITION). A partition
+ * this worker processes always has its shards (see DESIGN); if one is
+ * missing all the same, the event must not count as processed without its
+ * table update: the worker stops processing (w->failed: process() leaves
+ * the event unmarked, so the commit point stays before it) and the app
+ * stops. */
 static mph__shard_t *shard_of(mph_event_t *ev, mph_table_t *t)
 {
     int32_t p = ev->rkm->partition;
     mph__worker_t *w = ev->worker;
     if (!w->shards || t->app != w->app || p >= t->partitions)
         return NULL;
-    return w->shards[t->index][p];
+    mph__shard_t *sh = w->shards[t->index][p];
+    if (!sh && !w->failed) {
+        w->failed = true;
+        mph__app_fail(w->app, MPH_ERR_INTERNAL,
+                      "table %s: worker %d processes %s [%d] offset %lld without the "
+                      "partition's shard (a bug in mephisto's hand-over; please report it); "
+                      "stopping without committing past the event",
+                      t->name, w->index, ev->topic ? ev->topic->name : "?", (int)p,
+                      (long long)ev->rkm->offset);
+    }
+    return sh;
+}
+
+mph__shard_t *mph__table_event_shard(mph_event_t *ev, mph_table_t *t)
+{
+    return shard_of(ev, t);
 }
 
 static mph_err_t check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)

@@ -71,7 +71,8 @@ void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set);
 mph__shard_set_t *mph__tables_worker_release(mph__worker_t *w);
 /* Flushes dirty shards to the changelog and RocksDB and waits (at most
  * wait_ns); true when everything up to now is durable and commit points
- * may be reported. Completes an active asynchronous flush first. */
+ * may be reported. Completes an active asynchronous flush first. With
+ * wait_ns <= 0 nothing is sent: true only when nothing needs writing. */
 bool mph__tables_flush(mph__worker_t *w, int64_t wait_ns);
 /* The table flush of a commit in two steps (see table.c): begin snapshots
  * the dirty state and sends it (DONE: nothing to send, the commit points
@@ -107,9 +108,13 @@ mph_err_t mph__table_lookup_at(mph_app_t *app, mph_table_t *t, int32_t partition
 /* Counts a table operation in the worker's sensors (0 get, 1 set, 2 del, 3 miss). */
 void mph__table_count_op(mph_event_t *ev, mph_table_t *t, int op);
 
-/* Coordinator side. */
+/* Coordinator side (@locality coordinator). handover requires that every
+ * MSG_REVOKE sent to the worker was answered (see table.c); the set it
+ * returns is recorded as lent to the worker. park takes a set back (from
+ * MSG_REVOKED, or a MSG_ASSIGN that could not be posted); with drop, its
+ * shards are destroyed (their state was not durable). */
 mph__shard_set_t *mph__tables_handover(mph_app_t *app, int worker, const int32_t *parts,
                                        size_t n, char *errstr, size_t errstr_size);
-void mph__tables_park(mph_app_t *app, mph__shard_set_t *set);
+void mph__tables_park(mph_app_t *app, mph__shard_set_t *set, bool drop);
 
 #endif

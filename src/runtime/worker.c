@@ -14,6 +14,24 @@
  * the producer (rd_kafka_poll, timeout 0) before it waits again; otherwise
  * a wake-up would be lost and the partition would stall.
  *
+ * Slots change only between batches. The mailbox is served at the top of
+ * the loop, never while a batch is processed, so every record of a batch
+ * runs under the slots that existed when the batch was taken from q. A
+ * record whose partition has no slot is dropped, and that loses nothing:
+ *  - its partition was revoked (MSG_REVOKE served): the record was fetched
+ *    for the ownership that ended, and whoever owns the partition next,
+ *    this worker included, starts from the commit point, which never
+ *    passes it; librdkafka itself discards what is still queued from an
+ *    ownership once the partition is unassigned (op version barrier);
+ *  - its partition is being assigned: impossible, because the coordinator
+ *    forwards and assigns a partition only after the worker answered its
+ *    MSG_ASSIGN with MSG_ASSIGNED (coordinator.c), so no record of an
+ *    ownership can reach q before its slot exists.
+ * Serving the mailbox in the middle of a batch (as an earlier version did
+ * for a record without a slot) let a revoke and a re-assign of a partition
+ * run the batch's older records under the new slot and report a commit
+ * point past records the new ownership never processed.
+ *
  * Per event: look up the partition's slot (two array loads), call each
  * subscribed agent in declaration order, then record the offset in the
  * partition's ack tracker (acks.c). Sends made by callbacks carry
@@ -907,13 +925,8 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
     if (ti < 0 || m->partition < 0 || m->partition >= w->app->topics[ti]->partitions)
         return;
     int32_t sid = w->slot_of[ti][m->partition];
-    if (sid < 0) {
-        /* Not (yet) ours: the hand-over may still be in the mailbox. */
-        worker_inbox(w);
-        sid = w->slot_of[ti][m->partition];
-        if (sid < 0)
-            return; /* revoked: the next owner re-reads it from the commit */
-    }
+    if (sid < 0)
+        return; /* not ours: see "Slots change only between batches" above */
     mph__slot_t *s = &w->slots[sid];
     mph_topic_t *t = w->app->topics[ti];
     struct mph_event *ev = &w->ev;
@@ -1187,9 +1200,14 @@ static void purge_handed_back(mph__worker_t *w)
     mph__mon_add(&w->mon->send_resent_inflight, w->resent_inflight - resent);
 }
 
+/* The coordinator's deadline (msg->deadline_ns, on the same monotonic
+ * clock) bounds the whole hand-back: a worker that got to the message late
+ * has less time, not a fresh budget the coordinator does not wait for. */
 static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
 {
-    int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
+    int64_t deadline = msg->deadline_ns ? msg->deadline_ns
+                                        : mph_clock_mono_ns() +
+                                              w->app->shutdown_timeout_ms * 1000000;
     /* A lost assignment belongs to someone else already: flushing our table
      * state now would overwrite the new owner's changelog records (a flush
      * under way is cancelled with the shards' release below). */
@@ -1197,7 +1215,7 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
         mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): dropping "
                               "unflushed table state and commit points of %zu partitions",
                 msg->n);
-    bool durable = !msg->lost && mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
+    bool durable = !msg->lost && mph__tables_flush(w, deadline - mph_clock_mono_ns());
     mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
     size_t k = 0;
     for (size_t i = 0; i < msg->n; i++) {
@@ -1225,25 +1243,33 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
     }
     if (!durable)
         purge_handed_back(w);
+    /* Every released shard goes back to the coordinator, which owns the
+     * record of where each shard is (table.c). Unflushed writes must not
+     * survive into a later ownership: with lost set the coordinator drops
+     * the shards, and the next owner rebuilds them from the changelog. */
     mph__shard_set_t *released = mph__tables_worker_release(w);
-    if (released && !durable) {
-        /* Unflushed writes must not survive into a later ownership: the
-         * changelog is the truth, so the next owner rebuilds from it. */
-        for (size_t i = 0; i < released->n; i++)
-            mph__shard_destroy(released->shards[i]);
-        released->n = 0;
-    }
     if (reply) {
         reply->ptr = released;
         released = NULL;
         reply->n = k;
+        reply->seq = msg->seq;
+        reply->lost = !durable;
         if (mph__coord_post(w->app->coord, reply) != MPH_OK) {
-            mph__tables_worker_take(w, reply->ptr);
+            released = reply->ptr;
             mph__msg_free(reply);
+            reply = NULL;
         }
     }
-    if (released)
+    if (!reply) {
+        /* The coordinator waits for this answer before it hands any of
+         * these partitions over again: stop rather than leave it waiting. */
         mph__tables_worker_take(w, released);
+        w->failed = true;
+        mph__app_fail(w->app, MPH_ERR_NOMEM,
+                      "worker %d cannot hand back %zu partitions (out of memory or the "
+                      "coordinator's mailbox is full); stopping",
+                      w->index, msg->n);
+    }
 }
 
 static void handle_stop(mph__worker_t *w)
@@ -1270,7 +1296,7 @@ static void worker_inbox(mph__worker_t *w)
     mph__msg_t *msg;
     while ((msg = mph__mailbox_pop_sc(&w->inbox))) {
         switch (msg->kind) {
-        case MSG_ASSIGN:
+        case MSG_ASSIGN: {
             mph__tables_worker_take(w, msg->ptr);
             msg->ptr = NULL;
             for (size_t i = 0; i < msg->n; i++) {
@@ -1280,7 +1306,19 @@ static void worker_inbox(mph__worker_t *w)
                                   w->app->topics[msg->tp[i].topic]->name,
                                   (int)msg->tp[i].partition, mph_err_str(err));
             }
+            /* The coordinator forwards the partitions' records only after
+             * this answer: none can reach q before its slot exists. */
+            mph__msg_t *reply = mph__msg_new(MSG_ASSIGNED, w->index, 0);
+            if (reply)
+                reply->seq = msg->seq;
+            if (!reply || mph__coord_post(w->app->coord, reply) != MPH_OK) {
+                mph__msg_free(reply);
+                mph__app_fail(w->app, MPH_ERR_NOMEM,
+                              "worker %d cannot confirm its partitions (out of memory or the "
+                              "coordinator's mailbox is full); stopping", w->index);
+            }
             break;
+        }
         case MSG_REVOKE:
             handle_revoke(w, msg);
             break;

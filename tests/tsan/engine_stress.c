@@ -4,7 +4,9 @@
  * this is a plain program: it drives every cross-thread path of the engine
  * — coordinator ↔ worker hand-over with table shards and recovery, commits,
  * delivery reports, mph_table_lookup and mph_app_stats_json from another
- * thread, a second member joining and leaving — and checks the results.
+ * thread, a second member joining and leaving, a revocation answered after
+ * its deadline while the partitions come straight back — and checks the
+ * results.
  * It prints "N passed, N failed" and exits non-zero on a failure; TSan
  * itself aborts on the first race (halt_on_error=1 in tools/test).
  *
@@ -19,6 +21,8 @@
 #include "io/kafka.h"
 #include "mephisto.h"
 #include "mephisto/sensor.h"
+#include "runtime/app.h"
+#include "runtime/coordinator.h"
 
 #if defined(__SANITIZE_THREAD__)
 /* Debian's librdkafka uses C11 threads (thrd_*, mtx_*, cnd_*), which glibc
@@ -200,23 +204,37 @@ struct state {
     mph_table_t *counts;
 };
 
+/* A record keyed "gate" holds its worker inside the callback until the
+ * scenario opens the gate. */
+static int gate_reached, gate_open;
+static long table_errors;
+
 static mph_err_t on_record(mph_event_t *ev, void *opaque)
 {
     struct state *st = opaque;
     size_t kl;
     const void *k = mph_event_key(ev, &kl);
+    if (kl == 4 && !memcmp(k, "gate", 4)) {
+        __atomic_store_n(&gate_reached, 1, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 2400 && !__atomic_load_n(&gate_open, __ATOMIC_SEQ_CST); i++)
+            usleep(50000);
+        return MPH_OK;
+    }
     mph_err_t err = mph_table_incr(ev, st->counts, k, kl, 1, NULL);
+    if (err)
+        __atomic_add_fetch(&table_errors, 1, __ATOMIC_SEQ_CST);
     return err ? err : mph_event_forward(ev, st->out);
 }
 
 static mph_app_t *make_app(const char *app_id, const char *in, const char *out,
-                           struct state *st)
+                           struct state *st, const char *shutdown_ms)
 {
     char err[512];
     mph_conf_t *conf = mph_conf_new();
     const char *kv[] = {"broker", broker, "app_id", app_id, "workers", "2",
                         "commit_interval_ms", "100", "log_level", "warn",
-                        "topic_partitions", "4", "web_enabled", "false", NULL};
+                        "topic_partitions", "4", "web_enabled", "false",
+                        "shutdown_timeout_ms", shutdown_ms, NULL};
     for (const char **p = kv; *p; p += 2)
         if (mph_conf_set(conf, p[0], p[1], err, sizeof err)) {
             fprintf(stderr, "%s\n", err);
@@ -328,7 +346,7 @@ static void scenario_one_member(void)
     create(cl, 4);
     produce(in, N);
     struct state st;
-    mph_app_t *app = make_app(app_id, in, out, &st);
+    mph_app_t *app = make_app(app_id, in, out, &st, "30000");
     CHECK(mph_app_start(app, err, sizeof err) == MPH_OK, "start: %s", err);
     struct reader r = {app, st.counts, 0, 0};
     pthread_t th;
@@ -359,8 +377,8 @@ static void scenario_two_members(void)
     snprintf(cl, sizeof cl, "%s-counts-changelog", app_id);
     create(cl, 4);
     struct state sa, sb;
-    mph_app_t *a = make_app(app_id, in, out, &sa);
-    mph_app_t *b = make_app(app_id, in, out, &sb);
+    mph_app_t *a = make_app(app_id, in, out, &sa, "30000");
+    mph_app_t *b = make_app(app_id, in, out, &sb, "30000");
     CHECK(mph_app_start(a, err, sizeof err) == MPH_OK, "start a: %s", err);
     produce(in, N / 2);
     CHECK(mph_app_start(b, err, sizeof err) == MPH_OK, "start b: %s", err);
@@ -378,6 +396,81 @@ static void scenario_two_members(void)
     mph_app_destroy(b);
     ok ? passed++ : failed++;
     printf("%s two members, hand-over with shards\n", ok ? "PASS" : "FAIL");
+}
+
+/* A revocation the worker answers after the coordinator's deadline (it is
+ * held inside a callback), while the group gives the partitions straight
+ * back: the shards come back with the late answer, which the assignment
+ * waits for (coordinator.c); the coordinator never touches a worker's
+ * shards. */
+static void scenario_late_revocation(void)
+{
+    bool ok = true;
+    char app_id[128], in[128], out[128], other[128], err[512];
+    unique("tsan3", app_id, sizeof app_id);
+    unique("tsan3-in", in, sizeof in);
+    unique("tsan3-out", out, sizeof out);
+    unique("tsan3-other", other, sizeof other);
+    create(in, 4);
+    create(out, 4);
+    create(other, 1);
+    char cl[300];
+    snprintf(cl, sizeof cl, "%s-counts-changelog", app_id);
+    create(cl, 4);
+    struct state st;
+    mph_app_t *app = make_app(app_id, in, out, &st, "500");
+    CHECK(mph_app_start(app, err, sizeof err) == MPH_OK, "start: %s", err);
+    produce(in, N / 2);
+    CHECK(wait_committed(app_id, in, N / 2), "first half committed");
+    __atomic_store_n(&table_errors, 0, __ATOMIC_SEQ_CST);
+    while (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(in), RD_KAFKA_V_PARTITION(0),
+                             RD_KAFKA_V_KEY("gate", 4), RD_KAFKA_V_VALUE("g", 1),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        rd_kafka_poll(producer, 10);
+    rd_kafka_flush(producer, 60000);
+    for (int i = 0; i < 1200 && !__atomic_load_n(&gate_reached, __ATOMIC_SEQ_CST); i++)
+        usleep(50000);
+    CHECK(__atomic_load_n(&gate_reached, __ATOMIC_SEQ_CST), "a worker reached the gate");
+
+    /* A second member on another topic: this app's partitions are revoked
+     * and assigned back to it. */
+    mph_conf_t *cconf = mph_conf_new();
+    mph_conf_set(cconf, "broker", broker, err, sizeof err);
+    mph_conf_set(cconf, "app_id", app_id, err, sizeof err);
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(env, cconf, MPH__KAFKA_CONSUMER, err, sizeof err);
+    rd_kafka_t *c2 = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, err, sizeof err);
+    rd_kafka_poll_set_consumer(c2);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, other, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(c2, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    mph__coord_stats_t cs = {0};
+    for (int i = 0; i < 1200 && cs.rebalances < 3; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c2, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+        mph__coord_stats(app->coord, &cs);
+    }
+    CHECK(cs.rebalances >= 3, "the group rebalanced (%llu)", (unsigned long long)cs.rebalances);
+    usleep(300000);
+    __atomic_store_n(&gate_open, 1, __ATOMIC_SEQ_CST);
+
+    produce(in, N / 2);
+    CHECK(wait_committed(app_id, in, N + 1), "everything committed");
+    int64_t total = 0;
+    for (int i = 0; i < 60 && (total = table_total(app, st.counts)) < N; i++)
+        usleep(500000);
+    CHECK(total >= N, "table total %lld, want at least %d", (long long)total, N);
+    CHECK(__atomic_load_n(&table_errors, __ATOMIC_SEQ_CST) == 0, "%ld table calls failed",
+          table_errors);
+    CHECK(mph_app_stop(app) == MPH_OK, "stop");
+    mph_app_destroy(app);
+    rd_kafka_destroy(c2);
+    mph_conf_destroy(cconf);
+    ok ? passed++ : failed++;
+    printf("%s late revocation answer, partitions back to the same process\n",
+           ok ? "PASS" : "FAIL");
 }
 
 int main(void)
@@ -401,6 +494,7 @@ int main(void)
     mph_conf_destroy(conf);
     scenario_one_member();
     scenario_two_members();
+    scenario_late_revocation();
     rd_kafka_destroy(producer);
     mph__kafka_env_destroy(env);
     printf("%d passed, %d failed\n", passed, failed);
