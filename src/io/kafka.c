@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 #include "io/kafka.h"
@@ -415,6 +416,45 @@ static mph_err_t mock_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
     return MPH_OK;
 }
 
+/* Waits until the broker's metadata shows topic with want partitions (any
+ * count when want <= 0), each with a leader. A topic the controller just
+ * created can be missing from a broker's metadata for a moment, and a
+ * client that asked right then would be told it does not exist. */
+static mph_err_t wait_visible(rd_kafka_t *rk, const char *topic, int want, int timeout_ms,
+                              char *errstr, size_t errstr_size)
+{
+    int64_t deadline = mph_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        if (!rkt)
+            return MPH_ERR_INVALID;
+        const struct rd_kafka_metadata *md = NULL;
+        bool ready = false;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0 &&
+            (want <= 0 || md->topics[0].partition_cnt == want)) {
+            ready = true;
+            for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                if (md->topics[0].partitions[p].leader < 0 || md->topics[0].partitions[p].err)
+                    ready = false;
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        if (ready)
+            return MPH_OK;
+        if (mph_clock_mono_ns() >= deadline) {
+            if (errstr && errstr_size)
+                snprintf(errstr, errstr_size,
+                         "topic %s was created but the broker's metadata did not show it with "
+                         "its leaders within %d ms",
+                         topic, timeout_ms);
+            return MPH_ERR_TIMEOUT;
+        }
+        usleep(50000);
+    }
+}
+
 mph_err_t mph__kafka_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
                                    const mph__topic_spec_t *specs, size_t n, int timeout_ms,
                                    char *errstr, size_t errstr_size)
@@ -482,8 +522,14 @@ mph_err_t mph__kafka_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
     for (size_t i = 0; i < cnt && rc == MPH_OK; i++) {
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
         const char *name = rd_kafka_topic_result_name(tr[i]);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            int want = -1;
+            for (size_t j = 0; j < n; j++)
+                if (strcmp(specs[j].name, name) == 0)
+                    want = specs[j].partitions;
+            rc = wait_visible(rk, name, want, timeout_ms, errstr, errstr_size);
             continue;
+        }
         if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             int want = -1;
             for (size_t j = 0; j < n; j++)
