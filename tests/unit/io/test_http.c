@@ -585,11 +585,25 @@ static bool closed_within(int fd, int timeout_ms)
     return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
+/* Waits until the server holds no connection. libmicrohttpd (0.9.75, in
+ * external epoll mode) now and then notices a client's close of a
+ * half-sent request only when the request deadline shuts the socket down,
+ * so the tests that end with such connections use a short deadline and
+ * wait past it. */
+#define SHORT_DEADLINE_MS 3000u
+static bool wait_all_closed(mph__http_server_t *srv)
+{
+    return wait_connections(srv, 0, SHORT_DEADLINE_MS / 1000.0 + 5.0);
+}
+
 /* At the server's limit a new connection closes the oldest one that is
  * still waiting for its request, and is served. */
 Test(http, connection_limit_closes_the_oldest_waiting_connection, .timeout = 20)
 {
-    mph__http_server_t *srv = start_server(4, 0);
+    mph__http_config_t cfg = {0};
+    cfg.max_connections = 4;
+    cfg.header_timeout_ms = SHORT_DEADLINE_MS;
+    mph__http_server_t *srv = start_server_cfg(&cfg);
     uint16_t port = mph__http_server_port(srv);
     struct reply *r = new_reply();
     int held[4];
@@ -613,7 +627,7 @@ Test(http, connection_limit_closes_the_oldest_waiting_connection, .timeout = 20)
     cr_expect_eq(r->status, 200);
     for (int i = 0; i < 4; i++)
         close(held[i]);
-    cr_expect(wait_connections(srv, 0, 5.0));
+    cr_expect(wait_all_closed(srv));
     free(r);
     mph__http_server_destroy(srv);
 }
@@ -626,6 +640,7 @@ Test(http, per_address_cap_closes_the_oldest_waiting_connection, .timeout = 20)
     mph__http_config_t cfg = {0};
     cfg.max_connections = 64;
     cfg.max_connections_per_address = 4;
+    cfg.header_timeout_ms = SHORT_DEADLINE_MS;
     mph__http_server_t *srv = start_server_cfg(&cfg);
     uint16_t port = mph__http_server_port(srv);
     struct reply *r = new_reply();
@@ -648,7 +663,7 @@ Test(http, per_address_cap_closes_the_oldest_waiting_connection, .timeout = 20)
         cr_expect(!closed_within(held[i], 0), "connection %d kept", i);
     for (int i = 0; i < 6; i++)
         close(held[i]);
-    cr_expect(wait_connections(srv, 0, 5.0));
+    cr_expect(wait_all_closed(srv));
     free(r);
     mph__http_server_destroy(srv);
 }
