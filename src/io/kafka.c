@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <ck_pr.h>
 
 
 #include "io/kafka.h"
@@ -235,6 +240,57 @@ static void apply_passthrough(const char *name, const char *value, void *opaque)
     }
 }
 
+/* Producer sockets and a network partition.
+ *
+ * A produce request that is in the kernel's send buffer when the link to
+ * the broker goes down is sent again by TCP when the link comes back, even
+ * after librdkafka purged the records and closed the connection (close()
+ * lets the kernel go on delivering what was written). For changelog records
+ * that is a stale write: the partition was handed to another member
+ * meanwhile, which rebuilt its shard from the changelog and wrote newer
+ * values, and the late request puts an older value on top (seen in the
+ * chaos run: counts permanently under the truth). So producer sockets
+ *   - abort a connection whose data stays unacknowledged for half a session
+ *     timeout (TCP_USER_TIMEOUT): by the time the group could give the
+ *     partitions to someone else, the kernel has dropped the request, and
+ *     librdkafka holds the records, which the hand-over purges;
+ *   - close with a reset (SO_LINGER 0), dropping anything unsent, so a
+ *     producer destroyed at a hand-over leaves nothing behind in the kernel.
+ * librdkafka's socket callback gets only the client's opaque (the worker),
+ * so the timeout is one per process: the smallest any app asked for. */
+static unsigned int tcp_user_timeout_ms; /* ck_pr; 0: not set */
+
+static void tcp_guard_request(unsigned int ms)
+{
+    for (;;) {
+        unsigned int cur = ck_pr_load_uint(&tcp_user_timeout_ms);
+        if (cur != 0 && cur <= ms)
+            return;
+        if (ck_pr_cas_uint(&tcp_user_timeout_ms, cur, ms))
+            return;
+    }
+}
+
+unsigned int mph__kafka_tcp_user_timeout_ms(void)
+{
+    return ck_pr_load_uint(&tcp_user_timeout_ms);
+}
+
+static int producer_socket_cb(int domain, int type, int protocol, void *opaque)
+{
+    (void)opaque;
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+    if (fd < 0 || (domain != AF_INET && domain != AF_INET6))
+        return fd;
+    /* Best effort: a socket without them still works as before. */
+    unsigned int ut = ck_pr_load_uint(&tcp_user_timeout_ms);
+    if (ut)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof ut);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    return fd;
+}
+
 rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf_t *conf,
                                      mph__kafka_role_t role, char *errstr, size_t errstr_size)
 {
@@ -278,6 +334,9 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
         for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
             if (mph__kafka_conf_set(kc, p[i].k, p[i].v, errstr, errstr_size))
                 goto fail;
+        int64_t session = mph_conf_get_int(conf, "session_timeout_ms", 10000);
+        tcp_guard_request((unsigned int)(session / 2 < 1000 ? 1000 : session / 2));
+        rd_kafka_conf_set_socket_cb(kc, producer_socket_cb);
     } else if (role == MPH__KAFKA_CONSUMER) {
         const char *assignor = mph_conf_get(conf, "assignor");
         const char *instance = mph_conf_get(conf, "group_instance_id");
@@ -535,7 +594,12 @@ mph_err_t mph__kafka_create_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
             for (size_t j = 0; j < n; j++)
                 if (strcmp(specs[j].name, name) == 0)
                     want = specs[j].partitions;
-            rc = check_existing(rk, name, want, timeout_ms, errstr, errstr_size);
+            /* Another process may have created it a moment ago (workers
+             * of a new app started together): wait until it is visible
+             * (any partition count; check_existing judges the count). */
+            rc = wait_visible(rk, name, -1, timeout_ms, errstr, errstr_size);
+            if (rc == MPH_OK)
+                rc = check_existing(rk, name, want, timeout_ms, errstr, errstr_size);
             continue;
         }
         rc = mph__kafka_err(e);

@@ -73,6 +73,11 @@ mph_err_t mph__kafka_delete_topics(const mph__kafka_env_t *env, rd_kafka_t *rk,
                                    const char *const *names, size_t n, int timeout_ms,
                                    char *errstr, size_t errstr_size);
 
+/* The TCP_USER_TIMEOUT producer sockets get (ms; 0 before any producer
+ * configuration was made): half the smallest session_timeout_ms of the
+ * process's apps. See kafka.c. @locality any */
+unsigned int mph__kafka_tcp_user_timeout_ms(void);
+
 /* Partition count of topic from metadata: MPH_ERR_NOENT when the topic does
  * not exist, MPH_ERR_TRANSPORT/TIMEOUT when the broker did not answer. */
 mph_err_t mph__kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,

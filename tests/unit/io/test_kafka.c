@@ -1,8 +1,16 @@
 /* Unit tests of src/io/kafka.c that need no broker. */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "io/kafka.h"
+
+#include <librdkafka/rdkafka_mock.h>
 
 /* Kafka's Utils.murmur2 test vectors (clients/src/test/.../UtilsTest.java),
  * and partitions computed with the Java client's
@@ -194,5 +202,65 @@ Test(kafka, passthrough_refuses_read_uncommitted_under_exactly_once, .timeout = 
     cr_assert_eq(mph_conf_set(conf, "kafka.isolation.level", "read_committed", err, sizeof err),
                  MPH_OK, "%s", err);
     cr_expect(conf_accepted(conf, MPH__KAFKA_CONSUMER, err, sizeof err), "%s", err);
+    mph_conf_destroy(conf);
+}
+
+/* A producer's sockets to the broker give up on data left unacknowledged
+ * for half a session timeout and close with a reset: after a network
+ * partition the kernel must not deliver an old produce request (a stale
+ * changelog write) once the group has moved the partition on. Checked on
+ * the sockets librdkafka opened to a mock broker. */
+Test(kafka, producer_sockets_abort_unacknowledged_data, .timeout = 30)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    cr_assert_eq(mph_conf_set(conf, "broker", "mock://1", err, sizeof err), MPH_OK, "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "session_timeout_ms", "6000", err, sizeof err), MPH_OK,
+                 "%s", err);
+    mph__kafka_env_t *env = mph__kafka_env_new(conf, err, sizeof err);
+    cr_assert_not_null(env, "%s", err);
+    const char *boot = rd_kafka_mock_cluster_bootstraps(mph__kafka_env_mock(env));
+    const char *colon = strrchr(boot, ':');
+    cr_assert_not_null(colon, "%s", boot);
+    int port = atoi(colon + 1);
+
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(env, conf, MPH__KAFKA_PRODUCER, err, sizeof err);
+    cr_assert_not_null(kc, "%s", err);
+    cr_expect_eq(mph__kafka_tcp_user_timeout_ms(), 3000u);
+    rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    const struct rd_kafka_metadata *md = NULL;
+    cr_assert_eq(rd_kafka_metadata(rk, 1, NULL, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_metadata_destroy(md);
+
+    int seen = 0;
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_in peer;
+        socklen_t len = sizeof peer;
+        int type = 0;
+        socklen_t tlen = sizeof type;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM)
+            continue;
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0 ||
+            peer.sin_family != AF_INET || ntohs(peer.sin_port) != port)
+            continue; /* not a client socket to the broker */
+        unsigned int ut = 0;
+        socklen_t ulen = sizeof ut;
+        struct linger lg = {0, 0};
+        socklen_t llen = sizeof lg;
+        cr_assert_eq(getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, &ulen), 0);
+        cr_assert_eq(getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &llen), 0);
+        cr_expect_eq(ut, 3000u, "TCP_USER_TIMEOUT of fd %d", fd);
+        cr_expect(lg.l_onoff == 1 && lg.l_linger == 0, "SO_LINGER of fd %d", fd);
+        seen++;
+    }
+    closedir(d);
+    cr_expect_gt(seen, 0, "no producer socket to the broker found");
+    rd_kafka_destroy(rk);
+    mph__kafka_env_destroy(env);
     mph_conf_destroy(conf);
 }
