@@ -447,6 +447,16 @@ void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set)
         if (*slot && *slot != sh)
             mph__shard_destroy(*slot);
         *slot = sh;
+        /* exactly_once: an aborted transaction rolls the shard back
+         * (worker.c), so memory shards keep their pre-images. A shard
+         * arrives clean (recovered or flushed), so this cannot fail but
+         * for a broken invariant, which stops the app rather than let an
+         * abort leave uncommitted values behind. */
+        mph_err_t err = w->app->eos ? mph__shard_set_undo(sh, true) : MPH_OK;
+        if (err)
+            mph__app_fail(w->app, err, "table %s [%u]: cannot keep pre-images for "
+                          "exactly_once: %s", w->app->tables[sh->table]->name, sh->partition,
+                          mph_err_str(err));
     }
     free(set);
 }
