@@ -1505,7 +1505,13 @@ static void eos_abort(mph__worker_t *w, bool again)
         s->txn_start = -1;
     }
     if (l->cnt > 0) {
-        rd_kafka_error_t *se = rd_kafka_seek_partitions(app->consumer, l, TXN_TIMEOUT_MS);
+        /* Infinite wait: librdkafka 2.0.2 reads the timeout of
+         * rd_kafka_seek_partitions as microseconds (fixed upstream in 2.1.0,
+         * librdkafka PR #4230), so 30000 meant 30 ms and a busy consumer
+         * "timed out" with its seeks unconfirmed. A seek is local to the
+         * client (the partition's fetcher resets), so it cannot hang on the
+         * network. */
+        rd_kafka_error_t *se = rd_kafka_seek_partitions(app->consumer, l, -1);
         bool bad = se != NULL;
         for (int i = 0; !bad && i < l->cnt; i++)
             bad = l->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR;
