@@ -688,6 +688,13 @@ mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
             mph__mstore_snapshot_begin(sh->mem);
             sh->in_flush = true;
             w->fl_active = true;
+            char fatal[8];
+            if (err && app->eos && rd_kafka_fatal_error(w->producer, fatal, sizeof fatal)) {
+                /* exactly_once: a fenced producer refuses every record; the
+                 * worker's commit says so (worker.c, eos_fatal). */
+                w->fl_failed_begin = true;
+                return MPH__FLUSH_PENDING;
+            }
             if (err) {
                 mph__app_fail(app, err, "table %s [%d]: cannot produce to the changelog: %s",
                               app->tables[i]->name, p, mph_err_str(err));

@@ -92,6 +92,7 @@ static inline void *encode_opaque(uint32_t slot, uint8_t gen, uint64_t seq)
 }
 
 static void worker_inbox(mph__worker_t *w);
+static bool eos_fatal(mph__worker_t *w);
 
 
 /* ------------------------------------------------------------------ */
@@ -947,7 +948,9 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
             }
         }
     }
-    if (err && err != MPH_ERR_STOPPED && err != MPH_ERR_INVALID) {
+    if (MPH__MON_UNLIKELY(err) && eos_fatal(w)) {
+        /* exactly_once: fenced or failed fatally, said by eos_fatal. */
+    } else if (err && err != MPH_ERR_STOPPED && err != MPH_ERR_INVALID) {
         /* The producer refused the record outright (unknown topic, a policy
          * of fail, ...): going on would commit past an output that will
          * never exist, so stop without committing past the source record,
@@ -1400,17 +1403,47 @@ static void purge_handed_back(mph__worker_t *w)
 #define TXN_TIMEOUT_MS 30000
 #define TXN_RETRIES 5
 
-static void eos_fenced(mph__worker_t *w, const rd_kafka_error_t *e)
+static void eos_fenced_why(mph__worker_t *w, rd_kafka_resp_err_t code, const char *why)
 {
     if (w->fenced)
         return;
     w->fenced = true;
     w->failed = true;
-    ck_pr_store_64(&w->mon->producer_fenced, 1);
-    mph__app_fail(w->app, MPH_ERR_STATE,
-                  "producer fenced: transactional.id %s is used by a newer process (%s); "
-                  "worker %d stops and writes nothing more",
-                  w->txn_id, rd_kafka_error_string(e), w->index);
+    if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+        code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) {
+        ck_pr_store_64(&w->mon->producer_fenced, 1);
+        mph__app_fail(w->app, MPH_ERR_STATE,
+                      "producer fenced: transactional.id %s is used by a newer process (%s); "
+                      "worker %d stops and writes nothing more",
+                      w->txn_id, why, w->index);
+    } else {
+        mph__app_fail(w->app, MPH_ERR_STATE,
+                      "transactional producer %s failed fatally (%s); worker %d stops and "
+                      "writes nothing more",
+                      w->txn_id, why, w->index);
+    }
+}
+
+static void eos_fenced(mph__worker_t *w, const rd_kafka_error_t *e)
+{
+    eos_fenced_why(w, rd_kafka_error_code(e), rd_kafka_error_string(e));
+}
+
+/* True (and the worker stops as fenced) when the producer is in a fatal
+ * state: librdkafka then refuses every produce call with _FATAL, and the
+ * reason is the fatal error, not the refused record. */
+static bool eos_fatal(mph__worker_t *w)
+{
+    if (!w->app->eos)
+        return false;
+    if (w->fenced)
+        return true;
+    char why[512];
+    rd_kafka_resp_err_t code = rd_kafka_fatal_error(w->producer, why, sizeof why);
+    if (!code)
+        return false;
+    eos_fenced_why(w, code, why);
+    return true;
 }
 
 /* The outcome of a transactional call: 0 done, 1 the transaction must be
@@ -1559,7 +1592,7 @@ static int txn_call(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l)
 static bool eos_commit(mph__worker_t *w, bool again)
 {
     mph_app_t *app = w->app;
-    if (w->fenced)
+    if (eos_fatal(w))
         return false;
     if (w->txn_doomed || w->failed) {
         eos_abort(w, again && !w->failed);
@@ -1567,6 +1600,8 @@ static bool eos_commit(mph__worker_t *w, bool again)
     }
     int64_t t0 = mph_clock_mono_ns();
     mph__flush_state_t fs = mph__tables_flush_begin(w);
+    if (eos_fatal(w))
+        return false;
     if (fs == MPH__FLUSH_FAILED || w->fl_failed_begin) {
         /* The state store cannot be written, or a changelog record could
          * not be produced: nothing of this interval may commit. */
