@@ -15,6 +15,7 @@
 // ctest-labels: engine;reliability
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -567,4 +568,159 @@ Test(eos, transactional_id_and_defaults)
     cr_expect(!app->eos);
     cr_expect_eq(app->commit_interval_ms, 1000, "at_least_once keeps 1000 ms");
     mph_app_destroy(app);
+}
+
+/* ---- (3) kill -9 of worker processes during a steady load ---- */
+
+#define K9_KEYS 40
+#define K9_TOTAL 30000
+
+typedef struct k9 {
+    char app_id[128], in[160], out[160], datadir[2][256];
+    mph_cli_proc_t proc[2];
+    bool alive[2];
+    int64_t count[K9_KEYS];
+    int produced;
+    int done;
+} k9_t;
+
+static void k9_spawn(k9_t *k, int i)
+{
+    char s[12][300];
+    snprintf(s[0], sizeof s[0], "app_id=%s", k->app_id);
+    snprintf(s[1], sizeof s[1], "reltest.input_topic=%s", k->in);
+    snprintf(s[2], sizeof s[2], "reltest.output_topic=%s", k->out);
+    const char *args[] = {"worker", "--app", mph_cli_plugin("reltest"), "--broker",
+                          cluster->broker, "--without-web", "--workers", "2",
+                          "--datadir", k->datadir[i], "--set", s[0], "--set", s[1], "--set",
+                          s[2], "--set", "reltest.partitions=4", "--set", "store=rocksdb",
+                          "--set", "processing_guarantee=exactly_once", "--set",
+                          "session_timeout_ms=6000", "--set", "log_level=info", NULL};
+    mph_cli_spawn(&k->proc[i], "eosk9", args, NULL, NULL, -1);
+    k->alive[i] = true;
+}
+
+/* Produces the reltest contract's records at a steady pace. */
+static void *k9_driver(void *arg)
+{
+    k9_t *k = arg;
+    int seq[K9_KEYS] = {0};
+    for (int id = 0; id < K9_TOTAL; id++) {
+        char key[16], val[160];
+        int kk = id % K9_KEYS;
+        snprintf(key, sizeof key, "k%d", kk);
+        int len = snprintf(val, sizeof val, "{\"id\":%d,\"key\":\"%s\",\"seq\":%d,\"ts\":%lld}",
+                           id, key, seq[kk]++, (long long)mph_clock_wall_ms());
+        int32_t part = mph__kafka_partition_for(key, strlen(key), 4);
+        mph_test_produce(cluster, k->in, part, key, strlen(key), val, (size_t)len);
+        k->count[kk]++;
+        if (id % 500 == 499) {
+            mph_test_flush(cluster);
+            usleep(100000); /* about 5,000 records a second */
+        }
+    }
+    mph_test_flush(cluster);
+    ck_pr_store_int(&k->produced, K9_TOTAL);
+    ck_pr_store_int(&k->done, 1);
+    return NULL;
+}
+
+static void on_k9_out(const rd_kafka_message_t *m, void *opaque)
+{
+    seen_t *s = opaque;
+    const char *p = m->payload ? memmem(m->payload, m->len, "\"id\":", 5) : NULL;
+    int id = p ? atoi(p + 5) : -1;
+    if (id < 0 || id >= s->max)
+        s->bad++;
+    else
+        s->times[id]++;
+}
+
+static void on_k9_changelog(const rd_kafka_message_t *m, void *opaque)
+{
+    int64_t *v = opaque;
+    char key[16];
+    size_t l = m->key_len < sizeof key - 1 ? m->key_len : sizeof key - 1;
+    memcpy(key, m->key, l);
+    key[l] = 0;
+    int kk = key[0] == 'k' ? atoi(key + 1) : -1;
+    int64_t x = 0;
+    if (kk >= 0 && kk < K9_KEYS && m->payload && m->len == 8) {
+        for (int i = 0; i < 8; i++)
+            x = (int64_t)(((uint64_t)x << 8) | ((const unsigned char *)m->payload)[i]);
+        v[kk] = x;
+    }
+}
+
+Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
+{
+    if (!need_real_broker("kill_9_during_load_keeps_exactly_once"))
+        return;
+    k9_t *k = calloc(1, sizeof *k);
+    mph_test_unique("eos-k9", k->app_id, sizeof k->app_id);
+    snprintf(k->in, sizeof k->in, "%s-in", k->app_id);
+    snprintf(k->out, sizeof k->out, "%s-out", k->app_id);
+    mph_test_create_topic(cluster, k->in, 4);
+    for (int i = 0; i < 2; i++) {
+        mph_test_tmpdir("eosk9", k->datadir[i], sizeof k->datadir[i]);
+        k9_spawn(k, i);
+    }
+    for (int i = 0; i < 2; i++)
+        free(mph_cli_wait_for(&k->proc[i], k->proc[i].err_path, "worker running", 60000));
+    pthread_t driver;
+    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
+    uint64_t st = 14;
+    int kills = 0;
+    while (kills < 10) {
+        usleep((useconds_t)(2000000 + mph_test_rand(&st) % 2000000));
+        int i = (int)(mph_test_rand(&st) % 2);
+        kill(k->proc[i].pid, SIGKILL);
+        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 30000);
+        mph_cli_result_free(&r);
+        kills++;
+        usleep((useconds_t)(mph_test_rand(&st) % 3000000));
+        k9_spawn(k, i);
+    }
+    pthread_join(driver, NULL);
+    fprintf(stderr, "eos: kill -9: %d kills during the load of %d records\n", kills, K9_TOTAL);
+
+    seen_t s = {.max = K9_TOTAL, .times = calloc(K9_TOTAL, sizeof(int))};
+    int got = 0;
+    for (int t = 0; t < 240 && got < K9_TOTAL; t += 2) {
+        got = read_committed(k->out, K9_TOTAL, 1500, NULL, NULL);
+        if (got < K9_TOTAL)
+            sleep(2);
+    }
+    /* Stop both gracefully: nothing may change after this. */
+    for (int i = 0; i < 2; i++) {
+        kill(k->proc[i].pid, SIGTERM);
+        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 60000);
+        cr_expect_eq(r.status, 0, "worker %d: %s", i, r.err);
+        mph_cli_result_free(&r);
+    }
+    got = read_committed(k->out, -1, 3000, on_k9_out, &s);
+    int missing = 0, twice = 0;
+    for (int id = 0; id < K9_TOTAL; id++) {
+        missing += s.times[id] == 0;
+        twice += s.times[id] > 1;
+    }
+    fprintf(stderr, "eos: kill -9: output %d records for %d inputs: %d missing, %d twice\n", got,
+            K9_TOTAL, missing, twice);
+    cr_expect_eq(missing, 0);
+    cr_expect_eq(twice, 0, "duplicates in the read_committed output");
+    cr_expect_eq(s.bad, 0);
+    free(s.times);
+    int64_t v[K9_KEYS] = {0};
+    char cl[256];
+    snprintf(cl, sizeof cl, "%s-counts-changelog", k->app_id);
+    read_committed(cl, -1, 3000, on_k9_changelog, v);
+    int wrong = 0;
+    for (int kk = 0; kk < K9_KEYS; kk++)
+        if (v[kk] != k->count[kk] && wrong++ < 5)
+            fprintf(stderr, "eos: kill -9: counts k%d = %lld, truth %lld\n", kk,
+                    (long long)v[kk], (long long)k->count[kk]);
+    cr_expect_eq(wrong, 0, "the counts changelog differs from the truth");
+    for (int i = 0; i < 2; i++)
+        mph_test_rmrf(k->datadir[i]);
+    free(k);
 }
