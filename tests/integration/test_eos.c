@@ -593,7 +593,7 @@ static void k9_spawn(k9_t *k, int i)
     const char *args[] = {"worker", "--app", mph_cli_plugin("reltest"), "--broker",
                           cluster->broker, "--without-web", "--workers", "2",
                           "--datadir", k->datadir[i], "--set", s[0], "--set", s[1], "--set",
-                          s[2], "--set", "reltest.partitions=4", "--set", "store=rocksdb",
+                          s[2], "--set", "reltest.partitions=4", "--set", "topic_partitions=4", "--set", "store=rocksdb",
                           "--set", "processing_guarantee=exactly_once", "--set",
                           "session_timeout_ms=6000", "--set", "log_level=info", NULL};
     mph_cli_spawn(&k->proc[i], "eosk9", args, NULL, NULL, -1);
@@ -661,12 +661,12 @@ Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
     snprintf(k->in, sizeof k->in, "%s-in", k->app_id);
     snprintf(k->out, sizeof k->out, "%s-out", k->app_id);
     mph_test_create_topic(cluster, k->in, 4);
+    /* One after the other: the first creates the app's topics. */
     for (int i = 0; i < 2; i++) {
         mph_test_tmpdir("eosk9", k->datadir[i], sizeof k->datadir[i]);
         k9_spawn(k, i);
-    }
-    for (int i = 0; i < 2; i++)
         free(mph_cli_wait_for(&k->proc[i], k->proc[i].err_path, "worker running", 60000));
+    }
     pthread_t driver;
     cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
     uint64_t st = 14;
