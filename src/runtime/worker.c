@@ -57,6 +57,12 @@
  * lands after the next owner took over; records of partitions kept are
  * sent again in order (those in flight possibly twice, counted).
  *
+ * exactly_once replaces commits, delivery errors and hand-overs with
+ * transactions ("exactly_once: transactions" below): none of the repair,
+ * re-send or purge machinery runs, an abort discards the transaction's
+ * records instead. Under at_least_once the only cost is a few predictable
+ * branches (app->eos, slot txn_start, npoison).
+ *
  * Nothing here takes a lock. What others may read (stats) is written with
  * ck_pr stores.
  */
