@@ -855,6 +855,16 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
         }
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
+        if (MPH__MON_UNLIKELY(e == RD_KAFKA_RESP_ERR__STATE) && w->app->eos &&
+            !rd_kafka_fatal_error(w->producer, NULL, 0)) {
+            /* exactly_once: librdkafka learnt that the transaction must be
+             * aborted (a record of it failed) before its report reached
+             * dr_cb, and takes no record until the abort. The record goes
+             * with the transaction: doomed, aborted at the commit point,
+             * its source processed again. */
+            w->txn_doomed = true;
+            return MPH_OK;
+        }
         return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? MPH_ERR_STOPPED : mph__kafka_err(e);
     }
     mph__acks_add_send(&s->acks, ev->seq);
