@@ -42,11 +42,17 @@ MPH_EXPORT mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_
  * threads run (partitions are assigned asynchronously). On failure nothing
  * is left running and errstr says why: MPH_ERR_TRANSPORT/TIMEOUT when the
  * broker does not answer within shutdown_timeout_ms, MPH_ERR_NOENT for a
- * missing source topic, MPH_ERR_STATE when already started. */
+ * missing source topic, MPH_ERR_STATE when already started. Under
+ * processing_guarantee=exactly_once each worker's transactional producer is
+ * initialised here (fencing an earlier process with the same identity) and
+ * a broker that cannot run transactions fails the start (MPH_ERR_INVALID,
+ * errstr names processing_guarantee); without group_instance_id the
+ * process id is read from, or made in, <datadir>/<app_id>/process-id. */
 MPH_EXPORT mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size);
 
 /* Graceful stop: finish the events already dequeued, flush produced records,
- * commit every partition's commit point, leave the group, join the threads.
+ * commit every partition's commit point (exactly_once: commit each worker's
+ * open transaction, leaving none open), leave the group, join the threads.
  * Completes within shutdown_timeout_ms even if the broker is gone (what
  * could not be committed then is re-processed after restart). Returns the
  * error that stopped the app, if one did (e.g. an agent failure under

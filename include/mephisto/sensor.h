@@ -96,6 +96,9 @@ typedef void(mph_sensor_partition_fn)(void *opaque, int worker,
 
 /* A commit of offsets finished: err is MPH_OK or why it failed;
  * latency_us is how long the broker took. Runs on the coordinator thread.
+ * Not called under exactly_once, where offsets commit inside each worker's
+ * transaction (see /stats transactions_committed and
+ * transaction_commit_latency_ns).
  * (Faust: on_commit_completed.) */
 typedef void(mph_sensor_commit_fn)(void *opaque, mph_err_t err,
                                    uint64_t latency_us);

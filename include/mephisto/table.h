@@ -13,7 +13,9 @@
  * `<app_id>-<table>-changelog` (created at start, one partition per shard),
  * coalesced per key within a commit interval. Under at_least_once a source
  * offset is committed only after the changelog records of the changes it
- * caused are acknowledged. On assignment a shard is rebuilt from the
+ * caused are acknowledged; under exactly_once both are in one transaction,
+ * and an aborted transaction rolls the table back to its last commit (see
+ * docs/tables.md, "Exactly-once"). On assignment a shard is rebuilt from the
  * changelog before its partition is handed to the worker: `memory` tables
  * replay from the start (or from where this process last left it),
  * `rocksdb` tables from the checkpoint kept atomically with their data under

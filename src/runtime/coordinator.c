@@ -123,7 +123,9 @@ mph_err_t mph__coord_post(mph__coord_t *c, void *msg)
 
 static void commit_list(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, bool sync)
 {
-    if (l->cnt == 0)
+    /* exactly_once: offsets commit inside the workers' transactions
+     * (worker.c); the points still travel here for stats and hand-overs. */
+    if (l->cnt == 0 || c->app->eos)
         return;
     c->commit_started_ns = mph_clock_mono_ns();
     rd_kafka_resp_err_t e = rd_kafka_commit(c->app->consumer, l, sync ? 0 : 1);
@@ -348,6 +350,24 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     bool *ok = calloc((size_t)W, sizeof *ok);
     if (ok)
         await_late_revocations(c, count, parts, ok);
+    if (app->eos && app->ntables && parts->cnt > 0) {
+        /* exactly_once: a previous owner's last transaction may still be
+         * completing (its commit markers are written after EndTxn
+         * returned), and recovery reads the changelog only up to the last
+         * stable offset, so it would miss that transaction's changelog
+         * records while the offsets it committed count. Reading the
+         * committed offsets with require_stable (librdkafka does under
+         * read_committed, KIP-447) waits until no transaction holding
+         * offsets of these partitions is pending, and the changelog
+         * records of a partition are always in the transaction of its
+         * offsets. Bounded by the transaction timeout (60 s by default). */
+        rd_kafka_topic_partition_list_t *cp = rd_kafka_topic_partition_list_copy(parts);
+        rd_kafka_resp_err_t e = rd_kafka_committed(app->consumer, cp, 70000);
+        if (e)
+            mph_log(MPH_LOG_WARN, "exactly_once: cannot wait for stable offsets before "
+                                  "recovery: %s", rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_destroy(cp);
+    }
     for (int w = 0; w < W; w++)
         msgs[w] = count[w] && ok && ok[w] ? mph__msg_new(MSG_ASSIGN, w, count[w]) : NULL;
     free(ok);

@@ -447,6 +447,16 @@ void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set)
         if (*slot && *slot != sh)
             mph__shard_destroy(*slot);
         *slot = sh;
+        /* exactly_once: an aborted transaction rolls the shard back
+         * (worker.c), so memory shards keep their pre-images. A shard
+         * arrives clean (recovered or flushed), so this cannot fail but
+         * for a broken invariant, which stops the app rather than let an
+         * abort leave uncommitted values behind. */
+        mph_err_t err = w->app->eos ? mph__shard_set_undo(sh, true) : MPH_OK;
+        if (err)
+            mph__app_fail(w->app, err, "table %s [%u]: cannot keep pre-images for "
+                          "exactly_once: %s", w->app->tables[sh->table]->name, sh->partition,
+                          mph_err_str(err));
     }
     free(set);
 }
@@ -532,6 +542,13 @@ static mph_err_t produce_one(void *opaque, const void *key, size_t klen, const v
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(op), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
+        if (e == RD_KAFKA_RESP_ERR__STATE && c->w->app->eos &&
+            !rd_kafka_fatal_error(c->w->producer, NULL, 0)) {
+            /* exactly_once: the transaction must be aborted and takes no
+             * record (worker.c, send_record); the commit aborts it. */
+            c->w->txn_doomed = true;
+            return MPH_OK;
+        }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return mph__kafka_err(e);
         /* Records never time out (worker.c): a full producer during a stop
@@ -678,6 +695,13 @@ mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
             mph__mstore_snapshot_begin(sh->mem);
             sh->in_flush = true;
             w->fl_active = true;
+            char fatal[8];
+            if (err && app->eos && rd_kafka_fatal_error(w->producer, fatal, sizeof fatal)) {
+                /* exactly_once: a fenced producer refuses every record; the
+                 * worker's commit says so (worker.c, eos_fatal). */
+                w->fl_failed_begin = true;
+                return MPH__FLUSH_PENDING;
+            }
             if (err) {
                 mph__app_fail(app, err, "table %s [%d]: cannot produce to the changelog: %s",
                               app->tables[i]->name, p, mph_err_str(err));
