@@ -301,6 +301,15 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
         if (instance && *instance &&
             mph__kafka_conf_set(kc, "group.instance.id", instance, errstr, errstr_size))
             goto fail;
+        /* Every consumer role (group member, changelog recovery) reads only
+         * committed transactions under exactly_once. librdkafka's default
+         * already, made explicit; kafka.isolation.level=read_uncommitted is
+         * refused below (guarded). Under read_committed librdkafka 2.0.2
+         * also fetches committed offsets with require_stable (KIP-447). */
+        const char *pg = mph_conf_get(conf, "processing_guarantee");
+        if (pg && !strcmp(pg, "exactly_once") &&
+            mph__kafka_conf_set(kc, "isolation.level", "read_committed", errstr, errstr_size))
+            goto fail;
     }
 
     struct apply_ctx ctx = {kc, conf, errstr, errstr_size, MPH_OK};

@@ -7,10 +7,13 @@
  * callbacks) → group consumer → workers → coordinator thread (subscribes).
  * Stop runs through the coordinator's graceful stop, then frees in reverse.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -24,6 +27,7 @@
 #include "runtime/table.h"
 #include "runtime/web.h"
 #include "runtime/worker.h"
+#include "state/store_rocksdb.h"
 
 static void set_errstr(char *errstr, size_t size, const char *fmt, ...) MPH_PRINTF(3, 4);
 static void set_errstr(char *errstr, size_t size, const char *fmt, ...)
@@ -91,6 +95,118 @@ static mph_err_t resolve_workers(mph_app_t *app, char *errstr, size_t errstr_siz
     return MPH_OK;
 }
 
+/* ------------------------------------------------------------------ */
+/* exactly_once: the process id in transactional ids                 */
+
+mph_err_t mph__app_process_id(const char *appdir, const char *app_id,
+                              const char *group_instance_id, char *out, size_t out_size,
+                              char *errstr, size_t errstr_size)
+{
+    if (group_instance_id && *group_instance_id) {
+        if (strlen(group_instance_id) >= out_size) {
+            set_errstr(errstr, errstr_size, "group_instance_id: too long for a transactional "
+                       "id (at most %zu bytes)", out_size - 1);
+            return MPH_ERR_INVALID;
+        }
+        snprintf(out, out_size, "%s", group_instance_id);
+        return MPH_OK;
+    }
+    /* The marker `mephisto reset` looks for; creates the directory. */
+    mph_err_t err = mph__rstore_claim_dir(appdir, app_id, errstr, errstr_size);
+    if (err)
+        return err;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/process-id", appdir) >= (int)sizeof path) {
+        set_errstr(errstr, errstr_size, "datadir: path too long for %s/process-id", appdir);
+        return MPH_ERR_INVALID;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            char buf[128];
+            ssize_t n = read(fd, buf, sizeof buf - 1);
+            close(fd);
+            size_t len = n > 0 ? (size_t)n : 0;
+            while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+                len--;
+            buf[len] = 0;
+            bool ok = len >= 8 && len < out_size;
+            for (size_t i = 0; ok && i < len; i++)
+                ok = (buf[i] >= '0' && buf[i] <= '9') || (buf[i] >= 'a' && buf[i] <= 'f');
+            if (!ok) {
+                set_errstr(errstr, errstr_size,
+                           "processing_guarantee=exactly_once: %s does not hold a process id "
+                           "(hex); delete it to make a new one, or set group_instance_id",
+                           path);
+                return MPH_ERR_INVALID;
+            }
+            memcpy(out, buf, len + 1);
+            return MPH_OK;
+        }
+        if (errno != ENOENT) {
+            set_errstr(errstr, errstr_size, "processing_guarantee=exactly_once: cannot read "
+                       "%s: %s", path, strerror(errno));
+            return MPH_ERR_IO;
+        }
+        unsigned char rnd[8];
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+            set_errstr(errstr, errstr_size, "processing_guarantee=exactly_once: no random "
+                       "bytes for a process id: %s", strerror(errno));
+            return MPH_ERR_IO;
+        }
+        char hex[2 * sizeof rnd + 2];
+        for (size_t i = 0; i < sizeof rnd; i++)
+            snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST)
+            continue; /* another process made it first: read theirs */
+        if (fd < 0) {
+            set_errstr(errstr, errstr_size, "processing_guarantee=exactly_once: cannot create "
+                       "%s: %s", path, strerror(errno));
+            return MPH_ERR_IO;
+        }
+        size_t len = strlen(hex);
+        hex[len] = '\n';
+        bool ok = write(fd, hex, len + 1) == (ssize_t)(len + 1) && fsync(fd) == 0;
+        int e = errno;
+        close(fd);
+        if (!ok) {
+            unlink(path);
+            set_errstr(errstr, errstr_size, "processing_guarantee=exactly_once: cannot write "
+                       "%s: %s", path, strerror(e));
+            return MPH_ERR_IO;
+        }
+        hex[len] = 0;
+        if (len >= out_size) {
+            set_errstr(errstr, errstr_size, "process id buffer too small");
+            return MPH_ERR_INVALID;
+        }
+        memcpy(out, hex, len + 1);
+        return MPH_OK;
+    }
+    set_errstr(errstr, errstr_size, "processing_guarantee=exactly_once: %s: cannot read or "
+               "create it", path);
+    return MPH_ERR_IO;
+}
+
+void mph__app_transactional_id(const mph_app_t *app, int index, char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s-%s-w%d", app->app_id, app->process_id, index);
+}
+
+static mph_err_t resolve_process_id(mph_app_t *app, char *errstr, size_t errstr_size)
+{
+    const char *datadir = mph_conf_get(app->conf, "datadir");
+    char appdir[4096];
+    if (snprintf(appdir, sizeof appdir, "%s/%s", datadir && *datadir ? datadir : ".",
+                 app->app_id) >= (int)sizeof appdir) {
+        set_errstr(errstr, errstr_size, "datadir: path too long");
+        return MPH_ERR_INVALID;
+    }
+    return mph__app_process_id(appdir, app->app_id, mph_conf_get(app->conf, "group_instance_id"),
+                               app->process_id, sizeof app->process_id, errstr, errstr_size);
+}
+
 mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size)
 {
     if (!conf) {
@@ -104,13 +220,6 @@ mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size)
                    "changelogs and internal topics)");
         return NULL;
     }
-    const char *pg = mph_conf_get(conf, "processing_guarantee");
-    if (pg && !strcmp(pg, "exactly_once")) {
-        set_errstr(errstr, errstr_size,
-                   "processing_guarantee: exactly_once is not available in this version "
-                   "(transactional producers per worker are not implemented); use at_least_once");
-        return NULL;
-    }
     mph_app_t *app = calloc(1, sizeof *app);
     if (!app) {
         set_errstr(errstr, errstr_size, "out of memory");
@@ -121,7 +230,14 @@ mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size)
     app->stop_fd = -1;
     if (resolve_workers(app, errstr, errstr_size) != MPH_OK)
         goto fail;
+    const char *pg = mph_conf_get(conf, "processing_guarantee");
+    app->eos = pg && !strcmp(pg, "exactly_once");
+    /* Under exactly_once the commit interval is the transaction, and it
+     * bounds end-to-end latency for read_committed readers: 100 ms, as in
+     * Kafka Streams, unless set. */
     app->commit_interval_ms = mph_conf_get_int(conf, "commit_interval_ms", 1000);
+    if (app->eos && !mph_conf_is_set(conf, "commit_interval_ms"))
+        app->commit_interval_ms = 100;
     app->commit_every = mph_conf_get_int(conf, "commit_every", 10000);
     app->stream_buffer_max = mph_conf_get_int(conf, "stream_buffer_max", 500000);
     app->max_poll_batch = mph_conf_get_int(conf, "max_poll_batch", 1024);
@@ -561,6 +677,12 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     if (!app->consumer)
         goto fail;
 
+    if (app->eos) {
+        err = resolve_process_id(app, errstr, errstr_size);
+        if (err)
+            goto fail;
+        err = MPH_ERR_INVALID;
+    }
     app->workers = calloc((size_t)app->nworkers, sizeof *app->workers);
     if (!app->workers)
         goto fail;

@@ -99,6 +99,11 @@ struct mph_app {
     int64_t produce_max_bytes;
     int64_t produce_batch_bytes;
     int64_t producer_buffer_bytes;
+    /* processing_guarantee=exactly_once: each worker's producer is
+     * transactional (worker.c, "Exactly-once"); process_id names this
+     * process in the transactional ids (mph__app_process_id). */
+    bool eos;
+    char process_id[128];
 
     mph__kafka_env_t *kenv;
     rd_kafka_t *consumer; /* the group member; main queue served by coordinator */
@@ -122,6 +127,18 @@ struct mph_app {
 
 /* Records the first fatal error and requests a stop. @locality any */
 void mph__app_fail(mph_app_t *app, mph_err_t err, const char *fmt, ...) MPH_PRINTF(3, 4);
+
+/* This process's id in transactional ids (exactly_once): group_instance_id
+ * when set, else a random hex id kept in `<appdir>/process-id`, created
+ * (0600) with appdir on first use and read back by every later start, so a
+ * restarted process fences its own zombie and two processes sharing a
+ * host never share an id. Writes at most out_size bytes to out.
+ * @locality controlling thread */
+mph_err_t mph__app_process_id(const char *appdir, const char *app_id,
+                              const char *group_instance_id, char *out, size_t out_size,
+                              char *errstr, size_t errstr_size);
+/* The transactional.id of worker index: `<app_id>-<process_id>-w<index>`. */
+void mph__app_transactional_id(const mph_app_t *app, int index, char *out, size_t out_size);
 
 /* Registry entries are freed with the app. */
 void mph__topic_free(mph_topic_t *t);

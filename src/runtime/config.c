@@ -136,15 +136,25 @@ static const struct prop props[] = {
             "caused was acknowledged, so a crash replays events but never "
             "loses them. `exactly_once` puts outputs, changelog records and "
             "input offsets of each commit interval in one transaction of a "
-            "per-worker transactional producer, and consumers read "
-            "`read_committed`; it needs a real broker."},
+            "per-worker transactional producer (`transactional.id` "
+            "`<app_id>-<process id>-w<worker>`; the process id is "
+            "`group_instance_id` when set, else a random id kept in "
+            "`<datadir>/<app_id>/process-id`), every consumer of the app "
+            "reads `read_committed`, an aborted transaction rolls the "
+            "worker's tables back and processes its records again, and "
+            "`commit_interval_ms` defaults to 100. Readers of the outputs "
+            "must read `read_committed` too. It needs a real broker with "
+            "transactions (Kafka 2.5 or later): the start fails, naming this "
+            "setting, when the broker cannot run them. See "
+            "[tables](tables.md#exactly-once)."},
     {.name = "commit_interval_ms",
      .type = T_INT,
      .dflt = "1000",
      .min = 10,
      .max = 3600000,
      .doc = "How often, in milliseconds, each worker commits: its offsets "
-            "(`at_least_once`) or its open transaction (`exactly_once`). "
+            "(`at_least_once`) or its open transaction (`exactly_once`, "
+            "where the default is 100 unless this is set). "
             "Shorter means less to replay after a crash and, with "
             "`exactly_once`, less end-to-end latency, for more broker "
             "requests."},

@@ -123,7 +123,9 @@ mph_err_t mph__coord_post(mph__coord_t *c, void *msg)
 
 static void commit_list(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, bool sync)
 {
-    if (l->cnt == 0)
+    /* exactly_once: offsets commit inside the workers' transactions
+     * (worker.c); the points still travel here for stats and hand-overs. */
+    if (l->cnt == 0 || c->app->eos)
         return;
     c->commit_started_ns = mph_clock_mono_ns();
     rd_kafka_resp_err_t e = rd_kafka_commit(c->app->consumer, l, sync ? 0 : 1);

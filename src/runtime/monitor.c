@@ -343,6 +343,7 @@ mph__monitor_t *mph__monitor_new(const mph_app_t *app, int worker,
     }
     mph__histogram_init(&m->processing);
     mph__histogram_init(&m->send_latency);
+    mph__histogram_init(&m->txn_commit);
     m->sensors = sensors_freeze(app);
     return m;
 fail:
@@ -474,7 +475,7 @@ void mph__stats_fini(mph__stats_t *st)
 static void collect_worker(mph__stats_t *st, mph__stats_worker_t *w,
                            mph__monitor_t *m, mph__histogram_t *scratch,
                            mph__histogram_t *all_proc,
-                           mph__histogram_t *all_send)
+                           mph__histogram_t *all_send, mph__histogram_t *all_txn)
 {
     mph__stats_worker_t *T = &st->totals;
     w->worker = m->worker;
@@ -497,6 +498,9 @@ static void collect_worker(mph__stats_t *st, mph__stats_worker_t *w,
     COPY(producer_queued);
     COPY(pauses);
     COPY(partitions);
+    COPY(txn_committed);
+    COPY(txn_aborted);
+    COPY(producer_fenced);
 #undef COPY
     w->producer_buffer_max_bytes = (uint64_t)m->app->producer_buffer_bytes;
     T->producer_buffer_max_bytes += w->producer_buffer_max_bytes;
@@ -525,6 +529,9 @@ static void collect_worker(mph__stats_t *st, mph__stats_worker_t *w,
     mph__histogram_snapshot(scratch, &m->send_latency);
     latency_of(&w->send_latency, scratch);
     mph__histogram_merge(all_send, scratch);
+    mph__histogram_snapshot(scratch, &m->txn_commit);
+    latency_of(&w->txn_commit, scratch);
+    mph__histogram_merge(all_txn, scratch);
     rate_of(m, w->events_in, st->mono_ns, &w->events_per_s,
             &w->events_per_s_avg);
     T->events_per_s += w->events_per_s;
@@ -584,12 +591,13 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
                              int64_t now_ns)
 {
     memset(st, 0, sizeof *st);
-    mph__histogram_t *h = malloc(3 * sizeof *h);
+    mph__histogram_t *h = malloc(4 * sizeof *h);
     if (!h)
         return MPH_ERR_NOMEM;
-    mph__histogram_t *scratch = &h[0], *all_proc = &h[1], *all_send = &h[2];
+    mph__histogram_t *scratch = &h[0], *all_proc = &h[1], *all_send = &h[2], *all_txn = &h[3];
     mph__histogram_init(all_proc);
     mph__histogram_init(all_send);
+    mph__histogram_init(all_txn);
 
     st->app_id = app->app_id;
     st->wall_ms = mph_clock_wall_ms();
@@ -623,9 +631,10 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
 
     for (size_t i = 0; i < nmons; i++)
         collect_worker(st, &st->workers[i], mons[i], scratch, all_proc,
-                       all_send);
+                       all_send, all_txn);
     latency_of(&st->totals.processing, all_proc);
     latency_of(&st->totals.send_latency, all_send);
+    latency_of(&st->totals.txn_commit, all_txn);
     st->totals.events_per_s_avg =
         st->uptime_s > 0 ? (double)st->totals.events_in / st->uptime_s : 0.0;
 
@@ -849,8 +858,12 @@ static void render_counters(jdoc_t *j, const mph__stats_worker_t *w)
     j_kv_u64(j, "producer_buffer_max_bytes", w->producer_buffer_max_bytes);
     j_kv_u64(j, "pauses", w->pauses);
     j_kv_u64(j, "partitions", w->partitions);
+    j_kv_u64(j, "transactions_committed", w->txn_committed);
+    j_kv_u64(j, "transactions_aborted", w->txn_aborted);
+    j_kv_u64(j, "producer_fenced", w->producer_fenced);
     render_latency(j, "processing_latency_ns", &w->processing);
     render_latency(j, "send_latency_ns", &w->send_latency);
+    render_latency(j, "transaction_commit_latency_ns", &w->txn_commit);
 }
 
 static void render_worker(jdoc_t *j, const mph__stats_t *st,

@@ -75,6 +75,9 @@ typedef struct mph__monitor {
     uint64_t producer_queued;      /* gauge: records in the producer, per drain */
     uint64_t pauses;        /* back-pressure pauses */
     uint64_t partitions;    /* partitions owned now */
+    uint64_t txn_committed; /* exactly_once: transactions committed */
+    uint64_t txn_aborted;   /* exactly_once: transactions aborted */
+    uint64_t producer_fenced; /* exactly_once: 1 once a newer process fenced it */
     uint64_t *topic_in;     /* [ntopics] */
     uint64_t *topic_out;    /* [ntopics] records sent to the topic */
     uint64_t *agent_events; /* [nagents] */
@@ -84,6 +87,7 @@ typedef struct mph__monitor {
     mph__histogram_t
         processing; /* ns from dequeue to the last agent's return */
     mph__histogram_t send_latency; /* ns from produce to broker ack */
+    mph__histogram_t txn_commit;   /* ns of a transaction's commit (exactly_once) */
     mph__monitor_reader_t *reader; /* readers only; see the DESIGN note */
 } mph__monitor_t;
 
@@ -249,13 +253,14 @@ typedef struct mph__stats_worker {
     uint64_t sends, sends_acked, send_errors, send_retries;
     uint64_t dead_lettered, skipped, pauses, partitions;
     uint64_t send_dead_lettered, send_skipped, send_resent_inflight;
+    uint64_t txn_committed, txn_aborted, producer_fenced;
     uint64_t producer_queued, producer_buffer_max_bytes; /* totals: sums */
     double events_per_s;     /* since the previous sample (see monitor.c) */
     double events_per_s_avg; /* since the monitor started */
     uint64_t *topic_in, *topic_out;        /* [stats.ntopics] */
     uint64_t *agent_events, *agent_errors; /* [stats.nagents] */
     uint64_t (*table_ops)[MPH__TABLE_OPS]; /* [stats.ntables] */
-    mph__stats_latency_t processing, send_latency;
+    mph__stats_latency_t processing, send_latency, txn_commit;
 } mph__stats_worker_t;
 
 typedef struct mph__stats_part {

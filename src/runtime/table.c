@@ -447,6 +447,16 @@ void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set)
         if (*slot && *slot != sh)
             mph__shard_destroy(*slot);
         *slot = sh;
+        /* exactly_once: an aborted transaction rolls the shard back
+         * (worker.c), so memory shards keep their pre-images. A shard
+         * arrives clean (recovered or flushed), so this cannot fail but
+         * for a broken invariant, which stops the app rather than let an
+         * abort leave uncommitted values behind. */
+        mph_err_t err = w->app->eos ? mph__shard_set_undo(sh, true) : MPH_OK;
+        if (err)
+            mph__app_fail(w->app, err, "table %s [%u]: cannot keep pre-images for "
+                          "exactly_once: %s", w->app->tables[sh->table]->name, sh->partition,
+                          mph_err_str(err));
     }
     free(set);
 }
@@ -678,6 +688,13 @@ mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
             mph__mstore_snapshot_begin(sh->mem);
             sh->in_flush = true;
             w->fl_active = true;
+            char fatal[8];
+            if (err && app->eos && rd_kafka_fatal_error(w->producer, fatal, sizeof fatal)) {
+                /* exactly_once: a fenced producer refuses every record; the
+                 * worker's commit says so (worker.c, eos_fatal). */
+                w->fl_failed_begin = true;
+                return MPH__FLUSH_PENDING;
+            }
             if (err) {
                 mph__app_fail(app, err, "table %s [%d]: cannot produce to the changelog: %s",
                               app->tables[i]->name, p, mph_err_str(err));

@@ -293,7 +293,7 @@ static void u64_family(mph__promtext_t *pt, const mph__stats_t *st,
 }
 
 static void latency_family(mph__promtext_t *pt, const mph__stats_t *st,
-                           const char *name, const char *help, bool send)
+                           const char *name, const char *help, int which)
 {
     double le[MPH__STATS_LE_COUNT + 1];
     for (size_t i = 0; i < MPH__STATS_LE_COUNT; i++)
@@ -304,8 +304,10 @@ static void latency_family(mph__promtext_t *pt, const mph__stats_t *st,
         char wid[16];
         snprintf(wid, sizeof wid, "%d", st->workers[i].worker);
         label_t l[] = {{"worker", wid}};
-        const mph__stats_latency_t *h =
-            send ? &st->workers[i].send_latency : &st->workers[i].processing;
+        /* which: 0 processing, 1 send, 2 transaction commit */
+        const mph__stats_latency_t *h = which == 1   ? &st->workers[i].send_latency
+                                        : which == 2 ? &st->workers[i].txn_commit
+                                                     : &st->workers[i].processing;
         mph__promtext_histogram_buckets(pt, name, l, 1, le, h->le_counts,
                                         MPH__STATS_LE_COUNT + 1,
                                         (double)h->sum_ns / 1e9);
@@ -385,6 +387,13 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
                    "Undecodable records skipped (on_decode_error=skip).");
     WORKER_COUNTER("pauses", pauses,
                    "Times the worker paused its partitions (back-pressure).");
+    WORKER_COUNTER("transactions_committed", txn_committed,
+                   "Transactions committed (exactly_once).");
+    WORKER_COUNTER("transactions_aborted", txn_aborted,
+                   "Transactions aborted and rolled back (exactly_once).");
+    WORKER_COUNTER("producer_fenced", producer_fenced,
+                   "Times the worker's transactional producer was fenced by a newer "
+                   "process with its transactional.id (exactly_once).");
 
     mph__promtext_header(&pt, "mephisto_partitions_owned", MPH__PROM_GAUGE,
                          "Source partitions the worker owns now.");
@@ -483,11 +492,15 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
 
     latency_family(&pt, st, "mephisto_processing_latency_seconds",
                    "Time from taking an event to its last agent returning.",
-                   false);
+                   0);
     latency_family(&pt, st, "mephisto_send_latency_seconds",
                    "Time from producing a record to the broker's "
                    "acknowledgement.",
-                   true);
+                   1);
+    latency_family(&pt, st, "mephisto_transaction_commit_latency_seconds",
+                   "Time a worker's transaction commit took (exactly_once: "
+                   "offsets sent, commit_transaction returned).",
+                   2);
 
     mph__promtext_header(&pt, "mephisto_table_ops_total", MPH__PROM_COUNTER,
                          "Table operations by table, operation and worker.");

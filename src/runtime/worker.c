@@ -92,6 +92,7 @@ static inline void *encode_opaque(uint32_t slot, uint8_t gen, uint64_t seq)
 }
 
 static void worker_inbox(mph__worker_t *w);
+static bool eos_fatal(mph__worker_t *w);
 
 
 /* ------------------------------------------------------------------ */
@@ -458,6 +459,127 @@ static void refused_later(mph__worker_t *w, mph_topic_t *t, mph__slot_t *s, void
                   why, src, (int)s->partition, (long long)offset);
 }
 
+/* ---- exactly_once: delivery reports ------------------------------------
+ *
+ * Under exactly_once a failed record never goes out again by itself: the
+ * transaction it belongs to is doomed (librdkafka refuses to commit it
+ * anyway), the worker aborts it at the next commit point and processes
+ * its sources again. No order repair, no re-send, no purge: an abort
+ * discards every record of the transaction. A record the broker refused
+ * for good (unsendable) would fail again after every abort, so its source
+ * is remembered (poison): processed again, its sends to that topic follow
+ * on_send_error at once. */
+
+static void poison_add(mph__worker_t *w, const mph__slot_t *s, int64_t offset, mph_topic_t *t,
+                       const rd_kafka_message_t *m)
+{
+    for (size_t i = 0; i < w->npoison; i++)
+        if (w->poison[i].topic == s->topic && w->poison[i].partition == s->partition &&
+            w->poison[i].offset == offset && w->poison[i].out_topic == t->index)
+            return;
+    if (w->npoison == w->poison_cap) {
+        size_t n = w->poison_cap ? w->poison_cap * 2 : 8;
+        mph__poison_t *p = realloc(w->poison, n * sizeof *p);
+        if (!p)
+            return; /* the abort repeats; the app is out of memory anyway */
+        w->poison = p;
+        w->poison_cap = n;
+    }
+    mph__poison_t *p = &w->poison[w->npoison++];
+    p->topic = s->topic;
+    p->partition = s->partition;
+    p->offset = offset;
+    p->out_topic = t->index;
+    snprintf(p->why, sizeof p->why, "send to %s [%d] refused by the broker: %s (%zu bytes)",
+             t->name, (int)m->partition, rd_kafka_err2str(m->err), m->len + m->key_len);
+}
+
+/* Whether a send of event ev to topic is to a poisoned output; why gets
+ * the broker's reason. */
+static bool poisoned(mph__worker_t *w, const struct mph_event *ev, const mph_topic_t *topic,
+                     char *why, size_t why_size)
+{
+    for (size_t i = 0; i < w->npoison; i++) {
+        const mph__poison_t *p = &w->poison[i];
+        if (p->offset == ev->rkm->offset && p->partition == ev->rkm->partition &&
+            p->topic == ev->topic->index && p->out_topic == topic->index) {
+            snprintf(why, why_size, "%s", p->why);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void eos_dr(mph__worker_t *w, const rd_kafka_message_t *m, uint32_t slot_id, uint8_t gen,
+                   uint64_t seq)
+{
+    uint64_t v = (uint64_t)(uintptr_t)m->_private;
+    bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                  m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (slot_id == MPH__SLOT_CHANGELOG) {
+        if (!m->err) {
+            mph__monitor_ack(w->mon, (uint64_t)rd_kafka_message_latency(m) * 1000);
+            mph__tables_changelog_acked(w, v & ((UINT64_C(1) << (GEN_BITS + SEQ_BITS)) - 1),
+                                        m->offset);
+            return;
+        }
+        mph__tables_changelog_failed(w, NULL);
+        if (!purged) {
+            w->txn_doomed = true;
+            mph__monitor_send_error(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
+                                    mph__kafka_err(m->err));
+            mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                            "changelog write to %s [%d] failed: %s; the transaction is aborted "
+                            "and its records processed again",
+                            rd_kafka_topic_name(m->rkt), (int)m->partition,
+                            rd_kafka_err2str(m->err));
+        }
+        return;
+    }
+    mph__slot_t *s = slot_id == MPH__SLOT_COPY ? NULL : slot_of_opaque(w, slot_id, gen);
+    if (!m->err) {
+        mph__monitor_ack(w->mon, (uint64_t)rd_kafka_message_latency(m) * 1000);
+        if (s)
+            mph__acks_ack(&s->acks, seq);
+        return;
+    }
+    if (s && s->acks.inflight > 0)
+        s->acks.inflight--; /* never acknowledged: the abort resets the tracker */
+    if (purged)
+        return; /* dropped with an aborted transaction */
+    w->txn_doomed = true;
+    mph__monitor_send_error(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
+                            mph__kafka_err(m->err));
+    mph_topic_t *t = out_topic_of(w, m->rkt);
+    if (s && t && unsendable(m->err)) {
+        int64_t offset = s->acks.ring ? s->acks.ring[seq & s->acks.mask].offset : -1;
+        poison_add(w, s, offset, t, m);
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                        "send to %s [%d] from %s [%d] offset %lld refused by the broker: %s; "
+                        "the transaction is aborted, and when the source is processed again "
+                        "this output follows on_send_error",
+                        t->name, (int)m->partition, w->app->topics[s->topic]->name,
+                        (int)s->partition, (long long)offset, rd_kafka_err2str(m->err));
+        return;
+    }
+    if (!retriable(m->err) && m->err != RD_KAFKA_RESP_ERR__FENCED &&
+        m->err != RD_KAFKA_RESP_ERR_PRODUCER_FENCED &&
+        m->err != RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH && m->err != RD_KAFKA_RESP_ERR__FATAL) {
+        /* No attempt can succeed (permissions, unknown topic ...): processing
+         * the source again would fail the same way for ever. */
+        w->failed = true;
+        mph__app_fail(w->app, mph__kafka_err(m->err),
+                      "send to %s [%d] failed permanently: %s; stopping without committing "
+                      "past the source record",
+                      rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+        return;
+    }
+    mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                    "send to %s [%d] failed: %s; the transaction is aborted and its records "
+                    "processed again",
+                    rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+}
+
 /* ---- delivery reports ---------------------------------------------------- */
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -468,6 +590,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     uint32_t slot_id = (uint32_t)(v >> (GEN_BITS + SEQ_BITS));
     uint8_t gen = (uint8_t)(v >> SEQ_BITS);
     uint64_t seq = v & SEQ_MASK;
+    if (MPH__MON_UNLIKELY(w->app->eos)) {
+        eos_dr(w, m, slot_id, gen, seq);
+        return;
+    }
 
     bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
@@ -608,6 +734,7 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
     s->reported = -1;
     s->snap_commit = -1; /* not covered by a flush already under way */
     s->last_offset = -1;
+    s->txn_start = w->app->eos ? -1 : 0;
     mph__acks_init(&s->acks);
     w->slot_of[topic][partition] = (int32_t)id;
     mph__mon_add(&w->mon->partitions, 1);
@@ -778,19 +905,29 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
                            const void *value, size_t value_len, const mph_header_t *headers,
                            size_t header_count, rd_kafka_headers_t *raw_headers)
 {
-    mph_err_t err = send_record(w, ev, topic, partition, key, key_len, value, value_len,
-                                headers, header_count, raw_headers);
+    mph_err_t err;
+    char why[256];
+    bool poison = MPH__MON_UNLIKELY(w->npoison > 0) && poisoned(w, ev, topic, why, sizeof why);
+    if (MPH__MON_UNLIKELY(poison)) {
+        /* exactly_once: the broker refused this output in an aborted
+         * transaction (eos_dr); sending it again would doom every
+         * transaction. on_send_error decides now. */
+        err = MPH_ERR_RANGE;
+    } else {
+        err = send_record(w, ev, topic, partition, key, key_len, value, value_len, headers,
+                          header_count, raw_headers);
+        if (MPH__MON_UNLIKELY(err == MPH_ERR_RANGE))
+            snprintf(why, sizeof why,
+                     "send to %s refused: a record of %zu bytes is larger than the producer's "
+                     "message.max.bytes (%lld)",
+                     topic->name, key_len + value_len, (long long)w->app->produce_max_bytes);
+    }
     if (MPH__MON_UNLIKELY(err == MPH_ERR_RANGE) && topic->send_policy != DECODE_FAIL) {
         /* Larger than any topic of the app accepts (the producer's
-         * message.max.bytes follows their max.message.bytes): the topic's
-         * on_send_error decides, so that one record never stops the app
-         * for good. */
+         * message.max.bytes follows their max.message.bytes), or refused
+         * by the broker before (poison): the topic's on_send_error decides,
+         * so that one record never stops the app for good. */
         const rd_kafka_message_t *m = ev->rkm;
-        char why[256];
-        snprintf(why, sizeof why,
-                 "send to %s refused: a record of %zu bytes is larger than the producer's "
-                 "message.max.bytes (%lld)",
-                 topic->name, key_len + value_len, (long long)w->app->produce_max_bytes);
         if (topic->send_policy == DECODE_SKIP) {
             mph__mon_add(&w->mon->send_skipped, 1);
             mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
@@ -811,14 +948,18 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
             }
         }
     }
-    if (err && err != MPH_ERR_STOPPED && err != MPH_ERR_INVALID) {
+    if (MPH__MON_UNLIKELY(err) && eos_fatal(w)) {
+        /* exactly_once: fenced or failed fatally, said by eos_fatal. */
+    } else if (err && err != MPH_ERR_STOPPED && err != MPH_ERR_INVALID) {
         /* The producer refused the record outright (unknown topic, a policy
          * of fail, ...): going on would commit past an output that will
          * never exist, so stop without committing past the source record,
          * as for a delivery that failed permanently. */
         w->failed = true;
-        char size[160] = "";
-        if (err == MPH_ERR_RANGE)
+        char size[320] = "";
+        if (poison)
+            snprintf(size, sizeof size, " (%s)", why);
+        else if (err == MPH_ERR_RANGE)
             snprintf(size, sizeof size,
                      " (a record of %zu bytes; the producer's message.max.bytes is %lld)",
                      key_len + value_len, (long long)w->app->produce_max_bytes);
@@ -954,6 +1095,8 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
                 mph__acks_close(&s->acks, ev->seq);
             else
                 mph__acks_processed(&s->acks, m->offset);
+            if (MPH__MON_UNLIKELY(s->txn_start < 0))
+                s->txn_start = m->offset; /* exactly_once only */
             s->last_offset = m->offset;
             w->events_since_commit++;
             return;
@@ -987,6 +1130,8 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
         mph__acks_close(&s->acks, ev->seq);
     else
         mph__acks_processed(&s->acks, m->offset);
+    if (MPH__MON_UNLIKELY(s->txn_start < 0))
+        s->txn_start = m->offset; /* exactly_once only: where an abort re-reads from */
     s->last_offset = m->offset;
     w->events_since_commit++;
     mph__monitor_event(w->mon, ti, m->partition, m->offset,
@@ -1099,7 +1244,11 @@ static mph_err_t producer_open(mph__worker_t *w, char *errstr, size_t errstr_siz
         {"queue.buffering.max.kbytes", app->producer_buffer_bytes / 1024},
         {"message.timeout.ms", 0},
     };
-    for (size_t i = 0; i < sizeof sized / sizeof sized[0]; i++) {
+    /* exactly_once: a transaction cannot outlive transaction.timeout.ms, so
+     * records keep librdkafka's timeout (it follows that one); a record
+     * that times out aborts its transaction, which is processed again. */
+    size_t nsized = sizeof sized / sizeof sized[0] - (app->eos ? 1 : 0);
+    for (size_t i = 0; i < nsized; i++) {
         char name[64];
         snprintf(name, sizeof name, "kafka.%s", sized[i].k);
         if ((sized[i].v <= 0 && strcmp(sized[i].k, "message.timeout.ms") != 0) ||
@@ -1114,12 +1263,38 @@ static mph_err_t producer_open(mph__worker_t *w, char *errstr, size_t errstr_siz
     char cid[256];
     snprintf(cid, sizeof cid, "%s-w%d", app->app_id, w->index);
     rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
+    if (app->eos) {
+        mph__app_transactional_id(app, w->index, w->txn_id, sizeof w->txn_id);
+        if (mph__kafka_conf_set(kc, "transactional.id", w->txn_id, errstr, errstr_size) !=
+            MPH_OK) {
+            rd_kafka_conf_destroy(kc);
+            return MPH_ERR_INVALID;
+        }
+    }
     w->producer = mph__kafka_new(kc, MPH__KAFKA_PRODUCER, errstr, errstr_size);
     if (!w->producer)
         return MPH_ERR_INVALID;
     w->prod_main = rd_kafka_queue_get_main(w->producer);
     static const uint64_t one = 1;
     rd_kafka_queue_io_event_enable(w->prod_main, w->kfd, &one, sizeof one);
+    if (app->eos) {
+        /* Fences every earlier producer with this transactional.id (a
+         * zombie of this process) and aborts its open transaction; fails
+         * here, at start, when the broker cannot run transactions. */
+        int64_t t = app->shutdown_timeout_ms < 10000 ? 10000 : app->shutdown_timeout_ms;
+        rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, (int)t);
+        if (!e)
+            e = rd_kafka_begin_transaction(w->producer);
+        if (e) {
+            snprintf(errstr, errstr_size,
+                     "processing_guarantee=exactly_once: worker %d cannot start transactions "
+                     "with transactional.id %s: %s (the broker must support transactions, "
+                     "Kafka 2.5 or later, with the transaction state topic available)",
+                     w->index, w->txn_id, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return MPH_ERR_INVALID;
+        }
+    }
     return MPH_OK;
 }
 
@@ -1200,11 +1375,352 @@ static void purge_handed_back(mph__worker_t *w)
     mph__mon_add(&w->mon->send_resent_inflight, w->resent_inflight - resent);
 }
 
+/* ---- exactly_once: transactions ------------------------------------------
+ *
+ * Under exactly_once the commit interval is one transaction of the
+ * worker's transactional producer (transactional.id
+ * `<app_id>-<process id>-w<worker>`, app.c). A commit (eos_commit, on this
+ * thread, synchronous) produces every dirty table key to its changelog,
+ * adds the next offset of every partition that processed records since
+ * the last commit with the group consumer's metadata (KIP-447: a member of
+ * a stale generation is refused), and commits; commit_transaction flushes
+ * the producer, so every delivery report (changelog offsets included) has
+ * run when it returns. Only then is each RocksDB batch written with its
+ * checkpoint: a checkpoint never names an aborted changelog record.
+ *
+ * An abort (eos_abort) rolls every shard back to its last commit (memory
+ * shards run in undo mode under exactly_once, table.c), seeks each
+ * partition that processed records in the transaction back to the first of
+ * them (slot txn_start) and resets its tracker. librdkafka tags fetched
+ * records with the partition's op version, which a seek bumps, and drops
+ * outdated ones when they are consumed: records fetched before the seek
+ * and still queued in q are never processed (test_eos proves it: outputs
+ * exactly once after aborts). A fenced producer (a newer process took the
+ * transactional.id, or the broker fenced a zombie) stops the app: nothing
+ * is written any more.
+ */
+
+#define TXN_TIMEOUT_MS 30000
+#define TXN_RETRIES 5
+
+static void eos_fenced_why(mph__worker_t *w, rd_kafka_resp_err_t code, const char *why)
+{
+    if (w->fenced)
+        return;
+    w->fenced = true;
+    w->failed = true;
+    if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+        code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) {
+        ck_pr_store_64(&w->mon->producer_fenced, 1);
+        mph__app_fail(w->app, MPH_ERR_STATE,
+                      "producer fenced: transactional.id %s is used by a newer process (%s); "
+                      "worker %d stops and writes nothing more",
+                      w->txn_id, why, w->index);
+    } else {
+        mph__app_fail(w->app, MPH_ERR_STATE,
+                      "transactional producer %s failed fatally (%s); worker %d stops and "
+                      "writes nothing more",
+                      w->txn_id, why, w->index);
+    }
+}
+
+static void eos_fenced(mph__worker_t *w, const rd_kafka_error_t *e)
+{
+    eos_fenced_why(w, rd_kafka_error_code(e), rd_kafka_error_string(e));
+}
+
+/* True (and the worker stops as fenced) when the producer is in a fatal
+ * state: librdkafka then refuses every produce call with _FATAL, and the
+ * reason is the fatal error, not the refused record. */
+static bool eos_fatal(mph__worker_t *w)
+{
+    if (!w->app->eos)
+        return false;
+    if (w->fenced)
+        return true;
+    char why[512];
+    rd_kafka_resp_err_t code = rd_kafka_fatal_error(w->producer, why, sizeof why);
+    if (!code)
+        return false;
+    eos_fenced_why(w, code, why);
+    return true;
+}
+
+/* The outcome of a transactional call: 0 done, 1 the transaction must be
+ * aborted, -1 fenced or fatal (the app stops). Retriable errors are
+ * retried by the caller; here they count as "abort" once the retries are
+ * used up. e is destroyed. */
+static int txn_outcome(mph__worker_t *w, rd_kafka_error_t *e, const char *what)
+{
+    if (!e)
+        return 0;
+    int rc = 1;
+    if (rd_kafka_error_is_fatal(e) ||
+        rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__FENCED ||
+        rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED) {
+        eos_fenced(w, e);
+        rc = -1;
+    } else {
+        mph_log_limited(&w->log_lim, 2000, MPH_LOG_WARN, "worker %d: %s failed: %s%s", w->index,
+                        what, rd_kafka_error_string(e),
+                        rd_kafka_error_txn_requires_abort(e) ? " (the transaction is aborted)"
+                                                             : "");
+    }
+    rd_kafka_error_destroy(e);
+    return rc;
+}
+
+static bool eos_begin(mph__worker_t *w)
+{
+    if (w->fenced)
+        return false;
+    return txn_outcome(w, rd_kafka_begin_transaction(w->producer), "begin_transaction") == 0;
+}
+
+/* Rolls back every shard this worker holds (tables rollback). */
+static void rollback_shards(mph__worker_t *w)
+{
+    mph_app_t *app = w->app;
+    for (size_t i = 0; i < app->ntables; i++)
+        for (int p = 0; p < app->tables[i]->partitions; p++) {
+            mph__shard_t *sh = w->shards[i][p];
+            if (!sh)
+                continue;
+            mph_err_t err = mph__shard_rollback(sh);
+            if (err) {
+                w->failed = true;
+                mph__app_fail(app, err, "table %s [%d]: cannot roll back an aborted "
+                              "transaction: %s", app->tables[i]->name, p, mph_err_str(err));
+            }
+        }
+}
+
+/* Aborts the open transaction and puts the worker back to its last commit;
+ * begins the next transaction when again. */
+static void eos_abort(mph__worker_t *w, bool again)
+{
+    mph_app_t *app = w->app;
+    if (w->fenced)
+        return;
+    rd_kafka_error_t *e = NULL;
+    for (int i = 0; i < TXN_RETRIES; i++) {
+        e = rd_kafka_abort_transaction(w->producer, TXN_TIMEOUT_MS);
+        if (!e || !rd_kafka_error_is_retriable(e))
+            break;
+        rd_kafka_error_destroy(e);
+        e = NULL;
+        if (i == TXN_RETRIES - 1) {
+            mph__app_fail(app, MPH_ERR_TIMEOUT, "worker %d: cannot abort its transaction "
+                          "(transactional.id %s); stopping", w->index, w->txn_id);
+            w->failed = true;
+        }
+    }
+    if (e && txn_outcome(w, e, "abort_transaction") < 0)
+        return;
+    /* Reports of the purged records (PURGE errors) release what waits. */
+    int64_t deadline = mph_clock_mono_ns() + 5000000000LL;
+    while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
+        rd_kafka_poll(w->producer, 10);
+    mph__tables_flush_cancel(w);
+    w->cl_pending = 0;
+    w->cl_failed = false;
+    rollback_shards(w);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        mph__slot_t *s = &w->slots[i];
+        if (!s->used || s->txn_start < 0)
+            continue;
+        rd_kafka_topic_partition_list_add(l, app->topics[s->topic]->name, s->partition)->offset =
+            s->txn_start;
+        mph__acks_fini(&s->acks);
+        mph__acks_init(&s->acks);
+        s->last_offset = s->txn_start - 1;
+        s->txn_start = -1;
+    }
+    if (l->cnt > 0) {
+        /* Infinite wait: librdkafka 2.0.2 reads the timeout of
+         * rd_kafka_seek_partitions as microseconds (fixed upstream in 2.1.0,
+         * librdkafka PR #4230), so 30000 meant 30 ms and a busy consumer
+         * "timed out" with its seeks unconfirmed. A seek is local to the
+         * client (the partition's fetcher resets), so it cannot hang on the
+         * network. */
+        rd_kafka_error_t *se = rd_kafka_seek_partitions(app->consumer, l, -1);
+        bool bad = se != NULL;
+        for (int i = 0; !bad && i < l->cnt; i++)
+            bad = l->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (bad) {
+            /* Going on would skip the aborted records: never. */
+            w->failed = true;
+            mph__app_fail(app, MPH_ERR_STATE, "worker %d: cannot seek back after an aborted "
+                          "transaction: %s", w->index,
+                          se ? rd_kafka_error_string(se) : rd_kafka_err2str(l->elems[0].err));
+        }
+        if (se)
+            rd_kafka_error_destroy(se);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    w->txn_doomed = false;
+    w->events_since_commit = 0;
+    mph__mon_add(&w->mon->txn_aborted, 1);
+    if (again && !w->failed)
+        eos_begin(w);
+}
+
+/* send_offsets_to_transaction (l set) or commit_transaction, retried
+ * while retriable: 0, 1 or -1 as txn_outcome. */
+static int txn_call(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l)
+{
+    rd_kafka_error_t *e = NULL;
+    for (int i = 0; i < TXN_RETRIES; i++) {
+        if (l) {
+            rd_kafka_consumer_group_metadata_t *cgmd =
+                rd_kafka_consumer_group_metadata(w->app->consumer);
+            e = rd_kafka_send_offsets_to_transaction(w->producer, l, cgmd, TXN_TIMEOUT_MS);
+            rd_kafka_consumer_group_metadata_destroy(cgmd);
+        } else {
+            e = rd_kafka_commit_transaction(w->producer, TXN_TIMEOUT_MS);
+        }
+        if (!e || !rd_kafka_error_is_retriable(e) || i == TXN_RETRIES - 1)
+            break;
+        rd_kafka_error_destroy(e);
+    }
+    return txn_outcome(w, e, l ? "send_offsets_to_transaction" : "commit_transaction");
+}
+
+/* Commits the open transaction (see above) and, with again, begins the
+ * next one. False when it was aborted or the producer is fenced. */
+static bool eos_commit(mph__worker_t *w, bool again)
+{
+    mph_app_t *app = w->app;
+    if (eos_fatal(w))
+        return false;
+    if (w->txn_doomed || w->failed) {
+        eos_abort(w, again && !w->failed);
+        return false;
+    }
+    int64_t t0 = mph_clock_mono_ns();
+    mph__flush_state_t fs = mph__tables_flush_begin(w);
+    if (eos_fatal(w))
+        return false;
+    if (fs == MPH__FLUSH_FAILED || w->fl_failed_begin) {
+        /* The state store cannot be written, or a changelog record could
+         * not be produced: nothing of this interval may commit. */
+        eos_abort(w, again);
+        return false;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        mph__slot_t *s = &w->slots[i];
+        if (s->used && s->txn_start >= 0)
+            rd_kafka_topic_partition_list_add(l, app->topics[s->topic]->name, s->partition)
+                ->offset = s->last_offset + 1;
+    }
+    if (l->cnt == 0 && fs == MPH__FLUSH_DONE && w->events_since_commit == 0) {
+        rd_kafka_topic_partition_list_destroy(l);
+        return true; /* nothing processed, sent or dirty since the last commit */
+    }
+    int rc = l->cnt > 0 ? txn_call(w, l) : 0;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (rc == 0 && w->txn_doomed)
+        rc = 1;
+    if (rc == 0)
+        rc = txn_call(w, NULL);
+    if (rc == 0 && w->txn_doomed)
+        rc = 1; /* (cannot happen: librdkafka refuses such a commit) */
+    if (rc < 0)
+        return false;
+    if (rc > 0) {
+        eos_abort(w, again);
+        return false;
+    }
+    /* Committed: every record of it was acknowledged (commit flushes). */
+    int64_t deadline = mph_clock_mono_ns() + 5000000000LL;
+    while (w->cl_pending > 0 && mph_clock_mono_ns() < deadline)
+        rd_kafka_poll(w->producer, 5);
+    if (fs == MPH__FLUSH_PENDING && mph__tables_flush_poll(w) != MPH__FLUSH_DONE)
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                        "worker %d: state store not written after a commit; its keys are "
+                        "written again with the next transaction", w->index);
+    for (uint32_t i = 0; i < w->nslots; i++)
+        if (w->slots[i].used)
+            w->slots[i].txn_start = -1;
+    w->npoison = 0;
+    w->events_since_commit = 0;
+    mph__mon_add(&w->mon->txn_committed, 1);
+    mph__histogram_record(&w->mon->txn_commit, (uint64_t)(mph_clock_mono_ns() - t0));
+    /* For stats and the revoke/stop protocol only: the coordinator commits
+     * nothing under exactly_once. */
+    send_points(w, MSG_COMMIT, false, false);
+    if (again)
+        eos_begin(w);
+    return true;
+}
+
+/* MSG_REVOKE under exactly_once: commit, then hand the shards back durable;
+ * partitions lost to the group are aborted instead, and their shards go
+ * back to be dropped (the next owner rebuilds them from the changelog);
+ * the partitions kept carry on from their re-seek. */
+static void eos_revoke(mph__worker_t *w, mph__msg_t *msg)
+{
+    bool durable = !msg->lost && !w->fenced;
+    mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
+    size_t k = 0;
+    if (durable) {
+        /* Aborted instead (e.g. a doomed transaction): the shards are back
+         * at their last commit, which is durable too. */
+        eos_commit(w, true);
+        durable = !w->fenced;
+    }
+    for (size_t i = 0; i < msg->n; i++) {
+        int32_t sid = w->slot_of[msg->tp[i].topic][msg->tp[i].partition];
+        if (sid < 0)
+            continue;
+        mph__slot_t *s = &w->slots[sid];
+        if (reply) {
+            reply->tp[k].topic = s->topic;
+            reply->tp[k].partition = s->partition;
+            reply->tp[k].offset = durable ? s->acks.commit : -1;
+            k++;
+        }
+        slot_remove(w, (uint32_t)sid);
+    }
+    if (msg->lost && !w->fenced) {
+        mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): aborting the "
+                              "open transaction of worker %d", w->index);
+        eos_abort(w, true);
+    }
+    mph__shard_set_t *released = mph__tables_worker_release(w);
+    if (reply) {
+        reply->ptr = released;
+        released = NULL;
+        reply->n = k;
+        reply->seq = msg->seq;
+        reply->lost = !durable;
+        if (mph__coord_post(w->app->coord, reply) != MPH_OK) {
+            released = reply->ptr;
+            mph__msg_free(reply);
+            reply = NULL;
+        }
+    }
+    if (!reply) {
+        mph__tables_worker_take(w, released);
+        w->failed = true;
+        mph__app_fail(w->app, MPH_ERR_NOMEM,
+                      "worker %d cannot hand back %zu partitions (out of memory or the "
+                      "coordinator's mailbox is full); stopping",
+                      w->index, msg->n);
+    }
+}
+
 /* The coordinator's deadline (msg->deadline_ns, on the same monotonic
  * clock) bounds the whole hand-back: a worker that got to the message late
  * has less time, not a fresh budget the coordinator does not wait for. */
 static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
 {
+    if (w->app->eos) {
+        eos_revoke(w, msg);
+        return;
+    }
     int64_t deadline = msg->deadline_ns ? msg->deadline_ns
                                         : mph_clock_mono_ns() +
                                               w->app->shutdown_timeout_ms * 1000000;
@@ -1274,6 +1790,15 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
 
 static void handle_stop(mph__worker_t *w)
 {
+    if (w->app->eos) {
+        /* Commit what was processed (or abort it when it cannot commit)
+         * and begin nothing more: no transaction stays open (I5). */
+        if (!w->fenced)
+            eos_commit(w, false);
+        report(w, MSG_STOPPED, true);
+        w->exit = true;
+        return;
+    }
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
     bool durable = mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
     while ((rd_kafka_outq_len(w->producer) > 0 || w->repairing) &&
@@ -1432,13 +1957,16 @@ static void *worker_main(void *arg)
         int n = drain(w);
         int64_t now = mph_clock_mono_ns();
         bool suspect = now < suspect_until || rd_kafka_assignment_lost(w->app->consumer);
-        if (!suspect)
+        if (!suspect && !w->app->eos)
             flush_progress(w);
         if (!suspect &&
             (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every)) {
             /* On the timer every commit point goes again, so a commit the
              * broker refused is retried even when nothing new arrives. */
-            report(w, MSG_COMMIT, now >= w->next_commit_ns);
+            if (MPH__MON_UNLIKELY(w->app->eos))
+                eos_commit(w, true);
+            else
+                report(w, MSG_COMMIT, now >= w->next_commit_ns);
             w->events_since_commit = 0;
             w->next_commit_ns = now + interval_ns;
         }
@@ -1570,6 +2098,7 @@ void mph__worker_destroy(mph__worker_t *w)
         held_free(&w->held[i]);
     free(w->held);
     free(w->broken);
+    free(w->poison);
     for (uint32_t i = 0; i < w->nslots; i++)
         if (w->slots[i].used)
             mph__acks_fini(&w->slots[i].acks);

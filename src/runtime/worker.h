@@ -55,8 +55,23 @@ typedef struct mph__slot {
     int64_t reported; /* last commit point sent to the coordinator */
     int64_t snap_commit; /* commit point when the active flush began; -1 none */
     int64_t last_offset;
+    /* exactly_once: the first offset processed in the open transaction,
+     * where an abort re-reads from; -1 none. Under at_least_once it stays
+     * 0 and is never read. */
+    int64_t txn_start;
     mph__acks_t acks;
 } mph__slot_t;
+
+/* exactly_once: a source record whose output the broker refused in an
+ * aborted transaction; when it is processed again, its sends to that
+ * topic follow the topic's on_send_error at once (worker.c, "poison"). */
+typedef struct mph__poison {
+    int topic;
+    int32_t partition;
+    int64_t offset;
+    int out_topic;
+    char why[200];
+} mph__poison_t;
 
 struct mph__worker {
     mph_app_t *app;
@@ -109,6 +124,13 @@ struct mph__worker {
     size_t nheld, held_cap;
     struct mph__broken { mph_topic_t *topic; int32_t partition; } *broken;
     size_t nbroken, broken_cap;
+
+    /* exactly_once (worker.c, "Exactly-once"). */
+    char txn_id[320];    /* the producer's transactional.id */
+    bool txn_doomed;     /* a record of the open transaction failed: abort it */
+    bool fenced;         /* a newer process took txn_id: never write again */
+    mph__poison_t *poison;
+    size_t npoison, poison_cap;
 };
 
 mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t errstr_size);

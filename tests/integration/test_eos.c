@@ -1,0 +1,775 @@
+/*
+ * processing_guarantee=exactly_once end to end (issue #14), on the real
+ * broker (MEPHISTO_TEST_BROKERS): the mock cluster does not emulate
+ * read_committed, so those tests skip there, saying so.
+ *
+ * The app under test forwards every input record to an output topic and
+ * counts its key in a table; an input whose value starts with "poison"
+ * also sends a record too large for a small topic, which the broker
+ * refuses in the delivery report, dooming the transaction. Verified from
+ * outside: a read_committed read of the output holds each input exactly
+ * once, every table value equals the truth (over mph_table_lookup), and
+ * the changelog, read read_committed, folds to the same values.
+ */
+// ctest-timeout: 900
+// ctest-labels: engine;reliability
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "io/codec.h"
+#include "mephisto.h"
+#include "mph_cli.h"
+#include "mph_test.h"
+#include "runtime/app.h"
+
+#define NKEYS 50
+#define PARTS 4
+#define SMALL_MAX 2000
+
+static mph_test_cluster_t *cluster;
+
+static void setup(void)
+{
+    cluster = mph_test_cluster_new();
+}
+
+static void teardown(void)
+{
+    mph_test_cluster_destroy(cluster);
+}
+
+TestSuite(eos, .init = setup, .fini = teardown, .timeout = 800);
+
+static bool need_real_broker(const char *test)
+{
+    if (mph_test_real_broker())
+        return true;
+    fprintf(stderr, "eos/%s: skipped: needs a real broker (MEPHISTO_TEST_BROKERS); the mock "
+                    "cluster does not emulate read_committed\n", test);
+    return false;
+}
+
+/* ---- the app ---- */
+
+typedef struct run {
+    char app_id[128], in[160], out[160], small[160], datadir[256];
+    mph_app_t *app;
+    mph_topic_t *tin, *tout, *tsmall;
+    mph_table_t *counts;
+    pthread_t waiter;
+    int stopped;
+    mph_err_t wait_err;
+} run_t;
+
+static mph_err_t fc_agent(mph_event_t *ev, void *opaque)
+{
+    run_t *r = opaque;
+    size_t klen, vlen;
+    const void *key = mph_event_key(ev, &klen);
+    const char *val = mph_event_value(ev, &vlen);
+    mph_err_t err = mph_table_incr(ev, r->counts, key, klen, 1, NULL);
+    if (err)
+        return err;
+    err = mph_event_forward(ev, r->tout);
+    if (err)
+        return err;
+    if (vlen >= 6 && !memcmp(val, "poison", 6)) {
+        static char big[SMALL_MAX * 3];
+        memset(big, 'p', sizeof big);
+        err = mph_event_send(ev, r->tsmall, 0, key, klen, big, sizeof big, NULL, 0);
+    }
+    return err;
+}
+
+static void *waiter(void *arg)
+{
+    run_t *r = arg;
+    r->wait_err = mph_app_wait(r->app);
+    ck_pr_store_int(&r->stopped, 1);
+    return NULL;
+}
+
+/* Builds (not starts) the app. extra: more settings, NULL-terminated pairs. */
+static void build(run_t *r, const char *store, const char *const *extra)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    const char *kv[][2] = {{"broker", cluster->broker},
+                           {"app_id", r->app_id},
+                           {"workers", "2"},
+                           {"processing_guarantee", "exactly_once"},
+                           {"web_enabled", "false"},
+                           {"log_level", "warn"},
+                           {"on_send_error", "skip"},
+                           {"store", store},
+                           {"datadir", r->datadir},
+                           {"shutdown_timeout_ms", "10000"},
+                           {"topic_partitions", "4"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        cr_assert_eq(mph_conf_set(conf, kv[i][0], kv[i][1], err, sizeof err), MPH_OK, "%s",
+                     err);
+    for (const char *const *p = extra; p && *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    r->app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(r->app, "%s", err);
+    mph_topic_opts_t *o = mph_topic_opts_new();
+    mph_topic_opts_set(o, "create", "true", NULL, 0);
+    r->tin = mph_topic_new(r->app, r->in, NULL, err, sizeof err);
+    r->tout = mph_topic_new(r->app, r->out, o, err, sizeof err);
+    char num[32];
+    snprintf(num, sizeof num, "%d", SMALL_MAX);
+    cr_assert_eq(mph_topic_opts_set(o, "config.max.message.bytes", num, err, sizeof err), MPH_OK,
+                 "%s", err);
+    r->tsmall = mph_topic_new(r->app, r->small, o, err, sizeof err);
+    mph_topic_opts_destroy(o);
+    cr_assert(r->tin && r->tout && r->tsmall, "%s", err);
+    r->counts = mph_table_new(r->app, "counts", NULL, err, sizeof err);
+    cr_assert_not_null(r->counts, "%s", err);
+    cr_assert_not_null(mph_agent_new(r->app, "fc", r->tin, fc_agent, r, err, sizeof err), "%s",
+                       err);
+}
+
+static void start(run_t *r)
+{
+    char err[512];
+    cr_assert_eq(mph_app_start(r->app, err, sizeof err), MPH_OK, "%s", err);
+    ck_pr_store_int(&r->stopped, 0);
+    cr_assert_eq(pthread_create(&r->waiter, NULL, waiter, r), 0);
+}
+
+static mph_err_t stop(run_t *r)
+{
+    mph_app_request_stop(r->app);
+    pthread_join(r->waiter, NULL);
+    return r->wait_err;
+}
+
+static void names(run_t *r, const char *tag)
+{
+    mph_test_unique(tag, r->app_id, sizeof r->app_id);
+    snprintf(r->in, sizeof r->in, "%s-in", r->app_id);
+    snprintf(r->out, sizeof r->out, "%s-out", r->app_id);
+    snprintf(r->small, sizeof r->small, "%s-small", r->app_id);
+    mph_test_tmpdir("eos", r->datadir, sizeof r->datadir);
+    mph_test_create_topic(cluster, r->in, PARTS);
+}
+
+/* ---- input and truth ---- */
+
+typedef struct truth {
+    int n;
+    int64_t count[NKEYS];
+} truth_t;
+
+/* Produces records id first .. first+n-1: key k<id % NKEYS> to the key's
+ * table partition, value "<id>" (or "poison<id>" for ids in poison). */
+static void produce(run_t *r, truth_t *t, int first, int n, const int *poison, int npoison)
+{
+    for (int id = first; id < first + n; id++) {
+        char key[16], val[32];
+        int k = id % NKEYS;
+        snprintf(key, sizeof key, "k%d", k);
+        bool p = false;
+        for (int i = 0; i < npoison; i++)
+            p |= poison[i] == id;
+        snprintf(val, sizeof val, "%s%d", p ? "poison" : "", id);
+        int32_t part = mph_table_partition_of(r->counts, key, strlen(key));
+        mph_test_produce(cluster, r->in, part, key, strlen(key), val, strlen(val));
+        t->count[k]++;
+    }
+    t->n = first + n > t->n ? first + n : t->n;
+    mph_test_flush(cluster);
+}
+
+/* ---- reading read_committed ---- */
+
+static int read_committed(const char *topic, int want, int idle_ms, mph_test_record_fn *fn,
+                          void *opaque)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "broker", cluster->broker, err, sizeof err);
+    mph_conf_set(conf, "app_id", "mph-test-eos-reader", err, sizeof err);
+    mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err);
+    rd_kafka_conf_t *kc =
+        mph__kafka_conf_new(cluster->env, conf, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(kc, "%s", err);
+    char iso[64] = "";
+    size_t isz = sizeof iso;
+    rd_kafka_conf_get(kc, "isolation.level", iso, &isz);
+    cr_assert_str_eq(iso, "read_committed");
+    rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    int parts = 0;
+    cr_assert_eq(mph__kafka_partition_count(rk, topic, 10000, &parts), MPH_OK);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(tp, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, tp);
+    rd_kafka_topic_partition_list_destroy(tp);
+    int got = 0;
+    int64_t start = mph_clock_mono_ns(), last = start;
+    while ((want < 0 || got < want) && (mph_clock_mono_ns() - start) / 1000000 < 120000 &&
+           (mph_clock_mono_ns() - last) / 1000000 < idle_ms) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            got++;
+            last = mph_clock_mono_ns();
+            if (fn)
+                fn(m, opaque);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    mph_conf_destroy(conf);
+    return got;
+}
+
+typedef struct seen {
+    int max;
+    int *times; /* [max] */
+    int bad;
+} seen_t;
+
+static void on_out(const rd_kafka_message_t *m, void *opaque)
+{
+    seen_t *s = opaque;
+    char buf[32];
+    size_t l = m->len < sizeof buf - 1 ? m->len : sizeof buf - 1;
+    memcpy(buf, m->payload, l);
+    buf[l] = 0;
+    const char *digits = strncmp(buf, "poison", 6) == 0 ? buf + 6 : buf;
+    int id = atoi(digits);
+    if (id < 0 || id >= s->max)
+        s->bad++;
+    else
+        s->times[id]++;
+}
+
+typedef struct fold {
+    int64_t value[NKEYS];
+    int bad;
+} fold_t;
+
+static void on_changelog(const rd_kafka_message_t *m, void *opaque)
+{
+    fold_t *f = opaque;
+    char key[16];
+    size_t l = m->key_len < sizeof key - 1 ? m->key_len : sizeof key - 1;
+    memcpy(key, m->key, l);
+    key[l] = 0;
+    int k = key[0] == 'k' ? atoi(key + 1) : -1;
+    int64_t v = 0;
+    if (k < 0 || k >= NKEYS || !m->payload || mph__codec_i64_decode(m->payload, m->len, &v))
+        f->bad++;
+    else
+        f->value[k] = v;
+}
+
+/* Waits until a read_committed read of the output holds want records. */
+static int wait_output(run_t *r, int want, int timeout_s)
+{
+    int got = 0;
+    for (int i = 0; i < timeout_s; i++) {
+        got = read_committed(r->out, want, 1500, NULL, NULL);
+        if (got >= want)
+            break;
+        sleep(1);
+    }
+    return got;
+}
+
+/* The whole check: output exactly once, table == truth, changelog == truth.
+ * app may be NULL (not running: the table is not read over lookups). */
+static void verify(run_t *r, const truth_t *t, mph_app_t *app)
+{
+    seen_t s = {.max = t->n, .times = calloc((size_t)t->n, sizeof(int))};
+    int got = read_committed(r->out, -1, 3000, on_out, &s);
+    int missing = 0, twice = 0;
+    for (int id = 0; id < t->n; id++) {
+        missing += s.times[id] == 0;
+        twice += s.times[id] > 1;
+    }
+    fprintf(stderr, "eos: %s: output %d records for %d inputs: %d missing, %d more than once\n",
+            r->app_id, got, t->n, missing, twice);
+    cr_expect_eq(missing, 0, "inputs without output");
+    cr_expect_eq(twice, 0, "inputs with more than one output (read_committed)");
+    cr_expect_eq(s.bad, 0);
+    free(s.times);
+
+    int wrong = 0;
+    if (app) {
+        for (int k = 0; k < NKEYS; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d", k);
+            void *v = NULL;
+            size_t vl = 0;
+            int64_t got_v = 0;
+            mph_err_t e = mph_table_lookup(app, r->counts, key, strlen(key), &v, &vl, 10000);
+            if (e == MPH_OK)
+                mph__codec_i64_decode(v, vl, &got_v);
+            free(v);
+            if (got_v != t->count[k]) {
+                if (wrong++ < 5)
+                    fprintf(stderr, "eos: table counts[%s] = %lld (%s), truth %lld\n", key,
+                            (long long)got_v, mph_err_str(e), (long long)t->count[k]);
+            }
+        }
+        cr_expect_eq(wrong, 0, "table values differ from the truth");
+    }
+    fold_t f = {{0}, 0};
+    char cl[256];
+    snprintf(cl, sizeof cl, "%s-counts-changelog", r->app_id);
+    read_committed(cl, -1, 3000, on_changelog, &f);
+    wrong = 0;
+    for (int k = 0; k < NKEYS; k++)
+        if (f.value[k] != t->count[k] && wrong++ < 5)
+            fprintf(stderr, "eos: changelog k%d = %lld, truth %lld\n", k, (long long)f.value[k],
+                    (long long)t->count[k]);
+    cr_expect_eq(wrong, 0, "changelog (read_committed) differs from the truth");
+    cr_expect_eq(f.bad, 0);
+}
+
+static uint64_t stat_u64(mph_app_t *app, const char *path)
+{
+    char *json = NULL;
+    size_t len = 0;
+    uint64_t v = 0;
+    if (mph_app_stats_json(app, &json, &len) != MPH_OK)
+        return 0;
+    mph_json_parser_t *p = mph_json_parser_new(0, NULL, 0);
+    if (p && mph_json_parse(p, json, len, len) == MPH_OK)
+        mph_json_get_u64(p, MPH_JSON_ROOT, path, &v);
+    mph_json_parser_destroy(p);
+    free(json);
+    return v;
+}
+
+/* ---- (1) forward + count ---- */
+
+static void forward_count(const char *store)
+{
+    run_t r = {0};
+    truth_t t = {0};
+    names(&r, "eos-fc");
+    build(&r, store, NULL);
+    produce(&r, &t, 0, 3000, NULL, 0);
+    start(&r);
+    produce(&r, &t, 3000, 3000, NULL, 0); /* while it runs */
+    int got = wait_output(&r, t.n, 120);
+    cr_expect_eq(got, t.n);
+    uint64_t committed = stat_u64(r.app, "totals.transactions_committed");
+    uint64_t aborted = stat_u64(r.app, "totals.transactions_aborted");
+    fprintf(stderr, "eos: forward_count %s: %llu transactions committed, %llu aborted\n", store,
+            (unsigned long long)committed, (unsigned long long)aborted);
+    cr_expect_gt(committed, 0);
+    cr_expect_eq(aborted, 0);
+    char *json = NULL;
+    size_t jlen = 0;
+    cr_assert_eq(mph_app_stats_json(r.app, &json, &jlen), MPH_OK);
+    cr_expect(strstr(json, "\"producer_fenced\":0") != NULL, "producer_fenced in /stats");
+    cr_expect(strstr(json, "\"transaction_commit_latency_ns\"") != NULL);
+    free(json);
+    verify(&r, &t, r.app);
+    cr_expect_eq(stop(&r), MPH_OK);
+    mph_app_destroy(r.app);
+
+    /* A restart recovers the table from the changelog (memory) or the
+     * checkpoint (rocksdb) and goes on from the committed offsets. */
+    build(&r, store, NULL);
+    start(&r);
+    produce(&r, &t, 6000, 1000, NULL, 0);
+    cr_expect_eq(wait_output(&r, t.n, 120), t.n);
+    verify(&r, &t, r.app);
+    cr_expect_eq(stop(&r), MPH_OK);
+    mph_app_destroy(r.app);
+    mph_test_rmrf(r.datadir);
+}
+
+Test(eos, forward_count_memory)
+{
+    if (need_real_broker("forward_count_memory"))
+        forward_count("memory");
+}
+
+Test(eos, forward_count_rocksdb)
+{
+    if (need_real_broker("forward_count_rocksdb"))
+        forward_count("rocksdb");
+}
+
+/* ---- (2) the abort path ---- */
+
+/* Each poison record dooms its transaction (the broker refuses its large
+ * output): the worker aborts, rolls its shards back, re-reads from the
+ * transaction's first records, and the second time sends no large output
+ * (on_send_error=skip). Outputs stay exactly once, the table exact. */
+static void aborts(const char *store)
+{
+    run_t r = {0};
+    truth_t t = {0};
+    names(&r, "eos-ab");
+    build(&r, store, NULL);
+    start(&r);
+    int poison[] = {700, 1900, 2950, 4111, 5555};
+    for (int i = 0; i < 6; i++) {
+        produce(&r, &t, i * 1000, 1000, poison, 5);
+        usleep(200000);
+    }
+    int got = wait_output(&r, t.n, 180);
+    cr_expect_eq(got, t.n);
+    uint64_t aborted = stat_u64(r.app, "totals.transactions_aborted");
+    uint64_t skipped = stat_u64(r.app, "totals.send_skipped");
+    uint64_t committed = stat_u64(r.app, "totals.transactions_committed");
+    fprintf(stderr, "eos: aborts %s: %llu committed, %llu aborted, %llu outputs skipped\n",
+            store, (unsigned long long)committed, (unsigned long long)aborted,
+            (unsigned long long)skipped);
+    cr_expect_geq(aborted, 1, "no transaction was aborted");
+    /* At least once each: a poison source processed again in a transaction
+     * that another poison record dooms is skipped again. */
+    cr_expect_geq(skipped, 5, "each poison output is skipped after its abort");
+    cr_expect(!ck_pr_load_int(&r.stopped), "the app stopped");
+    verify(&r, &t, r.app);
+    cr_expect_eq(stop(&r), MPH_OK);
+    mph_app_destroy(r.app);
+    mph_test_rmrf(r.datadir);
+}
+
+Test(eos, abort_rolls_back_memory)
+{
+    if (need_real_broker("abort_rolls_back_memory"))
+        aborts("memory");
+}
+
+Test(eos, abort_rolls_back_rocksdb)
+{
+    if (need_real_broker("abort_rolls_back_rocksdb"))
+        aborts("rocksdb");
+}
+
+/* ---- (4) fencing ---- */
+
+/* A second process with the same transactional identity (the same datadir,
+ * so the same process id) fences the first: the first stops with
+ * "producer fenced" and writes nothing more; outputs stay exactly once. */
+Test(eos, same_identity_fences_the_first)
+{
+    if (!need_real_broker("same_identity_fences_the_first"))
+        return;
+    run_t a = {0}, b = {0};
+    truth_t t = {0};
+    names(&a, "eos-fe");
+    b = a;
+    const char *one[] = {"workers", "1", NULL};
+    build(&a, "memory", one);
+    start(&a);
+    produce(&a, &t, 0, 2000, NULL, 0);
+    cr_expect_eq(wait_output(&a, 2000, 120), 2000);
+    build(&b, "memory", one);
+    start(&b);
+    produce(&a, &t, 2000, 2000, NULL, 0);
+    for (int i = 0; i < 600 && !ck_pr_load_int(&a.stopped); i++)
+        usleep(100000);
+    cr_expect(ck_pr_load_int(&a.stopped), "the fenced process did not stop");
+    /* (Its producer_fenced counter goes with its workers when it stops.) */
+    mph_err_t ea = stop(&a);
+    fprintf(stderr, "eos: fenced: first app %s (%s)\n", mph_err_str(ea), a.app->fatal_msg);
+    cr_expect_neq(ea, MPH_OK);
+    cr_expect(strstr(a.app->fatal_msg, "producer fenced") != NULL, "%s", a.app->fatal_msg);
+    mph_app_destroy(a.app);
+    produce(&b, &t, 4000, 1000, NULL, 0);
+    cr_expect_eq(wait_output(&b, t.n, 180), t.n);
+    verify(&b, &t, b.app);
+    cr_expect_eq(stop(&b), MPH_OK);
+    mph_app_destroy(b.app);
+    mph_test_rmrf(a.datadir);
+}
+
+/* ---- (5) the identity ---- */
+
+Test(eos, process_id_is_made_once_and_kept)
+{
+    char dir[256], appdir[300], id1[128], id2[128], err[256];
+    mph_test_tmpdir("eos-pid", dir, sizeof dir);
+    snprintf(appdir, sizeof appdir, "%s/app", dir);
+    cr_assert_eq(mph__app_process_id(appdir, "app", NULL, id1, sizeof id1, err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_expect_eq(strlen(id1), 16);
+    cr_assert_eq(mph__app_process_id(appdir, "app", "", id2, sizeof id2, err, sizeof err), MPH_OK,
+                 "%s", err);
+    cr_expect_str_eq(id1, id2, "a second start must reuse the process id");
+    char path[400];
+    snprintf(path, sizeof path, "%s/process-id", appdir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/.mephisto-state", appdir);
+    cr_expect_eq(access(path, F_OK), 0, "the state marker is made with the directory");
+    /* Another datadir: another id (two processes on one host never collide). */
+    char other[300];
+    snprintf(other, sizeof other, "%s/app2", dir);
+    cr_assert_eq(mph__app_process_id(other, "app", NULL, id2, sizeof id2, err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_expect_str_neq(id1, id2);
+    /* group_instance_id wins and touches no file. */
+    cr_assert_eq(mph__app_process_id(other, "app", "host-7", id2, sizeof id2, err, sizeof err),
+                 MPH_OK);
+    cr_expect_str_eq(id2, "host-7");
+    /* A damaged file is refused with its path, never replaced silently. */
+    snprintf(path, sizeof path, "%s/process-id", appdir);
+    FILE *f = fopen(path, "w");
+    fputs("not hex!\n", f);
+    fclose(f);
+    cr_expect_eq(mph__app_process_id(appdir, "app", NULL, id2, sizeof id2, err, sizeof err),
+                 MPH_ERR_INVALID);
+    cr_expect(strstr(err, "process-id") != NULL, "%s", err);
+    mph_test_rmrf(dir);
+}
+
+Test(eos, transactional_id_and_defaults)
+{
+    char err[256], tid[256];
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "app_id", "shop", err, sizeof err);
+    mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "exactly_once must be accepted: %s", err);
+    cr_expect(app->eos);
+    cr_expect_eq(app->commit_interval_ms, 100, "exactly_once commits every 100 ms by default");
+    snprintf(app->process_id, sizeof app->process_id, "%s", "0123abcd0123abcd");
+    mph__app_transactional_id(app, 3, tid, sizeof tid);
+    cr_expect_str_eq(tid, "shop-0123abcd0123abcd-w3");
+    mph_app_destroy(app);
+
+    conf = mph_conf_new();
+    mph_conf_set(conf, "app_id", "shop", err, sizeof err);
+    mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err);
+    mph_conf_set(conf, "commit_interval_ms", "700", err, sizeof err);
+    app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    cr_expect_eq(app->commit_interval_ms, 700, "a set commit_interval_ms wins");
+    mph_app_destroy(app);
+
+    conf = mph_conf_new();
+    mph_conf_set(conf, "app_id", "shop", err, sizeof err);
+    app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    cr_expect(!app->eos);
+    cr_expect_eq(app->commit_interval_ms, 1000, "at_least_once keeps 1000 ms");
+    mph_app_destroy(app);
+}
+
+/* ---- (3) kill -9 of worker processes during a steady load ---- */
+
+#define K9_KEYS 40
+#define K9_TOTAL 30000
+
+typedef struct k9 {
+    char app_id[128], in[160], out[160], datadir[2][256];
+    mph_cli_proc_t proc[2];
+    bool alive[2];
+    int64_t count[K9_KEYS];
+    int produced;
+    int done;
+} k9_t;
+
+static void k9_spawn(k9_t *k, int i)
+{
+    char s[12][300];
+    snprintf(s[0], sizeof s[0], "app_id=%s", k->app_id);
+    snprintf(s[1], sizeof s[1], "reltest.input_topic=%s", k->in);
+    snprintf(s[2], sizeof s[2], "reltest.output_topic=%s", k->out);
+    const char *args[] = {"worker", "--app", mph_cli_plugin("reltest"), "--broker",
+                          cluster->broker, "--without-web", "--workers", "2",
+                          "--datadir", k->datadir[i], "--set", s[0], "--set", s[1], "--set",
+                          s[2], "--set", "reltest.partitions=4", "--set", "topic_partitions=4", "--set", "store=rocksdb",
+                          "--set", "processing_guarantee=exactly_once", "--set",
+                          "session_timeout_ms=6000", "--set", "log_level=info", NULL};
+    mph_cli_spawn(&k->proc[i], "eosk9", args, NULL, NULL, -1);
+    k->alive[i] = true;
+}
+
+/* Produces the reltest contract's records at a steady pace. */
+static void *k9_driver(void *arg)
+{
+    k9_t *k = arg;
+    int seq[K9_KEYS] = {0};
+    for (int id = 0; id < K9_TOTAL; id++) {
+        char key[16], val[160];
+        int kk = id % K9_KEYS;
+        snprintf(key, sizeof key, "k%d", kk);
+        int len = snprintf(val, sizeof val, "{\"id\":%d,\"key\":\"%s\",\"seq\":%d,\"ts\":%lld}",
+                           id, key, seq[kk]++, (long long)mph_clock_wall_ms());
+        int32_t part = mph__kafka_partition_for(key, strlen(key), 4);
+        mph_test_produce(cluster, k->in, part, key, strlen(key), val, (size_t)len);
+        k->count[kk]++;
+        if (id % 500 == 499) {
+            mph_test_flush(cluster);
+            usleep(100000); /* about 5,000 records a second */
+        }
+    }
+    mph_test_flush(cluster);
+    ck_pr_store_int(&k->produced, K9_TOTAL);
+    ck_pr_store_int(&k->done, 1);
+    return NULL;
+}
+
+static void on_k9_out(const rd_kafka_message_t *m, void *opaque)
+{
+    seen_t *s = opaque;
+    const char *p = m->payload ? memmem(m->payload, m->len, "\"id\":", 5) : NULL;
+    int id = p ? atoi(p + 5) : -1;
+    if (id < 0 || id >= s->max)
+        s->bad++;
+    else
+        s->times[id]++;
+}
+
+static void on_k9_changelog(const rd_kafka_message_t *m, void *opaque)
+{
+    int64_t *v = opaque;
+    char key[16];
+    size_t l = m->key_len < sizeof key - 1 ? m->key_len : sizeof key - 1;
+    memcpy(key, m->key, l);
+    key[l] = 0;
+    int kk = key[0] == 'k' ? atoi(key + 1) : -1;
+    int64_t x = 0;
+    if (kk >= 0 && kk < K9_KEYS && m->payload && m->len == 8) {
+        for (int i = 0; i < 8; i++)
+            x = (int64_t)(((uint64_t)x << 8) | ((const unsigned char *)m->payload)[i]);
+        v[kk] = x;
+    }
+}
+
+/* RocksDB shards left on disk: the largest value of each key over both
+ * hosts' shards (older copies of partitions that moved stay behind, at
+ * their last checkpoint) and whether any exceeds the truth (a value of an
+ * aborted transaction written to RocksDB). */
+typedef struct k9_disk {
+    int64_t max[K9_KEYS];
+    const int64_t *truth;
+    int over;
+} k9_disk_t;
+
+static mph_err_t on_k9_disk(const void *key, size_t klen, const void *val, size_t vlen,
+                            void *opaque)
+{
+    k9_disk_t *d = opaque;
+    char k[16];
+    size_t l = klen < sizeof k - 1 ? klen : sizeof k - 1;
+    memcpy(k, key, l);
+    k[l] = 0;
+    int kk = k[0] == 'k' ? atoi(k + 1) : -1;
+    int64_t x = 0;
+    if (kk < 0 || kk >= K9_KEYS || vlen != 8)
+        return MPH_OK;
+    for (int i = 0; i < 8; i++)
+        x = (int64_t)(((uint64_t)x << 8) | ((const unsigned char *)val)[i]);
+    if (x > d->truth[kk])
+        d->over++;
+    if (x > d->max[kk])
+        d->max[kk] = x;
+    return MPH_OK;
+}
+
+Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
+{
+    if (!need_real_broker("kill_9_during_load_keeps_exactly_once"))
+        return;
+    k9_t *k = calloc(1, sizeof *k);
+    mph_test_unique("eos-k9", k->app_id, sizeof k->app_id);
+    snprintf(k->in, sizeof k->in, "%s-in", k->app_id);
+    snprintf(k->out, sizeof k->out, "%s-out", k->app_id);
+    mph_test_create_topic(cluster, k->in, 4);
+    /* One after the other: the first creates the app's topics. */
+    for (int i = 0; i < 2; i++) {
+        mph_test_tmpdir("eosk9", k->datadir[i], sizeof k->datadir[i]);
+        k9_spawn(k, i);
+        free(mph_cli_wait_for(&k->proc[i], k->proc[i].err_path, "worker running", 60000));
+    }
+    pthread_t driver;
+    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
+    uint64_t st = 14;
+    int kills = 0;
+    while (kills < 10) {
+        usleep((useconds_t)(2000000 + mph_test_rand(&st) % 2000000));
+        int i = (int)(mph_test_rand(&st) % 2);
+        kill(k->proc[i].pid, SIGKILL);
+        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 30000);
+        mph_cli_result_free(&r);
+        kills++;
+        usleep((useconds_t)(mph_test_rand(&st) % 3000000));
+        k9_spawn(k, i);
+    }
+    pthread_join(driver, NULL);
+    fprintf(stderr, "eos: kill -9: %d kills during the load of %d records\n", kills, K9_TOTAL);
+
+    seen_t s = {.max = K9_TOTAL, .times = calloc(K9_TOTAL, sizeof(int))};
+    int got = 0;
+    for (int t = 0; t < 240 && got < K9_TOTAL; t += 2) {
+        got = read_committed(k->out, K9_TOTAL, 1500, NULL, NULL);
+        if (got < K9_TOTAL)
+            sleep(2);
+    }
+    /* Stop both gracefully: nothing may change after this. */
+    for (int i = 0; i < 2; i++) {
+        kill(k->proc[i].pid, SIGTERM);
+        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 60000);
+        cr_expect_eq(r.status, 0, "worker %d: %s", i, r.err);
+        mph_cli_result_free(&r);
+    }
+    got = read_committed(k->out, -1, 3000, on_k9_out, &s);
+    int missing = 0, twice = 0;
+    for (int id = 0; id < K9_TOTAL; id++) {
+        missing += s.times[id] == 0;
+        twice += s.times[id] > 1;
+    }
+    fprintf(stderr, "eos: kill -9: output %d records for %d inputs: %d missing, %d twice\n", got,
+            K9_TOTAL, missing, twice);
+    cr_expect_eq(missing, 0);
+    cr_expect_eq(twice, 0, "duplicates in the read_committed output");
+    cr_expect_eq(s.bad, 0);
+    free(s.times);
+    int64_t v[K9_KEYS] = {0};
+    char cl[256];
+    snprintf(cl, sizeof cl, "%s-counts-changelog", k->app_id);
+    read_committed(cl, -1, 3000, on_k9_changelog, v);
+    int wrong = 0;
+    for (int kk = 0; kk < K9_KEYS; kk++)
+        if (v[kk] != k->count[kk] && wrong++ < 5)
+            fprintf(stderr, "eos: kill -9: counts k%d = %lld, truth %lld\n", kk,
+                    (long long)v[kk], (long long)k->count[kk]);
+    cr_expect_eq(wrong, 0, "the counts changelog differs from the truth");
+    k9_disk_t d = {.truth = k->count};
+    for (int i = 0; i < 2; i++) {
+        char err[256];
+        mph_conf_t *conf = mph_conf_new();
+        mph_conf_set(conf, "app_id", k->app_id, err, sizeof err);
+        mph_conf_set(conf, "datadir", k->datadir[i], err, sizeof err);
+        mph_err_t e = mph_table_local_foreach(conf, "counts", on_k9_disk, &d, NULL, err,
+                                              sizeof err);
+        cr_expect(e == MPH_OK || e == MPH_ERR_NOENT, "%s", err);
+        mph_conf_destroy(conf);
+    }
+    wrong = 0;
+    for (int kk = 0; kk < K9_KEYS; kk++)
+        if (d.max[kk] != k->count[kk] && wrong++ < 5)
+            fprintf(stderr, "eos: kill -9: RocksDB counts k%d = %lld at most, truth %lld\n",
+                    kk, (long long)d.max[kk], (long long)k->count[kk]);
+    cr_expect_eq(wrong, 0, "the RocksDB shards (newest copy) differ from the truth");
+    cr_expect_eq(d.over, 0, "a RocksDB value above the truth (an aborted transaction's)");
+    for (int i = 0; i < 2; i++)
+        mph_test_rmrf(k->datadir[i]);
+    free(k);
+}
