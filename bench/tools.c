@@ -50,6 +50,12 @@
  *           [--stall-timeout S]              give up (exit 1) when nothing
  *                                            came out or got committed for
  *                                            S seconds (0: never)
+ *   check   --topic U --messages N [--exact] read U read_committed from its
+ *                                            beginning: does it hold the N
+ *                                            seeded records (--seed) at
+ *                                            least once (exactly once with
+ *                                            --exact)? Prints the verdict;
+ *                                            exit 0 ok, 1 not (eos.c)
  *   counts  --topic C --words FILE [--value-format be64|text]
  *                                            the latest value of each key of
  *                                            FILE (one a line) in changelog C,
@@ -91,6 +97,7 @@ typedef struct tool_opts {
     int vocab;
     int pid;
     bool read_committed; /* watch: R is written in transactions */
+    bool exact;          /* check: every record exactly once */
     double stall_timeout; /* watch: seconds without progress; 0 none */
     rd_kafka_t *marker_reader; /* watch --read-committed: see only_markers */
 } tool_opts_t;
@@ -122,6 +129,7 @@ static int parse(tool_opts_t *t, int argc, char **argv)
         {"internal", required_argument, 0, 'I'},
         {"read-committed", no_argument, 0, 'R'},
         {"stall-timeout", required_argument, 0, 'Z'},
+        {"exact", no_argument, 0, 'E'},
         {0, 0, 0, 0},
     };
     memset(t, 0, sizeof *t);
@@ -215,6 +223,9 @@ static int parse(tool_opts_t *t, int argc, char **argv)
             break;
         case 'Z':
             t->stall_timeout = atof(optarg);
+            break;
+        case 'E':
+            t->exact = true;
             break;
         default:
             return -1;
@@ -881,9 +892,11 @@ static int cmd_watch_group(bench_kafka_t *k, tool_opts_t *t)
         }
         if (now - t0 > (int64_t)(o->timeout * 1e9)) {
             fprintf(stderr,
-                    "tool watch: group %s not done after %.0f s (input end "
-                    "%lld, internal end %lld)\n",
-                    t->group, o->timeout, (long long)in_end,
+                    "tool watch: group %s not done after %.0f s: %s; "
+                    "committed %lld/%lld input, %lld/%lld internal\n",
+                    t->group, o->timeout,
+                    !t_first ? "no output" : "still processing",
+                    (long long)prog[0], (long long)in_end, (long long)prog[1],
                     (long long)int_end);
             break;
         }
@@ -1322,7 +1335,8 @@ int bench_tool_main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: mephisto-bench tool "
-                        "create|delete|load|forward|loop|wcloop|watch|counts "
+                        "create|delete|load|forward|loop|wcloop|watch|counts|"
+                        "check "
                         "[OPTIONS] (see bench/tools.c)\n");
         return 2;
     }
@@ -1365,6 +1379,13 @@ int bench_tool_main(int argc, char **argv)
         rc = cmd_watch_group(k, &t);
     } else if (strcmp(cmd, "watch") == 0) {
         rc = cmd_watch(k, &t);
+    } else if (strcmp(cmd, "check") == 0 && t.topic) {
+        char check[200];
+        rc = bench_check_output(k, &t.b, t.topic, t.b.partitions, NULL,
+                                t.b.messages, t.exact, check, sizeof check)
+                 ? 1
+                 : 0;
+        printf("%s\n", check);
     } else if (strcmp(cmd, "counts") == 0 && t.topic) {
         rc = cmd_counts(k, &t);
     } else {
