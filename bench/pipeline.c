@@ -427,7 +427,7 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
                           const char *in, const char *out, int partitions,
                           long n, bench_run_t *res)
 {
-    char err[500], id[64], group[128];
+    char err[500], id[64], group[128], datadir[256] = "";
     memset(res, 0, sizeof *res);
     int rc = -1;
     int nthreads = bench_workers(o);
@@ -471,9 +471,11 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
     bench_rss_reset();
 
     if (engine == BENCH_ENGINE_MEPHISTO) {
-        mph_conf_t *conf = bench_app_conf(k, o, group, err, sizeof err);
-        if (!conf || !(app = mph_app_new(conf, err, sizeof err))) {
-            mph_conf_destroy(conf);
+        /* A temp datadir: under exactly_once the engine writes one even
+         * for a stateless app. */
+        app = bench_app_new_tmp(k, o, group, false, datadir, sizeof datadir,
+                                err, sizeof err);
+        if (!app) {
             snprintf(res->error, sizeof res->error, "%s", err);
             goto out_ctx;
         }
@@ -523,6 +525,7 @@ out_app:
     }
     bench_group_delete(k, group);
 out_ctx:
+    bench_rmtree(datadir);
     if (reader)
         rd_kafka_destroy(reader);
     free(from);
