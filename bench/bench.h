@@ -55,6 +55,15 @@ typedef struct bench_opts {
     const char *scenario; /* NULL or "all" = every scenario */
     const char *sets[32]; /* --set name=value for mephisto's conf */
     int nsets;
+    /* --guarantee exactly_once: passthrough and count run mephisto under
+     * at_least_once and exactly_once in interleaved rounds (the former the
+     * baseline), both with commit_interval_ms=100 (bench_opts_guarantee),
+     * each run timed until its input offsets are committed and its output
+     * checked read_committed (eos.c). false: at_least_once, the default. */
+    bool exactly_once;
+    /* One side of such an invocation: this run's processing_guarantee is
+     * exactly_once (set by bench_opts_guarantee only). */
+    bool run_exactly_once;
 } bench_opts_t;
 
 /* One result line: mephisto against its baseline. Unset doubles are NAN.
@@ -76,7 +85,7 @@ typedef struct bench_result {
     char target[96]; /* the reported (never asserted) target */
     int target_met;  /* 1 met, 0 missed, -1 not applicable */
     char error[640]; /* non-empty when the run failed */
-    char extra[1024];
+    char extra[2048];
 } bench_result_t;
 
 /* A scenario: run() reports its results with bench_report() and returns 0,
@@ -227,6 +236,10 @@ void bench_topic_delete(bench_kafka_t *k, const char *name);
 void bench_group_delete(bench_kafka_t *k, const char *group);
 /* Sum of the end offsets of all partitions of topic; -1 on error. */
 int64_t bench_end_offsets(bench_kafka_t *k, const char *topic, int partitions);
+/* The end offset of each partition [0, partitions) into end; 0, or -1 on
+ * error. */
+int bench_end_offsets_each(bench_kafka_t *k, const char *topic, int partitions,
+                           int64_t *end);
 /* A client that reads group's committed offsets (it joins nothing). NULL
  * with errstr on failure; rd_kafka_destroy() it. */
 rd_kafka_t *bench_offsets_reader(bench_kafka_t *k, const char *group,
@@ -268,6 +281,9 @@ typedef struct bench_run {
     double cpu_s;
     long peak_rss_kb;
     char error[520];
+    /* --guarantee exactly_once: what the read_committed check of the
+     * run's output found ("ok: ..."); empty when not checked. */
+    char check[200];
 } bench_run_t;
 /* Fills res for n records measured from f's first record to t_end (a
  * machine sample is taken now). */
@@ -359,6 +375,10 @@ typedef struct bench_tablerun_spec {
     const char *kind;    /* in app ids and temp dir names, e.g. "cnt" */
     const char *store;   /* the table's store option; NULL: the app's */
     const char *field;   /* the JSON field each record's agent call reads */
+    /* Check the table's changelog read_committed after the run against the
+     * true count of every key of the input (bench_check_counts; the plain
+     * count agent only): a mismatch fails the run. */
+    bool check_counts;
     bool field_i64;      /* read it as an integer (else a string) */
     mph_agent_fn *agent; /* NULL: bench_tablerun_count_agent */
     /* After the table is declared, before the agent and the start (e.g.
@@ -390,6 +410,54 @@ mph_err_t bench_tablerun_count_agent(mph_event_t *ev, void *opaque);
 int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
                    const bench_tablerun_spec_t *spec, const char *label,
                    const char *in, long n, bench_run_t *res);
+
+/* ---- eos.c: --guarantee exactly_once ---- */
+/* The exactly_once runs' commit interval (unless --set commit_interval_ms
+ * names another): what issue #14's target is measured at. */
+#define BENCH_EOS_COMMIT_INTERVAL_MS "100"
+/* Copies o into out with the settings of one side of an exactly_once
+ * invocation put before --set's (which win): processing_guarantee
+ * exactly_once (eos) or at_least_once, and commit_interval_ms=100 for both,
+ * so that the guarantee is the only difference. -1 (errstr) when --set
+ * leaves no room. */
+int bench_opts_guarantee(const bench_opts_t *o, bool eos, bench_opts_t *out,
+                         char *errstr, size_t errstr_size);
+/* The guarantee's name in params and labels. */
+const char *bench_guarantee_name(bool eos);
+/* The target of an exactly_once line: exactly_once ÷ at_least_once. */
+#define BENCH_EOS_TARGET 0.7
+/* One run of a side (opts from bench_opts_guarantee) into res; non-zero or
+ * res->error on failure. */
+typedef int bench_side_fn(void *ctx, const bench_opts_t *side,
+                          const char *label, bench_run_t *res);
+/* Runs --repeat interleaved rounds of run() under at_least_once and
+ * exactly_once and fills r (r->scenario and r->label name the runs): the
+ * exactly_once medians, the at_least_once median rate as the baseline, the
+ * ratio exactly_once ÷ at_least_once with target ratio >= 0.7, CPU per
+ * record of both (cpu_us_per_msg, at_least_once_cpu_us_per_msg), and the
+ * last check of each side (check, at_least_once_check). 0, or -1 with
+ * r->error. */
+int bench_guarantee_compare(const bench_opts_t *o, bench_side_fn *run,
+                            void *ctx, long n, bench_result_t *r);
+
+/* Reads topic's partitions [0, partitions) read_committed from from[p] to
+ * their ends and checks that they hold the n seeded records of the input
+ * (bench_record: seq 0..n-1): each exactly once when exact, else each at
+ * least once (duplicates are counted in check, at_least_once allows them).
+ * 0 with "ok: ..." in check, or -1 with what was wrong (missing,
+ * duplicated, foreign records, or not readable within --timeout). */
+int bench_check_output(bench_kafka_t *k, const bench_opts_t *o,
+                       const char *topic, int partitions, const int64_t *from,
+                       long n, bool exact, char *check, size_t check_size);
+/* Reads the changelog of a count table (keys the record keys, values the
+ * i64 codec's 8 big-endian bytes) read_committed from its beginning and
+ * checks the latest value of every key against the true count of the n
+ * seeded records (the keys of --keys, --seed): equal when exact, else at
+ * least as large. 0 with "ok: ..." in check, or -1 with the first
+ * mismatch. */
+int bench_check_counts(bench_kafka_t *k, const bench_opts_t *o,
+                       const char *changelog, int partitions, long n,
+                       bool exact, char *check, size_t check_size);
 
 /* Helpers for interleaved repeats: the median of v[0..n). */
 double bench_median(double *v, int n);

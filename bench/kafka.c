@@ -381,6 +381,32 @@ int64_t bench_end_offsets(bench_kafka_t *k, const char *topic, int partitions)
     return sum;
 }
 
+int bench_end_offsets_each(bench_kafka_t *k, const char *topic, int partitions,
+                           int64_t *end)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset =
+            RD_KAFKA_OFFSET_END;
+    int rc = -1;
+    if (rd_kafka_offsets_for_times(k->admin, l, 10000) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rc = 0;
+        for (int i = 0; i < l->cnt; i++) {
+            int p = l->elems[i].partition;
+            if (l->elems[i].err || l->elems[i].offset < 0 || p < 0 ||
+                p >= partitions) {
+                rc = -1;
+                break;
+            }
+            end[p] = l->elems[i].offset;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
 /* ---- the load generator ---- */
 
 struct load_state {

@@ -22,6 +22,12 @@ BENCH_SCENARIOS(DECLARE)
 static const bench_scenario_t *const scenarios[] = {BENCH_SCENARIOS(ENTRY)};
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
+/* The scenarios that run under --guarantee exactly_once (issue #14). */
+static bool runs_exactly_once(const bench_scenario_t *s)
+{
+    return s == &bench_scn_passthrough || s == &bench_scn_count;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "tool") == 0)
@@ -30,14 +36,32 @@ int main(int argc, char **argv)
     int rc = bench_opts_parse(&o, argc, argv, scenarios, NSCENARIOS);
     if (rc)
         return rc > 0 ? 0 : 2;
+    bool all = !o.scenario || strcmp(o.scenario, "all") == 0;
+    if (o.exactly_once && !all) {
+        size_t i = 0;
+        while (strcmp(scenarios[i]->name, o.scenario) != 0)
+            i++;
+        if (!runs_exactly_once(scenarios[i])) {
+            fprintf(stderr,
+                    "mephisto-bench: --guarantee exactly_once: scenario %s "
+                    "runs at_least_once only (exactly_once: passthrough, "
+                    "count)\n",
+                    o.scenario);
+            return 2;
+        }
+    }
     mph_log_set_thread_name("bench");
     if (bench_report_open(&o) != MPH_OK)
         return 2;
     int failed = 0;
     for (size_t i = 0; i < NSCENARIOS; i++) {
-        if (o.scenario && strcmp(o.scenario, "all") != 0 &&
-            strcmp(o.scenario, scenarios[i]->name) != 0)
+        if (!all && strcmp(o.scenario, scenarios[i]->name) != 0)
             continue;
+        if (o.exactly_once && !runs_exactly_once(scenarios[i])) {
+            bench_progress(&o, "scenario %s: skipped (at_least_once only)",
+                           scenarios[i]->name);
+            continue;
+        }
         bench_progress(&o, "scenario %s", scenarios[i]->name);
         if (scenarios[i]->run(&o) != 0)
             failed++;

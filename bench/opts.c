@@ -68,6 +68,15 @@ void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
         "  --set NAME=VALUE        a mephisto setting for the apps under test "
         "(repeatable),\n"
         "                          e.g. --set max_poll_batch=4096\n"
+        "  --guarantee G           at_least_once (the default) or "
+        "exactly_once: passthrough\n"
+        "                          and count then run mephisto under both, "
+        "interleaved,\n"
+        "                          at commit_interval_ms=100, and report "
+        "exactly_once\n"
+        "                          against at_least_once (target ratio >= "
+        "0.7), outputs\n"
+        "                          checked read_committed; needs kafka://\n"
         "  --quiet                 no progress lines on stderr\n"
         "  --help                  this text\n",
         "all", BENCH_MIN_RECORD);
@@ -169,6 +178,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         O_QUIET,
         O_SCENARIO,
         O_SET,
+        O_GUARANTEE,
         O_HELP
     };
     static const struct option lo[] = {
@@ -193,6 +203,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         {"quiet", no_argument, 0, O_QUIET},
         {"scenario", required_argument, 0, O_SCENARIO},
         {"set", required_argument, 0, O_SET},
+        {"guarantee", required_argument, 0, O_GUARANTEE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -294,6 +305,19 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
             }
             o->sets[o->nsets++] = optarg;
             break;
+        case O_GUARANTEE:
+            if (strcmp(optarg, "exactly_once") == 0) {
+                o->exactly_once = true;
+            } else if (strcmp(optarg, "at_least_once") == 0) {
+                o->exactly_once = false;
+            } else {
+                fprintf(stderr,
+                        "mephisto-bench: --guarantee: expected at_least_once "
+                        "or exactly_once, got '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
         case 'h':
         case O_HELP:
             bench_usage(stdout, scenarios, nscenarios);
@@ -310,6 +334,14 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
             return -1;
         }
         o->scenario = argv[optind];
+    }
+    if (o->exactly_once && strncmp(o->broker, "kafka://", 8) != 0) {
+        fprintf(stderr,
+                "mephisto-bench: --guarantee exactly_once needs a real broker "
+                "(--broker kafka://host:port): transactions do not run on "
+                "%s\n",
+                o->broker);
+        return -1;
     }
     if (o->scenario && strcmp(o->scenario, "all") != 0) {
         size_t i = 0;

@@ -392,7 +392,10 @@ int bench_watch(const bench_opts_t *o, const bench_watch_t *w,
     }
 }
 
-/* The passthrough's end: `out` grew by n. */
+/* The passthrough's end: `out` grew by n and, in an exactly_once
+ * invocation (reader set), the group's committed offsets reached the end
+ * of `in` (its n records): under exactly_once the transaction holding the
+ * last outputs committed, under at_least_once up to one commit later. */
 typedef struct pt_watch {
     bench_kafka_t *k;
     pt_ctx_t *c;
@@ -400,6 +403,8 @@ typedef struct pt_watch {
     int partitions;
     int64_t base;
     long n;
+    rd_kafka_t *reader; /* NULL: not waited for */
+    const char *in;
 } pt_watch_t;
 
 static uint64_t pt_processed(void *ctx)
@@ -410,6 +415,9 @@ static uint64_t pt_processed(void *ctx)
 static bool pt_finished(void *ctx)
 {
     pt_watch_t *w = ctx;
+    if (w->reader &&
+        bench_committed(w->reader, w->in, w->partitions) < (int64_t)w->n)
+        return false;
     int64_t end = bench_end_offsets(w->k, w->out, w->partitions);
     return end >= 0 && end - w->base >= w->n;
 }
@@ -419,13 +427,15 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
                           const char *in, const char *out, int partitions,
                           long n, bench_run_t *res)
 {
-    char err[500], id[64], group[128];
+    char err[500], id[64], group[128], datadir[256] = "";
     memset(res, 0, sizeof *res);
     int rc = -1;
     int nthreads = bench_workers(o);
     pt_ctx_t c;
     mph_app_t *app = NULL;
     bl_thread_t *bl = NULL;
+    rd_kafka_t *reader = NULL;
+    int64_t *from = NULL; /* exactly_once invocations: out's ends before */
     int started = 0;
     if (ctx_init(&c, nthreads)) {
         snprintf(res->error, sizeof res->error, "out of memory");
@@ -446,12 +456,26 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
                  "cannot read the end offsets of %s", out);
         goto out_ctx;
     }
+    if (o->exactly_once) {
+        from = calloc((size_t)partitions, sizeof *from);
+        if (!from || bench_end_offsets_each(k, out, partitions, from)) {
+            snprintf(res->error, sizeof res->error,
+                     "cannot read the end offsets of %s", out);
+            goto out_ctx;
+        }
+        if (!(reader = bench_offsets_reader(k, group, err, sizeof err))) {
+            snprintf(res->error, sizeof res->error, "offsets reader: %s", err);
+            goto out_ctx;
+        }
+    }
     bench_rss_reset();
 
     if (engine == BENCH_ENGINE_MEPHISTO) {
-        mph_conf_t *conf = bench_app_conf(k, o, group, err, sizeof err);
-        if (!conf || !(app = mph_app_new(conf, err, sizeof err))) {
-            mph_conf_destroy(conf);
+        /* A temp datadir: under exactly_once the engine writes one even
+         * for a stateless app. */
+        app = bench_app_new_tmp(k, o, group, false, datadir, sizeof datadir,
+                                err, sizeof err);
+        if (!app) {
             snprintf(res->error, sizeof res->error, "%s", err);
             goto out_ctx;
         }
@@ -470,7 +494,7 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
     }
 
     int64_t t_end = 0;
-    pt_watch_t pw = {k, &c, out, partitions, base, n};
+    pt_watch_t pw = {k, &c, out, partitions, base, n, reader, in};
     bench_watch_t watch = {pt_processed, pt_finished, &pw, 1};
     if (bench_watch(o, &watch, label, n, &t_end, res->error,
                     sizeof res->error) == 0) {
@@ -488,8 +512,23 @@ out_app:
                      mph_err_str(e));
         mph_app_destroy(app);
     }
+    /* The check reads out after the app stopped: nothing is in flight. */
+    if (rc == 0 && from) {
+        if (bench_check_output(k, o, out, partitions, from, n,
+                               o->run_exactly_once,
+                               res->check, sizeof res->check) &&
+            !res->error[0]) {
+            snprintf(res->error, sizeof res->error, "output check: %s",
+                     res->check);
+            rc = -1;
+        }
+    }
     bench_group_delete(k, group);
 out_ctx:
+    bench_rmtree(datadir);
+    if (reader)
+        rd_kafka_destroy(reader);
+    free(from);
     ctx_fini(&c);
     return rc;
 }

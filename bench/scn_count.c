@@ -16,6 +16,11 @@
  *
  * One result line per store; both share the passthrough median. Targets
  * (reported, never asserted): memory >= 0.6, rocksdb >= 0.5.
+ *
+ * --guarantee exactly_once: per store, the count under exactly_once against
+ * the same count under at_least_once (eos.c: both at commit_interval_ms=100,
+ * every key's count checked in the changelog read_committed after each
+ * run); target >= 0.7. The passthrough does not run.
  */
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +28,33 @@
 #include "bench.h"
 
 #define NSIDES 3
+
+typedef struct cnt_side {
+    bench_kafka_t *k;
+    const bench_tablerun_spec_t *spec;
+    const char *in;
+    long n;
+} cnt_side_t;
+
+static int cnt_side(void *ctx, const bench_opts_t *side, const char *label,
+                    bench_run_t *res)
+{
+    cnt_side_t *c = ctx;
+    return bench_tablerun(c->k, side, c->spec, label, c->in, c->n, res);
+}
+
+/* --guarantee exactly_once: per store, exactly_once against at_least_once. */
+static void run_eos(const bench_opts_t *o, bench_kafka_t *k,
+                    bench_tablerun_spec_t *spec, const char *in,
+                    bench_result_t *r)
+{
+    for (int s = 0; s < NSIDES - 1; s++) {
+        spec[s].check_counts = true;
+        cnt_side_t side = {k, &spec[s], in, o->messages};
+        if (bench_guarantee_compare(o, cnt_side, &side, o->messages, &r[s]))
+            return;
+    }
+}
 
 static const struct {
     const char *store;
@@ -44,6 +76,19 @@ static int run(const bench_opts_t *o)
                  "{%s,\"messages\":%ld,\"store\":\"%s\","
                  "\"baseline\":\"passthrough\"}",
                  common, o->messages, stores[s].store);
+    if (o->exactly_once)
+        for (int s = 0; s < NSIDES - 1; s++) {
+            snprintf(r[s].label, sizeof r[s].label,
+                     "%s exactly_once p=%d w=%d keys=%d", stores[s].store,
+                     o->partitions, o->workers, o->keys);
+            snprintf(r[s].params, sizeof r[s].params,
+                     "{%s,\"messages\":%ld,\"store\":\"%s\","
+                     "\"guarantee\":\"exactly_once\","
+                     "\"baseline\":\"at_least_once\","
+                     "\"commit_interval_ms\":%s}",
+                     common, o->messages, stores[s].store,
+                     BENCH_EOS_COMMIT_INTERVAL_MS);
+        }
     char *error = r[0].error;
     size_t error_size = sizeof r[0].error;
 
@@ -70,6 +115,10 @@ static int run(const bench_opts_t *o)
         goto out;
     }
     long n = o->messages;
+    if (o->exactly_once) {
+        run_eos(o, k, spec, in, r);
+        goto out;
+    }
     for (int i = 0; i < o->repeat && i < BENCH_MAX_ROUNDS; i++) {
         /* Vary the order so that drift favours no side. */
         for (int j = 0; j < NSIDES; j++) {
@@ -107,7 +156,11 @@ out:
     bench_topic_delete(k, out);
     bench_kafka_destroy(k);
 report:
-    return bench_report_lines(o, r, NSIDES - 1, error);
+    /* Under exactly_once a store's line may fail on its own. */
+    return bench_report_lines(o, r, NSIDES - 1, error) ||
+                   r[NSIDES - 2].error[0]
+               ? 1
+               : 0;
 }
 
 const bench_scenario_t bench_scn_count = {

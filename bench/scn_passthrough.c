@@ -3,11 +3,30 @@
  * plain librdkafka consume→produce loop doing the same work on the same
  * input, broker and client settings (pipeline.c). Target (reported, never
  * asserted): mephisto ≥ 0.9 × the baseline's records/s.
+ *
+ * --guarantee exactly_once: mephisto under exactly_once against mephisto
+ * under at_least_once (eos.c: both at commit_interval_ms=100, timed until
+ * the input offsets are committed, the output checked read_committed);
+ * target ≥ 0.7. The plain loop does not run.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "bench.h"
+
+typedef struct pt_side {
+    bench_kafka_t *k;
+    const char *in, *out;
+    long n;
+} pt_side_t;
+
+static int pt_side(void *ctx, const bench_opts_t *side, const char *label,
+                   bench_run_t *res)
+{
+    pt_side_t *c = ctx;
+    return bench_passthrough_run(c->k, side, BENCH_ENGINE_MEPHISTO, label,
+                                 c->in, c->out, side->partitions, c->n, res);
+}
 
 static int run(const bench_opts_t *o)
 {
@@ -19,6 +38,14 @@ static int run(const bench_opts_t *o)
     bench_params_common(o, common, sizeof common);
     snprintf(r.params, sizeof r.params, "{%s,\"messages\":%ld}", common,
              o->messages);
+    if (o->exactly_once) {
+        snprintf(r.label, sizeof r.label, "exactly_once p=%d w=%d",
+                 o->partitions, o->workers);
+        snprintf(r.params, sizeof r.params,
+                 "{%s,\"messages\":%ld,\"guarantee\":\"exactly_once\","
+                 "\"baseline\":\"at_least_once\",\"commit_interval_ms\":%s}",
+                 common, o->messages, BENCH_EOS_COMMIT_INTERVAL_MS);
+    }
 
     bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
     if (!k) {
@@ -35,7 +62,10 @@ static int run(const bench_opts_t *o)
         goto out;
     }
     long n = o->messages;
-    if (bench_passthrough_compare(k, o, true, "baseline_", in, out,
+    if (o->exactly_once) {
+        pt_side_t side = {k, in, out, n};
+        bench_guarantee_compare(o, pt_side, &side, n, &r);
+    } else if (bench_passthrough_compare(k, o, true, "baseline_", in, out,
                                   o->partitions, n, &r) == 0) {
         snprintf(r.target, sizeof r.target, "ratio >= 0.9");
         r.target_met = r.ratio >= 0.9;

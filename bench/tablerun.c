@@ -11,6 +11,10 @@
  * asks the broker for committed offsets only once all were processed, with
  * one client kept for the run.
  *
+ * With spec->check_counts (count under --guarantee exactly_once) the
+ * changelog is read read_committed after the app stopped and every key's
+ * latest value is checked against its true count (eos.c).
+ *
  * Each run gets a fresh app_id (so a fresh consumer group and changelog),
  * its changelog precreated (the mock cluster cannot create topics through
  * the admin API, and a real broker then has the leaders before recovery
@@ -239,6 +243,13 @@ out:
                      mph_err_str(e));
         mph_app_destroy(app);
     }
+    /* After the app stopped: every transaction is closed. */
+    if (rc == 0 && spec->check_counts && !res->error[0] &&
+        bench_check_counts(k, o, changelog, o->partitions, n,
+                           o->run_exactly_once, res->check,
+                           sizeof res->check))
+        snprintf(res->error, sizeof res->error, "count check: %s",
+                 res->check);
     bench_rmtree(datadir);
     bench_group_delete(k, group);
     bench_topic_delete(k, changelog);

@@ -41,6 +41,21 @@
  *                                            repartition topic G consumes),
  *                                            R's end on every partition,
  *                                            confirmed unchanged 1.5 s later
+ *           [--read-committed]               the group's apps write R in
+ *                                            transactions (exactly_once): a
+ *                                            partition of R also counts as
+ *                                            read when only transaction
+ *                                            markers lie between G's
+ *                                            committed offset and its end
+ *           [--stall-timeout S]              give up (exit 1) when nothing
+ *                                            came out or got committed for
+ *                                            S seconds (0: never)
+ *   check   --topic U --messages N [--exact] read U read_committed from its
+ *                                            beginning: does it hold the N
+ *                                            seeded records (--seed) at
+ *                                            least once (exactly once with
+ *                                            --exact)? Prints the verdict;
+ *                                            exit 0 ok, 1 not (eos.c)
  *   counts  --topic C --words FILE [--value-format be64|text]
  *                                            the latest value of each key of
  *                                            FILE (one a line) in changelog C,
@@ -81,6 +96,10 @@ typedef struct tool_opts {
     bool text;
     int vocab;
     int pid;
+    bool read_committed; /* watch: R is written in transactions */
+    bool exact;          /* check: every record exactly once */
+    double stall_timeout; /* watch: seconds without progress; 0 none */
+    rd_kafka_t *marker_reader; /* watch --read-committed: see only_markers */
 } tool_opts_t;
 
 static int parse(tool_opts_t *t, int argc, char **argv)
@@ -108,6 +127,9 @@ static int parse(tool_opts_t *t, int argc, char **argv)
         {"words", required_argument, 0, 'W'},
         {"value-format", required_argument, 0, 'F'},
         {"internal", required_argument, 0, 'I'},
+        {"read-committed", no_argument, 0, 'R'},
+        {"stall-timeout", required_argument, 0, 'Z'},
+        {"exact", no_argument, 0, 'E'},
         {0, 0, 0, 0},
     };
     memset(t, 0, sizeof *t);
@@ -195,6 +217,15 @@ static int parse(tool_opts_t *t, int argc, char **argv)
             break;
         case 'I':
             t->internal = optarg;
+            break;
+        case 'R':
+            t->read_committed = true;
+            break;
+        case 'Z':
+            t->stall_timeout = atof(optarg);
+            break;
+        case 'E':
+            t->exact = true;
             break;
         default:
             return -1;
@@ -669,6 +700,45 @@ static int committed(rd_kafka_t *rk, const char *group,
     return rc;
 }
 
+/* Whether partition p of topic holds no record a read_committed reader
+ * sees in [from, end): what is left after a transactional app's last
+ * committed offset is its transactions' markers (a consumer commits the
+ * offset after the last record it processed, and the marker comes after
+ * it). rk is a consumer with isolation.level=read_committed and partition
+ * EOF events; it reads from `from` until the partition's end (its last
+ * stable offset: an open transaction ends it early, so that counts as not
+ * done) or a record, for at most 5 s. */
+static bool only_markers(rd_kafka_t *rk, const char *topic, int p,
+                         int64_t from, int64_t end)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, p)->offset = from;
+    bool markers = false;
+    if (rd_kafka_assign(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        int64_t t0 = bench_now_ns();
+        while (bench_now_ns() - t0 < 5000000000LL) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+            if (!m)
+                continue;
+            bool last = false;
+            if (m->partition == p) {
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    markers = m->offset >= end;
+                    last = true;
+                } else if (!m->err) {
+                    last = true; /* a record: not done */
+                }
+            }
+            rd_kafka_message_destroy(m);
+            if (last)
+                break;
+        }
+        rd_kafka_assign(rk, NULL);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return markers;
+}
+
 /* The group is done: every input line and (with an internal topic) every
  * repartitioned record committed. *in_end and *int_end get the end sums,
  * prog[0..1] the committed sums (input, internal). */
@@ -683,8 +753,12 @@ static bool group_done(rd_kafka_t *rk, const tool_opts_t *t, int64_t *in_end,
     bool done = c && e && committed(rk, t->group, topics, nt, n, c) == 0 &&
                 end_offsets(rk, t->topic, n, e) == 0 &&
                 (!t->internal || end_offsets(rk, t->internal, n, e + n) == 0);
-    for (int i = 0; done && i < nt * n; i++)
+    for (int i = 0; done && i < n; i++)
         done = c[i] == e[i];
+    for (int i = n; done && i < nt * n; i++)
+        done = c[i] == e[i] ||
+               (t->marker_reader && c[i] < e[i] &&
+                only_markers(t->marker_reader, t->internal, i - n, c[i], e[i]));
     prog[0] = c ? sum(c, n) : -1;
     prog[1] = c ? sum(c + n, n) : -1;
     *in_end = e ? sum(e, n) : -1;
@@ -712,8 +786,30 @@ static int cmd_watch_group(bench_kafka_t *k, tool_opts_t *t)
             rd_kafka_destroy(rk);
         return 1;
     }
+    if (t->read_committed && t->internal) {
+        rd_kafka_conf_t *mc = bench_kafka_conf(k);
+        char group[96];
+        snprintf(group, sizeof group, "mephisto-bench-watch-%d", (int)getpid());
+        rd_kafka_conf_set(mc, "group.id", group, NULL, 0);
+        rd_kafka_conf_set(mc, "client.id", "mephisto-bench-watch-rc", NULL, 0);
+        rd_kafka_conf_set(mc, "enable.auto.commit", "false", NULL, 0);
+        rd_kafka_conf_set(mc, "enable.partition.eof", "true", NULL, 0);
+        rd_kafka_conf_set(mc, "isolation.level", "read_committed", NULL, 0);
+        rd_kafka_conf_set(mc, "fetch.wait.max.ms", "10", NULL, 0);
+        t->marker_reader =
+            rd_kafka_new(RD_KAFKA_CONSUMER, mc, kerr, sizeof kerr);
+        if (!t->marker_reader) {
+            rd_kafka_conf_destroy(mc);
+            fprintf(stderr, "tool watch: %s\n", kerr);
+            free(v);
+            rd_kafka_destroy(rk);
+            return 1;
+        }
+    }
     int rc = 1;
     int64_t t0 = bench_now_ns(), last = t0, t_first = 0, t_done = 0;
+    /* --stall-timeout: the last time something came out or got committed. */
+    int64_t t_progress = t0, seen[2] = {-1, -1};
     int64_t base = -1, in_end = 0, int_end = 0, cand_in = 0, cand_int = 0;
     int64_t prog[2] = {0, 0};
     double cpu_first = -1, cpu_done = -1;
@@ -766,6 +862,22 @@ static int cmd_watch_group(bench_kafka_t *k, tool_opts_t *t)
             fprintf(stderr, "tool watch: process %d is gone\n", t->pid);
             break;
         }
+        if (prog[0] != seen[0] || prog[1] != seen[1]) {
+            seen[0] = prog[0];
+            seen[1] = prog[1];
+            t_progress = now;
+        }
+        if (t->stall_timeout > 0 &&
+            now - t_progress > (int64_t)(t->stall_timeout * 1e9)) {
+            fprintf(stderr,
+                    "tool watch: group %s stalled: %s for %.0f s (committed "
+                    "%lld/%lld input, %lld/%lld internal)\n",
+                    t->group,
+                    !t_first ? "no output" : "no new commits",
+                    t->stall_timeout, (long long)prog[0], (long long)in_end,
+                    (long long)prog[1], (long long)int_end);
+            break;
+        }
         if (now - last > 1000000000) {
             last = now;
             bench_progress(o,
@@ -780,9 +892,11 @@ static int cmd_watch_group(bench_kafka_t *k, tool_opts_t *t)
         }
         if (now - t0 > (int64_t)(o->timeout * 1e9)) {
             fprintf(stderr,
-                    "tool watch: group %s not done after %.0f s (input end "
-                    "%lld, internal end %lld)\n",
-                    t->group, o->timeout, (long long)in_end,
+                    "tool watch: group %s not done after %.0f s: %s; "
+                    "committed %lld/%lld input, %lld/%lld internal\n",
+                    t->group, o->timeout,
+                    !t_first ? "no output" : "still processing",
+                    (long long)prog[0], (long long)in_end, (long long)prog[1],
                     (long long)int_end);
             break;
         }
@@ -790,6 +904,11 @@ static int cmd_watch_group(bench_kafka_t *k, tool_opts_t *t)
     }
     free(v);
     rd_kafka_destroy(rk);
+    if (t->marker_reader) {
+        rd_kafka_consumer_close(t->marker_reader);
+        rd_kafka_destroy(t->marker_reader);
+        t->marker_reader = NULL;
+    }
     return rc;
 }
 
@@ -871,7 +990,9 @@ static int cmd_counts(bench_kafka_t *k, tool_opts_t *t)
     rd_kafka_conf_t *kc = bench_kafka_conf(k);
     rd_kafka_conf_set(kc, "group.id", "mephisto-bench-counts", NULL, 0);
     rd_kafka_conf_set(kc, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(kc, "enable.partition.eof", "false", NULL, 0);
+    /* The end of a transactional changelog is a marker the reader never
+     * sees: a partition is read at its EOF event (or its last record). */
+    rd_kafka_conf_set(kc, "enable.partition.eof", "true", NULL, 0);
     rd_kafka_conf_set(kc, "isolation.level", "read_committed", NULL, 0);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, kerr, sizeof kerr);
     int rc = 1;
@@ -926,7 +1047,11 @@ static int cmd_counts(bench_kafka_t *k, tool_opts_t *t)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (!m)
             continue;
-        if (!m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition >= 0 &&
+            m->partition < np && hi[m->partition] != INT64_MAX) {
+            hi[m->partition] = INT64_MAX;
+            open--;
+        } else if (!m->err) {
             for (int i = 0; i < nw; i++)
                 if (m->key_len == w[i].len &&
                     memcmp(m->key, w[i].word, w[i].len) == 0)
@@ -1210,7 +1335,8 @@ int bench_tool_main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: mephisto-bench tool "
-                        "create|delete|load|forward|loop|wcloop|watch|counts "
+                        "create|delete|load|forward|loop|wcloop|watch|counts|"
+                        "check "
                         "[OPTIONS] (see bench/tools.c)\n");
         return 2;
     }
@@ -1253,6 +1379,13 @@ int bench_tool_main(int argc, char **argv)
         rc = cmd_watch_group(k, &t);
     } else if (strcmp(cmd, "watch") == 0) {
         rc = cmd_watch(k, &t);
+    } else if (strcmp(cmd, "check") == 0 && t.topic) {
+        char check[200];
+        rc = bench_check_output(k, &t.b, t.topic, t.b.partitions, NULL,
+                                t.b.messages, t.exact, check, sizeof check)
+                 ? 1
+                 : 0;
+        printf("%s\n", check);
     } else if (strcmp(cmd, "counts") == 0 && t.topic) {
         rc = cmd_counts(k, &t);
     } else {

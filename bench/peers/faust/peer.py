@@ -21,6 +21,11 @@ peer the same way:
                    table's changelog get as many
   PEER_LINGER_MS   producer linger, as mephisto's producer_linger_ms (5)
   PEER_STATE_DIR   where the RocksDB store lives
+  PEER_GUARANTEE   at_least_once (the default) or exactly_once (Faust's
+                   processing_guarantee: a transactional producer per
+                   partition, read_committed consumers)
+  PEER_COMMIT_INTERVAL_MS  commit interval (1000), as mephisto's
+                   commit_interval_ms
 """
 import os
 
@@ -32,6 +37,11 @@ INPUT = os.environ["PEER_INPUT"]
 PARTITIONS = int(os.environ.get("PEER_PARTITIONS", "8"))
 LINGER_MS = int(os.environ.get("PEER_LINGER_MS", "5"))
 STATE_DIR = os.environ.get("PEER_STATE_DIR", "faust-state")
+GUARANTEE = os.environ.get("PEER_GUARANTEE", "at_least_once")
+COMMIT_INTERVAL_MS = int(os.environ.get("PEER_COMMIT_INTERVAL_MS", "1000"))
+if GUARANTEE not in ("at_least_once", "exactly_once"):
+    raise SystemExit(f"PEER_GUARANTEE must be at_least_once or exactly_once, "
+                     f"not {GUARANTEE!r}")
 
 app = faust.App(
     APP_ID,
@@ -43,7 +53,8 @@ app = faust.App(
     # Settings that matter for a fair comparison, as mephisto's defaults:
     producer_acks=-1,                    # acks=all
     producer_linger=LINGER_MS / 1000.0,  # seconds
-    broker_commit_interval=1.0,          # commit_interval_ms=1000
+    processing_guarantee=GUARANTEE,
+    broker_commit_interval=COMMIT_INTERVAL_MS / 1000.0,  # seconds
     broker_commit_every=10000,           # commit_every=10000
     consumer_auto_offset_reset="earliest",
     topic_disable_leader=True,

@@ -31,7 +31,10 @@ import org.apache.kafka.streams.state.KeyValueStore;
  *
  * <p>Settings come from the environment, as for every peer: PEER_BROKER
  * (kafka://host:port), PEER_APP_ID, PEER_INPUT, PEER_THREADS (= mephisto
- * workers), PEER_LINGER_MS, PEER_STATE_DIR. Stops on SIGTERM.
+ * workers), PEER_LINGER_MS, PEER_STATE_DIR, PEER_GUARANTEE ({@code
+ * at_least_once}, the default, or {@code exactly_once}: Kafka Streams'
+ * {@code exactly_once_v2}), PEER_COMMIT_INTERVAL_MS (1000). Stops on
+ * SIGTERM.
  */
 public final class Peer {
     private static boolean isSpace(char c) {
@@ -75,9 +78,23 @@ public final class Peer {
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, env("PEER_APP_ID", null));
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, broker);
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.parseInt(env("PEER_THREADS", "1")));
-        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
-        // As mephisto's defaults: commit every second, acks=all, idempotence, linger.
-        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
+        String guarantee = env("PEER_GUARANTEE", "at_least_once");
+        switch (guarantee) {
+            case "at_least_once":
+                props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+                break;
+            case "exactly_once":
+                // Transactions per stream thread, read_committed consumers.
+                props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+                break;
+            default:
+                throw new IllegalArgumentException(
+                        "PEER_GUARANTEE must be at_least_once or exactly_once, not " + guarantee);
+        }
+        // As mephisto's defaults: commit every second (bench/peers/run passes
+        // the same interval to every peer), acks=all, idempotence, linger.
+        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG,
+                Integer.parseInt(env("PEER_COMMIT_INTERVAL_MS", "1000")));
         props.put(StreamsConfig.producerPrefix(ProducerConfig.ACKS_CONFIG), "all");
         props.put(StreamsConfig.producerPrefix(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG), true);
         props.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG),
