@@ -1418,6 +1418,7 @@ static void purge_handed_back(mph__worker_t *w)
 
 #define TXN_TIMEOUT_MS 30000
 #define TXN_RETRIES 5
+#define TXN_STEP_MS 1000
 
 static void eos_fenced_why(mph__worker_t *w, rd_kafka_resp_err_t code, const char *why)
 {
@@ -1513,30 +1514,105 @@ static void rollback_shards(mph__worker_t *w)
 
 /* Aborts the open transaction and puts the worker back to its last commit;
  * begins the next transaction when again. */
-static void eos_abort(mph__worker_t *w, bool again)
+/* After a failed seek back: the partitions of l that the consumer no
+ * longer holds (the group took them while the transaction was open, e.g.
+ * a session that timed out in a broker outage) cannot be sought, and need
+ * not be: their revocation is on its way and the next owner starts from
+ * the committed offsets. Their slots go now, so that records fetched
+ * before the seek are never processed (a later transaction would commit
+ * offsets past the aborted ones); their shards, rolled back already, leave
+ * with the revocation. The partitions still held are sought back again.
+ * False when that failed too, or the assignment could not be read. */
+static bool seek_held(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l)
 {
-    mph_app_t *app = w->app;
-    if (w->fenced)
-        return;
-    rd_kafka_error_t *e = NULL;
-    for (int i = 0; i < TXN_RETRIES; i++) {
-        e = rd_kafka_abort_transaction(w->producer, TXN_TIMEOUT_MS);
-        if (!e || !rd_kafka_error_is_retriable(e))
-            break;
-        rd_kafka_error_destroy(e);
-        e = NULL;
-        if (i == TXN_RETRIES - 1) {
-            mph__app_fail(app, MPH_ERR_TIMEOUT, "worker %d: cannot abort its transaction "
-                          "(transactional.id %s); stopping", w->index, w->txn_id);
-            w->failed = true;
+    rd_kafka_t *c = w->app->consumer;
+    rd_kafka_topic_partition_list_t *held = NULL;
+    if (!rd_kafka_assignment_lost(c) &&
+        rd_kafka_assignment(c, &held) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return false;
+    rd_kafka_topic_partition_list_t *again = rd_kafka_topic_partition_list_new(l->cnt);
+    int dropped = 0;
+    for (int i = 0; i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &l->elems[i];
+        if (held && rd_kafka_topic_partition_list_find(held, e->topic, e->partition)) {
+            rd_kafka_topic_partition_list_add(again, e->topic, e->partition)->offset = e->offset;
+            continue;
         }
+        int t = mph__app_topic_index(w->app, e->topic);
+        int32_t sid = t >= 0 ? w->slot_of[t][e->partition] : -1;
+        if (sid >= 0)
+            slot_remove(w, (uint32_t)sid);
+        dropped++;
     }
+    bool ok = true;
+    if (again->cnt > 0) {
+        rd_kafka_error_t *se = rd_kafka_seek_partitions(c, again, -1);
+        ok = se == NULL;
+        for (int i = 0; ok && i < again->cnt; i++)
+            ok = again->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (se)
+            rd_kafka_error_destroy(se);
+    }
+    if (dropped)
+        mph_log(MPH_LOG_WARN, "worker %d: %d partitions of the aborted transaction are no "
+                "longer assigned (the group moved them); their records are left to the next "
+                "owner", w->index, dropped);
+    rd_kafka_topic_partition_list_destroy(again);
+    if (held)
+        rd_kafka_topic_partition_list_destroy(held);
+    return ok;
+}
+
+/* One step of a pending abort: abort_transaction for up to TXN_STEP_MS
+ * (resumable: librdkafka goes on where a timed-out call stopped). Done:
+ * a new transaction begins when asked for. A broker that does not answer
+ * leaves the abort pending, and the worker loop (which processes nothing
+ * meanwhile) calls this again, so that the worker keeps serving its
+ * mailbox (rebalances) during an outage. */
+static void eos_abort_step(mph__worker_t *w)
+{
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(w->producer, TXN_STEP_MS);
+    if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e)) {
+        rd_kafka_error_destroy(e);
+        if (mph_clock_mono_ns() > w->abort_deadline_ns) {
+            mph__app_fail(w->app, MPH_ERR_TIMEOUT, "worker %d: cannot abort its transaction "
+                          "(transactional.id %s) within %d s; stopping", w->index, w->txn_id,
+                          TXN_TIMEOUT_MS * TXN_RETRIES / 1000);
+            w->failed = true;
+            w->abort_pending = false;
+        }
+        return;
+    }
+    w->abort_pending = false;
     if (e && txn_outcome(w, e, "abort_transaction") < 0)
         return;
     /* Reports of the purged records (PURGE errors) release what waits. */
     int64_t deadline = mph_clock_mono_ns() + 5000000000LL;
     while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
         rd_kafka_poll(w->producer, 10);
+    if (w->abort_again && !w->failed)
+        eos_begin(w);
+}
+
+/* Aborts the open transaction: every shard rolls back to its last commit
+ * and every partition that processed records in it is sought back to the
+ * first of them (both local, done at once), then abort_transaction
+ * (eos_abort_step; pending while the broker does not answer). */
+static void eos_abort(mph__worker_t *w, bool again)
+{
+    mph_app_t *app = w->app;
+    if (w->fenced)
+        return;
+    if (w->persist_pending) {
+        /* Rolling back now would drop committed values that only the
+         * changelog holds: a restart recovers them from there. */
+        w->failed = true;
+        mph__app_fail(app, MPH_ERR_STATE,
+                      "worker %d: its transaction must be aborted while values it committed "
+                      "are not in the state store yet (the store could not be written); "
+                      "stopping: a restart recovers them from the changelog", w->index);
+        return;
+    }
     mph__tables_flush_cancel(w);
     w->cl_pending = 0;
     w->cl_failed = false;
@@ -1564,7 +1640,7 @@ static void eos_abort(mph__worker_t *w, bool again)
         bool bad = se != NULL;
         for (int i = 0; !bad && i < l->cnt; i++)
             bad = l->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR;
-        if (bad) {
+        if (bad && !seek_held(w, l)) {
             /* Going on would skip the aborted records: never. */
             w->failed = true;
             mph__app_fail(app, MPH_ERR_STATE, "worker %d: cannot seek back after an aborted "
@@ -1577,9 +1653,16 @@ static void eos_abort(mph__worker_t *w, bool again)
     rd_kafka_topic_partition_list_destroy(l);
     w->txn_doomed = false;
     w->events_since_commit = 0;
-    mph__mon_add(&w->mon->txn_aborted, 1);
-    if (again && !w->failed)
-        eos_begin(w);
+    if (!w->abort_pending)
+        mph__mon_add(&w->mon->txn_aborted, 1);
+    if (w->failed)
+        return;
+    if (!w->abort_pending)
+        w->abort_deadline_ns = mph_clock_mono_ns() +
+                               (int64_t)TXN_TIMEOUT_MS * TXN_RETRIES * 1000000;
+    w->abort_pending = true;
+    w->abort_again = again;
+    eos_abort_step(w);
 }
 
 /* send_offsets_to_transaction (l set) or commit_transaction, retried
@@ -1587,17 +1670,29 @@ static void eos_abort(mph__worker_t *w, bool again)
 static int txn_call(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l)
 {
     rd_kafka_error_t *e = NULL;
-    for (int i = 0; i < TXN_RETRIES; i++) {
+    /* Short resumable steps: a session that timed out meanwhile (a broker
+     * outage) makes the commit pointless; it is aborted at once instead
+     * of blocking the worker, and with it the hand-back, for the whole
+     * outage. */
+    int64_t deadline = mph_clock_mono_ns() + (int64_t)TXN_TIMEOUT_MS * TXN_RETRIES * 1000000;
+    for (;;) {
         if (l) {
             rd_kafka_consumer_group_metadata_t *cgmd =
                 rd_kafka_consumer_group_metadata(w->app->consumer);
-            e = rd_kafka_send_offsets_to_transaction(w->producer, l, cgmd, TXN_TIMEOUT_MS);
+            e = rd_kafka_send_offsets_to_transaction(w->producer, l, cgmd, TXN_STEP_MS);
             rd_kafka_consumer_group_metadata_destroy(cgmd);
         } else {
-            e = rd_kafka_commit_transaction(w->producer, TXN_TIMEOUT_MS);
+            e = rd_kafka_commit_transaction(w->producer, TXN_STEP_MS);
         }
-        if (!e || !rd_kafka_error_is_retriable(e) || i == TXN_RETRIES - 1)
+        if (!e || !rd_kafka_error_is_retriable(e) || mph_clock_mono_ns() > deadline)
             break;
+        if (rd_kafka_assignment_lost(w->app->consumer)) {
+            rd_kafka_error_destroy(e);
+            mph_log_limited(&w->log_lim, 2000, MPH_LOG_WARN,
+                            "worker %d: the group lost this member's partitions during a "
+                            "commit: the transaction is aborted", w->index);
+            return 1;
+        }
         rd_kafka_error_destroy(e);
     }
     return txn_outcome(w, e, l ? "send_offsets_to_transaction" : "commit_transaction");
@@ -1610,6 +1705,8 @@ static bool eos_commit(mph__worker_t *w, bool again)
     mph_app_t *app = w->app;
     if (eos_fatal(w))
         return false;
+    if (w->abort_pending)
+        return false; /* the worker loop finishes the abort first */
     if (w->txn_doomed || w->failed) {
         eos_abort(w, again && !w->failed);
         return false;
@@ -1618,6 +1715,15 @@ static bool eos_commit(mph__worker_t *w, bool again)
     mph__flush_state_t fs = mph__tables_flush_begin(w);
     if (eos_fatal(w))
         return false;
+    if (fs == MPH__FLUSH_FAILED && w->persist_pending) {
+        /* Still unwritable, and the dirty sets hold committed values that
+         * a rollback would lose: keep the transaction open; nothing is
+         * processed until the store takes them (worker loop). */
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
+                        "worker %d: the state store still cannot be written; processing waits "
+                        "until it takes the values already committed", w->index);
+        return false;
+    }
     if (fs == MPH__FLUSH_FAILED || w->fl_failed_begin) {
         /* The state store cannot be written, or a changelog record could
          * not be produced: nothing of this interval may commit. */
@@ -1653,10 +1759,15 @@ static bool eos_commit(mph__worker_t *w, bool again)
     int64_t deadline = mph_clock_mono_ns() + 5000000000LL;
     while (w->cl_pending > 0 && mph_clock_mono_ns() < deadline)
         rd_kafka_poll(w->producer, 5);
-    if (fs == MPH__FLUSH_PENDING && mph__tables_flush_poll(w) != MPH__FLUSH_DONE)
+    /* The changelog holds the committed values now; RocksDB must take
+     * them before anything may roll the shards back (a rollback of a
+     * RocksDB shard drops its dirty keys and reads the store again). */
+    w->persist_pending = fs == MPH__FLUSH_PENDING && mph__tables_flush_poll(w) != MPH__FLUSH_DONE;
+    if (w->persist_pending)
         mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN,
-                        "worker %d: state store not written after a commit; its keys are "
-                        "written again with the next transaction", w->index);
+                        "worker %d: state store not written after a commit; processing waits "
+                        "until it takes those values (written again with the next "
+                        "transaction)", w->index);
     for (uint32_t i = 0; i < w->nslots; i++)
         if (w->slots[i].used)
             w->slots[i].txn_start = -1;
@@ -1703,6 +1814,8 @@ static void eos_revoke(mph__worker_t *w, mph__msg_t *msg)
     if (msg->lost && !w->fenced) {
         mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): aborting the "
                               "open transaction of worker %d", w->index);
+        /* Every shard leaves and is rebuilt from the changelog. */
+        w->persist_pending = false;
         eos_abort(w, true);
     }
     mph__shard_set_t *released = mph__tables_worker_release(w);
@@ -1811,6 +1924,12 @@ static void handle_stop(mph__worker_t *w)
          * and begin nothing more: no transaction stays open (I5). */
         if (!w->fenced)
             eos_commit(w, false);
+        /* An abort the broker has not confirmed yet: finish it while the
+         * stop allows, so that no transaction stays open. */
+        int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
+        w->abort_again = false;
+        while (w->abort_pending && !w->failed && mph_clock_mono_ns() < deadline)
+            eos_abort_step(w);
         report(w, MSG_STOPPED, true);
         w->exit = true;
         return;
@@ -1970,7 +2089,13 @@ static void *worker_main(void *arg)
                     (long long)((before - last_ns) / 1000000));
         }
         last_ns = before;
-        int n = drain(w);
+        int n = 0;
+        if (MPH__MON_UNLIKELY(w->abort_pending))
+            eos_abort_step(w); /* nothing is processed until it is done */
+        else if (MPH__MON_UNLIKELY(w->persist_pending))
+            rd_kafka_poll(w->producer, 0); /* the commit timer retries the store */
+        else
+            n = drain(w);
         int64_t now = mph_clock_mono_ns();
         bool suspect = now < suspect_until || rd_kafka_assignment_lost(w->app->consumer);
         if (!suspect && !w->app->eos)

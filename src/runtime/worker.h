@@ -128,6 +128,10 @@ struct mph__worker {
     /* exactly_once (worker.c, "Exactly-once"). */
     char txn_id[320];    /* the producer's transactional.id */
     bool txn_doomed;     /* a record of the open transaction failed: abort it */
+    bool abort_pending;  /* rolled back and sought; abort_transaction not done yet */
+    bool persist_pending; /* a committed transaction's values are not in RocksDB yet */
+    bool abort_again;    /* begin a transaction once the pending abort is done */
+    int64_t abort_deadline_ns; /* the app stops if the abort is still pending then */
     bool fenced;         /* a newer process took txn_id: never write again */
     mph__poison_t *poison;
     size_t npoison, poison_cap;
