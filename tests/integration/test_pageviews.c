@@ -454,3 +454,25 @@ Test(pageviews, exactly_once_counts_windows_and_dead_letters)
                      "cluster does not emulate transactions for a read_committed reader");
     run("exactly_once");
 }
+
+/* A bad setting of the example stops it before it starts, naming the
+ * setting and the reason; no broker is contacted. */
+Test(pageviews, bad_settings_are_refused_by_name)
+{
+    static const char *const bad[] = {"pageviews.grace_ms=soon",
+                                      "pageviews.window_expires_ms=-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mph_cli_result_t r = mph_cli_run(
+            "pvbad",
+            (const char *[]){"worker", "--app", mph_cli_plugin("pageviews"), "--broker",
+                             "kafka://127.0.0.1:1", "--without-web", "--set", bad[i], NULL},
+            NULL, NULL, 30000);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(bad[i], '=') - bad[i]), bad[i]);
+        cr_expect_eq(r.status, 3, "%s: status %d: %s", bad[i], r.status, r.err);
+        cr_expect_not_null(strstr(r.err, name), "%s: %s", bad[i], r.err);
+        cr_expect_not_null(strstr(r.err, "expected a whole number of ms >= 0"), "%s: %s",
+                           bad[i], r.err);
+        mph_cli_result_free(&r);
+    }
+}
