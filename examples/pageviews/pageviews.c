@@ -6,7 +6,8 @@
  *   input    JSON records {"user": string, "page": string, "ts": epoch ms}
  *            on topic `pageviews` (setting pageviews.input_topic), created
  *            if missing. Declared as the record type PageView: `user` and
- *            `page` required strings, `ts` an optional timestamp (epoch ms
+ *            `page` required strings (`page` at most 65527 bytes, the
+ *            longest key of a windowed table), `ts` an optional timestamp (epoch ms
  *            integer, or an RFC 3339 string), not negative; other fields
  *            are ignored. A record that is not one JSON document, or breaks
  *            the type (a required field missing or null, `user` not a
@@ -46,6 +47,7 @@
 #include <mephisto.h>
 
 #define WINDOW_MS 60000
+#define PAGE_MAX 65527 /* bytes: the longest key of a windowed table */
 
 struct pageviews {
     mph_record_type_t *view; /* PageView, the input's codec */
@@ -156,8 +158,8 @@ static mph_table_t *i64_table(mph_app_t *app, const char *name, char *err,
     return t;
 }
 
-/* The record type PageView: user, page (required strings), ts (optional
- * timestamp, not negative). */
+/* The record type PageView: user, page (required strings, page at most
+ * PAGE_MAX bytes), ts (optional timestamp, not negative). */
 static int declare_type(struct pageviews *pv, char *err, size_t errsz)
 {
     pv->view = mph_record_type_new("PageView", err, errsz);
@@ -166,6 +168,8 @@ static int declare_type(struct pageviews *pv, char *err, size_t errsz)
     mph_err_t e = mph_record_type_add(pv->view, "user", MPH_FIELD_STRING, &pv->f_user);
     if (!e)
         e = mph_record_type_add(pv->view, "page", MPH_FIELD_STRING, &pv->f_page);
+    if (!e) /* the longest key a windowed table takes */
+        e = mph_record_type_set_max_len(pv->view, pv->f_page, PAGE_MAX);
     if (!e)
         e = mph_record_type_add(pv->view, "ts", MPH_FIELD_TIMESTAMP, &pv->f_ts);
     if (!e)

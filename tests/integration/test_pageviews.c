@@ -161,7 +161,7 @@ typedef struct truth {
     long win[NPAGES][NWIN];
     long late;
     int nbad;
-    char bad[16][256];
+    char *bad[16]; /* owned */
 } truth_t;
 
 static void produce(const char *topic, const char *value, int64_t kafka_ts)
@@ -205,7 +205,8 @@ static void good(truth_t *t, const char *topic, int page, int64_t ts, int64_t ka
 static void bad(truth_t *t, const char *topic, const char *value, int64_t kafka_ts)
 {
     produce(topic, value, kafka_ts);
-    snprintf(t->bad[t->nbad++], sizeof t->bad[0], "%s", value);
+    t->bad[t->nbad] = strdup(value);
+    cr_assert_not_null(t->bad[t->nbad++]);
 }
 
 /* Good records in event-time order (one out of order within the grace),
@@ -230,6 +231,13 @@ static void feed(truth_t *t, const char *topic)
     bad(t, topic, "{\"user\":\"u\",\"page\":\"/home\",\"ts\":-5}", now); /* negative ts */
     good(t, topic, DOCS, b + 4 * MIN + 1000, now, false, NULL);
     bad(t, topic, "[1,2]", now);                                      /* not an object */
+    char *huge = malloc(70100); /* a page longer than a window key can be */
+    cr_assert_not_null(huge);
+    int n = snprintf(huge, 70100, "{\"user\":\"u\",\"page\":\"/");
+    memset(huge + n, 'p', 70000);
+    strcpy(huge + n + 70000, "\"}");
+    bad(t, topic, huge, now);
+    free(huge);
     /* late: their windows closed (end + 10 s grace) before stream time */
     good(t, topic, HOME, b + 5000, now, true, NULL);
     good(t, topic, DOCS, b + MIN + 1000, now, true, NULL);
@@ -429,12 +437,14 @@ static void run(const char *guarantee)
     int n = read_topic(dlt, eos, 3000, on_dead, &d);
     cr_expect_eq(n, t.nbad, "%s holds %d records, want %d", dlt, n, t.nbad);
     for (int i = 0; i < t.nbad; i++)
-        cr_expect_eq(d.found[i], 1, "bad record %s dead-lettered %d times", t.bad[i],
+        cr_expect_eq(d.found[i], 1, "bad record %.80s dead-lettered %d times", t.bad[i],
                      d.found[i]);
     cr_expect_eq(d.unknown, 0, "records in %s that are not bad ones", dlt);
     cr_expect_eq(d.no_error, 0, "dead letters without an mph.error header");
     cr_expect_eq(d.wrong_topic, 0, "dead letters whose mph.topic is not %s", input);
 
+    for (int i = 0; i < t.nbad; i++)
+        free(t.bad[i]);
     kill(w.pid, SIGTERM);
     mph_cli_result_t res = mph_cli_finish(&w, 60000);
     cr_expect_eq(res.status, 0, "worker (%s): %s", guarantee, res.err);
