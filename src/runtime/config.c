@@ -165,7 +165,9 @@ static const struct prop props[] = {
      .max = 100000000,
      .doc = "A worker also commits once it has processed this many events "
             "since its last commit, whichever comes first of this and "
-            "`commit_interval_ms`."},
+            "`commit_interval_ms`. Under `exactly_once` only when set: "
+            "there every commit is a transaction, and the interval alone "
+            "decides by default."},
     {.name = "stream_buffer_max",
      .type = T_INT,
      .dflt = "500000",

@@ -2109,7 +2109,9 @@ static void *worker_main(void *arg)
             else
                 report(w, MSG_COMMIT, now >= w->next_commit_ns);
             w->events_since_commit = 0;
-            w->next_commit_ns = now + interval_ns;
+            /* A transaction's commit takes round trips: the next interval
+             * counts from its end, so processing gets the whole interval. */
+            w->next_commit_ns = (w->app->eos ? mph_clock_mono_ns() : now) + interval_ns;
         }
         last_ns = mph_clock_mono_ns(); /* long drains and flushes are not stalls */
         if (n >= w->app->max_poll_batch)
