@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -772,4 +775,344 @@ Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
     for (int i = 0; i < 2; i++)
         mph_test_rmrf(k->datadir[i]);
     free(k);
+}
+
+/* ---- (6) the mock cluster cannot run exactly_once ---- */
+
+/* librdkafka's mock cluster emulates neither read_committed nor
+ * transactional offset commits: the app refuses the pair when it is made,
+ * naming both settings, instead of running without the guarantee. */
+Test(eos, mock_broker_refuses_exactly_once)
+{
+    const char *mocks[] = {"mock://", "mock://3"};
+    for (size_t i = 0; i < 2; i++) {
+        char err[512] = "";
+        mph_conf_t *conf = mph_conf_new();
+        cr_assert_eq(mph_conf_set(conf, "app_id", "shop", err, sizeof err), MPH_OK, "%s", err);
+        cr_assert_eq(mph_conf_set(conf, "broker", mocks[i], err, sizeof err), MPH_OK, "%s", err);
+        cr_assert_eq(mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err),
+                     MPH_OK, "%s", err);
+        mph_app_t *app = mph_app_new(conf, err, sizeof err);
+        cr_expect_null(app, "exactly_once on %s must be refused", mocks[i]);
+        if (app)
+            mph_app_destroy(app);
+        else
+            mph_conf_destroy(conf); /* still the caller's on failure */
+        cr_expect(strstr(err, "processing_guarantee=exactly_once") != NULL, "%s", err);
+        char want[64];
+        snprintf(want, sizeof want, "broker=%s ", mocks[i]);
+        cr_expect(strstr(err, want) != NULL, "%s", err);
+        cr_expect(strstr(err, "read_committed") != NULL, "%s", err);
+    }
+    /* at_least_once on the mock, and exactly_once on a kafka:// broker,
+     * are accepted. */
+    char err[512] = "";
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "app_id", "shop", err, sizeof err);
+    mph_conf_set(conf, "broker", "mock://", err, sizeof err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_expect_not_null(app, "%s", err);
+    mph_app_destroy(app);
+    conf = mph_conf_new();
+    mph_conf_set(conf, "app_id", "shop", err, sizeof err);
+    mph_conf_set(conf, "broker", "kafka://127.0.0.1:9", err, sizeof err);
+    mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err);
+    app = mph_app_new(conf, err, sizeof err);
+    cr_expect_not_null(app, "%s", err);
+    mph_app_destroy(app);
+}
+
+/* The same through the CLI: the worker exits at once with the error. */
+Test(eos, cli_mock_broker_refuses_exactly_once)
+{
+    char dir[256];
+    mph_test_tmpdir("eos-mock", dir, sizeof dir);
+    const char *args[] = {"worker", "--app", mph_cli_plugin("forward"), "--broker", "mock://",
+                          "--without-web", "--datadir", dir, "--set", "app_id=eos-mock",
+                          "--set", "processing_guarantee=exactly_once", NULL};
+    mph_cli_result_t r = mph_cli_run("eosmock", args, NULL, NULL, 60000);
+    cr_expect_neq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "processing_guarantee=exactly_once") != NULL, "%s", r.err);
+    cr_expect(strstr(r.err, "broker=mock://") != NULL, "%s", r.err);
+    mph_cli_result_free(&r);
+    mph_test_rmrf(dir);
+}
+
+/* ---- (7) the examples through the CLI, by the setting alone ---- */
+
+/* A TCP port that was free a moment ago. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* GET http://127.0.0.1:port<path> (HTTP/1.0): the status (-1 when it cannot
+ * connect) and the body in body[size]. */
+static int http_get(int port, const char *path, char *body, size_t size)
+{
+    body[0] = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    static char buf[65536];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fd);
+    buf[got] = 0;
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        return -1;
+    const char *b = strstr(buf, "\r\n\r\n");
+    snprintf(body, size, "%s", b ? b + 4 : "");
+    return status;
+}
+
+#define WC_WORDS 60
+#define WC_PROCS 2
+
+typedef struct cliapp {
+    const char *plugin; /* "wordcount" or "forward" */
+    bool instance_id;
+    char app_id[128], in[160], out[160], datadir[WC_PROCS][256];
+    int port[WC_PROCS];
+    mph_cli_proc_t proc[WC_PROCS];
+} cliapp_t;
+
+static void cli_spawn(cliapp_t *c, int i)
+{
+    char s[8][300], port[16];
+    snprintf(port, sizeof port, "%d", c->port[i]);
+    snprintf(s[0], sizeof s[0], "app_id=%s", c->app_id);
+    snprintf(s[1], sizeof s[1], "%s.input_topic=%s", c->plugin, c->in);
+    snprintf(s[2], sizeof s[2], "%s.output_topic=%s", c->plugin, c->out);
+    snprintf(s[3], sizeof s[3], "group_instance_id=%s-p%d", c->app_id, i);
+    const char *args[40] = {"worker", "--app", mph_cli_plugin(c->plugin), "--broker",
+                            cluster->broker, "--web-port", port, "--workers", "2",
+                            "--datadir", c->datadir[i], "--set", s[0], "--set", s[1],
+                            "--set", "topic_partitions=4", "--set",
+                            "processing_guarantee=exactly_once", "--set", "log_level=info"};
+    int n = 21;
+    if (!strcmp(c->plugin, "forward")) {
+        args[n++] = "--set";
+        args[n++] = s[2];
+    }
+    if (c->instance_id) {
+        args[n++] = "--set";
+        args[n++] = s[3];
+    }
+    args[n] = NULL;
+    mph_cli_spawn(&c->proc[i], "eoscli", args, NULL, NULL, -1);
+}
+
+/* Starts the first process, produces the first half, starts the second
+ * (a rebalance under load), produces the rest. */
+static void cli_start(cliapp_t *c, const char *tag)
+{
+    mph_test_unique(tag, c->app_id, sizeof c->app_id);
+    snprintf(c->in, sizeof c->in, "%s-in", c->app_id);
+    snprintf(c->out, sizeof c->out, "%s-out", c->app_id);
+    mph_test_create_topic(cluster, c->in, PARTS);
+    for (int i = 0; i < WC_PROCS; i++) {
+        mph_test_tmpdir("eoscli", c->datadir[i], sizeof c->datadir[i]);
+        c->port[i] = free_port();
+    }
+}
+
+static void cli_up(cliapp_t *c, int i)
+{
+    cli_spawn(c, i);
+    free(mph_cli_wait_for(&c->proc[i], c->proc[i].err_path, "worker running", 60000));
+}
+
+static void cli_stop(cliapp_t *c)
+{
+    for (int i = 0; i < WC_PROCS; i++) {
+        kill(c->proc[i].pid, SIGTERM);
+        mph_cli_result_t r = mph_cli_finish(&c->proc[i], 60000);
+        cr_expect_eq(r.status, 0, "%s worker %d: %s", c->plugin, i, r.err);
+        cr_expect(strstr(r.err, "producer fenced") == NULL, "%s", r.err);
+        mph_cli_result_free(&r);
+    }
+    for (int i = 0; i < WC_PROCS; i++)
+        mph_test_rmrf(c->datadir[i]);
+}
+
+typedef struct wfold {
+    int64_t value[WC_WORDS];
+    int bad;
+} wfold_t;
+
+static void on_wc_changelog(const rd_kafka_message_t *m, void *opaque)
+{
+    wfold_t *f = opaque;
+    char key[16];
+    size_t l = m->key_len < sizeof key - 1 ? m->key_len : sizeof key - 1;
+    memcpy(key, m->key, l);
+    key[l] = 0;
+    int k = key[0] == 'w' ? atoi(key + 1) : -1;
+    int64_t v = 0;
+    if (k < 0 || k >= WC_WORDS || !m->payload || mph__codec_i64_decode(m->payload, m->len, &v))
+        f->bad++;
+    else
+        f->value[k] = v;
+}
+
+static void produce_lines(cliapp_t *c, int64_t *truth, int first, int n)
+{
+    for (int id = first; id < first + n; id++) {
+        char line[128];
+        int len = 0;
+        /* Five words a line, spaces and tabs between them. */
+        for (int j = 0; j < 5; j++) {
+            int w = (id * 7 + j * 13) % WC_WORDS;
+            len += snprintf(line + len, sizeof line - (size_t)len, "%sw%d", j ? (j % 2 ? " " : "\t") : "", w);
+            truth[w]++;
+        }
+        char key[16];
+        snprintf(key, sizeof key, "l%d", id);
+        mph_test_produce(cluster, c->in, id % PARTS, key, strlen(key), line, (size_t)len);
+    }
+    mph_test_flush(cluster);
+}
+
+static void cli_wordcount(bool instance_id)
+{
+    cliapp_t c = {.plugin = "wordcount", .instance_id = instance_id};
+    int64_t truth[WC_WORDS] = {0};
+    cli_start(&c, instance_id ? "eos-wc-iid" : "eos-wc");
+    cli_up(&c, 0);
+    produce_lines(&c, truth, 0, 2000);
+    cli_up(&c, 1);
+    produce_lines(&c, truth, 2000, 2000);
+    char cl[256];
+    snprintf(cl, sizeof cl, "%s-word_counts-changelog", c.app_id);
+    wfold_t f;
+    int wrong = WC_WORDS;
+    for (int t = 0; t < 180 && wrong; t += 2) {
+        memset(&f, 0, sizeof f);
+        read_committed(cl, -1, 2000, on_wc_changelog, &f);
+        wrong = 0;
+        for (int w = 0; w < WC_WORDS; w++)
+            wrong += f.value[w] != truth[w];
+        if (wrong)
+            sleep(2);
+    }
+    for (int w = 0, shown = 0; w < WC_WORDS; w++)
+        if (f.value[w] != truth[w] && shown++ < 5)
+            fprintf(stderr, "eos: %s: changelog w%d = %lld, truth %lld\n", c.app_id, w,
+                    (long long)f.value[w], (long long)truth[w]);
+    cr_expect_eq(wrong, 0, "the word_counts changelog (read_committed) differs from the truth");
+    cr_expect_eq(f.bad, 0);
+    /* Over HTTP: each word is served (200) by the process that holds it;
+     * the other redirects (307) or says it is not there (421). */
+    int web_wrong = 0;
+    for (int w = 0; w < WC_WORDS; w++) {
+        char path[128], body[256];
+        snprintf(path, sizeof path, "/tables/word_counts/w%d", w);
+        int served = 0;
+        long long v = -1;
+        for (int i = 0; i < WC_PROCS; i++) {
+            int st = http_get(c.port[i], path, body, sizeof body);
+            if (st == 200) {
+                served++;
+                v = atoll(body);
+            } else {
+                cr_expect(st == 307 || st == 421, "GET %s on process %d: %d %s", path, i, st,
+                          body);
+            }
+        }
+        if ((served != 1 || v != truth[w]) && web_wrong++ < 5)
+            fprintf(stderr, "eos: %s: web w%d = %lld (served by %d), truth %lld\n", c.app_id, w,
+                    v, served, (long long)truth[w]);
+    }
+    cr_expect_eq(web_wrong, 0, "the HTTP table view differs from the truth");
+    cli_stop(&c);
+    fprintf(stderr, "eos: %s: %d words, changelog and web exact: %s\n", c.app_id, WC_WORDS,
+            wrong || web_wrong ? "no" : "yes");
+}
+
+static void cli_forward(bool instance_id)
+{
+    cliapp_t c = {.plugin = "forward", .instance_id = instance_id};
+    cli_start(&c, instance_id ? "eos-fw-iid" : "eos-fw");
+    const int total = 6000;
+    cli_up(&c, 0);
+    for (int half = 0; half < 2; half++) {
+        if (half == 1)
+            cli_up(&c, 1);
+        for (int id = half * total / 2; id < (half + 1) * total / 2; id++) {
+            char key[16], val[16];
+            snprintf(key, sizeof key, "k%d", id % NKEYS);
+            snprintf(val, sizeof val, "%d", id);
+            mph_test_produce(cluster, c.in, id % PARTS, key, strlen(key), val, strlen(val));
+        }
+        mph_test_flush(cluster);
+    }
+    int got = 0;
+    for (int t = 0; t < 180 && got < total; t += 2) {
+        got = read_committed(c.out, total, 1500, NULL, NULL);
+        if (got < total)
+            sleep(2);
+    }
+    cli_stop(&c);
+    seen_t s = {.max = total, .times = calloc((size_t)total, sizeof(int))};
+    got = read_committed(c.out, -1, 3000, on_out, &s);
+    int missing = 0, twice = 0;
+    for (int id = 0; id < total; id++) {
+        missing += s.times[id] == 0;
+        twice += s.times[id] > 1;
+    }
+    fprintf(stderr, "eos: %s: output %d records for %d inputs: %d missing, %d twice\n",
+            c.app_id, got, total, missing, twice);
+    cr_expect_eq(missing, 0);
+    cr_expect_eq(twice, 0, "duplicates in the read_committed output");
+    cr_expect_eq(s.bad, 0);
+    free(s.times);
+}
+
+Test(eos, cli_wordcount_two_processes, .timeout = 600)
+{
+    if (need_real_broker("cli_wordcount_two_processes"))
+        cli_wordcount(false);
+}
+
+Test(eos, cli_wordcount_two_processes_group_instance_id, .timeout = 600)
+{
+    if (need_real_broker("cli_wordcount_two_processes_group_instance_id"))
+        cli_wordcount(true);
+}
+
+Test(eos, cli_forward_two_processes, .timeout = 600)
+{
+    if (need_real_broker("cli_forward_two_processes"))
+        cli_forward(false);
+}
+
+Test(eos, cli_forward_two_processes_group_instance_id, .timeout = 600)
+{
+    if (need_real_broker("cli_forward_two_processes_group_instance_id"))
+        cli_forward(true);
 }
