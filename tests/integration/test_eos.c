@@ -585,16 +585,23 @@ typedef struct k9 {
     int64_t count[K9_KEYS];
     int produced;
     int done;
+    int total;         /* records the driver produces */
+    int pause_us;      /* after every 500 */
+    int port[2];       /* web ports */
 } k9_t;
+
+static int free_port(void);
+static int http_get(int port, const char *path, char *body, size_t size);
 
 static void k9_spawn(k9_t *k, int i)
 {
-    char s[12][300];
+    char s[12][300], port[16];
+    snprintf(port, sizeof port, "%d", k->port[i]);
     snprintf(s[0], sizeof s[0], "app_id=%s", k->app_id);
     snprintf(s[1], sizeof s[1], "reltest.input_topic=%s", k->in);
     snprintf(s[2], sizeof s[2], "reltest.output_topic=%s", k->out);
     const char *args[] = {"worker", "--app", mph_cli_plugin("reltest"), "--broker",
-                          cluster->broker, "--without-web", "--workers", "2",
+                          cluster->broker, "--web-port", port, "--workers", "2",
                           "--datadir", k->datadir[i], "--set", s[0], "--set", s[1], "--set",
                           s[2], "--set", "reltest.partitions=4", "--set", "topic_partitions=4", "--set", "store=rocksdb",
                           "--set", "processing_guarantee=exactly_once", "--set",
@@ -608,7 +615,7 @@ static void *k9_driver(void *arg)
 {
     k9_t *k = arg;
     int seq[K9_KEYS] = {0};
-    for (int id = 0; id < K9_TOTAL; id++) {
+    for (int id = 0; id < k->total; id++) {
         char key[16], val[160];
         int kk = id % K9_KEYS;
         snprintf(key, sizeof key, "k%d", kk);
@@ -619,11 +626,11 @@ static void *k9_driver(void *arg)
         k->count[kk]++;
         if (id % 500 == 499) {
             mph_test_flush(cluster);
-            usleep(100000); /* about 5,000 records a second */
+            usleep((useconds_t)k->pause_us);
         }
     }
     mph_test_flush(cluster);
-    ck_pr_store_int(&k->produced, K9_TOTAL);
+    ck_pr_store_int(&k->produced, k->total);
     ck_pr_store_int(&k->done, 1);
     return NULL;
 }
@@ -686,60 +693,78 @@ static mph_err_t on_k9_disk(const void *key, size_t klen, const void *val, size_
     return MPH_OK;
 }
 
-Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
+/* The two processes of a k9 run: each made after the other (the first
+ * creates the app's topics). */
+static k9_t *k9_new(const char *tag, int total, int pause_us)
 {
-    if (!need_real_broker("kill_9_during_load_keeps_exactly_once"))
-        return;
     k9_t *k = calloc(1, sizeof *k);
-    mph_test_unique("eos-k9", k->app_id, sizeof k->app_id);
+    k->total = total;
+    k->pause_us = pause_us;
+    mph_test_unique(tag, k->app_id, sizeof k->app_id);
     snprintf(k->in, sizeof k->in, "%s-in", k->app_id);
     snprintf(k->out, sizeof k->out, "%s-out", k->app_id);
     mph_test_create_topic(cluster, k->in, 4);
-    /* One after the other: the first creates the app's topics. */
     for (int i = 0; i < 2; i++) {
         mph_test_tmpdir("eosk9", k->datadir[i], sizeof k->datadir[i]);
+        k->port[i] = free_port();
         k9_spawn(k, i);
         free(mph_cli_wait_for(&k->proc[i], k->proc[i].err_path, "worker running", 60000));
     }
-    pthread_t driver;
-    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
-    uint64_t st = 14;
-    int kills = 0;
-    while (kills < 10) {
-        usleep((useconds_t)(2000000 + mph_test_rand(&st) % 2000000));
-        int i = (int)(mph_test_rand(&st) % 2);
-        kill(k->proc[i].pid, SIGKILL);
-        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 30000);
-        mph_cli_result_free(&r);
-        kills++;
-        usleep((useconds_t)(mph_test_rand(&st) % 3000000));
-        k9_spawn(k, i);
-    }
-    pthread_join(driver, NULL);
-    fprintf(stderr, "eos: kill -9: %d kills during the load of %d records\n", kills, K9_TOTAL);
+    return k;
+}
 
-    seen_t s = {.max = K9_TOTAL, .times = calloc(K9_TOTAL, sizeof(int))};
+/* Waits for the whole output, compares the HTTP view of `counts` (both
+ * processes, each key served by one) with the truth, stops both processes
+ * gracefully (stderr of each in errs[i] when errs, to free), then checks
+ * the output exactly once, the changelog and the RocksDB shards. */
+static void k9_finish(k9_t *k, char **errs)
+{
     int got = 0;
-    for (int t = 0; t < 240 && got < K9_TOTAL; t += 2) {
-        got = read_committed(k->out, K9_TOTAL, 1500, NULL, NULL);
-        if (got < K9_TOTAL)
+    for (int t = 0; t < 240 && got < k->total; t += 2) {
+        got = read_committed(k->out, k->total, 1500, NULL, NULL);
+        if (got < k->total)
             sleep(2);
     }
+    /* The HTTP view, once the whole output is committed (nothing is in
+     * flight then: every input's transaction has committed). */
+    int web_wrong = 0;
+    for (int kk = 0; kk < K9_KEYS; kk++) {
+        char path[64], body[256];
+        snprintf(path, sizeof path, "/tables/counts/k%d", kk);
+        int served = 0;
+        long long v = -1;
+        for (int i = 0; i < 2; i++) {
+            int st = http_get(k->port[i], path, body, sizeof body);
+            if (st == 200) {
+                served++;
+                v = atoll(body);
+            }
+        }
+        if ((served != 1 || v != k->count[kk]) && web_wrong++ < 5)
+            fprintf(stderr, "eos: %s: web counts k%d = %lld (served by %d), truth %lld\n",
+                    k->app_id, kk, v, served, (long long)k->count[kk]);
+    }
+    cr_expect_eq(web_wrong, 0, "the HTTP view of counts differs from the truth");
     /* Stop both gracefully: nothing may change after this. */
     for (int i = 0; i < 2; i++) {
         kill(k->proc[i].pid, SIGTERM);
         mph_cli_result_t r = mph_cli_finish(&k->proc[i], 60000);
         cr_expect_eq(r.status, 0, "worker %d: %s", i, r.err);
+        if (errs) {
+            errs[i] = r.err;
+            r.err = NULL;
+        }
         mph_cli_result_free(&r);
     }
+    seen_t s = {.max = k->total, .times = calloc((size_t)k->total, sizeof(int))};
     got = read_committed(k->out, -1, 3000, on_k9_out, &s);
     int missing = 0, twice = 0;
-    for (int id = 0; id < K9_TOTAL; id++) {
+    for (int id = 0; id < k->total; id++) {
         missing += s.times[id] == 0;
         twice += s.times[id] > 1;
     }
-    fprintf(stderr, "eos: kill -9: output %d records for %d inputs: %d missing, %d twice\n", got,
-            K9_TOTAL, missing, twice);
+    fprintf(stderr, "eos: %s: output %d records for %d inputs: %d missing, %d twice\n",
+            k->app_id, got, k->total, missing, twice);
     cr_expect_eq(missing, 0);
     cr_expect_eq(twice, 0, "duplicates in the read_committed output");
     cr_expect_eq(s.bad, 0);
@@ -751,7 +776,7 @@ Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
     int wrong = 0;
     for (int kk = 0; kk < K9_KEYS; kk++)
         if (v[kk] != k->count[kk] && wrong++ < 5)
-            fprintf(stderr, "eos: kill -9: counts k%d = %lld, truth %lld\n", kk,
+            fprintf(stderr, "eos: %s: counts k%d = %lld, truth %lld\n", k->app_id, kk,
                     (long long)v[kk], (long long)k->count[kk]);
     cr_expect_eq(wrong, 0, "the counts changelog differs from the truth");
     k9_disk_t d = {.truth = k->count};
@@ -768,12 +793,110 @@ Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
     wrong = 0;
     for (int kk = 0; kk < K9_KEYS; kk++)
         if (d.max[kk] != k->count[kk] && wrong++ < 5)
-            fprintf(stderr, "eos: kill -9: RocksDB counts k%d = %lld at most, truth %lld\n",
-                    kk, (long long)d.max[kk], (long long)k->count[kk]);
+            fprintf(stderr, "eos: %s: RocksDB counts k%d = %lld at most, truth %lld\n",
+                    k->app_id, kk, (long long)d.max[kk], (long long)k->count[kk]);
     cr_expect_eq(wrong, 0, "the RocksDB shards (newest copy) differ from the truth");
     cr_expect_eq(d.over, 0, "a RocksDB value above the truth (an aborted transaction's)");
     for (int i = 0; i < 2; i++)
         mph_test_rmrf(k->datadir[i]);
+}
+
+Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
+{
+    if (!need_real_broker("kill_9_during_load_keeps_exactly_once"))
+        return;
+    k9_t *k = k9_new("eos-k9", K9_TOTAL, 100000); /* about 5,000 records a second */
+    pthread_t driver;
+    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
+    uint64_t st = 14;
+    int kills = 0;
+    while (kills < 10) {
+        usleep((useconds_t)(2000000 + mph_test_rand(&st) % 2000000));
+        int i = (int)(mph_test_rand(&st) % 2);
+        kill(k->proc[i].pid, SIGKILL);
+        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 30000);
+        mph_cli_result_free(&r);
+        kills++;
+        usleep((useconds_t)(mph_test_rand(&st) % 3000000));
+        k9_spawn(k, i);
+    }
+    pthread_join(driver, NULL);
+    fprintf(stderr, "eos: kill -9: %d kills during the load of %d records\n", kills, K9_TOTAL);
+    /* The restarted process serves the web view once it runs again. */
+    for (int i = 0; i < 2; i++)
+        free(mph_cli_wait_for(&k->proc[i], k->proc[i].err_path, "worker running", 60000));
+    k9_finish(k, NULL);
+    free(k);
+}
+
+/* ---- (8) the lost assignment: a zombie ---- */
+
+/* The group's committed offsets of the input, per partition (-1: none),
+ * read read_committed (stable offsets only). */
+static void group_offsets(const k9_t *k, int64_t off[4])
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "broker", cluster->broker, err, sizeof err);
+    mph_conf_set(conf, "app_id", k->app_id, err, sizeof err);
+    mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err);
+    rd_kafka_conf_t *kc =
+        mph__kafka_conf_new(cluster->env, conf, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(kc, "%s", err);
+    rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_topic_partition_list_add(tp, k->in, p);
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, tp, 30000);
+    cr_assert_eq(e, RD_KAFKA_RESP_ERR_NO_ERROR, "%s", rd_kafka_err2str(e));
+    for (int p = 0; p < 4; p++)
+        off[p] = tp->elems[p].err ? -2 : tp->elems[p].offset;
+    rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_destroy(rk); /* never subscribed: leaves no group member */
+    mph_conf_destroy(conf);
+}
+
+/* Process A is frozen (SIGSTOP) past session_timeout_ms under load while B
+ * takes over all partitions, then resumed (SIGCONT): A finds its
+ * assignment lost, aborts its open transaction and never commits in the
+ * old generation (the group's committed offsets never go back), then
+ * rejoins. Outputs stay exactly once (read_committed), the tables exact
+ * (changelog, HTTP view, RocksDB), and both processes keep running. */
+Test(eos, zombie_aborts_and_never_commits_after_resume, .timeout = 900)
+{
+    if (!need_real_broker("zombie_aborts_and_never_commits_after_resume"))
+        return;
+    k9_t *k = k9_new("eos-zo", 50000, 200000); /* about 2,500 records a second */
+    pthread_t driver;
+    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
+    sleep(3);
+    kill(k->proc[0].pid, SIGSTOP);
+    sleep(6 + 8); /* session_timeout_ms=6000, and time for B to take over */
+    int64_t before[4], after[4];
+    group_offsets(k, before);
+    kill(k->proc[0].pid, SIGCONT);
+    sleep(8);
+    group_offsets(k, after);
+    int back = 0;
+    for (int p = 0; p < 4; p++) {
+        fprintf(stderr, "eos: zombie: partition %d committed %lld before the resume, %lld after\n",
+                p, (long long)before[p], (long long)after[p]);
+        back += after[p] < before[p];
+    }
+    cr_expect_eq(back, 0, "the zombie committed offsets of the old generation after its resume");
+    pthread_join(driver, NULL);
+    char *errs[2] = {NULL, NULL};
+    k9_finish(k, errs);
+    cr_assert_not_null(errs[0]);
+    cr_expect(strstr(errs[0], "partitions lost to the group") != NULL ||
+                  strstr(errs[0], "assignment lost") != NULL,
+              "the resumed process never found its assignment lost:\n%s", errs[0]);
+    cr_expect(strstr(errs[0], "aborting the open transaction") != NULL,
+              "the resumed process did not abort its transaction:\n%s", errs[0]);
+    cr_expect(strstr(errs[0], "producer fenced") == NULL, "%s", errs[0]);
+    free(errs[0]);
+    free(errs[1]);
     free(k);
 }
 
