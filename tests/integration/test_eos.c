@@ -72,6 +72,10 @@ typedef struct run {
     mph_err_t wait_err;
 } run_t;
 
+/* An output too large for the producer (sent for inputs "huge<id>"). */
+static char *huge_value;
+static size_t huge_len;
+
 static mph_err_t fc_agent(mph_event_t *ev, void *opaque)
 {
     run_t *r = opaque;
@@ -84,6 +88,13 @@ static mph_err_t fc_agent(mph_event_t *ev, void *opaque)
     err = mph_event_forward(ev, r->tout);
     if (err)
         return err;
+    if (vlen >= 4 && !memcmp(val, "huge", 4) && huge_value) {
+        /* Larger than the producer's message.max.bytes: refused at once. */
+        err = mph_event_send(ev, r->tout, MPH_PARTITION_ANY, key, klen, huge_value, huge_len,
+                             NULL, 0);
+        if (err)
+            return err;
+    }
     if (vlen >= 6 && !memcmp(val, "poison", 6)) {
         static char big[SMALL_MAX * 3];
         memset(big, 'p', sizeof big);
@@ -174,7 +185,17 @@ typedef struct truth {
 
 /* Produces records id first .. first+n-1: key k<id % NKEYS> to the key's
  * table partition, value "<id>" (or "poison<id>" for ids in poison). */
+static void produce_huge(run_t *r, truth_t *t, int first, int n, const int *poison,
+                         int npoison, const int *huge, int nhuge);
+
 static void produce(run_t *r, truth_t *t, int first, int n, const int *poison, int npoison)
+{
+    produce_huge(r, t, first, n, poison, npoison, NULL, 0);
+}
+
+/* The same, and value "huge<id>" for ids in huge. */
+static void produce_huge(run_t *r, truth_t *t, int first, int n, const int *poison,
+                         int npoison, const int *huge, int nhuge)
 {
     for (int id = first; id < first + n; id++) {
         char key[16], val[32];
@@ -183,7 +204,10 @@ static void produce(run_t *r, truth_t *t, int first, int n, const int *poison, i
         bool p = false;
         for (int i = 0; i < npoison; i++)
             p |= poison[i] == id;
-        snprintf(val, sizeof val, "%s%d", p ? "poison" : "", id);
+        bool h = false;
+        for (int i = 0; i < nhuge; i++)
+            h |= huge[i] == id;
+        snprintf(val, sizeof val, "%s%d", p ? "poison" : h ? "huge" : "", id);
         int32_t part = mph_table_partition_of(r->counts, key, strlen(key));
         mph_test_produce(cluster, r->in, part, key, strlen(key), val, strlen(val));
         t->count[k]++;
@@ -252,7 +276,9 @@ static void on_out(const rd_kafka_message_t *m, void *opaque)
     size_t l = m->len < sizeof buf - 1 ? m->len : sizeof buf - 1;
     memcpy(buf, m->payload, l);
     buf[l] = 0;
-    const char *digits = strncmp(buf, "poison", 6) == 0 ? buf + 6 : buf;
+    const char *digits = strncmp(buf, "poison", 6) == 0  ? buf + 6
+                         : strncmp(buf, "huge", 4) == 0 ? buf + 4
+                                                        : buf;
     int id = atoi(digits);
     if (id < 0 || id >= s->max)
         s->bad++;
@@ -459,6 +485,79 @@ Test(eos, abort_rolls_back_rocksdb)
 {
     if (need_real_broker("abort_rolls_back_rocksdb"))
         aborts("rocksdb");
+}
+
+/* ---- (2b) on_send_error=dead_letter ---- */
+
+/* Under exactly_once with on_send_error=dead_letter: an output larger than
+ * the producer's message.max.bytes ("huge" inputs) is dead-lettered at
+ * once, inside the transaction; an output the broker refuses ("poison"
+ * inputs: the small topic) dooms its transaction, and processed again it
+ * is dead-lettered. A read_committed read of <app_id>-dead-letter holds
+ * each of those source records exactly once and nothing else; the other
+ * outputs are exactly once, the tables exact, and the app keeps running. */
+Test(eos, dead_letter_exactly_once, .timeout = 600)
+{
+    if (!need_real_broker("dead_letter_exactly_once"))
+        return;
+    run_t r = {0};
+    truth_t t = {0};
+    names(&r, "eos-dl");
+    const char *dl[] = {"on_send_error", "dead_letter", NULL};
+    build(&r, "memory", dl);
+    start(&r);
+    huge_len = (size_t)r.app->produce_max_bytes + 1000;
+    cr_assert_gt(huge_len, 1000);
+    huge_value = malloc(huge_len);
+    cr_assert_not_null(huge_value);
+    memset(huge_value, 'h', huge_len);
+    int poison[] = {700, 2950, 4111};
+    int huge[] = {10, 1234, 2951, 3500, 5999};
+    int npoison = 3, nhuge = 5;
+    for (int i = 0; i < 6; i++) {
+        produce_huge(&r, &t, i * 1000, 1000, poison, npoison, huge, nhuge);
+        usleep(200000);
+    }
+    cr_expect_eq(wait_output(&r, t.n, 180), t.n);
+    uint64_t dead = stat_u64(r.app, "totals.send_dead_lettered");
+    uint64_t aborted = stat_u64(r.app, "totals.transactions_aborted");
+    fprintf(stderr, "eos: dead_letter: %llu outputs dead-lettered, %llu transactions aborted "
+                    "(huge outputs of %zu bytes)\n",
+            (unsigned long long)dead, (unsigned long long)aborted, huge_len);
+    cr_expect_geq(dead, (uint64_t)(npoison + nhuge));
+    cr_expect_geq(aborted, 1, "no transaction was aborted (the poison outputs)");
+    cr_expect(!ck_pr_load_int(&r.stopped), "the app stopped: %s", r.app->fatal_msg);
+    verify(&r, &t, r.app);
+    char dlt[300];
+    snprintf(dlt, sizeof dlt, "%s-dead-letter", r.app_id);
+    seen_t s = {.max = t.n, .times = calloc((size_t)t.n, sizeof(int))};
+    int got = read_committed(dlt, -1, 3000, on_out, &s);
+    int once = 0, wrong = 0;
+    for (int id = 0; id < t.n; id++) {
+        bool want = false;
+        for (int i = 0; i < npoison; i++)
+            want |= poison[i] == id;
+        for (int i = 0; i < nhuge; i++)
+            want |= huge[i] == id;
+        if (want && s.times[id] == 1)
+            once++;
+        else if (s.times[id] != 0 || want) {
+            if (wrong++ < 5)
+                fprintf(stderr, "eos: dead_letter: input %d dead-lettered %d times\n", id,
+                        s.times[id]);
+        }
+    }
+    fprintf(stderr, "eos: dead_letter: %d records in %s (read_committed)\n", got, dlt);
+    cr_expect_eq(once, npoison + nhuge, "dead-lettered exactly once");
+    cr_expect_eq(wrong, 0);
+    cr_expect_eq(s.bad, 0);
+    cr_expect_eq(got, npoison + nhuge);
+    free(s.times);
+    cr_expect_eq(stop(&r), MPH_OK);
+    mph_app_destroy(r.app);
+    mph_test_rmrf(r.datadir);
+    free(huge_value);
+    huge_value = NULL;
 }
 
 /* ---- (4) fencing ---- */
