@@ -9,7 +9,15 @@
  * refuses in the delivery report, dooming the transaction. Verified from
  * outside: a read_committed read of the output holds each input exactly
  * once, every table value equals the truth (over mph_table_lookup), and
- * the changelog, read read_committed, folds to the same values.
+ * the changelog, read read_committed, folds to the same values. An input
+ * "huge<id>" also sends an output larger than the producer's
+ * message.max.bytes (dead-lettered under on_send_error=dead_letter).
+ *
+ * Through the CLI (worker processes): examples/wordcount and
+ * examples/forward switched over by the setting alone, two processes with
+ * and without group_instance_id; the reltest plugin under kill -9 and with
+ * a process frozen past its session timeout (a zombie). The mock cluster
+ * refusing exactly_once is checked on the mock too.
  */
 // ctest-timeout: 900
 // ctest-labels: engine;reliability
