@@ -710,7 +710,8 @@ static void k9_spawn(k9_t *k, int i)
     const char *args[] = {"worker", "--app", mph_cli_plugin("reltest"), "--broker",
                           cluster->broker, "--web-port", port, "--workers", "2",
                           "--datadir", k->datadir[i], "--set", s[0], "--set", s[1], "--set",
-                          s[2], "--set", "reltest.partitions=4", "--set", "topic_partitions=4", "--set", "store=rocksdb",
+                          s[2], "--set", "reltest.partitions=4", "--set", "topic_partitions=4",
+                          "--set", "store=rocksdb",
                           "--set", "processing_guarantee=exactly_once", "--set",
                           "session_timeout_ms=6000", "--set", "log_level=info", NULL};
     mph_cli_spawn(&k->proc[i], "eosk9", args, NULL, NULL, -1);
@@ -1233,7 +1234,8 @@ static void produce_lines(cliapp_t *c, int64_t *truth, int first, int n)
         /* Five words a line, spaces and tabs between them. */
         for (int j = 0; j < 5; j++) {
             int w = (id * 7 + j * 13) % WC_WORDS;
-            len += snprintf(line + len, sizeof line - (size_t)len, "%sw%d", j ? (j % 2 ? " " : "\t") : "", w);
+            const char *sep = j == 0 ? "" : j % 2 ? " " : "\t";
+            len += snprintf(line + len, sizeof line - (size_t)len, "%sw%d", sep, w);
             truth[w]++;
         }
         char key[16];
