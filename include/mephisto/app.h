@@ -32,8 +32,9 @@ extern "C" {
 typedef struct mph_app mph_app_t;
 
 /* A new app. Takes ownership of conf on success only (on failure the caller
- * still owns it). Fails when app_id is missing or a setting is inconsistent;
- * errstr names the setting. The broker is not contacted until start. */
+ * still owns it). Fails when app_id is missing or a setting is inconsistent
+ * (e.g. processing_guarantee=exactly_once with a mock:// broker, which
+ * cannot run it); errstr names the setting. The broker is not contacted until start. */
 MPH_EXPORT mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size);
 
 /* Connects, creates the topics the app declared as its own (internal topics,

@@ -232,6 +232,19 @@ mph_app_t *mph_app_new(mph_conf_t *conf, char *errstr, size_t errstr_size)
         goto fail;
     const char *pg = mph_conf_get(conf, "processing_guarantee");
     app->eos = pg && !strcmp(pg, "exactly_once");
+    /* librdkafka's mock cluster emulates neither read_committed nor
+     * transactional offset commits: exactly_once on it would look like it
+     * works and guarantee nothing. */
+    const char *broker = mph_conf_get(conf, "broker");
+    if (app->eos && broker && strncmp(broker, "mock://", 7) == 0) {
+        set_errstr(errstr, errstr_size,
+                   "processing_guarantee=exactly_once: needs a real Kafka cluster, but "
+                   "broker=%s is librdkafka's mock cluster, which emulates neither "
+                   "read_committed nor transactional offset commits; use broker=kafka://... "
+                   "or processing_guarantee=at_least_once",
+                   broker);
+        goto fail;
+    }
     /* Under exactly_once the commit interval is the transaction, and it
      * bounds end-to-end latency for read_committed readers: 100 ms, as in
      * Kafka Streams, unless set. */

@@ -9,7 +9,15 @@
  * refuses in the delivery report, dooming the transaction. Verified from
  * outside: a read_committed read of the output holds each input exactly
  * once, every table value equals the truth (over mph_table_lookup), and
- * the changelog, read read_committed, folds to the same values.
+ * the changelog, read read_committed, folds to the same values. An input
+ * "huge<id>" also sends an output larger than the producer's
+ * message.max.bytes (dead-lettered under on_send_error=dead_letter).
+ *
+ * Through the CLI (worker processes): examples/wordcount and
+ * examples/forward switched over by the setting alone, two processes with
+ * and without group_instance_id; the reltest plugin under kill -9 and with
+ * a process frozen past its session timeout (a zombie). The mock cluster
+ * refusing exactly_once is checked on the mock too.
  */
 // ctest-timeout: 900
 // ctest-labels: engine;reliability
@@ -19,6 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,6 +80,10 @@ typedef struct run {
     mph_err_t wait_err;
 } run_t;
 
+/* An output too large for the producer (sent for inputs "huge<id>"). */
+static char *huge_value;
+static size_t huge_len;
+
 static mph_err_t fc_agent(mph_event_t *ev, void *opaque)
 {
     run_t *r = opaque;
@@ -81,6 +96,13 @@ static mph_err_t fc_agent(mph_event_t *ev, void *opaque)
     err = mph_event_forward(ev, r->tout);
     if (err)
         return err;
+    if (vlen >= 4 && !memcmp(val, "huge", 4) && huge_value) {
+        /* Larger than the producer's message.max.bytes: refused at once. */
+        err = mph_event_send(ev, r->tout, MPH_PARTITION_ANY, key, klen, huge_value, huge_len,
+                             NULL, 0);
+        if (err)
+            return err;
+    }
     if (vlen >= 6 && !memcmp(val, "poison", 6)) {
         static char big[SMALL_MAX * 3];
         memset(big, 'p', sizeof big);
@@ -171,7 +193,17 @@ typedef struct truth {
 
 /* Produces records id first .. first+n-1: key k<id % NKEYS> to the key's
  * table partition, value "<id>" (or "poison<id>" for ids in poison). */
+static void produce_huge(run_t *r, truth_t *t, int first, int n, const int *poison,
+                         int npoison, const int *huge, int nhuge);
+
 static void produce(run_t *r, truth_t *t, int first, int n, const int *poison, int npoison)
+{
+    produce_huge(r, t, first, n, poison, npoison, NULL, 0);
+}
+
+/* The same, and value "huge<id>" for ids in huge. */
+static void produce_huge(run_t *r, truth_t *t, int first, int n, const int *poison,
+                         int npoison, const int *huge, int nhuge)
 {
     for (int id = first; id < first + n; id++) {
         char key[16], val[32];
@@ -180,7 +212,10 @@ static void produce(run_t *r, truth_t *t, int first, int n, const int *poison, i
         bool p = false;
         for (int i = 0; i < npoison; i++)
             p |= poison[i] == id;
-        snprintf(val, sizeof val, "%s%d", p ? "poison" : "", id);
+        bool h = false;
+        for (int i = 0; i < nhuge; i++)
+            h |= huge[i] == id;
+        snprintf(val, sizeof val, "%s%d", p ? "poison" : h ? "huge" : "", id);
         int32_t part = mph_table_partition_of(r->counts, key, strlen(key));
         mph_test_produce(cluster, r->in, part, key, strlen(key), val, strlen(val));
         t->count[k]++;
@@ -249,7 +284,9 @@ static void on_out(const rd_kafka_message_t *m, void *opaque)
     size_t l = m->len < sizeof buf - 1 ? m->len : sizeof buf - 1;
     memcpy(buf, m->payload, l);
     buf[l] = 0;
-    const char *digits = strncmp(buf, "poison", 6) == 0 ? buf + 6 : buf;
+    const char *digits = strncmp(buf, "poison", 6) == 0  ? buf + 6
+                         : strncmp(buf, "huge", 4) == 0 ? buf + 4
+                                                        : buf;
     int id = atoi(digits);
     if (id < 0 || id >= s->max)
         s->bad++;
@@ -458,6 +495,79 @@ Test(eos, abort_rolls_back_rocksdb)
         aborts("rocksdb");
 }
 
+/* ---- (2b) on_send_error=dead_letter ---- */
+
+/* Under exactly_once with on_send_error=dead_letter: an output larger than
+ * the producer's message.max.bytes ("huge" inputs) is dead-lettered at
+ * once, inside the transaction; an output the broker refuses ("poison"
+ * inputs: the small topic) dooms its transaction, and processed again it
+ * is dead-lettered. A read_committed read of <app_id>-dead-letter holds
+ * each of those source records exactly once and nothing else; the other
+ * outputs are exactly once, the tables exact, and the app keeps running. */
+Test(eos, dead_letter_exactly_once, .timeout = 600)
+{
+    if (!need_real_broker("dead_letter_exactly_once"))
+        return;
+    run_t r = {0};
+    truth_t t = {0};
+    names(&r, "eos-dl");
+    const char *dl[] = {"on_send_error", "dead_letter", NULL};
+    build(&r, "memory", dl);
+    start(&r);
+    huge_len = (size_t)r.app->produce_max_bytes + 1000;
+    cr_assert_gt(huge_len, 1000);
+    huge_value = malloc(huge_len);
+    cr_assert_not_null(huge_value);
+    memset(huge_value, 'h', huge_len);
+    int poison[] = {700, 2950, 4111};
+    int huge[] = {10, 1234, 2951, 3500, 5999};
+    int npoison = 3, nhuge = 5;
+    for (int i = 0; i < 6; i++) {
+        produce_huge(&r, &t, i * 1000, 1000, poison, npoison, huge, nhuge);
+        usleep(200000);
+    }
+    cr_expect_eq(wait_output(&r, t.n, 180), t.n);
+    uint64_t dead = stat_u64(r.app, "totals.send_dead_lettered");
+    uint64_t aborted = stat_u64(r.app, "totals.transactions_aborted");
+    fprintf(stderr, "eos: dead_letter: %llu outputs dead-lettered, %llu transactions aborted "
+                    "(huge outputs of %zu bytes)\n",
+            (unsigned long long)dead, (unsigned long long)aborted, huge_len);
+    cr_expect_geq(dead, (uint64_t)(npoison + nhuge));
+    cr_expect_geq(aborted, 1, "no transaction was aborted (the poison outputs)");
+    cr_expect(!ck_pr_load_int(&r.stopped), "the app stopped: %s", r.app->fatal_msg);
+    verify(&r, &t, r.app);
+    char dlt[300];
+    snprintf(dlt, sizeof dlt, "%s-dead-letter", r.app_id);
+    seen_t s = {.max = t.n, .times = calloc((size_t)t.n, sizeof(int))};
+    int got = read_committed(dlt, -1, 3000, on_out, &s);
+    int once = 0, wrong = 0;
+    for (int id = 0; id < t.n; id++) {
+        bool want = false;
+        for (int i = 0; i < npoison; i++)
+            want |= poison[i] == id;
+        for (int i = 0; i < nhuge; i++)
+            want |= huge[i] == id;
+        if (want && s.times[id] == 1)
+            once++;
+        else if (s.times[id] != 0 || want) {
+            if (wrong++ < 5)
+                fprintf(stderr, "eos: dead_letter: input %d dead-lettered %d times\n", id,
+                        s.times[id]);
+        }
+    }
+    fprintf(stderr, "eos: dead_letter: %d records in %s (read_committed)\n", got, dlt);
+    cr_expect_eq(once, npoison + nhuge, "dead-lettered exactly once");
+    cr_expect_eq(wrong, 0);
+    cr_expect_eq(s.bad, 0);
+    cr_expect_eq(got, npoison + nhuge);
+    free(s.times);
+    cr_expect_eq(stop(&r), MPH_OK);
+    mph_app_destroy(r.app);
+    mph_test_rmrf(r.datadir);
+    free(huge_value);
+    huge_value = NULL;
+}
+
 /* ---- (4) fencing ---- */
 
 /* A second process with the same transactional identity (the same datadir,
@@ -582,18 +692,26 @@ typedef struct k9 {
     int64_t count[K9_KEYS];
     int produced;
     int done;
+    int total;         /* records the driver produces */
+    int pause_us;      /* after every 500 */
+    int port[2];       /* web ports */
 } k9_t;
+
+static int free_port(void);
+static int http_get(int port, const char *path, char *body, size_t size);
 
 static void k9_spawn(k9_t *k, int i)
 {
-    char s[12][300];
+    char s[12][300], port[16];
+    snprintf(port, sizeof port, "%d", k->port[i]);
     snprintf(s[0], sizeof s[0], "app_id=%s", k->app_id);
     snprintf(s[1], sizeof s[1], "reltest.input_topic=%s", k->in);
     snprintf(s[2], sizeof s[2], "reltest.output_topic=%s", k->out);
     const char *args[] = {"worker", "--app", mph_cli_plugin("reltest"), "--broker",
-                          cluster->broker, "--without-web", "--workers", "2",
+                          cluster->broker, "--web-port", port, "--workers", "2",
                           "--datadir", k->datadir[i], "--set", s[0], "--set", s[1], "--set",
-                          s[2], "--set", "reltest.partitions=4", "--set", "topic_partitions=4", "--set", "store=rocksdb",
+                          s[2], "--set", "reltest.partitions=4", "--set", "topic_partitions=4",
+                          "--set", "store=rocksdb",
                           "--set", "processing_guarantee=exactly_once", "--set",
                           "session_timeout_ms=6000", "--set", "log_level=info", NULL};
     mph_cli_spawn(&k->proc[i], "eosk9", args, NULL, NULL, -1);
@@ -605,7 +723,7 @@ static void *k9_driver(void *arg)
 {
     k9_t *k = arg;
     int seq[K9_KEYS] = {0};
-    for (int id = 0; id < K9_TOTAL; id++) {
+    for (int id = 0; id < k->total; id++) {
         char key[16], val[160];
         int kk = id % K9_KEYS;
         snprintf(key, sizeof key, "k%d", kk);
@@ -616,11 +734,11 @@ static void *k9_driver(void *arg)
         k->count[kk]++;
         if (id % 500 == 499) {
             mph_test_flush(cluster);
-            usleep(100000); /* about 5,000 records a second */
+            usleep((useconds_t)k->pause_us);
         }
     }
     mph_test_flush(cluster);
-    ck_pr_store_int(&k->produced, K9_TOTAL);
+    ck_pr_store_int(&k->produced, k->total);
     ck_pr_store_int(&k->done, 1);
     return NULL;
 }
@@ -683,60 +801,93 @@ static mph_err_t on_k9_disk(const void *key, size_t klen, const void *val, size_
     return MPH_OK;
 }
 
-Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
+/* The two processes of a k9 run: each made after the other (the first
+ * creates the app's topics). */
+static k9_t *k9_new(const char *tag, int total, int pause_us)
 {
-    if (!need_real_broker("kill_9_during_load_keeps_exactly_once"))
-        return;
     k9_t *k = calloc(1, sizeof *k);
-    mph_test_unique("eos-k9", k->app_id, sizeof k->app_id);
+    k->total = total;
+    k->pause_us = pause_us;
+    mph_test_unique(tag, k->app_id, sizeof k->app_id);
     snprintf(k->in, sizeof k->in, "%s-in", k->app_id);
     snprintf(k->out, sizeof k->out, "%s-out", k->app_id);
     mph_test_create_topic(cluster, k->in, 4);
-    /* One after the other: the first creates the app's topics. */
     for (int i = 0; i < 2; i++) {
         mph_test_tmpdir("eosk9", k->datadir[i], sizeof k->datadir[i]);
+        k->port[i] = free_port();
         k9_spawn(k, i);
         free(mph_cli_wait_for(&k->proc[i], k->proc[i].err_path, "worker running", 60000));
     }
-    pthread_t driver;
-    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
-    uint64_t st = 14;
-    int kills = 0;
-    while (kills < 10) {
-        usleep((useconds_t)(2000000 + mph_test_rand(&st) % 2000000));
-        int i = (int)(mph_test_rand(&st) % 2);
-        kill(k->proc[i].pid, SIGKILL);
-        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 30000);
-        mph_cli_result_free(&r);
-        kills++;
-        usleep((useconds_t)(mph_test_rand(&st) % 3000000));
-        k9_spawn(k, i);
-    }
-    pthread_join(driver, NULL);
-    fprintf(stderr, "eos: kill -9: %d kills during the load of %d records\n", kills, K9_TOTAL);
+    return k;
+}
 
-    seen_t s = {.max = K9_TOTAL, .times = calloc(K9_TOTAL, sizeof(int))};
+/* How many keys of `counts` the HTTP view (both processes, each key
+ * served by exactly one) does not show at the truth; shown: say which. */
+static int k9_web_wrong(const k9_t *k, bool show)
+{
+    int wrong = 0;
+    for (int kk = 0; kk < K9_KEYS; kk++) {
+        char path[64], body[256];
+        snprintf(path, sizeof path, "/tables/counts/k%d", kk);
+        int served = 0, st[2];
+        long long v = -1;
+        for (int i = 0; i < 2; i++) {
+            st[i] = http_get(k->port[i], path, body, sizeof body);
+            if (st[i] == 200) {
+                served++;
+                v = atoll(body);
+            }
+        }
+        if ((served != 1 || v != k->count[kk]) && wrong++ < 5 && show)
+            fprintf(stderr, "eos: %s: web counts k%d = %lld (HTTP %d and %d: %s), truth %lld\n",
+                    k->app_id, kk, v, st[0], st[1], body, (long long)k->count[kk]);
+    }
+    return wrong;
+}
+
+/* Waits for the whole output, compares the HTTP view of `counts` (both
+ * processes, each key served by one) with the truth, stops both processes
+ * gracefully (stderr of each in errs[i] when errs, to free), then checks
+ * the output exactly once, the changelog and the RocksDB shards. */
+static void k9_finish(k9_t *k, char **errs)
+{
     int got = 0;
-    for (int t = 0; t < 240 && got < K9_TOTAL; t += 2) {
-        got = read_committed(k->out, K9_TOTAL, 1500, NULL, NULL);
-        if (got < K9_TOTAL)
+    for (int t = 0; t < 240 && got < k->total; t += 2) {
+        got = read_committed(k->out, k->total, 1500, NULL, NULL);
+        if (got < k->total)
             sleep(2);
     }
+    /* The HTTP view, once the whole output is committed (nothing is in
+     * flight then: every input's transaction has committed) and the group
+     * has settled (a process killed with -9 stays a member until its
+     * session times out; until the rebalance that follows, its partitions
+     * are on neither process: 421). */
+    int web_wrong = k9_web_wrong(k, false);
+    for (int tries = 0; web_wrong && tries < 90; tries++) {
+        sleep(1);
+        web_wrong = k9_web_wrong(k, tries == 89);
+    }
+    cr_expect_eq(web_wrong, 0, "the HTTP view of counts differs from the truth");
     /* Stop both gracefully: nothing may change after this. */
     for (int i = 0; i < 2; i++) {
         kill(k->proc[i].pid, SIGTERM);
         mph_cli_result_t r = mph_cli_finish(&k->proc[i], 60000);
         cr_expect_eq(r.status, 0, "worker %d: %s", i, r.err);
+        if (errs) {
+            errs[i] = r.err;
+            r.err = NULL;
+        }
         mph_cli_result_free(&r);
     }
+    seen_t s = {.max = k->total, .times = calloc((size_t)k->total, sizeof(int))};
     got = read_committed(k->out, -1, 3000, on_k9_out, &s);
     int missing = 0, twice = 0;
-    for (int id = 0; id < K9_TOTAL; id++) {
+    for (int id = 0; id < k->total; id++) {
         missing += s.times[id] == 0;
         twice += s.times[id] > 1;
     }
-    fprintf(stderr, "eos: kill -9: output %d records for %d inputs: %d missing, %d twice\n", got,
-            K9_TOTAL, missing, twice);
+    fprintf(stderr, "eos: %s: output %d records for %d inputs: %d missing, %d twice\n",
+            k->app_id, got, k->total, missing, twice);
     cr_expect_eq(missing, 0);
     cr_expect_eq(twice, 0, "duplicates in the read_committed output");
     cr_expect_eq(s.bad, 0);
@@ -748,7 +899,7 @@ Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
     int wrong = 0;
     for (int kk = 0; kk < K9_KEYS; kk++)
         if (v[kk] != k->count[kk] && wrong++ < 5)
-            fprintf(stderr, "eos: kill -9: counts k%d = %lld, truth %lld\n", kk,
+            fprintf(stderr, "eos: %s: counts k%d = %lld, truth %lld\n", k->app_id, kk,
                     (long long)v[kk], (long long)k->count[kk]);
     cr_expect_eq(wrong, 0, "the counts changelog differs from the truth");
     k9_disk_t d = {.truth = k->count};
@@ -765,11 +916,462 @@ Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
     wrong = 0;
     for (int kk = 0; kk < K9_KEYS; kk++)
         if (d.max[kk] != k->count[kk] && wrong++ < 5)
-            fprintf(stderr, "eos: kill -9: RocksDB counts k%d = %lld at most, truth %lld\n",
-                    kk, (long long)d.max[kk], (long long)k->count[kk]);
+            fprintf(stderr, "eos: %s: RocksDB counts k%d = %lld at most, truth %lld\n",
+                    k->app_id, kk, (long long)d.max[kk], (long long)k->count[kk]);
     cr_expect_eq(wrong, 0, "the RocksDB shards (newest copy) differ from the truth");
     cr_expect_eq(d.over, 0, "a RocksDB value above the truth (an aborted transaction's)");
     for (int i = 0; i < 2; i++)
         mph_test_rmrf(k->datadir[i]);
+}
+
+Test(eos, kill_9_during_load_keeps_exactly_once, .timeout = 900)
+{
+    if (!need_real_broker("kill_9_during_load_keeps_exactly_once"))
+        return;
+    k9_t *k = k9_new("eos-k9", K9_TOTAL, 100000); /* about 5,000 records a second */
+    pthread_t driver;
+    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
+    uint64_t st = 14;
+    int kills = 0;
+    while (kills < 10) {
+        usleep((useconds_t)(2000000 + mph_test_rand(&st) % 2000000));
+        int i = (int)(mph_test_rand(&st) % 2);
+        kill(k->proc[i].pid, SIGKILL);
+        mph_cli_result_t r = mph_cli_finish(&k->proc[i], 30000);
+        mph_cli_result_free(&r);
+        kills++;
+        usleep((useconds_t)(mph_test_rand(&st) % 3000000));
+        k9_spawn(k, i);
+    }
+    pthread_join(driver, NULL);
+    fprintf(stderr, "eos: kill -9: %d kills during the load of %d records\n", kills, K9_TOTAL);
+    /* The restarted process serves the web view once it runs again. */
+    for (int i = 0; i < 2; i++)
+        free(mph_cli_wait_for(&k->proc[i], k->proc[i].err_path, "worker running", 60000));
+    k9_finish(k, NULL);
     free(k);
+}
+
+/* ---- (8) the lost assignment: a zombie ---- */
+
+/* The group's committed offsets of the input, per partition (-1: none),
+ * read read_committed (stable offsets only). */
+static void group_offsets(const k9_t *k, int64_t off[4])
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "broker", cluster->broker, err, sizeof err);
+    mph_conf_set(conf, "app_id", k->app_id, err, sizeof err);
+    mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err);
+    rd_kafka_conf_t *kc =
+        mph__kafka_conf_new(cluster->env, conf, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(kc, "%s", err);
+    rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, err, sizeof err);
+    cr_assert_not_null(rk, "%s", err);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_topic_partition_list_add(tp, k->in, p);
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, tp, 30000);
+    cr_assert_eq(e, RD_KAFKA_RESP_ERR_NO_ERROR, "%s", rd_kafka_err2str(e));
+    for (int p = 0; p < 4; p++)
+        off[p] = tp->elems[p].err ? -2 : tp->elems[p].offset;
+    rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_destroy(rk); /* never subscribed: leaves no group member */
+    mph_conf_destroy(conf);
+}
+
+/* Process A is frozen (SIGSTOP) past session_timeout_ms under load while B
+ * takes over all partitions, then resumed (SIGCONT): A finds its
+ * assignment lost, aborts its open transaction and never commits in the
+ * old generation (the group's committed offsets never go back), then
+ * rejoins. Outputs stay exactly once (read_committed), the tables exact
+ * (changelog, HTTP view, RocksDB), and both processes keep running. */
+Test(eos, zombie_aborts_and_never_commits_after_resume, .timeout = 900)
+{
+    if (!need_real_broker("zombie_aborts_and_never_commits_after_resume"))
+        return;
+    k9_t *k = k9_new("eos-zo", 50000, 200000); /* about 2,500 records a second */
+    pthread_t driver;
+    cr_assert_eq(pthread_create(&driver, NULL, k9_driver, k), 0);
+    sleep(3);
+    kill(k->proc[0].pid, SIGSTOP);
+    sleep(6 + 8); /* session_timeout_ms=6000, and time for B to take over */
+    int64_t before[4], after[4];
+    group_offsets(k, before);
+    kill(k->proc[0].pid, SIGCONT);
+    sleep(8);
+    group_offsets(k, after);
+    int back = 0;
+    for (int p = 0; p < 4; p++) {
+        fprintf(stderr, "eos: zombie: partition %d committed %lld before the resume, %lld after\n",
+                p, (long long)before[p], (long long)after[p]);
+        back += after[p] < before[p];
+    }
+    cr_expect_eq(back, 0, "the zombie committed offsets of the old generation after its resume");
+    pthread_join(driver, NULL);
+    char *errs[2] = {NULL, NULL};
+    k9_finish(k, errs);
+    cr_assert_not_null(errs[0]);
+    cr_expect(strstr(errs[0], "partitions lost to the group") != NULL ||
+                  strstr(errs[0], "assignment lost") != NULL,
+              "the resumed process never found its assignment lost:\n%s", errs[0]);
+    cr_expect(strstr(errs[0], "aborting the open transaction") != NULL,
+              "the resumed process did not abort its transaction:\n%s", errs[0]);
+    cr_expect(strstr(errs[0], "producer fenced") == NULL, "%s", errs[0]);
+    free(errs[0]);
+    free(errs[1]);
+    free(k);
+}
+
+/* ---- (6) the mock cluster cannot run exactly_once ---- */
+
+/* librdkafka's mock cluster emulates neither read_committed nor
+ * transactional offset commits: the app refuses the pair when it is made,
+ * naming both settings, instead of running without the guarantee. */
+Test(eos, mock_broker_refuses_exactly_once)
+{
+    const char *mocks[] = {"mock://", "mock://3"};
+    for (size_t i = 0; i < 2; i++) {
+        char err[512] = "";
+        mph_conf_t *conf = mph_conf_new();
+        cr_assert_eq(mph_conf_set(conf, "app_id", "shop", err, sizeof err), MPH_OK, "%s", err);
+        cr_assert_eq(mph_conf_set(conf, "broker", mocks[i], err, sizeof err), MPH_OK, "%s", err);
+        cr_assert_eq(mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err),
+                     MPH_OK, "%s", err);
+        mph_app_t *app = mph_app_new(conf, err, sizeof err);
+        cr_expect_null(app, "exactly_once on %s must be refused", mocks[i]);
+        if (app)
+            mph_app_destroy(app);
+        else
+            mph_conf_destroy(conf); /* still the caller's on failure */
+        cr_expect(strstr(err, "processing_guarantee=exactly_once") != NULL, "%s", err);
+        char want[64];
+        snprintf(want, sizeof want, "broker=%s ", mocks[i]);
+        cr_expect(strstr(err, want) != NULL, "%s", err);
+        cr_expect(strstr(err, "read_committed") != NULL, "%s", err);
+    }
+    /* at_least_once on the mock, and exactly_once on a kafka:// broker,
+     * are accepted. */
+    char err[512] = "";
+    mph_conf_t *conf = mph_conf_new();
+    mph_conf_set(conf, "app_id", "shop", err, sizeof err);
+    mph_conf_set(conf, "broker", "mock://", err, sizeof err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_expect_not_null(app, "%s", err);
+    mph_app_destroy(app);
+    conf = mph_conf_new();
+    mph_conf_set(conf, "app_id", "shop", err, sizeof err);
+    mph_conf_set(conf, "broker", "kafka://127.0.0.1:9", err, sizeof err);
+    mph_conf_set(conf, "processing_guarantee", "exactly_once", err, sizeof err);
+    app = mph_app_new(conf, err, sizeof err);
+    cr_expect_not_null(app, "%s", err);
+    mph_app_destroy(app);
+}
+
+/* The same through the CLI: the worker exits at once with the error. */
+Test(eos, cli_mock_broker_refuses_exactly_once)
+{
+    char dir[256];
+    mph_test_tmpdir("eos-mock", dir, sizeof dir);
+    const char *args[] = {"worker", "--app", mph_cli_plugin("forward"), "--broker", "mock://",
+                          "--without-web", "--datadir", dir, "--set", "app_id=eos-mock",
+                          "--set", "processing_guarantee=exactly_once", NULL};
+    mph_cli_result_t r = mph_cli_run("eosmock", args, NULL, NULL, 60000);
+    cr_expect_neq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "processing_guarantee=exactly_once") != NULL, "%s", r.err);
+    cr_expect(strstr(r.err, "broker=mock://") != NULL, "%s", r.err);
+    mph_cli_result_free(&r);
+    mph_test_rmrf(dir);
+}
+
+/* ---- (7) the examples through the CLI, by the setting alone ---- */
+
+/* A TCP port that was free a moment ago. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* GET http://127.0.0.1:port<path> (HTTP/1.0): the status (-1 when it cannot
+ * connect) and the body in body[size]. */
+static int http_get(int port, const char *path, char *body, size_t size)
+{
+    body[0] = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    static char buf[65536];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fd);
+    buf[got] = 0;
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        return -1;
+    const char *b = strstr(buf, "\r\n\r\n");
+    snprintf(body, size, "%s", b ? b + 4 : "");
+    return status;
+}
+
+#define WC_WORDS 60
+#define WC_PROCS 2
+
+typedef struct cliapp {
+    const char *plugin; /* "wordcount" or "forward" */
+    bool instance_id;
+    char app_id[128], in[160], out[160], datadir[WC_PROCS][256];
+    int port[WC_PROCS];
+    mph_cli_proc_t proc[WC_PROCS];
+} cliapp_t;
+
+static void cli_spawn(cliapp_t *c, int i)
+{
+    char s[8][300], port[16];
+    snprintf(port, sizeof port, "%d", c->port[i]);
+    snprintf(s[0], sizeof s[0], "app_id=%s", c->app_id);
+    snprintf(s[1], sizeof s[1], "%s.input_topic=%s", c->plugin, c->in);
+    snprintf(s[2], sizeof s[2], "%s.output_topic=%s", c->plugin, c->out);
+    snprintf(s[3], sizeof s[3], "group_instance_id=%s-p%d", c->app_id, i);
+    const char *args[40] = {"worker", "--app", mph_cli_plugin(c->plugin), "--broker",
+                            cluster->broker, "--web-port", port, "--workers", "2",
+                            "--datadir", c->datadir[i], "--set", s[0], "--set", s[1],
+                            "--set", "topic_partitions=4", "--set",
+                            "processing_guarantee=exactly_once", "--set", "log_level=info"};
+    int n = 21;
+    if (!strcmp(c->plugin, "forward")) {
+        args[n++] = "--set";
+        args[n++] = s[2];
+    }
+    if (c->instance_id) {
+        args[n++] = "--set";
+        args[n++] = s[3];
+    }
+    args[n] = NULL;
+    mph_cli_spawn(&c->proc[i], "eoscli", args, NULL, NULL, -1);
+}
+
+/* Starts the first process, produces the first half, starts the second
+ * (a rebalance under load), produces the rest. */
+static void cli_start(cliapp_t *c, const char *tag)
+{
+    mph_test_unique(tag, c->app_id, sizeof c->app_id);
+    snprintf(c->in, sizeof c->in, "%s-in", c->app_id);
+    snprintf(c->out, sizeof c->out, "%s-out", c->app_id);
+    mph_test_create_topic(cluster, c->in, PARTS);
+    for (int i = 0; i < WC_PROCS; i++) {
+        mph_test_tmpdir("eoscli", c->datadir[i], sizeof c->datadir[i]);
+        c->port[i] = free_port();
+    }
+}
+
+static void cli_up(cliapp_t *c, int i)
+{
+    cli_spawn(c, i);
+    free(mph_cli_wait_for(&c->proc[i], c->proc[i].err_path, "worker running", 60000));
+}
+
+static void cli_stop(cliapp_t *c)
+{
+    for (int i = 0; i < WC_PROCS; i++) {
+        kill(c->proc[i].pid, SIGTERM);
+        mph_cli_result_t r = mph_cli_finish(&c->proc[i], 60000);
+        cr_expect_eq(r.status, 0, "%s worker %d: %s", c->plugin, i, r.err);
+        cr_expect(strstr(r.err, "producer fenced") == NULL, "%s", r.err);
+        mph_cli_result_free(&r);
+    }
+    for (int i = 0; i < WC_PROCS; i++)
+        mph_test_rmrf(c->datadir[i]);
+}
+
+typedef struct wfold {
+    int64_t value[WC_WORDS];
+    int bad;
+} wfold_t;
+
+static void on_wc_changelog(const rd_kafka_message_t *m, void *opaque)
+{
+    wfold_t *f = opaque;
+    char key[16];
+    size_t l = m->key_len < sizeof key - 1 ? m->key_len : sizeof key - 1;
+    memcpy(key, m->key, l);
+    key[l] = 0;
+    int k = key[0] == 'w' ? atoi(key + 1) : -1;
+    int64_t v = 0;
+    if (k < 0 || k >= WC_WORDS || !m->payload || mph__codec_i64_decode(m->payload, m->len, &v))
+        f->bad++;
+    else
+        f->value[k] = v;
+}
+
+static void produce_lines(cliapp_t *c, int64_t *truth, int first, int n)
+{
+    for (int id = first; id < first + n; id++) {
+        char line[128];
+        int len = 0;
+        /* Five words a line, spaces and tabs between them. */
+        for (int j = 0; j < 5; j++) {
+            int w = (id * 7 + j * 13) % WC_WORDS;
+            const char *sep = j == 0 ? "" : j % 2 ? " " : "\t";
+            len += snprintf(line + len, sizeof line - (size_t)len, "%sw%d", sep, w);
+            truth[w]++;
+        }
+        char key[16];
+        snprintf(key, sizeof key, "l%d", id);
+        mph_test_produce(cluster, c->in, id % PARTS, key, strlen(key), line, (size_t)len);
+    }
+    mph_test_flush(cluster);
+}
+
+/* How many words the HTTP view of both processes does not show at the
+ * truth (each served by exactly one); shown: say which. */
+static int wc_web_wrong(const cliapp_t *c, const int64_t *truth, bool show)
+{
+    int wrong = 0;
+    for (int w = 0; w < WC_WORDS; w++) {
+        char path[128], body[256];
+        snprintf(path, sizeof path, "/tables/word_counts/w%d", w);
+        int served = 0, st[WC_PROCS];
+        long long v = -1;
+        for (int i = 0; i < WC_PROCS; i++) {
+            st[i] = http_get(c->port[i], path, body, sizeof body);
+            if (st[i] == 200) {
+                served++;
+                v = atoll(body);
+            } else if (st[i] != 307 && st[i] != 421) {
+                served = -1; /* an answer that is neither */
+            }
+        }
+        if ((served != 1 || v != truth[w]) && wrong++ < 5 && show)
+            fprintf(stderr, "eos: %s: web w%d = %lld (HTTP %d and %d: %s), truth %lld\n",
+                    c->app_id, w, v, st[0], st[1], body, (long long)truth[w]);
+    }
+    return wrong;
+}
+
+static void cli_wordcount(bool instance_id)
+{
+    cliapp_t c = {.plugin = "wordcount", .instance_id = instance_id};
+    int64_t truth[WC_WORDS] = {0};
+    cli_start(&c, instance_id ? "eos-wc-iid" : "eos-wc");
+    cli_up(&c, 0);
+    produce_lines(&c, truth, 0, 2000);
+    cli_up(&c, 1);
+    produce_lines(&c, truth, 2000, 2000);
+    char cl[256];
+    snprintf(cl, sizeof cl, "%s-word_counts-changelog", c.app_id);
+    wfold_t f;
+    int wrong = WC_WORDS;
+    for (int t = 0; t < 180 && wrong; t += 2) {
+        memset(&f, 0, sizeof f);
+        read_committed(cl, -1, 2000, on_wc_changelog, &f);
+        wrong = 0;
+        for (int w = 0; w < WC_WORDS; w++)
+            wrong += f.value[w] != truth[w];
+        if (wrong)
+            sleep(2);
+    }
+    for (int w = 0, shown = 0; w < WC_WORDS; w++)
+        if (f.value[w] != truth[w] && shown++ < 5)
+            fprintf(stderr, "eos: %s: changelog w%d = %lld, truth %lld\n", c.app_id, w,
+                    (long long)f.value[w], (long long)truth[w]);
+    cr_expect_eq(wrong, 0, "the word_counts changelog (read_committed) differs from the truth");
+    cr_expect_eq(f.bad, 0);
+    /* Over HTTP: each word is served (200) by the process that holds it;
+     * the other redirects (307) or says it is not there (421). Waits out a
+     * rebalance still under way (then both answer 421). */
+    int web_wrong = wc_web_wrong(&c, truth, false);
+    for (int tries = 0; web_wrong && tries < 60; tries++) {
+        sleep(1);
+        web_wrong = wc_web_wrong(&c, truth, tries == 59);
+    }
+    cr_expect_eq(web_wrong, 0, "the HTTP table view differs from the truth");
+    cli_stop(&c);
+    fprintf(stderr, "eos: %s: %d words, changelog and web exact: %s\n", c.app_id, WC_WORDS,
+            wrong || web_wrong ? "no" : "yes");
+}
+
+static void cli_forward(bool instance_id)
+{
+    cliapp_t c = {.plugin = "forward", .instance_id = instance_id};
+    cli_start(&c, instance_id ? "eos-fw-iid" : "eos-fw");
+    const int total = 6000;
+    cli_up(&c, 0);
+    for (int half = 0; half < 2; half++) {
+        if (half == 1)
+            cli_up(&c, 1);
+        for (int id = half * total / 2; id < (half + 1) * total / 2; id++) {
+            char key[16], val[16];
+            snprintf(key, sizeof key, "k%d", id % NKEYS);
+            snprintf(val, sizeof val, "%d", id);
+            mph_test_produce(cluster, c.in, id % PARTS, key, strlen(key), val, strlen(val));
+        }
+        mph_test_flush(cluster);
+    }
+    int got = 0;
+    for (int t = 0; t < 180 && got < total; t += 2) {
+        got = read_committed(c.out, total, 1500, NULL, NULL);
+        if (got < total)
+            sleep(2);
+    }
+    cli_stop(&c);
+    seen_t s = {.max = total, .times = calloc((size_t)total, sizeof(int))};
+    got = read_committed(c.out, -1, 3000, on_out, &s);
+    int missing = 0, twice = 0;
+    for (int id = 0; id < total; id++) {
+        missing += s.times[id] == 0;
+        twice += s.times[id] > 1;
+    }
+    fprintf(stderr, "eos: %s: output %d records for %d inputs: %d missing, %d twice\n",
+            c.app_id, got, total, missing, twice);
+    cr_expect_eq(missing, 0);
+    cr_expect_eq(twice, 0, "duplicates in the read_committed output");
+    cr_expect_eq(s.bad, 0);
+    free(s.times);
+}
+
+Test(eos, cli_wordcount_two_processes, .timeout = 600)
+{
+    if (need_real_broker("cli_wordcount_two_processes"))
+        cli_wordcount(false);
+}
+
+Test(eos, cli_wordcount_two_processes_group_instance_id, .timeout = 600)
+{
+    if (need_real_broker("cli_wordcount_two_processes_group_instance_id"))
+        cli_wordcount(true);
+}
+
+Test(eos, cli_forward_two_processes, .timeout = 600)
+{
+    if (need_real_broker("cli_forward_two_processes"))
+        cli_forward(false);
+}
+
+Test(eos, cli_forward_two_processes_group_instance_id, .timeout = 600)
+{
+    if (need_real_broker("cli_forward_two_processes_group_instance_id"))
+        cli_forward(true);
 }
