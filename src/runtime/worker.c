@@ -1783,6 +1783,37 @@ static bool eos_commit(mph__worker_t *w, bool again)
     return true;
 }
 
+/* Answers revocation msg with reply (k partitions; NULL when it could
+ * not be allocated), carrying every shard no slot uses any more; !durable
+ * tells the coordinator to drop them. */
+static void post_revoked(mph__worker_t *w, const mph__msg_t *msg, mph__msg_t *reply, size_t k,
+                         bool durable)
+{
+    mph__shard_set_t *released = mph__tables_worker_release(w);
+    if (reply) {
+        reply->ptr = released;
+        released = NULL;
+        reply->n = k;
+        reply->seq = msg->seq;
+        reply->lost = !durable;
+        if (mph__coord_post(w->app->coord, reply) != MPH_OK) {
+            released = reply->ptr;
+            mph__msg_free(reply);
+            reply = NULL;
+        }
+    }
+    if (!reply) {
+        /* The coordinator waits for this answer before it hands any of
+         * these partitions over again: stop rather than leave it waiting. */
+        mph__tables_worker_take(w, released);
+        w->failed = true;
+        mph__app_fail(w->app, MPH_ERR_NOMEM,
+                      "worker %d cannot hand back %zu partitions (out of memory or the "
+                      "coordinator's mailbox is full); stopping",
+                      w->index, msg->n);
+    }
+}
+
 /* MSG_REVOKE under exactly_once: commit, then hand the shards back durable;
  * partitions lost to the group are aborted instead, and their shards go
  * back to be dropped (the next owner rebuilds them from the changelog);
@@ -1818,27 +1849,7 @@ static void eos_revoke(mph__worker_t *w, mph__msg_t *msg)
         w->persist_pending = false;
         eos_abort(w, true);
     }
-    mph__shard_set_t *released = mph__tables_worker_release(w);
-    if (reply) {
-        reply->ptr = released;
-        released = NULL;
-        reply->n = k;
-        reply->seq = msg->seq;
-        reply->lost = !durable;
-        if (mph__coord_post(w->app->coord, reply) != MPH_OK) {
-            released = reply->ptr;
-            mph__msg_free(reply);
-            reply = NULL;
-        }
-    }
-    if (!reply) {
-        mph__tables_worker_take(w, released);
-        w->failed = true;
-        mph__app_fail(w->app, MPH_ERR_NOMEM,
-                      "worker %d cannot hand back %zu partitions (out of memory or the "
-                      "coordinator's mailbox is full); stopping",
-                      w->index, msg->n);
-    }
+    post_revoked(w, msg, reply, k, durable);
 }
 
 /* The coordinator's deadline (msg->deadline_ns, on the same monotonic
@@ -1892,29 +1903,7 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
      * record of where each shard is (table.c). Unflushed writes must not
      * survive into a later ownership: with lost set the coordinator drops
      * the shards, and the next owner rebuilds them from the changelog. */
-    mph__shard_set_t *released = mph__tables_worker_release(w);
-    if (reply) {
-        reply->ptr = released;
-        released = NULL;
-        reply->n = k;
-        reply->seq = msg->seq;
-        reply->lost = !durable;
-        if (mph__coord_post(w->app->coord, reply) != MPH_OK) {
-            released = reply->ptr;
-            mph__msg_free(reply);
-            reply = NULL;
-        }
-    }
-    if (!reply) {
-        /* The coordinator waits for this answer before it hands any of
-         * these partitions over again: stop rather than leave it waiting. */
-        mph__tables_worker_take(w, released);
-        w->failed = true;
-        mph__app_fail(w->app, MPH_ERR_NOMEM,
-                      "worker %d cannot hand back %zu partitions (out of memory or the "
-                      "coordinator's mailbox is full); stopping",
-                      w->index, msg->n);
-    }
+    post_revoked(w, msg, reply, k, durable);
 }
 
 static void handle_stop(mph__worker_t *w)
