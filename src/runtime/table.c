@@ -997,6 +997,29 @@ static mph__shard_t *shard_of(mph_event_t *ev, mph_table_t *t)
     return sh;
 }
 
+/* A table operation whose state store failed (RocksDB could not be read
+ * or written, a full disk, memory): the event cannot be processed
+ * correctly, whatever the agent does with the error (on_agent_error=log
+ * would count it as processed and a commit would pass it: a lost table
+ * update). The worker stops processing (w->failed: process() leaves the
+ * event unprocessed) and the app stops without committing past it.
+ * Returns err. */
+static mph_err_t store_result(mph_event_t *ev, mph_table_t *t, mph_err_t err)
+{
+    if (err != MPH_ERR_STORE && err != MPH_ERR_DISK_FULL && err != MPH_ERR_NOMEM)
+        return err;
+    mph__worker_t *w = ev->worker;
+    if (!w->failed) {
+        w->failed = true;
+        mph__app_fail(w->app, err,
+                      "table %s: the state store failed on %s [%d] offset %lld: %s; stopping "
+                      "without committing past the event",
+                      t->name, ev->topic ? ev->topic->name : "?", (int)ev->rkm->partition,
+                      (long long)ev->rkm->offset, mph_err_str(err));
+    }
+    return err;
+}
+
 mph__shard_t *mph__table_event_shard(mph_event_t *ev, mph_table_t *t)
 {
     return shard_of(ev, t);
@@ -1035,7 +1058,7 @@ mph_err_t mph_table_get(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     if (!sh)
         return MPH_ERR_PARTITION;
     size_t l = 0;
-    mph_err_t err = mph__shard_get(sh, key ? key : "", klen, value, &l);
+    mph_err_t err = store_result(ev, t, mph__shard_get(sh, key ? key : "", klen, value, &l));
     count_op(ev, t, 0);
     if (err == MPH_ERR_NOENT) {
         count_op(ev, t, 3);
@@ -1055,7 +1078,7 @@ bool mph_table_contains(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     mph__shard_t *sh = ev && t ? shard_of(ev, t) : NULL;
     const void *v;
     size_t l;
-    return sh && mph__shard_get(sh, key ? key : "", klen, &v, &l) == MPH_OK;
+    return sh && store_result(ev, t, mph__shard_get(sh, key ? key : "", klen, &v, &l)) == MPH_OK;
 }
 
 mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
@@ -1070,7 +1093,7 @@ mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     if (err)
         return err;
     count_op(ev, t, 1);
-    return mph__shard_set(sh, key ? key : "", klen, value ? value : "", vlen);
+    return store_result(ev, t, mph__shard_set(sh, key ? key : "", klen, value ? value : "", vlen));
 }
 
 mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
@@ -1084,7 +1107,7 @@ mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *t, const void *key, siz
     if (err)
         return err;
     count_op(ev, t, 2);
-    err = mph__shard_delete(sh, key ? key : "", klen);
+    err = store_result(ev, t, mph__shard_delete(sh, key ? key : "", klen));
     return err == MPH_ERR_NOENT ? MPH_OK : err;
 }
 
@@ -1167,7 +1190,7 @@ mph_err_t mph_table_foreach(mph_event_t *ev, mph_table_t *t, mph_table_visit_fn 
     mph__shard_t *sh = shard_of(ev, t);
     if (!sh)
         return MPH_ERR_PARTITION;
-    return mph__shard_foreach(sh, fn, opaque);
+    return store_result(ev, t, mph__shard_foreach(sh, fn, opaque));
 }
 
 mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *t, const void *key, size_t klen,

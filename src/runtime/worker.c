@@ -1130,6 +1130,18 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
             mph_log_limited(&w->log_lim, 1000, MPH_LOG_ERROR,
                             "agent %s failed on %s [%d] offset %lld: %s", a->name, t->name,
                             (int)m->partition, (long long)m->offset, mph_err_str(rc));
+            if (rc == MPH_ERR_STORE || rc == MPH_ERR_DISK_FULL) {
+                /* The state store failed under the agent (a window or
+                 * table call): never counted as processed, whatever
+                 * on_agent_error says (table.c, store_result). */
+                w->failed = true;
+                mph__app_fail(w->app, rc,
+                              "agent %s failed on %s [%d] offset %lld: %s; stopping without "
+                              "committing past the event",
+                              a->name, t->name, (int)m->partition, (long long)m->offset,
+                              mph_err_str(rc));
+                return;
+            }
             if (w->app->stop_on_agent_error) {
                 w->failed = true;
                 mph__app_fail(w->app, MPH_ERR_AGENT,
