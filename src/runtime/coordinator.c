@@ -490,13 +490,16 @@ static void revoke_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         if (!msgs[w])
             continue;
         msgs[w]->n = count[w];
-        msgs[w]->seq = ++c->revoke_sent[w];
+        /* Once posted, the message is the worker's (it frees it): nothing
+         * of it is read after the post. */
+        uint64_t seq = ++c->revoke_sent[w];
+        msgs[w]->seq = seq;
         if (mph__worker_post(app->workers[w], msgs[w]) == MPH_OK) {
             posted++;
             c->revoke_deadline[w] = deadline;
             c->revoke_at[w] = c->assign_calls;
             if (want)
-                want[w] = msgs[w]->seq;
+                want[w] = seq;
         } else {
             /* The worker would go on with partitions the group took away. */
             c->revoke_sent[w]--;
