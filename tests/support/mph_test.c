@@ -158,6 +158,8 @@ int mph_test_consume_all(mph_test_cluster_t *c, const char *topic, int want, int
     mph_conf_t *conf = mph_conf_new();
     mph_conf_set(conf, "broker", c->broker, err, sizeof err);
     mph_conf_set(conf, "app_id", "mph-test-reader", err, sizeof err);
+    /* librdkafka's default, said here: exactly_once tests count on it. */
+    mph_conf_set(conf, "kafka.isolation.level", "read_committed", err, sizeof err);
     rd_kafka_conf_t *kc = mph__kafka_conf_new(c->env, conf, MPH__KAFKA_CONSUMER, err, sizeof err);
     cr_assert_not_null(kc, "%s", err);
     rd_kafka_t *rk = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, err, sizeof err);
