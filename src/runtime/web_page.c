@@ -48,7 +48,7 @@ static const char page_head[] =
     "svg.chart{width:600px;height:170px;font:11px system-ui,sans-serif;fill:#444}\n"
     "svg .plot{fill:#fafafa;stroke:#ccc}svg .grid{stroke:#e4e4e4}\n"
     "svg .series{fill:none;stroke-width:1.5}\n"
-    ".legend span{margin-right:.8em;font-size:12px;white-space:nowrap}\n"
+    ".legend{display:flex;flex-wrap:wrap;gap:0 .8em;font-size:12px}.legend span{white-space:nowrap}\n"
     "progress{width:300px}\n"
     "</style></head>\n";
 
@@ -121,7 +121,7 @@ static const char page_script[] =
     "  names.sort((a, b) => a.localeCompare(b, undefined, {numeric: true}));\n"
     "  const shown = names.slice(0, MAX_SERIES);\n"
     "  const now = hist.length ? hist[hist.length - 1].t : 0;\n"
-    "  const span = Math.max(60000, Math.min(KEEP_MS, hist.length ? now - hist[0].t : 0));\n"
+    "  const span = Math.max(10000, Math.min(KEEP_MS, hist.length ? now - hist[0].t : 0));\n"
     "  let max = 0;\n"
     "  hist.forEach((h) => shown.forEach((k) => {\n"
     "    const v = h[field][k];\n"
