@@ -19,7 +19,8 @@
  * changelog before its partition is handed to the worker: `memory` tables
  * replay from the start (or from where this process last left it),
  * `rocksdb` tables from the checkpoint kept atomically with their data under
- * `<datadir>/<table>/w<worker>/`.
+ * `<datadir>/<app_id>/<table>/w<worker>/` (one RocksDB instance per table
+ * and worker; the setting `datadir`).
  *
  * Options (mph_table_opts_set):
  *   key_codec, value_codec   raw (default) | string | json | i64
