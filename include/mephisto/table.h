@@ -127,7 +127,9 @@ MPH_EXPORT mph_err_t mph_table_foreach(mph_event_t *ev, mph_table_t *table,
  * default), MPH_ERR_PARTITION when no worker of this process owns the
  * key's partition (ask the owner: see /router), MPH_ERR_TIMEOUT, or
  * MPH_ERR_STATE when the app is not running. @locality any (not from an
- * agent callback) */
+ * agent callback): the controlling thread, a thread of the app's own, or a
+ * web route's handler (mephisto/web.h; keep timeout_ms at most 1000 there,
+ * as every other web request waits for the handler) */
 MPH_EXPORT mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *table, const void *key,
                                       size_t key_len, void **value, size_t *value_len,
                                       int timeout_ms);

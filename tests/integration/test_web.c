@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1939,4 +1940,120 @@ Test(web, page_charts_draw_stats_numbers)
     free(dom);
     mph_test_rmrf(dir);
     stop_app(app);
+}
+
+/* A /stats server for the page (python3): the app's page at /, and at
+ * /stats the app's document with a restore that advances 100 records per
+ * request (1 s apart in time_ms) and standbys and timers blocks added, as
+ * other modules may add them. */
+static const char fake_stats_py[] =
+    "import json, sys, http.server\n"
+    "page = open(sys.argv[1], 'rb').read()\n"
+    "base = json.load(open(sys.argv[2]))\n"
+    "n = [0]\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def log_message(self, *a): pass\n"
+    "    def do_GET(self):\n"
+    "        if self.path.startswith('/stats'):\n"
+    "            n[0] += 1\n"
+    "            d = dict(base)\n"
+    "            d['time_ms'] = base['time_ms'] + 1000 * n[0]\n"
+    "            d['recovery'] = {'recoveries': 1, 'records_restored': 100 * n[0],\n"
+    "                             'records_total': 1000, 'partitions_restoring': 2}\n"
+    "            d['standbys'] = {'replicas': 1, 'partitions': [{'partition': 3, 'lag': 12}]}\n"
+    "            d['timers'] = {'timers': 2, 'fired': 40}\n"
+    "            body, ct = json.dumps(d).encode(), 'application/json'\n"
+    "        else:\n"
+    "            body, ct = page, 'text/html; charset=utf-8'\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Type', ct)\n"
+    "        self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+    "print(s.server_address[1], flush=True)\n"
+    "s.serve_forever()\n";
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+Test(web, page_shows_restore_eta_standbys_and_timers_when_stats_has_them)
+{
+    if (access("/usr/bin/chromium", X_OK) != 0 || system("python3 -c '' 2>/dev/null") != 0)
+        cr_skip_test("needs chromium and python3");
+    char in[128], group[128], err[512], dir[256], page[300], stats[300], py[300];
+    mph_test_unique("web-extra", in, sizeof in);
+    mph_test_unique("web-extra-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 4);
+    mph_app_t *app = forward_app(group, in, NULL, NULL); /* no agent: the page is enough */
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int port = web_port(app);
+    cr_assert(mph_test_tmpdir("web-extra", dir, sizeof dir));
+    snprintf(page, sizeof page, "%s/index.html", dir);
+    snprintf(stats, sizeof stats, "%s/stats.json", dir);
+    snprintf(py, sizeof py, "%s/serve.py", dir);
+    reply_t r;
+    get(port, "/", &r);
+    cr_assert_eq(r.status, 200);
+    /* without those keys the server renders the sections hidden */
+    cr_expect_not_null(strstr(r.body, "<section id=\"sec_standbys\" hidden>"));
+    cr_expect_not_null(strstr(r.body, "<section id=\"sec_timers\" hidden>"));
+    write_file(page, r.body, r.body_len);
+    reply_free(&r);
+    get(port, "/stats", &r);
+    cr_assert_eq(r.status, 200);
+    write_file(stats, r.body, r.body_len);
+    reply_free(&r);
+    stop_app(app);
+    write_file(py, fake_stats_py, strlen(fake_stats_py));
+
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("python3", "python3", py, page, stats, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *srv = fdopen(fds[0], "r");
+    cr_assert_not_null(srv);
+    int sport = 0;
+    cr_assert_eq(fscanf(srv, "%d", &sport), 1, "the python server's port");
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", sport);
+    char *dom = dump_dom(url);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    fclose(srv);
+    cr_assert_not_null(dom, "chromium failed");
+    long long updates = dom_updates(dom);
+    cr_log_info("page read the fake /stats %lld times", updates);
+    cr_expect_geq(updates, 2);
+    /* restore: progress from records_restored / records_total, the ETA
+     * from the rate between samples (100 records/s: (1000 - done) / 100) */
+    char want[160];
+    long long done = 100 * updates;
+    snprintf(want, sizeof want, "restore_text\">%lld of 1000 changelog records (%lld %%)",
+             done, done / 10);
+    cr_expect_not_null(strstr(dom, want), "%s in %.300s", want, strstr(dom, "restore_text"));
+    snprintf(want, sizeof want, "restore_eta\">%lld s<", (1000 - done) / 100);
+    cr_expect_not_null(strstr(dom, want), "%s in %.100s", want, strstr(dom, "restore_eta"));
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">partitions_restoring</td><td>2</td>"),
+                       "other restore keys shown");
+    /* standbys and timers: shown, with their numbers */
+    cr_expect_not_null(strstr(dom, "<section id=\"sec_standbys\"><h2>"), "standbys shown");
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">partitions[0].lag</td><td>12</td>"));
+    cr_expect_not_null(strstr(dom, "<section id=\"sec_timers\"><h2>"), "timers shown");
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">fired</td><td>40</td>"));
+    free(dom);
+    mph_test_rmrf(dir);
 }
