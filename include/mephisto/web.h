@@ -47,6 +47,9 @@
  * Threads: mph_web_route() on the app's controlling thread before
  * mph_app_start(). The handler and every mph_web_request_* /
  * mph_web_response_* call run on the web thread, inside the handler call.
+ * A handler must not call mph_app_stop() or mph_app_destroy() (they wait
+ * for the web thread to finish its requests); mph_app_request_stop() is
+ * fine. With web_enabled=false the routes are declared but not served.
  */
 #ifndef MEPHISTO_WEB_H
 #define MEPHISTO_WEB_H
