@@ -7,7 +7,8 @@
  * script then reads /stats every second, updates every number, keeps the
  * samples of the last five minutes and draws them as inline SVG charts:
  * events/s and lag per worker and per partition, and latencies (send
- * p50/p99, processing p99, the last offset commit). Each line is a <path>
+ * p50/p99, processing p99, the last offset commit, the transaction commit
+ * p99 under exactly_once). Each line is a <path>
  * with data-series, data-last (its newest value) and data-points, and each
  * chart's <svg> carries data-max, so a test (or a reader of the DOM) sees
  * the numbers drawn. Sections for keys other modules add to /stats
@@ -59,7 +60,7 @@ static const char page_charts[] =
     "<figure><figcaption>events/s per partition</figcaption><svg class=\"chart\" id=\"chart_part_eps\" role=\"img\"></svg><div class=\"legend\" id=\"chart_part_eps_legend\"></div></figure>\n"
     "<figure><figcaption>lag per worker (records)</figcaption><svg class=\"chart\" id=\"chart_worker_lag\" role=\"img\"></svg><div class=\"legend\" id=\"chart_worker_lag_legend\"></div></figure>\n"
     "<figure><figcaption>lag per partition (records)</figcaption><svg class=\"chart\" id=\"chart_part_lag\" role=\"img\"></svg><div class=\"legend\" id=\"chart_part_lag_legend\"></div></figure>\n"
-    "<figure><figcaption>latency (&micro;s): send p50 / p99, processing p99, last offset commit</figcaption><svg class=\"chart\" id=\"chart_latency\" role=\"img\"></svg><div class=\"legend\" id=\"chart_latency_legend\"></div></figure>\n"
+    "<figure><figcaption>latency (&micro;s): send p50 / p99, processing p99, last offset commit, transaction commit p99 (exactly_once)</figcaption><svg class=\"chart\" id=\"chart_latency\" role=\"img\"></svg><div class=\"legend\" id=\"chart_latency_legend\"></div></figure>\n"
     "</div></section>\n"
     "<noscript><p class=\"note\">The charts need JavaScript. The numbers on this page are as of its loading: reload it for new ones.</p></noscript>\n";
 
@@ -271,6 +272,8 @@ static const char page_script[] =
     "    h.lat['send p99'] = sl.p99 / 1000;\n"
     "    h.lat['processing p99'] = pl.p99 / 1000;\n"
     "    if (c) h.lat['last commit'] = c.last_commit_latency_us;\n"
+    "    const tc = t.transaction_commit_latency_ns;\n"
+    "    if (tc && tc.count > 0) h.lat['transaction commit p99'] = tc.p99 / 1000;\n"
     "    fill('partitions', parts);\n"
     "    $('lag').textContent = lag;\n"
     "    hist.push(h);\n"
