@@ -19,7 +19,8 @@
  * changelog before its partition is handed to the worker: `memory` tables
  * replay from the start (or from where this process last left it),
  * `rocksdb` tables from the checkpoint kept atomically with their data under
- * `<datadir>/<table>/w<worker>/`.
+ * `<datadir>/<app_id>/<table>/w<worker>/` (one RocksDB instance per table
+ * and worker; the setting `datadir`).
  *
  * Options (mph_table_opts_set):
  *   key_codec, value_codec   raw (default) | string | json | i64
@@ -126,7 +127,9 @@ MPH_EXPORT mph_err_t mph_table_foreach(mph_event_t *ev, mph_table_t *table,
  * default), MPH_ERR_PARTITION when no worker of this process owns the
  * key's partition (ask the owner: see /router), MPH_ERR_TIMEOUT, or
  * MPH_ERR_STATE when the app is not running. @locality any (not from an
- * agent callback) */
+ * agent callback): the controlling thread, a thread of the app's own, or a
+ * web route's handler (mephisto/web.h; keep timeout_ms at most 1000 there,
+ * as every other web request waits for the handler) */
 MPH_EXPORT mph_err_t mph_table_lookup(mph_app_t *app, mph_table_t *table, const void *key,
                                       size_t key_len, void **value, size_t *value_len,
                                       int timeout_ms);

@@ -113,6 +113,7 @@ struct mph_app {
     mph__worker_t **workers;
 
     struct mph__web *web; /* the HTTP view, or NULL (web.c) */
+    struct mph__web_routes *web_routes; /* mph_web_route's, or NULL (web.c; freed via kept) */
     struct { void *ptr; void (*free_fn)(void *); } *kept; /* mph_app_keep */
     size_t nkept;
     int ready;    /* 1 once partitions are assigned and recovered (ck_pr) */

@@ -11,8 +11,9 @@
  * worker's time.
  *
  * Routes:
- *   GET /         an HTML page that fetches /stats every second and shows
- *                 live numbers (inline script and style; no external asset)
+ *   GET /         an HTML page (web_page.c): numbers rendered here, then
+ *                 live numbers and SVG charts from /stats every second
+ *                 (inline script and style; no external asset)
  *   GET /stats    the stats document (JSON; monitor.c renders it)
  *   GET /metrics  Prometheus text format 0.0.4 (rendered here)
  *   GET /health   200 "ok" while the app runs, else 503
@@ -27,6 +28,7 @@
  *                 table: the value in the window of now, or with
  *                 ?window=<start ms> in the window starting there; the
  *                 window goes to the X-Window-Start / X-Window-End headers
+ *   <prefix>[/...] the app's own routes (mph_web_route; longest prefix)
  *   other         404 {"error": ...}
  * Routes match the whole decoded path (its length counts a decoded %00, so
  * "/stats%00x" is no route); an absolute-form target reaches us as its
@@ -47,6 +49,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +62,7 @@
 #include "mephisto/json.h"
 #include "mephisto/jsonw.h"
 #include "mephisto/table.h"
+#include "mephisto/web.h"
 #include "mephisto/window.h"
 #include "mephisto/log.h"
 #include "runtime/promtext.h"
@@ -112,139 +116,6 @@ static void answer_error(mph__http_response_t *resp, unsigned status,
         answer(resp, 500, "text/plain; charset=utf-8", "out of memory\n");
     }
     mph_jsonw_destroy(w);
-}
-
-/* ------------------------------------------------------------------ */
-/* GET /                                                               */
-
-static const char index_html[] =
-    "<!DOCTYPE html>\n"
-    "<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-    "<title>mephisto</title>\n"
-    "<meta name=\"viewport\" content=\"width=device-width\">\n"
-    "<style>\n"
-    "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\n"
-    "h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.05em;margin:1.2em 0 "
-    ".3em}\n"
-    "table{border-collapse:collapse}td,th{padding:2px 10px;text-align:right;"
-    "border-bottom:1px solid #ddd}\n"
-    "th{background:#f4f4f4}td.l,th.l{text-align:left}\n"
-    "#state.ready{color:#080}#state.starting{color:#a60}#error{color:#b00}\n"
-    "nav a{margin-right:1em}\n"
-    "</style></head>\n"
-    "<body data-updates=\"0\">\n"
-    "<h1>mephisto: <span id=\"app\">app</span> <small id=\"state\">"
-    "loading</small></h1>\n"
-    "<nav><a href=\"/stats\">/stats</a><a href=\"/metrics\">/metrics</a>"
-    "<a href=\"/router\">/router</a><a href=\"/health\">/health</a>"
-    "<a href=\"/ready\">/ready</a></nav>\n"
-    "<p id=\"error\"></p>\n"
-    "<h2>Totals</h2>\n"
-    "<table><tr><th class=\"l\">events in</th><td id=\"events_in\">-</td>"
-    "</tr>\n"
-    "<tr><th class=\"l\">events/s</th><td id=\"events_per_s\">-</td></tr>\n"
-    "<tr><th class=\"l\">failed</th><td id=\"events_failed\">-</td></tr>\n"
-    "<tr><th class=\"l\">lag</th><td id=\"lag\">-</td></tr>\n"
-    "<tr><th class=\"l\">processing p50 / p99 / p99.9 (&micro;s)</th>"
-    "<td id=\"latency\">-</td></tr>\n"
-    "<tr><th class=\"l\">sends / acked / errors / retries</th>"
-    "<td id=\"sends\">-</td></tr>\n"
-    "<tr><th class=\"l\">send latency p50 / p99 (&micro;s)</th>"
-    "<td id=\"send_latency\">-</td></tr>\n"
-    "<tr><th class=\"l\">commits / errors / rebalances</th>"
-    "<td id=\"commits\">-</td></tr>\n"
-    "<tr><th class=\"l\">uptime (s)</th><td id=\"uptime\">-</td></tr>\n"
-    "</table>\n"
-    "<h2>Workers</h2>\n"
-    "<table><thead><tr><th>worker</th><th>partitions</th><th>events</th>"
-    "<th>events/s</th><th>p99 (&micro;s)</th></tr></thead>"
-    "<tbody id=\"workers\"></tbody></table>\n"
-    "<h2>Partitions</h2>\n"
-    "<table><thead><tr><th class=\"l\">topic</th><th>partition</th>"
-    "<th>worker</th><th>events</th><th>events/s</th><th>read offset</th>"
-    "<th>end offset</th><th>lag</th><th>commit point</th></tr></thead>"
-    "<tbody id=\"partitions\"></tbody></table>\n"
-    "<script>\n"
-    "'use strict';\n"
-    "const $ = (id) => document.getElementById(id);\n"
-    "let prev = null, updates = 0;\n"
-    "const us = (ns) => (ns / 1000).toFixed(1);\n"
-    "const show = (v) => (v === null || v === undefined) ? '-' : String(v);\n"
-    "function row(cells, left) {\n"
-    "  const tr = document.createElement('tr');\n"
-    "  cells.forEach((c, i) => {\n"
-    "    const td = document.createElement('td');\n"
-    "    if (i < left) td.className = 'l';\n"
-    "    td.textContent = show(c);\n"
-    "    tr.appendChild(td);\n"
-    "  });\n"
-    "  return tr;\n"
-    "}\n"
-    "function fill(id, rows) {\n"
-    "  const body = $(id);\n"
-    "  while (body.firstChild) body.removeChild(body.firstChild);\n"
-    "  rows.forEach((r) => body.appendChild(r));\n"
-    "}\n"
-    "function rate(key, now, count) {\n"
-    "  if (!prev || !(key in prev.counts) || now <= prev.time) return null;\n"
-    "  return Math.round((count - prev.counts[key]) * 1000 / (now - "
-    "prev.time));\n"
-    "}\n"
-    "async function tick() {\n"
-    "  try {\n"
-    "    const r = await fetch('/stats', {cache: 'no-store'});\n"
-    "    if (!r.ok) throw new Error('HTTP ' + r.status);\n"
-    "    const s = await r.json();\n"
-    "    const t = s.totals, now = s.time_ms, counts = {};\n"
-    "    $('app').textContent = s.app_id;\n"
-    "    const state = s.ready ? 'ready' : (s.running ? 'starting' : "
-    "'stopped');\n"
-    "    $('state').textContent = state;\n"
-    "    $('state').className = state;\n"
-    "    $('events_in').textContent = t.events_in;\n"
-    "    $('events_per_s').textContent = Math.round(t.events_per_s);\n"
-    "    $('events_failed').textContent = t.events_failed;\n"
-    "    const pl = t.processing_latency_ns, sl = t.send_latency_ns;\n"
-    "    $('latency').textContent = us(pl.p50) + ' / ' + us(pl.p99) + ' / ' "
-    "+ us(pl.p999);\n"
-    "    $('sends').textContent = t.sends + ' / ' + t.sends_acked + ' / ' + "
-    "t.send_errors + ' / ' + t.send_retries;\n"
-    "    $('send_latency').textContent = us(sl.p50) + ' / ' + us(sl.p99);\n"
-    "    const c = s.commits;\n"
-    "    $('commits').textContent = c ? (c.commits + ' / ' + c.commit_errors "
-    "+ ' / ' + c.rebalances) : '-';\n"
-    "    $('uptime').textContent = Math.round(s.uptime_s);\n"
-    "    fill('workers', s.workers.map((w) => row([w.worker, w.partitions, "
-    "w.events_in, Math.round(w.events_per_s), "
-    "us(w.processing_latency_ns.p99)], 0)));\n"
-    "    let lag = 0;\n"
-    "    const parts = [];\n"
-    "    s.topics.forEach((tp) => tp.partitions.forEach((p) => {\n"
-    "      const key = tp.name + '/' + p.partition;\n"
-    "      counts[key] = p.events;\n"
-    "      if (p.lag !== null) lag += p.lag;\n"
-    "      parts.push(row([tp.name, p.partition, p.worker, p.events, "
-    "rate(key, now, p.events), p.read_offset, p.end_offset, p.lag, "
-    "p.commit_point], 1));\n"
-    "    }));\n"
-    "    fill('partitions', parts);\n"
-    "    $('lag').textContent = lag;\n"
-    "    $('error').textContent = '';\n"
-    "    prev = {time: now, counts: counts};\n"
-    "    updates += 1;\n"
-    "    document.body.setAttribute('data-updates', String(updates));\n"
-    "  } catch (e) {\n"
-    "    $('error').textContent = 'cannot read /stats: ' + e.message;\n"
-    "  }\n"
-    "}\n"
-    "tick();\n"
-    "setInterval(tick, 1000);\n"
-    "</script>\n"
-    "</body></html>\n";
-
-static void route_index(mph__http_response_t *resp)
-{
-    answer(resp, 200, "text/html; charset=utf-8", index_html);
 }
 
 /* ------------------------------------------------------------------ */
@@ -374,9 +245,12 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
                    "Events processed (every subscribed agent returned).");
     WORKER_COUNTER("events_failed", events_failed,
                    "Agent calls that returned an error.");
-    WORKER_COUNTER("sends", sends, "Records handed to the producer.");
+    WORKER_COUNTER("sends", sends,
+                   "Records agents handed to the producer (dead letters "
+                   "included; the tables' changelog records are not).");
     WORKER_COUNTER("sends_acked", sends_acked,
-                   "Records the broker acknowledged.");
+                   "Records the broker acknowledged: agents' records "
+                   "(mephisto_sends_total) and the tables' changelog records.");
     WORKER_COUNTER("send_errors", send_errors,
                    "Records that failed permanently.");
     WORKER_COUNTER("send_retries", send_retries,
@@ -494,8 +368,8 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
                    "Time from taking an event to its last agent returning.",
                    0);
     latency_family(&pt, st, "mephisto_send_latency_seconds",
-                   "Time from producing a record to the broker's "
-                   "acknowledgement.",
+                   "Time from producing a record (an agent's or a "
+                   "changelog record) to the broker's acknowledgement.",
                    1);
     latency_family(&pt, st, "mephisto_transaction_commit_latency_seconds",
                    "Time a worker's transaction commit took (exactly_once: "
@@ -1177,6 +1051,293 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
 /* ------------------------------------------------------------------ */
 /* dispatch and lifecycle                                              */
 
+/* ------------------------------------------------------------------ */
+/* The app's own routes (mph_web_route, include/mephisto/web.h)         */
+/*
+ * Declared on the controlling thread before start into app->web_routes
+ * (freed with the app through mph_app_keep); read-only once the app runs,
+ * so the web thread reads it without synchronisation (the server thread is
+ * created after the last declaration). A request under no built-in route
+ * goes to the route with the longest matching prefix. The handler writes
+ * through a wrapper that caps the body at MPH_WEB_MAX_BODY; an error or a
+ * missing status replaces the body with a JSON error and answers 500.
+ */
+
+#define SLOW_HANDLER_MS 1000
+#define MAX_PREFIX      256
+
+typedef struct {
+    char *prefix;
+    size_t len;
+    mph_web_handler_fn *fn;
+    void *opaque;
+} web_route_t;
+
+struct mph__web_routes {
+    web_route_t *v;
+    size_t n;
+    mph_log_limit_t slow_lim; /* web thread */
+};
+
+struct mph_web_request {
+    const mph__http_request_t *req;
+    size_t prefix_len;
+};
+
+struct mph_web_response {
+    mph__http_response_t *resp;
+    size_t body_len;
+    bool status_set;
+    mph_err_t sticky; /* first NOMEM/RANGE of a body write */
+};
+
+static const char *const reserved_prefixes[] = {
+    "/index.html", "/stats", "/metrics", "/health", "/ready", "/router", "/tables",
+};
+
+static void routes_free(void *p)
+{
+    struct mph__web_routes *r = p;
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].prefix);
+    free(r->v);
+    free(r);
+}
+
+/* Whether path[0..len) is prefix or lies below it. */
+static bool under(const char *path, size_t len, const char *prefix, size_t plen)
+{
+    return len >= plen && memcmp(path, prefix, plen) == 0 && (len == plen || path[plen] == '/');
+}
+
+static bool prefix_ok(const char *prefix, size_t len)
+{
+    if (len < 2 || len > MAX_PREFIX || prefix[0] != '/' || prefix[len - 1] == '/')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)prefix[i];
+        if (c < 0x20 || c == 0x7f || c == '?' || c == '#' ||
+            (c == '/' && prefix[i + 1] == '/'))
+            return false;
+    }
+    return true;
+}
+
+mph_err_t mph_web_route(mph_app_t *app, const char *method, const char *prefix,
+                        mph_web_handler_fn *fn, void *opaque)
+{
+    if (!app || !fn || !method || !prefix)
+        return MPH_ERR_INVALID;
+    if (strcmp(method, "GET") != 0) {
+        mph_log(MPH_LOG_ERROR, "mph_web_route %s: method '%s': only GET routes exist (HEAD "
+                "is answered by the GET handler)", prefix, method);
+        return MPH_ERR_INVALID;
+    }
+    size_t len = strlen(prefix);
+    if (!prefix_ok(prefix, len)) {
+        mph_log(MPH_LOG_ERROR, "mph_web_route: prefix '%.300s' must start with '/', have no "
+                "trailing '/', no \"//\", '?', '#' or control character, and at most %d bytes",
+                prefix, MAX_PREFIX);
+        return MPH_ERR_INVALID;
+    }
+    for (size_t i = 0; i < sizeof reserved_prefixes / sizeof reserved_prefixes[0]; i++) {
+        const char *r = reserved_prefixes[i];
+        if (under(prefix, len, r, strlen(r))) {
+            mph_log(MPH_LOG_ERROR, "mph_web_route: prefix '%s' is reserved by the built-in "
+                    "route %s", prefix, r);
+            return MPH_ERR_EXISTS;
+        }
+    }
+    if (ck_pr_load_int(&app->state) != APP_NEW) {
+        mph_log(MPH_LOG_ERROR, "mph_web_route %s: declare routes before mph_app_start", prefix);
+        return MPH_ERR_STATE;
+    }
+    struct mph__web_routes *r = app->web_routes;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MPH_ERR_NOMEM;
+        if (mph_app_keep(app, r, routes_free) != MPH_OK) {
+            free(r);
+            return MPH_ERR_NOMEM;
+        }
+        app->web_routes = r;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i].len == len && memcmp(r->v[i].prefix, prefix, len) == 0) {
+            mph_log(MPH_LOG_ERROR, "mph_web_route: prefix '%s' is declared already", prefix);
+            return MPH_ERR_EXISTS;
+        }
+    web_route_t *v = realloc(r->v, (r->n + 1) * sizeof *v);
+    if (!v)
+        return MPH_ERR_NOMEM;
+    r->v = v;
+    char *copy = strdup(prefix);
+    if (!copy)
+        return MPH_ERR_NOMEM;
+    v[r->n++] = (web_route_t){copy, len, fn, opaque};
+    return MPH_OK;
+}
+
+/* The declared route with the longest prefix the decoded path lies under,
+ * or NULL. @locality web */
+static const web_route_t *find_route(const struct mph__web *web, const mph__http_request_t *req)
+{
+    const struct mph__web_routes *r = web->app->web_routes;
+    if (!r)
+        return NULL;
+    const char *path = mph__http_request_path(req);
+    size_t len = mph__http_request_path_len(req);
+    const web_route_t *best = NULL;
+    for (size_t i = 0; i < r->n; i++)
+        if (under(path, len, r->v[i].prefix, r->v[i].len) && (!best || r->v[i].len > best->len))
+            best = &r->v[i];
+    return best;
+}
+
+static void route_user(struct mph__web *web, const web_route_t *route,
+                       const mph__http_request_t *req, mph__http_response_t *resp)
+{
+    struct mph_web_request wreq = {req, route->len};
+    struct mph_web_response wresp = {resp, 0, false, MPH_OK};
+    int64_t t0 = mph_clock_mono_ns();
+    mph_err_t err = route->fn(&wreq, &wresp, route->opaque);
+    int64_t ms = (mph_clock_mono_ns() - t0) / 1000000;
+    if (ms >= SLOW_HANDLER_MS)
+        mph_log_limited(&web->app->web_routes->slow_lim, 10000, MPH_LOG_WARN,
+                        "web route %s took %lld ms: every request waited for it (keep "
+                        "handlers under %d ms)",
+                        route->prefix, (long long)ms, SLOW_HANDLER_MS);
+    if (!err && wresp.sticky)
+        err = wresp.sticky;
+    if (!err && !wresp.status_set)
+        err = MPH_ERR_STATE;
+    if (!err)
+        return;
+    char msg[400];
+    if (err == MPH_ERR_STATE && !wresp.sticky)
+        snprintf(msg, sizeof msg, "%s: the handler set no status", route->prefix);
+    else if (err == MPH_ERR_RANGE && wresp.sticky == MPH_ERR_RANGE)
+        snprintf(msg, sizeof msg, "%s: response body over %u bytes", route->prefix,
+                 MPH_WEB_MAX_BODY);
+    else
+        snprintf(msg, sizeof msg, "%s: %s", route->prefix, mph_err_str(err));
+    answer_error(resp, 500, msg);
+}
+
+const char *mph_web_request_method(const mph_web_request_t *req)
+{
+    return mph__http_request_method(req->req);
+}
+
+const char *mph_web_request_path(const mph_web_request_t *req, size_t *len)
+{
+    if (len)
+        *len = mph__http_request_path_len(req->req);
+    return mph__http_request_path(req->req);
+}
+
+const char *mph_web_request_subpath(const mph_web_request_t *req, size_t *len)
+{
+    if (len)
+        *len = mph__http_request_path_len(req->req) - req->prefix_len;
+    return mph__http_request_path(req->req) + req->prefix_len;
+}
+
+const char *mph_web_request_raw_path(const mph_web_request_t *req)
+{
+    return mph__http_request_raw_path(req->req);
+}
+
+const char *mph_web_request_query(const mph_web_request_t *req, const char *name, size_t *len)
+{
+    return name ? mph__http_request_query(req->req, name, len) : NULL;
+}
+
+const char *mph_web_request_header(const mph_web_request_t *req, const char *name, size_t *len)
+{
+    return name ? mph__http_request_header(req->req, name, len) : NULL;
+}
+
+mph_err_t mph_web_response_set_status(mph_web_response_t *resp, unsigned status)
+{
+    mph_err_t err = mph__http_response_set_status(resp->resp, status);
+    if (!err)
+        resp->status_set = true;
+    return err;
+}
+
+mph_err_t mph_web_response_set_content_type(mph_web_response_t *resp, const char *type)
+{
+    return type ? mph__http_response_set_content_type(resp->resp, type) : MPH_ERR_INVALID;
+}
+
+/* Records the first body error: the client gets 500 whatever follows. */
+static mph_err_t body_err(mph_web_response_t *resp, mph_err_t err)
+{
+    if (err && !resp->sticky)
+        resp->sticky = err;
+    return err;
+}
+
+mph_err_t mph_web_response_set_body(mph_web_response_t *resp, const void *data, size_t len)
+{
+    if (len > MPH_WEB_MAX_BODY)
+        return body_err(resp, MPH_ERR_RANGE);
+    if (len && !data)
+        return MPH_ERR_INVALID;
+    mph_err_t err = mph__http_response_set_body(resp->resp, data, len);
+    if (!err)
+        resp->body_len = len;
+    return body_err(resp, err);
+}
+
+mph_err_t mph_web_response_append(mph_web_response_t *resp, const void *data, size_t len)
+{
+    if (len > MPH_WEB_MAX_BODY - resp->body_len)
+        return body_err(resp, MPH_ERR_RANGE);
+    if (len && !data)
+        return MPH_ERR_INVALID;
+    mph_err_t err = mph__http_response_append(resp->resp, data, len);
+    if (!err)
+        resp->body_len += len;
+    return body_err(resp, err);
+}
+
+mph_err_t mph_web_response_appendf(mph_web_response_t *resp, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return MPH_ERR_INVALID;
+    if ((size_t)n < sizeof small)
+        return mph_web_response_append(resp, small, (size_t)n);
+    if ((size_t)n > MPH_WEB_MAX_BODY - resp->body_len)
+        return body_err(resp, MPH_ERR_RANGE);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return body_err(resp, MPH_ERR_NOMEM);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    mph_err_t err = mph_web_response_append(resp, big, (size_t)n);
+    free(big);
+    return err;
+}
+
+mph_err_t mph_web_response_add_header(mph_web_response_t *resp, const char *name,
+                                      const char *value)
+{
+    if (!name || !value)
+        return MPH_ERR_INVALID;
+    return mph__http_response_add_header(resp->resp, name, value);
+}
+
 /* The decoded path is exactly route (a %00 in the path makes it longer
  * than its C string: "/stats%00x" is no route). */
 static bool path_is(const mph__http_request_t *req, const char *route)
@@ -1189,8 +1350,9 @@ static void handle(void *opaque, const mph__http_request_t *req,
                    mph__http_response_t *resp)
 {
     struct mph__web *web = opaque;
+    const web_route_t *user;
     if (path_is(req, "/") || path_is(req, "/index.html")) {
-        route_index(resp);
+        mph__web_page(web->app, resp);
     } else if (path_is(req, "/stats")) {
         route_stats(web, resp);
     } else if (path_is(req, "/metrics")) {
@@ -1209,6 +1371,8 @@ static void handle(void *opaque, const mph__http_request_t *req,
         route_router(web, resp);
     } else if (strncmp(mph__http_request_raw_path(req), "/tables/", 8) == 0) {
         route_table(web, req, resp);
+    } else if ((user = find_route(web, req)) != NULL) {
+        route_user(web, user, req, resp);
     } else {
         char msg[300];
         snprintf(msg, sizeof msg, "no such path: %.256s",

@@ -43,6 +43,11 @@ int mph__web_port(const struct mph__web *web);
  * @locality controlling */
 unsigned mph__web_connections(const struct mph__web *web);
 
+/* Answers GET / with the page (web_page.c), rendered from a stats snapshot
+ * of app (or with "-" when the app does not run). @locality web */
+struct mph__http_response;
+void mph__web_page(mph_app_t *app, struct mph__http_response *resp);
+
 /* ---- exposed for tests ------------------------------------------------- */
 
 /* Renders st as Prometheus text (exposition format 0.0.4): a malloc'd

@@ -13,9 +13,11 @@
 #include <criterion/logging.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1480,4 +1482,578 @@ Test(web, framing_targets_and_control_characters)
               r.body);
     reply_free(&r);
     stop_app(app);
+}
+
+/* ---- the app's own routes (mph_web_route) ---- */
+
+static mph_app_t *route_app; /* the app of the routes below */
+
+/* GET /hello[/...]?name=x: "hello x at <subpath>" (method in a header). */
+static mph_err_t hello_route(const mph_web_request_t *req, mph_web_response_t *resp,
+                             void *opaque)
+{
+    (void)opaque;
+    const char *name = mph_web_request_query(req, "name", NULL);
+    mph_web_response_set_status(resp, 200);
+    mph_web_response_add_header(resp, "X-Method", mph_web_request_method(req));
+    return mph_web_response_appendf(resp, "hello %s at '%s'", name ? name : "nobody",
+                                    mph_web_request_subpath(req, NULL));
+}
+
+/* GET /count/<key>: the key's count in table opaque, read with
+ * mph_table_lookup from the web thread; 404 when absent. */
+static mph_err_t count_route(const mph_web_request_t *req, mph_web_response_t *resp,
+                             void *opaque)
+{
+    mph_app_t *app = ck_pr_load_ptr(&route_app);
+    size_t len;
+    const char *sub = mph_web_request_subpath(req, &len);
+    if (len < 2 || sub[0] != '/')
+        return MPH_ERR_INVALID;
+    void *v = NULL;
+    size_t vlen = 0;
+    mph_err_t err = mph_table_lookup(app, opaque, sub + 1, len - 1, &v, &vlen, 1000);
+    if (err == MPH_ERR_NOENT) {
+        mph_web_response_set_status(resp, 404);
+        mph_web_response_set_content_type(resp, "application/json");
+        return mph_web_response_appendf(resp, "{\"absent\": \"%.*s\"}", (int)len - 1, sub + 1);
+    }
+    if (err)
+        return err;
+    uint64_t n = 0; /* i64 values are 8 big-endian bytes */
+    for (size_t i = 0; vlen == 8 && i < 8; i++)
+        n = (n << 8) | ((const unsigned char *)v)[i];
+    free(v);
+    mph_web_response_set_status(resp, 200);
+    return mph_web_response_appendf(resp, "%lld", (long long)n);
+}
+
+/* GET /fail: the handler reports an error after writing a little. */
+static mph_err_t fail_route(const mph_web_request_t *req, mph_web_response_t *resp,
+                            void *opaque)
+{
+    (void)req;
+    (void)opaque;
+    mph_web_response_set_status(resp, 200);
+    mph_web_response_appendf(resp, "half an answer");
+    return MPH_ERR_IO;
+}
+
+/* GET /nostatus: returns MPH_OK without a status. */
+static mph_err_t nostatus_route(const mph_web_request_t *req, mph_web_response_t *resp,
+                                void *opaque)
+{
+    (void)req;
+    (void)opaque;
+    return mph_web_response_appendf(resp, "no status");
+}
+
+/* GET /big: writes one byte more than MPH_WEB_MAX_BODY, ignoring the
+ * error, and returns MPH_OK. */
+static mph_err_t big_route(const mph_web_request_t *req, mph_web_response_t *resp,
+                           void *opaque)
+{
+    (void)req;
+    (void)opaque;
+    static char chunk[1 << 20];
+    memset(chunk, 'x', sizeof chunk);
+    mph_web_response_set_status(resp, 200);
+    for (unsigned i = 0; i < MPH_WEB_MAX_BODY / sizeof chunk; i++)
+        mph_web_response_append(resp, chunk, sizeof chunk);
+    cr_expect_eq(mph_web_response_append(resp, "y", 1), MPH_ERR_RANGE);
+    return MPH_OK;
+}
+
+typedef struct {
+    int port;
+    int ok;
+    char why[256];
+} route_client_t;
+
+static void *route_client(void *arg)
+{
+    route_client_t *c = arg;
+    for (int i = 0; i < 25; i++) {
+        reply_t r;
+        const char *path = i % 2 ? "/count/apple" : "/hello/x?name=c";
+        const char *want = i % 2 ? "3" : "hello c at '/x'";
+        get(c->port, path, &r);
+        if (r.status == 200 && r.body && strcmp(r.body, want) == 0)
+            c->ok++;
+        else if (!c->why[0])
+            snprintf(c->why, sizeof c->why, "%s: %d %.100s", path, r.status,
+                     r.body ? r.body : "");
+        reply_free(&r);
+    }
+    return NULL;
+}
+
+Test(web, declared_routes_answer_fail_and_serve_concurrently)
+{
+    char in[128], group[128], err[512];
+    mph_test_unique("web-route", in, sizeof in);
+    mph_test_unique("web-route-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 4);
+    produce_key(in, "apple", 3);
+    produce_key(in, "pear", 2);
+    mph_app_t *app = count_app(group, in, NULL);
+    mph_table_t *counts = app->tables[0];
+    ck_pr_store_ptr(&route_app, app);
+
+    /* declarations: what is refused, and why */
+    cr_expect_eq(mph_web_route(app, "POST", "/p", hello_route, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_web_route(app, "GET", "p", hello_route, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_web_route(app, "GET", "/", hello_route, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_web_route(app, "GET", "/p/", hello_route, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_web_route(app, "GET", "/p?x", hello_route, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_web_route(app, "GET", "/a//b", hello_route, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_web_route(app, "GET", "/p", NULL, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_web_route(app, "GET", "/stats", hello_route, NULL), MPH_ERR_EXISTS);
+    cr_expect_eq(mph_web_route(app, "GET", "/tables/x", hello_route, NULL), MPH_ERR_EXISTS);
+    cr_expect_eq(mph_web_route(app, "GET", "/metrics", hello_route, NULL), MPH_ERR_EXISTS);
+    cr_assert_eq(mph_web_route(app, "GET", "/hello", hello_route, NULL), MPH_OK);
+    cr_expect_eq(mph_web_route(app, "GET", "/hello", hello_route, NULL), MPH_ERR_EXISTS);
+    cr_assert_eq(mph_web_route(app, "GET", "/count", count_route, counts), MPH_OK);
+    cr_assert_eq(mph_web_route(app, "GET", "/fail", fail_route, NULL), MPH_OK);
+    cr_assert_eq(mph_web_route(app, "GET", "/nostatus", nostatus_route, NULL), MPH_OK);
+    cr_assert_eq(mph_web_route(app, "GET", "/big", big_route, NULL), MPH_OK);
+    /* a longer prefix under a declared one wins over it */
+    cr_assert_eq(mph_web_route(app, "GET", "/hello/deep", fail_route, NULL), MPH_OK);
+    cr_assert_eq(mph_web_route(app, "GET", "/statsx", hello_route, NULL), MPH_OK);
+
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    cr_expect_eq(mph_web_route(app, "GET", "/late", hello_route, NULL), MPH_ERR_STATE);
+    int port = web_port(app);
+    reply_t r;
+    bool done = false;
+    for (int i = 0; i < 600 && !done; i++) {
+        get(port, "/stats", &r);
+        parse(&r);
+        done = r.status == 200 && jint("totals.events_in") == 5;
+        reply_free(&r);
+        if (!done)
+            usleep(100000);
+    }
+    cr_assert(done, "all 5 events counted");
+
+    /* a handler: path, subpath, query, headers, HEAD */
+    get(port, "/hello?name=a+b", &r);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    cr_expect_str_eq(r.body, "hello a b at ''");
+    cr_expect(header_has(&r, "X-Method: GET"), "%s", r.head);
+    cr_expect(header_has(&r, "Content-Type: text/plain"), "%s", r.head);
+    reply_free(&r);
+    get(port, "/hello/w%C3%B6rld", &r);
+    cr_expect_str_eq(r.body, "hello nobody at '/w\xc3\xb6rld'");
+    reply_free(&r);
+    exchange(port, "HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r);
+    cr_expect_eq(r.status, 200);
+    cr_expect(header_has(&r, "X-Method: HEAD"), "%s", r.head);
+    cr_expect_eq(r.body_len, 0);
+    reply_free(&r);
+    get(port, "/statsx", &r);
+    cr_expect_str_eq(r.body, "hello nobody at ''");
+    reply_free(&r);
+    get(port, "/stats", &r); /* built-in routes stay theirs */
+    cr_expect(header_has(&r, "Content-Type: application/json"));
+    reply_free(&r);
+
+    /* table lookups from the web thread */
+    get(port, "/count/apple", &r);
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    cr_expect_str_eq(r.body, "3");
+    reply_free(&r);
+    get(port, "/count/pear", &r);
+    cr_expect_str_eq(r.body, "2");
+    reply_free(&r);
+    get(port, "/count/plum", &r);
+    cr_expect_eq(r.status, 404);
+    cr_expect_str_eq(r.body, "{\"absent\": \"plum\"}");
+    reply_free(&r);
+
+    /* 404: no route; a prefix matches whole segments only */
+    static const char *const missing[] = {"/nothere", "/hellox", "/counts/apple", "/Hello"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        get(port, missing[i], &r);
+        cr_expect_eq(r.status, 404, "%s: %d %s", missing[i], r.status, r.body);
+        cr_expect_not_null(strstr(r.body, "no such path"), "%s", r.body);
+        reply_free(&r);
+    }
+
+    /* handler errors: an error code, no status, a body over the limit */
+    static const struct {
+        const char *path, *error;
+    } failing[] = {
+        {"/fail", "/fail: I/O error"},
+        {"/hello/deep/x", "/hello/deep: I/O error"},
+        {"/count", "/count: invalid argument"},
+        {"/nostatus", "/nostatus: the handler set no status"},
+        {"/big", "/big: response body over 16777216 bytes"},
+    };
+    for (size_t i = 0; i < sizeof failing / sizeof failing[0]; i++) {
+        get(port, failing[i].path, &r);
+        cr_expect_eq(r.status, 500, "%s: %d", failing[i].path, r.status);
+        cr_expect(header_has(&r, "Content-Type: application/json"), "%s", r.head);
+        parse(&r);
+        cr_expect(jstr_eq("error", failing[i].error), "%s: %s", failing[i].path, r.body);
+        reply_free(&r);
+    }
+    get(port, "/health", &r); /* the web view is still fine */
+    cr_expect_eq(r.status, 200);
+    reply_free(&r);
+
+    /* concurrent requests: 8 clients, 25 requests each, half of them
+     * table lookups */
+    route_client_t c[8];
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) {
+        c[i] = (route_client_t){.port = port};
+        cr_assert_eq(pthread_create(&t[i], NULL, route_client, &c[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        cr_expect_eq(c[i].ok, 25, "client %d: %d of 25 right; first wrong: %s", i, c[i].ok,
+                     c[i].why);
+    }
+    stop_app(app);
+}
+
+/* ---- the page's charts, in a browser and without one ---- */
+
+/* The value of attribute attr in the tag starting at tag (up to its '>'),
+ * copied to out; false when absent. */
+static bool tag_attr(const char *tag, const char *attr, char *out, size_t size)
+{
+    const char *end = strchr(tag, '>');
+    char pat[64];
+    snprintf(pat, sizeof pat, " %s=\"", attr);
+    const char *a = strstr(tag, pat);
+    if (!end || !a || a > end)
+        return false;
+    a += strlen(pat);
+    const char *q = strchr(a, '"');
+    if (!q || (size_t)(q - a) >= size)
+        return false;
+    memcpy(out, a, (size_t)(q - a));
+    out[q - a] = '\0';
+    return true;
+}
+
+typedef struct {
+    int paths;        /* <path class="series"> in the chart */
+    double max;       /* the svg's data-max */
+    double best_last; /* the largest data-last */
+    int best_points;  /* data-points of that path */
+    double best_y;    /* the y of that path's last point */
+    char series[16][128];
+} chart_t;
+
+/* Reads the chart <svg id=id> of a dumped DOM; false when absent. */
+static bool read_chart(const char *dom, const char *id, chart_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->best_last = -1;
+    char pat[96], v[8192];
+    snprintf(pat, sizeof pat, "id=\"%s\"", id);
+    const char *svg = strstr(dom, pat);
+    if (!svg)
+        return false;
+    while (svg > dom && *svg != '<')
+        svg--;
+    const char *end = strstr(svg, "</svg>");
+    if (!end || !tag_attr(svg, "data-max", v, sizeof v))
+        return false;
+    c->max = strtod(v, NULL);
+    for (const char *p = strstr(svg, "<path"); p && p < end; p = strstr(p + 5, "<path")) {
+        if (!tag_attr(p, "class", v, sizeof v) || strcmp(v, "series") != 0)
+            continue;
+        char last[64], points[32], d[8192];
+        if (!tag_attr(p, "data-last", last, sizeof last) ||
+            !tag_attr(p, "data-points", points, sizeof points) || !tag_attr(p, "d", d, sizeof d))
+            continue;
+        if (c->paths < 16)
+            tag_attr(p, "data-series", c->series[c->paths], sizeof c->series[0]);
+        c->paths++;
+        double l = strtod(last, NULL);
+        if (l > c->best_last) {
+            c->best_last = l;
+            c->best_points = atoi(points);
+            const char *lp = strrchr(d, 'L');
+            lp = lp ? lp + 1 : d + 1;
+            char *sp;
+            strtod(lp, &sp);
+            c->best_y = strtod(sp, NULL);
+        }
+    }
+    return true;
+}
+
+/* Screenshots url into png (a 1300x1500 window); the PNG's size, or -1. */
+static long screenshot(const char *url, const char *png)
+{
+    char dir[256];
+    if (!mph_test_tmpdir("web-shot", dir, sizeof dir))
+        return -1;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 chromium --headless --no-sandbox --disable-gpu "
+             "--disable-background-networking --disable-component-update "
+             "--disable-sync --no-first-run --hide-scrollbars --user-data-dir='%s' "
+             "--window-size=1300,1500 --virtual-time-budget=5000 "
+             "--screenshot='%s' '%s' >/dev/null 2>&1",
+             dir, png, url);
+    int rc = system(cmd);
+    mph_test_rmrf(dir);
+    struct stat sb;
+    if (rc != 0 || stat(png, &sb) != 0)
+        return -1;
+    FILE *f = fopen(png, "rb");
+    unsigned char sig[8] = {0};
+    bool ok = f && fread(sig, 1, 8, f) == 8 && memcmp(sig, "\x89PNG\r\n\x1a\n", 8) == 0;
+    if (f)
+        fclose(f);
+    return ok ? (long)sb.st_size : -1;
+}
+
+Test(web, page_charts_draw_stats_numbers)
+{
+    char in[128], out[128], group[128], err[512], url[128];
+    mph_test_unique("web-chart", in, sizeof in);
+    mph_test_unique("web-chart-out", out, sizeof out);
+    mph_test_unique("web-chart-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 4);
+    mph_test_create_topic(cluster, out, 4);
+    mph_app_t *app = forward_app(group, in, out, forward_cb);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int port = web_port(app);
+    cr_assert(wait_status(port, "/ready", 200, 60));
+    feeder_t f = {in, 0, 0};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, feed, &f), 0);
+    reply_t r;
+    bool moving = false;
+    for (int i = 0; i < 300 && !moving; i++) {
+        usleep(100000);
+        get(port, "/stats", &r);
+        parse(&r);
+        moving = r.status == 200 && jint("totals.events_in") > 0;
+        reply_free(&r);
+    }
+    cr_assert(moving, "events flow");
+
+    /* Without JavaScript: the numbers are in the HTML itself. */
+    get(port, "/", &r);
+    cr_expect_eq(r.status, 200);
+    cr_expect(header_has(&r, "Content-Type: text/html"), "%s", r.head);
+    long long served = dom_number(r.body, "events_in");
+    cr_expect_gt(served, 0, "events_in rendered by the server: %.400s",
+                 strstr(r.body, "events_in") ? strstr(r.body, "events_in") : r.body);
+    cr_expect_not_null(strstr(r.body, in), "the partitions rendered by the server");
+    cr_expect_not_null(strstr(r.body, "<tbody id=\"workers\"><tr><td>0</td>"),
+                       "the workers rendered by the server");
+    cr_expect_not_null(strstr(r.body, "id=\"chart_worker_eps\""));
+    cr_expect_null(strstr(r.body, "src=\"http"), "no external resource");
+    cr_expect_null(strstr(r.body, "href=\"http"), "no external resource");
+    reply_free(&r);
+
+    if (access("/usr/bin/chromium", X_OK) != 0) {
+        ck_pr_store_int(&f.stop, 1);
+        pthread_join(t, NULL);
+        stop_app(app);
+        cr_skip_test("chromium not installed (Debian package chromium): the browser "
+                     "part is skipped");
+    }
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    /* The browser samples /stats every second: look again until the
+     * events/s chart has a line of at least two samples above 0. */
+    char *dom = NULL;
+    chart_t eps;
+    for (int i = 0; i < 8; i++) {
+        free(dom);
+        dom = dump_dom(url);
+        if (dom && read_chart(dom, "chart_worker_eps", &eps) && eps.best_last > 0 &&
+            eps.best_points >= 2)
+            break;
+    }
+    char shot[300], blank[300], dir[256];
+    cr_assert(mph_test_tmpdir("web-png", dir, sizeof dir));
+    snprintf(shot, sizeof shot, "%s/page.png", dir);
+    snprintf(blank, sizeof blank, "%s/blank.png", dir);
+    long page_png = screenshot(url, shot);
+    long blank_png = screenshot("data:text/html,<html><body></body></html>", blank);
+    ck_pr_store_int(&f.stop, 1);
+    pthread_join(t, NULL);
+    get(port, "/stats", &r);
+    parse(&r);
+    int64_t workers = 0;
+    while (workers < 16) {
+        char path[64];
+        snprintf(path, sizeof path, "workers.%lld.worker", (long long)workers);
+        int64_t w;
+        if (mph_json_get_i64(parser, MPH_JSON_ROOT, path, &w) != MPH_OK)
+            break;
+        workers++;
+    }
+    reply_free(&r);
+    cr_assert_not_null(dom, "chromium failed");
+
+    /* events/s per worker: one line per worker of /stats, drawn from its
+     * events_per_s samples; the highest line's last point sits where its
+     * value scales to (y = 146 - v * 136 / (1.1 * max)). */
+    cr_assert(read_chart(dom, "chart_worker_eps", &eps), "events/s chart in the DOM");
+    cr_log_info("chart: %d lines, max %.1f, best last %.1f (%d points, y %.1f); %d fed",
+                eps.paths, eps.max, eps.best_last, eps.best_points, eps.best_y, f.sent);
+    cr_expect_eq(eps.paths, workers, "a line per worker (%lld workers)", (long long)workers);
+    cr_expect_str_eq(eps.series[0], "w0");
+    cr_expect_gt(eps.best_last, 0, "events/s drawn above 0");
+    cr_expect_geq(eps.best_points, 2, "a line of several samples");
+    cr_expect_leq(eps.best_last, eps.max);
+    cr_expect_leq(eps.best_last, 2.0 * f.sent + 100, "a rate no larger than what was fed");
+    double want_y = 146 - eps.best_last * 136 / (1.1 * eps.max);
+    cr_expect(fabs(eps.best_y - want_y) < 0.2, "last point at y %.1f, want %.1f", eps.best_y,
+              want_y);
+
+    /* lag per partition: a line per partition of the source topic */
+    chart_t lag;
+    cr_assert(read_chart(dom, "chart_part_lag", &lag), "lag chart in the DOM");
+    cr_expect_eq(lag.paths, 4, "a line per partition: %d", lag.paths);
+    char want[160];
+    snprintf(want, sizeof want, "%s/0", in);
+    cr_expect_str_eq(lag.series[0], want);
+    cr_expect_geq(lag.best_last, 0);
+    chart_t worker_lag, part_eps, latency;
+    cr_expect(read_chart(dom, "chart_worker_lag", &worker_lag));
+    cr_expect_eq(worker_lag.paths, workers);
+    cr_expect(read_chart(dom, "chart_part_eps", &part_eps));
+    cr_expect_eq(part_eps.paths, 4, "events/s per partition: %d lines", part_eps.paths);
+    cr_expect(read_chart(dom, "chart_latency", &latency));
+    cr_expect_geq(latency.paths, 3, "send p50/p99 and processing p99 at least");
+    cr_expect_gt(latency.best_last, 0, "send latency drawn above 0");
+    /* /stats has no standbys or timers key here: their sections hidden */
+    cr_expect_not_null(strstr(dom, "id=\"sec_standbys\" hidden"), "standbys hidden");
+
+    /* the screenshot is a rendered page, not a blank one */
+    cr_log_info("screenshots: page %ld bytes, blank %ld bytes", page_png, blank_png);
+    cr_expect_gt(page_png, 0, "page screenshot taken");
+    cr_expect_gt(blank_png, 0, "blank screenshot taken");
+    cr_expect_gt(page_png, 4 * blank_png, "the page draws much more than a blank page");
+    free(dom);
+    mph_test_rmrf(dir);
+    stop_app(app);
+}
+
+/* A /stats server for the page (python3): the app's page at /, and at
+ * /stats the app's document with a restore that advances 100 records per
+ * request (1 s apart in time_ms) and standbys and timers blocks added, as
+ * other modules may add them. */
+static const char fake_stats_py[] =
+    "import json, sys, http.server\n"
+    "page = open(sys.argv[1], 'rb').read()\n"
+    "base = json.load(open(sys.argv[2]))\n"
+    "n = [0]\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def log_message(self, *a): pass\n"
+    "    def do_GET(self):\n"
+    "        if self.path.startswith('/stats'):\n"
+    "            n[0] += 1\n"
+    "            d = dict(base)\n"
+    "            d['time_ms'] = base['time_ms'] + 1000 * n[0]\n"
+    "            d['recovery'] = {'recoveries': 1, 'records_restored': 100 * n[0],\n"
+    "                             'records_total': 1000, 'partitions_restoring': 2}\n"
+    "            d['standbys'] = {'replicas': 1, 'partitions': [{'partition': 3, 'lag': 12}]}\n"
+    "            d['timers'] = {'timers': 2, 'fired': 40}\n"
+    "            body, ct = json.dumps(d).encode(), 'application/json'\n"
+    "        else:\n"
+    "            body, ct = page, 'text/html; charset=utf-8'\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Type', ct)\n"
+    "        self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+    "print(s.server_address[1], flush=True)\n"
+    "s.serve_forever()\n";
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+Test(web, page_shows_restore_eta_standbys_and_timers_when_stats_has_them)
+{
+    if (access("/usr/bin/chromium", X_OK) != 0 || system("python3 -c '' 2>/dev/null") != 0)
+        cr_skip_test("needs chromium and python3");
+    char in[128], group[128], err[512], dir[256], page[300], stats[300], py[300];
+    mph_test_unique("web-extra", in, sizeof in);
+    mph_test_unique("web-extra-app", group, sizeof group);
+    mph_test_create_topic(cluster, in, 4);
+    mph_app_t *app = forward_app(group, in, NULL, NULL); /* no agent: the page is enough */
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int port = web_port(app);
+    cr_assert(mph_test_tmpdir("web-extra", dir, sizeof dir));
+    snprintf(page, sizeof page, "%s/index.html", dir);
+    snprintf(stats, sizeof stats, "%s/stats.json", dir);
+    snprintf(py, sizeof py, "%s/serve.py", dir);
+    reply_t r;
+    get(port, "/", &r);
+    cr_assert_eq(r.status, 200);
+    /* without those keys the server renders the sections hidden */
+    cr_expect_not_null(strstr(r.body, "<section id=\"sec_standbys\" hidden>"));
+    cr_expect_not_null(strstr(r.body, "<section id=\"sec_timers\" hidden>"));
+    write_file(page, r.body, r.body_len);
+    reply_free(&r);
+    get(port, "/stats", &r);
+    cr_assert_eq(r.status, 200);
+    write_file(stats, r.body, r.body_len);
+    reply_free(&r);
+    stop_app(app);
+    write_file(py, fake_stats_py, strlen(fake_stats_py));
+
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("python3", "python3", py, page, stats, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    FILE *srv = fdopen(fds[0], "r");
+    cr_assert_not_null(srv);
+    int sport = 0;
+    cr_assert_eq(fscanf(srv, "%d", &sport), 1, "the python server's port");
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", sport);
+    char *dom = dump_dom(url);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    fclose(srv);
+    cr_assert_not_null(dom, "chromium failed");
+    long long updates = dom_updates(dom);
+    cr_log_info("page read the fake /stats %lld times", updates);
+    cr_expect_geq(updates, 2);
+    /* restore: progress from records_restored / records_total, the ETA
+     * from the rate between samples (100 records/s: (1000 - done) / 100) */
+    char want[160];
+    long long done = 100 * updates;
+    snprintf(want, sizeof want, "restore_text\">%lld of 1000 changelog records (%lld %%)",
+             done, done / 10);
+    cr_expect_not_null(strstr(dom, want), "%s in %.300s", want, strstr(dom, "restore_text"));
+    snprintf(want, sizeof want, "restore_eta\">%lld s<", (1000 - done) / 100);
+    cr_expect_not_null(strstr(dom, want), "%s in %.100s", want, strstr(dom, "restore_eta"));
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">partitions_restoring</td><td>2</td>"),
+                       "other restore keys shown");
+    /* standbys and timers: shown, with their numbers */
+    cr_expect_not_null(strstr(dom, "<section id=\"sec_standbys\"><h2>"), "standbys shown");
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">partitions[0].lag</td><td>12</td>"));
+    cr_expect_not_null(strstr(dom, "<section id=\"sec_timers\"><h2>"), "timers shown");
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">fired</td><td>40</td>"));
+    free(dom);
+    mph_test_rmrf(dir);
 }
