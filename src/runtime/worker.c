@@ -2057,6 +2057,9 @@ static void *worker_main(void *arg)
     char name[32];
     snprintf(name, sizeof name, "worker %d", w->index);
     mph_log_set_thread_name(name);
+    /* The kernel's name too (top -H, /proc/<pid>/task/<tid>/comm). */
+    snprintf(name, sizeof name, "mph-w%d", w->index);
+    pthread_setname_np(pthread_self(), name);
     if (w->app->cpus) {
         cpu_set_t set;
         CPU_ZERO(&set);
