@@ -156,6 +156,61 @@ static mph_err_t table_cb(mph_event_t *ev, void *opaque)
     return err;
 }
 
+/* /stats "commits"."commit_partitions": partitions carried by the
+ * process's commit requests so far. */
+static int64_t commit_partitions(mph_app_t *app)
+{
+    char *json = NULL, err[256];
+    size_t len = 0;
+    cr_assert_eq(mph_app_stats_json(app, &json, &len), MPH_OK);
+    mph_json_parser_t *p = mph_json_parser_new(0, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    cr_assert_eq(mph_json_parse(p, json, len, len), MPH_OK);
+    int64_t n = -1;
+    cr_assert_eq(mph_json_get_i64(p, MPH_JSON_ROOT, "commits.commit_partitions", &n), MPH_OK);
+    mph_json_parser_destroy(p);
+    free(json);
+    return n;
+}
+
+/* Records on every partition of 64, then nothing: once the last commit
+ * points went, partitions gone idle cost no commit request; before, every
+ * partition with a point was committed again on every commit timer. */
+Test(scale, idle_partitions_are_not_committed_again)
+{
+    mph_test_cluster_t *c = mph_test_cluster_new();
+    char in[80], out[80], id[64], err[512];
+    mph_test_unique("scale-idle-in", in, sizeof in);
+    mph_test_unique("scale-idle-out", out, sizeof out);
+    mph_test_create_topic(c, in, 64);
+    mph_test_create_topic(c, out, 64);
+    mph_conf_t *conf = base_conf(c->broker, mph_test_unique("scale-idle", id, sizeof id), "1");
+    cr_assert_eq(mph_conf_set(conf, "commit_interval_ms", "200", err, sizeof err), MPH_OK);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    int calls = 0;
+    mph_topic_t *t = mph_topic_new(app, in, NULL, err, sizeof err);
+    cr_assert_not_null(t, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "count", t, count_cb, &calls, err, sizeof err));
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    for (int i = 0; i < 100; i++)
+        mph_test_produce(c, in, i % 64, "k", 1, "v", 1);
+    mph_test_flush(c);
+    for (int i = 0; i < 3000 && __atomic_load_n(&calls, __ATOMIC_RELAXED) < 100; i++)
+        usleep(10000);
+    cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_RELAXED), 100);
+    usleep(1500000); /* the last point's commit goes */
+    int64_t before = commit_partitions(app);
+    usleep(3000000); /* 15 commit intervals, nothing new */
+    int64_t after = commit_partitions(app);
+    mph_app_stop(app);
+    mph_app_destroy(app);
+    mph_test_cluster_destroy(c);
+    cr_expect_gt(before, 0, "the processed partition was committed");
+    cr_expect_eq(after, before, "idle for 3 s, commit requests carried %lld partitions",
+                 (long long)(after - before));
+}
+
 /* One app lifetime as a host service has it: a topic, a table, an agent,
  * start, a few records through, stop, destroy. */
 static void one_lifetime(mph_test_cluster_t *c, const char *topic, int cycle)
