@@ -154,7 +154,7 @@ typedef struct bench_sys {
     int64_t t_ns;
     unsigned long long busy, idle, iowait; /* jiffies, all CPUs */
     uint64_t io_some_us, cpu_some_us;      /* /proc/pressure/{io,cpu} */
-    double self_cpu_s;
+    double self_cpu_s;   /* the process, less bench_watch's own CPU */
     double broker_cpu_s; /* -1 unknown */
 } bench_sys_t;
 typedef struct bench_sys_delta {
@@ -162,6 +162,10 @@ typedef struct bench_sys_delta {
         broker_cpu_s;
 } bench_sys_delta_t;
 void bench_sys_sample(bench_sys_t *s, int broker_pid);
+/* Adds CPU seconds spent watching a run (bench_watch: polling counters and
+ * the broker) to a process-wide tally that self_cpu_s leaves out, so the
+ * watching is not charged to the engine measured. @locality any */
+void bench_sys_add_watch_cpu(double seconds);
 /* Adds the interval a → b to d (runs of one side accumulate). */
 void bench_sys_add(bench_sys_delta_t *d, const bench_sys_t *a,
                    const bench_sys_t *b);

@@ -8,21 +8,25 @@
  * has workers, each with its own consumer (one group) and producer.
  *
  * Timing is the same for both: from the first record consumed (the first
- * callback or poll that returns a record) until the output topic's end
- * offsets have grown by n, i.e. until the broker acknowledged the last
- * output with acks=all. The main thread watches per-thread counters and
- * asks the broker for end offsets only once every record was processed, so
- * the watching costs nothing during the run. CPU time is the process's
- * (getrusage) between those two moments.
+ * callback or poll that returns a record) until the broker acknowledged
+ * the last output with acks=all. The main thread watches per-thread
+ * counters (records processed, outputs acknowledged: each engine's own
+ * delivery reports) and asks the broker for the output's end offsets only
+ * once every output was acknowledged, to confirm it, so the watching costs
+ * neither the engine nor the broker anything during the run. CPU time is
+ * the process's (getrusage) between those two moments, less the watching
+ * thread's own (bench_sys_add_watch_cpu).
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "mephisto/json.h"
+#include "mephisto/sensor.h"
 
 struct counter {
     uint64_t n;
@@ -33,6 +37,7 @@ typedef struct pt_ctx {
     int nthreads;
     mph_json_parser_t **parsers;
     struct counter *counts;
+    struct counter *acked; /* outputs the broker acknowledged, per thread */
     bench_first_t first;
     mph_topic_t *out;
 } pt_ctx_t;
@@ -45,15 +50,31 @@ static uint64_t processed(const pt_ctx_t *c)
     return s;
 }
 
+static uint64_t acked(const pt_ctx_t *c)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < c->nthreads; i++)
+        s += __atomic_load_n(&c->acked[i].n, __ATOMIC_RELAXED);
+    return s;
+}
+
+static void count_ack(pt_ctx_t *c, int idx)
+{
+    if (idx >= 0 && idx < c->nthreads)
+        __atomic_fetch_add(&c->acked[idx].n, 1, __ATOMIC_RELAXED);
+}
+
 static int ctx_init(pt_ctx_t *c, int nthreads)
 {
     memset(c, 0, sizeof *c);
     c->nthreads = nthreads;
     c->parsers = calloc((size_t)nthreads, sizeof *c->parsers);
     c->counts = aligned_alloc(64, (size_t)nthreads * sizeof *c->counts);
-    if (!c->parsers || !c->counts)
+    c->acked = aligned_alloc(64, (size_t)nthreads * sizeof *c->acked);
+    if (!c->parsers || !c->counts || !c->acked)
         return -1;
     memset(c->counts, 0, (size_t)nthreads * sizeof *c->counts);
+    memset(c->acked, 0, (size_t)nthreads * sizeof *c->acked);
     char err[256];
     for (int i = 0; i < nthreads; i++)
         if (!(c->parsers[i] = mph_json_parser_new(0, err, sizeof err)))
@@ -67,6 +88,7 @@ static void ctx_fini(pt_ctx_t *c)
         mph_json_parser_destroy(c->parsers[i]);
     free(c->parsers);
     free(c->counts);
+    free(c->acked);
 }
 
 /* The work both engines do per record: read one JSON field. */
@@ -95,6 +117,14 @@ static mph_err_t pt_agent(mph_event_t *ev, void *opaque)
     err = mph_event_forward(ev, c->out);
     __atomic_store_n(&c->counts[w].n, c->counts[w].n + 1, __ATOMIC_RELAXED);
     return err;
+}
+
+/* The engine's acknowledgements, counted as the plain loop counts its own:
+ * on the thread that serves the worker's producer. */
+static void pt_send_completed(void *opaque, int worker, uint64_t latency_ns)
+{
+    (void)latency_ns;
+    count_ack(opaque, worker);
 }
 
 mph_conf_t *bench_app_conf(bench_kafka_t *k, const bench_opts_t *o,
@@ -212,7 +242,11 @@ static void *bl_main(void *arg)
     }
     mph_json_parser_t *p = c->parsers[t->idx];
     while (!__atomic_load_n(&t->stop, __ATOMIC_RELAXED)) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(t->consumer, 100);
+        /* While outputs are in flight the loop wakes every millisecond to
+         * serve their delivery reports (as the engine's worker wakes on
+         * its producer's), so the run's end is seen when it happens. */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(
+            t->consumer, rd_kafka_outq_len(t->producer) > 0 ? 1 : 100);
         if (!m) {
             rd_kafka_poll(t->producer, 0);
             continue;
@@ -261,6 +295,15 @@ static int cpu_at(const char *list, int i)
     return -1;
 }
 
+static void bl_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                         void *opaque)
+{
+    (void)rk;
+    bl_thread_t *t = opaque;
+    if (!m->err)
+        count_ack(t->ctx, t->idx);
+}
+
 static void bl_free(bl_thread_t *t)
 {
     if (t->consumer) {
@@ -297,6 +340,8 @@ static int bl_new(bl_thread_t *t, bench_kafka_t *k, const bench_opts_t *o,
     snprintf(cid, sizeof cid, "bench-baseline-p%d", t->idx);
     rd_kafka_conf_set(kc, "client.id", cid, NULL, 0);
     bench_kafka_engine_producer(kc, o->linger_ms);
+    rd_kafka_conf_set_dr_msg_cb(kc, bl_delivered);
+    rd_kafka_conf_set_opaque(kc, t);
     t->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, kerr, sizeof kerr);
     if (!t->producer) {
         rd_kafka_conf_destroy(kc);
@@ -361,6 +406,15 @@ static void bl_stop(bl_thread_t *bl, int nthreads, int started)
 
 /* ---- the common run ---- */
 
+/* CPU seconds the calling thread used so far. */
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+        return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int bench_watch(const bench_opts_t *o, const bench_watch_t *w,
                 const char *label, long n, int64_t *t_end, char *errstr,
                 size_t errstr_size)
@@ -368,12 +422,20 @@ int bench_watch(const bench_opts_t *o, const bench_watch_t *w,
     int64_t start = bench_now_ns(), last = start;
     int64_t deadline = start + (int64_t)(o->timeout * 1e9);
     uint64_t prev = 0;
+    /* This thread's CPU is tallied as it goes (before every check), so a
+     * sample taken by a worker meanwhile leaves it out. */
+    double cpu = thread_cpu_s();
+    int rc;
     for (;;) {
+        double now_cpu = thread_cpu_s();
+        bench_sys_add_watch_cpu(now_cpu - cpu);
+        cpu = now_cpu;
         int64_t now = bench_now_ns();
         uint64_t done = w->processed(w->ctx);
         if (done >= (uint64_t)n && w->finished(w->ctx)) {
             *t_end = bench_now_ns();
-            return 0;
+            rc = 0;
+            break;
         }
         if (now - last >= 1000000000) {
             bench_progress(o, "%s: %llu/%ld records (%.0f/s)", label,
@@ -386,16 +448,24 @@ int bench_watch(const bench_opts_t *o, const bench_watch_t *w,
             snprintf(errstr, errstr_size,
                      "timed out after %.0f s: %llu of %ld records processed",
                      o->timeout, (unsigned long long)done, n);
-            return -1;
+            rc = -1;
+            break;
         }
         bench_sleep_ms(done >= (uint64_t)n ? w->finish_poll_ms : 5);
     }
+    bench_sys_add_watch_cpu(thread_cpu_s() - cpu);
+    return rc;
 }
 
-/* The passthrough's end: `out` grew by n and, in an exactly_once
- * invocation (reader set), the group's committed offsets reached the end
- * of `in` (its n records): under exactly_once the transaction holding the
- * last outputs committed, under at_least_once up to one commit later. */
+/* The passthrough's end: every output acknowledged (the engines' own
+ * delivery reports, counted in process: no broker request while records
+ * are still in flight, which at thousands of partitions used to load the
+ * very broker the run waits on), then, once, `out` grown by n and, in an
+ * exactly_once invocation (reader set), the group's committed offsets at
+ * the end of `in` (its n records): under exactly_once the transaction
+ * holding the last outputs committed. Broker checks are at least
+ * BROKER_CHECK_MS apart. */
+#define BROKER_CHECK_MS 5
 typedef struct pt_watch {
     bench_kafka_t *k;
     pt_ctx_t *c;
@@ -405,6 +475,7 @@ typedef struct pt_watch {
     long n;
     rd_kafka_t *reader; /* NULL: not waited for */
     const char *in;
+    int64_t last_check_ns;
 } pt_watch_t;
 
 static uint64_t pt_processed(void *ctx)
@@ -415,6 +486,12 @@ static uint64_t pt_processed(void *ctx)
 static bool pt_finished(void *ctx)
 {
     pt_watch_t *w = ctx;
+    if (acked(w->c) < (uint64_t)w->n)
+        return false;
+    int64_t now = bench_now_ns();
+    if (now - w->last_check_ns < BROKER_CHECK_MS * 1000000LL)
+        return false;
+    w->last_check_ns = now;
     if (w->reader &&
         bench_committed(w->reader, w->in, w->partitions) < (int64_t)w->n)
         return false;
@@ -434,6 +511,7 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
     pt_ctx_t c;
     mph_app_t *app = NULL;
     bl_thread_t *bl = NULL;
+    mph_sensor_t *sensor = NULL; /* counts the engine's acknowledgements */
     rd_kafka_t *reader = NULL;
     int64_t *from = NULL; /* exactly_once invocations: out's ends before */
     int started = 0;
@@ -481,7 +559,10 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
         }
         mph_topic_t *tin = mph_topic_new(app, in, NULL, err, sizeof err);
         c.out = tin ? mph_topic_new(app, out, NULL, err, sizeof err) : NULL;
-        if (!c.out ||
+        sensor = c.out ? mph_sensor_new(&c, err, sizeof err) : NULL;
+        if (!sensor ||
+            mph_sensor_on_send_completed(sensor, pt_send_completed) ||
+            mph_app_add_sensor(app, sensor) ||
             !mph_agent_new(app, "passthrough", tin, pt_agent, &c, err,
                            sizeof err) ||
             mph_app_start(app, err, sizeof err) != MPH_OK) {
@@ -494,7 +575,7 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
     }
 
     int64_t t_end = 0;
-    pt_watch_t pw = {k, &c, out, partitions, base, n, reader, in};
+    pt_watch_t pw = {k, &c, out, partitions, base, n, reader, in, 0};
     bench_watch_t watch = {pt_processed, pt_finished, &pw, 1};
     if (bench_watch(o, &watch, label, n, &t_end, res->error,
                     sizeof res->error) == 0) {
@@ -512,6 +593,7 @@ out_app:
                      mph_err_str(e));
         mph_app_destroy(app);
     }
+    mph_sensor_destroy(sensor);
     /* The check reads out after the app stopped: nothing is in flight. */
     if (rc == 0 && from) {
         if (bench_check_output(k, o, out, partitions, from, n,

@@ -199,6 +199,19 @@ static double proc_cpu_s(int pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+static uint64_t watch_cpu_ns; /* __atomic */
+
+void bench_sys_add_watch_cpu(double seconds)
+{
+    __atomic_fetch_add(&watch_cpu_ns, (uint64_t)(seconds * 1e9),
+                       __ATOMIC_RELAXED);
+}
+
+static double watch_cpu_s(void)
+{
+    return (double)__atomic_load_n(&watch_cpu_ns, __ATOMIC_RELAXED) / 1e9;
+}
+
 void bench_sys_sample(bench_sys_t *s, int broker_pid)
 {
     memset(s, 0, sizeof *s);
@@ -208,7 +221,7 @@ void bench_sys_sample(bench_sys_t *s, int broker_pid)
     s->cpu_some_us = read_psi_some("/proc/pressure/cpu");
     struct rusage ru;
     bench_rusage(&ru);
-    s->self_cpu_s = bench_cpu_s(&ru);
+    s->self_cpu_s = bench_cpu_s(&ru) - watch_cpu_s();
     s->broker_cpu_s = broker_pid > 0 ? proc_cpu_s(broker_pid) : -1;
 }
 

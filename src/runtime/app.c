@@ -22,6 +22,7 @@
 #include "io/uring.h"
 #include "mephisto/log.h"
 #include "runtime/app.h"
+#include "runtime/config.h"
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
 #include "runtime/table.h"
@@ -40,57 +41,34 @@ static void set_errstr(char *errstr, size_t size, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Parses "0-3,6" into cpus (at most max). Returns the count or -1. */
-static int parse_cpulist(const char *s, int *cpus, int max)
-{
-    int n = 0;
-    while (s && *s) {
-        char *end;
-        long a = strtol(s, &end, 10);
-        if (end == s || a < 0)
-            return -1;
-        long b = a;
-        if (*end == '-') {
-            s = end + 1;
-            b = strtol(s, &end, 10);
-            if (end == s || b < a)
-                return -1;
-        }
-        for (long c = a; c <= b && n < max; c++)
-            cpus[n++] = (int)c;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
-    }
-    return n;
-}
-
+/* The worker count and each worker's CPU. workers=0 counts the CPUs of
+ * `cpus`, or else the CPUs this process may run on (its affinity mask, as
+ * taskset or a cgroup's cpuset leaves it; not every online CPU), times
+ * threads_per_core: one rule, mph__conf_worker_count, for the app, the CLI
+ * and the tools. */
 static mph_err_t resolve_workers(mph_app_t *app, char *errstr, size_t errstr_size)
 {
-    int64_t workers = mph_conf_get_int(app->conf, "workers", 0);
     int64_t tpc = mph_conf_get_int(app->conf, "threads_per_core", 1);
     const char *cpulist = mph_conf_get(app->conf, "cpus");
-    int cpus[4096];
-    int ncpus = cpulist && *cpulist ? parse_cpulist(cpulist, cpus, 4096) : 0;
-    if (ncpus < 0) {
-        set_errstr(errstr, errstr_size, "cpus: cannot parse '%s'", cpulist);
+    uint16_t cpus[MPH__CONF_CPU_MAX + 1];
+    size_t ncpus = 0;
+    char buf[256];
+    if (cpulist && *cpulist &&
+        mph__conf_cpulist_parse(cpulist, cpus, MPH__CONF_CPU_MAX + 1, &ncpus, buf,
+                                sizeof buf) != MPH_OK) {
+        set_errstr(errstr, errstr_size, "cpus: %s", buf);
         return MPH_ERR_INVALID;
     }
     if (tpc < 1)
         tpc = 1;
-    if (workers <= 0) {
-        long online = sysconf(_SC_NPROCESSORS_ONLN);
-        workers = (ncpus > 0 ? ncpus : (online > 0 ? online : 1)) * tpc;
-    }
-    if (workers > 1024)
-        workers = 1024;
-    app->nworkers = (int)workers;
+    int workers = mph__conf_worker_count(app->conf);
+    app->nworkers = workers;
     if (ncpus > 0) {
         app->cpus = calloc((size_t)workers, sizeof *app->cpus);
         if (!app->cpus)
             return MPH_ERR_NOMEM;
         for (int i = 0; i < workers; i++)
-            app->cpus[i] = cpus[(i / tpc) % ncpus];
+            app->cpus[i] = cpus[(size_t)(i / tpc) % ncpus];
     }
     return MPH_OK;
 }

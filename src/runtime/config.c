@@ -117,7 +117,7 @@ static const struct prop props[] = {
      .dflt = "",
      .doc = "CPUs to pin worker threads to, as a Linux CPU list such as "
             "`0-3,6,8-9` (each CPU at most once). Workers are placed "
-            "`threads_per_core` at a time on the listed CPUs in order. "
+            "`threads_per_core` at a time on the listed CPUs in ascending order. "
             "Empty: workers are not pinned."},
     {.name = "threads_per_core",
      .type = T_INT,

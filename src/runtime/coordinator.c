@@ -112,6 +112,7 @@ void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out)
     out->commits = ck_pr_load_64(&s->commits);
     out->commit_errors = ck_pr_load_64(&s->commit_errors);
     out->last_commit_us = ck_pr_load_64(&s->last_commit_us);
+    out->commit_partitions = ck_pr_load_64(&s->commit_partitions);
 }
 
 mph_err_t mph__coord_post(mph__coord_t *c, void *msg)
@@ -128,6 +129,7 @@ static void commit_list(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, boo
     if (l->cnt == 0 || c->app->eos)
         return;
     c->commit_started_ns = mph_clock_mono_ns();
+    stat_set(&c->stats.commit_partitions, c->stats.commit_partitions + (uint64_t)l->cnt);
     rd_kafka_resp_err_t e = rd_kafka_commit(c->app->consumer, l, sync ? 0 : 1);
     if (sync) {
         uint64_t us = (uint64_t)((mph_clock_mono_ns() - c->commit_started_ns) / 1000);
@@ -160,8 +162,12 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     (void)rk;
-    (void)offsets;
     mph__coord_t *c = opaque;
+    /* A partition the broker refused fails the commit as a whole: the
+     * workers send every point again on their next timer (worker.c). */
+    for (int i = 0; !err && offsets && i < offsets->cnt; i++)
+        if (offsets->elems[i].err)
+            err = offsets->elems[i].err;
     uint64_t us = (uint64_t)((mph_clock_mono_ns() - c->commit_started_ns) / 1000);
     stat_set(&c->stats.last_commit_us, us);
     if (err != RD_KAFKA_RESP_ERR__NO_OFFSET)

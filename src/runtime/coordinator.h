@@ -26,6 +26,7 @@ typedef struct mph__coord_stats {
     uint64_t commits;
     uint64_t commit_errors;
     uint64_t last_commit_us;
+    uint64_t commit_partitions; /* partitions carried by commit requests */
 } mph__coord_stats_t;
 void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out);
 

@@ -444,6 +444,10 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
              offsetof(mph__coord_stats_t, commits)},
             {"mephisto_commit_errors_total", "Offset commits that failed.",
              offsetof(mph__coord_stats_t, commit_errors)},
+            {"mephisto_commit_partitions_total",
+             "Partitions carried by offset commit requests (only partitions whose "
+             "commit point moved are committed).",
+             offsetof(mph__coord_stats_t, commit_partitions)},
             {"mephisto_rebalances_total",
              "Rebalance events (assignments and revocations).",
              offsetof(mph__coord_stats_t, rebalances)},

@@ -1212,6 +1212,20 @@ static void send_points(mph__worker_t *w, int kind, bool all, bool snap)
         mph__msg_free(msg);
 }
 
+/* Whether a commit failed since the last timed report: only then does the
+ * timer send every commit point again (so a refused commit is retried even
+ * when nothing new arrives); otherwise only points that moved go, and an
+ * idle partition costs no commit at all. */
+static bool commit_failed_since(mph__worker_t *w)
+{
+    mph__coord_stats_t st;
+    mph__coord_stats(w->app->coord, &st);
+    if (st.commit_errors == w->commit_errors_seen)
+        return false;
+    w->commit_errors_seen = st.commit_errors;
+    return true;
+}
+
 /* A commit (MSG_COMMIT) of a worker with tables first makes their state
  * durable, asynchronously (table.c): the commit points as of now are saved
  * and sent once that flush is done (flush_progress, from the worker loop).
@@ -2057,6 +2071,9 @@ static void *worker_main(void *arg)
     char name[32];
     snprintf(name, sizeof name, "worker %d", w->index);
     mph_log_set_thread_name(name);
+    /* The kernel's name too (top -H, /proc/<pid>/task/<tid>/comm). */
+    snprintf(name, sizeof name, "mph-w%d", w->index);
+    pthread_setname_np(pthread_self(), name);
     if (w->app->cpus) {
         cpu_set_t set;
         CPU_ZERO(&set);
@@ -2103,12 +2120,10 @@ static void *worker_main(void *arg)
             flush_progress(w);
         if (!suspect &&
             (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every)) {
-            /* On the timer every commit point goes again, so a commit the
-             * broker refused is retried even when nothing new arrives. */
             if (MPH__MON_UNLIKELY(w->app->eos))
                 eos_commit(w, true);
             else
-                report(w, MSG_COMMIT, now >= w->next_commit_ns);
+                report(w, MSG_COMMIT, now >= w->next_commit_ns && commit_failed_since(w));
             w->events_since_commit = 0;
             /* A transaction's commit takes round trips: the next interval
              * counts from its end, so processing gets the whole interval. */

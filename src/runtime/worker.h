@@ -95,6 +95,7 @@ struct mph__worker {
     struct mph_event ev;
     rd_kafka_message_t **batch;
     int64_t next_commit_ns;
+    uint64_t commit_errors_seen; /* the coordinator's, at the last timed report */
     int64_t events_since_commit;
     bool paused;
     bool exit;
