@@ -111,8 +111,9 @@ MPH_EXPORT mph_window_t *mph_table_sliding(mph_table_t *table,
  * grace) merges them into one, their values combined by the merge
  * function (mph_window_on_merge). A session closes once stream time
  * passes its last event + gap_ms + grace: on_close is then called once,
- * with start and end = last event + 1. An event is late when its session
- * would already be closed (t + gap_ms + grace < stream time). Expiry:
+ * with start and end = last event + 1. An event is late (dropped, counted)
+ * when it is more than grace behind stream time, as for the other windows:
+ * such an event could only join a closed session. Expiry:
  * deleted at last event + 1 + gap_ms + max(expires_ms, grace).
  * 1 <= gap_ms <= 2^41. See "Session windows" in docs/windows.md for how
  * reads name a session. */

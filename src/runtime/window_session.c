@@ -38,10 +38,10 @@
  * goes back, the watermark stays just below its point, and the next event
  * that moves stream time retries it (as for the other windows).
  *
- * Late: an event whose own session would already be closed
- * (t + gap + grace < stream time) changes nothing. Such an event can never
- * touch a closed session: a session it could join ends at >= t - gap, so
- * its close point is past stream time.
+ * Late: an event more than grace behind stream time (t + grace < stream
+ * time) changes nothing, as in the other windows. An event that is not late
+ * never touches a closed session: a session it could join ends at
+ * >= t - gap, so it closes at >= t + grace + 1 > stream time.
  *
  * Never: write a closed session; call on_close twice for a session within
  * one run (except a failed callback's retry); take a lock on the event
@@ -280,11 +280,11 @@ static void heap_pop(sext_t *x, hent_t *out)
 /* A copy of key's sessions in x->list; *n is their number. */
 static mph_err_t list_get(sext_t *x, const void *key, size_t klen, size_t *n)
 {
-    const void *v;
+    const void *v = NULL;
     size_t vl = 0;
     *n = 0;
     if (mph__mstore_lookup(x->keys, key, klen, &v, &vl) != MPH__MSTORE_PRESENT)
-        return MPH_OK;
+        vl = 0;
     size_t cnt = vl / sizeof(sess_t);
     if (cnt + 2 > x->lcap) {
         size_t c = x->lcap ? x->lcap : 8;
@@ -296,7 +296,8 @@ static mph_err_t list_get(sext_t *x, const void *key, size_t klen, size_t *n)
         x->list = l;
         x->lcap = c;
     }
-    memcpy(x->list, v, cnt * sizeof(sess_t));
+    if (cnt)
+        memcpy(x->list, v, cnt * sizeof(sess_t));
     *n = cnt;
     return MPH_OK;
 }
@@ -750,7 +751,7 @@ mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w, const void *
     if (time_of(ev, x, &t) != MPH_OK)
         return MPH_OK; /* dropped and counted */
     mph_err_t cerr = advance(ev, sh, x, t);
-    if (mph__session_close_point(w, t) <= x->st) {
+    if (t + w->grace < x->st) {
         mph__window_stat_add(w, MPH_WINDOW_STAT_LATE_WRITES, 1);
         if (!x->t_late_counted) {
             x->t_late_counted = true;
