@@ -21,7 +21,7 @@
 #include "mephisto.h"
 #include "mph_test.h"
 
-#define NPART   3
+#define NPART   4
 #define NKEYS   7
 #define NWIN    6
 #define WSIZE   10000
@@ -59,7 +59,7 @@ static mph_app_t *new_app(const char *app_id, const char *dir, const char *guara
 {
     const char *kv[] = {"broker", cluster->broker, "app_id", app_id, "workers", "2",
                         "store", "memory", "datadir", dir, "commit_interval_ms", "200",
-                        "log_level", "warn", "topic_partitions", "3",
+                        "log_level", "warn", "topic_partitions", "4",
                         "processing_guarantee", guarantee, NULL};
     char err[512];
     mph_conf_t *conf = mph_conf_new();

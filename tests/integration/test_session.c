@@ -26,7 +26,7 @@
 #include "mephisto.h"
 #include "mph_test.h"
 
-#define NPART   2
+#define NPART   4
 #define NKEYS   6
 #define NEV     400
 #define GAP     5000
@@ -255,7 +255,7 @@ static mph_app_t *app_new(run_t *r, mph_window_t **wout)
 {
     const char *kv[] = {"broker", cluster->broker, "app_id", r->app_id, "workers", "2",
                         "store", r->store, "datadir", r->dir, "commit_interval_ms", "200",
-                        "log_level", "warn", "topic_partitions", "2", NULL};
+                        "log_level", "warn", "topic_partitions", "4", NULL};
     char err[512];
     mph_conf_t *conf = mph_conf_new();
     for (const char **p = kv; *p; p += 2)
@@ -299,6 +299,16 @@ static void produce(const run_t *r, const ev_t *e, int from, int to)
         cr_assert_eq(err, 0, "produce: %s", rd_kafka_err2str(err));
     }
     mph_test_flush(cluster);
+}
+
+static void produce_ts_one(const char *topic, int part, const char *k, const char *v,
+                           int64_t ts)
+{
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        cluster->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+        RD_KAFKA_V_KEY(k, strlen(k)), RD_KAFKA_V_VALUE((void *)v, strlen(v)),
+        RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    cr_assert_eq(err, 0, "produce: %s", rd_kafka_err2str(err));
 }
 
 static void wait_committed(const run_t *r, int64_t want)
@@ -431,4 +441,119 @@ Test(session, graceful_restart_rocksdb)
 Test(session, graceful_restart_memory_from_changelog)
 {
     scenario("memory", true);
+}
+
+/* ------------------------------------------------------------------ */
+/* a merge function and mph_window_update on string values            */
+
+static char merged_close[64];
+static int64_t merged_start, merged_end;
+static int merged_calls;
+
+static mph_err_t concat_merge(const void *a, size_t al, const void *b, size_t bl,
+                              mph_window_update_t *out, void *opaque)
+{
+    (void)opaque;
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%.*s|%.*s", (int)al, (const char *)a, (int)bl,
+                     (const char *)b);
+    return mph_window_update_set(out, buf, (size_t)n);
+}
+
+static mph_err_t append_value(int64_t start, int64_t end, const void *old, size_t ol,
+                              mph_window_update_t *upd, void *opaque)
+{
+    (void)start;
+    (void)end;
+    mph_event_t *ev = opaque;
+    size_t vl;
+    const void *v = mph_event_value(ev, &vl);
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%.*s%.*s", (int)ol, old ? (const char *)old : "",
+                     (int)vl, (const char *)v);
+    return mph_window_update_set(upd, buf, (size_t)n);
+}
+
+static mph_err_t str_close(mph_event_t *ev, const void *key, size_t kl, int64_t start,
+                           int64_t end, const void *value, size_t vl, void *opaque)
+{
+    (void)ev;
+    (void)opaque;
+    if (kl == 1 && !memcmp(key, "k", 1)) {
+        pthread_mutex_lock(&lock);
+        snprintf(merged_close, sizeof merged_close, "%.*s", (int)vl, (const char *)value);
+        merged_start = start;
+        merged_end = end;
+        merged_calls++;
+        pthread_mutex_unlock(&lock);
+    }
+    return MPH_OK;
+}
+
+static mph_err_t str_event(mph_event_t *ev, void *opaque)
+{
+    size_t kl;
+    const void *k = mph_event_key(ev, &kl);
+    return mph_window_update(ev, opaque, k, kl, append_value, ev);
+}
+
+Test(session, merge_function_and_update)
+{
+    run_t r = {0};
+    r.store = "memory";
+    mph_test_unique("sessm", r.app_id, sizeof r.app_id);
+    snprintf(r.input, sizeof r.input, "%s-in", r.app_id);
+    cr_assert_not_null(mph_test_tmpdir("sessm", r.dir, sizeof r.dir));
+    mph_test_create_topic(cluster, r.input, NPART);
+    const char *kv[] = {"broker", cluster->broker, "app_id", r.app_id, "workers", "1",
+                        "store", "memory", "datadir", r.dir, "commit_interval_ms", "200",
+                        "log_level", "warn", "topic_partitions", "4", NULL};
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    for (const char **p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    mph_topic_t *in = mph_topic_new(app, r.input, NULL, err, sizeof err);
+    mph_table_t *t = mph_table_new(app, "strs", NULL, err, sizeof err);
+    cr_assert_not_null(t, "%s", err);
+    mph_window_t *w = mph_table_session(t, GAP, EXPIRES, err, sizeof err);
+    cr_assert_not_null(w, "%s", err);
+    mph_window_t *tw = NULL;
+    mph_table_t *t2 = mph_table_new(app, "tumb", NULL, err, sizeof err);
+    tw = mph_table_tumbling(t2, 1000, 0, err, sizeof err);
+    cr_expect_eq(mph_window_on_merge(tw, concat_merge, NULL), MPH_ERR_INVALID,
+                 "merge functions are for session windows");
+    cr_assert_eq(mph_window_on_merge(w, concat_merge, NULL), MPH_OK);
+    cr_assert_eq(mph_window_grace(w, GRACE), MPH_OK);
+    cr_assert_eq(mph_window_on_close(w, str_close, NULL), MPH_OK);
+    cr_assert_not_null(mph_agent_new(app, "s", in, str_event, w, err, sizeof err), "%s", err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int64_t T = (mph_clock_wall_ms() / 3600000 - 1) * 3600000;
+    struct {
+        const char *v;
+        int64_t t;
+    } in_ev[] = {{"a", T}, {"b", T + GAP + 1000}, {"c", T + (GAP + 1000) / 2},
+                 {"z", T + 10 * GAP}};
+    int p = part_of("k");
+    for (size_t i = 0; i < 4; i++)
+        produce_ts_one(r.input, p, "k", in_ev[i].v, in_ev[i].t);
+    mph_test_flush(cluster);
+    wait_committed(&r, 4);
+    pthread_mutex_lock(&lock);
+    cr_expect_eq(merged_calls, 1, "one session closed");
+    cr_expect_str_eq(merged_close, "a|bc", "merged by the merge function, then updated");
+    cr_expect_eq(merged_start, T);
+    cr_expect_eq(merged_end, T + GAP + 1001);
+    pthread_mutex_unlock(&lock);
+    void *v = NULL;
+    size_t vl = 0;
+    cr_expect_eq(mph_window_lookup(app, w, "k", 1, MPH_WINDOW_AT, T + 10 * GAP, &v, &vl, NULL,
+                                   NULL, 5000),
+                 MPH_OK);
+    cr_expect(vl == 1 && v && !memcmp(v, "z", 1));
+    free(v);
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+    mph_test_rmrf(r.dir);
 }
