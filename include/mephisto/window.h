@@ -177,14 +177,14 @@ MPH_EXPORT mph_err_t mph_window_on_close(mph_window_t *w,
  * Without one, two 8-byte values are added as big-endian i64 (counts, as
  * mph_window_incr keeps them), other values keep the later session's. */
 typedef struct mph_window_update mph_window_update_t;
-typedef mph_err_t(mph_window_merge_fn)(const void *a, size_t a_len, const void *b,
-                                       size_t b_len, mph_window_update_t *out,
-                                       void *opaque);
+typedef mph_err_t(mph_window_merge_fn)(const void *a, size_t a_len,
+                                       const void *b, size_t b_len,
+                                       mph_window_update_t *out, void *opaque);
 /* Sets the merge function of a session window (opaque untouched, must
  * outlive the app). MPH_ERR_INVALID for a window that is not a session
  * window; MPH_ERR_STATE after start. */
-MPH_EXPORT mph_err_t mph_window_on_merge(mph_window_t *w, mph_window_merge_fn *fn,
-                                         void *opaque);
+MPH_EXPORT mph_err_t mph_window_on_merge(mph_window_t *w,
+                                         mph_window_merge_fn *fn, void *opaque);
 
 /* --- window arithmetic (pure; @locality any) --- */
 

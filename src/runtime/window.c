@@ -1305,7 +1305,6 @@ struct op {
     void *opaque;
 };
 
-
 static int64_t i64_default(const mph_table_t *t)
 {
     if (t->opts.has_dflt && t->opts.dflt_len == 8)
@@ -1385,7 +1384,8 @@ static mph_err_t apply_one(mph_event_t *ev, wext_t *x, mph__shard_t *sh,
         pair_removed(x, start, key, klen);
         return MPH_OK;
     case OP_UPDATE: {
-        mph_window_update_t u = {x, sh, cl, start, key, klen, existed, false, NULL};
+        mph_window_update_t u = {x,    sh,      cl,    start, key,
+                                 klen, existed, false, NULL};
         x->busy++;
         mph_err_t rc = op->fn(start, start + w->size, existed ? old : NULL,
                               existed ? ol : 0, &u, op->opaque);

@@ -79,8 +79,9 @@ int64_t mph__session_expire_point(const struct mph_window *w, int64_t end)
     return end + 1 + w->size + max64(w->expires, w->grace);
 }
 
-void mph__session_find(const int64_t *se, size_t stride, size_t n, int64_t gap, int64_t t,
-                       size_t *first, size_t *count, int64_t *start, int64_t *end)
+void mph__session_find(const int64_t *se, size_t stride, size_t n, int64_t gap,
+                       int64_t t, size_t *first, size_t *count, int64_t *start,
+                       int64_t *end)
 {
     size_t f = n, c = 0;
     int64_t s = t, e = t;
@@ -118,8 +119,8 @@ static uint64_t be64_get(const unsigned char *in)
     return u;
 }
 
-mph_err_t mph__session_default_merge(const void *a, size_t alen, const void *b, size_t blen,
-                                     struct mph__window_capture *c)
+mph_err_t mph__session_default_merge(const void *a, size_t alen, const void *b,
+                                     size_t blen, struct mph__window_capture *c)
 {
     if (alen == 8 && blen == 8) {
         unsigned char sum[8];
@@ -129,7 +130,8 @@ mph_err_t mph__session_default_merge(const void *a, size_t alen, const void *b, 
     return mph__window_capture_set(c, b, blen);
 }
 
-size_t mph__session_value_encode(const void *v, size_t vl, int64_t end, unsigned char *out)
+size_t mph__session_value_encode(const void *v, size_t vl, int64_t end,
+                                 unsigned char *out)
 {
     if (vl)
         memcpy(out, v, vl);
@@ -138,7 +140,8 @@ size_t mph__session_value_encode(const void *v, size_t vl, int64_t end, unsigned
     return vl + MPH__SESSION_SUFFIX;
 }
 
-bool mph__session_value_decode(const void *v, size_t vl, size_t *user_len, int64_t *end)
+bool mph__session_value_decode(const void *v, size_t vl, size_t *user_len,
+                               int64_t *end)
 {
     if (!v || vl < MPH__SESSION_SUFFIX ||
         memcmp((const unsigned char *)v + vl - 4, TAG, 4) != 0)
@@ -225,8 +228,8 @@ static bool hless(const hent_t *a, const hent_t *b)
     return a->start < b->start;
 }
 
-static mph_err_t heap_push(sext_t *x, int64_t point, int64_t start, int phase, const void *key,
-                           size_t klen)
+static mph_err_t heap_push(sext_t *x, int64_t point, int64_t start, int phase,
+                           const void *key, size_t klen)
 {
     if (x->hn == x->hcap) {
         size_t c = x->hcap ? x->hcap * 2 : 64;
@@ -320,7 +323,8 @@ static void list_insert(sext_t *x, size_t *n, sess_t s)
     (*n)++;
 }
 
-static mph_err_t ckey(sext_t *x, int64_t start, const void *key, size_t klen, size_t *cl)
+static mph_err_t ckey(sext_t *x, int64_t start, const void *key, size_t klen,
+                      size_t *cl)
 {
     mph_err_t err = grow(&x->ck, &x->ckcap, MPH__WINDOW_PREFIX + klen);
     if (!err)
@@ -329,8 +333,9 @@ static mph_err_t ckey(sext_t *x, int64_t start, const void *key, size_t klen, si
 }
 
 /* The user value of the stored session (start, key): borrowed. */
-static mph_err_t sess_value(sext_t *x, mph__shard_t *sh, int64_t start, const void *key,
-                            size_t klen, const void **v, size_t *vl)
+static mph_err_t sess_value(sext_t *x, mph__shard_t *sh, int64_t start,
+                            const void *key, size_t klen, const void **v,
+                            size_t *vl)
 {
     size_t cl;
     mph_err_t err = ckey(x, start, key, klen, &cl);
@@ -350,7 +355,8 @@ static mph_err_t write_meta(mph__shard_t *sh, sext_t *x)
 {
     unsigned char v[MPH__WINDOW_META_VLEN];
     mph__window_meta_encode(x->st, x->closed, v);
-    return mph__shard_set(sh, MPH__WINDOW_META_KEY, MPH__WINDOW_META_KLEN, v, sizeof v);
+    return mph__shard_set(sh, MPH__WINDOW_META_KEY, MPH__WINDOW_META_KLEN, v,
+                          sizeof v);
 }
 
 static void count_op(mph_event_t *ev, struct mph_window *w, int op)
@@ -371,20 +377,21 @@ struct sbuild {
     struct sb_ent {
         int64_t start, end;
         size_t off, len;
-    } *ents;
+    } * ents;
     size_t n, cap;
     unsigned char *arena;
     size_t used, acap;
 };
 
-static mph_err_t sbuild_visit(const void *key, size_t klen, const void *val, size_t vlen,
-                              void *opaque)
+static mph_err_t sbuild_visit(const void *key, size_t klen, const void *val,
+                              size_t vlen, void *opaque)
 {
     struct sbuild *b = opaque;
     int64_t start, end;
     const void *uk;
     size_t ul, vul;
-    if (klen == MPH__WINDOW_META_KLEN && !memcmp(key, MPH__WINDOW_META_KEY, klen)) {
+    if (klen == MPH__WINDOW_META_KLEN &&
+        !memcmp(key, MPH__WINDOW_META_KEY, klen)) {
         b->have_meta = mph__window_meta_decode(val, vlen, &b->st, &b->closed);
         return MPH_OK;
     }
@@ -410,10 +417,11 @@ static mph_err_t sbuild_visit(const void *key, size_t klen, const void *val, siz
     return MPH_OK;
 }
 
-static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x, mph_err_t *cerr);
+static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x,
+                    mph_err_t *cerr);
 
-static mph_err_t sext_build(mph_event_t *ev, struct mph_window *w, mph__shard_t *sh,
-                            sext_t **out)
+static mph_err_t sext_build(mph_event_t *ev, struct mph_window *w,
+                            mph__shard_t *sh, sext_t **out)
 {
     struct sbuild b = {0};
     sext_t *x = calloc(1, sizeof *x);
@@ -442,8 +450,9 @@ static mph_err_t sext_build(mph_event_t *ev, struct mph_window *w, mph__shard_t 
             err = list_put(x, k, kl, n);
         }
         if (!err)
-            err = heap_push(x, s.closed ? mph__session_expire_point(w, s.end)
-                                        : mph__session_close_point(w, s.end),
+            err = heap_push(x,
+                            s.closed ? mph__session_expire_point(w, s.end)
+                                     : mph__session_close_point(w, s.end),
                             s.start, s.closed ? PH_EXPIRE : PH_CLOSE, k, kl);
         if (!err)
             x->live++;
@@ -458,7 +467,8 @@ static mph_err_t sext_build(mph_event_t *ev, struct mph_window *w, mph__shard_t 
     }
     if (b.foreign)
         mph_log(MPH_LOG_WARN,
-                "session table %s [%u]: %zu keys that are not sessions (written with "
+                "session table %s [%u]: %zu keys that are not sessions "
+                "(written with "
                 "mph_table_*?) are ignored",
                 w->table->name, sh->partition, b.foreign);
     sh->ext = x;
@@ -471,8 +481,8 @@ static mph_err_t sext_build(mph_event_t *ev, struct mph_window *w, mph__shard_t 
     return MPH_OK;
 }
 
-static mph_err_t sprepare(mph_event_t *ev, struct mph_window *w, mph__shard_t **sh_out,
-                          sext_t **x_out)
+static mph_err_t sprepare(mph_event_t *ev, struct mph_window *w,
+                          mph__shard_t **sh_out, sext_t **x_out)
 {
     mph__shard_t *sh = mph__table_event_shard(ev, w->table);
     if (!sh)
@@ -509,11 +519,12 @@ static mph_err_t time_of(mph_event_t *ev, sext_t *x, int64_t *t)
                                         : MPH_WINDOW_STAT_INVALID_TIME,
                                  1);
             mph_topic_t *tp = mph_event_topic(ev);
-            mph_log_limited(&x->lim, 10000, MPH_LOG_WARN,
-                            "session table %s: dropping %s [%d] offset %lld: %s time (%s)",
-                            x->w->table->name, tp ? mph_topic_name(tp) : "?",
-                            (int)mph_event_partition(ev), (long long)off,
-                            future ? "far-future" : "no valid", mph_err_str(x->t_err));
+            mph_log_limited(
+                &x->lim, 10000, MPH_LOG_WARN,
+                "session table %s: dropping %s [%d] offset %lld: %s time (%s)",
+                x->w->table->name, tp ? mph_topic_name(tp) : "?",
+                (int)mph_event_partition(ev), (long long)off,
+                future ? "far-future" : "no valid", mph_err_str(x->t_err));
         }
     }
     *t = x->t_val;
@@ -534,7 +545,8 @@ static size_t list_find(const sext_t *x, size_t n, int64_t start)
 /* Closes and expires what is due at stream time. With cerr NULL (building)
  * only expires. On a failed close the entry goes back and *cerr is set;
  * x->closed then stays below its point. */
-static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x, mph_err_t *cerr)
+static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x,
+                    mph_err_t *cerr)
 {
     struct mph_window *w = x->w;
     int64_t fail_point = INT64_MAX;
@@ -575,12 +587,13 @@ static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x, mph_err_t *cer
                 count_op(ev, w, 0);
                 if (!err) {
                     x->busy++;
-                    err = w->on_close(ev, e.key, e.klen, s->start, s->end + 1, v, vl,
-                                      w->close_opaque);
+                    err = w->on_close(ev, e.key, e.klen, s->start, s->end + 1,
+                                      v, vl, w->close_opaque);
                     x->busy--;
                     mph__window_stat_add(w, MPH_WINDOW_STAT_CLOSE_CALLS, 1);
                     if (err)
-                        mph__window_stat_add(w, MPH_WINDOW_STAT_CLOSE_ERRORS, 1);
+                        mph__window_stat_add(w, MPH_WINDOW_STAT_CLOSE_ERRORS,
+                                             1);
                 }
             }
             if (err) {
@@ -643,7 +656,8 @@ static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x, mph_err_t *cer
                     clater = c;
                 }
                 later[nlater++] = e;
-            } else if (heap_push(x, e.point, e.start, e.phase, e.key, e.klen) != MPH_OK) {
+            } else if (heap_push(x, e.point, e.start, e.phase, e.key, e.klen) !=
+                       MPH_OK) {
                 /* out of memory: the session stays; rebuilt with the index */
             }
             if (e.point > x->st)
@@ -655,8 +669,8 @@ static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x, mph_err_t *cer
             break;
     }
     for (size_t j = 0; j < nlater; j++) {
-        heap_push(x, later[j].point, later[j].start, later[j].phase, later[j].key,
-                  later[j].klen);
+        heap_push(x, later[j].point, later[j].start, later[j].phase,
+                  later[j].key, later[j].klen);
         free(later[j].key);
     }
     free(later);
@@ -664,7 +678,8 @@ static void process(mph_event_t *ev, mph__shard_t *sh, sext_t *x, mph_err_t *cer
         x->closed = fail_point != INT64_MAX ? fail_point - 1 : x->st;
 }
 
-static mph_err_t advance(mph_event_t *ev, mph__shard_t *sh, sext_t *x, int64_t t)
+static mph_err_t advance(mph_event_t *ev, mph__shard_t *sh, sext_t *x,
+                         int64_t t)
 {
     bool moved = false;
     int64_t before = x->closed;
@@ -699,7 +714,8 @@ mph_err_t mph__session_advance(mph_event_t *ev, struct mph_window *w)
     return advance(ev, sh, x, t);
 }
 
-mph_err_t mph__session_stream_time(mph_event_t *ev, struct mph_window *w, int64_t *t)
+mph_err_t mph__session_stream_time(mph_event_t *ev, struct mph_window *w,
+                                   int64_t *t)
 {
     mph__shard_t *sh;
     sext_t *x;
@@ -723,8 +739,8 @@ static int64_t i64_default(const mph_table_t *t)
 }
 
 /* Deletes the stored session (start, key). */
-static mph_err_t sess_delete(mph_event_t *ev, sext_t *x, mph__shard_t *sh, int64_t start,
-                             const void *key, size_t klen)
+static mph_err_t sess_delete(mph_event_t *ev, sext_t *x, mph__shard_t *sh,
+                             int64_t start, const void *key, size_t klen)
 {
     size_t cl;
     mph_err_t err = ckey(x, start, key, klen, &cl);
@@ -735,8 +751,9 @@ static mph_err_t sess_delete(mph_event_t *ev, sext_t *x, mph__shard_t *sh, int64
     return err == MPH_ERR_NOENT ? MPH_OK : err;
 }
 
-mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w, const void *key,
-                             size_t klen, int kind, int64_t by, const void *val, size_t vlen,
+mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w,
+                             const void *key, size_t klen, int kind, int64_t by,
+                             const void *val, size_t vlen,
                              mph_window_update_fn *fn, void *opaque)
 {
     mph__shard_t *sh;
@@ -765,10 +782,12 @@ mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w, const void *
     int64_t starts[2];
     size_t first = n, count = 0;
     int64_t ns = t, ne = t;
-    mph__session_find(n ? &x->list[0].start : NULL, sizeof(sess_t) / sizeof(int64_t), n, w->size, t, &first,
+    mph__session_find(n ? &x->list[0].start : NULL,
+                      sizeof(sess_t) / sizeof(int64_t), n, w->size, t, &first,
                       &count, &ns, &ne);
     if (count > 2)
-        return MPH_ERR_INTERNAL; /* sessions closer than the gap: broken index */
+        return MPH_ERR_INTERNAL; /* sessions closer than the gap: broken index
+                                  */
     for (size_t i = 0; i < count; i++) {
         starts[i] = x->list[first + i].start;
         if (x->list[first + i].closed)
@@ -804,7 +823,8 @@ mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w, const void *
             if (!err && !m.set)
                 err = mph__window_capture_set(&m, b.buf, b.len);
         } else if (!err) {
-            err = mph__session_default_merge(old.buf, old.len, b.buf, b.len, &m);
+            err =
+                mph__session_default_merge(old.buf, old.len, b.buf, b.len, &m);
         }
         if (!err) {
             free(old.buf);
@@ -847,8 +867,8 @@ mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w, const void *
             u.klen = klen;
             u.existed = have_old;
             x->busy++;
-            mph_err_t rc = fn(ns, ne + 1, have_old ? old.buf : NULL, have_old ? old.len : 0, &u,
-                              opaque);
+            mph_err_t rc = fn(ns, ne + 1, have_old ? old.buf : NULL,
+                              have_old ? old.len : 0, &u, opaque);
             x->busy--;
             if (rc == MPH_ERR_NOENT) {
                 remove = true;
@@ -907,7 +927,8 @@ mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w, const void *
     }
     err = list_put(x, key, klen, nn);
     if (!err && !remove && !same_start)
-        err = heap_push(x, mph__session_close_point(w, ne), ns, PH_CLOSE, key, klen);
+        err = heap_push(x, mph__session_close_point(w, ne), ns, PH_CLOSE, key,
+                        klen);
     if (err) {
         /* Out of memory: the shard holds the truth; rebuild from it. */
         sh->ext = NULL;
@@ -924,9 +945,11 @@ mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w, const void *
 /* ------------------------------------------------------------------ */
 /* reads                                                              */
 
-mph_err_t mph__session_get(mph_event_t *ev, struct mph_window *w, const void *key, size_t klen,
-                           mph_window_which_t which, int64_t arg, const void **value,
-                           size_t *value_len, int64_t *start_out, int64_t *end_out)
+mph_err_t mph__session_get(mph_event_t *ev, struct mph_window *w,
+                           const void *key, size_t klen,
+                           mph_window_which_t which, int64_t arg,
+                           const void **value, size_t *value_len,
+                           int64_t *start_out, int64_t *end_out)
 {
     if (!ev || !value)
         return MPH_ERR_INVALID;
@@ -967,7 +990,8 @@ mph_err_t mph__session_get(mph_event_t *ev, struct mph_window *w, const void *ke
     count_op(ev, w, 0);
     for (size_t i = 0; i < n; i++) {
         const sess_t *s = &x->list[i];
-        bool hit = which == MPH_WINDOW_AT ? s->start == arg : s->start <= t && t <= s->end;
+        bool hit = which == MPH_WINDOW_AT ? s->start == arg
+                                          : s->start <= t && t <= s->end;
         if (!hit)
             continue;
         size_t vl;
@@ -986,8 +1010,9 @@ mph_err_t mph__session_get(mph_event_t *ev, struct mph_window *w, const void *ke
     return MPH_ERR_NOENT;
 }
 
-mph_err_t mph__session_foreach_window(mph_event_t *ev, struct mph_window *w, const void *key,
-                                      size_t klen, mph_window_visit_fn *fn, void *opaque)
+mph_err_t mph__session_foreach_window(mph_event_t *ev, struct mph_window *w,
+                                      const void *key, size_t klen,
+                                      mph_window_visit_fn *fn, void *opaque)
 {
     if (!ev)
         return MPH_ERR_INVALID;
@@ -1040,9 +1065,11 @@ mph_err_t mph__session_foreach_key(mph_event_t *ev, struct mph_window *w,
     return err;
 }
 
-mph_err_t mph__session_lookup(mph_app_t *app, struct mph_window *w, const void *key,
-                              size_t klen, mph_window_which_t which, int64_t arg, void **value,
-                              size_t *value_len, int64_t *start_out, int64_t *end_out,
+mph_err_t mph__session_lookup(mph_app_t *app, struct mph_window *w,
+                              const void *key, size_t klen,
+                              mph_window_which_t which, int64_t arg,
+                              void **value, size_t *value_len,
+                              int64_t *start_out, int64_t *end_out,
                               int timeout_ms)
 {
     if (which != MPH_WINDOW_AT)
@@ -1056,8 +1083,9 @@ mph_err_t mph__session_lookup(mph_app_t *app, struct mph_window *w, const void *
     mph_table_t *t = w->table;
     void *v = NULL;
     size_t vl = 0;
-    mph_err_t err = mph__table_lookup_at(app, t, mph_table_partition_of(t, key, klen), ck, cl,
-                                         &v, &vl, timeout_ms);
+    mph_err_t err =
+        mph__table_lookup_at(app, t, mph_table_partition_of(t, key, klen), ck,
+                             cl, &v, &vl, timeout_ms);
     free(ck);
     if (err)
         return err;

@@ -17,7 +17,8 @@ static struct mph_window make(int64_t gap, int64_t expires, int64_t grace)
 {
     struct mph_window w;
     char err[256];
-    cr_assert_eq(mph__window_init(&w, MPH__WINDOW_SESSION, gap, 0, expires, err, sizeof err),
+    cr_assert_eq(mph__window_init(&w, MPH__WINDOW_SESSION, gap, 0, expires, err,
+                                  sizeof err),
                  MPH_OK, "%s", err);
     w.grace = grace;
     return w;
@@ -27,21 +28,25 @@ Test(window_session, gap_is_validated)
 {
     struct mph_window w;
     char err[256] = "";
-    cr_expect_eq(mph__window_init(&w, MPH__WINDOW_SESSION, 0, 0, 0, err, sizeof err),
-                 MPH_ERR_RANGE);
+    cr_expect_eq(
+        mph__window_init(&w, MPH__WINDOW_SESSION, 0, 0, 0, err, sizeof err),
+        MPH_ERR_RANGE);
     cr_expect(strstr(err, "session gap"), "%s", err);
-    cr_expect_eq(mph__window_init(&w, MPH__WINDOW_SESSION, -5, 0, 0, err, sizeof err),
-                 MPH_ERR_RANGE);
-    cr_expect_eq(mph__window_init(&w, MPH__WINDOW_SESSION, 1, 0, -1, err, sizeof err),
-                 MPH_ERR_RANGE);
-    cr_expect_eq(mph__window_init(&w, MPH__WINDOW_SESSION, 30000, 0, 0, err, sizeof err),
-                 MPH_OK);
+    cr_expect_eq(
+        mph__window_init(&w, MPH__WINDOW_SESSION, -5, 0, 0, err, sizeof err),
+        MPH_ERR_RANGE);
+    cr_expect_eq(
+        mph__window_init(&w, MPH__WINDOW_SESSION, 1, 0, -1, err, sizeof err),
+        MPH_ERR_RANGE);
+    cr_expect_eq(
+        mph__window_init(&w, MPH__WINDOW_SESSION, 30000, 0, 0, err, sizeof err),
+        MPH_OK);
     cr_expect_eq(w.size, 30000);
 }
 
 /* sessions as (start, end) pairs */
-static void find(const int64_t *se, size_t n, int64_t gap, int64_t t, size_t *first,
-                 size_t *count, int64_t *s, int64_t *e)
+static void find(const int64_t *se, size_t n, int64_t gap, int64_t t,
+                 size_t *first, size_t *count, int64_t *s, int64_t *e)
 {
     mph__session_find(se, 2, n, gap, t, first, count, s, e);
 }
@@ -110,15 +115,18 @@ Test(window_session, a_late_event_bridges_two_sessions)
 Test(window_session, close_and_expiry_points)
 {
     struct mph_window w = make(10, 0, 0);
-    /* last event 100: an event at 110 still joins; at stream time 111 none can */
+    /* last event 100: an event at 110 still joins; at stream time 111 none can
+     */
     cr_expect_eq(mph__session_close_point(&w, 100), 111);
-    cr_expect_eq(mph__session_expire_point(&w, 100), 111); /* expires 0: at close */
+    cr_expect_eq(mph__session_expire_point(&w, 100),
+                 111); /* expires 0: at close */
     w = make(10, 1000, 5);
     cr_expect_eq(mph__session_close_point(&w, 100), 116);
     cr_expect_eq(mph__session_expire_point(&w, 100), 1111);
     w = make(10, 2, 50); /* grace longer than expiry: kept until closed */
     cr_expect_eq(mph__session_expire_point(&w, 100), 161);
-    cr_expect_geq(mph__session_expire_point(&w, 100), mph__session_close_point(&w, 100));
+    cr_expect_geq(mph__session_expire_point(&w, 100),
+                  mph__session_close_point(&w, 100));
 }
 
 static int64_t be(const unsigned char *b)
@@ -132,7 +140,8 @@ static int64_t be(const unsigned char *b)
 Test(window_session, default_merge_adds_counts_else_keeps_the_later)
 {
     struct mph__window_capture c = {0};
-    unsigned char a[8] = {0, 0, 0, 0, 0, 0, 0, 3}, b[8] = {0, 0, 0, 0, 0, 0, 1, 4};
+    unsigned char a[8] = {0, 0, 0, 0, 0, 0, 0, 3},
+                  b[8] = {0, 0, 0, 0, 0, 0, 1, 4};
     cr_assert_eq(mph__session_default_merge(a, 8, b, 8, &c), MPH_OK);
     cr_expect_eq(c.len, 8);
     cr_expect_eq(be(c.buf), 3 + 260);
@@ -161,7 +170,8 @@ Test(window_session, stored_value_round_trips_and_tells_defaults_apart)
     /* a table default (an i64 0, a string) is not a stored session */
     unsigned char zero[8] = {0};
     cr_expect_not(mph__session_value_decode(zero, 8, &ul, &end));
-    cr_expect_not(mph__session_value_decode("some default value", 18, &ul, &end));
+    cr_expect_not(
+        mph__session_value_decode("some default value", 18, &ul, &end));
     cr_expect_not(mph__session_value_decode(NULL, 0, &ul, &end));
 }
 
@@ -187,7 +197,8 @@ Test(window_session, sessions_match_a_brute_force_reference)
             if (!c)
                 while (at < ns && se[2 * at] < s)
                     at++;
-            memmove(se + 2 * (at + 1), se + 2 * (at + c), (ns - at - c) * 2 * sizeof *se);
+            memmove(se + 2 * (at + 1), se + 2 * (at + c),
+                    (ns - at - c) * 2 * sizeof *se);
             se[2 * at] = s;
             se[2 * at + 1] = e;
             ns = ns - c + 1;
@@ -203,14 +214,19 @@ Test(window_session, sessions_match_a_brute_force_reference)
         int64_t rs = times[0];
         for (int i = 1; i <= n; i++) {
             if (i == n || times[i] - times[i - 1] > gap) {
-                cr_assert_lt(k, ns, "round %d: fewer sessions than the reference", round);
-                cr_expect_eq(se[2 * k], rs, "round %d session %zu start", round, k);
-                cr_expect_eq(se[2 * k + 1], times[i - 1], "round %d session %zu end", round, k);
+                cr_assert_lt(k, ns,
+                             "round %d: fewer sessions than the reference",
+                             round);
+                cr_expect_eq(se[2 * k], rs, "round %d session %zu start", round,
+                             k);
+                cr_expect_eq(se[2 * k + 1], times[i - 1],
+                             "round %d session %zu end", round, k);
                 k++;
                 if (i < n)
                     rs = times[i];
             }
         }
-        cr_expect_eq(k, ns, "round %d: %zu sessions, reference %zu", round, ns, k);
+        cr_expect_eq(k, ns, "round %d: %zu sessions, reference %zu", round, ns,
+                     k);
     }
 }
