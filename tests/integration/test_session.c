@@ -557,3 +557,81 @@ Test(session, merge_function_and_update)
     mph_app_destroy(app);
     mph_test_rmrf(r.dir);
 }
+
+/* ------------------------------------------------------------------ */
+/* a failing on_close is retried at the next event, then not again    */
+
+static int fail_calls, fail_ok;
+
+static mph_err_t failing_close(mph_event_t *ev, const void *key, size_t kl, int64_t start,
+                               int64_t end, const void *value, size_t vl, void *opaque)
+{
+    (void)ev;
+    (void)start;
+    (void)end;
+    (void)value;
+    (void)vl;
+    (void)opaque;
+    if (kl != 1 || memcmp(key, "k", 1))
+        return MPH_OK;
+    if (ck_pr_faa_int(&fail_calls, 1) == 0)
+        return MPH_ERR_INTERNAL; /* the first attempt fails */
+    ck_pr_inc_int(&fail_ok);
+    return MPH_OK;
+}
+
+Test(session, failed_close_is_retried_once)
+{
+    run_t r = {0};
+    mph_test_unique("sessf", r.app_id, sizeof r.app_id);
+    snprintf(r.input, sizeof r.input, "%s-in", r.app_id);
+    cr_assert_not_null(mph_test_tmpdir("sessf", r.dir, sizeof r.dir));
+    mph_test_create_topic(cluster, r.input, NPART);
+    const char *kv[] = {"broker", cluster->broker, "app_id", r.app_id, "workers", "1",
+                        "store", "memory", "datadir", r.dir, "commit_interval_ms", "200",
+                        "log_level", "error", "topic_partitions", "4", NULL};
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    for (const char **p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    mph_topic_t *in = mph_topic_new(app, r.input, NULL, err, sizeof err);
+    mph_table_opts_t *o = mph_table_opts_new();
+    mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
+    mph_table_t *t = mph_table_new(app, "cnt", o, err, sizeof err);
+    mph_table_opts_destroy(o);
+    mph_window_t *w = mph_table_session(t, GAP, EXPIRES, err, sizeof err);
+    cr_assert_not_null(w, "%s", err);
+    cr_assert_eq(mph_window_on_close(w, failing_close, NULL), MPH_OK);
+    cr_assert_not_null(mph_agent_new(app, "s", in, on_event, w, err, sizeof err), "%s", err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int64_t T = (mph_clock_wall_ms() / 3600000 - 1) * 3600000;
+    /* "k" at T; "x" (same partition) far later closes k's session: the
+     * close fails; "y" moves stream time again: retried, succeeds; "y2"
+     * moves it once more: nothing is closed twice. */
+    int p = part_of("k");
+    char others[3][16];
+    int found = 0;
+    for (int i = 0; found < 3 && i < 1000; i++) {
+        char kb[16];
+        snprintf(kb, sizeof kb, "o%d", i);
+        if (part_of(kb) == p)
+            snprintf(others[found++], 16, "%s", kb);
+    }
+    cr_assert_eq(found, 3);
+    produce_ts_one(r.input, p, "k", "x", T);
+    produce_ts_one(r.input, p, others[0], "x", T + 3 * GAP);
+    produce_ts_one(r.input, p, others[1], "x", T + 3 * GAP + 1);
+    produce_ts_one(r.input, p, others[2], "x", T + 3 * GAP + 2);
+    mph_test_flush(cluster);
+    wait_committed(&r, 4);
+    cr_expect_eq(ck_pr_load_int(&fail_calls), 2, "one failure, one retry");
+    cr_expect_eq(ck_pr_load_int(&fail_ok), 1);
+    cr_expect_eq(mph_window_stat(w, MPH_WINDOW_STAT_CLOSE_ERRORS), 1);
+    cr_expect_eq(mph_window_stat(w, MPH_WINDOW_STAT_CLOSED), 1,
+                 "k's session closed (the others are open)");
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+    mph_test_rmrf(r.dir);
+}
