@@ -11,11 +11,16 @@
  * count) exactly once, the late counter, and lookups of every session that
  * should still be there (and not of expired ones). Also across a graceful
  * restart in the middle (RocksDB: local state; memory: the changelog).
+ * The web view names a session by its start (?window=).
  */
 // ctest-labels: engine;tables
 // ctest-timeout: 300
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +30,8 @@
 
 #include "mephisto.h"
 #include "mph_test.h"
+#include "runtime/app.h"
+#include "runtime/web.h"
 
 #define NPART   4
 #define NKEYS   6
@@ -255,7 +262,8 @@ static mph_app_t *app_new(run_t *r, mph_window_t **wout)
 {
     const char *kv[] = {"broker", cluster->broker, "app_id", r->app_id, "workers", "2",
                         "store", r->store, "datadir", r->dir, "commit_interval_ms", "200",
-                        "log_level", "warn", "topic_partitions", "4", NULL};
+                        "log_level", "warn", "topic_partitions", "4", "web_enabled", "true",
+                        "web_port", "0", "web_bind", "127.0.0.1", NULL};
     char err[512];
     mph_conf_t *conf = mph_conf_new();
     for (const char **p = kv; *p; p += 2)
@@ -322,6 +330,51 @@ static void wait_committed(const run_t *r, int64_t want)
     cr_assert_eq(got, want, "input committed");
 }
 
+/* GET path from the app's web view: the status, the whole answer in buf. */
+static int http_get(mph_app_t *app, const char *path, char *buf, size_t size)
+{
+    cr_assert_not_null(app->web, "web view on");
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)mph__web_port(app->web));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < size && (k = recv(fd, buf + got, size - 1 - got, 0)) > 0)
+        got += (size_t)k;
+    buf[got] = '\0';
+    close(fd);
+    int status = 0;
+    cr_assert_eq(sscanf(buf, "HTTP/1.%*d %d", &status), 1, "%.100s", buf);
+    return status;
+}
+
+static void check_web(mph_app_t *app, const sess_t *s)
+{
+    char path[256], buf[4096], want[64];
+    snprintf(path, sizeof path, "/tables/sessions/%s?window=%lld", s->key, (long long)s->start);
+    cr_expect_eq(http_get(app, path, buf, sizeof buf), 200, "%s", buf);
+    snprintf(want, sizeof want, "X-Window-End: %lld", (long long)(s->end + 1));
+    cr_expect(strcasestr(buf, want), "%s in %s", want, buf);
+    char *body = strstr(buf, "\r\n\r\n");
+    cr_expect(body && strtoll(body + 4, NULL, 10) == s->count, "count %lld: %s",
+              (long long)s->count, buf);
+    snprintf(path, sizeof path, "/tables/sessions/%s?window=%lld", s->key,
+             (long long)s->start + 1);
+    cr_expect_eq(http_get(app, path, buf, sizeof buf), 404, "no session starts there: %s", buf);
+    snprintf(path, sizeof path, "/tables/sessions/%s", s->key);
+    cr_expect_eq(http_get(app, path, buf, sizeof buf), 400, "a session needs ?window=: %s", buf);
+}
+
 static void check(mph_app_t *app, mph_window_t *w, const ref_t *ref)
 {
     /* on_close: each closed session once, with its count */
@@ -377,9 +430,10 @@ static void check(mph_app_t *app, mph_window_t *w, const ref_t *ref)
     void *v = NULL;
     cr_expect_eq(mph_window_lookup(app, w, "u1", 2, MPH_WINDOW_NOW, 0, &v, NULL, NULL, NULL, 1000),
                  MPH_ERR_RANGE);
-    /* no session starts one ms after a live one */
+    /* no session starts one ms after a live one; the web view */
     for (size_t i = 0; i < ref->n; i++)
         if (!ref->s[i].expired) {
+            check_web(app, &ref->s[i]);
             cr_expect_eq(mph_window_lookup(app, w, ref->s[i].key, strlen(ref->s[i].key),
                                            MPH_WINDOW_AT, ref->s[i].start + 1, &v, NULL, NULL,
                                            NULL, 5000),
