@@ -544,11 +544,31 @@ static mph_err_t str_close(mph_event_t *ev, const void *key, size_t kl, int64_t 
     return MPH_OK;
 }
 
+static char got_current[64];
+static int64_t got_start, got_end, got_st;
+static mph_err_t got_before = MPH_OK;
+
 static mph_err_t str_event(mph_event_t *ev, void *opaque)
 {
-    size_t kl;
+    size_t kl, vl;
     const void *k = mph_event_key(ev, &kl);
-    return mph_window_update(ev, opaque, k, kl, append_value, ev);
+    const char *v = mph_event_value(ev, &vl);
+    const void *cur;
+    size_t cl = 0;
+    if (vl == 1 && v[0] == 'c') /* before its write: c joins no session yet */
+        got_before = mph_window_get(ev, opaque, k, kl, MPH_WINDOW_CURRENT, 0, &cur, &cl, NULL,
+                                    NULL);
+    mph_err_t err = mph_window_update(ev, opaque, k, kl, append_value, ev);
+    if (!err && vl == 1 && v[0] == 'c') {
+        /* after it: the merged session that holds c's time */
+        err = mph_window_get(ev, opaque, k, kl, MPH_WINDOW_CURRENT, 0, &cur, &cl, &got_start,
+                             &got_end);
+        if (!err)
+            snprintf(got_current, sizeof got_current, "%.*s", (int)cl, (const char *)cur);
+        if (!err)
+            err = mph_window_stream_time(ev, opaque, &got_st);
+    }
+    return err;
 }
 
 Test(session, merge_function_and_update)
@@ -594,6 +614,11 @@ Test(session, merge_function_and_update)
         produce_ts_one(r.input, p, "k", in_ev[i].v, in_ev[i].t);
     mph_test_flush(cluster);
     wait_committed(&r, 4);
+    cr_expect_eq(got_before, MPH_ERR_NOENT, "no session holds c's time before c");
+    cr_expect_str_eq(got_current, "a|bc");
+    cr_expect_eq(got_start, T);
+    cr_expect_eq(got_end, T + GAP + 1001);
+    cr_expect_eq(got_st, T + GAP + 1000, "a late event does not move stream time");
     pthread_mutex_lock(&lock);
     cr_expect_eq(merged_calls, 1, "one session closed");
     cr_expect_str_eq(merged_close, "a|bc", "merged by the merge function, then updated");
