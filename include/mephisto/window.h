@@ -56,7 +56,9 @@
  * Storage. The table's keys are an 8-byte window start (big-endian, sign
  * flipped so negative starts sort first) followed by the user key, plus one
  * reserved 7-byte key per shard holding the stream time; user keys are at
- * most 65527 bytes. A windowed table must be written only through this API
+ * most 65527 bytes (session windows: the key is the session start, and the
+ * stored value is followed by 12 bytes, the last event time and a tag).
+ * A windowed table must be written only through this API
  * (mph_table_set etc. on it would bypass the window index), and its
  * composite keys are not reachable with mph_table_lookup or the web's
  * /tables route.
