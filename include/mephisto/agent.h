@@ -78,6 +78,18 @@ MPH_EXPORT int32_t mph_event_partition(const mph_event_t *ev);
 MPH_EXPORT int64_t mph_event_offset(const mph_event_t *ev);
 /* Record timestamp in ms since the epoch (-1 when the record has none). */
 MPH_EXPORT int64_t mph_event_timestamp(const mph_event_t *ev);
+
+/* What a record timestamp means: set by the producer (CreateTime, the
+ * default; mephisto's derived records carry their source's event time) or
+ * by the broker when it appended the record (a topic with
+ * message.timestamp.type=LogAppendTime). */
+typedef enum mph_timestamp_type {
+    MPH_TIMESTAMP_NONE = 0,           /* the record has no timestamp */
+    MPH_TIMESTAMP_CREATE_TIME = 1,    /* the producer's */
+    MPH_TIMESTAMP_LOG_APPEND_TIME = 2 /* the broker's */
+} mph_timestamp_type_t;
+/* The type of mph_event_timestamp(ev). */
+MPH_EXPORT mph_timestamp_type_t mph_event_timestamp_type(const mph_event_t *ev);
 /* The last header named name: MPH_OK, or MPH_ERR_NOENT. */
 MPH_EXPORT mph_err_t mph_event_header(const mph_event_t *ev, const char *name,
                                       const void **value, size_t *len);
@@ -104,7 +116,11 @@ MPH_EXPORT mph_agent_t *mph_event_agent(const mph_event_t *ev);
 MPH_EXPORT mph_app_t *mph_event_app(const mph_event_t *ev);
 
 /* Sends a record from inside a callback through the worker's producer. Key,
- * value and headers are copied. partition: MPH_PARTITION_ANY picks by key
+ * value and headers are copied. The record carries the event's timestamp
+ * (its event time; the wall clock when the event has none), as do
+ * mph_event_emit, mph_event_forward, mph_group_by's repartition records
+ * and sends from a window's on_close (the closing event's); see
+ * mph_event_send_ts for another time. partition: MPH_PARTITION_ANY picks by key
  * (murmur2, as the Java client; round-robin for a NULL key). Blocks
  * (serving delivery reports) while the worker's producer holds
  * producer_buffer_max_bytes, which is how a slow broker back-pressures the
@@ -121,10 +137,18 @@ MPH_EXPORT mph_err_t mph_event_send(mph_event_t *ev, mph_topic_t *topic, int32_t
                                     const void *key, size_t key_len, const void *value,
                                     size_t value_len, const mph_header_t *headers,
                                     size_t header_count);
-/* Sends to every sink of the running agent. */
+/* As mph_event_send, with the record's timestamp (ms since the epoch):
+ * timestamp_ms < 0 means "derived", the event's own timestamp (the wall
+ * clock when the event has none), which is what mph_event_send does.
+ * (Kafka clients cannot produce a timestamp of 0: it means "now".) */
+MPH_EXPORT mph_err_t mph_event_send_ts(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
+                                       const void *key, size_t key_len, const void *value,
+                                       size_t value_len, const mph_header_t *headers,
+                                       size_t header_count, int64_t timestamp_ms);
+/* Sends to every sink of the running agent (with the event's timestamp). */
 MPH_EXPORT mph_err_t mph_event_emit(mph_event_t *ev, const void *key, size_t key_len,
                                     const void *value, size_t value_len);
-/* Forwards the event unchanged (key, value, headers) to topic. */
+/* Forwards the event unchanged (key, value, headers, timestamp) to topic. */
 MPH_EXPORT mph_err_t mph_event_forward(mph_event_t *ev, mph_topic_t *topic);
 
 /* --- sending from outside a callback --- */
@@ -142,6 +166,14 @@ MPH_EXPORT mph_err_t mph_send(mph_app_t *app, mph_topic_t *topic, int32_t partit
                               const void *key, size_t key_len, const void *value,
                               size_t value_len, const mph_header_t *headers,
                               size_t header_count, mph_delivery_fn *cb, void *opaque);
+/* As mph_send with the record's timestamp in ms since the epoch;
+ * timestamp_ms < 0 (what mph_send does) means the wall clock now.
+ * @locality any */
+MPH_EXPORT mph_err_t mph_send_ts(mph_app_t *app, mph_topic_t *topic, int32_t partition,
+                                 const void *key, size_t key_len, const void *value,
+                                 size_t value_len, const mph_header_t *headers,
+                                 size_t header_count, mph_delivery_fn *cb, void *opaque,
+                                 int64_t timestamp_ms);
 
 #ifdef __cplusplus
 }

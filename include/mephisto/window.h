@@ -12,6 +12,9 @@
  *   sliding(before, after) one window per event time t:
  *                         [t - before, t + after + 1), i.e. t-before..t+after
  *                         inclusive (Faust's SlidingWindow)
+ *   session(gap)          per key, runs of events at most gap apart
+ *                         (Kafka Streams' SessionWindows): see
+ *                         mph_table_session
  *
  * Times are milliseconds since the Unix epoch, taken per table from the
  * record timestamp (default), a field of the event's JSON or record value,
@@ -53,7 +56,9 @@
  * Storage. The table's keys are an 8-byte window start (big-endian, sign
  * flipped so negative starts sort first) followed by the user key, plus one
  * reserved 7-byte key per shard holding the stream time; user keys are at
- * most 65527 bytes. A windowed table must be written only through this API
+ * most 65527 bytes (session windows: the key is the session start, and the
+ * stored value is followed by 12 bytes, the last event time and a tag).
+ * A windowed table must be written only through this API
  * (mph_table_set etc. on it would bypass the window index), and its
  * composite keys are not reachable with mph_table_lookup or the web's
  * /tables route.
@@ -97,6 +102,24 @@ MPH_EXPORT mph_window_t *mph_table_hopping(mph_table_t *table, int64_t size_ms,
  * time t (before_ms, after_ms >= 0). */
 MPH_EXPORT mph_window_t *mph_table_sliding(mph_table_t *table,
                                            int64_t before_ms, int64_t after_ms,
+                                           int64_t expires_ms, char *errstr,
+                                           size_t errstr_size);
+
+/* Session windows (Kafka Streams' SessionWindows; Faust has none): per key,
+ * a session is a run of events no more than gap_ms apart. An event at t
+ * joins every session of its key with start - gap_ms <= t <= end + gap_ms
+ * (where end is the session's last event time); an event that falls
+ * between two sessions within the gap of both (a late event, within
+ * grace) merges them into one, their values combined by the merge
+ * function (mph_window_on_merge). A session closes once stream time
+ * passes its last event + gap_ms + grace: on_close is then called once,
+ * with start and end = last event + 1. An event is late (dropped, counted)
+ * when it is more than grace behind stream time, as for the other windows:
+ * such an event could only join a closed session. Expiry:
+ * deleted at last event + 1 + gap_ms + max(expires_ms, grace).
+ * 1 <= gap_ms <= 2^41. See "Session windows" in docs/windows.md for how
+ * reads name a session. */
+MPH_EXPORT mph_window_t *mph_table_session(mph_table_t *table, int64_t gap_ms,
                                            int64_t expires_ms, char *errstr,
                                            size_t errstr_size);
 
@@ -146,11 +169,31 @@ typedef mph_err_t(mph_window_close_fn)(mph_event_t *ev, const void *key,
 MPH_EXPORT mph_err_t mph_window_on_close(mph_window_t *w,
                                          mph_window_close_fn *fn, void *opaque);
 
+/* Session windows: combines the values of two sessions that an event
+ * merges (a, the earlier session's; b, the later one's; borrowed for the
+ * call) into the merged session's value, which fn sets with
+ * mph_window_update_set(out, ...) (copied). Returning MPH_OK without
+ * setting keeps b; another error fails the write (nothing changes) and is
+ * returned by it. The event's write (incr, set, update) then applies to
+ * the merged value. Runs on the worker thread; must not use this table.
+ * Without one, two 8-byte values are added as big-endian i64 (counts, as
+ * mph_window_incr keeps them), other values keep the later session's. */
+typedef struct mph_window_update mph_window_update_t;
+typedef mph_err_t(mph_window_merge_fn)(const void *a, size_t a_len,
+                                       const void *b, size_t b_len,
+                                       mph_window_update_t *out, void *opaque);
+/* Sets the merge function of a session window (opaque untouched, must
+ * outlive the app). MPH_ERR_INVALID for a window that is not a session
+ * window; MPH_ERR_STATE after start. */
+MPH_EXPORT mph_err_t mph_window_on_merge(mph_window_t *w,
+                                         mph_window_merge_fn *fn, void *opaque);
+
 /* --- window arithmetic (pure; @locality any) --- */
 
 /* Starts of the windows that contain time_ms, ascending, into starts[0..cap)
  * (*n is the number of windows, which may exceed cap: then only the first
- * cap are written). MPH_ERR_INVALID for a NULL argument. */
+ * cap are written). MPH_ERR_INVALID for a NULL argument, and for session
+ * windows (both calls: a session depends on its key's events). */
 MPH_EXPORT mph_err_t mph_window_ranges(const mph_window_t *w, int64_t time_ms,
                                        int64_t *starts, size_t cap, size_t *n);
 /* The start of "the window of time_ms" (see above) and its end. */
@@ -203,7 +246,6 @@ MPH_EXPORT mph_err_t mph_window_delete(mph_event_t *ev, mph_window_t *w,
  * from that window, returns MPH_OK without setting to leave it, or returns
  * another error to stop (returned by mph_window_update). upd is borrowed
  * for the call. */
-typedef struct mph_window_update mph_window_update_t;
 typedef mph_err_t(mph_window_update_fn)(int64_t start, int64_t end,
                                         const void *old, size_t old_len,
                                         mph_window_update_t *upd, void *opaque);
@@ -223,6 +265,9 @@ typedef enum mph_window_which {
 
 /* The value of key in the window named by which/arg: MPH_OK with *value
  * borrowed, or MPH_ERR_NOENT when absent and the table has no default.
+ * Session windows: CURRENT, DELTA and NOW name the key's session that
+ * contains the time (start <= t < end), AT the one starting at arg; an
+ * absent session is MPH_ERR_NOENT (the default only seeds incr).
  * CURRENT and DELTA with a bad event time: that time's error (see
  * mph_window_event_time). Reads never move stream time; a closed window
  * is readable until it expires. start/end of the window go to *start and
@@ -244,7 +289,10 @@ MPH_EXPORT mph_err_t mph_window_get_i64(mph_event_t *ev, mph_window_t *w,
  * worker that owns the key's partition like mph_table_lookup. which is
  * MPH_WINDOW_NOW (the window of the wall clock now) or MPH_WINDOW_AT (the
  * window starting at arg); CURRENT and DELTA need an event
- * (MPH_ERR_INVALID). The window goes to *start / *end when not NULL.
+ * (MPH_ERR_INVALID). Session windows: only AT (the session of key that
+ * starts at arg, as on_close and mph_window_foreach_window report it;
+ * *end is its last event + 1); NOW is MPH_ERR_RANGE, an absent session
+ * MPH_ERR_NOENT. The window goes to *start / *end when not NULL.
  * Errors: MPH_ERR_NOENT (absent and the table has no default),
  * MPH_ERR_PARTITION (this process does not hold the key's partition),
  * MPH_ERR_TIMEOUT (the worker did not answer within timeout_ms),

@@ -142,6 +142,21 @@ int64_t mph_event_timestamp(const mph_event_t *ev)
     return rd_kafka_message_timestamp(ev->rkm, NULL);
 }
 
+mph_timestamp_type_t mph_event_timestamp_type(const mph_event_t *ev)
+{
+    rd_kafka_timestamp_type_t tt = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    if (!ev || rd_kafka_message_timestamp(ev->rkm, &tt) < 0)
+        return MPH_TIMESTAMP_NONE;
+    switch (tt) {
+    case RD_KAFKA_TIMESTAMP_CREATE_TIME:
+        return MPH_TIMESTAMP_CREATE_TIME;
+    case RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME:
+        return MPH_TIMESTAMP_LOG_APPEND_TIME;
+    default:
+        return MPH_TIMESTAMP_NONE;
+    }
+}
+
 static rd_kafka_headers_t *headers_of(const mph_event_t *ev)
 {
     mph_event_t *e = (mph_event_t *)ev;
@@ -197,10 +212,19 @@ mph_err_t mph_event_send(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
                          const void *key, size_t key_len, const void *value, size_t value_len,
                          const mph_header_t *headers, size_t header_count)
 {
+    return mph_event_send_ts(ev, topic, partition, key, key_len, value, value_len, headers,
+                             header_count, -1);
+}
+
+mph_err_t mph_event_send_ts(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
+                            const void *key, size_t key_len, const void *value, size_t value_len,
+                            const mph_header_t *headers, size_t header_count,
+                            int64_t timestamp_ms)
+{
     if (!ev || !topic || topic->app != ev->worker->app)
         return MPH_ERR_INVALID;
-    return mph__worker_send(ev->worker, ev, topic, partition, key, key_len, value, value_len,
-                            headers, header_count, NULL);
+    return mph__worker_send_ts(ev->worker, ev, topic, partition, key, key_len, value, value_len,
+                               headers, header_count, NULL, timestamp_ms);
 }
 
 mph_err_t mph_event_emit(mph_event_t *ev, const void *key, size_t key_len, const void *value,

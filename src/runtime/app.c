@@ -793,6 +793,15 @@ mph_err_t mph_send(mph_app_t *app, mph_topic_t *topic, int32_t partition, const 
                    const mph_header_t *headers, size_t header_count, mph_delivery_fn *cb,
                    void *opaque)
 {
+    return mph_send_ts(app, topic, partition, key, key_len, value, value_len, headers,
+                       header_count, cb, opaque, -1);
+}
+
+mph_err_t mph_send_ts(mph_app_t *app, mph_topic_t *topic, int32_t partition, const void *key,
+                      size_t key_len, const void *value, size_t value_len,
+                      const mph_header_t *headers, size_t header_count, mph_delivery_fn *cb,
+                      void *opaque, int64_t timestamp_ms)
+{
     if (!app || !topic || topic->app != app)
         return MPH_ERR_INVALID;
     if (ck_pr_load_int(&app->state) != APP_RUNNING)
@@ -819,6 +828,7 @@ mph_err_t mph_send(mph_app_t *app, mph_topic_t *topic, int32_t partition, const 
             RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
             RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_TIMESTAMP(timestamp_ms > 0 ? timestamp_ms : 0), /* 0: now */
             RD_KAFKA_V_OPAQUE(sc), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return MPH_OK;

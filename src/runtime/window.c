@@ -231,6 +231,16 @@ mph_err_t mph__window_init(struct mph_window *w, int kind, int64_t a, int64_t b,
         w->size = a;
         w->step = b;
         return MPH_OK;
+    case MPH__WINDOW_SESSION:
+        if (!span_ok(a, 1)) {
+            snprintf(errstr, errstr_size,
+                     "window: session gap must be 1..2^41 ms, got %lld",
+                     (long long)a);
+            return MPH_ERR_RANGE;
+        }
+        w->size = a; /* the gap */
+        w->step = a;
+        return MPH_OK;
     case MPH__WINDOW_SLIDING:
         if (!span_ok(a, 0) || !span_ok(b, 0) ||
             a + b + 1 > MPH__WINDOW_SPAN_MAX) {
@@ -376,6 +386,26 @@ mph_window_t *mph_table_sliding(mph_table_t *table, int64_t before_ms,
                    errstr, errstr_size);
 }
 
+mph_window_t *mph_table_session(mph_table_t *table, int64_t gap_ms,
+                                int64_t expires_ms, char *errstr,
+                                size_t errstr_size)
+{
+    return declare(table, MPH__WINDOW_SESSION, gap_ms, 0, expires_ms, errstr,
+                   errstr_size);
+}
+
+mph_err_t mph_window_on_merge(mph_window_t *w, mph_window_merge_fn *fn,
+                              void *opaque)
+{
+    if (!w || w->kind != MPH__WINDOW_SESSION)
+        return MPH_ERR_INVALID;
+    if (!app_new(w->table))
+        return MPH_ERR_STATE;
+    w->merge = fn;
+    w->merge_opaque = opaque;
+    return MPH_OK;
+}
+
 mph_window_t *mph_table_window(const mph_table_t *table)
 {
     pthread_mutex_lock(&reg_lock);
@@ -447,7 +477,7 @@ mph_err_t mph_window_on_close(mph_window_t *w, mph_window_close_fn *fn,
 mph_err_t mph_window_ranges(const mph_window_t *w, int64_t time_ms,
                             int64_t *starts, size_t cap, size_t *n)
 {
-    if (!w || !n || (!starts && cap))
+    if (!w || !n || (!starts && cap) || w->kind == MPH__WINDOW_SESSION)
         return MPH_ERR_INVALID;
     if (time_ms < -MPH__WINDOW_TIME_MAX || time_ms > MPH__WINDOW_TIME_MAX)
         return MPH_ERR_RANGE;
@@ -458,7 +488,7 @@ mph_err_t mph_window_ranges(const mph_window_t *w, int64_t time_ms,
 mph_err_t mph_window_current(const mph_window_t *w, int64_t time_ms,
                              int64_t *start, int64_t *end)
 {
-    if (!w)
+    if (!w || w->kind == MPH__WINDOW_SESSION)
         return MPH_ERR_INVALID;
     if (time_ms < -MPH__WINDOW_TIME_MAX || time_ms > MPH__WINDOW_TIME_MAX)
         return MPH_ERR_RANGE;
@@ -474,6 +504,28 @@ static void stat_add(struct mph_window *w, mph_window_stat_t s, int64_t n)
 {
     if (n)
         ck_pr_add_64(&w->stats[s], (uint64_t)n);
+}
+
+void mph__window_stat_add(struct mph_window *w, mph_window_stat_t s, int64_t n)
+{
+    stat_add(w, s, n);
+}
+
+mph_err_t mph__window_capture_set(struct mph__window_capture *c,
+                                  const void *value, size_t len)
+{
+    if (len > c->size) {
+        unsigned char *b = realloc(c->buf, len);
+        if (!b)
+            return MPH_ERR_NOMEM;
+        c->buf = b;
+        c->size = len;
+    }
+    if (len)
+        memcpy(c->buf, value, len);
+    c->len = len;
+    c->set = true;
+    return MPH_OK;
 }
 
 int64_t mph_window_stat(const mph_window_t *w, mph_window_stat_t which)
@@ -984,8 +1036,8 @@ static mph_err_t field_time(mph_event_t *ev, const char *path, int64_t *out)
 
 /* The raw time and whether it is usable: MPH_ERR_RANGE with *future set
  * for a time beyond max_future. */
-static mph_err_t compute_time(mph_event_t *ev, const struct mph_window *w,
-                              int64_t *t, bool *future)
+mph_err_t mph__window_compute_time(mph_event_t *ev, const struct mph_window *w,
+                                   int64_t *t, bool *future)
 {
     *future = false;
     mph_err_t err = MPH_OK;
@@ -1020,7 +1072,7 @@ mph_err_t mph_window_event_time(mph_event_t *ev, mph_window_t *w,
         return MPH_ERR_INVALID;
     bool future;
     int64_t t = 0;
-    mph_err_t err = compute_time(ev, w, &t, &future);
+    mph_err_t err = mph__window_compute_time(ev, w, &t, &future);
     if (!err)
         *time_ms = t;
     return err;
@@ -1037,7 +1089,7 @@ static mph_err_t time_of(mph_event_t *ev, wext_t *x, int64_t *t)
         x->t_rkm = rkm;
         x->t_off = off;
         x->t_late_counted = false;
-        x->t_err = compute_time(ev, x->w, &x->t_val, &future);
+        x->t_err = mph__window_compute_time(ev, x->w, &x->t_val, &future);
         if (x->t_err) {
             stat_add(x->w,
                      future ? MPH_WINDOW_STAT_FUTURE_TIME
@@ -1208,6 +1260,8 @@ mph_err_t mph_window_advance(mph_event_t *ev, mph_window_t *w)
 {
     if (!ev || !w)
         return MPH_ERR_INVALID;
+    if (w->kind == MPH__WINDOW_SESSION)
+        return mph__session_advance(ev, w);
     mph__shard_t *sh;
     wext_t *x;
     mph_err_t err = prepare(ev, w, &sh, &x);
@@ -1224,6 +1278,8 @@ mph_err_t mph_window_stream_time(mph_event_t *ev, mph_window_t *w,
 {
     if (!ev || !w || !time_ms)
         return MPH_ERR_INVALID;
+    if (w->kind == MPH__WINDOW_SESSION)
+        return mph__session_stream_time(ev, w, time_ms);
     mph__shard_t *sh;
     wext_t *x;
     mph_err_t err = prepare(ev, w, &sh, &x);
@@ -1247,17 +1303,6 @@ struct op {
     size_t vlen;
     mph_window_update_fn *fn;
     void *opaque;
-};
-
-struct mph_window_update {
-    wext_t *x;
-    mph__shard_t *sh;
-    size_t cklen;
-    int64_t start;
-    const void *key;
-    size_t klen;
-    bool existed;
-    bool set;
 };
 
 static int64_t i64_default(const mph_table_t *t)
@@ -1285,6 +1330,12 @@ mph_err_t mph_window_update_set(mph_window_update_t *u, const void *value,
 {
     if (!u || (!value && value_len))
         return MPH_ERR_INVALID;
+    if (u->cap) {
+        mph_err_t e = mph__window_capture_set(u->cap, value, value_len);
+        if (!e)
+            u->set = true;
+        return e;
+    }
     mph_err_t err = put(u->x, u->sh, u->cklen, u->start, u->key, u->klen,
                         u->existed, value, value_len);
     if (!err) {
@@ -1333,7 +1384,8 @@ static mph_err_t apply_one(mph_event_t *ev, wext_t *x, mph__shard_t *sh,
         pair_removed(x, start, key, klen);
         return MPH_OK;
     case OP_UPDATE: {
-        mph_window_update_t u = {x, sh, cl, start, key, klen, existed, false};
+        mph_window_update_t u = {x,    sh,      cl,    start, key,
+                                 klen, existed, false, NULL};
         x->busy++;
         mph_err_t rc = op->fn(start, start + w->size, existed ? old : NULL,
                               existed ? ol : 0, &u, op->opaque);
@@ -1367,6 +1419,9 @@ static mph_err_t write_op(mph_event_t *ev, struct mph_window *w,
         return MPH_ERR_RANGE;
     if (!key)
         key = "";
+    if (w->kind == MPH__WINDOW_SESSION)
+        return mph__session_write(ev, w, key, klen, (int)op->kind, op->by,
+                                  op->val, op->vlen, op->fn, op->opaque);
     mph__shard_t *sh;
     wext_t *x;
     mph_err_t err = prepare(ev, w, &sh, &x);
@@ -1491,6 +1546,9 @@ mph_err_t mph_window_get(mph_event_t *ev, mph_window_t *w, const void *key,
 {
     if (!value)
         return MPH_ERR_INVALID;
+    if (w && w->kind == MPH__WINDOW_SESSION)
+        return mph__session_get(ev, w, key ? key : "", key_len, which, arg,
+                                value, value_len, start_out, end_out);
     mph__shard_t *sh;
     wext_t *x;
     mph_err_t err = read_prepare(ev, w, key, key_len, &sh, &x);
@@ -1533,6 +1591,10 @@ mph_err_t mph_window_lookup(mph_app_t *app, mph_window_t *w, const void *key,
         return MPH_ERR_RANGE;
     if (which != MPH_WINDOW_NOW && which != MPH_WINDOW_AT)
         return MPH_ERR_INVALID; /* CURRENT and DELTA need an event */
+    if (w->kind == MPH__WINDOW_SESSION)
+        return mph__session_lookup(app, w, key ? key : "", key_len, which, arg,
+                                   value, value_len, start_out, end_out,
+                                   timeout_ms);
     int64_t start;
     mph_err_t err = window_named(w, which, arg, 0, &start, start_out, end_out);
     if (err)
@@ -1577,6 +1639,9 @@ mph_err_t mph_window_foreach_window(mph_event_t *ev, mph_window_t *w,
 {
     if (!fn)
         return MPH_ERR_INVALID;
+    if (w && w->kind == MPH__WINDOW_SESSION)
+        return mph__session_foreach_window(ev, w, key ? key : "", key_len, fn,
+                                           opaque);
     mph__shard_t *sh;
     wext_t *x;
     mph_err_t err = read_prepare(ev, w, key, key_len, &sh, &x);
@@ -1606,6 +1671,8 @@ mph_err_t mph_window_foreach_key(mph_event_t *ev, mph_window_t *w,
 {
     if (!ev || !w || !fn)
         return MPH_ERR_INVALID;
+    if (w->kind == MPH__WINDOW_SESSION)
+        return mph__session_foreach_key(ev, w, fn, opaque);
     mph__shard_t *sh;
     wext_t *x;
     mph_err_t err = prepare(ev, w, &sh, &x);

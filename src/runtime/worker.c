@@ -190,7 +190,7 @@ static mph__slot_t *slot_of_opaque(mph__worker_t *w, uint32_t slot_id, uint8_t g
 
 static bool hold(mph__worker_t *w, mph_topic_t *t, int32_t partition, const void *key,
                  size_t key_len, const void *value, size_t value_len, rd_kafka_headers_t *hdrs,
-                 void *opaque)
+                 void *opaque, int64_t timestamp)
 {
     if (w->nheld == w->held_cap) {
         size_t n = w->held_cap ? w->held_cap * 2 : 256;
@@ -218,6 +218,7 @@ static bool hold(mph__worker_t *w, mph_topic_t *t, int32_t partition, const void
     h->partition = partition;
     h->hdrs = hdrs;
     h->opaque = opaque;
+    h->timestamp = timestamp;
     w->nheld++;
     return true;
 }
@@ -263,7 +264,9 @@ static bool hold_report(mph__worker_t *w, mph_topic_t *t, const rd_kafka_message
     rd_kafka_headers_t *h = NULL, *hc = NULL;
     if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
         hc = rd_kafka_headers_copy(h);
-    if (hold(w, t, m->partition, m->key, m->key_len, m->payload, m->len, hc, opaque))
+    int64_t ts = rd_kafka_message_timestamp(m, NULL);
+    if (hold(w, t, m->partition, m->key, m->key_len, m->payload, m->len, hc, opaque,
+             ts > 0 ? ts : 0))
         return true;
     if (hc)
         rd_kafka_headers_destroy(hc);
@@ -321,7 +324,8 @@ static void repair_progress(mph__worker_t *w)
                 w->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(h->partition),
                 RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE(value, value_len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h->hdrs),
-                RD_KAFKA_V_OPAQUE(h->opaque), RD_KAFKA_V_END);
+                RD_KAFKA_V_TIMESTAMP(h->timestamp), RD_KAFKA_V_OPAQUE(h->opaque),
+                RD_KAFKA_V_END);
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
                 ck_pr_load_int(&w->app->state) != APP_RUNNING)
                 break;
@@ -654,6 +658,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                 RD_KAFKA_V_PARTITION(m->partition),
                 RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hc),
+                RD_KAFKA_V_TIMESTAMP(rd_kafka_message_timestamp(m, NULL) > 0
+                                         ? rd_kafka_message_timestamp(m, NULL)
+                                         : 0),
                 RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 if (m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
@@ -794,10 +801,19 @@ static mph_err_t produce_rkt(mph__worker_t *w, mph_topic_t *t, rd_kafka_topic_t 
 static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
                              int32_t partition, const void *key, size_t key_len,
                              const void *value, size_t value_len, const mph_header_t *headers,
-                             size_t header_count, rd_kafka_headers_t *raw_headers)
+                             size_t header_count, rd_kafka_headers_t *raw_headers,
+                             int64_t timestamp)
 {
     if (w->exit)
         return MPH_ERR_STOPPED;
+    /* Event time travels with derived records (Kafka Streams' rule): a
+     * record without an explicit time gets its source record's, so a
+     * window after a repartition counts by when things happened. 0 tells
+     * the producer "now" (a source record without a timestamp). */
+    if (timestamp < 0)
+        timestamp = rd_kafka_message_timestamp(ev->rkm, NULL);
+    if (timestamp < 0)
+        timestamp = 0;
     mph__slot_t *s = ev->slot;
     if (!ev->seq_open) {
         mph_err_t err = mph__acks_open(&s->acks, ev->rkm->offset, &ev->seq);
@@ -827,7 +843,7 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
             if (partition == MPH_PARTITION_ANY && key && topic->partitions > 0)
                 partition = mph__kafka_partition_for(key, key_len, topic->partitions);
             if (!hold(w, topic, partition == MPH_PARTITION_ANY ? RD_KAFKA_PARTITION_UA : partition,
-                      key, key_len, value, value_len, hdrs, opaque)) {
+                      key, key_len, value, value_len, hdrs, opaque, timestamp)) {
                 if (hdrs)
                     rd_kafka_headers_destroy(hdrs);
                 return MPH_ERR_NOMEM;
@@ -840,7 +856,7 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
                                                                 : partition),
             RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+            RD_KAFKA_V_TIMESTAMP(timestamp), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !w->exit &&
@@ -903,7 +919,7 @@ static mph_err_t dead_letter_source(mph__worker_t *w, struct mph_event *ev,
         orig = NULL;
     int32_t dlp = m->partition % (app->dead_letter->partitions > 0 ? app->dead_letter->partitions : 1);
     mph_err_t serr = send_record(w, ev, app->dead_letter, dlp, m->key, m->key_len, m->payload,
-                                 m->len, ht, nh, orig);
+                                 m->len, ht, nh, orig, -1);
     if (serr == MPH_ERR_RANGE) {
         /* Too large for the producer: keep the first 64 KiB of the value
          * (4 KiB of the key) and say how large it was, rather than
@@ -911,7 +927,7 @@ static mph_err_t dead_letter_source(mph__worker_t *w, struct mph_event *ev,
         ht[nh++] = h[5];
         serr = send_record(w, ev, app->dead_letter, dlp, m->key,
                            m->key_len > 4096 ? 4096 : m->key_len, m->payload,
-                           m->len > 65536 ? 65536 : m->len, ht, nh, NULL);
+                           m->len > 65536 ? 65536 : m->len, ht, nh, NULL, -1);
     }
     return serr;
 }
@@ -920,6 +936,16 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
                            int32_t partition, const void *key, size_t key_len,
                            const void *value, size_t value_len, const mph_header_t *headers,
                            size_t header_count, rd_kafka_headers_t *raw_headers)
+{
+    return mph__worker_send_ts(w, ev, topic, partition, key, key_len, value, value_len, headers,
+                               header_count, raw_headers, -1);
+}
+
+mph_err_t mph__worker_send_ts(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
+                              int32_t partition, const void *key, size_t key_len,
+                              const void *value, size_t value_len, const mph_header_t *headers,
+                              size_t header_count, rd_kafka_headers_t *raw_headers,
+                              int64_t timestamp_ms)
 {
     mph_err_t err;
     char why[256];
@@ -931,7 +957,7 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
         err = MPH_ERR_RANGE;
     } else {
         err = send_record(w, ev, topic, partition, key, key_len, value, value_len, headers,
-                          header_count, raw_headers);
+                          header_count, raw_headers, timestamp_ms);
         if (MPH__MON_UNLIKELY(err == MPH_ERR_RANGE))
             snprintf(why, sizeof why,
                      "send to %s refused: a record of %zu bytes is larger than the producer's "

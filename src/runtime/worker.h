@@ -45,6 +45,7 @@ typedef struct mph__held {
     size_t key_len, value_len;
     rd_kafka_headers_t *hdrs;
     void *opaque;
+    int64_t timestamp; /* the record's timestamp (0: the producer's now) */
 } mph__held_t;
 
 typedef struct mph__slot {
@@ -150,5 +151,12 @@ mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *
                            int32_t partition, const void *key, size_t key_len,
                            const void *value, size_t value_len, const mph_header_t *headers,
                            size_t header_count, rd_kafka_headers_t *raw_headers);
+/* As mph__worker_send with the record's timestamp: timestamp_ms < 0 takes
+ * the event's own (the wall clock when it has none). @locality the worker */
+mph_err_t mph__worker_send_ts(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
+                              int32_t partition, const void *key, size_t key_len,
+                              const void *value, size_t value_len, const mph_header_t *headers,
+                              size_t header_count, rd_kafka_headers_t *raw_headers,
+                              int64_t timestamp_ms);
 
 #endif
