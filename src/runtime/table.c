@@ -1111,8 +1111,14 @@ mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *t, const void *key, siz
     if (err)
         return err;
     count_op(ev, t, 2);
+    /* A join reacts to the delete of a present key only (a rocksdb shard's
+     * delete is blind: it cannot say). */
+    const void *had = NULL;
+    size_t hl = 0;
+    if (t->joined && mph__shard_get(sh, key ? key : "", klen, &had, &hl) != MPH_OK)
+        had = NULL;
     err = store_result(ev, t, mph__shard_delete(sh, key ? key : "", klen));
-    if (!err && t->joined)
+    if (!err && had)
         err = mph__join_table_changed(ev, t, key ? key : "", klen, NULL, 0);
     return err == MPH_ERR_NOENT ? MPH_OK : err;
 }
