@@ -7,9 +7,9 @@
  * Input: --messages records split into two topics, left and right, half
  * each, written once before the rounds. Record i of a side (0-based) is a
  * seeded bench_record of --size bytes with timestamp base + i ms; its key
- * is u<i mod K> on the left and u<(i + K/2) mod K> on the right (K =
- * --keys), so half of each side's keys occur on the other side (50 % key
- * overlap) and a key's left and right records are K/2 ms apart. The join
+ * is u<i mod K> on the left and u<K/2 + i mod K> on the right (K =
+ * --keys), so the keys [K/2, K), half of each side's keys, occur on both
+ * sides (50 % key overlap), a key's left and right records K/2 ms apart. The join
  * window is 60 s before and after, grace 60 s; the joiner sends the left
  * value (one record) per pair. With the defaults (K = 100,000: 50 s apart)
  * an overlapping left record pairs with the right records 50 s before and
@@ -62,23 +62,25 @@ static mph_err_t joiner(mph_event_t *ev, const void *key, size_t klen,
     return mph_join_out_set(out, l, ll);
 }
 
+/* Left record i: key u<i mod K>; right record i: key u<K/2 + i mod K>. The
+ * keys [K/2, K) occur on both sides: half of each side's keys. */
 static void side_key(char *buf, size_t size, long i, int keys, bool right)
 {
-    long k = right ? (i + keys / 2) % keys : i % keys;
+    long k = (right ? keys / 2 : 0) + i % keys;
     snprintf(buf, size, "u%07ld", k);
 }
 
-/* Pairs of the inner join by its definition. */
+/* Pairs of the inner join by its definition: left i (key i mod K >= K/2)
+ * and right j with K/2 + j mod K == i mod K and |i - j| <= the window. */
 static long expected_pairs(long m, int keys)
 {
     long pairs = 0;
     for (long i = 0; i < m; i++) {
-        /* right j has i's key when j = i - keys/2 + t*keys */
-        long j0 = i - keys / 2;
-        long lo = i - WINDOW_MS, hi = i + WINDOW_MS;
-        long t = (lo - j0) / keys - 1;
-        for (long j = j0 + t * keys; j <= hi; j += keys)
-            if (j >= 0 && j < m && j >= lo)
+        long r = i % keys - keys / 2; /* right records of i's key: r + t*K */
+        if (r < 0)
+            continue;
+        for (long j = r; j < m; j += keys)
+            if (j >= i - WINDOW_MS && j <= i + WINDOW_MS)
                 pairs++;
     }
     return pairs;

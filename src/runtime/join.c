@@ -19,7 +19,6 @@
  * table `<name>-join` whose shard p buffers both sides of partition p:
  *   'L' + key  ->  the left records of key still in their window
  *   'R' + key  ->  the right records of key
- *   "\0st"     ->  the shard's stream time (8 bytes, big-endian)
  * A list is a sequence of entries [ts i64][offset i64][flags u8][len u32]
  * [value], in processing order. The offset identifies the record on its
  * side of the partition: a record processed again after a crash (at least
@@ -28,14 +27,24 @@
  * not) but is not buffered twice. flags bit 0 says "has paired": only
  * needed on sides whose unmatched records are emitted (left: LEFT and
  * OUTER; right: OUTER), so an inner join never rewrites the other side.
- * Per event: one read of each side's list, one write of the own list, one
- * write of the stream time when it moves.
+ * Per event: one read of each side's list (the other side's read in place
+ * unless pairing marks it) and one write of the own list.
+ *
+ * Stream time is not stored: it is the time of the latest buffered record.
+ * The record that moves stream time is never late, so it is buffered, and
+ * it stays until stream time passes its time + before + after + grace,
+ * which takes a later record, buffered in turn. So the buffer always holds
+ * the record that set stream time, and the rebuild below (after recovery,
+ * restart or rollback) finds stream time exactly where the shard's
+ * contents put it.
  *
  * Expiry needs "which keys hold records whose window became final", in time
  * order. That index is derived state in shard->ext (the slot window.c also
  * uses; the table layer frees it on recovery, reset and rollback, and we
  * rebuild it lazily from the shard by one pass): a binary min-heap of
- * (due time, storage key), one node pushed per buffered record. When stream
+ * (due time, storage key) such that every non-empty list has a node no
+ * later than its earliest entry's due time: a node is pushed when a list
+ * gets its first entry or one due earlier than the rest. When stream
  * time passes a node's due time, its key's list is read, final entries are
  * removed (and emitted when unmatched), the rest written back, and a node
  * for the earliest remaining due time pushed again. Stale nodes (the entry
@@ -548,8 +557,6 @@ typedef struct jext {
     size_t kcap;
 } jext_t;
 
-static const unsigned char ST_KEY[3] = {0, 's', 't'};
-
 static void put64(unsigned char *p, int64_t v)
 {
     uint64_t u = (uint64_t)v;
@@ -689,20 +696,18 @@ static mph_err_t build_one(const void *key, size_t klen, const void *val, size_t
 {
     struct build_ctx *c = opaque;
     const unsigned char *k = key, *v = val;
-    if (klen == sizeof ST_KEY && !memcmp(k, ST_KEY, klen)) {
-        if (vlen == 8) {
-            c->x->have_st = true;
-            c->x->st = get64(v);
-        }
-        return MPH_OK;
-    }
     if (klen < 1 || (k[0] != 'L' && k[0] != 'R') || !list_ok(v, vlen) || !vlen)
         return MPH_OK;
     int64_t due = INT64_MAX;
     for (size_t o = 0; o < vlen; o += ENTRY_HDR + get32(v + o + 17)) {
-        int64_t d = due_of(c->j, get64(v + o));
+        int64_t ts = get64(v + o), d = due_of(c->j, ts);
         if (d < due)
             due = d;
+        /* Stream time is the latest buffered record's time (see DESIGN). */
+        if (!c->x->have_st || ts > c->x->st) {
+            c->x->have_st = true;
+            c->x->st = ts;
+        }
     }
     c->err = heap_push(c->x, due, k, klen);
     return c->err;
@@ -862,79 +867,95 @@ static mph_err_t windowed_event(mph_join_t *j, mph_event_t *ev)
         return MPH_OK;
     }
 
-    /* own list: already holding this record (processed again)? */
-    if ((err = store_key(x, left_side ? 'L' : 'R', key, klen)) ||
-        (err = read_list(sh, x->kbuf, klen + 1, &x->own, &x->own_cap, &x->own_len,
-                         ENTRY_HDR + vlen)))
+    /* The other side: pair with every record in the window. Its list is
+     * read in place (nothing touches the shard while the joiner runs) and
+     * copied only when pairing marks its records. */
+    if ((err = store_key(x, left_side ? 'R' : 'L', key, klen)))
         return err;
-    bool dup = false;
-    for (size_t o = 0; o < x->own_len; o += ENTRY_HDR + get32(x->own + o + 17))
-        if (get64(x->own + o + 8) == off) {
-            dup = true;
-            break;
-        }
-
-    /* the other side: pair with every record in the window */
-    x->kbuf[0] = left_side ? 'R' : 'L';
-    if ((err = read_list(sh, x->kbuf, klen + 1, &x->oth, &x->oth_cap, &x->oth_len, 0)))
+    const void *ov = NULL;
+    size_t ovl = 0;
+    err = mph__shard_get(sh, x->kbuf, klen + 1, &ov, &ovl);
+    if (err == MPH_ERR_NOENT || (!err && !list_ok(ov, ovl))) {
+        ovl = 0;
+        err = MPH_OK;
+    }
+    if (err)
         return err;
     int64_t lo = left_side ? ts - j->before : ts - j->after;
     int64_t hi = left_side ? ts + j->after : ts + j->before;
     bool mark = emits_unmatched(j, !left_side), marked = false, matched = false;
     const void *v = val ? val : "";
-    for (size_t o = 0; o < x->oth_len;) {
-        unsigned char *e = x->oth + o;
+    const unsigned char *op = ov;
+    for (size_t o = 0; o < ovl;) {
+        const unsigned char *e = op + o;
         size_t el = ENTRY_HDR + get32(e + 17);
         int64_t ots = get64(e);
         if (ots >= lo && ots <= hi) {
-            matched = true;
-            const unsigned char *ov = e + ENTRY_HDR;
-            err = left_side ? emit(j, ev, key, klen, v, vlen, ov, el - ENTRY_HDR)
-                            : emit(j, ev, key, klen, ov, el - ENTRY_HDR, v, vlen);
-            if (err)
-                return err;
-            if (mark && !(e[16] & F_MATCHED)) {
-                e[16] |= F_MATCHED;
+            if (mark && !marked) {
+                /* from here on, work on a copy that gets written back */
+                if ((err = copy_into(&x->oth, &x->oth_cap, &x->oth_len, op, ovl, 0)))
+                    return err;
+                op = x->oth;
+                e = op + o;
                 marked = true;
             }
+            matched = true;
+            const unsigned char *pv = e + ENTRY_HDR;
+            err = left_side ? emit(j, ev, key, klen, v, vlen, pv, el - ENTRY_HDR)
+                            : emit(j, ev, key, klen, pv, el - ENTRY_HDR, v, vlen);
+            if (err)
+                return err;
+            if (mark)
+                x->oth[o + 16] |= F_MATCHED;
         }
         o += el;
     }
     if (marked && (err = mph__shard_set(sh, x->kbuf, klen + 1, x->oth, x->oth_len)))
         return err;
 
-    /* buffer the record */
+    /* The own list: already holding this record (processed again)? */
     x->kbuf[0] = left_side ? 'L' : 'R';
+    if ((err = read_list(sh, x->kbuf, klen + 1, &x->own, &x->own_cap, &x->own_len,
+                         ENTRY_HDR + vlen)))
+        return err;
+    bool dup = false, flag = matched && emits_unmatched(j, left_side);
+    size_t dup_at = 0;
+    int64_t min_due = INT64_MAX;
+    for (size_t o = 0; o < x->own_len; o += ENTRY_HDR + get32(x->own + o + 17)) {
+        int64_t d = due_of(j, get64(x->own + o));
+        if (d < min_due)
+            min_due = d;
+        if (get64(x->own + o + 8) == off) {
+            dup = true;
+            dup_at = o;
+        }
+    }
     if (!dup) {
         unsigned char *e = x->own + x->own_len;
         put64(e, ts);
         put64(e + 8, off);
-        e[16] = matched && emits_unmatched(j, left_side) ? F_MATCHED : 0;
+        e[16] = flag ? F_MATCHED : 0;
         e[17] = (unsigned char)(vlen >> 24);
         e[18] = (unsigned char)(vlen >> 16);
         e[19] = (unsigned char)(vlen >> 8);
         e[20] = (unsigned char)vlen;
         if (vlen)
             memcpy(e + ENTRY_HDR, val, vlen);
-        if ((err = mph__shard_set(sh, x->kbuf, klen + 1, x->own, x->own_len + ENTRY_HDR + vlen)) ||
-            (err = heap_push(x, due_of(j, ts), x->kbuf, klen + 1)))
+        if ((err = mph__shard_set(sh, x->kbuf, klen + 1, x->own, x->own_len + ENTRY_HDR + vlen)))
             return err;
-    } else if (matched && emits_unmatched(j, left_side)) {
-        for (size_t o = 0; o < x->own_len; o += ENTRY_HDR + get32(x->own + o + 17))
-            if (get64(x->own + o + 8) == off && !(x->own[o + 16] & F_MATCHED)) {
-                x->own[o + 16] |= F_MATCHED;
-                if ((err = mph__shard_set(sh, x->kbuf, klen + 1, x->own, x->own_len)))
-                    return err;
-                break;
-            }
+        /* A non-empty list already has a heap node no later than its
+         * earliest due time; a record due earlier still needs its own. */
+        if (due_of(j, ts) < min_due && (err = heap_push(x, due_of(j, ts), x->kbuf, klen + 1)))
+            return err;
+    } else if (flag && !(x->own[dup_at + 16] & F_MATCHED)) {
+        x->own[dup_at + 16] |= F_MATCHED;
+        if ((err = mph__shard_set(sh, x->kbuf, klen + 1, x->own, x->own_len)))
+            return err;
     }
 
-    /* stream time, then what it made final */
+    /* Stream time (the latest buffered record's time), then what it made
+     * final. */
     if (!x->have_st || ts > x->st) {
-        unsigned char b[8];
-        put64(b, ts);
-        if ((err = mph__shard_set(sh, ST_KEY, sizeof ST_KEY, b, 8)))
-            return err;
         x->have_st = true;
         x->st = ts;
     }
