@@ -306,6 +306,25 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
         if (r.recs[i].ts > st[p])
             st[p] = r.recs[i].ts;
     }
+    /* Edge: a left record whose window has passed after + grace, then a
+     * right record out of order within grace that still pairs with it (it
+     * must not have been emitted unmatched before). Keys of partition 0. */
+    int ek = -1, fk = -1;
+    for (int k = 1000; ek < 0 || fk < 0; k++) {
+        char kb[64];
+        kname(k, kb, sizeof kb);
+        if (mph__kafka_partition_for(kb, strlen(kb), NPART) != 0)
+            continue;
+        if (ek < 0)
+            ek = k;
+        else
+            fk = k;
+    }
+    int64_t et = st[0] + 1000;
+    size_t edge0 = r.nrecs;
+    add_rec(&r, (jrec_t){ek, true, et, 0, false});
+    add_rec(&r, (jrec_t){fk, true, et + AFTER + GRACE + 10, 0, false});
+    add_rec(&r, (jrec_t){ek, false, et + AFTER, 0, false});
     size_t nlate0 = r.nrecs;
     for (int k = 0; k < NKEYS; k += 3)
         for (int side = 0; side < 2; side++) {
@@ -327,6 +346,10 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
         }
         for (size_t i = round_start[round]; i < round_start[round + 1]; i++)
             produce_rec(&r, &r.recs[i]);
+        wait_round(&r);
+    }
+    for (size_t i = edge0; i < nlate0; i++) { /* one at a time, in order */
+        produce_rec(&r, &r.recs[i]);
         wait_round(&r);
     }
     for (size_t i = nlate0; i < r.nrecs; i++)
