@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mephisto.h"
@@ -135,16 +137,31 @@ static mph_err_t joiner(mph_event_t *ev, const void *key, size_t klen, const voi
     return mph_join_out_set(out, buf, (size_t)n);
 }
 
+/* No Criterion calls: also used in the crash test's child. NULL on error. */
+static mph_conf_t *conf_try(const char *app_id, const char *dir, const char *store,
+                            const char *guarantee, char *err, size_t errlen)
+{
+    /* A static member id: a restart after a crash takes the partitions
+     * back at once instead of after the session timeout. */
+    const char *kv[] = {"broker", cluster ? cluster->broker : mph_test_broker(), "app_id", app_id,
+                        "workers", "2", "store", store, "datadir", dir, "commit_interval_ms",
+                        "200", "log_level", "warn", "topic_partitions", "4",
+                        "processing_guarantee", guarantee, "group_instance_id", app_id, NULL};
+    mph_conf_t *conf = mph_conf_new();
+    for (const char **p = kv; *p; p += 2)
+        if (mph_conf_set(conf, p[0], p[1], err, errlen) != MPH_OK) {
+            mph_conf_destroy(conf);
+            return NULL;
+        }
+    return conf;
+}
+
 static mph_conf_t *conf_new(const char *app_id, const char *dir, const char *store,
                             const char *guarantee)
 {
-    const char *kv[] = {"broker", cluster->broker, "app_id", app_id, "workers", "2", "store",
-                        store, "datadir", dir, "commit_interval_ms", "200", "log_level", "warn",
-                        "topic_partitions", "4", "processing_guarantee", guarantee, NULL};
-    mph_conf_t *conf = mph_conf_new();
     char err[512];
-    for (const char **p = kv; *p; p += 2)
-        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_conf_t *conf = conf_try(app_id, dir, store, guarantee, err, sizeof err);
+    cr_assert_not_null(conf, "%s", err);
     return conf;
 }
 
@@ -184,6 +201,8 @@ typedef struct wrun {
     int64_t base;
     int64_t produced_l, produced_r;
     mph_join_t *joins[3];
+    int crash_after; /* the crash test's child: _exit after this many joiner calls */
+    int calls;
 } wrun_t;
 
 static void kname(int k, char *buf, size_t size)
@@ -191,24 +210,50 @@ static void kname(int k, char *buf, size_t size)
     snprintf(buf, size, "user-%d", k);
 }
 
-static mph_app_t *wapp_new(wrun_t *r)
+/* The crash child's joiner: the usual value, and a crash (no flush, no
+ * commit: the open transaction is left to be aborted) after crash_after
+ * calls. */
+static mph_err_t crash_joiner(mph_event_t *ev, const void *key, size_t klen, const void *l,
+                              size_t ll, const void *r, size_t rl, mph_join_out_t *out,
+                              void *opaque)
 {
-    char err[512];
-    mph_app_t *app = mph_app_new(conf_new(r->app_id, r->dir, r->store, r->guarantee), err,
-                                 sizeof err);
-    cr_assert_not_null(app, "%s", err);
-    mph_topic_t *l = mph_topic_new(app, r->left, NULL, err, sizeof err);
-    mph_topic_t *rt = mph_topic_new(app, r->right, NULL, err, sizeof err);
-    cr_assert(l && rt, "%s", err);
+    wrun_t *w = opaque;
+    if (w->crash_after && ++w->calls >= w->crash_after)
+        _exit(77);
+    return joiner(ev, key, klen, l, ll, r, rl, out, NULL);
+}
+
+/* Declares the three joins; NULL with err (no Criterion calls). */
+static mph_app_t *wapp_build(wrun_t *r, char *err, size_t errlen)
+{
+    mph_conf_t *conf = conf_try(r->app_id, r->dir, r->store, r->guarantee, err, errlen);
+    mph_app_t *app = conf ? mph_app_new(conf, err, errlen) : NULL;
+    if (!app)
+        return NULL;
+    mph_topic_t *l = mph_topic_new(app, r->left, NULL, err, errlen);
+    mph_topic_t *rt = l ? mph_topic_new(app, r->right, NULL, err, errlen) : NULL;
     const char *names[3] = {"inner", "left", "outer"};
     mph_join_kind_t kinds[3] = {MPH_JOIN_INNER, MPH_JOIN_LEFT, MPH_JOIN_OUTER};
     for (int i = 0; i < 3; i++) {
-        mph_topic_t *o = mph_topic_new(app, r->out[i], NULL, err, sizeof err);
-        cr_assert_not_null(o, "%s", err);
-        r->joins[i] = mph_join_windowed(app, names[i], l, rt, kinds[i], BEFORE, AFTER, GRACE, o,
-                                        joiner, NULL, err, sizeof err);
-        cr_assert_not_null(r->joins[i], "%s", err);
+        mph_topic_t *o = rt ? mph_topic_new(app, r->out[i], NULL, err, errlen) : NULL;
+        r->joins[i] = o ? mph_join_windowed(app, names[i], l, rt, kinds[i], BEFORE, AFTER, GRACE,
+                                            o, r->crash_after ? crash_joiner : joiner, r, err,
+                                            errlen)
+                        : NULL;
+        if (!r->joins[i]) {
+            mph_app_destroy(app);
+            return NULL;
+        }
     }
+    return app;
+}
+
+static mph_app_t *wapp_new(wrun_t *r)
+{
+    char err[512];
+    mph_app_t *app = wapp_build(r, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    mph_topic_t *l = mph_app_topic(app, r->left), *rt = mph_app_topic(app, r->right);
     cr_assert_null(mph_join_windowed(app, "inner", l, rt, MPH_JOIN_INNER, 1, 1, 1,
                                      mph_app_topic(app, r->out[0]), joiner, NULL, err, sizeof err),
                    "duplicate join name refused");
@@ -223,9 +268,39 @@ static mph_app_t *wapp_new(wrun_t *r)
     return app;
 }
 
+/* The crash test: the child running the app, and the app that replaced it. */
+static pid_t child = -1;
+static mph_app_t *replacement;
+static bool crashed_in_joiner;
+
+/* Once the child is gone (crashed, or killed here with force), the app
+ * restarts in this process and takes over from the committed offsets. */
+static void take_over(wrun_t *r, bool force)
+{
+    int status = 0;
+    if (child < 0 || replacement)
+        return;
+    if (force)
+        kill(child, SIGKILL);
+    if (waitpid(child, &status, force ? 0 : WNOHANG) != child)
+        return;
+    cr_assert(force || (WIFEXITED(status) && WEXITSTATUS(status) == 77),
+              "the child crashed in the joiner (status %d)", status);
+    crashed_in_joiner = WIFEXITED(status) && WEXITSTATUS(status) == 77;
+    r->crash_after = 0;
+    replacement = wapp_new(r);
+}
+
 static void wait_round(wrun_t *r)
 {
     mph_test_flush(cluster);
+    for (int i = 0; i < 600; i++) {
+        take_over(r, false);
+        if (mph_test_committed_sum(cluster, r->app_id, r->left, NPART) >= r->produced_l &&
+            mph_test_committed_sum(cluster, r->app_id, r->right, NPART) >= r->produced_r)
+            break;
+        usleep(100000);
+    }
     wait_committed(r->app_id, r->left, r->produced_l);
     wait_committed(r->app_id, r->right, r->produced_r);
 }
@@ -249,7 +324,7 @@ static void add_rec(wrun_t *r, jrec_t rec)
     r->recs[r->nrecs++] = rec;
 }
 
-static void windowed_run(const char *tag, const char *store, const char *guarantee)
+static void windowed_run(const char *tag, const char *store, const char *guarantee, bool crash)
 {
     wrun_t r;
     memset(&r, 0, sizeof r);
@@ -262,10 +337,6 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
         snprintf(r.out[i], sizeof r.out[i], "%s-out-%s", r.app_id, onames[i]);
     r.store = store;
     r.guarantee = guarantee;
-    mph_test_create_topic(cluster, r.left, NPART);
-    mph_test_create_topic(cluster, r.right, NPART);
-    for (int i = 0; i < 3; i++)
-        mph_test_create_topic(cluster, r.out[i], NPART);
     r.base = (mph_clock_wall_ms() / 3600000 - 1) * 3600000;
     uint64_t seed = 42;
 
@@ -337,9 +408,50 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
         }
     size_t nlate = r.nrecs - nlate0;
 
-    mph_app_t *app = wapp_new(&r);
+    int go[2] = {-1, -1};
+    if (crash) {
+        /* Fork before this process starts any librdkafka thread: the child
+         * runs the app until its joiner crashes in round 2 or 3. */
+        cr_assert_eq(pipe(go), 0);
+        child = fork();
+        cr_assert_geq(child, 0);
+        if (child == 0) {
+            char c, err[512];
+            close(go[1]);
+            if (read(go[0], &c, 1) != 1)
+                _exit(2);
+            r.crash_after = 150;
+            mph_app_t *capp = wapp_build(&r, err, sizeof err);
+            if (!capp || mph_app_start(capp, err, sizeof err) != MPH_OK) {
+                fprintf(stderr, "crash child: %s\n", err);
+                _exit(3);
+            }
+            sleep(120);
+            _exit(4);
+        }
+        close(go[0]);
+        cluster = mph_test_cluster_new();
+    }
+    mph_test_create_topic(cluster, r.left, NPART);
+    mph_test_create_topic(cluster, r.right, NPART);
+    for (int i = 0; i < 3; i++)
+        mph_test_create_topic(cluster, r.out[i], NPART);
+    mph_app_t *app = NULL;
+    if (crash) {
+        cr_assert_eq(write(go[1], "g", 1), 1);
+        close(go[1]);
+    } else {
+        app = wapp_new(&r);
+    }
     for (int round = 0; round < ROUNDS; round++) {
-        if (round == ROUNDS / 2) { /* graceful restart in the middle */
+        if (crash && round == ROUNDS - 1)
+            take_over(&r, true); /* had it not crashed yet: now */
+        if (crash && replacement) {
+            app = replacement;
+            replacement = NULL;
+            child = -1;
+        }
+        if (!crash && round == ROUNDS / 2) { /* graceful restart in the middle */
             cr_assert_eq(mph_app_stop(app), MPH_OK);
             mph_app_destroy(app);
             app = wapp_new(&r);
@@ -419,14 +531,30 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
 
 Test(joins, windowed_memory_at_least_once)
 {
-    windowed_run("jwm", "memory", "at_least_once");
+    windowed_run("jwm", "memory", "at_least_once", false);
 }
 
 Test(joins, windowed_rocksdb_exactly_once)
 {
     if (!mph_test_real_broker())
         cr_skip_test("exactly_once needs a real broker (MEPHISTO_TEST_BROKERS)");
-    windowed_run("jwe", "rocksdb", "exactly_once");
+    windowed_run("jwe", "rocksdb", "exactly_once", false);
+}
+
+/* A crash (the child's joiner _exits mid-transaction) under exactly_once:
+ * the read_committed output is still exactly the reference, no pair lost
+ * or repeated. A suite of its own: the cluster is made after the fork. */
+TestSuite(joins_crash, .timeout = 240);
+
+Test(joins_crash, windowed_memory_exactly_once_crash)
+{
+    if (!mph_test_real_broker())
+        cr_skip_test("needs a real broker (exactly_once; the crash is a separate process)");
+    windowed_run("jwc", "memory", "exactly_once", true);
+    cr_assert_null(replacement);
+    cr_expect(crashed_in_joiner, "the child crashed in its joiner, mid-transaction");
+    mph_test_cluster_destroy(cluster);
+    cluster = NULL;
 }
 
 /* ------------------------------------------------------------------ */
