@@ -42,9 +42,11 @@
  *                  they are recovered, checkpointed and, under exactly_once,
  *                  rolled back with the source offsets like any table: a
  *                  graceful restart neither loses nor repeats a pair; after
- *                  a crash under at_least_once, records processed since the
- *                  last commit are processed again and their pairs (and
- *                  unmatched emissions) may repeat, never go missing.
+ *                  a crash under at_least_once, the records processed since
+ *                  the last commit are processed again and their pairs (and
+ *                  unmatched emissions) may repeat, as window closes do; a
+ *                  record is never buffered twice (records are identified
+ *                  by their offset).
  *                  Records without a timestamp or without a key are dropped
  *                  and counted (MPH_JOIN_STAT_INVALID).
  *   table–table    two tables with the same key, joined on every change of
