@@ -275,7 +275,8 @@ static mph_join_t *join_new(mph_app_t *app, const char *name, int type, mph_join
     return j;
 }
 
-/* Registers j with the app (freed with it). */
+/* Registers j with the app (freed with it), before anything (an agent)
+ * may point at it. */
 static mph_join_t *join_register(mph_join_t *j, char *errstr, size_t errstr_size)
 {
     if (mph_app_keep(j->app, j, join_free) != MPH_OK) {
@@ -286,6 +287,16 @@ static mph_join_t *join_register(mph_join_t *j, char *errstr, size_t errstr_size
     j->next = j->app->joins;
     j->app->joins = j;
     return j;
+}
+
+/* A declaration that failed after join_register: j leaves the app's list
+ * (so nothing checks or calls it) but stays kept, since an agent declared
+ * on the way may hold it; it is freed with the app. Returns NULL. */
+static mph_join_t *join_abandon(mph_join_t *j)
+{
+    j->app->joins = j->next; /* registered last, so at the head */
+    j->next = NULL;
+    return NULL;
 }
 
 mph_join_t *mph_join_stream_table(mph_app_t *app, const char *name, mph_topic_t *stream,
@@ -304,11 +315,11 @@ mph_join_t *mph_join_stream_table(mph_app_t *app, const char *name, mph_topic_t 
         return NULL;
     j->left = stream;
     j->rtab = table;
-    if (!mph_agent_new(app, name, stream, agent_fn, j, errstr, errstr_size)) {
-        join_free(j);
+    if (!join_register(j, errstr, errstr_size))
         return NULL;
-    }
-    return join_register(j, errstr, errstr_size);
+    if (!mph_agent_new(app, name, stream, agent_fn, j, errstr, errstr_size))
+        return join_abandon(j);
+    return j;
 }
 
 mph_join_t *mph_join_windowed(mph_app_t *app, const char *name, mph_topic_t *left,
@@ -339,26 +350,21 @@ mph_join_t *mph_join_windowed(mph_app_t *app, const char *name, mph_topic_t *lef
     j->before = before_ms;
     j->after = after_ms;
     j->grace = grace_ms;
+    if (!join_register(j, errstr, errstr_size))
+        return NULL;
     char tname[512];
     snprintf(tname, sizeof tname, "%s-join", name);
-    mph_table_opts_t *o = mph_table_opts_new();
-    if (!o) {
-        set_errstr(errstr, errstr_size, "join %s: out of memory", name);
-        join_free(j);
-        return NULL;
-    }
-    j->store = mph_table_new(app, tname, o, errstr, errstr_size);
-    mph_table_opts_destroy(o);
+    j->store = mph_table_new(app, tname, NULL, errstr, errstr_size);
     mph_agent_t *a = j->store ? mph_agent_new(app, name, left, agent_fn, j, errstr, errstr_size)
                               : NULL;
-    if (!a || mph_agent_subscribe(a, right) != MPH_OK) {
-        if (a)
-            set_errstr(errstr, errstr_size, "join %s: cannot subscribe to %s", name,
-                       mph_topic_name(right));
-        join_free(j);
-        return NULL;
+    if (!a)
+        return join_abandon(j);
+    if (mph_agent_subscribe(a, right) != MPH_OK) {
+        set_errstr(errstr, errstr_size, "join %s: cannot subscribe to %s", name,
+                   mph_topic_name(right));
+        return join_abandon(j);
     }
-    return join_register(j, errstr, errstr_size);
+    return j;
 }
 
 mph_join_t *mph_join_tables(mph_app_t *app, const char *name, mph_table_t *left,

@@ -104,6 +104,31 @@ Test(join, declarations_checked)
     mph_app_destroy(f.app);
 }
 
+static mph_err_t noop(mph_event_t *ev, void *opaque)
+{
+    (void)ev, (void)opaque;
+    return MPH_OK;
+}
+
+/* A join whose agent cannot be declared (its name is an agent's already)
+ * fails, leaves nothing to check at start, and is freed with the app. */
+Test(join, failed_declaration_leaves_no_join)
+{
+    fixture_t f = fx();
+    char err[256];
+    cr_assert_not_null(mph_agent_new(f.app, "taken", f.a, noop, NULL, err, sizeof err));
+    err[0] = 0;
+    cr_expect_null(mph_join_stream_table(f.app, "taken", f.a, f.t1, MPH_JOIN_INNER, f.out, joiner,
+                                         NULL, err, sizeof err));
+    cr_expect(err[0], "an error is given");
+    cr_expect_null(mph_join_windowed(f.app, "taken", f.a, f.b, MPH_JOIN_INNER, 1, 1, 0, f.out,
+                                     joiner, NULL, err, sizeof err));
+    cr_expect_null(f.app->joins);
+    set_parts(f.a, 8); /* would not be co-partitioned with t1 (4 shards) */
+    cr_expect_eq(mph__joins_prepare(f.app, err, sizeof err), MPH_OK, "%s", err);
+    mph_app_destroy(f.app);
+}
+
 Test(join, copartitioning_checked)
 {
     char err[256];
