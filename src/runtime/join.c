@@ -23,8 +23,8 @@
  * [value], in processing order. The offset identifies the record on its
  * side of the partition: a record processed again after a crash (at least
  * once: the shard may be ahead of the committed offsets) finds its own
- * entry, joins again (duplicates are what at_least_once allows; a loss is
- * not) but is not buffered twice. flags bit 0 says "has paired": only
+ * entry, joins again (duplicates are what at_least_once allows) but is
+ * not buffered twice. flags bit 0 says "has paired": only
  * needed on sides whose unmatched records are emitted (left: LEFT and
  * OUTER; right: OUTER), so an inner join never rewrites the other side.
  * Per event: one read of each side's list (the other side's read in place
@@ -55,7 +55,9 @@
  *
  * Never: take a lock or touch another worker's shard on the event path;
  * keep a pointer from mph__shard_get across another call on that shard
- * (lists are copied into the ext's buffers first).
+ * (the other side's list is read in place only while the joiner runs, which
+ * must not touch this join's tables; a list about to be rewritten is
+ * copied into the ext's buffers first).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,9 +66,7 @@
 
 #include <ck_pr.h>
 
-#include "io/kafka.h"
 #include "mephisto/join.h"
-#include "mephisto/log.h"
 #include "mephisto/window.h"
 #include "runtime/app.h"
 #include "runtime/join.h"
