@@ -9,8 +9,8 @@
  * seeded bench_record of --size bytes with timestamp base + i ms; its key
  * is u<i mod K> on the left and u<K/2 + i mod K> on the right (K =
  * --keys), so the keys [K/2, K), half of each side's keys, occur on both
- * sides (50 % key overlap), a key's left and right records K/2 ms apart. The join
- * window is 60 s before and after, grace 60 s; the joiner sends the left
+ * sides (50 % key overlap), a key's left and right records K/2 ms apart. The
+ * join window is 60 s before and after, grace 60 s; the joiner sends the left
  * value (one record) per pair. With the defaults (K = 100,000: 50 s apart)
  * an overlapping left record pairs with the right records 50 s before and
  * after it. The expected number of pairs is computed here from that
@@ -86,9 +86,8 @@ static long expected_pairs(long m, int keys)
     return pairs;
 }
 
-static int load_side(bench_kafka_t *k, const bench_opts_t *o,
-                     const char *topic, long m, bool right, int64_t base,
-                     char *err, size_t errsz)
+static int load_side(bench_kafka_t *k, const bench_opts_t *o, const char *topic,
+                     long m, bool right, int64_t base, char *err, size_t errsz)
 {
     rd_kafka_conf_t *kc = bench_kafka_conf(k);
     bench_kafka_engine_producer(kc, o->linger_ms);
@@ -107,14 +106,16 @@ static int load_side(bench_kafka_t *k, const bench_opts_t *o,
                      o->keys, (base + i) * 1000000);
         side_key(key, sizeof key, i, o->keys, right);
         rd_kafka_resp_err_t re;
-        while ((re = rd_kafka_producev(
-                    p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                    RD_KAFKA_V_VALUE(buf, vl), RD_KAFKA_V_TIMESTAMP(base + i),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while (
+            (re = rd_kafka_producev(
+                 p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                 RD_KAFKA_V_VALUE(buf, vl), RD_KAFKA_V_TIMESTAMP(base + i),
+                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+            RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(p, 10);
         if (re) {
-            snprintf(err, errsz, "produce to %s: %s", topic, rd_kafka_err2str(re));
+            snprintf(err, errsz, "produce to %s: %s", topic,
+                     rd_kafka_err2str(re));
             rc = -1;
         }
         rd_kafka_poll(p, 0);
@@ -164,20 +165,23 @@ static int join_run(bench_kafka_t *k, const bench_opts_t *o, const char *label,
     int rc = -1;
     mph_app_t *app = NULL;
     if (bench_topic_create(k, out, o->partitions, err, sizeof err) ||
-        !(app = bench_app_new_tmp(k, o, group, true, datadir, sizeof datadir, err,
-                                  sizeof err))) {
+        !(app = bench_app_new_tmp(k, o, group, true, datadir, sizeof datadir,
+                                  err, sizeof err))) {
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }
     mph_topic_t *lt = mph_topic_new(app, left, NULL, err, sizeof err);
-    mph_topic_t *rt = lt ? mph_topic_new(app, right, NULL, err, sizeof err) : NULL;
-    mph_topic_t *ot = rt ? mph_topic_new(app, out, NULL, err, sizeof err) : NULL;
-    s->join = ot ? mph_join_windowed(app, "j", lt, rt, MPH_JOIN_INNER, WINDOW_MS,
-                                     WINDOW_MS, GRACE_MS, ot, joiner, s, err,
-                                     sizeof err)
+    mph_topic_t *rt =
+        lt ? mph_topic_new(app, right, NULL, err, sizeof err) : NULL;
+    mph_topic_t *ot =
+        rt ? mph_topic_new(app, out, NULL, err, sizeof err) : NULL;
+    s->join = ot ? mph_join_windowed(app, "j", lt, rt, MPH_JOIN_INNER,
+                                     WINDOW_MS, WINDOW_MS, GRACE_MS, ot, joiner,
+                                     s, err, sizeof err)
                  : NULL;
-    mph_agent_t *a = s->join ? mph_agent_new(app, "mark", lt, mark, s, err, sizeof err)
-                             : NULL;
+    mph_agent_t *a =
+        s->join ? mph_agent_new(app, "mark", lt, mark, s, err, sizeof err)
+                : NULL;
     if (!a || mph_agent_subscribe(a, rt) != MPH_OK ||
         mph_app_start(app, err, sizeof err) != MPH_OK) {
         snprintf(res->error, sizeof res->error, "%s", err);
@@ -191,7 +195,8 @@ static int join_run(bench_kafka_t *k, const bench_opts_t *o, const char *label,
         goto out;
     }
     bench_watch_t watch = {j_processed, j_finished, &jw, 10};
-    int wrc = bench_watch(o, &watch, label, n, &t_end, res->error, sizeof res->error);
+    int wrc =
+        bench_watch(o, &watch, label, n, &t_end, res->error, sizeof res->error);
     rd_kafka_destroy(jw.reader);
     if (wrc)
         goto out;
@@ -257,8 +262,9 @@ static int run(const bench_opts_t *o)
             snprintf(label, sizeof label, "join %s round %d/%d",
                      join ? "join" : "count", i + 1, o->repeat);
             bench_run_t res;
-            int rc = join ? join_run(k, o, label, left, right, n, &js, &res)
-                          : bench_tablerun(k, o, &count_spec, label, in, n, &res);
+            int rc =
+                join ? join_run(k, o, label, left, right, n, &js, &res)
+                     : bench_tablerun(k, o, &count_spec, label, in, n, &res);
             if (rc || res.error[0]) {
                 snprintf(r.error, sizeof r.error, "%s: %s",
                          join ? "join" : "count", res.error);
@@ -281,9 +287,10 @@ static int run(const bench_opts_t *o)
     /* Without late records (and failures) at_least_once joins each pair
      * once: a difference is a bug. */
     if (late == 0 && pairs != expected)
-        snprintf(r.error, sizeof r.error,
-                 "the last join run saw %ld pairs, expected %ld (%ld late records)",
-                 pairs, expected, late);
+        snprintf(
+            r.error, sizeof r.error,
+            "the last join run saw %ld pairs, expected %ld (%ld late records)",
+            pairs, expected, late);
 out:
     bench_topic_delete(k, in);
     bench_topic_delete(k, left);

@@ -94,51 +94,58 @@ typedef enum mph_join_kind {
  * setting it sends nothing. Another error fails the event (on_agent_error
  * decides). Runs on the worker during ev's processing; it may send with
  * mph_event_send, but must not write a table of this join. */
-typedef mph_err_t(mph_joiner_fn)(mph_event_t *ev, const void *key, size_t key_len,
-                                 const void *left, size_t left_len, const void *right,
-                                 size_t right_len, mph_join_out_t *out, void *opaque);
+typedef mph_err_t(mph_joiner_fn)(mph_event_t *ev, const void *key,
+                                 size_t key_len, const void *left,
+                                 size_t left_len, const void *right,
+                                 size_t right_len, mph_join_out_t *out,
+                                 void *opaque);
 
 /* Sets the output value (copied; out is borrowed for the joiner's call).
  * MPH_ERR_NOMEM. */
-MPH_EXPORT mph_err_t mph_join_out_set(mph_join_out_t *out, const void *value, size_t len);
+MPH_EXPORT mph_err_t mph_join_out_set(mph_join_out_t *out, const void *value,
+                                      size_t len);
 
 /* Stream–table join named name (also the name of its agent on stream):
  * kind MPH_JOIN_INNER or MPH_JOIN_LEFT. table must not be windowed. NULL
  * with errstr on failure (NULL argument, bad kind, duplicate name, app
  * started). */
-MPH_EXPORT mph_join_t *mph_join_stream_table(mph_app_t *app, const char *name,
-                                             mph_topic_t *stream, mph_table_t *table,
-                                             mph_join_kind_t kind, mph_topic_t *output,
-                                             mph_joiner_fn *fn, void *opaque, char *errstr,
-                                             size_t errstr_size);
+MPH_EXPORT mph_join_t *
+mph_join_stream_table(mph_app_t *app, const char *name, mph_topic_t *stream,
+                      mph_table_t *table, mph_join_kind_t kind,
+                      mph_topic_t *output, mph_joiner_fn *fn, void *opaque,
+                      char *errstr, size_t errstr_size);
 
 /* Windowed stream–stream join named name (its agent and its buffer table
  * `<name>-join`) of left and right (two different topics): kind INNER,
  * LEFT or OUTER; before_ms, after_ms and grace_ms >= 0 and at most 2^41
  * (Kafka Streams' JoinWindows.ofTimeDifferenceAndGrace(d, g) is before =
  * after = d). NULL with errstr on failure. */
-MPH_EXPORT mph_join_t *mph_join_windowed(mph_app_t *app, const char *name, mph_topic_t *left,
-                                         mph_topic_t *right, mph_join_kind_t kind,
-                                         int64_t before_ms, int64_t after_ms, int64_t grace_ms,
-                                         mph_topic_t *output, mph_joiner_fn *fn, void *opaque,
+MPH_EXPORT mph_join_t *mph_join_windowed(mph_app_t *app, const char *name,
+                                         mph_topic_t *left, mph_topic_t *right,
+                                         mph_join_kind_t kind,
+                                         int64_t before_ms, int64_t after_ms,
+                                         int64_t grace_ms, mph_topic_t *output,
+                                         mph_joiner_fn *fn, void *opaque,
                                          char *errstr, size_t errstr_size);
 
 /* Table–table join named name of left and right (two different tables, not
  * windowed): kind INNER or LEFT. NULL with errstr on failure. */
-MPH_EXPORT mph_join_t *mph_join_tables(mph_app_t *app, const char *name, mph_table_t *left,
-                                       mph_table_t *right, mph_join_kind_t kind,
-                                       mph_topic_t *output, mph_joiner_fn *fn, void *opaque,
-                                       char *errstr, size_t errstr_size);
+MPH_EXPORT mph_join_t *mph_join_tables(mph_app_t *app, const char *name,
+                                       mph_table_t *left, mph_table_t *right,
+                                       mph_join_kind_t kind,
+                                       mph_topic_t *output, mph_joiner_fn *fn,
+                                       void *opaque, char *errstr,
+                                       size_t errstr_size);
 
 MPH_EXPORT const char *mph_join_name(const mph_join_t *join);
 /* The buffer table of a windowed join (borrowed), NULL for other joins. */
 MPH_EXPORT mph_table_t *mph_join_store(const mph_join_t *join);
 
 typedef enum mph_join_stat {
-    MPH_JOIN_STAT_LATE = 0,    /* stream–stream records dropped: window closed */
-    MPH_JOIN_STAT_INVALID,     /* records dropped: no timestamp or no key */
-    MPH_JOIN_STAT_PAIRS,       /* pairs joined (joiner calls with both sides) */
-    MPH_JOIN_STAT_UNMATCHED,   /* unmatched records emitted (left/outer) */
+    MPH_JOIN_STAT_LATE = 0, /* stream–stream records dropped: window closed */
+    MPH_JOIN_STAT_INVALID,  /* records dropped: no timestamp or no key */
+    MPH_JOIN_STAT_PAIRS,    /* pairs joined (joiner calls with both sides) */
+    MPH_JOIN_STAT_UNMATCHED, /* unmatched records emitted (left/outer) */
     MPH_JOIN_STAT__COUNT
 } mph_join_stat_t;
 

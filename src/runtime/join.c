@@ -78,8 +78,8 @@
 enum { J_STREAM_TABLE = 0, J_WINDOWED = 1, J_TABLES = 2 };
 
 #define TIME_MAX_MS ((int64_t)1 << 41)
-#define ENTRY_HDR 21
-#define F_MATCHED 1u
+#define ENTRY_HDR   21
+#define F_MATCHED   1u
 
 /* One cache line of counters per worker: each worker adds to its own. */
 typedef struct jctr {
@@ -92,8 +92,8 @@ struct mph_join {
     int type;
     mph_join_kind_t kind;
     mph_topic_t *left, *right, *out; /* stream topics (right: windowed only) */
-    mph_table_t *ltab, *rtab;        /* stream–table: rtab; table–table: both */
-    mph_table_t *store;              /* windowed: the buffer */
+    mph_table_t *ltab, *rtab; /* stream–table: rtab; table–table: both */
+    mph_table_t *store;       /* windowed: the buffer */
     int64_t before, after, grace;
     mph_joiner_fn *fn;
     void *opaque;
@@ -109,7 +109,8 @@ struct mph_join_out {
     unsigned char inl[256];
 };
 
-static void set_errstr(char *errstr, size_t size, const char *fmt, ...) MPH_PRINTF(3, 4);
+static void set_errstr(char *errstr, size_t size, const char *fmt, ...)
+    MPH_PRINTF(3, 4);
 static void set_errstr(char *errstr, size_t size, const char *fmt, ...)
 {
     if (!errstr || !size)
@@ -120,14 +121,16 @@ static void set_errstr(char *errstr, size_t size, const char *fmt, ...)
     va_end(ap);
 }
 
-static void count(mph_join_t *j, mph_event_t *ev, mph_join_stat_t which, int64_t by)
+static void count(mph_join_t *j, mph_event_t *ev, mph_join_stat_t which,
+                  int64_t by)
 {
     int w = mph_event_worker(ev);
     if (w < 0 || w >= j->nctr)
         w = 0;
     /* Only worker w writes its slot; readers load it (mph_join_stat). */
     int64_t *p = &j->ctr[w].v[which];
-    ck_pr_store_64((uint64_t *)p, (uint64_t)(ck_pr_load_64((uint64_t *)p) + (uint64_t)by));
+    ck_pr_store_64((uint64_t *)p,
+                   (uint64_t)(ck_pr_load_64((uint64_t *)p) + (uint64_t)by));
 }
 
 int64_t mph_join_stat(const mph_join_t *j, mph_join_stat_t which)
@@ -156,15 +159,18 @@ mph_table_t *mph_join_store(const mph_join_t *j)
  * (the event stays uncommitted) and the app stops. Returns err. */
 static mph_err_t store_result(mph_join_t *j, mph_event_t *ev, mph_err_t err)
 {
-    if (err != MPH_ERR_STORE && err != MPH_ERR_DISK_FULL && err != MPH_ERR_NOMEM)
+    if (err != MPH_ERR_STORE && err != MPH_ERR_DISK_FULL &&
+        err != MPH_ERR_NOMEM)
         return err;
     mph__worker_t *w = ev->worker;
     if (!w->failed) {
         w->failed = true;
         mph__app_fail(j->app, err,
-                      "join %s: the state store failed on %s [%d] offset %lld: %s; stopping "
+                      "join %s: the state store failed on %s [%d] offset %lld: "
+                      "%s; stopping "
                       "without committing past the event",
-                      j->name, mph_topic_name(mph_event_topic(ev)), (int)mph_event_partition(ev),
+                      j->name, mph_topic_name(mph_event_topic(ev)),
+                      (int)mph_event_partition(ev),
                       (long long)mph_event_offset(ev), mph_err_str(err));
     }
     return err;
@@ -193,8 +199,9 @@ mph_err_t mph_join_out_set(mph_join_out_t *out, const void *value, size_t len)
 }
 
 /* Calls the joiner and sends what it sets. left/right NULL: absent. */
-static mph_err_t emit(mph_join_t *j, mph_event_t *ev, const void *key, size_t klen,
-                      const void *l, size_t ll, const void *r, size_t rl)
+static mph_err_t emit(mph_join_t *j, mph_event_t *ev, const void *key,
+                      size_t klen, const void *l, size_t ll, const void *r,
+                      size_t rl)
 {
     mph_join_out_t out;
     out.buf = out.inl;
@@ -203,7 +210,8 @@ static mph_err_t emit(mph_join_t *j, mph_event_t *ev, const void *key, size_t kl
     out.set = false;
     mph_err_t err = j->fn(ev, key, klen, l, ll, r, rl, &out, j->opaque);
     if (!err && out.set)
-        err = mph_event_send(ev, j->out, MPH_PARTITION_ANY, key, klen, out.buf, out.len, NULL, 0);
+        err = mph_event_send(ev, j->out, MPH_PARTITION_ANY, key, klen, out.buf,
+                             out.len, NULL, 0);
     if (out.buf != out.inl)
         free(out.buf);
     if (!err)
@@ -211,9 +219,11 @@ static mph_err_t emit(mph_join_t *j, mph_event_t *ev, const void *key, size_t kl
     return err;
 }
 
-static mph_err_t send_tombstone(mph_join_t *j, mph_event_t *ev, const void *key, size_t klen)
+static mph_err_t send_tombstone(mph_join_t *j, mph_event_t *ev, const void *key,
+                                size_t klen)
 {
-    return mph_event_send(ev, j->out, MPH_PARTITION_ANY, key, klen, NULL, 0, NULL, 0);
+    return mph_event_send(ev, j->out, MPH_PARTITION_ANY, key, klen, NULL, 0,
+                          NULL, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -231,22 +241,26 @@ static void join_free(void *p)
 
 static mph_err_t agent_fn(mph_event_t *ev, void *opaque);
 
-static mph_join_t *join_new(mph_app_t *app, const char *name, int type, mph_join_kind_t kind,
-                            mph_topic_t *out, mph_joiner_fn *fn, void *opaque, char *errstr,
+static mph_join_t *join_new(mph_app_t *app, const char *name, int type,
+                            mph_join_kind_t kind, mph_topic_t *out,
+                            mph_joiner_fn *fn, void *opaque, char *errstr,
                             size_t errstr_size)
 {
     if (!app || !name || !*name || !out || !fn) {
-        set_errstr(errstr, errstr_size, "join %s: app, name, output topic and joiner are required",
+        set_errstr(errstr, errstr_size,
+                   "join %s: app, name, output topic and joiner are required",
                    name ? name : "(null)");
         return NULL;
     }
     if (ck_pr_load_int(&app->state) != APP_NEW) {
-        set_errstr(errstr, errstr_size, "join %s: the app has started; declare joins before", name);
+        set_errstr(errstr, errstr_size,
+                   "join %s: the app has started; declare joins before", name);
         return NULL;
     }
     if (kind != MPH_JOIN_INNER && kind != MPH_JOIN_LEFT &&
         !(kind == MPH_JOIN_OUTER && type == J_WINDOWED)) {
-        set_errstr(errstr, errstr_size, "join %s: kind %d is not supported by this join", name,
+        set_errstr(errstr, errstr_size,
+                   "join %s: kind %d is not supported by this join", name,
                    (int)kind);
         return NULL;
     }
@@ -277,7 +291,8 @@ static mph_join_t *join_new(mph_app_t *app, const char *name, int type, mph_join
 
 /* Registers j with the app (freed with it), before anything (an agent)
  * may point at it. */
-static mph_join_t *join_register(mph_join_t *j, char *errstr, size_t errstr_size)
+static mph_join_t *join_register(mph_join_t *j, char *errstr,
+                                 size_t errstr_size)
 {
     if (mph_app_keep(j->app, j, join_free) != MPH_OK) {
         set_errstr(errstr, errstr_size, "join %s: out of memory", j->name);
@@ -299,18 +314,20 @@ static mph_join_t *join_abandon(mph_join_t *j)
     return NULL;
 }
 
-mph_join_t *mph_join_stream_table(mph_app_t *app, const char *name, mph_topic_t *stream,
-                                  mph_table_t *table, mph_join_kind_t kind, mph_topic_t *output,
+mph_join_t *mph_join_stream_table(mph_app_t *app, const char *name,
+                                  mph_topic_t *stream, mph_table_t *table,
+                                  mph_join_kind_t kind, mph_topic_t *output,
                                   mph_joiner_fn *fn, void *opaque, char *errstr,
                                   size_t errstr_size)
 {
     if (!stream || !table) {
-        set_errstr(errstr, errstr_size, "join %s: stream and table are required",
+        set_errstr(errstr, errstr_size,
+                   "join %s: stream and table are required",
                    name ? name : "(null)");
         return NULL;
     }
-    mph_join_t *j = join_new(app, name, J_STREAM_TABLE, kind, output, fn, opaque, errstr,
-                             errstr_size);
+    mph_join_t *j = join_new(app, name, J_STREAM_TABLE, kind, output, fn,
+                             opaque, errstr, errstr_size);
     if (!j)
         return NULL;
     j->left = stream;
@@ -322,27 +339,32 @@ mph_join_t *mph_join_stream_table(mph_app_t *app, const char *name, mph_topic_t 
     return j;
 }
 
-mph_join_t *mph_join_windowed(mph_app_t *app, const char *name, mph_topic_t *left,
-                              mph_topic_t *right, mph_join_kind_t kind, int64_t before_ms,
-                              int64_t after_ms, int64_t grace_ms, mph_topic_t *output,
-                              mph_joiner_fn *fn, void *opaque, char *errstr, size_t errstr_size)
+mph_join_t *mph_join_windowed(mph_app_t *app, const char *name,
+                              mph_topic_t *left, mph_topic_t *right,
+                              mph_join_kind_t kind, int64_t before_ms,
+                              int64_t after_ms, int64_t grace_ms,
+                              mph_topic_t *output, mph_joiner_fn *fn,
+                              void *opaque, char *errstr, size_t errstr_size)
 {
     if (!left || !right || left == right) {
-        set_errstr(errstr, errstr_size, "join %s: two different topics are required",
+        set_errstr(errstr, errstr_size,
+                   "join %s: two different topics are required",
                    name ? name : "(null)");
         return NULL;
     }
-    if (before_ms < 0 || after_ms < 0 || grace_ms < 0 || before_ms > TIME_MAX_MS ||
-        after_ms > TIME_MAX_MS || grace_ms > TIME_MAX_MS) {
+    if (before_ms < 0 || after_ms < 0 || grace_ms < 0 ||
+        before_ms > TIME_MAX_MS || after_ms > TIME_MAX_MS ||
+        grace_ms > TIME_MAX_MS) {
         set_errstr(errstr, errstr_size,
-                   "join %s: before_ms, after_ms and grace_ms must be in 0..2^41 (got %lld, "
+                   "join %s: before_ms, after_ms and grace_ms must be in "
+                   "0..2^41 (got %lld, "
                    "%lld, %lld)",
-                   name ? name : "(null)", (long long)before_ms, (long long)after_ms,
-                   (long long)grace_ms);
+                   name ? name : "(null)", (long long)before_ms,
+                   (long long)after_ms, (long long)grace_ms);
         return NULL;
     }
-    mph_join_t *j =
-        join_new(app, name, J_WINDOWED, kind, output, fn, opaque, errstr, errstr_size);
+    mph_join_t *j = join_new(app, name, J_WINDOWED, kind, output, fn, opaque,
+                             errstr, errstr_size);
     if (!j)
         return NULL;
     j->left = left;
@@ -355,7 +377,8 @@ mph_join_t *mph_join_windowed(mph_app_t *app, const char *name, mph_topic_t *lef
     char tname[512];
     snprintf(tname, sizeof tname, "%s-join", name);
     j->store = mph_table_new(app, tname, NULL, errstr, errstr_size);
-    mph_agent_t *a = j->store ? mph_agent_new(app, name, left, agent_fn, j, errstr, errstr_size)
+    mph_agent_t *a = j->store ? mph_agent_new(app, name, left, agent_fn, j,
+                                              errstr, errstr_size)
                               : NULL;
     if (!a)
         return join_abandon(j);
@@ -368,15 +391,18 @@ mph_join_t *mph_join_windowed(mph_app_t *app, const char *name, mph_topic_t *lef
 }
 
 mph_join_t *mph_join_tables(mph_app_t *app, const char *name, mph_table_t *left,
-                            mph_table_t *right, mph_join_kind_t kind, mph_topic_t *output,
-                            mph_joiner_fn *fn, void *opaque, char *errstr, size_t errstr_size)
+                            mph_table_t *right, mph_join_kind_t kind,
+                            mph_topic_t *output, mph_joiner_fn *fn,
+                            void *opaque, char *errstr, size_t errstr_size)
 {
     if (!left || !right || left == right) {
-        set_errstr(errstr, errstr_size, "join %s: two different tables are required",
+        set_errstr(errstr, errstr_size,
+                   "join %s: two different tables are required",
                    name ? name : "(null)");
         return NULL;
     }
-    mph_join_t *j = join_new(app, name, J_TABLES, kind, output, fn, opaque, errstr, errstr_size);
+    mph_join_t *j = join_new(app, name, J_TABLES, kind, output, fn, opaque,
+                             errstr, errstr_size);
     if (!j)
         return NULL;
     j->ltab = left;
@@ -393,27 +419,32 @@ mph_join_t *mph_join_tables(mph_app_t *app, const char *name, mph_table_t *left,
 
 static int table_parts(mph_app_t *app, mph_table_t *t)
 {
-    return t->opts.partitions > 0 ? t->opts.partitions
-                                  : (int)mph_conf_get_int(app->conf, "topic_partitions", 8);
+    return t->opts.partitions > 0
+               ? t->opts.partitions
+               : (int)mph_conf_get_int(app->conf, "topic_partitions", 8);
 }
 
-static bool windowed(mph_join_t *j, mph_table_t *t, char *errstr, size_t errstr_size)
+static bool windowed(mph_join_t *j, mph_table_t *t, char *errstr,
+                     size_t errstr_size)
 {
     if (!mph_table_window(t))
         return false;
     set_errstr(errstr, errstr_size,
-               "join %s: table %s is windowed; joins take plain tables (a windowed table's keys "
+               "join %s: table %s is windowed; joins take plain tables (a "
+               "windowed table's keys "
                "are (window, key) pairs)",
                j->name, mph_table_name(t));
     return true;
 }
 
-static mph_err_t mismatch(mph_join_t *j, const char *a, int na, const char *b, int nb,
-                          char *errstr, size_t errstr_size)
+static mph_err_t mismatch(mph_join_t *j, const char *a, int na, const char *b,
+                          int nb, char *errstr, size_t errstr_size)
 {
     set_errstr(errstr, errstr_size,
-               "join %s: %s (%d partitions) and %s (%d partitions) are not co-partitioned: a join "
-               "needs the same partition count (and the murmur2 partitioner) on both sides",
+               "join %s: %s (%d partitions) and %s (%d partitions) are not "
+               "co-partitioned: a join "
+               "needs the same partition count (and the murmur2 partitioner) "
+               "on both sides",
                j->name, a, na, b, nb);
     return MPH_ERR_INVALID;
 }
@@ -424,9 +455,11 @@ mph_err_t mph__joins_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
         return MPH_OK;
     const char *part = mph_conf_get(app->conf, "kafka.partitioner");
     for (mph_join_t *j = app->joins; j; j = j->next) {
-        if (part && *part && strcmp(part, "murmur2_random") && strcmp(part, "murmur2")) {
+        if (part && *part && strcmp(part, "murmur2_random") &&
+            strcmp(part, "murmur2")) {
             set_errstr(errstr, errstr_size,
-                       "join %s: kafka.partitioner=%s: joins need keys placed by murmur2 (as "
+                       "join %s: kafka.partitioner=%s: joins need keys placed "
+                       "by murmur2 (as "
                        "tables and the Java client place them) on both sides",
                        j->name, part);
             return MPH_ERR_INVALID;
@@ -434,14 +467,18 @@ mph_err_t mph__joins_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
         if (j->type == J_STREAM_TABLE) {
             if (windowed(j, j->rtab, errstr, errstr_size))
                 return MPH_ERR_INVALID;
-            int a = mph_topic_partitions(j->left), b = table_parts(app, j->rtab);
+            int a = mph_topic_partitions(j->left),
+                b = table_parts(app, j->rtab);
             if (a != b)
-                return mismatch(j, mph_topic_name(j->left), a, mph_table_changelog(j->rtab), b,
-                                errstr, errstr_size);
+                return mismatch(j, mph_topic_name(j->left), a,
+                                mph_table_changelog(j->rtab), b, errstr,
+                                errstr_size);
         } else if (j->type == J_WINDOWED) {
-            int a = mph_topic_partitions(j->left), b = mph_topic_partitions(j->right);
+            int a = mph_topic_partitions(j->left),
+                b = mph_topic_partitions(j->right);
             if (a != b)
-                return mismatch(j, mph_topic_name(j->left), a, mph_topic_name(j->right), b, errstr,
+                return mismatch(j, mph_topic_name(j->left), a,
+                                mph_topic_name(j->right), b, errstr,
                                 errstr_size);
             /* The buffer follows the topics. */
             j->store->opts.partitions = a;
@@ -451,8 +488,9 @@ mph_err_t mph__joins_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
                 return MPH_ERR_INVALID;
             int a = table_parts(app, j->ltab), b = table_parts(app, j->rtab);
             if (a != b)
-                return mismatch(j, mph_table_changelog(j->ltab), a, mph_table_changelog(j->rtab),
-                                b, errstr, errstr_size);
+                return mismatch(j, mph_table_changelog(j->ltab), a,
+                                mph_table_changelog(j->rtab), b, errstr,
+                                errstr_size);
         }
     }
     return MPH_OK;
@@ -485,14 +523,15 @@ static mph_err_t stream_table(mph_join_t *j, mph_event_t *ev)
     } else if (err) {
         return err;
     }
-    return emit(j, ev, key ? key : "", klen, val ? val : "", vlen, tv ? tv : NULL, tl);
+    return emit(j, ev, key ? key : "", klen, val ? val : "", vlen,
+                tv ? tv : NULL, tl);
 }
 
 /* ------------------------------------------------------------------ */
 /* table–table                                                        */
 
-static mph_err_t other_value(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
-                             const void **v, size_t *vl)
+static mph_err_t other_value(mph_event_t *ev, mph_table_t *t, const void *key,
+                             size_t klen, const void **v, size_t *vl)
 {
     mph__shard_t *sh = mph__table_event_shard(ev, t);
     if (!sh)
@@ -507,7 +546,8 @@ static mph_err_t other_value(mph_event_t *ev, mph_table_t *t, const void *key, s
     return err;
 }
 
-mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
+mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t,
+                                  const void *key, size_t klen,
                                   const void *value, size_t vlen)
 {
     mph_app_t *app = mph_event_app(ev);
@@ -517,7 +557,8 @@ mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t, const void *k
         bool is_left = j->ltab == t;
         const void *o = NULL;
         size_t ol = 0;
-        mph_err_t err = other_value(ev, is_left ? j->rtab : j->ltab, key, klen, &o, &ol);
+        mph_err_t err =
+            other_value(ev, is_left ? j->rtab : j->ltab, key, klen, &o, &ol);
         if (err)
             return err;
         const void *l = is_left ? value : o, *r = is_left ? o : value;
@@ -532,7 +573,8 @@ mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t, const void *k
             else if (!value && o) /* a delete ended a joined pair */
                 err = send_tombstone(j, ev, key, klen);
         } else if (is_left) {
-            err = value ? emit(j, ev, key, klen, l, ll, r, rl) : send_tombstone(j, ev, key, klen);
+            err = value ? emit(j, ev, key, klen, l, ll, r, rl)
+                        : send_tombstone(j, ev, key, klen);
         } else if (l) {
             err = emit(j, ev, key, klen, l, ll, r, rl);
         }
@@ -580,7 +622,8 @@ static int64_t get64(const unsigned char *p)
 
 static uint32_t get32(const unsigned char *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
 }
 
 static void ext_free(void *p)
@@ -602,7 +645,8 @@ static bool hless(const hnode_t *a, const hnode_t *b)
     return a->due < b->due;
 }
 
-static mph_err_t heap_push(jext_t *x, int64_t due, const unsigned char *key, size_t klen)
+static mph_err_t heap_push(jext_t *x, int64_t due, const unsigned char *key,
+                           size_t klen)
 {
     if (x->n == x->cap) {
         size_t nc = x->cap ? x->cap * 2 : 64;
@@ -652,8 +696,8 @@ static hnode_t heap_pop(jext_t *x)
     return top;
 }
 
-static mph_err_t copy_into(unsigned char **buf, size_t *cap, size_t *len, const void *src,
-                           size_t n, size_t extra)
+static mph_err_t copy_into(unsigned char **buf, size_t *cap, size_t *len,
+                           const void *src, size_t n, size_t extra)
 {
     if (n + extra > *cap) {
         size_t nc = *cap ? *cap : 256;
@@ -697,8 +741,8 @@ struct build_ctx {
     mph_err_t err;
 };
 
-static mph_err_t build_one(const void *key, size_t klen, const void *val, size_t vlen,
-                           void *opaque)
+static mph_err_t build_one(const void *key, size_t klen, const void *val,
+                           size_t vlen, void *opaque)
 {
     struct build_ctx *c = opaque;
     const unsigned char *k = key, *v = val;
@@ -765,8 +809,9 @@ static mph_err_t store_key(jext_t *x, char side, const void *key, size_t klen)
 
 /* Reads the list under storage key k into (*buf, *len); an absent or
  * corrupt list reads as empty. */
-static mph_err_t read_list(mph__shard_t *sh, const unsigned char *k, size_t klen,
-                           unsigned char **buf, size_t *cap, size_t *len, size_t extra)
+static mph_err_t read_list(mph__shard_t *sh, const unsigned char *k,
+                           size_t klen, unsigned char **buf, size_t *cap,
+                           size_t *len, size_t extra)
 {
     const void *v = NULL;
     size_t vl = 0;
@@ -783,10 +828,11 @@ static mph_err_t read_list(mph__shard_t *sh, const unsigned char *k, size_t klen
 
 /* Removes the final entries of the list under k (stream time st), emits
  * the unmatched ones, writes the rest back and schedules it again. */
-static mph_err_t expire_key(mph_join_t *j, mph_event_t *ev, mph__shard_t *sh, jext_t *x,
-                            const unsigned char *k, size_t klen)
+static mph_err_t expire_key(mph_join_t *j, mph_event_t *ev, mph__shard_t *sh,
+                            jext_t *x, const unsigned char *k, size_t klen)
 {
-    mph_err_t err = read_list(sh, k, klen, &x->oth, &x->oth_cap, &x->oth_len, 0);
+    mph_err_t err =
+        read_list(sh, k, klen, &x->oth, &x->oth_cap, &x->oth_len, 0);
     if (err || !x->oth_len)
         return err;
     bool left_side = k[0] == 'L';
@@ -830,7 +876,8 @@ static mph_err_t expire_key(mph_join_t *j, mph_event_t *ev, mph__shard_t *sh, je
     return err;
 }
 
-static mph_err_t sweep(mph_join_t *j, mph_event_t *ev, mph__shard_t *sh, jext_t *x)
+static mph_err_t sweep(mph_join_t *j, mph_event_t *ev, mph__shard_t *sh,
+                       jext_t *x)
 {
     while (x->n && x->heap[0].due < x->st) {
         hnode_t h = heap_pop(x);
@@ -899,7 +946,8 @@ static mph_err_t windowed_event(mph_join_t *j, mph_event_t *ev)
         if (ots >= lo && ots <= hi) {
             if (mark && !marked) {
                 /* from here on, work on a copy that gets written back */
-                if ((err = copy_into(&x->oth, &x->oth_cap, &x->oth_len, op, ovl, 0)))
+                if ((err = copy_into(&x->oth, &x->oth_cap, &x->oth_len, op, ovl,
+                                     0)))
                     return err;
                 op = x->oth;
                 e = op + o;
@@ -907,8 +955,9 @@ static mph_err_t windowed_event(mph_join_t *j, mph_event_t *ev)
             }
             matched = true;
             const unsigned char *pv = e + ENTRY_HDR;
-            err = left_side ? emit(j, ev, key, klen, v, vlen, pv, el - ENTRY_HDR)
-                            : emit(j, ev, key, klen, pv, el - ENTRY_HDR, v, vlen);
+            err = left_side
+                      ? emit(j, ev, key, klen, v, vlen, pv, el - ENTRY_HDR)
+                      : emit(j, ev, key, klen, pv, el - ENTRY_HDR, v, vlen);
             if (err)
                 return err;
             if (mark)
@@ -916,18 +965,20 @@ static mph_err_t windowed_event(mph_join_t *j, mph_event_t *ev)
         }
         o += el;
     }
-    if (marked && (err = mph__shard_set(sh, x->kbuf, klen + 1, x->oth, x->oth_len)))
+    if (marked &&
+        (err = mph__shard_set(sh, x->kbuf, klen + 1, x->oth, x->oth_len)))
         return err;
 
     /* The own list: already holding this record (processed again)? */
     x->kbuf[0] = left_side ? 'L' : 'R';
-    if ((err = read_list(sh, x->kbuf, klen + 1, &x->own, &x->own_cap, &x->own_len,
-                         ENTRY_HDR + vlen)))
+    if ((err = read_list(sh, x->kbuf, klen + 1, &x->own, &x->own_cap,
+                         &x->own_len, ENTRY_HDR + vlen)))
         return err;
     bool dup = false, flag = matched && emits_unmatched(j, left_side);
     size_t dup_at = 0;
     int64_t min_due = INT64_MAX;
-    for (size_t o = 0; o < x->own_len; o += ENTRY_HDR + get32(x->own + o + 17)) {
+    for (size_t o = 0; o < x->own_len;
+         o += ENTRY_HDR + get32(x->own + o + 17)) {
         int64_t d = due_of(j, get64(x->own + o));
         if (d < min_due)
             min_due = d;
@@ -947,11 +998,13 @@ static mph_err_t windowed_event(mph_join_t *j, mph_event_t *ev)
         e[20] = (unsigned char)vlen;
         if (vlen)
             memcpy(e + ENTRY_HDR, val, vlen);
-        if ((err = mph__shard_set(sh, x->kbuf, klen + 1, x->own, x->own_len + ENTRY_HDR + vlen)))
+        if ((err = mph__shard_set(sh, x->kbuf, klen + 1, x->own,
+                                  x->own_len + ENTRY_HDR + vlen)))
             return err;
         /* A non-empty list already has a heap node no later than its
          * earliest due time; a record due earlier still needs its own. */
-        if (due_of(j, ts) < min_due && (err = heap_push(x, due_of(j, ts), x->kbuf, klen + 1)))
+        if (due_of(j, ts) < min_due &&
+            (err = heap_push(x, due_of(j, ts), x->kbuf, klen + 1)))
             return err;
     } else if (flag && !(x->own[dup_at + 16] & F_MATCHED)) {
         x->own[dup_at + 16] |= F_MATCHED;
@@ -971,6 +1024,7 @@ static mph_err_t windowed_event(mph_join_t *j, mph_event_t *ev)
 static mph_err_t agent_fn(mph_event_t *ev, void *opaque)
 {
     mph_join_t *j = opaque;
-    mph_err_t err = j->type == J_STREAM_TABLE ? stream_table(j, ev) : windowed_event(j, ev);
+    mph_err_t err =
+        j->type == J_STREAM_TABLE ? stream_table(j, ev) : windowed_event(j, ev);
     return store_result(j, ev, err);
 }

@@ -16,7 +16,8 @@ mph_err_t mph__joins_prepare(mph_app_t *app, char *errstr, size_t errstr_size);
 /* After a successful write of table t (a table with `joined` set) for key
  * by ev: value is the new value, NULL after a delete of a present key.
  * Sends the table–table joins' results. @locality the worker */
-mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
+mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t,
+                                  const void *key, size_t klen,
                                   const void *value, size_t vlen);
 
 #endif

@@ -39,16 +39,18 @@ TestSuite(joins, .init = setup, .fini = teardown, .timeout = 240);
 /* ------------------------------------------------------------------ */
 /* helpers                                                            */
 
-static void produce_ts(const char *topic, const char *k, const char *v, int64_t ts)
+static void produce_ts(const char *topic, const char *k, const char *v,
+                       int64_t ts)
 {
     rd_kafka_resp_err_t e;
     int32_t part = mph__kafka_partition_for(k, strlen(k), NPART);
-    while ((e = rd_kafka_producev(cluster->producer, RD_KAFKA_V_TOPIC(topic),
-                                  RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_KEY(k, strlen(k)),
-                                  RD_KAFKA_V_VALUE((void *)v, strlen(v)),
-                                  RD_KAFKA_V_TIMESTAMP(ts),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL)
+    while (
+        (e = rd_kafka_producev(
+             cluster->producer, RD_KAFKA_V_TOPIC(topic),
+             RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_KEY(k, strlen(k)),
+             RD_KAFKA_V_VALUE((void *)v, strlen(v)), RD_KAFKA_V_TIMESTAMP(ts),
+             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+        RD_KAFKA_RESP_ERR__QUEUE_FULL)
         rd_kafka_poll(cluster->producer, 10);
     cr_assert_eq(e, 0, "produce: %s", rd_kafka_err2str(e));
     rd_kafka_poll(cluster->producer, 0);
@@ -63,8 +65,8 @@ static void wait_committed(const char *group, const char *topic, int64_t want)
             break;
         usleep(100000);
     }
-    cr_assert_eq(got, want, "%s: all input committed (%lld of %lld)", topic, (long long)got,
-                 (long long)want);
+    cr_assert_eq(got, want, "%s: all input committed (%lld of %lld)", topic,
+                 (long long)got, (long long)want);
 }
 
 /* A growable list of strings. */
@@ -99,8 +101,9 @@ static int str_cmp(const void *a, const void *b)
 static void collect(const rd_kafka_message_t *m, void *opaque)
 {
     char buf[512];
-    snprintf(buf, sizeof buf, "%.*s|%.*s", (int)m->key_len, (const char *)m->key,
-             m->payload ? (int)m->len : 6, m->payload ? (const char *)m->payload : "<null>");
+    snprintf(buf, sizeof buf, "%.*s|%.*s", (int)m->key_len,
+             (const char *)m->key, m->payload ? (int)m->len : 6,
+             m->payload ? (const char *)m->payload : "<null>");
     strs_add(opaque, buf);
 }
 
@@ -118,14 +121,16 @@ static void check_same(const char *what, strs_t *got, strs_t *want)
     while (i < got->n && i < want->n && !strcmp(got->v[i], want->v[i]))
         i++;
     cr_expect(i == got->n && i == want->n,
-              "%s: %zu records, expected %zu; first difference at %zu: got %s, expected %s", what,
-              got->n, want->n, i, i < got->n ? got->v[i] : "(end)",
+              "%s: %zu records, expected %zu; first difference at %zu: got %s, "
+              "expected %s",
+              what, got->n, want->n, i, i < got->n ? got->v[i] : "(end)",
               i < want->n ? want->v[i] : "(end)");
 }
 
 /* at_least_once after a crash: every wanted record at least once, nothing
  * else, and at most max_dups repeats in all. */
-static void check_superset(const char *what, strs_t *got, strs_t *want, size_t max_dups)
+static void check_superset(const char *what, strs_t *got, strs_t *want,
+                           size_t max_dups)
 {
     qsort(got->v, got->n, sizeof *got->v, str_cmp);
     qsort(want->v, want->n, sizeof *want->v, str_cmp);
@@ -147,34 +152,54 @@ static void check_superset(const char *what, strs_t *got, strs_t *want, size_t m
     }
     strays += got->n - g;
     cr_expect(missing == 0 && strays == 0 && dups <= max_dups,
-              "%s: %zu missing, %zu unexpected, %zu repeated (at most %zu)", what, missing,
-              strays, dups, max_dups);
+              "%s: %zu missing, %zu unexpected, %zu repeated (at most %zu)",
+              what, missing, strays, dups, max_dups);
 }
 
 /* "<left>|<right>" with "-" for an absent side. */
-static mph_err_t joiner(mph_event_t *ev, const void *key, size_t klen, const void *l, size_t ll,
-                        const void *r, size_t rl, mph_join_out_t *out, void *opaque)
+static mph_err_t joiner(mph_event_t *ev, const void *key, size_t klen,
+                        const void *l, size_t ll, const void *r, size_t rl,
+                        mph_join_out_t *out, void *opaque)
 {
     (void)ev;
     (void)key;
     (void)klen;
     (void)opaque;
     char buf[512];
-    int n = snprintf(buf, sizeof buf, "%.*s|%.*s", l ? (int)ll : 1, l ? (const char *)l : "-",
-                     r ? (int)rl : 1, r ? (const char *)r : "-");
+    int n = snprintf(buf, sizeof buf, "%.*s|%.*s", l ? (int)ll : 1,
+                     l ? (const char *)l : "-", r ? (int)rl : 1,
+                     r ? (const char *)r : "-");
     return mph_join_out_set(out, buf, (size_t)n);
 }
 
 /* No Criterion calls: also used in the crash test's child. NULL on error. */
-static mph_conf_t *conf_try(const char *app_id, const char *dir, const char *store,
-                            const char *guarantee, char *err, size_t errlen)
+static mph_conf_t *conf_try(const char *app_id, const char *dir,
+                            const char *store, const char *guarantee, char *err,
+                            size_t errlen)
 {
     /* A static member id: a restart after a crash takes the partitions
      * back at once instead of after the session timeout. */
-    const char *kv[] = {"broker", cluster ? cluster->broker : mph_test_broker(), "app_id", app_id,
-                        "workers", "2", "store", store, "datadir", dir, "commit_interval_ms",
-                        "200", "log_level", "warn", "topic_partitions", "4",
-                        "processing_guarantee", guarantee, "group_instance_id", app_id, NULL};
+    const char *kv[] = {"broker",
+                        cluster ? cluster->broker : mph_test_broker(),
+                        "app_id",
+                        app_id,
+                        "workers",
+                        "2",
+                        "store",
+                        store,
+                        "datadir",
+                        dir,
+                        "commit_interval_ms",
+                        "200",
+                        "log_level",
+                        "warn",
+                        "topic_partitions",
+                        "4",
+                        "processing_guarantee",
+                        guarantee,
+                        "group_instance_id",
+                        app_id,
+                        NULL};
     mph_conf_t *conf = mph_conf_new();
     for (const char **p = kv; *p; p += 2)
         if (mph_conf_set(conf, p[0], p[1], err, errlen) != MPH_OK) {
@@ -184,8 +209,8 @@ static mph_conf_t *conf_try(const char *app_id, const char *dir, const char *sto
     return conf;
 }
 
-static mph_conf_t *conf_new(const char *app_id, const char *dir, const char *store,
-                            const char *guarantee)
+static mph_conf_t *conf_new(const char *app_id, const char *dir,
+                            const char *store, const char *guarantee)
 {
     char err[512];
     mph_conf_t *conf = conf_try(app_id, dir, store, guarantee, err, sizeof err);
@@ -206,12 +231,14 @@ static void key_of_part(const char *prefix, int p, char *buf, size_t size)
 /* ------------------------------------------------------------------ */
 /* windowed stream–stream joins                                       */
 
-#define NKEYS 24
-#define ROUNDS 8
+#define NKEYS    24
+#define ROUNDS   8
 #define ROUND_MS 400
-#define BEFORE 300
-#define AFTER 200
-#define GRACE 500 /* >= ROUND_MS: no record of a round is late, whatever the interleaving */
+#define BEFORE   300
+#define AFTER    200
+#define GRACE                                                                  \
+    500 /* >= ROUND_MS: no record of a round is late, whatever the             \
+           interleaving */
 
 typedef struct jrec {
     int key;
@@ -229,7 +256,8 @@ typedef struct wrun {
     int64_t base;
     int64_t produced_l, produced_r;
     mph_join_t *joins[3];
-    int crash_after; /* the crash test's child: _exit after this many joiner calls */
+    int crash_after; /* the crash test's child: _exit after this many joiner
+                        calls */
     int calls;
 } wrun_t;
 
@@ -241,9 +269,9 @@ static void kname(int k, char *buf, size_t size)
 /* The crash child's joiner: the usual value, and a crash (no flush, no
  * commit: the open transaction is left to be aborted) after crash_after
  * calls. */
-static mph_err_t crash_joiner(mph_event_t *ev, const void *key, size_t klen, const void *l,
-                              size_t ll, const void *r, size_t rl, mph_join_out_t *out,
-                              void *opaque)
+static mph_err_t crash_joiner(mph_event_t *ev, const void *key, size_t klen,
+                              const void *l, size_t ll, const void *r,
+                              size_t rl, mph_join_out_t *out, void *opaque)
 {
     wrun_t *w = opaque;
     if (w->crash_after && ++w->calls >= w->crash_after)
@@ -254,20 +282,24 @@ static mph_err_t crash_joiner(mph_event_t *ev, const void *key, size_t klen, con
 /* Declares the three joins; NULL with err (no Criterion calls). */
 static mph_app_t *wapp_build(wrun_t *r, char *err, size_t errlen)
 {
-    mph_conf_t *conf = conf_try(r->app_id, r->dir, r->store, r->guarantee, err, errlen);
+    mph_conf_t *conf =
+        conf_try(r->app_id, r->dir, r->store, r->guarantee, err, errlen);
     mph_app_t *app = conf ? mph_app_new(conf, err, errlen) : NULL;
     if (!app)
         return NULL;
     mph_topic_t *l = mph_topic_new(app, r->left, NULL, err, errlen);
-    mph_topic_t *rt = l ? mph_topic_new(app, r->right, NULL, err, errlen) : NULL;
+    mph_topic_t *rt =
+        l ? mph_topic_new(app, r->right, NULL, err, errlen) : NULL;
     const char *names[3] = {"inner", "left", "outer"};
     mph_join_kind_t kinds[3] = {MPH_JOIN_INNER, MPH_JOIN_LEFT, MPH_JOIN_OUTER};
     for (int i = 0; i < 3; i++) {
-        mph_topic_t *o = rt ? mph_topic_new(app, r->out[i], NULL, err, errlen) : NULL;
-        r->joins[i] = o ? mph_join_windowed(app, names[i], l, rt, kinds[i], BEFORE, AFTER, GRACE,
-                                            o, r->crash_after ? crash_joiner : joiner, r, err,
-                                            errlen)
-                        : NULL;
+        mph_topic_t *o =
+            rt ? mph_topic_new(app, r->out[i], NULL, err, errlen) : NULL;
+        r->joins[i] =
+            o ? mph_join_windowed(
+                    app, names[i], l, rt, kinds[i], BEFORE, AFTER, GRACE, o,
+                    r->crash_after ? crash_joiner : joiner, r, err, errlen)
+              : NULL;
         if (!r->joins[i]) {
             mph_app_destroy(app);
             return NULL;
@@ -281,15 +313,19 @@ static mph_app_t *wapp_new(wrun_t *r)
     char err[512];
     mph_app_t *app = wapp_build(r, err, sizeof err);
     cr_assert_not_null(app, "%s", err);
-    mph_topic_t *l = mph_app_topic(app, r->left), *rt = mph_app_topic(app, r->right);
-    cr_assert_null(mph_join_windowed(app, "inner", l, rt, MPH_JOIN_INNER, 1, 1, 1,
-                                     mph_app_topic(app, r->out[0]), joiner, NULL, err, sizeof err),
+    mph_topic_t *l = mph_app_topic(app, r->left),
+                *rt = mph_app_topic(app, r->right);
+    cr_assert_null(mph_join_windowed(app, "inner", l, rt, MPH_JOIN_INNER, 1, 1,
+                                     1, mph_app_topic(app, r->out[0]), joiner,
+                                     NULL, err, sizeof err),
                    "duplicate join name refused");
     cr_assert_null(mph_join_windowed(app, "x", l, l, MPH_JOIN_INNER, 1, 1, 1,
-                                     mph_app_topic(app, r->out[0]), joiner, NULL, err, sizeof err),
+                                     mph_app_topic(app, r->out[0]), joiner,
+                                     NULL, err, sizeof err),
                    "self join refused");
     cr_assert_null(mph_join_windowed(app, "y", l, rt, MPH_JOIN_INNER, -1, 1, 1,
-                                     mph_app_topic(app, r->out[0]), joiner, NULL, err, sizeof err),
+                                     mph_app_topic(app, r->out[0]), joiner,
+                                     NULL, err, sizeof err),
                    "negative window refused");
     cr_expect(strstr(err, "before_ms"), "%s", err);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
@@ -324,8 +360,10 @@ static void wait_round(wrun_t *r)
     mph_test_flush(cluster);
     for (int i = 0; i < 600; i++) {
         take_over(r, false);
-        if (mph_test_committed_sum(cluster, r->app_id, r->left, NPART) >= r->produced_l &&
-            mph_test_committed_sum(cluster, r->app_id, r->right, NPART) >= r->produced_r)
+        if (mph_test_committed_sum(cluster, r->app_id, r->left, NPART) >=
+                r->produced_l &&
+            mph_test_committed_sum(cluster, r->app_id, r->right, NPART) >=
+                r->produced_r)
             break;
         usleep(100000);
     }
@@ -352,7 +390,8 @@ static void add_rec(wrun_t *r, jrec_t rec)
     r->recs[r->nrecs++] = rec;
 }
 
-static void windowed_run(const char *tag, const char *store, const char *guarantee, bool crash)
+static void windowed_run(const char *tag, const char *store,
+                         const char *guarantee, bool crash)
 {
     wrun_t r;
     memset(&r, 0, sizeof r);
@@ -377,10 +416,11 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
             for (int side = 0; side < 2; side++) {
                 int n = (int)(mph_test_rand(&seed) % 3);
                 for (int i = 0; i < n; i++) {
-                    jrec_t rec = {k, side == 0,
-                                  r.base + round * ROUND_MS +
-                                      (int64_t)(mph_test_rand(&seed) % ROUND_MS),
-                                  0, false};
+                    jrec_t rec = {
+                        k, side == 0,
+                        r.base + round * ROUND_MS +
+                            (int64_t)(mph_test_rand(&seed) % ROUND_MS),
+                        0, false};
                     add_rec(&r, rec);
                 }
             }
@@ -431,7 +471,8 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
             kname(k, kb, sizeof kb);
             int p = mph__kafka_partition_for(kb, strlen(kb), NPART);
             /* Late on either side: ts + max(before, after) + grace < st. */
-            jrec_t rec = {k, side == 0, st[p] - BEFORE - AFTER - GRACE - 50, 0, true};
+            jrec_t rec = {k, side == 0, st[p] - BEFORE - AFTER - GRACE - 50, 0,
+                          true};
             add_rec(&r, rec);
         }
     size_t nlate = r.nrecs - nlate0;
@@ -479,7 +520,8 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
             replacement = NULL;
             child = -1;
         }
-        if (!crash && round == ROUNDS / 2) { /* graceful restart in the middle */
+        if (!crash &&
+            round == ROUNDS / 2) { /* graceful restart in the middle */
             cr_assert_eq(mph_app_stop(app), MPH_OK);
             mph_app_destroy(app);
             app = wapp_new(&r);
@@ -504,8 +546,8 @@ static void windowed_run(const char *tag, const char *store, const char *guarant
     }
     wait_round(&r);
     for (int i = 0; i < 3; i++)
-        cr_expect_eq(mph_join_stat(r.joins[i], MPH_JOIN_STAT_LATE), (int64_t)nlate,
-                     "join %d: late records counted", i);
+        cr_expect_eq(mph_join_stat(r.joins[i], MPH_JOIN_STAT_LATE),
+                     (int64_t)nlate, "join %d: late records counted", i);
     cr_assert_eq(mph_app_stop(app), MPH_OK);
     mph_app_destroy(app);
 
@@ -568,7 +610,8 @@ Test(joins, windowed_memory_at_least_once)
 Test(joins, windowed_rocksdb_exactly_once)
 {
     if (!mph_test_real_broker())
-        cr_skip_test("exactly_once needs a real broker (MEPHISTO_TEST_BROKERS)");
+        cr_skip_test(
+            "exactly_once needs a real broker (MEPHISTO_TEST_BROKERS)");
     windowed_run("jwe", "rocksdb", "exactly_once", false);
 }
 
@@ -591,10 +634,12 @@ Test(joins_crash, windowed_rocksdb_at_least_once_crash)
 Test(joins_crash, windowed_memory_exactly_once_crash)
 {
     if (!mph_test_real_broker())
-        cr_skip_test("needs a real broker (exactly_once; the crash is a separate process)");
+        cr_skip_test("needs a real broker (exactly_once; the crash is a "
+                     "separate process)");
     windowed_run("jwc", "memory", "exactly_once", true);
     cr_assert_null(replacement);
-    cr_expect(crashed_in_joiner, "the child crashed in its joiner, mid-transaction");
+    cr_expect(crashed_in_joiner,
+              "the child crashed in its joiner, mid-transaction");
     mph_test_cluster_destroy(cluster);
     cluster = NULL;
 }
@@ -616,7 +661,8 @@ static mph_err_t put_profile(mph_event_t *ev, void *opaque)
 
 Test(joins, stream_table)
 {
-    char app_id[128], dir[512], stream[160], tin[160], oi[160], ol[160], err[512];
+    char app_id[128], dir[512], stream[160], tin[160], oi[160], ol[160],
+        err[512];
     mph_test_unique("jst", app_id, sizeof app_id);
     cr_assert_not_null(mph_test_tmpdir("jst", dir, sizeof dir));
     snprintf(stream, sizeof stream, "%s-clicks", app_id);
@@ -627,26 +673,32 @@ Test(joins, stream_table)
     for (int i = 0; i < 4; i++)
         mph_test_create_topic(cluster, topics[i], NPART);
 
-    mph_app_t *app = mph_app_new(conf_new(app_id, dir, "memory", "at_least_once"), err,
-                                 sizeof err);
+    mph_app_t *app = mph_app_new(
+        conf_new(app_id, dir, "memory", "at_least_once"), err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     mph_topic_t *s = mph_topic_new(app, stream, NULL, err, sizeof err);
     mph_topic_t *t = mph_topic_new(app, tin, NULL, err, sizeof err);
     mph_table_opts_t *o = mph_table_opts_new();
-    mph_table_opts_set(o, "default", "DEFAULT", NULL, 0); /* not a value for joins */
+    mph_table_opts_set(o, "default", "DEFAULT", NULL,
+                       0); /* not a value for joins */
     profiles = mph_table_new(app, "profiles", o, err, sizeof err);
     mph_table_opts_destroy(o);
     cr_assert(s && t && profiles, "%s", err);
-    cr_assert_not_null(mph_agent_new(app, "put", t, put_profile, NULL, err, sizeof err), "%s", err);
-    mph_join_t *ji = mph_join_stream_table(app, "enrich-inner", s, profiles, MPH_JOIN_INNER,
-                                           mph_topic_new(app, oi, NULL, err, sizeof err), joiner,
-                                           NULL, err, sizeof err);
-    mph_join_t *jl = mph_join_stream_table(app, "enrich-left", s, profiles, MPH_JOIN_LEFT,
-                                           mph_topic_new(app, ol, NULL, err, sizeof err), joiner,
-                                           NULL, err, sizeof err);
+    cr_assert_not_null(
+        mph_agent_new(app, "put", t, put_profile, NULL, err, sizeof err), "%s",
+        err);
+    mph_join_t *ji =
+        mph_join_stream_table(app, "enrich-inner", s, profiles, MPH_JOIN_INNER,
+                              mph_topic_new(app, oi, NULL, err, sizeof err),
+                              joiner, NULL, err, sizeof err);
+    mph_join_t *jl =
+        mph_join_stream_table(app, "enrich-left", s, profiles, MPH_JOIN_LEFT,
+                              mph_topic_new(app, ol, NULL, err, sizeof err),
+                              joiner, NULL, err, sizeof err);
     cr_assert(ji && jl, "%s", err);
-    cr_assert_null(mph_join_stream_table(app, "outer", s, profiles, MPH_JOIN_OUTER,
-                                         mph_app_topic(app, oi), joiner, NULL, err, sizeof err),
+    cr_assert_null(mph_join_stream_table(app, "outer", s, profiles,
+                                         MPH_JOIN_OUTER, mph_app_topic(app, oi),
+                                         joiner, NULL, err, sizeof err),
                    "outer is for stream–stream joins only");
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
 
@@ -683,7 +735,8 @@ Test(joins, stream_table)
                 snprintf(vb, sizeof vb, "C%lld", (long long)id++);
                 produce_ts(stream, kb, vb, mph_clock_wall_ms());
                 ns++;
-                snprintf(s1, sizeof s1, "%s|%s|%s", kb, vb, table[k] ? table[k] : "-");
+                snprintf(s1, sizeof s1, "%s|%s|%s", kb, vb,
+                         table[k] ? table[k] : "-");
                 strs_add(&want_l, s1);
                 if (table[k])
                     strs_add(&want_i, s1);
@@ -692,7 +745,8 @@ Test(joins, stream_table)
         wait_committed(app_id, stream, ns);
     }
     cr_assert_eq(mph_app_stop(app), MPH_OK);
-    cr_expect_eq(mph_join_stat(jl, MPH_JOIN_STAT_UNMATCHED) + mph_join_stat(jl, MPH_JOIN_STAT_PAIRS),
+    cr_expect_eq(mph_join_stat(jl, MPH_JOIN_STAT_UNMATCHED) +
+                     mph_join_stat(jl, MPH_JOIN_STAT_PAIRS),
                  (int64_t)want_l.n);
     mph_app_destroy(app);
     read_output(oi, &got_i);
@@ -780,24 +834,28 @@ Test(joins, table_table)
     mph_test_create_topic(cluster, oi, NPART);
     mph_test_create_topic(cluster, ol, NPART);
 
-    mph_app_t *app = mph_app_new(conf_new(app_id, dir, "rocksdb", "at_least_once"), err,
-                                 sizeof err);
+    mph_app_t *app = mph_app_new(
+        conf_new(app_id, dir, "rocksdb", "at_least_once"), err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     mph_topic_t *t = mph_topic_new(app, ops, NULL, err, sizeof err);
     ta = mph_table_new(app, "a", NULL, err, sizeof err);
     tb = mph_table_new(app, "b", NULL, err, sizeof err);
     cr_assert(t && ta && tb, "%s", err);
-    cr_assert_not_null(mph_agent_new(app, "ops", t, ab_ops, NULL, err, sizeof err), "%s", err);
-    cr_assert_not_null(mph_join_tables(app, "ab-inner", ta, tb, MPH_JOIN_INNER,
-                                       mph_topic_new(app, oi, NULL, err, sizeof err), joiner, NULL,
-                                       err, sizeof err),
-                       "%s", err);
-    cr_assert_not_null(mph_join_tables(app, "ab-left", ta, tb, MPH_JOIN_LEFT,
-                                       mph_topic_new(app, ol, NULL, err, sizeof err), joiner, NULL,
-                                       err, sizeof err),
-                       "%s", err);
-    cr_assert_null(mph_join_tables(app, "aa", ta, ta, MPH_JOIN_INNER, mph_app_topic(app, oi),
-                                   joiner, NULL, err, sizeof err));
+    cr_assert_not_null(
+        mph_agent_new(app, "ops", t, ab_ops, NULL, err, sizeof err), "%s", err);
+    cr_assert_not_null(
+        mph_join_tables(app, "ab-inner", ta, tb, MPH_JOIN_INNER,
+                        mph_topic_new(app, oi, NULL, err, sizeof err), joiner,
+                        NULL, err, sizeof err),
+        "%s", err);
+    cr_assert_not_null(
+        mph_join_tables(app, "ab-left", ta, tb, MPH_JOIN_LEFT,
+                        mph_topic_new(app, ol, NULL, err, sizeof err), joiner,
+                        NULL, err, sizeof err),
+        "%s", err);
+    cr_assert_null(mph_join_tables(app, "aa", ta, ta, MPH_JOIN_INNER,
+                                   mph_app_topic(app, oi), joiner, NULL, err,
+                                   sizeof err));
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
 
     enum { NK = 16, NOPS = 600 };
@@ -811,7 +869,8 @@ Test(joins, table_table)
         char kb[32], vb[48], val[32];
         kname(k, kb, sizeof kb);
         snprintf(val, sizeof val, "%c%d", is_a ? 'a' : 'b', i);
-        snprintf(vb, sizeof vb, "%c%s%s", is_a ? 'A' : 'B', del ? "-" : "=", del ? "" : val);
+        snprintf(vb, sizeof vb, "%c%s%s", is_a ? 'A' : 'B', del ? "-" : "=",
+                 del ? "" : val);
         produce_ts(ops, kb, vb, mph_clock_wall_ms());
         char **side = is_a ? &a[k] : &b[k];
         bool existed = *side != NULL;
@@ -820,7 +879,8 @@ Test(joins, table_table)
         free(*side);
         *side = del ? NULL : strdup(val);
         char out[128];
-        snprintf(out, sizeof out, "%s|%s", a[k] ? a[k] : "-", b[k] ? b[k] : "-");
+        snprintf(out, sizeof out, "%s|%s", a[k] ? a[k] : "-",
+                 b[k] ? b[k] : "-");
         /* inner */
         if (a[k] && b[k])
             ref_emit(&want_i, kb, out);
@@ -875,22 +935,26 @@ Test(joins, copartition_mismatch_refused)
     mph_test_create_topic(cluster, o, NPART);
 
     /* stream–stream: 4 vs 2 partitions */
-    mph_app_t *app = mph_app_new(conf_new(app_id, dir, "memory", "at_least_once"), err,
-                                 sizeof err);
+    mph_app_t *app = mph_app_new(
+        conf_new(app_id, dir, "memory", "at_least_once"), err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     mph_topic_t *lt = mph_topic_new(app, l, NULL, err, sizeof err);
     mph_topic_t *rt = mph_topic_new(app, r, NULL, err, sizeof err);
     mph_topic_t *ot = mph_topic_new(app, o, NULL, err, sizeof err);
-    cr_assert_not_null(mph_join_windowed(app, "ss", lt, rt, MPH_JOIN_INNER, 10, 10, 0, ot, joiner,
-                                         NULL, err, sizeof err),
+    cr_assert_not_null(mph_join_windowed(app, "ss", lt, rt, MPH_JOIN_INNER, 10,
+                                         10, 0, ot, joiner, NULL, err,
+                                         sizeof err),
                        "%s", err);
     err[0] = 0;
-    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_ERR_INVALID, "%s", err);
-    cr_expect(strstr(err, l) && strstr(err, r) && strstr(err, "co-partitioned"), "%s", err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_ERR_INVALID, "%s",
+                 err);
+    cr_expect(strstr(err, l) && strstr(err, r) && strstr(err, "co-partitioned"),
+              "%s", err);
     mph_app_destroy(app);
 
     /* stream–table: the table has 8 shards, the stream 4 partitions */
-    app = mph_app_new(conf_new(app_id, dir, "memory", "at_least_once"), err, sizeof err);
+    app = mph_app_new(conf_new(app_id, dir, "memory", "at_least_once"), err,
+                      sizeof err);
     cr_assert_not_null(app, "%s", err);
     lt = mph_topic_new(app, l, NULL, err, sizeof err);
     ot = mph_topic_new(app, o, NULL, err, sizeof err);
@@ -898,27 +962,30 @@ Test(joins, copartition_mismatch_refused)
     mph_table_opts_set(to, "partitions", "8", NULL, 0);
     mph_table_t *t = mph_table_new(app, "t8", to, err, sizeof err);
     mph_table_opts_destroy(to);
-    cr_assert_not_null(mph_join_stream_table(app, "st", lt, t, MPH_JOIN_LEFT, ot, joiner, NULL,
-                                             err, sizeof err),
+    cr_assert_not_null(mph_join_stream_table(app, "st", lt, t, MPH_JOIN_LEFT,
+                                             ot, joiner, NULL, err, sizeof err),
                        "%s", err);
     err[0] = 0;
-    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_ERR_INVALID, "%s", err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_ERR_INVALID, "%s",
+                 err);
     cr_expect(strstr(err, l) && strstr(err, mph_table_changelog(t)), "%s", err);
     mph_app_destroy(app);
 
     /* a partitioner that is not murmur2 */
     mph_conf_t *conf = conf_new(app_id, dir, "memory", "at_least_once");
-    cr_assert_eq(mph_conf_set(conf, "kafka.partitioner", "consistent_random", err, sizeof err),
+    cr_assert_eq(mph_conf_set(conf, "kafka.partitioner", "consistent_random",
+                              err, sizeof err),
                  MPH_OK, "%s", err);
     app = mph_app_new(conf, err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     lt = mph_topic_new(app, l, NULL, err, sizeof err);
     ot = mph_topic_new(app, o, NULL, err, sizeof err);
     t = mph_table_new(app, "t4", NULL, err, sizeof err);
-    cr_assert_not_null(mph_join_stream_table(app, "st", lt, t, MPH_JOIN_LEFT, ot, joiner, NULL,
-                                             err, sizeof err),
+    cr_assert_not_null(mph_join_stream_table(app, "st", lt, t, MPH_JOIN_LEFT,
+                                             ot, joiner, NULL, err, sizeof err),
                        "%s", err);
-    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_ERR_INVALID, "%s", err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_ERR_INVALID, "%s",
+                 err);
     cr_expect(strstr(err, "kafka.partitioner"), "%s", err);
     mph_app_destroy(app);
     mph_test_rmrf(dir);
