@@ -12,10 +12,16 @@
 #include "bench.h"
 #include "tools.h"
 
-#define BENCH_SCENARIOS(X)                                                     \
-    X(passthrough)                                                             \
-    X(count) X(latency) X(partitions) X(json) X(window) X(recovery)     \
-        X(window_session)
+#define BENCH_SCENARIOS(X) \
+    X(passthrough)         \
+    X(count)               \
+    X(latency)             \
+    X(partitions)          \
+    X(json)                \
+    X(window)              \
+    X(window_session)      \
+    X(recovery)            \
+    X(join)
 
 #define DECLARE(name) extern const bench_scenario_t bench_scn_##name;
 BENCH_SCENARIOS(DECLARE)

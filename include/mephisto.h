@@ -18,5 +18,6 @@
 #include "mephisto/record.h"
 #include "mephisto/window.h"
 #include "mephisto/web.h"
+#include "mephisto/join.h"
 
 #endif

@@ -26,6 +26,7 @@
 #include "runtime/config.h"
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
+#include "runtime/join.h"
 #include "runtime/table.h"
 #include "runtime/web.h"
 #include "runtime/worker.h"
@@ -621,6 +622,9 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     if (!app->producer)
         goto fail;
     err = prepare_topics(app, errstr, errstr_size);
+    if (err)
+        goto fail;
+    err = mph__joins_prepare(app, errstr, errstr_size);
     if (err)
         goto fail;
     err = mph__tables_prepare(app, errstr, errstr_size);

@@ -78,6 +78,7 @@ struct mph_app {
     size_t nagents;
     struct mph_table **tables;
     size_t ntables;
+    struct mph_join *joins; /* join.c: declared joins, newest first (owned through kept) */
     struct mph__rstore_env *rsenv; /* RocksDB env shared by all tables */
     struct mph__shard ***parked;   /* [table][partition]: shards not on a worker (coordinator) */
     int64_t recovery_total;        /* changelog records of the current recovery (ck_pr) */

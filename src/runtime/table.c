@@ -51,6 +51,7 @@
 #include "io/codec.h"
 #include "io/uring.h"
 #include "mephisto/log.h"
+#include "runtime/join.h"
 #include "runtime/msg.h"
 #include "runtime/opts.h"
 #include "runtime/table.h"
@@ -1093,7 +1094,10 @@ mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     if (err)
         return err;
     count_op(ev, t, 1);
-    return store_result(ev, t, mph__shard_set(sh, key ? key : "", klen, value ? value : "", vlen));
+    err = store_result(ev, t, mph__shard_set(sh, key ? key : "", klen, value ? value : "", vlen));
+    if (!err && t->joined)
+        err = mph__join_table_changed(ev, t, key ? key : "", klen, value ? value : "", vlen);
+    return err;
 }
 
 mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
@@ -1107,7 +1111,15 @@ mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *t, const void *key, siz
     if (err)
         return err;
     count_op(ev, t, 2);
+    /* A join reacts to the delete of a present key only (a rocksdb shard's
+     * delete is blind: it cannot say). */
+    const void *had = NULL;
+    size_t hl = 0;
+    if (t->joined && mph__shard_get(sh, key ? key : "", klen, &had, &hl) != MPH_OK)
+        had = NULL;
     err = store_result(ev, t, mph__shard_delete(sh, key ? key : "", klen));
+    if (!err && had)
+        err = mph__join_table_changed(ev, t, key ? key : "", klen, NULL, 0);
     return err == MPH_ERR_NOENT ? MPH_OK : err;
 }
 

@@ -33,6 +33,7 @@ struct mph_table {
     int partitions;
     size_t cache_max_keys;
     char *changelog;
+    bool joined; /* takes part in a table–table join (join.c) */
 };
 
 /* A request from another thread for one value (MSG_TABLE_GET). Shared by
