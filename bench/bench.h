@@ -81,6 +81,7 @@ typedef struct bench_result {
     double cpu_s;
     long peak_rss_kb;
     double baseline_msgs_per_s;
+    double baseline_cpu_s; /* median CPU of the baseline's runs (0: none) */
     double ratio;
     char target[96]; /* the reported (never asserted) target */
     int target_met;  /* 1 met, 0 missed, -1 not applicable */

@@ -75,6 +75,7 @@ void bench_series_result(bench_series_t *mine, bench_series_t *base,
         r->ratio = r->msgs_per_s / r->baseline_msgs_per_s;
         memcpy(v, base->cpu, sizeof v);
         double bc = bench_median(v, base->n);
+        r->baseline_cpu_s = bc;
         const char *bp = base_prefix;
         bench_extra(
             r,
