@@ -52,6 +52,8 @@ typedef struct bench_opts {
     bool no_baseline; /* partitions: skip the plain-loop runs */
     int partition_list[BENCH_MAX_PARTITION_LIST];
     int npartition_list;
+    int process_list[BENCH_MAX_PARTITION_LIST]; /* scale: process counts */
+    int nprocess_list;
     const char *scenario; /* NULL or "all" = every scenario */
     const char *sets[32]; /* --set name=value for mephisto's conf */
     int nsets;
@@ -81,6 +83,7 @@ typedef struct bench_result {
     double cpu_s;
     long peak_rss_kb;
     double baseline_msgs_per_s;
+    double baseline_cpu_s; /* median CPU of the baseline's runs (0: none) */
     double ratio;
     char target[96]; /* the reported (never asserted) target */
     int target_met;  /* 1 met, 0 missed, -1 not applicable */
@@ -407,6 +410,11 @@ mph_err_t bench_tablerun_read(bench_tablerun_t *c, mph_event_t *ev);
 void bench_tablerun_done(bench_tablerun_t *c);
 /* The plain count: reads the field, then increments the record's key. */
 mph_err_t bench_tablerun_count_agent(mph_event_t *ev, void *opaque);
+/* Declares c->spec's input topic in, its table "counts" (o->partitions
+ * partitions) and its agent on app. 0, or -1 with err. */
+int bench_tablerun_declare(bench_tablerun_t *c, mph_app_t *app,
+                           const bench_opts_t *o, const char *in, char *err,
+                           size_t errsz);
 /* One run over the n records of in (--partitions partitions): a fresh app
  * (app_id bench-<kind>-<run id>) with table "counts", timed from the first
  * record consumed until all were processed and committed. 0, or -1 with

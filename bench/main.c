@@ -21,7 +21,8 @@
     X(window)              \
     X(window_session)      \
     X(recovery)            \
-    X(join)
+    X(join)                \
+    X(scale)
 
 #define DECLARE(name) extern const bench_scenario_t bench_scn_##name;
 BENCH_SCENARIOS(DECLARE)

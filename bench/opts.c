@@ -39,6 +39,8 @@ void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
         "(8)\n"
         "  --partition-list L      partitions scenario: counts to run "
         "(8,64,512,4096)\n"
+        "  --processes L           scale scenario: worker process counts to run "
+        "(1,2,4)\n"
         "  --workers N             mephisto workers = baseline loop threads "
         "(1; 0: per CPU)\n"
         "  --cpus LIST             pin workers (and baseline threads) to CPUs, "
@@ -111,24 +113,24 @@ static int parse_double(const char *flag, const char *s, double lo, double *out)
     return 0;
 }
 
-static int parse_list(const char *s, bench_opts_t *o)
+/* Parses the comma-separated list s of flag (values 1..max) into list. */
+static int parse_list(const char *flag, const char *s, long max, int *list, int *n)
 {
-    o->npartition_list = 0;
+    *n = 0;
     char *dup = strdup(s), *save = NULL;
     int rc = 0;
     for (char *t = strtok_r(dup, ",", &save); t;
          t = strtok_r(NULL, ",", &save)) {
         long v;
-        if (o->npartition_list == BENCH_MAX_PARTITION_LIST ||
-            parse_long("--partition-list", t, 1, 100000, &v)) {
+        if (*n == BENCH_MAX_PARTITION_LIST || parse_long(flag, t, 1, max, &v)) {
             rc = -1;
             break;
         }
-        o->partition_list[o->npartition_list++] = (int)v;
+        list[(*n)++] = (int)v;
     }
     free(dup);
-    if (rc == 0 && o->npartition_list == 0) {
-        fprintf(stderr, "mephisto-bench: --partition-list: empty\n");
+    if (rc == 0 && *n == 0) {
+        fprintf(stderr, "mephisto-bench: %s: empty\n", flag);
         rc = -1;
     }
     return rc;
@@ -155,11 +157,15 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
     o->plot_dir = "bench/out";
     memcpy(o->partition_list, defaults_list, sizeof defaults_list);
     o->npartition_list = 4;
+    static const int default_procs[] = {1, 2, 4};
+    memcpy(o->process_list, default_procs, sizeof default_procs);
+    o->nprocess_list = 3;
 
     enum {
         O_BROKER = 256,
         O_PARTITIONS,
         O_PLIST,
+        O_PROCS,
         O_WORKERS,
         O_CPUS,
         O_TPC,
@@ -185,6 +191,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         {"broker", required_argument, 0, O_BROKER},
         {"partitions", required_argument, 0, O_PARTITIONS},
         {"partition-list", required_argument, 0, O_PLIST},
+        {"processes", required_argument, 0, O_PROCS},
         {"workers", required_argument, 0, O_WORKERS},
         {"cpus", required_argument, 0, O_CPUS},
         {"threads-per-core", required_argument, 0, O_TPC},
@@ -220,8 +227,14 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
                 return -1;
             o->partitions = (int)v;
             break;
+        case O_PROCS:
+            if (parse_list("--processes", optarg, 16, o->process_list,
+                           &o->nprocess_list))
+                return -1;
+            break;
         case O_PLIST:
-            if (parse_list(optarg, o))
+            if (parse_list("--partition-list", optarg, 100000, o->partition_list,
+                           &o->npartition_list))
                 return -1;
             break;
         case O_WORKERS:

@@ -75,6 +75,7 @@ void bench_series_result(bench_series_t *mine, bench_series_t *base,
         r->ratio = r->msgs_per_s / r->baseline_msgs_per_s;
         memcpy(v, base->cpu, sizeof v);
         double bc = bench_median(v, base->n);
+        r->baseline_cpu_s = bc;
         const char *bp = base_prefix;
         bench_extra(
             r,
@@ -135,9 +136,9 @@ mph_err_t bench_tablerun_count_agent(mph_event_t *ev, void *opaque)
     return err;
 }
 
-/* Declares the input topic, the table and the agent on app. */
-static int declare(bench_tablerun_t *c, mph_app_t *app, const bench_opts_t *o,
-                   const char *in, char *err, size_t errsz)
+int bench_tablerun_declare(bench_tablerun_t *c, mph_app_t *app,
+                           const bench_opts_t *o, const char *in, char *err,
+                           size_t errsz)
 {
     const bench_tablerun_spec_t *spec = c->spec;
     mph_table_opts_t *to = mph_table_opts_new();
@@ -210,7 +211,7 @@ int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }
-    if (declare(&c, app, o, in, err, sizeof err)) {
+    if (bench_tablerun_declare(&c, app, o, in, err, sizeof err)) {
         snprintf(res->error, sizeof res->error, "%s", err);
         goto out;
     }

@@ -14,6 +14,12 @@
  *   forward --input T --output U             run a mephisto app that reads the
  *                                            JSON field "user" and forwards,
  *                                            until SIGTERM/SIGINT
+ *   count   --input T --group G              run the count scenario's app (a
+ *                                            memory table "counts" of the
+ *                                            records per key) in group G until
+ *                                            SIGTERM/SIGINT; prints "first" on
+ *                                            stdout when it takes its first
+ *                                            record (the scale scenario)
  *   loop    --input T --output U             the same with the plain librdkafka
  *                                            loop of the passthrough baseline
  *   wcloop  --input T --group G [--workers W] [--words FILE]
@@ -339,6 +345,54 @@ out:
     for (int i = 0; c.parsers && i < nw; i++)
         mph_json_parser_destroy(c.parsers[i]);
     free(c.parsers);
+    return rc;
+}
+
+/* tool count: the count scenario's agent, saying when it starts. */
+static int count_started; /* __atomic */
+
+static mph_err_t count_agent(mph_event_t *ev, void *opaque)
+{
+    if (!__atomic_exchange_n(&count_started, 1, __ATOMIC_RELAXED)) {
+        printf("first\n");
+        fflush(stdout);
+    }
+    return bench_tablerun_count_agent(ev, opaque);
+}
+
+static int cmd_count(bench_kafka_t *k, tool_opts_t *t)
+{
+    char err[512];
+    if (!t->input || !t->group) {
+        fprintf(stderr, "tool count: --input and --group are required\n");
+        return 2;
+    }
+    static const bench_tablerun_spec_t spec = {
+        .kind = "scale", .store = "memory", .field = "user", .agent = count_agent};
+    bench_tablerun_t c;
+    memset(&c, 0, sizeof c);
+    c.spec = &spec;
+    mph_conf_t *conf = bench_app_conf(k, &t->b, t->group, err, sizeof err);
+    mph_app_t *app = conf ? mph_app_new(conf, err, sizeof err) : NULL;
+    if (!app) {
+        mph_conf_destroy(conf);
+        fprintf(stderr, "tool count: %s\n", err);
+        return 1;
+    }
+    int rc = 1;
+    if (bench_tablerun_declare(&c, app, &t->b, t->input, err, sizeof err)) {
+        fprintf(stderr, "tool count: %s\n", err);
+        goto out;
+    }
+    forward_app_running = app;
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    mph_err_t e = mph_app_run(app, err, sizeof err);
+    if (e)
+        fprintf(stderr, "tool count: %s\n", err);
+    rc = e ? 1 : 0;
+out:
+    mph_app_destroy(app);
     return rc;
 }
 
@@ -1335,7 +1389,7 @@ int bench_tool_main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: mephisto-bench tool "
-                        "create|delete|load|forward|loop|wcloop|watch|counts|"
+                        "create|delete|load|forward|count|loop|wcloop|watch|counts|"
                         "check "
                         "[OPTIONS] (see bench/tools.c)\n");
         return 2;
@@ -1371,6 +1425,8 @@ int bench_tool_main(int argc, char **argv)
             fprintf(stderr, "tool load: %s\n", err);
     } else if (strcmp(cmd, "forward") == 0) {
         rc = cmd_forward(k, &t);
+    } else if (strcmp(cmd, "count") == 0) {
+        rc = cmd_count(k, &t);
     } else if (strcmp(cmd, "wcloop") == 0) {
         rc = cmd_wcloop(k, &t);
     } else if (strcmp(cmd, "loop") == 0) {
