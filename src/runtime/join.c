@@ -199,7 +199,10 @@ mph_err_t mph_join_out_set(mph_join_out_t *out, const void *value, size_t len)
 }
 
 /* Calls the joiner and sends what it sets. left/right NULL: absent. */
-static mph_err_t emit(mph_join_t *j, mph_event_t *ev, const void *key,
+/* Sends the join function's output for one pair (or one unmatched side),
+ * timestamped ts (Kafka Streams' rule: a pair carries the later of its two
+ * records' timestamps, an unmatched record its own); ts < 0: the event's. */
+static mph_err_t emit(mph_join_t *j, mph_event_t *ev, int64_t ts, const void *key,
                       size_t klen, const void *l, size_t ll, const void *r,
                       size_t rl)
 {
@@ -210,8 +213,8 @@ static mph_err_t emit(mph_join_t *j, mph_event_t *ev, const void *key,
     out.set = false;
     mph_err_t err = j->fn(ev, key, klen, l, ll, r, rl, &out, j->opaque);
     if (!err && out.set)
-        err = mph_event_send(ev, j->out, MPH_PARTITION_ANY, key, klen, out.buf,
-                             out.len, NULL, 0);
+        err = mph_event_send_ts(ev, j->out, MPH_PARTITION_ANY, key, klen, out.buf,
+                                out.len, NULL, 0, ts);
     if (out.buf != out.inl)
         free(out.buf);
     if (!err)
@@ -523,7 +526,7 @@ static mph_err_t stream_table(mph_join_t *j, mph_event_t *ev)
     } else if (err) {
         return err;
     }
-    return emit(j, ev, key ? key : "", klen, val ? val : "", vlen,
+    return emit(j, ev, -1, key ? key : "", klen, val ? val : "", vlen,
                 tv ? tv : NULL, tl);
 }
 
@@ -569,14 +572,14 @@ mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t,
             r = "";
         if (j->kind == MPH_JOIN_INNER) {
             if (l && r)
-                err = emit(j, ev, key, klen, l, ll, r, rl);
+                err = emit(j, ev, -1, key, klen, l, ll, r, rl);
             else if (!value && o) /* a delete ended a joined pair */
                 err = send_tombstone(j, ev, key, klen);
         } else if (is_left) {
-            err = value ? emit(j, ev, key, klen, l, ll, r, rl)
+            err = value ? emit(j, ev, -1, key, klen, l, ll, r, rl)
                         : send_tombstone(j, ev, key, klen);
         } else if (l) {
-            err = emit(j, ev, key, klen, l, ll, r, rl);
+            err = emit(j, ev, -1, key, klen, l, ll, r, rl);
         }
         if (err)
             return store_result(j, ev, err);
@@ -850,8 +853,8 @@ static mph_err_t expire_key(mph_join_t *j, mph_event_t *ev, mph__shard_t *sh,
             if (emit_un && !(p[o + 16] & F_MATCHED)) {
                 const unsigned char *v = p + o + ENTRY_HDR;
                 size_t vl = el - ENTRY_HDR;
-                err = left_side ? emit(j, ev, k + 1, klen - 1, v, vl, NULL, 0)
-                                : emit(j, ev, k + 1, klen - 1, NULL, 0, v, vl);
+                err = left_side ? emit(j, ev, ts, k + 1, klen - 1, v, vl, NULL, 0)
+                                : emit(j, ev, ts, k + 1, klen - 1, NULL, 0, v, vl);
                 if (err)
                     return err;
             }
@@ -955,9 +958,10 @@ static mph_err_t windowed_event(mph_join_t *j, mph_event_t *ev)
             }
             matched = true;
             const unsigned char *pv = e + ENTRY_HDR;
+            int64_t pts = ots > ts ? ots : ts;
             err = left_side
-                      ? emit(j, ev, key, klen, v, vlen, pv, el - ENTRY_HDR)
-                      : emit(j, ev, key, klen, pv, el - ENTRY_HDR, v, vlen);
+                      ? emit(j, ev, pts, key, klen, v, vlen, pv, el - ENTRY_HDR)
+                      : emit(j, ev, pts, key, klen, pv, el - ENTRY_HDR, v, vlen);
             if (err)
                 return err;
             if (mark)
