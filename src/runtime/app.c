@@ -24,6 +24,7 @@
 #include "runtime/app.h"
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
+#include "runtime/services.h"
 #include "runtime/table.h"
 #include "runtime/web.h"
 #include "runtime/worker.h"
@@ -577,6 +578,7 @@ static mph_err_t start_web(mph_app_t *app, char *errstr, size_t errstr_size)
 
 static void teardown(mph_app_t *app)
 {
+    mph__services_stop(app);
     mph__web_stop(app->web);
     app->web = NULL;
     /* No stats reader (mph_app_stats_json from any thread) may still be
@@ -645,6 +647,9 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     if (err)
         goto fail;
     err = mph__tables_prepare(app, errstr, errstr_size);
+    if (err)
+        goto fail;
+    err = mph__services_prepare(app, errstr, errstr_size);
     if (err)
         goto fail;
     size_producers(app);
@@ -717,6 +722,11 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
         if (err)
             goto fail_threads;
     }
+    /* Services (timers, tasks, hooks) run once the workers do; the
+     * coordinator stops them before it leaves the group (services.c). */
+    err = mph__services_start(app, errstr, errstr_size);
+    if (err)
+        goto fail_threads;
     err = mph__coord_start(app->coord, errstr, errstr_size);
     if (err)
         goto fail_threads;
@@ -725,6 +735,7 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     return MPH_OK;
 
 fail_threads:
+    mph__services_stop(app);
     for (int i = 0; i < app->nworkers; i++) {
         mph__msg_t *m = mph__msg_new(MSG_STOP, i, 0);
         if (m && mph__worker_post(app->workers[i], m) != MPH_OK)
@@ -796,6 +807,7 @@ void mph_app_destroy(mph_app_t *app)
     for (size_t i = 0; i < app->ntables; i++)
         mph__table_free(app->tables[i]);
     free(app->tables);
+    mph__services_free(app);
     free(app->cpus);
     for (size_t i = app->nkept; i > 0; i--)
         app->kept[i - 1].free_fn(app->kept[i - 1].ptr);

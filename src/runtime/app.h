@@ -113,6 +113,7 @@ struct mph_app {
     mph__worker_t **workers;
 
     struct mph__web *web; /* the HTTP view, or NULL (web.c) */
+    struct mph__services *services; /* timers, crontab, tasks, hooks, leader (services.c) */
     struct { void *ptr; void (*free_fn)(void *); } *kept; /* mph_app_keep */
     size_t nkept;
     int ready;    /* 1 once partitions are assigned and recovered (ck_pr) */
