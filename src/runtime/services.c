@@ -108,6 +108,7 @@ struct mph__services {
     size_t nstart, nstop;
     mph_leader_fn *leader_fn;
     void *leader_opaque;
+    bool leader_fn_set;
     bool leader_enabled;
     char *leader_topic;
     int leader;          /* 1 while this member holds the token (ck_pr) */
@@ -230,11 +231,28 @@ static void entry_free(mph__svc_entry_t *e)
     free(e);
 }
 
-static void add_entry(mph__services_t *s, mph__svc_entry_t *e)
+/* Leader election on: the topic's name is fixed from here on. */
+static mph_err_t enable_leader(mph__services_t *s)
 {
+    if (!s->leader_topic) {
+        size_t n = strlen(s->app->app_id) + sizeof "-__leader";
+        s->leader_topic = malloc(n);
+        if (!s->leader_topic)
+            return MPH_ERR_NOMEM;
+        snprintf(s->leader_topic, n, "%s-__leader", s->app->app_id);
+    }
+    s->leader_enabled = true;
+    return MPH_OK;
+}
+
+static mph_err_t add_entry(mph__services_t *s, mph__svc_entry_t *e)
+{
+    if ((e->flags & MPH_ON_LEADER) && enable_leader(s) != MPH_OK) {
+        entry_free(e);
+        return MPH_ERR_NOMEM;
+    }
     s->entries[s->nentries++] = e;
-    if (e->flags & MPH_ON_LEADER)
-        s->leader_enabled = true;
+    return MPH_OK;
 }
 
 mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t interval_ms, mph_timer_fn *fn,
@@ -258,8 +276,7 @@ mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t interval_ms, m
     e->fn = fn;
     e->opaque = opaque;
     e->interval_ns = interval_ms * 1000000;
-    add_entry(app->services, e);
-    return MPH_OK;
+    return add_entry(app->services, e);
 }
 
 mph_err_t mph_crontab_check(const char *expr, const char *timezone, char *errstr,
@@ -300,8 +317,7 @@ mph_err_t mph_app_crontab(mph_app_t *app, const char *name, const char *expr,
     }
     e->fn = fn;
     e->opaque = opaque;
-    add_entry(app->services, e);
-    return MPH_OK;
+    return add_entry(app->services, e);
 }
 
 mph_err_t mph_app_task(mph_app_t *app, const char *name, mph_task_fn *fn, void *opaque)
@@ -316,8 +332,7 @@ mph_err_t mph_app_task(mph_app_t *app, const char *name, mph_task_fn *fn, void *
         return err;
     e->task_fn = fn;
     e->opaque = opaque;
-    add_entry(app->services, e);
-    return MPH_OK;
+    return add_entry(app->services, e);
 }
 
 static mph_err_t add_hook(mph_app_t *app, bool start, mph_hook_fn *fn, void *opaque)
@@ -362,13 +377,15 @@ mph_err_t mph_app_on_leader_change(mph_app_t *app, mph_leader_fn *fn, void *opaq
     mph__services_t *s = services_of(app);
     if (!s)
         return MPH_ERR_NOMEM;
-    if (s->leader_fn) {
+    if (s->leader_fn_set) {
         mph_log(MPH_LOG_ERROR, "leader-change callback: already set");
         return MPH_ERR_EXISTS;
     }
+    if (enable_leader(s) != MPH_OK)
+        return MPH_ERR_NOMEM;
     s->leader_fn = fn;
     s->leader_opaque = opaque;
-    s->leader_enabled = true;
+    s->leader_fn_set = true;
     return MPH_OK;
 }
 
@@ -663,13 +680,6 @@ mph_err_t mph__services_prepare(mph_app_t *app, char *errstr, size_t errstr_size
     mph__services_t *s = app->services;
     if (!s || !s->leader_enabled)
         return MPH_OK;
-    if (!s->leader_topic) {
-        size_t n = strlen(app->app_id) + sizeof "-__leader";
-        s->leader_topic = malloc(n);
-        if (!s->leader_topic)
-            return MPH_ERR_NOMEM;
-        snprintf(s->leader_topic, n, "%s-__leader", app->app_id);
-    }
     int64_t repl = mph_conf_get_int(app->conf, "topic_replication_factor", 1);
     mph__topic_spec_t spec = {s->leader_topic, 1, repl > 0 ? (int)repl : 1, NULL};
     int64_t t = app->shutdown_timeout_ms;
