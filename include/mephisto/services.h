@@ -137,6 +137,17 @@ MPH_EXPORT mph_err_t mph_app_on_leader_change(mph_app_t *app, mph_leader_fn *fn,
  * false when the app uses no leader election. @locality any */
 MPH_EXPORT bool mph_app_is_leader(const mph_app_t *app);
 
+/* The app's services as the JSON object /stats shows under "services":
+ * leader_election, leader, leader_topic, on_start_hooks, on_stop_hooks and
+ * "timers", one object per timer, crontab entry and task in declaration
+ * order (name, kind "timer"|"crontab"|"task", schedule, interval_ms,
+ * timezone, on_leader, running, last_run_ms, next_run_ms (wall clock, ms
+ * since the epoch, null when none), runs, overruns, errors). Works before
+ * start too (what `mephisto timers` lists): runs are 0 and a crontab
+ * entry's next_run_ms is its next time from now. *json_out is malloc'd
+ * (free() it). Errors: MPH_ERR_INVALID, MPH_ERR_NOMEM. @locality any */
+MPH_EXPORT mph_err_t mph_app_services_json(mph_app_t *app, char **json_out, size_t *len);
+
 #ifdef __cplusplus
 }
 #endif

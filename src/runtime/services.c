@@ -866,10 +866,19 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len)
         else
             NUL();
         KEY("next_run_ms");
-        if (e->kind != SVC_TASK && st.next_run_ms && !ck_pr_load_int(&s->stopped))
+        if (e->kind == SVC_CRON && !st.next_run_ms && !s->started &&
+            ck_pr_load_int(&app->state) == APP_NEW) {
+            /* Not started: when it would run next (for listings). */
+            int64_t n = cron_after((mph__svc_entry_t *)e, real(s));
+            if (n != INT64_MAX)
+                I64(n / 1000000);
+            else
+                NUL();
+        } else if (e->kind != SVC_TASK && st.next_run_ms && !ck_pr_load_int(&s->stopped)) {
             I64(st.next_run_ms);
-        else
+        } else {
             NUL();
+        }
         KEY("runs");
         U64(st.runs);
         KEY("overruns");
@@ -896,4 +905,21 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len)
     }
     mph_jsonw_destroy(w);
     return out;
+}
+
+mph_err_t mph_app_services_json(mph_app_t *app, char **json_out, size_t *len)
+{
+    if (!app || !json_out || !len)
+        return MPH_ERR_INVALID;
+    *json_out = mph__services_stats_json(app, len);
+    if (*json_out)
+        return MPH_OK;
+    if (app->services)
+        return MPH_ERR_NOMEM;
+    static const char none[] = "{\"leader_election\":false,\"leader\":false,"
+                               "\"leader_topic\":null,\"on_start_hooks\":0,"
+                               "\"on_stop_hooks\":0,\"timers\":[]}";
+    *json_out = strdup(none);
+    *len = sizeof none - 1;
+    return *json_out ? MPH_OK : MPH_ERR_NOMEM;
 }
