@@ -16,6 +16,10 @@
  * of the app restarts it; every record either process reported sent
  * (mph_send accepted it) is in the topic afterwards (at_least_once: no
  * loss across a graceful stop and restart).
+ *
+ * cli: `mephisto timers` lists examples/heartbeat's timer, crontab entry
+ * and task without starting the app, and refuses a bad cron expression
+ * with the field and the reason.
  */
 // ctest-timeout: 180
 #include <criterion/criterion.h>
@@ -32,6 +36,7 @@
 #include <unistd.h>
 
 #include "mephisto.h"
+#include "mph_cli.h"
 #include "mph_test.h"
 
 TestSuite(services, .timeout = 150);
@@ -560,4 +565,49 @@ Test(services, on_leader_timer_fails_over_after_kill9_and_sends_survive_restart)
     close(pfd[0]);
     close(go[1]);
     free(lg);
+}
+
+/* ------------------------------------------------------------------ */
+/* mephisto timers                                                     */
+
+Test(services, cli_timers_lists_declared_services)
+{
+    const char *plugin = mph_cli_plugin("heartbeat");
+    const char *args[] = {"timers", "--app", plugin, "--set", "heartbeat.timezone=America/New_York",
+                          NULL};
+    mph_cli_result_t r = mph_cli_run("timers", args, NULL, NULL, 30000);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "app heartbeat (plugin "), "%s", r.out);
+    cr_expect(strstr(r.out, "NAME "), "%s", r.out);
+    const char *hb = strstr(r.out, "\nheartbeat ");
+    cr_expect(hb && strstr(hb, "timer") && strstr(hb, "every 1000 ms") && strstr(hb, "yes"),
+              "%s", r.out);
+    const char *rep = strstr(r.out, "\nreport ");
+    cr_assert(rep, "%s", r.out);
+    cr_expect(strstr(rep, "crontab") && strstr(rep, "0 3 * * *") &&
+                  strstr(rep, "America/New_York"),
+              "%s", r.out);
+    /* 03:00 in New York is 07:00 or 08:00 UTC. */
+    cr_expect(strstr(rep, "T07:00Z") || strstr(rep, "T08:00Z"), "%s", r.out);
+    cr_expect(strstr(r.out, "\nwatch ") && strstr(strstr(r.out, "\nwatch "), "task"), "%s",
+              r.out);
+    cr_expect(strstr(r.out, "leader election: on (the member assigned heartbeat-__leader [0]"),
+              "%s", r.out);
+    /* Nothing ran: the start hook's log line is absent. */
+    cr_expect(!strstr(r.err, "started"), "%s", r.err);
+    mph_cli_result_free(&r);
+
+    const char *bad[] = {"timers", "--app", plugin, "--set", "heartbeat.report_cron=0 0 31 2 *",
+                         NULL};
+    r = mph_cli_run("timers-bad", bad, NULL, NULL, 30000);
+    cr_expect_eq(r.status, 3, "%s", r.err);
+    cr_expect(strstr(r.err, "crontab 'report': day of month: no day 31 exists in month 2"), "%s",
+              r.err);
+    mph_cli_result_free(&r);
+
+    const char *none[] = {"timers", "--app", mph_cli_plugin("forward"), NULL};
+    r = mph_cli_run("timers-none", none, NULL, NULL, 30000);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "(none)") && strstr(r.out, "leader election: off"), "%s", r.out);
+    mph_cli_result_free(&r);
 }
