@@ -137,6 +137,13 @@ MPH_EXPORT mph_err_t mph_app_on_leader_change(mph_app_t *app, mph_leader_fn *fn,
  * false when the app uses no leader election. @locality any */
 MPH_EXPORT bool mph_app_is_leader(const mph_app_t *app);
 
+/* Before start, enabled=false keeps every service of the app from running:
+ * no hook, timer, crontab entry or task runs and no leader election takes
+ * place (they stay declared and are listed). For tools that start an app
+ * only to look at it (`mephisto agents`). Errors: MPH_ERR_INVALID,
+ * MPH_ERR_STATE (after start), MPH_ERR_NOMEM. @locality controlling */
+MPH_EXPORT mph_err_t mph_app_services_enable(mph_app_t *app, bool enabled);
+
 /* The app's services as the JSON object /stats shows under "services":
  * leader_election, leader, leader_topic, on_start_hooks, on_stop_hooks and
  * "timers", one object per timer, crontab entry and task in declaration

@@ -109,6 +109,7 @@ struct mph__services {
     mph_leader_fn *leader_fn;
     void *leader_opaque;
     bool leader_fn_set;
+    bool disabled; /* mph_app_services_enable(app, false) */
     bool leader_enabled;
     char *leader_topic;
     int leader;          /* 1 while this member holds the token (ck_pr) */
@@ -423,14 +424,26 @@ void mph__services_set_clock(mph_app_t *app, const mph__svc_clock_t *clock)
         s->clock = *clock;
 }
 
+mph_err_t mph_app_services_enable(mph_app_t *app, bool enabled)
+{
+    mph_err_t err = check_declare(app, "services", enabled ? "enable" : "disable");
+    if (err)
+        return err;
+    mph__services_t *s = services_of(app);
+    if (!s)
+        return MPH_ERR_NOMEM;
+    s->disabled = !enabled;
+    return MPH_OK;
+}
+
 bool mph__services_leader_enabled(const mph_app_t *app)
 {
-    return app->services && app->services->leader_enabled;
+    return app->services && app->services->leader_enabled && !app->services->disabled;
 }
 
 const char *mph__services_leader_topic(const mph_app_t *app)
 {
-    return app->services && app->services->leader_enabled ? app->services->leader_topic : NULL;
+    return mph__services_leader_enabled(app) ? app->services->leader_topic : NULL;
 }
 
 mph__svc_entry_t *mph__services_find(mph_app_t *app, const char *name)
@@ -678,7 +691,7 @@ static void *services_main(void *arg)
 mph_err_t mph__services_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
 {
     mph__services_t *s = app->services;
-    if (!s || !s->leader_enabled)
+    if (!s || !s->leader_enabled || s->disabled)
         return MPH_OK;
     int64_t repl = mph_conf_get_int(app->conf, "topic_replication_factor", 1);
     mph__topic_spec_t spec = {s->leader_topic, 1, repl > 0 ? (int)repl : 1, NULL};
@@ -714,7 +727,7 @@ mph_err_t mph__services_prepare(mph_app_t *app, char *errstr, size_t errstr_size
 mph_err_t mph__services_start(mph_app_t *app, char *errstr, size_t errstr_size)
 {
     mph__services_t *s = app->services;
-    if (!s || s->started)
+    if (!s || s->started || s->disabled)
         return MPH_OK;
     ck_pr_store_int(&s->stopped, 0);
     ck_pr_store_int(&s->leader, 0);
@@ -776,7 +789,7 @@ rd_kafka_topic_partition_list_t *mph__services_rebalance(mph_app_t *app,
                                                          bool assigned)
 {
     mph__services_t *s = app->services;
-    if (!s || !s->leader_enabled || !s->leader_topic ||
+    if (!s || !s->leader_enabled || s->disabled || !s->leader_topic ||
         !rd_kafka_topic_partition_list_find(parts, s->leader_topic, 0))
         return NULL;
     ck_pr_store_int(&s->leader, assigned ? 1 : 0);

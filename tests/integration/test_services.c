@@ -605,6 +605,16 @@ Test(services, cli_timers_lists_declared_services)
               r.err);
     mph_cli_result_free(&r);
 
+    /* `mephisto agents` starts the app on a mock cluster for a moment: its
+     * services must not run there. */
+    const char *agents[] = {"agents", "--app", plugin, "--log-level", "info", NULL};
+    r = mph_cli_run("agents-hb", agents, NULL, NULL, 30000);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "heartbeat: app heartbeat started") == NULL &&
+                  strstr(r.err, "the leader") == NULL,
+              "services ran during the listing: %s", r.err);
+    mph_cli_result_free(&r);
+
     const char *none[] = {"timers", "--app", mph_cli_plugin("forward"), NULL};
     r = mph_cli_run("timers-none", none, NULL, NULL, 30000);
     cr_expect_eq(r.status, 0, "%s", r.err);

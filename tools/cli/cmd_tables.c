@@ -666,6 +666,8 @@ static int mock_stats(tcmd_t *c, mph_cli_plugin_t *pl, char **json, size_t *len)
     if (rc != MPH_CLI_EXIT_OK)
         return rc;
     char err[1024];
+    /* Its hooks, timers and tasks must not run for a listing. */
+    mph_app_services_enable(pl->app, false);
     if (mph_app_start(pl->app, err, sizeof err) != MPH_OK) {
         mph__cli_error("%s: app %s could not be started on a private mock "
                        "cluster to read its declarations: %s",
