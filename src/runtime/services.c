@@ -36,9 +36,11 @@
  * (the default) topics are assigned independently, so subscribing to one
  * more topic changes no source partition's owner; its single partition
  * goes to the first member in the group's member order. Under
- * cooperative-sticky the assignor balances partition counts over all
- * topics, so the extra partition may move one source partition; such apps
- * do not rely on co-partitioning anyway.
+ * cooperative-sticky or roundrobin the assignor balances partitions over
+ * all topics together, so the extra partition may move one source
+ * partition; such apps do not rely on co-partitioning anyway. (Under
+ * cooperative-sticky the token is never incrementally assigned to the
+ * consumer, so it is never incrementally unassigned either.)
  *
  * Never: run user code while holding a lock the coordinator takes; let a
  * callback's error stop a timer (it is counted; start hooks are the
@@ -60,7 +62,9 @@
 #include "mephisto/jsonw.h"
 #include "mephisto/log.h"
 #include "runtime/app.h"
+#include "mephisto/json.h"
 #include "runtime/cron.h"
+#include "runtime/promtext.h"
 #include "runtime/services.h"
 
 enum svc_kind { SVC_TIMER, SVC_CRON, SVC_TASK };
@@ -879,8 +883,7 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len)
         else
             NUL();
         KEY("next_run_ms");
-        if (e->kind == SVC_CRON && !st.next_run_ms && !s->started &&
-            ck_pr_load_int(&app->state) == APP_NEW) {
+        if (e->kind == SVC_CRON && !st.next_run_ms && ck_pr_load_int(&app->state) == APP_NEW) {
             /* Not started: when it would run next (for listings). */
             int64_t n = cron_after((mph__svc_entry_t *)e, real(s));
             if (n != INT64_MAX)
@@ -935,4 +938,82 @@ mph_err_t mph_app_services_json(mph_app_t *app, char **json_out, size_t *len)
     *json_out = strdup(none);
     *len = sizeof none - 1;
     return *json_out ? MPH_OK : MPH_ERR_NOMEM;
+}
+
+/* ------------------------------------------------------------------ */
+/* /metrics                                                            */
+
+#define SVC_MAX_METRIC_ENTRIES 256
+
+void mph__services_metrics(const char *json, size_t len, struct mph__promtext *pt)
+{
+    if (!json || !len)
+        return;
+    mph_json_parser_t *p = mph_json_parser_new(0, NULL, 0);
+    if (!p)
+        return;
+    struct row {
+        char name[128], kind[16];
+        int64_t v[5];
+        bool have[5];
+    } *rows = calloc(SVC_MAX_METRIC_ENTRIES, sizeof *rows);
+    size_t n = 0;
+    bool leader = false, election = false;
+    static const char *const keys[5] = {"runs", "overruns", "errors", "last_run_ms",
+                                        "next_run_ms"};
+    mph_json_val_t arr, v;
+    if (rows && mph_json_parse(p, json, len, len) == MPH_OK) {
+        mph_json_get_bool(p, MPH_JSON_ROOT, "leader_election", &election);
+        mph_json_get_bool(p, MPH_JSON_ROOT, "leader", &leader);
+        if (mph_json_get_array(p, MPH_JSON_ROOT, "timers", &arr) == MPH_OK) {
+            while (n < SVC_MAX_METRIC_ENTRIES && mph_json_array_next(p, arr, &v) == MPH_OK) {
+                struct row *r = &rows[n];
+                const char *s;
+                size_t sl;
+                if (mph_json_get_str(p, v, "name", &s, &sl) == MPH_OK)
+                    snprintf(r->name, sizeof r->name, "%.*s", (int)sl, s);
+                if (mph_json_get_str(p, v, "kind", &s, &sl) == MPH_OK)
+                    snprintf(r->kind, sizeof r->kind, "%.*s", (int)sl, s);
+                for (int k = 0; k < 5; k++)
+                    r->have[k] = mph_json_get_i64(p, v, keys[k], &r->v[k]) == MPH_OK;
+                n++;
+            }
+        }
+    }
+    if (election) {
+        mph__promtext_header(pt, "mephisto_leader", MPH__PROM_GAUGE,
+                             "1 while this member is the group's leader (holds partition 0 of "
+                             "<app_id>-__leader).");
+        mph__promtext_sample_u64(pt, "mephisto_leader", NULL, 0, leader ? 1 : 0);
+    }
+    static const struct {
+        const char *name, *help;
+        int key;
+        bool seconds;
+    } fam[] = {
+        {"mephisto_service_runs_total", "Runs of a timer or crontab entry (a task: its returns).",
+         0, false},
+        {"mephisto_service_overruns_total",
+         "Scheduled runs that could not start on time (a run still going, or the process "
+         "held up); not queued.",
+         1, false},
+        {"mephisto_service_errors_total", "Runs that returned an error.", 2, false},
+        {"mephisto_service_last_run_timestamp_seconds", "When the last run started.", 3, true},
+        {"mephisto_service_next_run_timestamp_seconds", "When the next run is due.", 4, true},
+    };
+    for (size_t f = 0; n && f < sizeof fam / sizeof fam[0]; f++) {
+        mph__promtext_header(pt, fam[f].name, fam[f].seconds ? MPH__PROM_GAUGE : MPH__PROM_COUNTER,
+                             fam[f].help);
+        for (size_t i = 0; i < n; i++) {
+            if (!rows[i].have[fam[f].key])
+                continue;
+            mph__promtext_label_t l[2] = {{"service", rows[i].name}, {"kind", rows[i].kind}};
+            if (fam[f].seconds)
+                mph__promtext_sample(pt, fam[f].name, l, 2, (double)rows[i].v[fam[f].key] / 1e3);
+            else
+                mph__promtext_sample_u64(pt, fam[f].name, l, 2, (uint64_t)rows[i].v[fam[f].key]);
+        }
+    }
+    free(rows);
+    mph_json_parser_destroy(p);
 }

@@ -61,6 +61,14 @@ rd_kafka_topic_partition_list_t *mph__services_rebalance(mph_app_t *app,
  * or NULL without services. @locality any */
 char *mph__services_stats_json(mph_app_t *app, size_t *len);
 
+/* The services' Prometheus families from the "services" JSON of a stats
+ * snapshot (json may be NULL: nothing is written): mephisto_leader,
+ * mephisto_service_runs_total, _overruns_total, _errors_total (labels
+ * service, kind), mephisto_service_last_run_timestamp_seconds and
+ * mephisto_service_next_run_timestamp_seconds. @locality any */
+struct mph__promtext;
+void mph__services_metrics(const char *json, size_t len, struct mph__promtext *pt);
+
 /* ---- for tests: one entry's schedule, driven by hand ---- */
 
 /* The entry called name, or NULL. @locality any */

@@ -12,7 +12,9 @@
 
 #include "mephisto.h"
 #include "runtime/app.h"
+#include "runtime/monitor.h"
 #include "runtime/services.h"
+#include "runtime/web.h"
 
 TestSuite(services, .timeout = 30);
 
@@ -315,5 +317,45 @@ Test(services, declarations_refuse_bad_input)
     cr_expect(strstr(err, "timezone 'Europe/Nowhere'"), "%s", err);
     cr_expect_eq(mph_crontab_check("0 0 * * mon-fri", "Europe/Berlin", err, sizeof err),
                  MPH_OK);
+    mph_app_destroy(app);
+}
+
+Test(services, metrics_from_the_stats_block)
+{
+    mph_app_t *app = test_app();
+    fake_t f = {.now = 0, .real_base = 1700000000000LL * MS};
+    mph__svc_entry_t *e = timer(app, &f, "beat", 10, work, MPH_ON_LEADER);
+    cr_assert_eq(mph_app_crontab(app, "nightly", "0 3 * * *", "UTC", work, &f, 0), MPH_OK);
+    mph__svc_arm(e, 0);
+    char *json = NULL;
+    size_t len = 0;
+    cr_assert_eq(mph_app_services_json(app, &json, &len), MPH_OK);
+    mph__stats_t st;
+    memset(&st, 0, sizeof st);
+    st.app_id = "svc-unit";
+    st.services_json = json;
+    st.services_len = len;
+    char *text = NULL;
+    size_t tlen = 0;
+    cr_assert_eq(mph__web_metrics(&st, &text, &tlen), MPH_OK);
+    cr_expect(strstr(text, "# TYPE mephisto_leader gauge\nmephisto_leader 0\n"), "%s", text);
+    cr_expect(strstr(text, "mephisto_service_runs_total{service=\"beat\",kind=\"timer\"} 0\n"),
+              "%s", text);
+    cr_expect(strstr(text, "mephisto_service_overruns_total{service=\"nightly\",kind=\"crontab\"} 0"),
+              "%s", text);
+    cr_expect(strstr(text, "mephisto_service_next_run_timestamp_seconds{service=\"beat\","
+                           "kind=\"timer\"} 1700000000.01"),
+              "%s", text);
+    cr_expect(!strstr(text, "mephisto_service_last_run_timestamp_seconds{service=\"beat\""),
+              "never ran: no sample\n%s", text);
+    free(text);
+    free(json);
+
+    /* No services: no families. */
+    memset(&st, 0, sizeof st);
+    st.app_id = "x";
+    cr_assert_eq(mph__web_metrics(&st, &text, &tlen), MPH_OK);
+    cr_expect(!strstr(text, "mephisto_service") && !strstr(text, "mephisto_leader"));
+    free(text);
     mph_app_destroy(app);
 }
