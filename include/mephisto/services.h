@@ -24,6 +24,8 @@
  *
  * Sends: use mph_send() (agent.h); mph_event_* functions are for agent
  * callbacks only. mph_send's delivery callback runs on the coordinator.
+ * To stop the app from a callback use mph_app_request_stop(), never
+ * mph_app_stop() (the stop waits for these threads).
  *
  * Leader election (Faust's rule): the member of the consumer group that is
  * assigned partition 0 of the single-partition topic `<app_id>-__leader` is

@@ -468,7 +468,7 @@ static void publish_next(mph__svc_entry_t *e)
     if (e->kind == SVC_TIMER)
         ms = (real(e->svc) + (e->due - mono(e->svc))) / 1000000;
     else
-        ms = e->due / 1000000;
+        ms = e->due == INT64_MAX ? 0 : e->due / 1000000; /* 0: none */
     __atomic_store_n(&e->next_run_ms, ms, __ATOMIC_RELAXED);
 }
 
@@ -611,7 +611,8 @@ static void *entry_main(void *arg)
     thread_name("t:", e->name);
     for (;;) {
         int64_t next = mph__svc_tick(e, clock_of(e));
-        int64_t wait_ms = (next - clock_of(e) + 999999) / 1000000;
+        int64_t now = clock_of(e);
+        int64_t wait_ms = next > now + 3600000LL * 1000000 ? 3600000 : (next - now + 999999) / 1000000;
         if (wait_ms < 0)
             wait_ms = 0;
         if (e->kind == SVC_CRON && wait_ms > 1000)

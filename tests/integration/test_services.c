@@ -308,6 +308,67 @@ Test(services, failing_start_hook_stops_the_app)
 }
 
 /* ------------------------------------------------------------------ */
+/* leader election in one process                                     */
+
+typedef struct solo {
+    int runs, told_true, told_false;
+    bool leader_in_run;
+} solo_t;
+
+static mph_err_t solo_beat(mph_app_t *app, void *o)
+{
+    solo_t *s = o;
+    s->leader_in_run = mph_app_is_leader(app);
+    __atomic_add_fetch(&s->runs, 1, __ATOMIC_SEQ_CST);
+    return MPH_OK;
+}
+
+static void solo_changed(mph_app_t *app, bool leader, void *o)
+{
+    (void)app;
+    solo_t *s = o;
+    if (leader)
+        s->told_true++;
+    else
+        s->told_false++;
+}
+
+Test(services, single_member_is_the_leader)
+{
+    char app_id[128], err[512];
+    mph_test_unique("svc-solo", app_id, sizeof app_id);
+    mph_test_cluster_t *cluster = mph_test_cluster_new();
+    char leader_topic[160];
+    snprintf(leader_topic, sizeof leader_topic, "%s-__leader", app_id);
+    /* The shared mock cluster makes a topic a metadata request names with
+     * its default partition count before the app could create it; a real
+     * broker gets the app's own creation. */
+    if (!mph_test_real_broker())
+        mph_test_create_topic(cluster, leader_topic, 1);
+    mph_conf_t *conf = base_conf(app_id);
+    if (!mph_test_real_broker())
+        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    solo_t s = {0};
+    cr_assert_eq(mph_app_timer(app, "solo", 20, solo_beat, &s, MPH_ON_LEADER), MPH_OK);
+    cr_assert_eq(mph_app_on_leader_change(app, solo_changed, &s), MPH_OK);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int64_t deadline = now_ms() + 30000;
+    while (now_ms() < deadline && __atomic_load_n(&s.runs, __ATOMIC_SEQ_CST) < 5)
+        usleep(20000);
+    cr_expect_geq(s.runs, 5, "the only member leads and runs its on_leader timer");
+    cr_expect(mph_app_is_leader(app));
+    cr_expect(s.leader_in_run);
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    cr_expect_eq(s.told_true, 1);
+    cr_expect_eq(s.told_false, 1, "told it no longer leads at stop");
+    cr_expect(!mph_app_is_leader(app));
+    mph_app_destroy(app);
+    mph_test_cluster_destroy(cluster);
+}
+
+/* ------------------------------------------------------------------ */
 /* leader election across processes                                   */
 
 #define SESSION_MS 3000
