@@ -40,10 +40,12 @@ static mph_err_t heartbeat(mph_app_t *app, void *opaque)
 {
     beat_t *b = opaque;
     char value[128];
-    int n = snprintf(value, sizeof value, "{\"app\":\"%s\",\"ts\":%lld,\"seq\":%ld}",
+    int n = snprintf(value, sizeof value,
+                     "{\"app\":\"%s\",\"ts\":%lld,\"seq\":%ld}",
                      mph_app_id(app), (long long)mph_clock_wall_ms(), b->sent);
     mph_err_t err = mph_send(app, b->topic, MPH_PARTITION_ANY, mph_app_id(app),
-                             strlen(mph_app_id(app)), value, (size_t)n, NULL, 0, NULL, NULL);
+                             strlen(mph_app_id(app)), value, (size_t)n, NULL, 0,
+                             NULL, NULL);
     if (err == MPH_OK)
         __atomic_store_n(&b->sent, b->sent + 1, __ATOMIC_RELAXED);
     return err; /* an error is counted in /stats and logged */
@@ -53,8 +55,10 @@ static mph_err_t heartbeat(mph_app_t *app, void *opaque)
 static mph_err_t report(mph_app_t *app, void *opaque)
 {
     beat_t *b = opaque;
-    mph_log(MPH_LOG_INFO, "heartbeat report: %ld sent by this member, leader now: %s",
-            __atomic_load_n(&b->sent, __ATOMIC_RELAXED), mph_app_is_leader(app) ? "yes" : "no");
+    mph_log(MPH_LOG_INFO,
+            "heartbeat report: %ld sent by this member, leader now: %s",
+            __atomic_load_n(&b->sent, __ATOMIC_RELAXED),
+            mph_app_is_leader(app) ? "yes" : "no");
     return MPH_OK;
 }
 
@@ -79,16 +83,16 @@ static mph_err_t started(mph_app_t *app, void *opaque)
 static mph_err_t stopping(mph_app_t *app, void *opaque)
 {
     beat_t *b = opaque;
-    mph_log(MPH_LOG_INFO, "heartbeat: app %s stops after %ld heartbeats", mph_app_id(app),
-            __atomic_load_n(&b->sent, __ATOMIC_RELAXED));
+    mph_log(MPH_LOG_INFO, "heartbeat: app %s stops after %ld heartbeats",
+            mph_app_id(app), __atomic_load_n(&b->sent, __ATOMIC_RELAXED));
     return MPH_OK;
 }
 
 static void leader_changed(mph_app_t *app, bool leader, void *opaque)
 {
     (void)opaque;
-    mph_log(MPH_LOG_INFO, "heartbeat: %s the leader of %s", leader ? "now" : "no longer",
-            mph_app_id(app));
+    mph_log(MPH_LOG_INFO, "heartbeat: %s the leader of %s",
+            leader ? "now" : "no longer", mph_app_id(app));
 }
 
 int mephisto_app_init(mph_app_t *app)
@@ -100,22 +104,26 @@ int mephisto_app_init(mph_app_t *app)
     }
     char err[512];
     mph_topic_opts_t *o = mph_topic_opts_new();
-    if (!o || mph_topic_opts_set(o, "create", "true", err, sizeof err) != MPH_OK) {
+    if (!o ||
+        mph_topic_opts_set(o, "create", "true", err, sizeof err) != MPH_OK) {
         mph_topic_opts_destroy(o);
         return -1;
     }
-    b->topic = mph_topic_new(app, setting(app, "heartbeat.topic", "heartbeats"), o, err,
-                             sizeof err);
+    b->topic = mph_topic_new(app, setting(app, "heartbeat.topic", "heartbeats"),
+                             o, err, sizeof err);
     mph_topic_opts_destroy(o);
     if (!b->topic) {
         mph_log(MPH_LOG_ERROR, "heartbeat: %s", err);
         return -1;
     }
-    long interval = strtol(setting(app, "heartbeat.interval_ms", "1000"), NULL, 10);
-    if (mph_app_timer(app, "heartbeat", interval, heartbeat, b, MPH_ON_LEADER) != MPH_OK ||
-        mph_app_crontab(app, "report", setting(app, "heartbeat.report_cron", "0 3 * * *"),
-                        setting(app, "heartbeat.timezone", "Europe/Berlin"), report, b,
-                        0) != MPH_OK ||
+    long interval =
+        strtol(setting(app, "heartbeat.interval_ms", "1000"), NULL, 10);
+    if (mph_app_timer(app, "heartbeat", interval, heartbeat, b,
+                      MPH_ON_LEADER) != MPH_OK ||
+        mph_app_crontab(app, "report",
+                        setting(app, "heartbeat.report_cron", "0 3 * * *"),
+                        setting(app, "heartbeat.timezone", "Europe/Berlin"),
+                        report, b, 0) != MPH_OK ||
         mph_app_task(app, "watch", watch, b) != MPH_OK ||
         mph_app_on_start(app, started, b) != MPH_OK ||
         mph_app_on_stop(app, stopping, b) != MPH_OK ||

@@ -46,7 +46,8 @@ extern "C" {
 #endif
 
 /* Flags of mph_app_timer() and mph_app_crontab(). */
-#define MPH_ON_LEADER 0x1 /* run only while this member is the group's leader */
+#define MPH_ON_LEADER 0x1 /* run only while this member is the group's leader  \
+                           */
 
 /* A timer or crontab callback. Return MPH_OK, or an error: it is counted
  * in the entry's `errors` (/stats) and logged; the entry keeps running.
@@ -66,8 +67,9 @@ typedef mph_err_t(mph_timer_fn)(mph_app_t *app, void *opaque);
  * fn, interval_ms < 1, unknown flags), MPH_ERR_EXISTS (name taken),
  * MPH_ERR_STATE (after start), MPH_ERR_NOMEM; each refusal is also logged
  * at level error with its reason. */
-MPH_EXPORT mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t interval_ms,
-                                   mph_timer_fn *fn, void *opaque, int flags);
+MPH_EXPORT mph_err_t mph_app_timer(mph_app_t *app, const char *name,
+                                   int64_t interval_ms, mph_timer_fn *fn,
+                                   void *opaque, int flags);
 
 /* Runs fn at the times a 5-field cron expression names ("m h dom mon dow":
  * lists 1,2; ranges 1-5; steps *\/15, 10-40/10, 5/20; names jan-dec and
@@ -84,15 +86,15 @@ MPH_EXPORT mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t int
  * error (e.g. "crontab 'report': minute: 60 is out of range 0-59");
  * mph_crontab_check() gives the same reason in a buffer. Other errors as
  * mph_app_timer(). */
-MPH_EXPORT mph_err_t mph_app_crontab(mph_app_t *app, const char *name, const char *expr,
-                                     const char *timezone, mph_timer_fn *fn, void *opaque,
-                                     int flags);
+MPH_EXPORT mph_err_t mph_app_crontab(mph_app_t *app, const char *name,
+                                     const char *expr, const char *timezone,
+                                     mph_timer_fn *fn, void *opaque, int flags);
 
 /* Checks a cron expression and time zone as mph_app_crontab() does:
  * MPH_OK, or MPH_ERR_INVALID with errstr naming the field (or
  * "timezone") and the reason. @locality any */
-MPH_EXPORT mph_err_t mph_crontab_check(const char *expr, const char *timezone, char *errstr,
-                                       size_t errstr_size);
+MPH_EXPORT mph_err_t mph_crontab_check(const char *expr, const char *timezone,
+                                       char *errstr, size_t errstr_size);
 
 typedef struct mph_task mph_task_t;
 
@@ -106,8 +108,8 @@ typedef struct mph_task mph_task_t;
 typedef mph_err_t(mph_task_fn)(mph_app_t *app, mph_task_t *task, void *opaque);
 
 /* Declares a task. Errors as mph_app_timer(). */
-MPH_EXPORT mph_err_t mph_app_task(mph_app_t *app, const char *name, mph_task_fn *fn,
-                                  void *opaque);
+MPH_EXPORT mph_err_t mph_app_task(mph_app_t *app, const char *name,
+                                  mph_task_fn *fn, void *opaque);
 
 /* True once the app began stopping. @locality any (the task's thread) */
 MPH_EXPORT bool mph_task_stopping(const mph_task_t *task);
@@ -124,8 +126,10 @@ typedef mph_err_t(mph_hook_fn)(mph_app_t *app, void *opaque);
 /* Declares a start hook (run in declaration order) or a stop hook (run in
  * reverse declaration order). Errors: MPH_ERR_INVALID, MPH_ERR_STATE,
  * MPH_ERR_NOMEM. */
-MPH_EXPORT mph_err_t mph_app_on_start(mph_app_t *app, mph_hook_fn *fn, void *opaque);
-MPH_EXPORT mph_err_t mph_app_on_stop(mph_app_t *app, mph_hook_fn *fn, void *opaque);
+MPH_EXPORT mph_err_t mph_app_on_start(mph_app_t *app, mph_hook_fn *fn,
+                                      void *opaque);
+MPH_EXPORT mph_err_t mph_app_on_stop(mph_app_t *app, mph_hook_fn *fn,
+                                     void *opaque);
 
 /* Called when this member becomes the leader (leader true) or stops being
  * it (false), after the rebalance that decided it. fn may be NULL: leader
@@ -133,7 +137,8 @@ MPH_EXPORT mph_err_t mph_app_on_stop(mph_app_t *app, mph_hook_fn *fn, void *opaq
  * callback per app. Errors: MPH_ERR_STATE (after start), MPH_ERR_EXISTS
  * (set twice). @locality the services thread */
 typedef void(mph_leader_fn)(mph_app_t *app, bool leader, void *opaque);
-MPH_EXPORT mph_err_t mph_app_on_leader_change(mph_app_t *app, mph_leader_fn *fn, void *opaque);
+MPH_EXPORT mph_err_t mph_app_on_leader_change(mph_app_t *app, mph_leader_fn *fn,
+                                              void *opaque);
 
 /* True while this member holds partition 0 of `<app_id>-__leader`; always
  * false when the app uses no leader election. @locality any */
@@ -155,7 +160,8 @@ MPH_EXPORT mph_err_t mph_app_services_enable(mph_app_t *app, bool enabled);
  * start too (what `mephisto timers` lists): runs are 0 and a crontab
  * entry's next_run_ms is its next time from now. *json_out is malloc'd
  * (free() it). Errors: MPH_ERR_INVALID, MPH_ERR_NOMEM. @locality any */
-MPH_EXPORT mph_err_t mph_app_services_json(mph_app_t *app, char **json_out, size_t *len);
+MPH_EXPORT mph_err_t mph_app_services_json(mph_app_t *app, char **json_out,
+                                           size_t *len);
 
 #ifdef __cplusplus
 }

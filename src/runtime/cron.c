@@ -85,7 +85,8 @@ static int weekday(int64_t days)
 /* Seconds of a local time counted as if it were UTC ("naive"). */
 static int64_t naive_of(const mph__civil_t *c)
 {
-    return mph__civil_days(c->year, c->month, c->day) * 86400 + c->hour * 3600 + c->minute * 60;
+    return mph__civil_days(c->year, c->month, c->day) * 86400 + c->hour * 3600 +
+           c->minute * 60;
 }
 
 static void civil_of_naive(int64_t s, mph__civil_t *c)
@@ -103,22 +104,24 @@ static void civil_of_naive(int64_t s, mph__civil_t *c)
 typedef struct field_spec {
     const char *name;
     int min, max;
-    const char *const *names; /* names[i] is value min + i; NULL: numbers only */
+    const char *const
+        *names; /* names[i] is value min + i; NULL: numbers only */
 } field_spec_t;
 
-static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                          "jul", "aug", "sep", "oct", "nov", "dec", NULL};
-static const char *const dow_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL};
+static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may",
+                                          "jun", "jul", "aug", "sep", "oct",
+                                          "nov", "dec", NULL};
+static const char *const dow_names[] = {"sun", "mon", "tue", "wed",
+                                        "thu", "fri", "sat", NULL};
 
 static const field_spec_t fields[5] = {
-    {"minute", 0, 59, NULL},
-    {"hour", 0, 23, NULL},
-    {"day of month", 1, 31, NULL},
-    {"month", 1, 12, month_names},
+    {"minute", 0, 59, NULL},          {"hour", 0, 23, NULL},
+    {"day of month", 1, 31, NULL},    {"month", 1, 12, month_names},
     {"day of week", 0, 7, dow_names},
 };
 
-static void fail(char *errstr, size_t size, const char *fmt, ...) MPH_PRINTF(3, 4);
+static void fail(char *errstr, size_t size, const char *fmt, ...)
+    MPH_PRINTF(3, 4);
 static void fail(char *errstr, size_t size, const char *fmt, ...)
 {
     if (!errstr || !size)
@@ -130,8 +133,8 @@ static void fail(char *errstr, size_t size, const char *fmt, ...)
 }
 
 /* Reads a number or a name at *p (up to end); advances *p. */
-static bool read_value(const field_spec_t *f, const char **p, const char *end, int *out,
-                       char *errstr, size_t size)
+static bool read_value(const field_spec_t *f, const char **p, const char *end,
+                       int *out, char *errstr, size_t size)
 {
     const char *s = *p;
     if (s < end && isdigit((unsigned char)*s)) {
@@ -143,7 +146,8 @@ static bool read_value(const field_spec_t *f, const char **p, const char *end, i
             s++;
         }
         if (v < f->min || v > f->max) {
-            fail(errstr, size, "%s: %ld is out of range %d-%d", f->name, v, f->min, f->max);
+            fail(errstr, size, "%s: %ld is out of range %d-%d", f->name, v,
+                 f->min, f->max);
             return false;
         }
         *out = (int)v;
@@ -163,23 +167,24 @@ static bool read_value(const field_spec_t *f, const char **p, const char *end, i
             }
         }
         if (f->names)
-            fail(errstr, size, "%s: unknown name '%.*s' (use %s)", f->name, (int)n, w,
-                 f->names == month_names ? "jan-dec" : "sun-sat");
+            fail(errstr, size, "%s: unknown name '%.*s' (use %s)", f->name,
+                 (int)n, w, f->names == month_names ? "jan-dec" : "sun-sat");
         else
-            fail(errstr, size, "%s: '%.*s' is not a number", f->name, (int)n, w);
+            fail(errstr, size, "%s: '%.*s' is not a number", f->name, (int)n,
+                 w);
         return false;
     }
     if (s < end)
-        fail(errstr, size, "%s: unexpected '%c' (expected a number%s)", f->name, *s,
-             f->names ? " or a name" : "");
+        fail(errstr, size, "%s: unexpected '%c' (expected a number%s)", f->name,
+             *s, f->names ? " or a name" : "");
     else
         fail(errstr, size, "%s: a value is missing", f->name);
     return false;
 }
 
 /* One field: items separated by ','. */
-static bool parse_field(const field_spec_t *f, const char *text, size_t len, uint64_t *bits,
-                        bool *star, char *errstr, size_t size)
+static bool parse_field(const field_spec_t *f, const char *text, size_t len,
+                        uint64_t *bits, bool *star, char *errstr, size_t size)
 {
     *bits = 0;
     *star = len > 0 && text[0] == '*';
@@ -189,7 +194,8 @@ static bool parse_field(const field_spec_t *f, const char *text, size_t len, uin
         if (!item_end)
             item_end = end;
         if (item_end == p) {
-            fail(errstr, size, "%s: empty list item in '%.*s'", f->name, (int)len, text);
+            fail(errstr, size, "%s: empty list item in '%.*s'", f->name,
+                 (int)len, text);
             return false;
         }
         int lo, hi, step = 1;
@@ -219,7 +225,8 @@ static bool parse_field(const field_spec_t *f, const char *text, size_t len, uin
         if (q < item_end && *q == '/') {
             q++;
             if (q >= item_end || !isdigit((unsigned char)*q)) {
-                fail(errstr, size, "%s: '/' must be followed by a step number", f->name);
+                fail(errstr, size, "%s: '/' must be followed by a step number",
+                     f->name);
                 return false;
             }
             long v = 0;
@@ -234,7 +241,8 @@ static bool parse_field(const field_spec_t *f, const char *text, size_t len, uin
                 return false;
             }
             if (v > f->max - f->min + 1) {
-                fail(errstr, size, "%s: step %ld is larger than the field's range %d-%d",
+                fail(errstr, size,
+                     "%s: step %ld is larger than the field's range %d-%d",
                      f->name, v, f->min, f->max);
                 return false;
             }
@@ -243,8 +251,8 @@ static bool parse_field(const field_spec_t *f, const char *text, size_t len, uin
                 hi = f->max == 7 ? 6 : f->max; /* "a/n": from a to the end */
         }
         if (q != item_end) {
-            fail(errstr, size, "%s: unexpected '%.*s' in '%.*s'", f->name, (int)(item_end - q),
-                 q, (int)(item_end - p), p);
+            fail(errstr, size, "%s: unexpected '%.*s' in '%.*s'", f->name,
+                 (int)(item_end - q), q, (int)(item_end - p), p);
             return false;
         }
         for (int v = lo; v <= hi; v += step)
@@ -253,7 +261,8 @@ static bool parse_field(const field_spec_t *f, const char *text, size_t len, uin
             break;
         p = item_end + 1;
         if (p == end) {
-            fail(errstr, size, "%s: empty list item in '%.*s'", f->name, (int)len, text);
+            fail(errstr, size, "%s: empty list item in '%.*s'", f->name,
+                 (int)len, text);
             return false;
         }
     }
@@ -263,12 +272,14 @@ static bool parse_field(const field_spec_t *f, const char *text, size_t len, uin
 static const struct {
     const char *name, *expr;
 } shorthands[] = {
-    {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
-    {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
+    {"@yearly", "0 0 1 1 *"},  {"@annually", "0 0 1 1 *"},
+    {"@monthly", "0 0 1 * *"}, {"@weekly", "0 0 * * 0"},
+    {"@daily", "0 0 * * *"},   {"@midnight", "0 0 * * *"},
     {"@hourly", "0 * * * *"},
 };
 
-mph_err_t mph__cron_parse(mph__cron_t *c, const char *expr, char *errstr, size_t errstr_size)
+mph_err_t mph__cron_parse(mph__cron_t *c, const char *expr, char *errstr,
+                          size_t errstr_size)
 {
     memset(c, 0, sizeof *c);
     if (!expr) {
@@ -283,11 +294,13 @@ mph_err_t mph__cron_parse(mph__cron_t *c, const char *expr, char *errstr, size_t
         while (isspace((unsigned char)*rest))
             rest++;
         for (size_t i = 0; i < sizeof shorthands / sizeof shorthands[0]; i++)
-            if (strlen(shorthands[i].name) == n && !strncasecmp(expr, shorthands[i].name, n) &&
-                !*rest)
-                return mph__cron_parse(c, shorthands[i].expr, errstr, errstr_size);
+            if (strlen(shorthands[i].name) == n &&
+                !strncasecmp(expr, shorthands[i].name, n) && !*rest)
+                return mph__cron_parse(c, shorthands[i].expr, errstr,
+                                       errstr_size);
         fail(errstr, errstr_size,
-             "unknown shorthand '%.*s' (known: @yearly @annually @monthly @weekly @daily "
+             "unknown shorthand '%.*s' (known: @yearly @annually @monthly "
+             "@weekly @daily "
              "@midnight @hourly)",
              (int)n, expr);
         return MPH_ERR_INVALID;
@@ -312,13 +325,16 @@ mph_err_t mph__cron_parse(mph__cron_t *c, const char *expr, char *errstr, size_t
     }
     if (n != 5) {
         fail(errstr, errstr_size,
-             "expected 5 fields (minute hour day-of-month month day-of-week), got %d", n);
+             "expected 5 fields (minute hour day-of-month month day-of-week), "
+             "got %d",
+             n);
         return MPH_ERR_INVALID;
     }
     uint64_t bits[5];
     bool star[5];
     for (int i = 0; i < 5; i++)
-        if (!parse_field(&fields[i], start[i], len[i], &bits[i], &star[i], errstr, errstr_size))
+        if (!parse_field(&fields[i], start[i], len[i], &bits[i], &star[i],
+                         errstr, errstr_size))
             return MPH_ERR_INVALID;
     c->minute = bits[0];
     c->hour = (uint32_t)bits[1];
@@ -330,8 +346,9 @@ mph_err_t mph__cron_parse(mph__cron_t *c, const char *expr, char *errstr, size_t
     /* Can any date match? The calendar repeats every 400 years. */
     mph__civil_t from = {2000, 1, 1, 0, 0}, out;
     if (!mph__cron_next_local(c, &from, 146097 + 1, &out)) {
-        fail(errstr, errstr_size, "day of month: no day %.*s exists in month %.*s",
-             (int)len[2], start[2], (int)len[3], start[3]);
+        fail(errstr, errstr_size,
+             "day of month: no day %.*s exists in month %.*s", (int)len[2],
+             start[2], (int)len[3], start[3]);
         return MPH_ERR_INVALID;
     }
     return MPH_OK;
@@ -346,8 +363,8 @@ static bool day_matches(const mph__cron_t *c, int dom, int dow)
     return c->dom_star || c->dow_star ? d && w : d || w;
 }
 
-bool mph__cron_next_local(const mph__cron_t *c, const mph__civil_t *from, int max_days,
-                          mph__civil_t *out)
+bool mph__cron_next_local(const mph__cron_t *c, const mph__civil_t *from,
+                          int max_days, mph__civil_t *out)
 {
     int64_t day0 = mph__civil_days(from->year, from->month, from->day);
     int h0 = from->hour, m0 = from->minute;
@@ -390,15 +407,17 @@ mph_err_t mph__tz_check(const char *tz, char *errstr, size_t errstr_size)
         ok = isalnum((unsigned char)tz[i]) || strchr("/_-+", tz[i]);
     if (!ok) {
         fail(errstr, errstr_size,
-             "timezone '%s': not a time-zone name (like Europe/Berlin or UTC)", tz);
+             "timezone '%s': not a time-zone name (like Europe/Berlin or UTC)",
+             tz);
         return MPH_ERR_INVALID;
     }
     const char *dir = getenv("TZDIR");
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", tz);
+    snprintf(path, sizeof path, "%s/%s",
+             dir && *dir ? dir : "/usr/share/zoneinfo", tz);
     if (access(path, R_OK) != 0) {
-        fail(errstr, errstr_size, "timezone '%s': not in the time-zone database (%s)", tz,
-             path);
+        fail(errstr, errstr_size,
+             "timezone '%s': not in the time-zone database (%s)", tz, path);
         return MPH_ERR_INVALID;
     }
     return MPH_OK;
@@ -410,7 +429,8 @@ static void local_at(int64_t t, mph__civil_t *c, int64_t *gmtoff)
     time_t tt = (time_t)t;
     struct tm tm;
     localtime_r(&tt, &tm);
-    *c = (mph__civil_t){tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min};
+    *c = (mph__civil_t){tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                        tm.tm_hour, tm.tm_min};
     *gmtoff = tm.tm_gmtoff;
 }
 
@@ -442,7 +462,8 @@ static bool first_instant(const mph__civil_t *w, int64_t *out)
     return found;
 }
 
-mph_err_t mph__cron_next(const mph__cron_t *c, const char *tz, int64_t after_s, int64_t *next_s)
+mph_err_t mph__cron_next(const mph__cron_t *c, const char *tz, int64_t after_s,
+                         int64_t *next_s)
 {
     pthread_mutex_lock(&tz_lock);
     char *old = NULL;

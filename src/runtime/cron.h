@@ -38,13 +38,14 @@ typedef struct mph__civil {
  * @hourly. An expression no date can ever match (e.g. "0 0 30 2 *") is
  * refused too. On error, errstr names the field and the reason.
  * Errors: MPH_ERR_INVALID. @locality any */
-mph_err_t mph__cron_parse(mph__cron_t *c, const char *expr, char *errstr, size_t errstr_size);
+mph_err_t mph__cron_parse(mph__cron_t *c, const char *expr, char *errstr,
+                          size_t errstr_size);
 
 /* The first local time at or after `from` (minute resolution) that matches
  * c, searching at most max_days days. False when none. Pure calendar
  * arithmetic (proleptic Gregorian), no zone. @locality any */
-bool mph__cron_next_local(const mph__cron_t *c, const mph__civil_t *from, int max_days,
-                          mph__civil_t *out);
+bool mph__cron_next_local(const mph__cron_t *c, const mph__civil_t *from,
+                          int max_days, mph__civil_t *out);
 
 /* Checks a time-zone name: "UTC", or a zone of the system tz database
  * (e.g. "Europe/Berlin"). NULL and "" mean UTC. Errors: MPH_ERR_INVALID
@@ -57,7 +58,8 @@ mph_err_t mph__tz_check(const char *tz, char *errstr, size_t errstr_size);
  * a local time that never happens (clocks turned forward) is skipped.
  * Errors: MPH_ERR_NOENT (no match within 400 years). @locality any
  * (serialised on a process-wide lock, see cron.c) */
-mph_err_t mph__cron_next(const mph__cron_t *c, const char *tz, int64_t after_s, int64_t *next_s);
+mph_err_t mph__cron_next(const mph__cron_t *c, const char *tz, int64_t after_s,
+                         int64_t *next_s);
 
 /* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
 int64_t mph__civil_days(int year, int month, int day);

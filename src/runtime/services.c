@@ -116,12 +116,12 @@ struct mph__services {
     bool disabled; /* mph_app_services_enable(app, false) */
     bool leader_enabled;
     char *leader_topic;
-    int leader;          /* 1 while this member holds the token (ck_pr) */
-    int stop_fd;         /* written once at stop, never read: level */
-    int wake_fd;         /* leader changes for the services thread */
+    int leader;  /* 1 while this member holds the token (ck_pr) */
+    int stop_fd; /* written once at stop, never read: level */
+    int wake_fd; /* leader changes for the services thread */
     pthread_t thread;
     bool started;
-    int stopped;         /* 1 once stop ran (ck_pr) */
+    int stopped;               /* 1 once stop ran (ck_pr) */
     pthread_mutex_t stop_lock; /* serialises mph__services_stop's callers */
 };
 
@@ -171,7 +171,8 @@ static mph__services_t *services_of(mph_app_t *app)
 }
 
 /* Declarations are for the controlling thread before start. */
-static mph_err_t check_declare(mph_app_t *app, const char *what, const char *name)
+static mph_err_t check_declare(mph_app_t *app, const char *what,
+                               const char *name)
 {
     if (!app) {
         mph_log(MPH_LOG_ERROR, "%s '%s': app is NULL", what, name ? name : "");
@@ -185,8 +186,8 @@ static mph_err_t check_declare(mph_app_t *app, const char *what, const char *nam
     return MPH_OK;
 }
 
-static mph_err_t new_entry(mph_app_t *app, enum svc_kind kind, const char *name, int flags,
-                           mph__svc_entry_t **out)
+static mph_err_t new_entry(mph_app_t *app, enum svc_kind kind, const char *name,
+                           int flags, mph__svc_entry_t **out)
 {
     const char *what = kind_names[kind];
     mph_err_t err = check_declare(app, what, name);
@@ -197,7 +198,8 @@ static mph_err_t new_entry(mph_app_t *app, enum svc_kind kind, const char *name,
         return MPH_ERR_INVALID;
     }
     if (flags & ~MPH_ON_LEADER || (kind == SVC_TASK && flags)) {
-        mph_log(MPH_LOG_ERROR, "%s '%s': unknown flags 0x%x", what, name, (unsigned)flags);
+        mph_log(MPH_LOG_ERROR, "%s '%s': unknown flags 0x%x", what, name,
+                (unsigned)flags);
         return MPH_ERR_INVALID;
     }
     mph__services_t *s = services_of(app);
@@ -205,13 +207,14 @@ static mph_err_t new_entry(mph_app_t *app, enum svc_kind kind, const char *name,
         return MPH_ERR_NOMEM;
     for (size_t i = 0; i < s->nentries; i++) {
         if (!strcmp(s->entries[i]->name, name)) {
-            mph_log(MPH_LOG_ERROR, "%s '%s': the name is taken by a %s", what, name,
-                    kind_names[s->entries[i]->kind]);
+            mph_log(MPH_LOG_ERROR, "%s '%s': the name is taken by a %s", what,
+                    name, kind_names[s->entries[i]->kind]);
             return MPH_ERR_EXISTS;
         }
     }
     mph__svc_entry_t *e = calloc(1, sizeof *e);
-    mph__svc_entry_t **grown = realloc(s->entries, (s->nentries + 1) * sizeof *grown);
+    mph__svc_entry_t **grown =
+        realloc(s->entries, (s->nentries + 1) * sizeof *grown);
     if (grown)
         s->entries = grown;
     if (!e || !grown || !(e->name = strdup(name))) {
@@ -260,8 +263,8 @@ static mph_err_t add_entry(mph__services_t *s, mph__svc_entry_t *e)
     return MPH_OK;
 }
 
-mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t interval_ms, mph_timer_fn *fn,
-                        void *opaque, int flags)
+mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t interval_ms,
+                        mph_timer_fn *fn, void *opaque, int flags)
 {
     if (app && name && (!fn || interval_ms < 1)) {
         mph_log(MPH_LOG_ERROR, "timer '%s': %s", name,
@@ -273,8 +276,8 @@ mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t interval_ms, m
     if (err)
         return err;
     if (interval_ms > INT64_MAX / 1000000) {
-        mph_log(MPH_LOG_ERROR, "timer '%s': interval_ms %lld is too large", name,
-                (long long)interval_ms);
+        mph_log(MPH_LOG_ERROR, "timer '%s': interval_ms %lld is too large",
+                name, (long long)interval_ms);
         entry_free(e);
         return MPH_ERR_INVALID;
     }
@@ -284,8 +287,8 @@ mph_err_t mph_app_timer(mph_app_t *app, const char *name, int64_t interval_ms, m
     return add_entry(app->services, e);
 }
 
-mph_err_t mph_crontab_check(const char *expr, const char *timezone, char *errstr,
-                            size_t errstr_size)
+mph_err_t mph_crontab_check(const char *expr, const char *timezone,
+                            char *errstr, size_t errstr_size)
 {
     mph__cron_t c;
     mph_err_t err = mph__cron_parse(&c, expr, errstr, errstr_size);
@@ -295,7 +298,8 @@ mph_err_t mph_crontab_check(const char *expr, const char *timezone, char *errstr
 }
 
 mph_err_t mph_app_crontab(mph_app_t *app, const char *name, const char *expr,
-                          const char *timezone, mph_timer_fn *fn, void *opaque, int flags)
+                          const char *timezone, mph_timer_fn *fn, void *opaque,
+                          int flags)
 {
     if (app && name && !fn) {
         mph_log(MPH_LOG_ERROR, "crontab '%s': fn is NULL", name);
@@ -325,7 +329,8 @@ mph_err_t mph_app_crontab(mph_app_t *app, const char *name, const char *expr,
     return add_entry(app->services, e);
 }
 
-mph_err_t mph_app_task(mph_app_t *app, const char *name, mph_task_fn *fn, void *opaque)
+mph_err_t mph_app_task(mph_app_t *app, const char *name, mph_task_fn *fn,
+                       void *opaque)
 {
     if (app && name && !fn) {
         mph_log(MPH_LOG_ERROR, "task '%s': fn is NULL", name);
@@ -340,7 +345,8 @@ mph_err_t mph_app_task(mph_app_t *app, const char *name, mph_task_fn *fn, void *
     return add_entry(app->services, e);
 }
 
-static mph_err_t add_hook(mph_app_t *app, bool start, mph_hook_fn *fn, void *opaque)
+static mph_err_t add_hook(mph_app_t *app, bool start, mph_hook_fn *fn,
+                          void *opaque)
 {
     const char *what = start ? "on_start hook" : "on_stop hook";
     mph_err_t err = check_declare(app, what, "");
@@ -374,7 +380,8 @@ mph_err_t mph_app_on_stop(mph_app_t *app, mph_hook_fn *fn, void *opaque)
     return add_hook(app, false, fn, opaque);
 }
 
-mph_err_t mph_app_on_leader_change(mph_app_t *app, mph_leader_fn *fn, void *opaque)
+mph_err_t mph_app_on_leader_change(mph_app_t *app, mph_leader_fn *fn,
+                                   void *opaque)
 {
     mph_err_t err = check_declare(app, "leader-change callback", "");
     if (err)
@@ -430,7 +437,8 @@ void mph__services_set_clock(mph_app_t *app, const mph__svc_clock_t *clock)
 
 mph_err_t mph_app_services_enable(mph_app_t *app, bool enabled)
 {
-    mph_err_t err = check_declare(app, "services", enabled ? "enable" : "disable");
+    mph_err_t err =
+        check_declare(app, "services", enabled ? "enable" : "disable");
     if (err)
         return err;
     mph__services_t *s = services_of(app);
@@ -442,12 +450,14 @@ mph_err_t mph_app_services_enable(mph_app_t *app, bool enabled)
 
 bool mph__services_leader_enabled(const mph_app_t *app)
 {
-    return app->services && app->services->leader_enabled && !app->services->disabled;
+    return app->services && app->services->leader_enabled &&
+           !app->services->disabled;
 }
 
 const char *mph__services_leader_topic(const mph_app_t *app)
 {
-    return mph__services_leader_enabled(app) ? app->services->leader_topic : NULL;
+    return mph__services_leader_enabled(app) ? app->services->leader_topic
+                                             : NULL;
 }
 
 mph__svc_entry_t *mph__services_find(mph_app_t *app, const char *name)
@@ -484,7 +494,8 @@ static int64_t cron_after(mph__svc_entry_t *e, int64_t t)
 
 void mph__svc_arm(mph__svc_entry_t *e, int64_t now_ns)
 {
-    e->due = e->kind == SVC_TIMER ? now_ns + e->interval_ns : cron_after(e, now_ns);
+    e->due =
+        e->kind == SVC_TIMER ? now_ns + e->interval_ns : cron_after(e, now_ns);
     publish_next(e);
 }
 
@@ -511,7 +522,8 @@ int64_t mph__svc_tick(mph__svc_entry_t *e, int64_t now)
     /* Ticks missed before this one (the thread was not scheduled, or the
      * process was stopped) count as overruns and are not run. */
     uint64_t missed = 0;
-    for (int64_t n = after(e, e->due); n <= now && missed < 1000000; n = after(e, e->due)) {
+    for (int64_t n = after(e, e->due); n <= now && missed < 1000000;
+         n = after(e, e->due)) {
         e->due = n;
         missed++;
     }
@@ -546,7 +558,8 @@ int64_t mph__svc_tick(mph__svc_entry_t *e, int64_t now)
     if (e->due < end) {
         passed = 1;
         if (e->kind == SVC_TIMER) {
-            passed = (uint64_t)((end - e->due + e->interval_ns - 1) / e->interval_ns);
+            passed = (uint64_t)((end - e->due + e->interval_ns - 1) /
+                                e->interval_ns);
             e->due += (int64_t)(passed - 1) * e->interval_ns;
         } else {
             for (int64_t n = after(e, e->due); n < end && passed < 1000000;
@@ -604,7 +617,8 @@ static void *entry_main(void *arg)
         __atomic_add_fetch(&e->runs, 1, __ATOMIC_RELAXED);
         if (err) {
             __atomic_add_fetch(&e->errors, 1, __ATOMIC_RELAXED);
-            mph_log(MPH_LOG_WARN, "task '%s' returned %s", e->name, mph_err_str(err));
+            mph_log(MPH_LOG_WARN, "task '%s' returned %s", e->name,
+                    mph_err_str(err));
         }
         return NULL;
     }
@@ -612,7 +626,9 @@ static void *entry_main(void *arg)
     for (;;) {
         int64_t next = mph__svc_tick(e, clock_of(e));
         int64_t now = clock_of(e);
-        int64_t wait_ms = next > now + 3600000LL * 1000000 ? 3600000 : (next - now + 999999) / 1000000;
+        int64_t wait_ms = next > now + 3600000LL * 1000000
+                              ? 3600000
+                              : (next - now + 999999) / 1000000;
         if (wait_ms < 0)
             wait_ms = 0;
         if (e->kind == SVC_CRON && wait_ms > 1000)
@@ -633,7 +649,8 @@ static void start_entries(mph__services_t *s)
             mph__svc_arm(e, clock_of(e));
         int rc = pthread_create(&e->thread, NULL, entry_main, e);
         if (rc) {
-            mph__app_fail(s->app, MPH_ERR_NOMEM, "%s '%s': cannot start its thread: %s",
+            mph__app_fail(s->app, MPH_ERR_NOMEM,
+                          "%s '%s': cannot start its thread: %s",
                           kind_names[e->kind], e->name, strerror(rc));
             return;
         }
@@ -650,8 +667,8 @@ static void *services_main(void *arg)
     for (size_t i = 0; i < s->nstart && ok; i++) {
         mph_err_t err = s->on_start[i].fn(s->app, s->on_start[i].opaque);
         if (err) {
-            mph__app_fail(s->app, err, "on_start hook %zu of %zu failed: %s", i + 1, s->nstart,
-                          mph_err_str(err));
+            mph__app_fail(s->app, err, "on_start hook %zu of %zu failed: %s",
+                          i + 1, s->nstart, mph_err_str(err));
             ok = false;
         }
     }
@@ -663,8 +680,8 @@ static void *services_main(void *arg)
         int leader = ck_pr_load_int(&s->leader);
         if (leader != told) {
             told = leader;
-            mph_log(MPH_LOG_INFO, "%s the leader of group %s", leader ? "now" : "no longer",
-                    s->app->app_id);
+            mph_log(MPH_LOG_INFO, "%s the leader of group %s",
+                    leader ? "now" : "no longer", s->app->app_id);
             if (s->leader_fn)
                 s->leader_fn(s->app, leader == 1, s->leader_opaque);
         }
@@ -687,41 +704,45 @@ static void *services_main(void *arg)
     for (size_t i = s->nstop; i > 0; i--) {
         mph_err_t err = s->on_stop[i - 1].fn(s->app, s->on_stop[i - 1].opaque);
         if (err)
-            mph__app_fail(s->app, err, "on_stop hook %zu of %zu failed: %s", i, s->nstop,
-                          mph_err_str(err));
+            mph__app_fail(s->app, err, "on_stop hook %zu of %zu failed: %s", i,
+                          s->nstop, mph_err_str(err));
     }
     return NULL;
 }
 
-mph_err_t mph__services_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
+mph_err_t mph__services_prepare(mph_app_t *app, char *errstr,
+                                size_t errstr_size)
 {
     mph__services_t *s = app->services;
     if (!s || !s->leader_enabled || s->disabled)
         return MPH_OK;
     int64_t repl = mph_conf_get_int(app->conf, "topic_replication_factor", 1);
-    mph__topic_spec_t spec = {s->leader_topic, 1, repl > 0 ? (int)repl : 1, NULL};
+    mph__topic_spec_t spec = {s->leader_topic, 1, repl > 0 ? (int)repl : 1,
+                              NULL};
     int64_t t = app->shutdown_timeout_ms;
     int timeout = t < 1000 ? 1000 : t > 30000 ? 30000 : (int)t;
     char why[512] = "";
-    mph_err_t err =
-        mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, why, sizeof why);
+    mph_err_t err = mph__kafka_create_topics(app->kenv, app->producer, &spec, 1,
+                                             timeout, why, sizeof why);
     if (err) {
-        snprintf(errstr, errstr_size, "leader election: topic %s: %s", s->leader_topic, why);
+        snprintf(errstr, errstr_size, "leader election: topic %s: %s",
+                 s->leader_topic, why);
         return err;
     }
     /* A just-created topic may take a moment to show in metadata; the
      * subscription would otherwise wait for the next metadata refresh. */
     int parts = 0;
     for (int i = 0; i < 50; i++) {
-        if (mph__kafka_partition_count(app->producer, s->leader_topic, timeout, &parts) ==
-                MPH_OK &&
+        if (mph__kafka_partition_count(app->producer, s->leader_topic, timeout,
+                                       &parts) == MPH_OK &&
             parts > 0)
             break;
         usleep(100000);
     }
     if (parts != 1) {
         snprintf(errstr, errstr_size,
-                 "leader election: topic %s has %d partitions, needs exactly 1 (delete it; "
+                 "leader election: topic %s has %d partitions, needs exactly 1 "
+                 "(delete it; "
                  "mephisto creates it)",
                  s->leader_topic, parts);
         return MPH_ERR_INVALID;
@@ -746,7 +767,8 @@ mph_err_t mph__services_start(mph_app_t *app, char *errstr, size_t errstr_size)
     }
     int rc = pthread_create(&s->thread, NULL, services_main, s);
     if (rc) {
-        snprintf(errstr, errstr_size, "services: cannot start the thread: %s", strerror(rc));
+        snprintf(errstr, errstr_size, "services: cannot start the thread: %s",
+                 strerror(rc));
         return MPH_ERR_NOMEM;
     }
     s->started = true;
@@ -789,9 +811,9 @@ void mph__services_free(mph_app_t *app)
     app->services = NULL;
 }
 
-rd_kafka_topic_partition_list_t *mph__services_rebalance(mph_app_t *app,
-                                                         rd_kafka_topic_partition_list_t *parts,
-                                                         bool assigned)
+rd_kafka_topic_partition_list_t *
+mph__services_rebalance(mph_app_t *app, rd_kafka_topic_partition_list_t *parts,
+                        bool assigned)
 {
     mph__services_t *s = app->services;
     if (!s || !s->leader_enabled || s->disabled || !s->leader_topic ||
@@ -802,7 +824,8 @@ rd_kafka_topic_partition_list_t *mph__services_rebalance(mph_app_t *app,
         mph__eventfd_signal(s->wake_fd);
     mph_log(MPH_LOG_INFO, "leader partition %s [0] %s", s->leader_topic,
             assigned ? "assigned: this member is the leader" : "revoked");
-    rd_kafka_topic_partition_list_t *rest = rd_kafka_topic_partition_list_new(parts->cnt);
+    rd_kafka_topic_partition_list_t *rest =
+        rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++)
         if (strcmp(parts->elems[i].topic, s->leader_topic) != 0)
             rd_kafka_topic_partition_list_add(rest, parts->elems[i].topic,
@@ -824,12 +847,12 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len)
     if (!w)
         return NULL;
     mph_err_t err = mph_jsonw_object_begin(w);
-#define KEY(k) (err = err ? err : mph_jsonw_key(w, k, strlen(k)))
-#define STR(v) (err = err ? err : mph_jsonw_str(w, v, strlen(v)))
-#define I64(v) (err = err ? err : mph_jsonw_i64(w, v))
-#define U64(v) (err = err ? err : mph_jsonw_u64(w, v))
+#define KEY(k)  (err = err ? err : mph_jsonw_key(w, k, strlen(k)))
+#define STR(v)  (err = err ? err : mph_jsonw_str(w, v, strlen(v)))
+#define I64(v)  (err = err ? err : mph_jsonw_i64(w, v))
+#define U64(v)  (err = err ? err : mph_jsonw_u64(w, v))
 #define BOOL(v) (err = err ? err : mph_jsonw_bool(w, v))
-#define NUL() (err = err ? err : mph_jsonw_null(w))
+#define NUL()   (err = err ? err : mph_jsonw_null(w))
     KEY("leader_election");
     BOOL(s->leader_enabled);
     KEY("leader");
@@ -857,7 +880,8 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len)
         KEY("schedule");
         if (e->kind == SVC_TIMER) {
             char buf[64];
-            snprintf(buf, sizeof buf, "every %lld ms", (long long)(e->interval_ns / 1000000));
+            snprintf(buf, sizeof buf, "every %lld ms",
+                     (long long)(e->interval_ns / 1000000));
             STR(buf);
         } else if (e->kind == SVC_CRON) {
             STR(e->expr);
@@ -884,14 +908,16 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len)
         else
             NUL();
         KEY("next_run_ms");
-        if (e->kind == SVC_CRON && !st.next_run_ms && ck_pr_load_int(&app->state) == APP_NEW) {
+        if (e->kind == SVC_CRON && !st.next_run_ms &&
+            ck_pr_load_int(&app->state) == APP_NEW) {
             /* Not started: when it would run next (for listings). */
             int64_t n = cron_after((mph__svc_entry_t *)e, real(s));
             if (n != INT64_MAX)
                 I64(n / 1000000);
             else
                 NUL();
-        } else if (e->kind != SVC_TASK && st.next_run_ms && !ck_pr_load_int(&s->stopped)) {
+        } else if (e->kind != SVC_TASK && st.next_run_ms &&
+                   !ck_pr_load_int(&s->stopped)) {
             I64(st.next_run_ms);
         } else {
             NUL();
@@ -915,7 +941,8 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len)
     const char *text = NULL;
     size_t n = 0;
     char *out = NULL;
-    if (!err && mph_jsonw_finish(w, &text, &n) == MPH_OK && (out = malloc(n + 1))) {
+    if (!err && mph_jsonw_finish(w, &text, &n) == MPH_OK &&
+        (out = malloc(n + 1))) {
         memcpy(out, text, n);
         out[n] = 0;
         *len = n;
@@ -946,7 +973,8 @@ mph_err_t mph_app_services_json(mph_app_t *app, char **json_out, size_t *len)
 
 #define SVC_MAX_METRIC_ENTRIES 256
 
-void mph__services_metrics(const char *json, size_t len, struct mph__promtext *pt)
+void mph__services_metrics(const char *json, size_t len,
+                           struct mph__promtext *pt)
 {
     if (!json || !len)
         return;
@@ -960,14 +988,15 @@ void mph__services_metrics(const char *json, size_t len, struct mph__promtext *p
     } *rows = calloc(SVC_MAX_METRIC_ENTRIES, sizeof *rows);
     size_t n = 0;
     bool leader = false, election = false;
-    static const char *const keys[5] = {"runs", "overruns", "errors", "last_run_ms",
-                                        "next_run_ms"};
+    static const char *const keys[5] = {"runs", "overruns", "errors",
+                                        "last_run_ms", "next_run_ms"};
     mph_json_val_t arr, v;
     if (rows && mph_json_parse(p, json, len, len) == MPH_OK) {
         mph_json_get_bool(p, MPH_JSON_ROOT, "leader_election", &election);
         mph_json_get_bool(p, MPH_JSON_ROOT, "leader", &leader);
         if (mph_json_get_array(p, MPH_JSON_ROOT, "timers", &arr) == MPH_OK) {
-            while (n < SVC_MAX_METRIC_ENTRIES && mph_json_array_next(p, arr, &v) == MPH_OK) {
+            while (n < SVC_MAX_METRIC_ENTRIES &&
+                   mph_json_array_next(p, arr, &v) == MPH_OK) {
                 struct row *r = &rows[n];
                 const char *s;
                 size_t sl;
@@ -976,43 +1005,54 @@ void mph__services_metrics(const char *json, size_t len, struct mph__promtext *p
                 if (mph_json_get_str(p, v, "kind", &s, &sl) == MPH_OK)
                     snprintf(r->kind, sizeof r->kind, "%.*s", (int)sl, s);
                 for (int k = 0; k < 5; k++)
-                    r->have[k] = mph_json_get_i64(p, v, keys[k], &r->v[k]) == MPH_OK;
+                    r->have[k] =
+                        mph_json_get_i64(p, v, keys[k], &r->v[k]) == MPH_OK;
                 n++;
             }
         }
     }
     if (election) {
-        mph__promtext_header(pt, "mephisto_leader", MPH__PROM_GAUGE,
-                             "1 while this member is the group's leader (holds partition 0 of "
-                             "<app_id>-__leader).");
-        mph__promtext_sample_u64(pt, "mephisto_leader", NULL, 0, leader ? 1 : 0);
+        mph__promtext_header(
+            pt, "mephisto_leader", MPH__PROM_GAUGE,
+            "1 while this member is the group's leader (holds partition 0 of "
+            "<app_id>-__leader).");
+        mph__promtext_sample_u64(pt, "mephisto_leader", NULL, 0,
+                                 leader ? 1 : 0);
     }
     static const struct {
         const char *name, *help;
         int key;
         bool seconds;
     } fam[] = {
-        {"mephisto_service_runs_total", "Runs of a timer or crontab entry (a task: its returns).",
-         0, false},
+        {"mephisto_service_runs_total",
+         "Runs of a timer or crontab entry (a task: its returns).", 0, false},
         {"mephisto_service_overruns_total",
-         "Scheduled runs that could not start on time (a run still going, or the process "
+         "Scheduled runs that could not start on time (a run still going, or "
+         "the process "
          "held up); not queued.",
          1, false},
-        {"mephisto_service_errors_total", "Runs that returned an error.", 2, false},
-        {"mephisto_service_last_run_timestamp_seconds", "When the last run started.", 3, true},
-        {"mephisto_service_next_run_timestamp_seconds", "When the next run is due.", 4, true},
+        {"mephisto_service_errors_total", "Runs that returned an error.", 2,
+         false},
+        {"mephisto_service_last_run_timestamp_seconds",
+         "When the last run started.", 3, true},
+        {"mephisto_service_next_run_timestamp_seconds",
+         "When the next run is due.", 4, true},
     };
     for (size_t f = 0; n && f < sizeof fam / sizeof fam[0]; f++) {
-        mph__promtext_header(pt, fam[f].name, fam[f].seconds ? MPH__PROM_GAUGE : MPH__PROM_COUNTER,
-                             fam[f].help);
+        mph__promtext_header(
+            pt, fam[f].name,
+            fam[f].seconds ? MPH__PROM_GAUGE : MPH__PROM_COUNTER, fam[f].help);
         for (size_t i = 0; i < n; i++) {
             if (!rows[i].have[fam[f].key])
                 continue;
-            mph__promtext_label_t l[2] = {{"service", rows[i].name}, {"kind", rows[i].kind}};
+            mph__promtext_label_t l[2] = {{"service", rows[i].name},
+                                          {"kind", rows[i].kind}};
             if (fam[f].seconds)
-                mph__promtext_sample(pt, fam[f].name, l, 2, (double)rows[i].v[fam[f].key] / 1e3);
+                mph__promtext_sample(pt, fam[f].name, l, 2,
+                                     (double)rows[i].v[fam[f].key] / 1e3);
             else
-                mph__promtext_sample_u64(pt, fam[f].name, l, 2, (uint64_t)rows[i].v[fam[f].key]);
+                mph__promtext_sample_u64(pt, fam[f].name, l, 2,
+                                         (uint64_t)rows[i].v[fam[f].key]);
         }
     }
     free(rows);

@@ -34,7 +34,8 @@ const char *mph__services_leader_topic(const mph_app_t *app);
 
 /* Creates the leader topic when the app uses leader election. Called by
  * mph_app_start before the coordinator subscribes. @locality controlling */
-mph_err_t mph__services_prepare(mph_app_t *app, char *errstr, size_t errstr_size);
+mph_err_t mph__services_prepare(mph_app_t *app, char *errstr,
+                                size_t errstr_size);
 
 /* Starts the services thread (a no-op when nothing is declared).
  * @locality controlling thread */
@@ -53,9 +54,9 @@ void mph__services_free(mph_app_t *app);
  * of parts without it (the caller destroys it), which is what workers and
  * the consumer's fetch assignment get; else NULL (use parts as is).
  * @locality coordinator (rebalance callback) */
-rd_kafka_topic_partition_list_t *mph__services_rebalance(mph_app_t *app,
-                                                         rd_kafka_topic_partition_list_t *parts,
-                                                         bool assigned);
+rd_kafka_topic_partition_list_t *
+mph__services_rebalance(mph_app_t *app, rd_kafka_topic_partition_list_t *parts,
+                        bool assigned);
 
 /* The "services" member of /stats: a JSON object (malloc'd, *len bytes),
  * or NULL without services. @locality any */
@@ -67,7 +68,8 @@ char *mph__services_stats_json(mph_app_t *app, size_t *len);
  * service, kind), mephisto_service_last_run_timestamp_seconds and
  * mephisto_service_next_run_timestamp_seconds. @locality any */
 struct mph__promtext;
-void mph__services_metrics(const char *json, size_t len, struct mph__promtext *pt);
+void mph__services_metrics(const char *json, size_t len,
+                           struct mph__promtext *pt);
 
 /* ---- for tests: one entry's schedule, driven by hand ---- */
 

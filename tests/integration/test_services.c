@@ -51,14 +51,14 @@ static mph_conf_t *base_conf(const char *app_id)
     char err[512];
     mph_conf_t *conf = mph_conf_new();
     const char *set[][2] = {
-        {"app_id", app_id},       {"broker", mph_test_broker()},
-        {"workers", "1"},         {"web_enabled", "false"},
-        {"log_level", "warn"},    {"shutdown_timeout_ms", "5000"},
+        {"app_id", app_id},        {"broker", mph_test_broker()},
+        {"workers", "1"},          {"web_enabled", "false"},
+        {"log_level", "warn"},     {"shutdown_timeout_ms", "5000"},
         {"topic_partitions", "1"},
     };
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
-        cr_assert_eq(mph_conf_set(conf, set[i][0], set[i][1], err, sizeof err), MPH_OK, "%s",
-                     err);
+        cr_assert_eq(mph_conf_set(conf, set[i][0], set[i][1], err, sizeof err),
+                     MPH_OK, "%s", err);
     return conf;
 }
 
@@ -130,7 +130,8 @@ static mph_err_t stop2(mph_app_t *app, void *o)
     life_t *l = o;
     note(l, "stop2");
     /* Stop hooks may still send; the stop flushes it. */
-    return mph_send(app, l->out, 0, "k", 1, "from-stop-hook", 14, NULL, 0, NULL, NULL);
+    return mph_send(app, l->out, 0, "k", 1, "from-stop-hook", 14, NULL, 0, NULL,
+                    NULL);
 }
 
 static mph_err_t tick(mph_app_t *app, void *o)
@@ -142,7 +143,8 @@ static mph_err_t tick(mph_app_t *app, void *o)
     l->timer_on_main = pthread_equal(pthread_self(), l->main);
     char v[32];
     int n = snprintf(v, sizeof v, "tick-%d", l->timer_runs);
-    if (mph_send(app, l->out, 0, "k", 1, v, (size_t)n, NULL, 0, NULL, NULL) == MPH_OK)
+    if (mph_send(app, l->out, 0, "k", 1, v, (size_t)n, NULL, 0, NULL, NULL) ==
+        MPH_OK)
         l->timer_sent++;
     return l->timer_runs == 3 ? MPH_ERR_AGENT : MPH_OK; /* one error, counted */
 }
@@ -195,7 +197,8 @@ Test(services, lifecycle_hooks_tasks_timers_and_stats)
     cr_assert_eq(mph_app_on_stop(app, stop2, &l), MPH_OK);
     cr_assert_eq(mph_app_timer(app, "tick", 20, tick, &l, 0), MPH_OK);
     cr_assert_eq(mph_app_task(app, "loop", task, &l), MPH_OK);
-    cr_assert_eq(mph_app_crontab(app, "nightly", "0 3 * * *", "Europe/Berlin", tick, &l, 0),
+    cr_assert_eq(mph_app_crontab(app, "nightly", "0 3 * * *", "Europe/Berlin",
+                                 tick, &l, 0),
                  MPH_OK);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     cr_expect_eq(mph_app_timer(app, "late", 20, tick, &l, 0), MPH_ERR_STATE);
@@ -212,10 +215,12 @@ Test(services, lifecycle_hooks_tasks_timers_and_stats)
     cr_assert_eq(mph_json_parse(p, json, len, len), MPH_OK, "%s", json);
     mph_json_val_t arr, v;
     bool leader = true;
-    cr_expect_eq(mph_json_get_bool(p, MPH_JSON_ROOT, "services.leader", &leader), MPH_OK);
+    cr_expect_eq(
+        mph_json_get_bool(p, MPH_JSON_ROOT, "services.leader", &leader),
+        MPH_OK);
     cr_expect(!leader);
-    cr_assert_eq(mph_json_get_array(p, MPH_JSON_ROOT, "services.timers", &arr), MPH_OK, "%s",
-                 json);
+    cr_assert_eq(mph_json_get_array(p, MPH_JSON_ROOT, "services.timers", &arr),
+                 MPH_OK, "%s", json);
     int entries = 0;
     while (mph_json_array_next(p, arr, &v) == MPH_OK) {
         const char *name, *kind;
@@ -242,7 +247,8 @@ Test(services, lifecycle_hooks_tasks_timers_and_stats)
             cr_expect_eq(last, -1, "never ran: null");
             /* 03:00 in Berlin is 01:00 or 02:00 UTC. */
             int64_t sod = next % 86400000;
-            cr_expect(sod == 3600000 || sod == 7200000, "next run %lld", (long long)next);
+            cr_expect(sod == 3600000 || sod == 7200000, "next run %lld",
+                      (long long)next);
         } else {
             cr_expect(nl == 4 && !memcmp(name, "loop", 4) && kl == 4);
         }
@@ -257,12 +263,15 @@ Test(services, lifecycle_hooks_tasks_timers_and_stats)
 
     /* Start hooks in order, before the timer and the task; the task ended
      * before the stop hooks, which ran in reverse order. */
-    int s1 = first(&l, "start1"), s2 = first(&l, "start2"), tm = first(&l, "timer"),
-        tk = first(&l, "task"), te = first(&l, "task-end"), p1 = first(&l, "stop1"),
+    int s1 = first(&l, "start1"), s2 = first(&l, "start2"),
+        tm = first(&l, "timer"), tk = first(&l, "task"),
+        te = first(&l, "task-end"), p1 = first(&l, "stop1"),
         p2 = first(&l, "stop2");
-    cr_expect(s1 == 0 && s2 == 1, "start hooks first, in order (%d %d)", s1, s2);
+    cr_expect(s1 == 0 && s2 == 1, "start hooks first, in order (%d %d)", s1,
+              s2);
     cr_expect(tm > s2 && tk > s2);
-    cr_expect(te > tk && p2 > te && p1 > p2, "task-end %d, stop2 %d, stop1 %d", te, p2, p1);
+    cr_expect(te > tk && p2 > te && p1 > p2, "task-end %d, stop2 %d, stop1 %d",
+              te, p2, p1);
     cr_expect(!l.timer_on_main && !l.task_on_main);
     cr_expect(!pthread_equal(l.timer_thread, l.task_thread), "a thread each");
 
@@ -300,7 +309,8 @@ Test(services, failing_start_hook_stops_the_app)
     cr_assert_eq(mph_app_timer(app, "never", 10, tick, &l, 0), MPH_OK);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     int64_t t0 = now_ms();
-    cr_expect_eq(mph_app_wait(app), MPH_ERR_IO, "the hook's error stops the app");
+    cr_expect_eq(mph_app_wait(app), MPH_ERR_IO,
+                 "the hook's error stops the app");
     cr_expect_lt(now_ms() - t0, 20000);
     cr_expect_eq(l.timer_runs, 0, "no timer after a failed start hook");
     mph_app_destroy(app);
@@ -351,13 +361,16 @@ Test(services, single_member_is_the_leader)
     mph_app_t *app = mph_app_new(conf, err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     solo_t s = {0};
-    cr_assert_eq(mph_app_timer(app, "solo", 20, solo_beat, &s, MPH_ON_LEADER), MPH_OK);
+    cr_assert_eq(mph_app_timer(app, "solo", 20, solo_beat, &s, MPH_ON_LEADER),
+                 MPH_OK);
     cr_assert_eq(mph_app_on_leader_change(app, solo_changed, &s), MPH_OK);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     int64_t deadline = now_ms() + 30000;
-    while (now_ms() < deadline && __atomic_load_n(&s.runs, __ATOMIC_SEQ_CST) < 5)
+    while (now_ms() < deadline &&
+           __atomic_load_n(&s.runs, __ATOMIC_SEQ_CST) < 5)
         usleep(20000);
-    cr_expect_geq(s.runs, 5, "the only member leads and runs its on_leader timer");
+    cr_expect_geq(s.runs, 5,
+                  "the only member leads and runs its on_leader timer");
     cr_expect(mph_app_is_leader(app));
     cr_expect(s.leader_in_run);
     cr_assert_eq(mph_app_stop(app), MPH_OK);
@@ -404,7 +417,8 @@ static mph_err_t beat(mph_app_t *app, void *o)
     member_t *m = o;
     char v[32];
     int n = snprintf(v, sizeof v, "%d:%d", m->id, m->sent);
-    if (mph_send(app, m->out, 0, "k", 1, v, (size_t)n, NULL, 0, NULL, NULL) == MPH_OK)
+    if (mph_send(app, m->out, 0, "k", 1, v, (size_t)n, NULL, 0, NULL, NULL) ==
+        MPH_OK)
         m->sent++;
     say(m->fd, "T %d %lld\n", m->id, (long long)now_ms());
     return MPH_OK;
@@ -418,7 +432,8 @@ static void leader_changed(mph_app_t *app, bool leader, void *o)
 }
 
 /* A worker process: runs until SIGTERM (graceful) or SIGKILL. */
-static void member_main(int id, int fd, int go, const char *app_id, const char *out)
+static void member_main(int id, int fd, int go, const char *app_id,
+                        const char *out)
 {
     char c, err[512];
     if (go >= 0 && read(go, &c, 1) != 1)
@@ -433,7 +448,8 @@ static void member_main(int id, int fd, int go, const char *app_id, const char *
     }
     member_t m = {id, fd, NULL, 0};
     m.out = own_topic(member_app, out);
-    if (mph_app_timer(member_app, "beat", 100, beat, &m, MPH_ON_LEADER) != MPH_OK ||
+    if (mph_app_timer(member_app, "beat", 100, beat, &m, MPH_ON_LEADER) !=
+            MPH_OK ||
         mph_app_on_leader_change(member_app, leader_changed, &m) != MPH_OK)
         _exit(4);
     signal(SIGTERM, on_term);
@@ -468,7 +484,8 @@ static void pump(log_t *lg, int ms)
             left = 0;
         struct pollfd p = {lg->fd, POLLIN, 0};
         if (poll(&p, 1, (int)left) > 0) {
-            ssize_t n = read(lg->fd, lg->buf + lg->have, sizeof lg->buf - 1 - lg->have);
+            ssize_t n =
+                read(lg->fd, lg->buf + lg->have, sizeof lg->buf - 1 - lg->have);
             if (n > 0)
                 lg->have += (size_t)n;
         }
@@ -478,15 +495,18 @@ static void pump(log_t *lg, int ms)
             char kind;
             int id, a = 0;
             long long t = 0;
-            if (sscanf(lg->buf, "%c %d", &kind, &id) == 2 && id >= 0 && id < 3) {
+            if (sscanf(lg->buf, "%c %d", &kind, &id) == 2 && id >= 0 &&
+                id < 3) {
                 if (kind == 'T' && sscanf(lg->buf, "T %d %lld", &id, &t) == 2) {
                     lg->beats[id]++;
                     lg->last_beat[id] = t;
-                    if (lg->since && t >= lg->since && !lg->first_beat_after[id])
+                    if (lg->since && t >= lg->since &&
+                        !lg->first_beat_after[id])
                         lg->first_beat_after[id] = t;
                 } else if (kind == 'S') {
                     lg->started[id] = true;
-                } else if (kind == 'E' && sscanf(lg->buf, "E %d %d", &id, &a) == 2) {
+                } else if (kind == 'E' &&
+                           sscanf(lg->buf, "E %d %d", &id, &a) == 2) {
                     lg->ended[id] = true;
                     lg->sent[id] = a;
                 }
@@ -512,15 +532,17 @@ static void collect(const rd_kafka_message_t *m, void *opaque)
     size_t n = m->len < sizeof v - 1 ? m->len : sizeof v - 1;
     memcpy(v, m->payload, n);
     v[n] = 0;
-    if (sscanf(v, "%d:%d", &id, &seq) == 2 && id >= 0 && id < 3 && seq >= 0 && seq < 4096)
+    if (sscanf(v, "%d:%d", &id, &seq) == 2 && id >= 0 && id < 3 && seq >= 0 &&
+        seq < 4096)
         s->have[id][seq] = 1;
 }
 
 Test(services, on_leader_timer_fails_over_after_kill9_and_sends_survive_restart)
 {
     if (!mph_test_real_broker()) {
-        fprintf(stderr, "services/leader: skipped: needs a real broker "
-                        "(MEPHISTO_TEST_BROKERS) for a group across processes\n");
+        fprintf(stderr,
+                "services/leader: skipped: needs a real broker "
+                "(MEPHISTO_TEST_BROKERS) for a group across processes\n");
         return;
     }
     char app_id[128], out[160];
@@ -565,11 +587,13 @@ Test(services, on_leader_timer_fails_over_after_kill9_and_sends_survive_restart)
             pump(lg, 1500);
             cr_assert_eq(leader == 0 ? lg->beats[1] - b1 : lg->beats[0] - b0, 0,
                          "both members ran the on_leader timer");
-            cr_assert_gt(leader == 0 ? lg->beats[0] - b0 : lg->beats[1] - b1, 5);
+            cr_assert_gt(leader == 0 ? lg->beats[0] - b0 : lg->beats[1] - b1,
+                         5);
             break;
         }
         cr_assert(d0 == 0 || d1 == 0 || now_ms() < deadline - 50000,
-                  "both members keep running the on_leader timer (%d, %d)", d0, d1);
+                  "both members keep running the on_leader timer (%d, %d)", d0,
+                  d1);
     }
     cr_assert_geq(leader, 0, "no single leader emerged");
     int other = 1 - leader;
@@ -580,20 +604,24 @@ Test(services, on_leader_timer_fails_over_after_kill9_and_sends_survive_restart)
     lg->since = killed;
     kill(pid[leader], SIGKILL);
     waitpid(pid[leader], NULL, 0);
-    while (now_ms() < killed + SESSION_MS + 10000 && !lg->first_beat_after[other])
+    while (now_ms() < killed + SESSION_MS + 10000 &&
+           !lg->first_beat_after[other])
         pump(lg, 100);
     cr_assert(lg->first_beat_after[other], "member %d never took over", other);
     int64_t took = lg->first_beat_after[other] - killed;
-    fprintf(stderr, "services/leader: member %d took over %lld ms after the kill\n", other,
-            (long long)took);
-    cr_expect_leq(took, SESSION_MS + 1000, "took over after %lld ms", (long long)took);
+    fprintf(stderr,
+            "services/leader: member %d took over %lld ms after the kill\n",
+            other, (long long)took);
+    cr_expect_leq(took, SESSION_MS + 1000, "took over after %lld ms",
+                  (long long)took);
 
     /* Graceful stop of the survivor, then the restart takes over. */
     pump(lg, 500);
     kill(pid[other], SIGTERM);
     int status = 0;
     waitpid(pid[other], &status, 0);
-    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "survivor status %d", status);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "survivor status %d", status);
     pump(lg, 200);
     cr_assert(lg->ended[other]);
     cr_assert_eq(write(go[1], "g", 1), 1);
@@ -603,7 +631,8 @@ Test(services, on_leader_timer_fails_over_after_kill9_and_sends_survive_restart)
     cr_assert_geq(lg->beats[2], 10, "the restarted member never ran the timer");
     kill(pid[2], SIGTERM);
     waitpid(pid[2], &status, 0);
-    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "restart status %d", status);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "restart status %d", status);
     pump(lg, 200);
     cr_assert(lg->ended[2]);
 
@@ -618,8 +647,8 @@ Test(services, on_leader_timer_fails_over_after_kill9_and_sends_survive_restart)
         int missing = 0;
         for (int q = 0; q < lg->sent[id] && q < 4096; q++)
             missing += !s->have[id][q];
-        cr_expect_eq(missing, 0, "member %d: %d of %d sent records missing", id, missing,
-                     lg->sent[id]);
+        cr_expect_eq(missing, 0, "member %d: %d of %d sent records missing", id,
+                     missing, lg->sent[id]);
     }
     free(s);
     mph_test_cluster_destroy(cluster);
@@ -634,14 +663,19 @@ Test(services, on_leader_timer_fails_over_after_kill9_and_sends_survive_restart)
 Test(services, cli_timers_lists_declared_services)
 {
     const char *plugin = mph_cli_plugin("heartbeat");
-    const char *args[] = {"timers", "--app", plugin, "--set", "heartbeat.timezone=America/New_York",
+    const char *args[] = {"timers",
+                          "--app",
+                          plugin,
+                          "--set",
+                          "heartbeat.timezone=America/New_York",
                           NULL};
     mph_cli_result_t r = mph_cli_run("timers", args, NULL, NULL, 30000);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "app heartbeat (plugin "), "%s", r.out);
     cr_expect(strstr(r.out, "NAME "), "%s", r.out);
     const char *hb = strstr(r.out, "\nheartbeat ");
-    cr_expect(hb && strstr(hb, "timer") && strstr(hb, "every 1000 ms") && strstr(hb, "yes"),
+    cr_expect(hb && strstr(hb, "timer") && strstr(hb, "every 1000 ms") &&
+                  strstr(hb, "yes"),
               "%s", r.out);
     const char *rep = strstr(r.out, "\nreport ");
     cr_assert(rep, "%s", r.out);
@@ -650,25 +684,33 @@ Test(services, cli_timers_lists_declared_services)
               "%s", r.out);
     /* 03:00 in New York is 07:00 or 08:00 UTC. */
     cr_expect(strstr(rep, "T07:00Z") || strstr(rep, "T08:00Z"), "%s", r.out);
-    cr_expect(strstr(r.out, "\nwatch ") && strstr(strstr(r.out, "\nwatch "), "task"), "%s",
-              r.out);
-    cr_expect(strstr(r.out, "leader election: on (the member assigned heartbeat-__leader [0]"),
+    cr_expect(strstr(r.out, "\nwatch ") &&
+                  strstr(strstr(r.out, "\nwatch "), "task"),
               "%s", r.out);
+    cr_expect(
+        strstr(
+            r.out,
+            "leader election: on (the member assigned heartbeat-__leader [0]"),
+        "%s", r.out);
     /* Nothing ran: the start hook's log line is absent. */
     cr_expect(!strstr(r.err, "started"), "%s", r.err);
     mph_cli_result_free(&r);
 
-    const char *bad[] = {"timers", "--app", plugin, "--set", "heartbeat.report_cron=0 0 31 2 *",
-                         NULL};
+    const char *bad[] = {
+        "timers", "--app", plugin, "--set", "heartbeat.report_cron=0 0 31 2 *",
+        NULL};
     r = mph_cli_run("timers-bad", bad, NULL, NULL, 30000);
     cr_expect_eq(r.status, 3, "%s", r.err);
-    cr_expect(strstr(r.err, "crontab 'report': day of month: no day 31 exists in month 2"), "%s",
-              r.err);
+    cr_expect(
+        strstr(r.err,
+               "crontab 'report': day of month: no day 31 exists in month 2"),
+        "%s", r.err);
     mph_cli_result_free(&r);
 
     /* `mephisto agents` starts the app on a mock cluster for a moment: its
      * services must not run there. */
-    const char *agents[] = {"agents", "--app", plugin, "--log-level", "info", NULL};
+    const char *agents[] = {"agents",      "--app", plugin,
+                            "--log-level", "info",  NULL};
     r = mph_cli_run("agents-hb", agents, NULL, NULL, 30000);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.err, "heartbeat: app heartbeat started") == NULL &&
@@ -679,6 +721,7 @@ Test(services, cli_timers_lists_declared_services)
     const char *none[] = {"timers", "--app", mph_cli_plugin("forward"), NULL};
     r = mph_cli_run("timers-none", none, NULL, NULL, 30000);
     cr_expect_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "(none)") && strstr(r.out, "leader election: off"), "%s", r.out);
+    cr_expect(strstr(r.out, "(none)") && strstr(r.out, "leader election: off"),
+              "%s", r.out);
     mph_cli_result_free(&r);
 }

@@ -61,14 +61,15 @@ static mph_app_t *test_app(void)
     char err[256];
     mph_conf_t *conf = mph_conf_new();
     cr_assert_not_null(conf);
-    cr_assert_eq(mph_conf_set(conf, "app_id", "svc-unit", err, sizeof err), MPH_OK, "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "app_id", "svc-unit", err, sizeof err),
+                 MPH_OK, "%s", err);
     mph_app_t *app = mph_app_new(conf, err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     return app;
 }
 
-static mph__svc_entry_t *timer(mph_app_t *app, fake_t *f, const char *name, int64_t ms,
-                               mph_timer_fn *fn, int flags)
+static mph__svc_entry_t *timer(mph_app_t *app, fake_t *f, const char *name,
+                               int64_t ms, mph_timer_fn *fn, int flags)
 {
     mph__svc_clock_t clock = {fake_mono, fake_real, f};
     mph__services_set_clock(app, &clock);
@@ -94,8 +95,8 @@ Test(services, timer_does_not_drift_over_1000_runs)
     for (int k = 0; k < 1000; k++) {
         int64_t grid = t0 + (int64_t)(k + 1) * 10 * MS;
         cr_assert(f.starts[k] >= grid && f.starts[k] <= grid + 3 * MS,
-                  "run %d started at %lld, its tick is %lld", k, (long long)f.starts[k],
-                  (long long)grid);
+                  "run %d started at %lld, its tick is %lld", k,
+                  (long long)f.starts[k], (long long)grid);
     }
     mph__svc_stats_t st;
     mph__svc_stats(e, &st);
@@ -127,8 +128,10 @@ Test(services, slow_runs_count_overruns_and_are_not_queued)
     }
     int64_t slow_start = f.starts[99];
     cr_expect_eq(slow_start, 100 * 10 * MS);
-    cr_expect_eq(late_at, slow_start + 30 * MS, "the last passed tick runs late");
-    cr_expect_eq(f.starts[100], slow_start + 35 * MS, "late run right after the slow one");
+    cr_expect_eq(late_at, slow_start + 30 * MS,
+                 "the last passed tick runs late");
+    cr_expect_eq(f.starts[100], slow_start + 35 * MS,
+                 "late run right after the slow one");
     cr_expect_eq(f.starts[101], slow_start + 40 * MS, "then back on the grid");
     mph__svc_stats_t st;
     mph__svc_stats(e, &st);
@@ -176,7 +179,8 @@ Test(services, on_leader_ticks_are_skipped_off_the_leader)
 {
     mph_app_t *app = test_app();
     fake_t f = {0};
-    mph__svc_entry_t *e = timer(app, &f, "leader-only", 10, work, MPH_ON_LEADER);
+    mph__svc_entry_t *e =
+        timer(app, &f, "leader-only", 10, work, MPH_ON_LEADER);
     cr_expect(mph__services_leader_enabled(app));
     cr_expect(!mph_app_is_leader(app));
     mph__svc_arm(e, 0);
@@ -190,14 +194,17 @@ Test(services, on_leader_ticks_are_skipped_off_the_leader)
     /* A rebalance hands this member the leader partition: it is taken out
      * of what workers and the fetch assignment get. */
     cr_assert_str_eq(mph__services_leader_topic(app), "svc-unit-__leader");
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(3);
     rd_kafka_topic_partition_list_add(parts, "src", 0);
     rd_kafka_topic_partition_list_add(parts, "svc-unit-__leader", 0);
     rd_kafka_topic_partition_list_add(parts, "src", 1);
-    rd_kafka_topic_partition_list_t *rest = mph__services_rebalance(app, parts, true);
+    rd_kafka_topic_partition_list_t *rest =
+        mph__services_rebalance(app, parts, true);
     cr_assert_not_null(rest);
     cr_expect_eq(rest->cnt, 2);
-    cr_expect_null(rd_kafka_topic_partition_list_find(rest, "svc-unit-__leader", 0));
+    cr_expect_null(
+        rd_kafka_topic_partition_list_find(rest, "svc-unit-__leader", 0));
     cr_expect_not_null(rd_kafka_topic_partition_list_find(rest, "src", 1));
     rd_kafka_topic_partition_list_destroy(rest);
     cr_expect(mph_app_is_leader(app));
@@ -208,7 +215,8 @@ Test(services, on_leader_ticks_are_skipped_off_the_leader)
     cr_expect_eq(f.starts[0], t);
     cr_expect_eq(f.starts[4], t + 40 * MS);
     /* Without the leader partition in the list, nothing changes. */
-    rd_kafka_topic_partition_list_t *other = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_t *other =
+        rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(other, "src", 0);
     cr_expect_null(mph__services_rebalance(app, other, false));
     cr_expect(mph_app_is_leader(app));
@@ -243,7 +251,8 @@ Test(services, crontab_follows_the_wall_clock)
     fake_t f = {.now = 0, .real_base = 1774745400LL * 1000000000LL};
     mph__svc_clock_t clock = {fake_mono, fake_real, &f};
     mph__services_set_clock(app, &clock);
-    cr_assert_eq(mph_app_crontab(app, "c", "*/30 * * * *", "Europe/Berlin", cron_fn, &f, 0),
+    cr_assert_eq(mph_app_crontab(app, "c", "*/30 * * * *", "Europe/Berlin",
+                                 cron_fn, &f, 0),
                  MPH_OK);
     mph__svc_entry_t *e = mph__services_find(app, "c");
     cr_assert_not_null(e);
@@ -256,7 +265,8 @@ Test(services, crontab_follows_the_wall_clock)
     /* 01:00Z (03:00 CEST), 01:30Z, 02:00Z: 02:00 and 02:30 local never
      * happened. The first due time, 00:30Z+30 min = 01:00Z. */
     int64_t s = 1000000000LL;
-    cr_expect_eq(runs_at[0], (1774745400LL + 600) * s, "first run at %lld", (long long)runs_at[0]);
+    cr_expect_eq(runs_at[0], (1774745400LL + 600) * s, "first run at %lld",
+                 (long long)runs_at[0]);
     cr_expect_eq(runs_at[1], (1774745400LL + 2400) * s);
     cr_expect_eq(runs_at[2], (1774745400LL + 4200) * s);
     mph__svc_stats_t st;
@@ -292,15 +302,17 @@ Test(services, declarations_refuse_bad_input)
     cr_expect_eq(mph_app_timer(NULL, "t", 10, nop, NULL, 0), MPH_ERR_INVALID);
     cr_expect_eq(mph_app_timer(app, "t", 10, nop, NULL, 0), MPH_OK);
     cr_expect_eq(mph_app_timer(app, "t", 10, nop, NULL, 0), MPH_ERR_EXISTS);
-    cr_expect_eq(mph_app_crontab(app, "t", "* * * * *", NULL, nop, NULL, 0), MPH_ERR_EXISTS);
+    cr_expect_eq(mph_app_crontab(app, "t", "* * * * *", NULL, nop, NULL, 0),
+                 MPH_ERR_EXISTS);
     cr_expect_eq(mph_app_task(app, "t", task_nop, NULL), MPH_ERR_EXISTS);
     cr_expect_eq(mph_app_crontab(app, "bad", "61 * * * *", NULL, nop, NULL, 0),
                  MPH_ERR_INVALID);
-    cr_expect_eq(mph_app_crontab(app, "bad", "* * * * *", "Nowhere/Land", nop, NULL, 0),
-                 MPH_ERR_INVALID);
+    cr_expect_eq(
+        mph_app_crontab(app, "bad", "* * * * *", "Nowhere/Land", nop, NULL, 0),
+        MPH_ERR_INVALID);
     cr_expect_null(mph__services_find(app, "bad"));
-    cr_expect_eq(mph_app_crontab(app, "ok", "@daily", "America/New_York", nop, NULL,
-                                 MPH_ON_LEADER),
+    cr_expect_eq(mph_app_crontab(app, "ok", "@daily", "America/New_York", nop,
+                                 NULL, MPH_ON_LEADER),
                  MPH_OK);
     cr_expect_eq(mph_app_task(app, "task", NULL, NULL), MPH_ERR_INVALID);
     cr_expect_eq(mph_app_task(app, "task", task_nop, NULL), MPH_OK);
@@ -310,13 +322,16 @@ Test(services, declarations_refuse_bad_input)
     cr_expect_eq(mph_app_on_leader_change(app, NULL, NULL), MPH_ERR_EXISTS);
 
     char err[256] = "";
-    cr_expect_eq(mph_crontab_check("0 25 * * *", "UTC", err, sizeof err), MPH_ERR_INVALID);
-    cr_expect_str_eq(err, "hour: 25 is out of range 0-23");
-    cr_expect_eq(mph_crontab_check("0 0 * * *", "Europe/Nowhere", err, sizeof err),
+    cr_expect_eq(mph_crontab_check("0 25 * * *", "UTC", err, sizeof err),
                  MPH_ERR_INVALID);
+    cr_expect_str_eq(err, "hour: 25 is out of range 0-23");
+    cr_expect_eq(
+        mph_crontab_check("0 0 * * *", "Europe/Nowhere", err, sizeof err),
+        MPH_ERR_INVALID);
     cr_expect(strstr(err, "timezone 'Europe/Nowhere'"), "%s", err);
-    cr_expect_eq(mph_crontab_check("0 0 * * mon-fri", "Europe/Berlin", err, sizeof err),
-                 MPH_OK);
+    cr_expect_eq(
+        mph_crontab_check("0 0 * * mon-fri", "Europe/Berlin", err, sizeof err),
+        MPH_OK);
     mph_app_destroy(app);
 }
 
@@ -325,7 +340,9 @@ Test(services, metrics_from_the_stats_block)
     mph_app_t *app = test_app();
     fake_t f = {.now = 0, .real_base = 1700000000000LL * MS};
     mph__svc_entry_t *e = timer(app, &f, "beat", 10, work, MPH_ON_LEADER);
-    cr_assert_eq(mph_app_crontab(app, "nightly", "0 3 * * *", "UTC", work, &f, 0), MPH_OK);
+    cr_assert_eq(
+        mph_app_crontab(app, "nightly", "0 3 * * *", "UTC", work, &f, 0),
+        MPH_OK);
     mph__svc_arm(e, 0);
     char *json = NULL;
     size_t len = 0;
@@ -338,16 +355,25 @@ Test(services, metrics_from_the_stats_block)
     char *text = NULL;
     size_t tlen = 0;
     cr_assert_eq(mph__web_metrics(&st, &text, &tlen), MPH_OK);
-    cr_expect(strstr(text, "# TYPE mephisto_leader gauge\nmephisto_leader 0\n"), "%s", text);
-    cr_expect(strstr(text, "mephisto_service_runs_total{service=\"beat\",kind=\"timer\"} 0\n"),
+    cr_expect(strstr(text, "# TYPE mephisto_leader gauge\nmephisto_leader 0\n"),
               "%s", text);
-    cr_expect(strstr(text, "mephisto_service_overruns_total{service=\"nightly\",kind=\"crontab\"} 0"),
+    cr_expect(
+        strstr(
+            text,
+            "mephisto_service_runs_total{service=\"beat\",kind=\"timer\"} 0\n"),
+        "%s", text);
+    cr_expect(strstr(text, "mephisto_service_overruns_total{service="
+                           "\"nightly\",kind=\"crontab\"} 0"),
               "%s", text);
-    cr_expect(strstr(text, "mephisto_service_next_run_timestamp_seconds{service=\"beat\","
-                           "kind=\"timer\"} 1700000000.01"),
-              "%s", text);
-    cr_expect(!strstr(text, "mephisto_service_last_run_timestamp_seconds{service=\"beat\""),
-              "never ran: no sample\n%s", text);
+    cr_expect(
+        strstr(text,
+               "mephisto_service_next_run_timestamp_seconds{service=\"beat\","
+               "kind=\"timer\"} 1700000000.01"),
+        "%s", text);
+    cr_expect(
+        !strstr(text,
+                "mephisto_service_last_run_timestamp_seconds{service=\"beat\""),
+        "never ran: no sample\n%s", text);
     free(text);
     free(json);
 
@@ -355,7 +381,8 @@ Test(services, metrics_from_the_stats_block)
     memset(&st, 0, sizeof st);
     st.app_id = "x";
     cr_assert_eq(mph__web_metrics(&st, &text, &tlen), MPH_OK);
-    cr_expect(!strstr(text, "mephisto_service") && !strstr(text, "mephisto_leader"));
+    cr_expect(!strstr(text, "mephisto_service") &&
+              !strstr(text, "mephisto_leader"));
     free(text);
     mph_app_destroy(app);
 }
