@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -435,6 +436,8 @@ static void leader_changed(mph_app_t *app, bool leader, void *o)
 static void member_main(int id, int fd, int go, const char *app_id,
                         const char *out)
 {
+    /* A failed test must not leave members behind. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     char c, err[512];
     if (go >= 0 && read(go, &c, 1) != 1)
         _exit(2);
