@@ -3,9 +3,11 @@
  *
  * Start order (each step undone in reverse if a later one fails): Kafka
  * environment → app producer (admin calls, mph_send) → topics created and
- * their partition counts read → coordinator (owns the group consumer's
- * callbacks) → group consumer → workers → coordinator thread (subscribes).
- * Stop runs through the coordinator's graceful stop, then frees in reverse.
+ * their partition counts read (and the leader topic, services.c) →
+ * coordinator (owns the group consumer's callbacks) → group consumer →
+ * workers → services thread (hooks, timers, tasks) → coordinator thread
+ * (subscribes). Stop runs through the coordinator's graceful stop (which
+ * stops the services first), then frees in reverse.
  */
 #include <errno.h>
 #include <fcntl.h>

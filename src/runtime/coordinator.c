@@ -50,6 +50,13 @@
  * Stop: rd_kafka_consumer_close_queue() runs the revocation above for all
  * partitions, then the workers are told to stop and report; whatever they
  * report is committed; everything is bounded by shutdown_timeout_ms.
+ * Before that, the app's services (timers, tasks, stop hooks) are stopped,
+ * while mph_send() still works (services.c).
+ *
+ * Leader election: partition 0 of `<app_id>-__leader`, when the app uses
+ * it, is subscribed to with the sources; the rebalance callback hands it to
+ * services.c and takes it out of the list before anything above sees it,
+ * so no worker owns it and it is never fetched or committed.
  */
 #include <poll.h>
 #include <stdio.h>
