@@ -319,6 +319,75 @@ Test(services, failing_start_hook_stops_the_app)
 }
 
 /* ------------------------------------------------------------------ */
+/* a slow timer delays only itself                                     */
+
+static int fast_runs, slow_runs;
+
+static mph_err_t fast_fn(mph_app_t *app, void *o)
+{
+    (void)app;
+    (void)o;
+    __atomic_add_fetch(&fast_runs, 1, __ATOMIC_SEQ_CST);
+    return MPH_OK;
+}
+
+static mph_err_t slow_fn(mph_app_t *app, void *o)
+{
+    (void)app;
+    (void)o;
+    __atomic_add_fetch(&slow_runs, 1, __ATOMIC_SEQ_CST);
+    usleep(400000);
+    return MPH_OK;
+}
+
+Test(services, slow_timer_delays_only_itself)
+{
+    char app_id[128], err[512];
+    mph_test_unique("svc-slow", app_id, sizeof app_id);
+    mph_test_cluster_t *cluster = mph_test_cluster_new();
+    mph_conf_t *conf = base_conf(app_id);
+    if (!mph_test_real_broker())
+        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    cr_assert_eq(mph_app_timer(app, "slow", 50, slow_fn, NULL, 0), MPH_OK);
+    cr_assert_eq(mph_app_timer(app, "fast", 20, fast_fn, NULL, 0), MPH_OK);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    /* Wait for 3 slow runs (about 1.2 s), then count. */
+    int64_t deadline = now_ms() + 30000;
+    while (now_ms() < deadline &&
+           __atomic_load_n(&slow_runs, __ATOMIC_SEQ_CST) < 4)
+        usleep(20000);
+    int fast = __atomic_load_n(&fast_runs, __ATOMIC_SEQ_CST);
+    char *json = NULL;
+    size_t len = 0;
+    cr_assert_eq(mph_app_stats_json(app, &json, &len), MPH_OK);
+    mph_json_parser_t *p = mph_json_parser_new(0, NULL, 0);
+    cr_assert_eq(mph_json_parse(p, json, len, len), MPH_OK);
+    int64_t overruns = -1, runs = -1;
+    cr_assert_eq(mph_json_get_i64(p, MPH_JSON_ROOT,
+                                  "services.timers.0.overruns", &overruns),
+                 MPH_OK, "%s", json);
+    cr_assert_eq(
+        mph_json_get_i64(p, MPH_JSON_ROOT, "services.timers.0.runs", &runs),
+        MPH_OK);
+    mph_json_parser_destroy(p);
+    free(json);
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+    mph_test_cluster_destroy(cluster);
+    /* Three slow runs of 400 ms took at least 1.2 s: a fast timer that
+     * waited for them would have run about 4 times, not 40. */
+    cr_expect_geq(fast, 25, "the fast timer ran %d times beside 3 slow runs",
+                  fast);
+    /* Each 400 ms run passes 7 or 8 ticks of 50 ms: counted, not queued. */
+    cr_expect_geq(runs, 3);
+    cr_expect_geq(overruns, 7 * (runs - 1), "%lld overruns in %lld runs",
+                  (long long)overruns, (long long)runs);
+    cr_expect_lt(runs, 8, "ticks were queued: %lld runs", (long long)runs);
+}
+
+/* ------------------------------------------------------------------ */
 /* leader election in one process                                     */
 
 typedef struct solo {
