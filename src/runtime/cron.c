@@ -22,15 +22,16 @@
  * duplicate what glibc does. So conversions run under one process-wide
  * mutex that sets TZ to the zone, calls tzset() and localtime_r(), and
  * puts the previous zone back before it unlocks. This is acceptable
- * because it is never on the event path: only the services thread (once
- * per crontab run) and declarations (controlling thread) convert, and
- * mephisto's own logging and stats use UTC (gmtime_r / clock_gettime), so
- * none of its threads read the local zone. What remains: a user thread
- * calling localtime()/mktime() at the very moment of a conversion may see
- * the crontab's zone; docs/services.md says so. When TZ was unset, it is
- * put back as ":/etc/localtime" (glibc's meaning of an unset TZ) rather
- * than removed, so the environment array is never shrunk and regrown
- * under other threads' getenv().
+ * because it is never on the event path: only a crontab entry's thread
+ * converts, once per run, for well under a millisecond (tzset() reads
+ * the zone's file); and mephisto's own
+ * logging and stats use UTC, so none of its code reads the local zone.
+ * What remains: a user thread (or RocksDB stamping a line of its LOG
+ * file) calling localtime()/mktime() at the very moment of a conversion
+ * may see the crontab's zone; docs/services.md says so. When TZ was
+ * unset, it is put back as ":/etc/localtime" (glibc's meaning of an unset
+ * TZ) rather than removed, so the environment array is never shrunk and
+ * regrown under other threads' getenv().
  *
  * Never: call this on a worker; hold the lock across user code.
  */
