@@ -19,5 +19,6 @@
 #include "mephisto/window.h"
 #include "mephisto/web.h"
 #include "mephisto/join.h"
+#include "mephisto/services.h"
 
 #endif

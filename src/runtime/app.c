@@ -3,9 +3,11 @@
  *
  * Start order (each step undone in reverse if a later one fails): Kafka
  * environment → app producer (admin calls, mph_send) → topics created and
- * their partition counts read → coordinator (owns the group consumer's
- * callbacks) → group consumer → workers → coordinator thread (subscribes).
- * Stop runs through the coordinator's graceful stop, then frees in reverse.
+ * their partition counts read (and the leader topic, services.c) →
+ * coordinator (owns the group consumer's callbacks) → group consumer →
+ * workers → services thread (hooks, timers, tasks) → coordinator thread
+ * (subscribes). Stop runs through the coordinator's graceful stop (which
+ * stops the services first), then frees in reverse.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
 #include "runtime/join.h"
+#include "runtime/services.h"
 #include "runtime/table.h"
 #include "runtime/web.h"
 #include "runtime/worker.h"
@@ -557,6 +560,7 @@ static mph_err_t start_web(mph_app_t *app, char *errstr, size_t errstr_size)
 
 static void teardown(mph_app_t *app)
 {
+    mph__services_stop(app);
     mph__web_stop(app->web);
     app->web = NULL;
     /* No stats reader (mph_app_stats_json from any thread) may still be
@@ -630,6 +634,9 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     err = mph__tables_prepare(app, errstr, errstr_size);
     if (err)
         goto fail;
+    err = mph__services_prepare(app, errstr, errstr_size);
+    if (err)
+        goto fail;
     size_producers(app);
     err = MPH_ERR_INVALID;
 
@@ -700,6 +707,11 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
         if (err)
             goto fail_threads;
     }
+    /* Services (timers, tasks, hooks) run once the workers do; the
+     * coordinator stops them before it leaves the group (services.c). */
+    err = mph__services_start(app, errstr, errstr_size);
+    if (err)
+        goto fail_threads;
     err = mph__coord_start(app->coord, errstr, errstr_size);
     if (err)
         goto fail_threads;
@@ -708,6 +720,7 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     return MPH_OK;
 
 fail_threads:
+    mph__services_stop(app);
     for (int i = 0; i < app->nworkers; i++) {
         mph__msg_t *m = mph__msg_new(MSG_STOP, i, 0);
         if (m && mph__worker_post(app->workers[i], m) != MPH_OK)
@@ -779,6 +792,7 @@ void mph_app_destroy(mph_app_t *app)
     for (size_t i = 0; i < app->ntables; i++)
         mph__table_free(app->tables[i]);
     free(app->tables);
+    mph__services_free(app);
     free(app->cpus);
     for (size_t i = app->nkept; i > 0; i--)
         app->kept[i - 1].free_fn(app->kept[i - 1].ptr);

@@ -115,6 +115,7 @@ struct mph_app {
 
     struct mph__web *web; /* the HTTP view, or NULL (web.c) */
     struct mph__web_routes *web_routes; /* mph_web_route's, or NULL (web.c; freed via kept) */
+    struct mph__services *services; /* timers, crontab, tasks, hooks, leader (services.c) */
     struct { void *ptr; void (*free_fn)(void *); } *kept; /* mph_app_keep */
     size_t nkept;
     int ready;    /* 1 once partitions are assigned and recovered (ck_pr) */

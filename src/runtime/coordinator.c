@@ -50,6 +50,13 @@
  * Stop: rd_kafka_consumer_close_queue() runs the revocation above for all
  * partitions, then the workers are told to stop and report; whatever they
  * report is committed; everything is bounded by shutdown_timeout_ms.
+ * Before that, the app's services (timers, tasks, stop hooks) are stopped,
+ * while mph_send() still works (services.c).
+ *
+ * Leader election: partition 0 of `<app_id>-__leader`, when the app uses
+ * it, is subscribed to with the sources; the rebalance callback hands it to
+ * services.c and takes it out of the list before anything above sees it,
+ * so no worker owns it and it is never fetched or committed.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -65,6 +72,7 @@
 #include "runtime/mailbox.h"
 #include "runtime/monitor.h"
 #include "runtime/msg.h"
+#include "runtime/services.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
@@ -564,11 +572,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     mph__coord_t *c = opaque;
     stat_set(&c->stats.rebalances, c->stats.rebalances + 1);
     bool assigned = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    /* The leader token (services.c) is no worker's partition. */
+    rd_kafka_topic_partition_list_t *rest = mph__services_rebalance(c->app, parts, assigned);
+    if (rest)
+        parts = rest;
     if (assigned)
         assign_parts(c, parts);
     else
         revoke_parts(c, parts);
     mph__sensors_rebalance(c->app, assigned, parts->cnt);
+    if (rest)
+        rd_kafka_topic_partition_list_destroy(rest);
 }
 
 /* Routes a record that arrived on the consumer queue to its worker. */
@@ -666,6 +680,9 @@ static void *coord_main(void *arg)
         if (pfd[2].revents)
             mph__eventfd_drain(c->cq_fd);
     }
+    /* Timers, tasks and stop hooks end while mph_send still works; the
+     * graceful stop flushes what they sent. */
+    mph__services_stop(app);
     ck_pr_store_int(&app->state, APP_STOPPING);
     graceful_stop(c);
     for (int w = 0; w < app->nworkers; w++)
@@ -731,13 +748,17 @@ mph_err_t mph__coord_start(mph__coord_t *c, char *errstr, size_t errstr_size)
     rd_kafka_queue_io_event_enable(c->cq, c->cq_fd, &one, sizeof one);
     c->cooperative = strcmp(rd_kafka_rebalance_protocol(app->consumer), "COOPERATIVE") == 0;
 
-    size_t n = 0;
+    size_t n = 1;
     for (size_t i = 0; i < app->ntopics; i++)
         n += app->topics[i]->nagents > 0;
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new((int)n);
     for (size_t i = 0; i < app->ntopics; i++)
         if (app->topics[i]->nagents > 0)
             rd_kafka_topic_partition_list_add(subs, app->topics[i]->name, RD_KAFKA_PARTITION_UA);
+    /* Leader election: membership of `<app_id>-__leader` (services.c). */
+    if (mph__services_leader_topic(app))
+        rd_kafka_topic_partition_list_add(subs, mph__services_leader_topic(app),
+                                          RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = subs->cnt ? rd_kafka_subscribe(app->consumer, subs) : 0;
     rd_kafka_topic_partition_list_destroy(subs);
     if (e) {

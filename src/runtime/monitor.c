@@ -41,6 +41,7 @@
 #include "mephisto/log.h"
 #include "mephisto/sensor.h"
 #include "runtime/monitor.h"
+#include "runtime/services.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
@@ -468,6 +469,7 @@ void mph__stats_fini(mph__stats_t *st)
     free(st->topics);
     free(st->agents);
     free(st->tables);
+    free(st->services_json);
     memset(st, 0, sizeof *st);
 }
 
@@ -682,6 +684,7 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
         st->have_coord = true;
         mph__coord_stats(coord, &st->coord);
     }
+    st->services_json = mph__services_stats_json(mut, &st->services_len);
     free(h);
     return MPH_OK;
 nomem:
@@ -1032,6 +1035,12 @@ static void render(jdoc_t *j, const mph__stats_t *st)
     j_kv_u64(j, "records_restored", st->recovery.records_restored);
     j_kv_u64(j, "records_total", st->recovery.records_total);
     j_obj(j, false);
+
+    j_key(j, "services");
+    if (st->services_json && !j->err)
+        j_check(j, mph_jsonw_raw(j->w, st->services_json, st->services_len));
+    else
+        j_null(j);
     j_obj(j, false);
 }
 

@@ -326,6 +326,10 @@ typedef struct mph__stats {
     mph__stats_recovery_t recovery;
     bool have_coord;
     mph__coord_stats_t coord; /* commits, commit errors, rebalances */
+    /* The "services" object (services.c): timers, crontab, tasks, leader;
+     * malloc'd JSON, NULL when the app declares no services. */
+    char *services_json;
+    size_t services_len;
 } mph__stats_t;
 
 /* Fills st (zero it first, or reuse after fini) from nmons monitors of app.

@@ -66,6 +66,7 @@
 #include "mephisto/window.h"
 #include "mephisto/log.h"
 #include "runtime/promtext.h"
+#include "runtime/services.h"
 #include "runtime/table.h"
 #include "runtime/web.h"
 #include "runtime/worker.h"
@@ -469,6 +470,8 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
         mph__promtext_sample(&pt, "mephisto_last_commit_latency_seconds", NULL,
                              0, (double)st->coord.last_commit_us / 1e6);
     }
+    /* Timers, crontab entries, tasks and the leader (services.c). */
+    mph__services_metrics(st->services_json, st->services_len, &pt);
 
     mph_err_t err = mph__promtext_finish(&pt);
     if (err) {

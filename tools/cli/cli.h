@@ -50,6 +50,8 @@ int mph__cli_agents(int argc, char **argv);
 void mph__cli_agents_help(FILE *out);
 int mph__cli_topics(int argc, char **argv);
 void mph__cli_topics_help(FILE *out);
+int mph__cli_timers(int argc, char **argv);
+void mph__cli_timers_help(FILE *out);
 int mph__cli_table(int argc, char **argv);
 void mph__cli_table_help(FILE *out);
 int mph__cli_reset(int argc, char **argv);

@@ -23,6 +23,10 @@
  *               with mph_table_local_get().
  *   table dump  reads the local shards (the web view has no route for a
  *               whole table).
+ *   timers      never starts the app either: starting it would run the
+ *               app's start hooks, tasks and timers (user code with side
+ *               effects). mph_app_services_json() describes the declared
+ *               timers, crontab entries and tasks of an app not started.
  *
  * Values are printed by type: i64 (8 bytes, big-endian) as numbers, text
  * as JSON strings, anything else as escaped bytes. The table's value codec
@@ -36,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 #include "mephisto/json.h"
@@ -661,6 +666,8 @@ static int mock_stats(tcmd_t *c, mph_cli_plugin_t *pl, char **json, size_t *len)
     if (rc != MPH_CLI_EXIT_OK)
         return rc;
     char err[1024];
+    /* Its hooks, timers and tasks must not run for a listing. */
+    mph_app_services_enable(pl->app, false);
     if (mph_app_start(pl->app, err, sizeof err) != MPH_OK) {
         mph__cli_error("%s: app %s could not be started on a private mock "
                        "cluster to read its declarations: %s",
@@ -793,6 +800,125 @@ out_cmd:
 int mph__cli_agents(int argc, char **argv)
 {
     return list_from_stats(argc, argv, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* timers: the declared services, from mph_app_services_json()          */
+
+void mph__cli_timers_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: mephisto timers --app PLUGIN.so [options]\n"
+            "\n"
+            "Lists the timers, crontab entries and background tasks the "
+            "plugin's app\n"
+            "declares, in declaration order: name, kind, schedule (interval "
+            "or cron\n"
+            "expression), time zone, whether it runs on the leader only, and "
+            "for crontab\n"
+            "entries the next run from now (UTC). The app is declared but not "
+            "started: no\n"
+            "hook, task or timer runs and no broker is contacted. A running "
+            "worker shows\n"
+            "the same entries with their runs, overruns, errors, last and "
+            "next run in\n"
+            "/stats under \"services\".\n"
+            "\n"
+            "Options:\n%s"
+            "\n"
+            "Exit status: 0 done; 1 the description cannot be read; 2 bad "
+            "usage or\n"
+            "settings; 3 plugin problem.\n",
+            conf_help);
+}
+
+static void print_timer(mph_json_parser_t *p, mph_json_val_t v, void *opaque)
+{
+    struct listing *l = opaque;
+    const char *name = "?", *kind = "?", *sched = "?", *tz = "-";
+    size_t nl = 1, kl = 1, sl = 1, tl = 1;
+    bool leader = false;
+    int64_t next = -1;
+    mph_json_get_str(p, v, "name", &name, &nl);
+    mph_json_get_str(p, v, "kind", &kind, &kl);
+    mph_json_get_str(p, v, "schedule", &sched, &sl);
+    if (mph_json_get_str(p, v, "timezone", &tz, &tl) != MPH_OK) {
+        tz = "-";
+        tl = 1;
+    }
+    mph_json_get_bool(p, v, "on_leader", &leader);
+    char when[32] = "-";
+    if (mph_json_get_i64(p, v, "next_run_ms", &next) == MPH_OK && next > 0) {
+        time_t t = (time_t)(next / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%MZ", &tm);
+    }
+    printf("%-24.*s %-8.*s %-20.*s %-20.*s %-7s %s\n", (int)nl, name, (int)kl,
+           kind, (int)sl, sched, (int)tl, tz,
+           kl == 4 && !memcmp(kind, "task", 4) ? "-" : leader ? "yes" : "no",
+           when);
+    l->n++;
+}
+
+int mph__cli_timers(int argc, char **argv)
+{
+    tcmd_t c;
+    int rc = tcmd_parse(&c, "timers", mph__cli_timers_help, COMMON_OPTS, argc,
+                        argv);
+    if (rc >= 0)
+        goto out_cmd;
+    if (c.npos) {
+        mph__cli_error("timers: unexpected argument '%s' (see 'mephisto "
+                       "timers --help')",
+                       c.pos[0]);
+        rc = MPH_CLI_EXIT_USAGE;
+        goto out_cmd;
+    }
+    mph_cli_plugin_t pl = {0};
+    char *json = NULL;
+    size_t len = 0;
+    rc = tcmd_open(&c, &pl, "warn");
+    if (rc != MPH_CLI_EXIT_OK)
+        goto out_plugin;
+    mph_err_t e = mph_app_services_json(pl.app, &json, &len);
+    struct listing l = {mph_app_id(pl.app), 0};
+    if (!e) {
+        printf("app %s (plugin %s):\n", l.app_id, c.app_path);
+        printf("%-24s %-8s %-20s %-20s %-7s %s\n", "NAME", "KIND", "SCHEDULE",
+               "TIMEZONE", "LEADER", "NEXT RUN");
+        e = each_elem(json, len, "timers", print_timer, &l);
+    }
+    if (e != MPH_OK) {
+        mph__cli_error("timers: cannot read the app's services: %s",
+                       mph_err_str(e));
+        rc = MPH_CLI_EXIT_FAILED;
+    } else {
+        if (!l.n)
+            printf("(none)\n");
+        mph_json_parser_t *p = mph_json_parser_new(0, NULL, 0);
+        bool election = false;
+        const char *topic = NULL;
+        size_t tl = 0;
+        if (p && mph_json_parse(p, json, len, len) == MPH_OK &&
+            mph_json_get_bool(p, MPH_JSON_ROOT, "leader_election", &election) ==
+                MPH_OK &&
+            election &&
+            mph_json_get_str(p, MPH_JSON_ROOT, "leader_topic", &topic, &tl) ==
+                MPH_OK)
+            printf("leader election: on (the member assigned %.*s [0] "
+                   "leads)\n",
+                   (int)tl, topic);
+        else
+            printf("leader election: off\n");
+        mph_json_parser_destroy(p);
+    }
+out_plugin:
+    free(json);
+    mph__cli_plugin_close(&pl);
+out_cmd:
+    tcmd_free(&c);
+    return rc;
 }
 
 int mph__cli_topics(int argc, char **argv)

@@ -26,6 +26,8 @@ static const mph_cli_command_t commands[] = {
      mph__cli_agents_help},
     {"topics", "list the topics an app plugin declares", mph__cli_topics,
      mph__cli_topics_help},
+    {"timers", "list the timers, crontab entries and tasks an app plugin "
+     "declares", mph__cli_timers, mph__cli_timers_help},
     {"table", "read a table: 'table get' one key, 'table dump' all keys",
      mph__cli_table, mph__cli_table_help},
     {"reset", "delete an app's local state (its RocksDB table shards)",
