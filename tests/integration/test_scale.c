@@ -119,12 +119,14 @@ Test(scale, cpus_pins_each_worker_where_it_says)
         snprintf(list, sizeof list, "%d", a);
     else
         snprintf(list, sizeof list, "%d,%d", a, b);
-    mph_conf_t *conf = base_conf(mph_test_broker(), mph_test_unique("scale-pin", id, sizeof id), "2");
+    mph_test_cluster_t *c = mph_test_cluster_new();
+    char topic[80];
+    mph_test_unique("scale-pin-in", topic, sizeof topic);
+    mph_test_create_topic(c, topic, 2);
+    mph_conf_t *conf = base_conf(c->broker, mph_test_unique("scale-pin", id, sizeof id), "2");
     cr_assert_eq(mph_conf_set(conf, "cpus", list, err, sizeof err), MPH_OK, "%s", err);
     mph_app_t *app = mph_app_new(conf, err, sizeof err);
     cr_assert_not_null(app, "%s", err);
-    char topic[80];
-    mph_test_unique("scale-pin-in", topic, sizeof topic);
     int calls = 0;
     mph_topic_t *t = mph_topic_new(app, topic, NULL, err, sizeof err);
     cr_assert_not_null(t, "%s", err);
@@ -137,6 +139,7 @@ Test(scale, cpus_pins_each_worker_where_it_says)
     thread_cpus("mph-w1", w1, sizeof w1);
     mph_app_stop(app);
     mph_app_destroy(app);
+    mph_test_cluster_destroy(c);
     cr_expect_str_eq(w0, want0, "worker 0 allowed on '%s', cpus=%s", w0, list);
     cr_expect_str_eq(w1, want1, "worker 1 allowed on '%s', cpus=%s", w1, list);
 }
