@@ -176,43 +176,6 @@ static int64_t commit_partitions(mph_app_t *app)
     return n;
 }
 
-/* Records on every partition of 64, then nothing: once the last commit
- * points went, partitions gone idle cost no commit request; before, every
- * partition with a point was committed again on every commit timer. */
-Test(scale, idle_partitions_are_not_committed_again)
-{
-    mph_test_cluster_t *c = mph_test_cluster_new();
-    char in[80], out[80], id[64], err[512];
-    mph_test_unique("scale-idle-in", in, sizeof in);
-    mph_test_unique("scale-idle-out", out, sizeof out);
-    mph_test_create_topic(c, in, 64);
-    mph_test_create_topic(c, out, 64);
-    mph_conf_t *conf = base_conf(c->broker, mph_test_unique("scale-idle", id, sizeof id), "1");
-    cr_assert_eq(mph_conf_set(conf, "commit_interval_ms", "200", err, sizeof err), MPH_OK);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
-    int calls = 0;
-    mph_topic_t *t = mph_topic_new(app, in, NULL, err, sizeof err);
-    cr_assert_not_null(t, "%s", err);
-    cr_assert_not_null(mph_agent_new(app, "count", t, count_cb, &calls, err, sizeof err));
-    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
-    for (int i = 0; i < 100; i++)
-        mph_test_produce(c, in, i % 64, "k", 1, "v", 1);
-    mph_test_flush(c);
-    for (int i = 0; i < 3000 && __atomic_load_n(&calls, __ATOMIC_RELAXED) < 100; i++)
-        usleep(10000);
-    cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_RELAXED), 100);
-    usleep(1500000); /* the last point's commit goes */
-    int64_t before = commit_partitions(app);
-    usleep(3000000); /* 15 commit intervals, nothing new */
-    int64_t after = commit_partitions(app);
-    mph_app_stop(app);
-    mph_app_destroy(app);
-    mph_test_cluster_destroy(c);
-    cr_expect_gt(before, 0, "the processed partition was committed");
-    cr_expect_eq(after, before, "idle for 3 s, commit requests carried %lld partitions",
-                 (long long)(after - before));
-}
 
 /* One app lifetime as a host service has it: a topic, a table, an agent,
  * start, a few records through, stop, destroy. */
@@ -272,4 +235,109 @@ Test(scale, create_start_stop_destroy_keeps_memory_flat, .timeout = 500)
     cr_log_info("RSS after cycle 10: %ld KiB, after cycle %d: %ld KiB", at10, cycles, last);
     cr_expect_leq(last, at10 + at10 / 10 + 8192, "RSS grew from %ld KiB (cycle 10) to %ld KiB "
                   "(cycle %d)", at10, last, cycles);
+}
+
+/* CPU seconds thread comm (e.g. "mph-w0") of this process used so far. */
+static double thread_cpu_s(const char *comm)
+{
+    DIR *d = opendir("/proc/self/task");
+    cr_assert_not_null(d);
+    struct dirent *e;
+    double cpu = -1;
+    while ((e = readdir(d)) && cpu < 0) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], line[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char *r = fgets(line, sizeof line, f);
+        fclose(f);
+        char *open = r ? strchr(line, '(') : NULL, *close = r ? strrchr(line, ')') : NULL;
+        if (!open || !close || (size_t)(close - open - 1) != strlen(comm) ||
+            strncmp(open + 1, comm, strlen(comm)) != 0)
+            continue;
+        unsigned long ut, st;
+        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                   &st) == 2)
+            cpu = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    closedir(d);
+    return cpu;
+}
+
+/* A table count over P partitions (64; 4,096 with MEPHISTO_TEST_LONG=1):
+ * records on every partition, then nothing for S seconds (3; 60 long).
+ * Once the last commit points went, partitions gone idle cost no commit
+ * request (before, every partition with a point was committed again on
+ * every commit timer: 960 partitions in 3 s at 64 partitions), and the
+ * idle worker uses at most 1 % of a core (long run only: the CPU figure of
+ * a 3-s window is a few clock ticks). The long run also reports resident
+ * memory per partition, and checks it stays under 64 KiB. */
+Test(scale, idle_partitions_cost_no_commits, .timeout = 400)
+{
+    bool lng = getenv("MEPHISTO_TEST_LONG") && *getenv("MEPHISTO_TEST_LONG") == '1';
+    int parts = lng ? 4096 : 64, idle_s = lng ? 60 : 3;
+    mph_test_cluster_t *c = mph_test_cluster_new();
+    char in[80], id[64], err[512], dir[256];
+    mph_test_unique("scale-idle-in", in, sizeof in);
+    mph_test_create_topic(c, in, parts);
+    mph_conf_t *conf = base_conf(c->broker, mph_test_unique("scale-idle", id, sizeof id), "1");
+    char changelog[160];
+    snprintf(changelog, sizeof changelog, "%s-counts-changelog", id);
+    mph_test_create_topic(c, changelog, parts); /* the mock would make it with 4 */
+    cr_assert_not_null(mph_test_tmpdir("scale-idle", dir, sizeof dir));
+    cr_assert_eq(mph_conf_set(conf, "datadir", dir, err, sizeof err), MPH_OK, "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "commit_interval_ms", "200", err, sizeof err), MPH_OK);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    cycle_ctx_t cc = {0};
+    mph_topic_t *t = mph_topic_new(app, in, NULL, err, sizeof err);
+    cr_assert_not_null(t, "%s", err);
+    mph_table_opts_t *o = mph_table_opts_new();
+    char np[16];
+    snprintf(np, sizeof np, "%d", parts);
+    mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
+    mph_table_opts_set(o, "partitions", np, NULL, 0);
+    cc.counts = mph_table_new(app, "counts", o, err, sizeof err);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(cc.counts, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "count", t, table_cb, &cc, err, sizeof err));
+    long rss0 = mph_test_rss_kb();
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int n = parts * 4; /* keyed, so each lands on its key's partition */
+    for (int i = 0; i < n; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "k%d", i);
+        mph_test_produce(c, in, -1, k, (size_t)kl, "v", 1);
+    }
+    mph_test_flush(c);
+    for (int i = 0; i < 6000 && __atomic_load_n(&cc.calls, __ATOMIC_RELAXED) < n; i++)
+        usleep(10000);
+    cr_assert_eq(__atomic_load_n(&cc.calls, __ATOMIC_RELAXED), n);
+    usleep(1500000); /* the last points' commit goes */
+    long rss1 = mph_test_rss_kb();
+    int64_t before = commit_partitions(app);
+    double cpu0 = thread_cpu_s("mph-w0");
+    sleep((unsigned)idle_s);
+    double cpu1 = thread_cpu_s("mph-w0");
+    int64_t after = commit_partitions(app);
+    mph_app_stop(app);
+    mph_app_destroy(app);
+    mph_test_cluster_destroy(c);
+    mph_test_rmrf(dir);
+    double share = (cpu1 - cpu0) / idle_s;
+    double per_part_kb = (double)(rss1 - rss0) / parts;
+    cr_log_info("%d partitions idle %d s: worker CPU %.2f %% of a core, commit requests "
+                "carried %lld partitions, RSS %.1f KiB per partition",
+                parts, idle_s, share * 100, (long long)(after - before), per_part_kb);
+    cr_expect_gt(before, 0, "the processed partitions were committed");
+    cr_expect_eq(after, before, "idle for %d s, commit requests carried %lld partitions",
+                 idle_s, (long long)(after - before));
+    cr_expect_geq(cpu0, 0, "no thread named mph-w0");
+    if (lng) {
+        cr_expect_leq(share, 0.01, "idle worker used %.2f %% of a core", share * 100);
+        cr_expect_leq(per_part_kb, 64, "%.1f KiB per partition", per_part_kb);
+    }
 }
