@@ -28,7 +28,9 @@ typedef struct mph__recovery_progress {
 /* Reads every item's changelog partition from its start to the end seen at
  * the beginning (high watermark; transaction markers and compaction gaps
  * are handled), applying records in large batches (RocksDB: WAL off, then
- * flushed). A start beyond the high watermark or before the low one
+ * flushed). Records of a shard with a format=faust changelog (shard->faust)
+ * are decoded to the shard's form first; one that does not decode stops
+ * recovery with its offset in errstr. A start beyond the high watermark or before the low one
  * rebuilds the shard from the beginning with a warning. progress (may be
  * NULL) is called about once a second and at the end. Bounded by
  * timeout_ms of no progress. */
