@@ -17,5 +17,6 @@
 #include "mephisto/jsonw.h"
 #include "mephisto/record.h"
 #include "mephisto/window.h"
+#include "mephisto/codec.h"
 
 #endif
