@@ -197,7 +197,10 @@ static mph_err_t table_faust_init(mph_table_t *t, char *errstr, size_t errstr_si
     }
     if (!mph__faust_kind_of(t->opts.key_codec, &t->faust->key) ||
         !mph__faust_kind_of(t->opts.value_codec, &t->faust->value)) {
-        snprintf(errstr, errstr_size, "table %s: format=faust: unknown codec", t->name);
+        snprintf(errstr, errstr_size,
+                 "table %s: format=faust: registered codecs have no Faust form (raw, string, "
+                 "i64, json)",
+                 t->name);
         return MPH_ERR_INVALID;
     }
     t->faust->ns = t->opts.faust_ns;
@@ -275,6 +278,17 @@ mph_table_t *mph_table_new(mph_app_t *app, const char *name, const mph_table_opt
         t->opts.dflt = malloc(8);
         mph__codec_i64_encode(v, t->opts.dflt);
         t->opts.dflt_len = 8;
+    }
+    if (t->opts.value_codec) {
+        mph_codec_t vc = MPH_CODEC_RAW;
+        mph__codec_lookup(t->opts.value_codec, &vc, NULL, 0);
+        if (vc == MPH_CODEC_USER &&
+            !(t->uvalue = mph__codec_user_find(app, t->opts.value_codec))) {
+            snprintf(errstr, errstr_size, "table %s: codec '%s' is not registered on this app",
+                     name, t->opts.value_codec);
+            mph__table_free(t);
+            return NULL;
+        }
     }
     if (table_faust_init(t, errstr, errstr_size) != MPH_OK) {
         mph__table_free(t);
@@ -1241,6 +1255,15 @@ mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     mph_err_t err = check_key(ev, t, key, klen);
     if (err)
         return err;
+    if (t->uvalue && t->uvalue->decode) { /* a registered value codec */
+        char why[200] = "";
+        err = t->uvalue->decode(value ? value : "", vlen, t->uvalue->opaque, why, sizeof why);
+        if (err) {
+            mph_log(MPH_LOG_WARN, "table %s: value refused by codec %s: %s", t->name,
+                    t->uvalue->name, why[0] ? why : mph_err_str(err));
+            return err;
+        }
+    }
     count_op(ev, t, 1);
     return store_result(ev, t, mph__shard_set(sh, key ? key : "", klen, value ? value : "", vlen));
 }

@@ -41,6 +41,9 @@ struct mph_table {
     /* format=faust: the changelog's encoding (kinds set at declaration,
      * window_ms at start); NULL otherwise */
     mph__faust_fmt_t *faust;
+    /* value_codec registered with mph_codec_register: values are checked
+     * with its decode on set (NULL otherwise) */
+    const struct mph__codec_user *uvalue;
 };
 
 /* A request from another thread for one value (MSG_TABLE_GET). Shared by

@@ -197,3 +197,161 @@ Test(codecs, sends_encode_and_topics_decode_back)
     mph_record_type_destroy(c->type);
     free(c);
 }
+
+/* --- a codec of one's own: "upper" accepts only upper-case ASCII and
+ * encodes by upper-casing ------------------------------------------------- */
+
+static mph_err_t upper_decode(const void *bytes, size_t len, void *opaque, char *errbuf,
+                              size_t errbuf_size)
+{
+    const unsigned char *b = bytes;
+    ck_pr_inc_int((int *)opaque);
+    for (size_t i = 0; i < len; i++)
+        if (b[i] < 'A' || b[i] > 'Z') {
+            snprintf(errbuf, errbuf_size, "byte %zu is not A-Z", i);
+            return MPH_ERR_DECODE;
+        }
+    return MPH_OK;
+}
+
+static mph_err_t upper_encode(const void *in, size_t len, mph_codec_out_t *out, void *opaque,
+                              char *errbuf, size_t errbuf_size)
+{
+    (void)opaque;
+    const unsigned char *b = in;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = b[i] >= 'a' && b[i] <= 'z' ? (unsigned char)(b[i] - 32) : b[i];
+        if (c < 'A' || c > 'Z') {
+            snprintf(errbuf, errbuf_size, "'%c' has no upper case", c);
+            return MPH_ERR_DECODE;
+        }
+        mph_err_t e = mph_codec_out_append(out, &c, 1);
+        if (e)
+            return e;
+    }
+    return MPH_OK;
+}
+
+struct uctx {
+    mph_topic_t *up;
+    mph_table_t *table;
+    int decodes;
+    int sent_bad, set_bad, set_good;
+    int got;
+    char seen[8][16];
+};
+
+static mph_err_t u_produce(mph_event_t *ev, void *opaque)
+{
+    struct uctx *c = opaque;
+    mph_err_t e = mph_event_send_encoded(ev, c->up, 0, "k", 1, "hello", 5);
+    if (e)
+        return e;
+    ck_pr_store_int(&c->sent_bad, mph_event_send_encoded(ev, c->up, 0, "k", 1, "no!", 3));
+    /* raw bytes the codec refuses, sent without encoding: dead-lettered */
+    if ((e = mph_event_send(ev, c->up, 0, "k", 1, "lower", 5, NULL, 0)))
+        return e;
+    return mph_event_send_encoded(ev, c->up, 0, "k", 1, "Bye", 3);
+}
+
+static mph_err_t u_receive(mph_event_t *ev, void *opaque)
+{
+    struct uctx *c = opaque;
+    size_t n;
+    const char *v = mph_event_value(ev, &n);
+    int i = ck_pr_load_int(&c->got);
+    if (i < 8)
+        snprintf(c->seen[i], sizeof c->seen[i], "%.*s", (int)n, v);
+    /* the table's value codec is "upper" too */
+    ck_pr_store_int(&c->set_bad, mph_table_set(ev, c->table, "k", 1, "bad", 3));
+    ck_pr_store_int(&c->set_good, mph_table_set(ev, c->table, "k", 1, v, n));
+    ck_pr_fence_store();
+    ck_pr_inc_int(&c->got);
+    return MPH_OK;
+}
+
+Test(codecs, a_registered_codec_on_a_topic_and_a_table)
+{
+    char err[512], app_id[128], in_name[160], up_name[160];
+    struct uctx *c = calloc(1, sizeof *c);
+    mph_test_unique("ucodec", app_id, sizeof app_id);
+    mph_conf_t *conf = mph_conf_new();
+    const char *kv[] = {"broker", cluster->broker, "app_id", app_id, "log_level", "error",
+                        "topic_partitions", "1", NULL};
+    for (const char **p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+
+    /* registration errors */
+    cr_expect_eq(mph_codec_register(app, "json", upper_decode, NULL, NULL), MPH_ERR_EXISTS);
+    cr_expect_eq(mph_codec_register(app, "bad name", upper_decode, NULL, NULL), MPH_ERR_INVALID);
+    cr_expect_eq(mph_codec_register(app, "none", NULL, NULL, NULL), MPH_ERR_INVALID);
+    cr_assert_eq(mph_codec_register(app, "upper", upper_decode, upper_encode, &c->decodes),
+                 MPH_OK);
+    cr_expect_eq(mph_codec_register(app, "upper", upper_decode, NULL, NULL), MPH_ERR_EXISTS);
+    mph_topic_opts_t *o = mph_topic_opts_new();
+    cr_expect_eq(mph_topic_opts_set(o, "value_codec", "lower", err, sizeof err), MPH_ERR_INVALID);
+    cr_expect(strstr(err, "mph_codec_register"), "%s", err);
+
+    mph_test_unique("ucodec-in", in_name, sizeof in_name);
+    mph_test_unique("ucodec-up", up_name, sizeof up_name);
+    mph_test_create_topic(cluster, in_name, 1);
+    mph_test_create_topic(cluster, up_name, 1);
+    char cl[300];
+    snprintf(cl, sizeof cl, "%s-words-changelog", app_id);
+    mph_test_create_topic(cluster, cl, 1); /* the mock cannot create it */
+    mph_topic_t *in = mph_topic_new(app, in_name, NULL, err, sizeof err);
+    cr_assert_not_null(in, "%s", err);
+    cr_assert_eq(mph_topic_opts_set(o, "value_codec", "upper", err, sizeof err), MPH_OK, "%s",
+                 err);
+    cr_assert_eq(mph_topic_opts_set(o, "on_decode_error", "skip", err, sizeof err), MPH_OK);
+    c->up = mph_topic_new(app, up_name, o, err, sizeof err);
+    mph_topic_opts_destroy(o);
+    cr_assert_not_null(c->up, "%s", err);
+    mph_table_opts_t *to = mph_table_opts_new();
+    cr_assert_eq(mph_table_opts_set(to, "value_codec", "upper", err, sizeof err), MPH_OK);
+    c->table = mph_table_new(app, "words", to, err, sizeof err);
+    mph_table_opts_destroy(to);
+    cr_assert_not_null(c->table, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "produce", in, u_produce, c, err, sizeof err));
+    cr_assert_not_null(mph_agent_new(app, "receive", c->up, u_receive, c, err, sizeof err));
+
+    /* another app does not see this app's codec */
+    mph_conf_t *conf2 = mph_conf_new();
+    cr_assert_eq(mph_conf_set(conf2, "broker", cluster->broker, err, sizeof err), MPH_OK);
+    cr_assert_eq(mph_conf_set(conf2, "app_id", "other", err, sizeof err), MPH_OK);
+    mph_app_t *other = mph_app_new(conf2, err, sizeof err);
+    mph_topic_opts_t *o2 = mph_topic_opts_new();
+    cr_assert_eq(mph_topic_opts_set(o2, "value_codec", "upper", err, sizeof err), MPH_OK);
+    cr_expect_null(mph_topic_new(other, up_name, o2, err, sizeof err));
+    cr_expect(strstr(err, "not registered on this app"), "%s", err);
+    mph_topic_opts_destroy(o2);
+    mph_app_destroy(other);
+
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    cr_expect_eq(mph_codec_register(app, "late", upper_decode, NULL, NULL), MPH_ERR_STATE);
+    mph_test_produce(cluster, in_name, 0, "x", 1, "go", 2);
+    mph_test_flush(cluster);
+    for (int i = 0; i < 600 && ck_pr_load_int(&c->got) < 2; i++)
+        usleep(100000);
+    usleep(500000); /* "lower" would have arrived by now, had it passed */
+    ck_pr_fence_load();
+    mph_table_t *t = c->table;
+    void *v = NULL;
+    size_t vl = 0;
+    mph_err_t le = mph_table_lookup(app, t, "k", 1, &v, &vl, 5000);
+    cr_expect_eq(mph_app_stop(app), MPH_OK);
+    cr_expect_eq(c->got, 2, "HELLO and BYE arrive; 'lower' is refused by decode");
+    cr_expect_str_eq(c->seen[0], "HELLO");
+    cr_expect_str_eq(c->seen[1], "BYE");
+    cr_expect_eq(c->sent_bad, MPH_ERR_DECODE, "encode refused '!'");
+    cr_expect_eq(c->set_bad, MPH_ERR_DECODE, "the table refuses 'bad'");
+    cr_expect_eq(c->set_good, MPH_OK);
+    cr_expect_eq(le, MPH_OK);
+    cr_expect(vl == 3 && v && !memcmp(v, "BYE", 3));
+    free(v);
+    cr_expect_geq(ck_pr_load_int(&c->decodes), 3);
+    mph_app_destroy(app);
+    free(c);
+}

@@ -24,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,6 +95,18 @@ static bool faust_python(char *py, size_t n, char *peer, size_t pn)
     return access(py, X_OK) == 0 && access(peer, R_OK) == 0;
 }
 
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
 /* Starts peer.py worker with the given PEER_* settings; its output goes to
  * log. */
 static pid_t faust_start(const char *py, const char *peer, const char *app_id, const char *input,
@@ -100,6 +115,8 @@ static pid_t faust_start(const char *py, const char *peer, const char *app_id, c
     char broker[600], parts[16];
     snprintf(broker, sizeof broker, "%s", cluster->broker);
     snprintf(parts, sizeof parts, "%d", PARTS);
+    char port[16];
+    snprintf(port, sizeof port, "%d", free_port());
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
@@ -116,7 +133,9 @@ static pid_t faust_start(const char *py, const char *peer, const char *app_id, c
         setenv("PEER_COMMIT_INTERVAL_MS", "300", 1);
         if (dump)
             setenv("PEER_DUMP", dump, 1);
-        execl(py, py, peer, "worker", "-l", "warn", (char *)NULL);
+        /* Faust's worker binds its web port even with web_enabled=False:
+         * a free one, not 6066, which other Faust processes may hold. */
+        execl(py, py, peer, "worker", "-l", "warn", "--web-port", port, (char *)NULL);
         _exit(127);
     }
     return pid;
