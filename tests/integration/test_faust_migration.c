@@ -485,3 +485,181 @@ Test(faust_migration, table_options_are_checked)
     mph_table_opts_destroy(o);
     mph_app_destroy(app);
 }
+
+/* --- format=faust end to end without Faust: a windowed table and a record
+ * table write Faust's layout to their changelogs, and a new instance
+ * recovers them (mock cluster too) ------------------------------------------ */
+
+struct rt {
+    mph_window_t *views;
+    mph_table_t *last;
+};
+
+static mph_err_t rt_agent(mph_event_t *ev, void *opaque)
+{
+    struct rt *r = opaque;
+    size_t kl, vl;
+    const void *k = mph_event_key(ev, &kl);
+    const void *v = mph_event_value(ev, &vl);
+    mph_err_t e = mph_window_incr(ev, r->views, k, kl, 1);
+    if (!e)
+        e = mph_table_set(ev, r->last, k, kl, v, vl);
+    return e;
+}
+
+static mph_app_t *rt_app(const char *app_id, const char *input, struct rt *r)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    const char *kv[] = {"broker", cluster->broker, "app_id", app_id, "log_level", "warn",
+                        "topic_partitions", "1", "commit_interval_ms", "200", NULL};
+    for (const char **p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    mph_topic_opts_t *to = mph_topic_opts_new();
+    cr_assert_eq(mph_topic_opts_set(to, "value_codec", "json", err, sizeof err), MPH_OK);
+    mph_topic_t *in = mph_topic_new(app, input, to, err, sizeof err);
+    mph_topic_opts_destroy(to);
+    cr_assert_not_null(in, "%s", err);
+    mph_table_opts_t *o = mph_table_opts_new();
+    const char *vkv[] = {"key_codec", "string", "value_codec", "i64", "format", "faust", NULL};
+    for (const char **p = vkv; *p; p += 2)
+        cr_assert_eq(mph_table_opts_set(o, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_table_t *views = mph_table_new(app, "views", o, err, sizeof err);
+    cr_assert_not_null(views, "%s", err);
+    r->views = mph_table_tumbling(views, 60000, 86400000, err, sizeof err);
+    cr_assert_not_null(r->views, "%s", err);
+    cr_assert_eq(mph_window_time_source(r->views, "field:ts"), MPH_OK);
+    cr_assert_eq(mph_table_opts_set(o, "value_codec", "json", err, sizeof err), MPH_OK);
+    cr_assert_eq(mph_table_opts_set(o, "faust_namespace", "pageviews.PageView", err, sizeof err),
+                 MPH_OK);
+    r->last = mph_table_new(app, "last", o, err, sizeof err);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(r->last, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "a", in, rt_agent, r, err, sizeof err), "%s", err);
+    return app;
+}
+
+struct latest {
+    char keys[8][64], vals[8][128];
+    int n;
+};
+
+static void keep_latest(const rd_kafka_message_t *m, void *opaque)
+{
+    struct latest *l = opaque;
+    char k[64];
+    snprintf(k, sizeof k, "%.*s", (int)m->key_len, (const char *)m->key);
+    int i = 0;
+    while (i < l->n && strcmp(l->keys[i], k))
+        i++;
+    if (i == l->n) {
+        cr_assert_lt(l->n, 8, "more changelog keys than expected: %s", k);
+        l->n++;
+    }
+    snprintf(l->keys[i], sizeof l->keys[i], "%s", k);
+    snprintf(l->vals[i], sizeof l->vals[i], "%.*s", (int)m->len,
+             m->payload ? (const char *)m->payload : "(null)");
+}
+
+static const char *latest_of(const struct latest *l, const char *key)
+{
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->keys[i], key))
+            return l->vals[i];
+    return NULL;
+}
+
+static int64_t be64(const void *v)
+{
+    int64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | ((const unsigned char *)v)[i];
+    return x;
+}
+
+Test(faust_migration, format_faust_windows_and_records_round_trip)
+{
+    char app_id[128], input[128], name[300];
+    mph_test_unique("faustrt", app_id, sizeof app_id);
+    mph_test_unique("faustrt-in", input, sizeof input);
+    mph_test_create_topic(cluster, input, 1);
+    const char *cls[] = {"views", "last"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "%s-%s-changelog", app_id, cls[i]);
+        mph_test_create_topic(cluster, name, 1); /* the mock cannot create it */
+    }
+    struct rt r;
+    char err[512];
+    mph_app_t *app = rt_app(app_id, input, &r);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    const char *recs[][2] = {
+        {"/home", "{\"user\":\"a\",\"page\":\"/home\",\"ts\":1700000065500}"},
+        {"/home", "{\"user\":\"b\",\"page\":\"/home\",\"ts\":1700000070000}"},
+        {"/d\xc3\xb6" "cs", "{\"user\":\"c\",\"page\":\"/docs\",\"ts\":1700000130000}"},
+        {"/x", "{\"user\":\"d\",\"__faust\":{\"ns\":\"other.NS\"},\"ts\":1700000131000}"},
+    };
+    for (int i = 0; i < 4; i++)
+        mph_test_produce(cluster, input, 0, recs[i][0], strlen(recs[i][0]), recs[i][1],
+                         strlen(recs[i][1]));
+    mph_test_flush(cluster);
+    int64_t c = -1;
+    for (int i = 0; i < 300 && c < 4; i++) {
+        c = mph_test_committed_sum(cluster, app_id, input, 1);
+        usleep(100000);
+    }
+    cr_assert_eq(c, 4, "all input committed");
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+
+    /* What the changelogs hold: Faust's layout, no window meta record. */
+    struct latest v = {0}, l = {0};
+    snprintf(name, sizeof name, "%s-views-changelog", app_id);
+    mph_test_consume_all(cluster, name, 1000, 2000, 20000, keep_latest, &v);
+    snprintf(name, sizeof name, "%s-last-changelog", app_id);
+    mph_test_consume_all(cluster, name, 1000, 2000, 20000, keep_latest, &l);
+    cr_expect_eq(v.n, 3, "three windowed keys and nothing else");
+    const char *h = latest_of(&v, "[\"/home\",[1700000040.0,1700000099.9]]");
+    cr_expect(h && !strcmp(h, "2"), "home: %s", h ? h : "missing");
+    h = latest_of(&v, "[\"/d\\u00f6cs\",[1700000100.0,1700000159.9]]");
+    cr_expect(h && !strcmp(h, "1"), "docs: %s", h ? h : "missing");
+    h = latest_of(&l, "\"/home\"");
+    cr_expect(h && !strcmp(h, "{\"user\":\"b\",\"page\":\"/home\",\"ts\":1700000070000,"
+                              "\"__faust\":{\"ns\":\"pageviews.PageView\"}}"),
+              "last /home: %s", h ? h : "missing");
+    h = latest_of(&l, "\"/x\"");
+    cr_expect(h && strstr(h, "\"__faust\":{\"ns\":\"other.NS\"}") &&
+                  !strstr(h, "pageviews.PageView"),
+              "a value's own namespace is kept: %s", h ? h : "missing");
+
+    /* A new instance (memory store) recovers both from the changelogs. */
+    struct rt r2;
+    app = rt_app(app_id, input, &r2);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    void *val = NULL;
+    size_t vl = 0;
+    mph_err_t e = MPH_ERR_PARTITION;
+    for (int i = 0; i < 300 && e == MPH_ERR_PARTITION; i++) {
+        e = mph_window_lookup(app, r2.views, "/home", 5, MPH_WINDOW_AT, 1700000040000LL, &val,
+                              &vl, NULL, NULL, 5000);
+        if (e == MPH_ERR_PARTITION)
+            usleep(100000);
+    }
+    cr_expect_eq(e, MPH_OK, "%s", mph_err_str(e));
+    cr_expect(vl == 8 && be64(val) == 2);
+    free(val);
+    val = NULL;
+    e = mph_window_lookup(app, r2.views, "/d\xc3\xb6" "cs", 6, MPH_WINDOW_AT, 1700000100000LL,
+                          &val, &vl, NULL, NULL, 5000);
+    cr_expect_eq(e, MPH_OK, "%s", mph_err_str(e));
+    cr_expect(vl == 8 && be64(val) == 1);
+    free(val);
+    val = NULL;
+    e = mph_table_lookup(app, r2.last, "/home", 5, &val, &vl, 5000);
+    cr_expect_eq(e, MPH_OK, "%s", mph_err_str(e));
+    cr_expect(e == MPH_OK && strstr((const char *)val, "pageviews.PageView") != NULL);
+    free(val);
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+}
