@@ -23,7 +23,10 @@
  * `<datadir>/<app_id>/<table>/w<worker>/`.
  *
  * Options (mph_table_opts_set):
- *   key_codec, value_codec   raw (default) | string | json | i64
+ *   key_codec, value_codec   raw (default) | string | json | i64 | a codec
+ *                            registered with mph_codec_register: every value
+ *                            written (set, update) passes its decode first,
+ *                            a refusal is returned and the table unchanged
  *   default                  value returned by get for absent keys
  *                            (for i64 tables a decimal number; default 0
  *                            for increments)
