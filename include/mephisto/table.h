@@ -52,7 +52,10 @@
  *                            table can take over a Faust table's changelog
  *                            and Faust can read back what it writes. Only
  *                            the changelog changes: agents and lookups see
- *                            the table as before. A changelog record that
+ *                            the table as before. Writes a Faust changelog
+ *                            could not hold are refused (string key or value
+ *                            not UTF-8: MPH_ERR_UTF8; i64 not 8 bytes:
+ *                            MPH_ERR_TYPE). A changelog record that
  *                            does not decode stops recovery (start fails)
  *                            with its topic, partition and offset. See
  *                            docs/migrating-from-faust.md

@@ -1244,6 +1244,29 @@ bool mph_table_contains(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     return sh && store_result(ev, t, mph__shard_get(sh, key ? key : "", klen, &v, &l)) == MPH_OK;
 }
 
+/* format=faust: refuses at the write what its changelog could not hold
+ * (rather than failing the commit's flush later): a string key or value
+ * that is not UTF-8, an i64 that is not 8 bytes. */
+static mph_err_t faust_writable(const mph_table_t *t, const void *key, size_t klen,
+                                const void *value, size_t vlen)
+{
+    const struct { mph__faust_kind_t kind; const void *p; size_t n; const char *what; } c[2] = {
+        {t->faust->key, key, klen, "key"}, {t->faust->value, value, vlen, "value"}};
+    for (int i = 0; i < 2; i++) {
+        if (c[i].kind == MPH__FAUST_STRING && !mph_json_utf8_valid(c[i].p ? c[i].p : "", c[i].n)) {
+            mph_log(MPH_LOG_WARN, "table %s (format=faust): a %s that is not UTF-8 has no Faust "
+                    "str form; not written", t->name, c[i].what);
+            return MPH_ERR_UTF8;
+        }
+        if (c[i].kind == MPH__FAUST_I64 && c[i].n != MPH_CODEC_I64_SIZE) {
+            mph_log(MPH_LOG_WARN, "table %s (format=faust): an i64 %s of %zu bytes; not written",
+                    t->name, c[i].what, c[i].n);
+            return MPH_ERR_TYPE;
+        }
+    }
+    return MPH_OK;
+}
+
 mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
                         const void *value, size_t vlen)
 {
@@ -1254,6 +1277,8 @@ mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t
         return MPH_ERR_PARTITION;
     mph_err_t err = check_key(ev, t, key, klen);
     if (err)
+        return err;
+    if (t->faust && (err = faust_writable(t, key, klen, value, vlen)))
         return err;
     if (t->uvalue && t->uvalue->decode) { /* a registered value codec */
         char why[200] = "";

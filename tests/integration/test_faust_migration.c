@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ck_pr.h>
+
 #include "mephisto.h"
 #include "mph_test.h"
 
@@ -353,7 +355,7 @@ Test(faust_migration, faust_to_mephisto_and_back)
     mph_test_create_topic(cluster, input, PARTS);
 
     int64_t *counts = calloc(VOCAB, sizeof *counts);
-    const int half = 1500;
+    const int half = 1000;
     int words1 = produce_lines(input, half, 7, counts);
 
     /* 1. Faust counts the first half, commits, and is stopped. */
@@ -493,6 +495,7 @@ Test(faust_migration, table_options_are_checked)
 struct rt {
     mph_window_t *views;
     mph_table_t *last;
+    int refused;
 };
 
 static mph_err_t rt_agent(mph_event_t *ev, void *opaque)
@@ -501,9 +504,12 @@ static mph_err_t rt_agent(mph_event_t *ev, void *opaque)
     size_t kl, vl;
     const void *k = mph_event_key(ev, &kl);
     const void *v = mph_event_value(ev, &vl);
-    mph_err_t e = mph_window_incr(ev, r->views, k, kl, 1);
+    /* a key that is not UTF-8 has no Faust str form: refused here */
+    mph_err_t e = mph_table_set(ev, r->last, k, kl, v, vl);
+    if (e == MPH_ERR_UTF8)
+        ck_pr_inc_int(&r->refused);
     if (!e)
-        e = mph_table_set(ev, r->last, k, kl, v, vl);
+        e = mph_window_incr(ev, r->views, k, kl, 1);
     return e;
 }
 
@@ -590,7 +596,7 @@ Test(faust_migration, format_faust_windows_and_records_round_trip)
         snprintf(name, sizeof name, "%s-%s-changelog", app_id, cls[i]);
         mph_test_create_topic(cluster, name, 1); /* the mock cannot create it */
     }
-    struct rt r;
+    struct rt r = {0};
     char err[512];
     mph_app_t *app = rt_app(app_id, input, &r);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
@@ -599,17 +605,19 @@ Test(faust_migration, format_faust_windows_and_records_round_trip)
         {"/home", "{\"user\":\"b\",\"page\":\"/home\",\"ts\":1700000070000}"},
         {"/d\xc3\xb6" "cs", "{\"user\":\"c\",\"page\":\"/docs\",\"ts\":1700000130000}"},
         {"/x", "{\"user\":\"d\",\"__faust\":{\"ns\":\"other.NS\"},\"ts\":1700000131000}"},
+        {"\xff", "{\"user\":\"e\",\"ts\":1700000132000}"},
     };
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         mph_test_produce(cluster, input, 0, recs[i][0], strlen(recs[i][0]), recs[i][1],
                          strlen(recs[i][1]));
     mph_test_flush(cluster);
     int64_t c = -1;
-    for (int i = 0; i < 300 && c < 4; i++) {
+    for (int i = 0; i < 300 && c < 5; i++) {
         c = mph_test_committed_sum(cluster, app_id, input, 1);
         usleep(100000);
     }
-    cr_assert_eq(c, 4, "all input committed");
+    cr_assert_eq(c, 5, "all input committed: the refused write does not stop the app");
+    cr_expect_eq(ck_pr_load_int(&r.refused), 1, "the key that is not UTF-8 is refused");
     cr_assert_eq(mph_app_stop(app), MPH_OK);
     mph_app_destroy(app);
 
@@ -634,7 +642,7 @@ Test(faust_migration, format_faust_windows_and_records_round_trip)
               "a value's own namespace is kept: %s", h ? h : "missing");
 
     /* A new instance (memory store) recovers both from the changelogs. */
-    struct rt r2;
+    struct rt r2 = {0};
     app = rt_app(app_id, input, &r2);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     void *val = NULL;
