@@ -1204,6 +1204,13 @@ static void count_op(mph_event_t *ev, mph_table_t *t, int op)
 
 mph_err_t mph__table_check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
 {
+    /* windowed format=faust tables: a string key must have a str form */
+    if (t->faust && t->faust->key == MPH__FAUST_STRING &&
+        !mph_json_utf8_valid(key ? key : "", klen)) {
+        mph_log(MPH_LOG_WARN, "table %s (format=faust): a key that is not UTF-8 has no Faust "
+                "str form; not written", t->name);
+        return MPH_ERR_UTF8;
+    }
     return check_key(ev, t, key, klen);
 }
 
