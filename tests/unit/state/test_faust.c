@@ -2,9 +2,13 @@
  *
  * The expected bytes are what faust-streaming 0.15.3 wrote (bench/peers
  * setup's version), taken from real runs:
- *   - word counts: bench/peers/faust/peer.py's table word_counts (key_type
- *     bytes, value_type int) read from <app>-word_counts-changelog with
- *     kcat-like dumping: key b"hello" (raw), value b"3";
+ *   - word counts: bench/peers/faust/peer.py (table word_counts, key_type
+ *     bytes, value_type int) fed the lines "hello café hello" and "hello",
+ *     its changelog then dumped with
+ *     `kcat -C -t <app>-word_counts-changelog -e -f 'key=%k value=%s\n'`:
+ *       key=hello value=1 / key=café value=1 / key=hello value=2 /
+ *       key=hello value=3
+ *     (keys raw bytes, values JSON integers, one record per change);
  *   - str keys, windowed keys, records, non-ASCII: printed by
  *     bench/peers/faust/bytes.py, which calls Faust's own serializers the way
  *     its Table._send_changelog does (registry.dumps_key/dumps_value with
