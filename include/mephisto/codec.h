@@ -38,19 +38,22 @@ extern "C" {
 #endif
 
 /* Sends value as an i64 (8 bytes big-endian). */
-MPH_EXPORT mph_err_t mph_event_send_i64(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
-                                        const void *key, size_t key_len, int64_t value);
+MPH_EXPORT mph_err_t mph_event_send_i64(mph_event_t *ev, mph_topic_t *topic,
+                                        int32_t partition, const void *key,
+                                        size_t key_len, int64_t value);
 /* Sends s[0..len) after checking it is UTF-8 (MPH_ERR_UTF8 otherwise). */
 MPH_EXPORT mph_err_t mph_event_send_string(mph_event_t *ev, mph_topic_t *topic,
-                                           int32_t partition, const void *key, size_t key_len,
-                                           const char *s, size_t len);
+                                           int32_t partition, const void *key,
+                                           size_t key_len, const char *s,
+                                           size_t len);
 /* Sends the JSON document w holds (MPH_ERR_STATE unless complete). */
-MPH_EXPORT mph_err_t mph_event_send_json(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
-                                         const void *key, size_t key_len,
-                                         const mph_jsonw_t *w);
+MPH_EXPORT mph_err_t mph_event_send_json(mph_event_t *ev, mph_topic_t *topic,
+                                         int32_t partition, const void *key,
+                                         size_t key_len, const mph_jsonw_t *w);
 /* Sends rec encoded as a JSON object (mph_record_encode). */
 MPH_EXPORT mph_err_t mph_event_send_record(mph_event_t *ev, mph_topic_t *topic,
-                                           int32_t partition, const void *key, size_t key_len,
+                                           int32_t partition, const void *key,
+                                           size_t key_len,
                                            const mph_record_t *rec);
 
 /* --- codecs of your own ---------------------------------------------------
@@ -78,22 +81,26 @@ MPH_EXPORT mph_err_t mph_event_send_record(mph_event_t *ev, mph_topic_t *topic,
 
 /* Accepts bytes[0..len) (MPH_OK) or refuses them with an error code (e.g.
  * MPH_ERR_DECODE, MPH_ERR_SCHEMA) and a short reason in errbuf. */
-typedef mph_err_t(mph_codec_decode_fn)(const void *bytes, size_t len, void *opaque, char *errbuf,
+typedef mph_err_t(mph_codec_decode_fn)(const void *bytes, size_t len,
+                                       void *opaque, char *errbuf,
                                        size_t errbuf_size);
 /* The bytes an encode function produces (owned by mephisto). */
 typedef struct mph_codec_out mph_codec_out_t;
 /* Appends to out (MPH_ERR_NOMEM, MPH_ERR_INVALID). */
-MPH_EXPORT mph_err_t mph_codec_out_append(mph_codec_out_t *out, const void *bytes, size_t len);
+MPH_EXPORT mph_err_t mph_codec_out_append(mph_codec_out_t *out,
+                                          const void *bytes, size_t len);
 /* Encodes in[0..len) by appending the result to out (empty at the call). */
-typedef mph_err_t(mph_codec_encode_fn)(const void *in, size_t len, mph_codec_out_t *out,
-                                       void *opaque, char *errbuf, size_t errbuf_size);
+typedef mph_err_t(mph_codec_encode_fn)(const void *in, size_t len,
+                                       mph_codec_out_t *out, void *opaque,
+                                       char *errbuf, size_t errbuf_size);
 
 /* Registers codec name on app. name: 1-100 of [A-Za-z0-9_.-]. Errors:
  * MPH_ERR_EXISTS (name is a built-in codec or already registered on app),
  * MPH_ERR_INVALID (bad name, both functions NULL, NULL app), MPH_ERR_STATE
  * (the app started), MPH_ERR_NOMEM. @locality the controlling thread */
 MPH_EXPORT mph_err_t mph_codec_register(mph_app_t *app, const char *name,
-                                        mph_codec_decode_fn *decode, mph_codec_encode_fn *encode,
+                                        mph_codec_decode_fn *decode,
+                                        mph_codec_encode_fn *encode,
                                         void *opaque);
 
 /* Sends key and value encoded with the topic's key and value codecs when
@@ -101,8 +108,9 @@ MPH_EXPORT mph_err_t mph_codec_register(mph_app_t *app, const char *name,
  * otherwise), then as mph_event_send. An encode error is returned (nothing
  * is sent) and logged with its reason. */
 MPH_EXPORT mph_err_t mph_event_send_encoded(mph_event_t *ev, mph_topic_t *topic,
-                                            int32_t partition, const void *key, size_t key_len,
-                                            const void *value, size_t value_len);
+                                            int32_t partition, const void *key,
+                                            size_t key_len, const void *value,
+                                            size_t value_len);
 
 #ifdef __cplusplus
 }

@@ -45,16 +45,19 @@ static mph_jsonw_t *thread_writer(void)
     return w;
 }
 
-mph_err_t mph_event_send_i64(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
-                             const void *key, size_t key_len, int64_t value)
+mph_err_t mph_event_send_i64(mph_event_t *ev, mph_topic_t *topic,
+                             int32_t partition, const void *key, size_t key_len,
+                             int64_t value)
 {
     unsigned char b[MPH_CODEC_I64_SIZE];
     mph__codec_i64_encode(value, b);
-    return mph_event_send(ev, topic, partition, key, key_len, b, sizeof b, NULL, 0);
+    return mph_event_send(ev, topic, partition, key, key_len, b, sizeof b, NULL,
+                          0);
 }
 
-mph_err_t mph_event_send_string(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
-                                const void *key, size_t key_len, const char *s, size_t len)
+mph_err_t mph_event_send_string(mph_event_t *ev, mph_topic_t *topic,
+                                int32_t partition, const void *key,
+                                size_t key_len, const char *s, size_t len)
 {
     if (!s && len)
         return MPH_ERR_INVALID;
@@ -63,8 +66,9 @@ mph_err_t mph_event_send_string(mph_event_t *ev, mph_topic_t *topic, int32_t par
     return mph_event_send(ev, topic, partition, key, key_len, s, len, NULL, 0);
 }
 
-mph_err_t mph_event_send_json(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
-                              const void *key, size_t key_len, const mph_jsonw_t *w)
+mph_err_t mph_event_send_json(mph_event_t *ev, mph_topic_t *topic,
+                              int32_t partition, const void *key,
+                              size_t key_len, const mph_jsonw_t *w)
 {
     if (!w)
         return MPH_ERR_INVALID;
@@ -76,8 +80,9 @@ mph_err_t mph_event_send_json(mph_event_t *ev, mph_topic_t *topic, int32_t parti
     return mph_event_send(ev, topic, partition, key, key_len, j, n, NULL, 0);
 }
 
-mph_err_t mph_event_send_record(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
-                                const void *key, size_t key_len, const mph_record_t *rec)
+mph_err_t mph_event_send_record(mph_event_t *ev, mph_topic_t *topic,
+                                int32_t partition, const void *key,
+                                size_t key_len, const mph_record_t *rec)
 {
     if (!rec)
         return MPH_ERR_INVALID;
@@ -97,7 +102,8 @@ static void user_remove(void *e)
     mph__codec_user_remove(e);
 }
 
-mph_err_t mph_codec_register(mph_app_t *app, const char *name, mph_codec_decode_fn *decode,
+mph_err_t mph_codec_register(mph_app_t *app, const char *name,
+                             mph_codec_decode_fn *decode,
                              mph_codec_encode_fn *encode, void *opaque)
 {
     if (!app)
@@ -132,28 +138,34 @@ static void outs_key_make(void)
 }
 
 /* Encodes in with u into out (emptied first); logs the reason of a refusal. */
-static mph_err_t encode_with(const mph__codec_user_t *u, mph_topic_t *topic, const char *what,
-                             const void *in, size_t len, mph_codec_out_t *out)
+static mph_err_t encode_with(const mph__codec_user_t *u, mph_topic_t *topic,
+                             const char *what, const void *in, size_t len,
+                             mph_codec_out_t *out)
 {
     char why[200] = "";
     out->len = 0;
     if (mph_codec_out_append(out, "", 0) != MPH_OK) /* never a NULL buffer */
         return MPH_ERR_NOMEM;
-    mph_err_t err = u->encode(in ? in : "", len, out, u->opaque, why, sizeof why);
+    mph_err_t err =
+        u->encode(in ? in : "", len, out, u->opaque, why, sizeof why);
     if (err)
-        mph_log(MPH_LOG_WARN, "topic %s: %s not sent: codec %s: %s", mph_topic_name(topic), what,
-                u->name, why[0] ? why : mph_err_str(err));
+        mph_log(MPH_LOG_WARN, "topic %s: %s not sent: codec %s: %s",
+                mph_topic_name(topic), what, u->name,
+                why[0] ? why : mph_err_str(err));
     return err;
 }
 
-mph_err_t mph_event_send_encoded(mph_event_t *ev, mph_topic_t *topic, int32_t partition,
-                                 const void *key, size_t key_len, const void *value,
+mph_err_t mph_event_send_encoded(mph_event_t *ev, mph_topic_t *topic,
+                                 int32_t partition, const void *key,
+                                 size_t key_len, const void *value,
                                  size_t value_len)
 {
     if (!ev || !topic)
         return MPH_ERR_INVALID;
-    const mph__codec_user_t *uk = topic->key_codec == MPH_CODEC_USER ? topic->ukey : NULL;
-    const mph__codec_user_t *uv = topic->value_codec == MPH_CODEC_USER ? topic->uvalue : NULL;
+    const mph__codec_user_t *uk =
+        topic->key_codec == MPH_CODEC_USER ? topic->ukey : NULL;
+    const mph__codec_user_t *uv =
+        topic->value_codec == MPH_CODEC_USER ? topic->uvalue : NULL;
     if ((uk && uk->encode) || (uv && uv->encode)) {
         pthread_once(&outs_once, outs_key_make);
         mph_codec_out_t *o = pthread_getspecific(outs_key);
@@ -172,11 +184,13 @@ mph_err_t mph_event_send_encoded(mph_event_t *ev, mph_topic_t *topic, int32_t pa
             key_len = o[0].len;
         }
         if (uv && uv->encode && value) {
-            if ((err = encode_with(uv, topic, "value", value, value_len, &o[1])))
+            if ((err =
+                     encode_with(uv, topic, "value", value, value_len, &o[1])))
                 return err;
             value = o[1].p;
             value_len = o[1].len;
         }
     }
-    return mph_event_send(ev, topic, partition, key, key_len, value, value_len, NULL, 0);
+    return mph_event_send(ev, topic, partition, key, key_len, value, value_len,
+                          NULL, 0);
 }

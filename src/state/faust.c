@@ -34,10 +34,11 @@ struct mph__faust_scratch {
     buf_t kb, vb, sb;
 };
 
-static mph_err_t why(mph_err_t err, char *errbuf, size_t n, const char *fmt, ...)
-    MPH_PRINTF(4, 5);
+static mph_err_t why(mph_err_t err, char *errbuf, size_t n, const char *fmt,
+                     ...) MPH_PRINTF(4, 5);
 
-static mph_err_t why(mph_err_t err, char *errbuf, size_t n, const char *fmt, ...)
+static mph_err_t why(mph_err_t err, char *errbuf, size_t n, const char *fmt,
+                     ...)
 {
     if (errbuf && n) {
         va_list ap;
@@ -71,8 +72,10 @@ bool mph__faust_kind_of(const char *codec, mph__faust_kind_t *out)
     static const struct {
         const char *name;
         mph__faust_kind_t kind;
-    } map[] = {{"raw", MPH__FAUST_RAW},   {"string", MPH__FAUST_STRING},
-               {"i64", MPH__FAUST_I64},   {"json", MPH__FAUST_JSON},
+    } map[] = {{"raw", MPH__FAUST_RAW},
+               {"string", MPH__FAUST_STRING},
+               {"i64", MPH__FAUST_I64},
+               {"json", MPH__FAUST_JSON},
                {"record", MPH__FAUST_JSON}};
     if (!codec) {
         *out = MPH__FAUST_RAW;
@@ -86,16 +89,20 @@ bool mph__faust_kind_of(const char *codec, mph__faust_kind_t *out)
     return false;
 }
 
-mph_err_t mph__faust_fmt_check(const mph__faust_fmt_t *fmt, char *errbuf, size_t n)
+mph_err_t mph__faust_fmt_check(const mph__faust_fmt_t *fmt, char *errbuf,
+                               size_t n)
 {
     if (fmt->window_ms > 0 && fmt->key == MPH__FAUST_RAW)
         return why(MPH_ERR_INVALID, errbuf, n,
-                   "format=faust: a windowed table needs key_codec string, i64 or json "
-                   "(Faust writes the bytes key of a windowed table as its Python repr, "
+                   "format=faust: a windowed table needs key_codec string, i64 "
+                   "or json "
+                   "(Faust writes the bytes key of a windowed table as its "
+                   "Python repr, "
                    "which does not read back)");
     if (fmt->ns && fmt->value != MPH__FAUST_JSON)
-        return why(MPH_ERR_INVALID, errbuf, n,
-                   "faust_namespace: only for tables whose value_codec is json");
+        return why(
+            MPH_ERR_INVALID, errbuf, n,
+            "faust_namespace: only for tables whose value_codec is json");
     return MPH_OK;
 }
 
@@ -134,10 +141,17 @@ void mph__faust_scratch_destroy(mph__faust_scratch_t *s)
 static long utf8_next(const unsigned char *p, size_t n, size_t *i)
 {
     unsigned char c = p[*i];
-    int len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    int len = c < 0x80             ? 1
+              : (c & 0xe0) == 0xc0 ? 2
+              : (c & 0xf0) == 0xe0 ? 3
+              : (c & 0xf8) == 0xf0 ? 4
+                                   : 0;
     if (!len || *i + (size_t)len > n)
         return -1;
-    long cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+    long cp = len == 1   ? c
+              : len == 2 ? (c & 0x1f)
+              : len == 3 ? (c & 0x0f)
+                         : (c & 0x07);
     for (int k = 1; k < len; k++)
         cp = cp << 6 | (p[*i + (size_t)k] & 0x3f);
     *i += (size_t)len;
@@ -148,8 +162,8 @@ static long utf8_next(const unsigned char *p, size_t n, size_t *i)
  * default without orjson): ASCII only, \uXXXX (lowercase hex, surrogate
  * pairs above U+FFFF) for the rest, so that a key mephisto writes is the
  * same Kafka key as Faust's and compaction replaces it. */
-static mph_err_t write_str_ascii(mph__faust_scratch_t *s, mph_jsonw_t *w, const void *p,
-                                 size_t n)
+static mph_err_t write_str_ascii(mph__faust_scratch_t *s, mph_jsonw_t *w,
+                                 const void *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *b = p;
@@ -159,9 +173,14 @@ static mph_err_t write_str_ascii(mph__faust_scratch_t *s, mph_jsonw_t *w, const 
     mph_err_t err = buf_put(&s->sb, "\"", 1);
     for (size_t i = 0; !err && i < n;) {
         unsigned char c = b[i];
-        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
-                        : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
-                        : c == '\f' ? "\\f" : NULL;
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                                      : NULL;
         if (esc) {
             err = buf_put(&s->sb, esc, 2);
             i++;
@@ -183,8 +202,12 @@ static mph_err_t write_str_ascii(mph__faust_scratch_t *s, mph_jsonw_t *w, const 
             nu = 2;
         }
         for (int u = 0; !err && u < nu; u++) {
-            char e[6] = {'\\', 'u', hex[units[u] >> 12 & 15], hex[units[u] >> 8 & 15],
-                         hex[units[u] >> 4 & 15], hex[units[u] & 15]};
+            char e[6] = {'\\',
+                         'u',
+                         hex[units[u] >> 12 & 15],
+                         hex[units[u] >> 8 & 15],
+                         hex[units[u] >> 4 & 15],
+                         hex[units[u] & 15]};
             err = buf_put(&s->sb, e, 6);
         }
     }
@@ -196,37 +219,43 @@ static mph_err_t write_str_ascii(mph__faust_scratch_t *s, mph_jsonw_t *w, const 
 }
 
 /* Writes one scalar of kind (not raw) as a JSON value into w. */
-static mph_err_t write_scalar(mph__faust_scratch_t *s, mph_jsonw_t *w, mph__faust_kind_t kind,
-                              const void *p, size_t n, const char *what, char *errbuf, size_t en)
+static mph_err_t write_scalar(mph__faust_scratch_t *s, mph_jsonw_t *w,
+                              mph__faust_kind_t kind, const void *p, size_t n,
+                              const char *what, char *errbuf, size_t en)
 {
     mph_err_t err;
     switch (kind) {
     case MPH__FAUST_STRING:
         err = write_str_ascii(s, w, p, n);
         if (err == MPH_ERR_UTF8)
-            return why(err, errbuf, en, "format=faust: %s is not valid UTF-8 (string codec)",
+            return why(err, errbuf, en,
+                       "format=faust: %s is not valid UTF-8 (string codec)",
                        what);
         return err;
     case MPH__FAUST_I64: {
         int64_t v;
         if (mph__codec_i64_decode(p, n, &v) != MPH_OK)
             return why(MPH_ERR_TYPE, errbuf, en,
-                       "format=faust: %s of %zu bytes is not an i64 (8 bytes)", what, n);
+                       "format=faust: %s of %zu bytes is not an i64 (8 bytes)",
+                       what, n);
         return mph_jsonw_i64(w, v);
     }
     case MPH__FAUST_JSON:
         err = mph_jsonw_raw(w, p, n);
         if (err)
-            return why(err, errbuf, en, "format=faust: %s is not one JSON value", what);
+            return why(err, errbuf, en,
+                       "format=faust: %s is not one JSON value", what);
         return MPH_OK;
     case MPH__FAUST_RAW:
         break;
     }
-    return why(MPH_ERR_INVALID, errbuf, en, "format=faust: %s: bytes have no JSON form", what);
+    return why(MPH_ERR_INVALID, errbuf, en,
+               "format=faust: %s: bytes have no JSON form", what);
 }
 
-mph_err_t mph__faust_key_encode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                const void *key, size_t klen, const void **out, size_t *outlen,
+mph_err_t mph__faust_key_encode(const mph__faust_fmt_t *fmt,
+                                mph__faust_scratch_t *s, const void *key,
+                                size_t klen, const void **out, size_t *outlen,
                                 char *errbuf, size_t en)
 {
     const unsigned char *k = key;
@@ -250,13 +279,16 @@ mph_err_t mph__faust_key_encode(const mph__faust_fmt_t *fmt, mph__faust_scratch_
         /* As Faust computes it: end = start + size - 0.1, in float seconds. */
         double end_s = start_s + (double)fmt->window_ms / 1000.0 - 0.1;
         if ((err = mph_jsonw_array_begin(s->kw)) ||
-            (err = write_scalar(s, s->kw, fmt->key, k + WINDOW_PREFIX, klen - WINDOW_PREFIX, "key",
-                                errbuf, en)) ||
-            (err = mph_jsonw_array_begin(s->kw)) || (err = mph_jsonw_f64(s->kw, start_s)) ||
-            (err = mph_jsonw_f64(s->kw, end_s)) || (err = mph_jsonw_array_end(s->kw)) ||
+            (err = write_scalar(s, s->kw, fmt->key, k + WINDOW_PREFIX,
+                                klen - WINDOW_PREFIX, "key", errbuf, en)) ||
+            (err = mph_jsonw_array_begin(s->kw)) ||
+            (err = mph_jsonw_f64(s->kw, start_s)) ||
+            (err = mph_jsonw_f64(s->kw, end_s)) ||
+            (err = mph_jsonw_array_end(s->kw)) ||
             (err = mph_jsonw_array_end(s->kw)))
             return err;
-    } else if ((err = write_scalar(s, s->kw, fmt->key, key, klen, "key", errbuf, en))) {
+    } else if ((err = write_scalar(s, s->kw, fmt->key, key, klen, "key", errbuf,
+                                   en))) {
         return err;
     }
     const char *j;
@@ -268,8 +300,9 @@ mph_err_t mph__faust_key_encode(const mph__faust_fmt_t *fmt, mph__faust_scratch_
 
 /* val + "__faust":{"ns":...} as its last member, when val is an object that
  * lacks one. */
-static mph_err_t add_namespace(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                               const void *val, size_t vlen, const void **out, size_t *outlen,
+static mph_err_t add_namespace(const mph__faust_fmt_t *fmt,
+                               mph__faust_scratch_t *s, const void *val,
+                               size_t vlen, const void **out, size_t *outlen,
                                char *errbuf, size_t en)
 {
     mph_json_type_t type;
@@ -279,9 +312,12 @@ static mph_err_t add_namespace(const mph__faust_fmt_t *fmt, mph__faust_scratch_t
     if (!err)
         err = mph_json_validate(s->parser);
     if (err)
-        return why(MPH_ERR_TYPE, errbuf, en, "format=faust: a json value is not valid JSON");
-    if (mph_json_type(s->parser, MPH_JSON_ROOT, &type) || type != MPH_JSON_OBJECT ||
-        mph_json_field(s->parser, MPH_JSON_ROOT, "__faust", 7, &v) != MPH_ERR_NOENT ||
+        return why(MPH_ERR_TYPE, errbuf, en,
+                   "format=faust: a json value is not valid JSON");
+    if (mph_json_type(s->parser, MPH_JSON_ROOT, &type) ||
+        type != MPH_JSON_OBJECT ||
+        mph_json_field(s->parser, MPH_JSON_ROOT, "__faust", 7, &v) !=
+            MPH_ERR_NOENT ||
         mph_json_count(s->parser, MPH_JSON_ROOT, &count)) {
         *out = val; /* not a record, or it carries its namespace already */
         *outlen = vlen;
@@ -292,7 +328,8 @@ static mph_err_t add_namespace(const mph__faust_fmt_t *fmt, mph__faust_scratch_t
     while (end > 0 && p[end - 1] != '}')
         end--;
     if (end == 0)
-        return why(MPH_ERR_TYPE, errbuf, en, "format=faust: a json object without '}'");
+        return why(MPH_ERR_TYPE, errbuf, en,
+                   "format=faust: a json object without '}'");
     mph_jsonw_reset(s->vw);
     const char *ns;
     size_t nslen;
@@ -301,7 +338,8 @@ static mph_err_t add_namespace(const mph__faust_fmt_t *fmt, mph__faust_scratch_t
         return err;
     s->vb.len = 0;
     static const char member[] = "\"__faust\":{\"ns\":";
-    if ((err = buf_put(&s->vb, p, end - 1)) || (count && (err = buf_put(&s->vb, ",", 1))) ||
+    if ((err = buf_put(&s->vb, p, end - 1)) ||
+        (count && (err = buf_put(&s->vb, ",", 1))) ||
         (err = buf_put(&s->vb, member, sizeof member - 1)) ||
         (err = buf_put(&s->vb, ns, nslen)) || (err = buf_put(&s->vb, "}}", 2)))
         return err;
@@ -310,11 +348,13 @@ static mph_err_t add_namespace(const mph__faust_fmt_t *fmt, mph__faust_scratch_t
     return MPH_OK;
 }
 
-mph_err_t mph__faust_value_encode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                  const void *val, size_t vlen, const void **out,
-                                  size_t *outlen, char *errbuf, size_t en)
+mph_err_t mph__faust_value_encode(const mph__faust_fmt_t *fmt,
+                                  mph__faust_scratch_t *s, const void *val,
+                                  size_t vlen, const void **out, size_t *outlen,
+                                  char *errbuf, size_t en)
 {
-    if (fmt->value == MPH__FAUST_RAW || (fmt->value == MPH__FAUST_JSON && !fmt->ns)) {
+    if (fmt->value == MPH__FAUST_RAW ||
+        (fmt->value == MPH__FAUST_JSON && !fmt->ns)) {
         *out = val;
         *outlen = vlen;
         return MPH_OK;
@@ -322,7 +362,8 @@ mph_err_t mph__faust_value_encode(const mph__faust_fmt_t *fmt, mph__faust_scratc
     if (fmt->value == MPH__FAUST_JSON)
         return add_namespace(fmt, s, val, vlen, out, outlen, errbuf, en);
     mph_jsonw_reset(s->vw);
-    mph_err_t err = write_scalar(s, s->vw, fmt->value, val, vlen, "value", errbuf, en);
+    mph_err_t err =
+        write_scalar(s, s->vw, fmt->value, val, vlen, "value", errbuf, en);
     const char *j;
     if (!err)
         err = mph_jsonw_finish(s->vw, &j, outlen);
@@ -341,8 +382,9 @@ static const char *kind_name(mph__faust_kind_t k)
 }
 
 /* Appends value v of the parser's document, read as kind, to b. */
-static mph_err_t read_scalar(mph__faust_scratch_t *s, mph_json_val_t v, mph__faust_kind_t kind,
-                             buf_t *b, const char *what, char *errbuf, size_t en)
+static mph_err_t read_scalar(mph__faust_scratch_t *s, mph_json_val_t v,
+                             mph__faust_kind_t kind, buf_t *b, const char *what,
+                             char *errbuf, size_t en)
 {
     const char *str;
     size_t n;
@@ -365,20 +407,22 @@ static mph_err_t read_scalar(mph__faust_scratch_t *s, mph_json_val_t v, mph__fau
             break;
         return buf_put(b, str, n);
     case MPH__FAUST_RAW:
-        return why(MPH_ERR_INVALID, errbuf, en, "format=faust: %s: bytes have no JSON form",
-                   what);
+        return why(MPH_ERR_INVALID, errbuf, en,
+                   "format=faust: %s: bytes have no JSON form", what);
     }
-    return why(MPH_ERR_DECODE, errbuf, en, "format=faust: %s is not %s", what, kind_name(kind));
+    return why(MPH_ERR_DECODE, errbuf, en, "format=faust: %s is not %s", what,
+               kind_name(kind));
 }
 
-static mph_err_t parse(mph__faust_scratch_t *s, const void *p, size_t n, const char *what,
-                       char *errbuf, size_t en)
+static mph_err_t parse(mph__faust_scratch_t *s, const void *p, size_t n,
+                       const char *what, char *errbuf, size_t en)
 {
     mph_err_t err = mph_json_parse(s->parser, p, n, n);
     if (!err)
         err = mph_json_validate(s->parser);
     if (err)
-        return why(MPH_ERR_DECODE, errbuf, en, "format=faust: %s is not JSON (%s)", what,
+        return why(MPH_ERR_DECODE, errbuf, en,
+                   "format=faust: %s is not JSON (%s)", what,
                    mph_json_last_error(s->parser));
     return MPH_OK;
 }
@@ -393,8 +437,9 @@ static bool seconds_to_ms(double sec, int64_t *ms)
     return true;
 }
 
-mph_err_t mph__faust_key_decode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                const void *key, size_t klen, const void **out, size_t *outlen,
+mph_err_t mph__faust_key_decode(const mph__faust_fmt_t *fmt,
+                                mph__faust_scratch_t *s, const void *key,
+                                size_t klen, const void **out, size_t *outlen,
                                 char *errbuf, size_t en)
 {
     if (fmt->window_ms <= 0 && fmt->key == MPH__FAUST_RAW) {
@@ -407,7 +452,8 @@ mph_err_t mph__faust_key_decode(const mph__faust_fmt_t *fmt, mph__faust_scratch_
         return err;
     s->kb.len = 0;
     if (fmt->window_ms <= 0) {
-        if ((err = read_scalar(s, MPH_JSON_ROOT, fmt->key, &s->kb, "key", errbuf, en)))
+        if ((err = read_scalar(s, MPH_JSON_ROOT, fmt->key, &s->kb, "key",
+                               errbuf, en)))
             return err;
         *out = s->kb.p;
         *outlen = s->kb.len;
@@ -424,13 +470,16 @@ mph_err_t mph__faust_key_decode(const mph__faust_fmt_t *fmt, mph__faust_scratch_
                    "format=faust: a windowed key is not [key, [start, end]]");
     unsigned char prefix[WINDOW_PREFIX] = {0};
     if ((err = buf_put(&s->kb, prefix, sizeof prefix)) ||
-        (err = read_scalar(s, k, fmt->key, &s->kb, "the key of a windowed key", errbuf, en)))
+        (err = read_scalar(s, k, fmt->key, &s->kb, "the key of a windowed key",
+                           errbuf, en)))
         return err;
     if (mph_json_index(s->parser, MPH_JSON_ROOT, 1, &range) ||
         mph_json_index(s->parser, range, 0, &start) ||
-        mph_json_f64(s->parser, start, &start_s) || !seconds_to_ms(start_s, &start_ms))
+        mph_json_f64(s->parser, start, &start_s) ||
+        !seconds_to_ms(start_s, &start_ms))
         return why(MPH_ERR_DECODE, errbuf, en,
-                   "format=faust: a windowed key is not [key, [start, end]] with start in "
+                   "format=faust: a windowed key is not [key, [start, end]] "
+                   "with start in "
                    "seconds");
     uint64_t u;
     memcpy(&u, &start_ms, sizeof u);
@@ -442,9 +491,10 @@ mph_err_t mph__faust_key_decode(const mph__faust_fmt_t *fmt, mph__faust_scratch_
     return MPH_OK;
 }
 
-mph_err_t mph__faust_value_decode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                  const void *val, size_t vlen, const void **out,
-                                  size_t *outlen, char *errbuf, size_t en)
+mph_err_t mph__faust_value_decode(const mph__faust_fmt_t *fmt,
+                                  mph__faust_scratch_t *s, const void *val,
+                                  size_t vlen, const void **out, size_t *outlen,
+                                  char *errbuf, size_t en)
 {
     if (fmt->value == MPH__FAUST_RAW) {
         *out = val;
@@ -461,7 +511,8 @@ mph_err_t mph__faust_value_decode(const mph__faust_fmt_t *fmt, mph__faust_scratc
         return MPH_OK;
     }
     s->vb.len = 0;
-    if ((err = read_scalar(s, MPH_JSON_ROOT, fmt->value, &s->vb, "value", errbuf, en)))
+    if ((err = read_scalar(s, MPH_JSON_ROOT, fmt->value, &s->vb, "value",
+                           errbuf, en)))
         return err;
     *out = s->vb.p;
     *outlen = s->vb.len;

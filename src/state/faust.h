@@ -63,7 +63,8 @@ typedef enum mph__faust_kind {
 typedef struct mph__faust_fmt {
     mph__faust_kind_t key, value;
     int64_t window_ms; /* > 0: a windowed table of windows this long */
-    const char *ns;    /* json values: record namespace added on write; NULL: none */
+    const char
+        *ns; /* json values: record namespace added on write; NULL: none */
 } mph__faust_fmt_t;
 
 /* The kind of a mephisto codec name (NULL: raw); false for an unknown one
@@ -72,7 +73,8 @@ bool mph__faust_kind_of(const char *codec, mph__faust_kind_t *out);
 
 /* Whether fmt can be written and read: MPH_ERR_INVALID with the reason
  * ("windowed tables need key_codec string, i64 or json ...") otherwise. */
-mph_err_t mph__faust_fmt_check(const mph__faust_fmt_t *fmt, char *errbuf, size_t errbuf_size);
+mph_err_t mph__faust_fmt_check(const mph__faust_fmt_t *fmt, char *errbuf,
+                               size_t errbuf_size);
 
 typedef struct mph__faust_scratch mph__faust_scratch_t;
 /* NULL when out of memory. */
@@ -81,20 +83,24 @@ void mph__faust_scratch_destroy(mph__faust_scratch_t *s);
 
 /* A shard key as its changelog key. MPH_ERR_NOENT: the key has no Faust form
  * and is not written (a windowed table's meta key). */
-mph_err_t mph__faust_key_encode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                const void *key, size_t klen, const void **out, size_t *outlen,
+mph_err_t mph__faust_key_encode(const mph__faust_fmt_t *fmt,
+                                mph__faust_scratch_t *s, const void *key,
+                                size_t klen, const void **out, size_t *outlen,
                                 char *errbuf, size_t errbuf_size);
 /* A shard value as its changelog value. */
-mph_err_t mph__faust_value_encode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                  const void *val, size_t vlen, const void **out,
-                                  size_t *outlen, char *errbuf, size_t errbuf_size);
+mph_err_t mph__faust_value_encode(const mph__faust_fmt_t *fmt,
+                                  mph__faust_scratch_t *s, const void *val,
+                                  size_t vlen, const void **out, size_t *outlen,
+                                  char *errbuf, size_t errbuf_size);
 /* A changelog key as the shard key. */
-mph_err_t mph__faust_key_decode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                const void *key, size_t klen, const void **out, size_t *outlen,
+mph_err_t mph__faust_key_decode(const mph__faust_fmt_t *fmt,
+                                mph__faust_scratch_t *s, const void *key,
+                                size_t klen, const void **out, size_t *outlen,
                                 char *errbuf, size_t errbuf_size);
 /* A changelog value (not a tombstone) as the shard value. */
-mph_err_t mph__faust_value_decode(const mph__faust_fmt_t *fmt, mph__faust_scratch_t *s,
-                                  const void *val, size_t vlen, const void **out,
-                                  size_t *outlen, char *errbuf, size_t errbuf_size);
+mph_err_t mph__faust_value_decode(const mph__faust_fmt_t *fmt,
+                                  mph__faust_scratch_t *s, const void *val,
+                                  size_t vlen, const void **out, size_t *outlen,
+                                  char *errbuf, size_t errbuf_size);
 
 #endif
