@@ -9,7 +9,8 @@
 #include "io/codec.h"
 #include "io/record.h"
 
-static const char *const NAMES[] = {"raw", "string", "json", "i64", "record", "user"};
+static const char *const NAMES[] = {"raw", "string", "json",
+                                    "i64", "record", "user"};
 
 static pthread_mutex_t users_lock = PTHREAD_MUTEX_INITIALIZER;
 static mph__codec_user_t *users;
@@ -44,21 +45,23 @@ mph_err_t mph__codec_lookup(const char *name, mph_codec_t *out, char *errbuf,
 unknown:
     if (errbuf != NULL && errbuf_size > 0)
         snprintf(errbuf, errbuf_size,
-                 "unknown codec '%s' (known: raw, string, json, i64, or one registered with "
+                 "unknown codec '%s' (known: raw, string, json, i64, or one "
+                 "registered with "
                  "mph_codec_register)",
                  name);
     return MPH_ERR_NOENT;
 }
 
-mph_err_t mph__codec_user_add(const void *owner, const char *name, mph_codec_decode_fn *decode,
+mph_err_t mph__codec_user_add(const void *owner, const char *name,
+                              mph_codec_decode_fn *decode,
                               mph_codec_encode_fn *encode, void *opaque,
                               mph__codec_user_t **out)
 {
     if (!owner || !name || !*name || strlen(name) > 100 || (!decode && !encode))
         return MPH_ERR_INVALID;
     for (const char *c = name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '_' || *c == '-' || *c == '.'))
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.'))
             return MPH_ERR_INVALID;
     for (int c = MPH_CODEC_RAW; c <= MPH_CODEC_USER; c++)
         if (!strcmp(name, NAMES[c]))
@@ -97,7 +100,8 @@ void mph__codec_user_remove(mph__codec_user_t *e)
     free(e);
 }
 
-const mph__codec_user_t *mph__codec_user_find(const void *owner, const char *name)
+const mph__codec_user_t *mph__codec_user_find(const void *owner,
+                                              const char *name)
 {
     const mph__codec_user_t *found = NULL;
     pthread_mutex_lock(&users_lock);
@@ -108,7 +112,8 @@ const mph__codec_user_t *mph__codec_user_find(const void *owner, const char *nam
     return found;
 }
 
-mph_err_t mph_codec_out_append(mph_codec_out_t *out, const void *bytes, size_t len)
+mph_err_t mph_codec_out_append(mph_codec_out_t *out, const void *bytes,
+                               size_t len)
 {
     if (!out || (!bytes && len))
         return MPH_ERR_INVALID;
@@ -203,8 +208,9 @@ mph_err_t mph__codec_validate(mph_codec_t codec,
         return reason(MPH_ERR_DECODE, errbuf, errbuf_size,
                       "i64 codec: expected 8 bytes, got %zu", len);
     case MPH_CODEC_USER:
-        return reason(MPH_ERR_INVALID, errbuf, errbuf_size,
-                      "a registered codec is checked with its own decode function");
+        return reason(
+            MPH_ERR_INVALID, errbuf, errbuf_size,
+            "a registered codec is checked with its own decode function");
     case MPH_CODEC_RECORD:
         if (parser == NULL || record_type == NULL)
             return reason(MPH_ERR_INVALID, errbuf, errbuf_size,

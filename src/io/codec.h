@@ -88,13 +88,15 @@ typedef struct mph__codec_user {
 
 /* Adds an entry; MPH_ERR_EXISTS when owner has name already or name is a
  * built-in codec, MPH_ERR_INVALID for a bad name, MPH_ERR_NOMEM. */
-mph_err_t mph__codec_user_add(const void *owner, const char *name, mph_codec_decode_fn *decode,
+mph_err_t mph__codec_user_add(const void *owner, const char *name,
+                              mph_codec_decode_fn *decode,
                               mph_codec_encode_fn *encode, void *opaque,
                               mph__codec_user_t **out);
 /* Unlinks and frees e (NULL: no-op). */
 void mph__codec_user_remove(mph__codec_user_t *e);
 /* owner's entry called name, or NULL. */
-const mph__codec_user_t *mph__codec_user_find(const void *owner, const char *name);
+const mph__codec_user_t *mph__codec_user_find(const void *owner,
+                                              const char *name);
 
 /* The bytes an encode function appends to. */
 struct mph_codec_out {

@@ -36,8 +36,9 @@ typedef struct part {
 
 /* Applies one changelog record to its shard, decoded from Faust's encoding
  * first for a format=faust table (*fs, the scratch, is made on first use). */
-static mph_err_t apply_one(part_t *p, mph__faust_scratch_t **fs, const rd_kafka_message_t *m,
-                           char *errstr, size_t errstr_size)
+static mph_err_t apply_one(part_t *p, mph__faust_scratch_t **fs,
+                           const rd_kafka_message_t *m, char *errstr,
+                           size_t errstr_size)
 {
     const void *key = m->key, *val = m->payload;
     size_t klen = m->key_len, vlen = m->payload ? m->len : 0;
@@ -52,18 +53,21 @@ static mph_err_t apply_one(part_t *p, mph__faust_scratch_t **fs, const rd_kafka_
             snprintf(why, sizeof why, "format=faust: a record without a key");
         }
         if (!err)
-            err = mph__faust_key_decode(f, *fs, m->key, m->key_len, &key, &klen, why, sizeof why);
+            err = mph__faust_key_decode(f, *fs, m->key, m->key_len, &key, &klen,
+                                        why, sizeof why);
         if (!err && val)
-            err = mph__faust_value_decode(f, *fs, m->payload, m->len, &val, &vlen, why,
-                                          sizeof why);
+            err = mph__faust_value_decode(f, *fs, m->payload, m->len, &val,
+                                          &vlen, why, sizeof why);
         if (err) {
-            snprintf(errstr, errstr_size, "recovery of %s [%d] at offset %lld: %s",
-                     p->item->changelog, (int)m->partition, (long long)m->offset,
-                     why[0] ? why : mph_err_str(err));
+            snprintf(errstr, errstr_size,
+                     "recovery of %s [%d] at offset %lld: %s",
+                     p->item->changelog, (int)m->partition,
+                     (long long)m->offset, why[0] ? why : mph_err_str(err));
             return err;
         }
     }
-    return mph__shard_apply(p->item->shard, p->batch, key, klen, val, vlen, m->offset);
+    return mph__shard_apply(p->item->shard, p->batch, key, klen, val, vlen,
+                            m->offset);
 }
 
 static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr_size)
