@@ -20,5 +20,6 @@
 #include "mephisto/web.h"
 #include "mephisto/join.h"
 #include "mephisto/services.h"
+#include "mephisto/codec.h"
 
 #endif

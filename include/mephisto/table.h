@@ -10,7 +10,8 @@
  * stream first (mph_topic_repartition / mph_group_by).
  *
  * Every change is recorded in the compacted changelog topic
- * `<app_id>-<table>-changelog` (created at start, one partition per shard),
+ * `<app_id>-<table>-changelog` (created at start, one partition per shard;
+ * or an existing topic adopted with the option changelog_topic),
  * coalesced per key within a commit interval. Under at_least_once a source
  * offset is committed only after the changelog records of the changes it
  * caused are acknowledged; under exactly_once both are in one transaction,
@@ -23,7 +24,10 @@
  * and worker; the setting `datadir`).
  *
  * Options (mph_table_opts_set):
- *   key_codec, value_codec   raw (default) | string | json | i64
+ *   key_codec, value_codec   raw (default) | string | json | i64 | a codec
+ *                            registered with mph_codec_register: every value
+ *                            written (set, update) passes its decode first,
+ *                            a refusal is returned and the table unchanged
  *   default                  value returned by get for absent keys
  *                            (for i64 tables a decimal number; default 0
  *                            for increments)
@@ -34,6 +38,32 @@
  *   cache_max_keys           rocksdb tables: keys kept in memory per shard
  *                            (default: table_cache_max_keys)
  *   changelog.<config>       a topic config for the changelog
+ *   changelog_topic          adopt this existing topic as the changelog
+ *                            (e.g. a Faust app's `<app_id>-<table>-changelog`)
+ *                            instead of `<app_id>-<table>-changelog`. It must
+ *                            exist with exactly the table's partition count:
+ *                            start fails otherwise, naming both counts
+ *                            (MPH_ERR_EXISTS) or the missing topic
+ *                            (MPH_ERR_NOENT)
+ *   format                   mephisto (default) | faust: the changelog's keys
+ *                            and values as faust-streaming's json serializer
+ *                            writes them (raw: bytes as is; string: a JSON
+ *                            string; i64: a JSON integer; json: the document;
+ *                            windowed tables: [key, [start_s, end_s]]), so a
+ *                            table can take over a Faust table's changelog
+ *                            and Faust can read back what it writes. Only
+ *                            the changelog changes: agents and lookups see
+ *                            the table as before. Writes a Faust changelog
+ *                            could not hold are refused (string key or value
+ *                            not UTF-8: MPH_ERR_UTF8; i64 not 8 bytes:
+ *                            MPH_ERR_TYPE). A changelog record that
+ *                            does not decode stops recovery (start fails)
+ *                            with its topic, partition and offset. See
+ *                            docs/migrating-from-faust.md
+ *   faust_namespace          format=faust json tables: the Faust Record
+ *                            namespace (`module.Class`) added as
+ *                            "__faust": {"ns": ...} to values written
+ *                            without one (values read keep theirs)
  *
  * Ownership: tables are owned by the app. Values returned by mph_table_get
  * are borrowed until the next write to the table from the same callback or

@@ -4,7 +4,12 @@
  * A topic declared on an app is a source (agents subscribe to it) and/or a
  * sink (agents send to it). Options are set by name on an mph_topic_opts_t:
  *
- *   key_codec, value_codec   raw (default) | string | json | i64
+ *   key_codec, value_codec   raw (default) | string | json | i64 | a codec
+ *                            registered on the app with mph_codec_register
+ *                            (mephisto/codec.h; register it before setting
+ *                            the option). To send values in a codec's form:
+ *                            mph_event_send_i64/_string/_json/_record and
+ *                            mph_event_send_encoded (codec.h)
  *   partitions               for topics the app creates (default: the
  *                            topic_partitions setting); for existing topics
  *                            the broker's count is used
@@ -77,7 +82,9 @@ MPH_EXPORT mph_err_t mph_topic_opts_set_record(mph_topic_opts_t *opts,
 
 /* Declares topic name on app (opts may be NULL for defaults). Declaring the
  * same name twice returns the existing topic when the options agree, else
- * NULL with MPH_ERR_EXISTS's message. NULL with errstr on failure. */
+ * NULL with MPH_ERR_EXISTS's message. NULL with errstr on failure (also
+ * "codec 'x' is not registered on this app" for a codec registered by
+ * another app only). */
 MPH_EXPORT mph_topic_t *mph_topic_new(mph_app_t *app, const char *name,
                                       const mph_topic_opts_t *opts, char *errstr,
                                       size_t errstr_size);

@@ -1,5 +1,7 @@
 /* Codecs of topic keys and values: see io/codec.h. */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,28 +9,133 @@
 #include "io/codec.h"
 #include "io/record.h"
 
-static const char *const NAMES[] = {"raw", "string", "json", "i64", "record"};
+static const char *const NAMES[] = {"raw", "string", "json",
+                                    "i64", "record", "user"};
+
+static pthread_mutex_t users_lock = PTHREAD_MUTEX_INITIALIZER;
+static mph__codec_user_t *users;
+
+static bool user_known(const char *name)
+{
+    bool found = false;
+    pthread_mutex_lock(&users_lock);
+    for (mph__codec_user_t *e = users; e && !found; e = e->next)
+        found = !strcmp(e->name, name);
+    pthread_mutex_unlock(&users_lock);
+    return found;
+}
 
 mph_err_t mph__codec_lookup(const char *name, mph_codec_t *out, char *errbuf,
                             size_t errbuf_size)
 {
     if (name == NULL || out == NULL)
         return MPH_ERR_INVALID;
+    if (!strcmp(name, "user") || !strcmp(name, "record"))
+        goto unknown;
     for (int c = MPH_CODEC_RAW; c <= MPH_CODEC_I64; c++) {
         if (strcmp(name, NAMES[c]) == 0) {
             *out = (mph_codec_t)c;
             return MPH_OK;
         }
     }
+    if (user_known(name)) {
+        *out = MPH_CODEC_USER;
+        return MPH_OK;
+    }
+unknown:
     if (errbuf != NULL && errbuf_size > 0)
         snprintf(errbuf, errbuf_size,
-                 "unknown codec '%s' (known: raw, string, json, i64)", name);
+                 "unknown codec '%s' (known: raw, string, json, i64, or one "
+                 "registered with "
+                 "mph_codec_register)",
+                 name);
     return MPH_ERR_NOENT;
+}
+
+mph_err_t mph__codec_user_add(const void *owner, const char *name,
+                              mph_codec_decode_fn *decode,
+                              mph_codec_encode_fn *encode, void *opaque,
+                              mph__codec_user_t **out)
+{
+    if (!owner || !name || !*name || strlen(name) > 100 || (!decode && !encode))
+        return MPH_ERR_INVALID;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+              (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.'))
+            return MPH_ERR_INVALID;
+    for (int c = MPH_CODEC_RAW; c <= MPH_CODEC_USER; c++)
+        if (!strcmp(name, NAMES[c]))
+            return MPH_ERR_EXISTS;
+    if (mph__codec_user_find(owner, name))
+        return MPH_ERR_EXISTS;
+    mph__codec_user_t *e = calloc(1, sizeof *e);
+    if (!e || !(e->name = strdup(name))) {
+        free(e);
+        return MPH_ERR_NOMEM;
+    }
+    e->owner = owner;
+    e->decode = decode;
+    e->encode = encode;
+    e->opaque = opaque;
+    pthread_mutex_lock(&users_lock);
+    e->next = users;
+    users = e;
+    pthread_mutex_unlock(&users_lock);
+    *out = e;
+    return MPH_OK;
+}
+
+void mph__codec_user_remove(mph__codec_user_t *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&users_lock);
+    for (mph__codec_user_t **pp = &users; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            break;
+        }
+    pthread_mutex_unlock(&users_lock);
+    free(e->name);
+    free(e);
+}
+
+const mph__codec_user_t *mph__codec_user_find(const void *owner,
+                                              const char *name)
+{
+    const mph__codec_user_t *found = NULL;
+    pthread_mutex_lock(&users_lock);
+    for (mph__codec_user_t *e = users; e && !found; e = e->next)
+        if (e->owner == owner && !strcmp(e->name, name))
+            found = e;
+    pthread_mutex_unlock(&users_lock);
+    return found;
+}
+
+mph_err_t mph_codec_out_append(mph_codec_out_t *out, const void *bytes,
+                               size_t len)
+{
+    if (!out || (!bytes && len))
+        return MPH_ERR_INVALID;
+    if (out->len + len > out->cap || !out->p) {
+        size_t cap = out->cap ? out->cap : 256;
+        while (cap < out->len + len)
+            cap *= 2;
+        unsigned char *p = realloc(out->p, cap);
+        if (!p)
+            return MPH_ERR_NOMEM;
+        out->p = p;
+        out->cap = cap;
+    }
+    if (len)
+        memcpy(out->p + out->len, bytes, len);
+    out->len += len;
+    return MPH_OK;
 }
 
 const char *mph__codec_name(mph_codec_t codec)
 {
-    if ((int)codec < MPH_CODEC_RAW || codec > MPH_CODEC_RECORD)
+    if ((int)codec < MPH_CODEC_RAW || codec > MPH_CODEC_USER)
         return "?";
     return NAMES[codec];
 }
@@ -100,6 +207,10 @@ mph_err_t mph__codec_validate(mph_codec_t codec,
             return MPH_OK;
         return reason(MPH_ERR_DECODE, errbuf, errbuf_size,
                       "i64 codec: expected 8 bytes, got %zu", len);
+    case MPH_CODEC_USER:
+        return reason(
+            MPH_ERR_INVALID, errbuf, errbuf_size,
+            "a registered codec is checked with its own decode function");
     case MPH_CODEC_RECORD:
         if (parser == NULL || record_type == NULL)
             return reason(MPH_ERR_INVALID, errbuf, errbuf_size,

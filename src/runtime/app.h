@@ -50,6 +50,8 @@ struct mph_topic {
     bool internal; /* created and owned by mephisto itself */
     int partitions; /* resolved at start */
     int key_codec, value_codec; /* mph_codec_t (io/codec.h) */
+    /* MPH_CODEC_USER: this app's registration (mph_codec_register) */
+    const struct mph__codec_user *ukey, *uvalue;
     int decode_policy;          /* enum mph__decode_policy, resolved at start */
     int send_policy;            /* the same values, for records sent here that can
                                  * never be written (on_send_error) */

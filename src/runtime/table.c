@@ -56,6 +56,7 @@
 #include "runtime/opts.h"
 #include "runtime/table.h"
 #include "runtime/topic.h"
+#include "runtime/window.h"
 #include "runtime/worker.h"
 
 /* A parking-lot entry: the shard is on its worker (see DESIGN). */
@@ -80,6 +81,8 @@ static void opts_fini(mph_table_opts_t *o)
     free(o->key_codec);
     free(o->value_codec);
     free(o->dflt);
+    free(o->changelog_topic);
+    free(o->faust_ns);
     mph__opts_pairs_free(o->configs, o->nconfigs);
 }
 
@@ -142,11 +145,72 @@ mph_err_t mph_table_opts_set(mph_table_opts_t *o, const char *name, const char *
     if (!strncmp(name, "changelog.", 10) && name[10]) {
         return mph__opts_pair(&o->configs, &o->nconfigs, name + 10, value);
     }
+    if (!strcmp(name, "format")) {
+        if (strcmp(value, "mephisto") && strcmp(value, "faust")) {
+            snprintf(errstr, errstr_size, "format: must be mephisto or faust, got '%s'", value);
+            return MPH_ERR_INVALID;
+        }
+        o->faust = value[0] == 'f';
+        return MPH_OK;
+    }
+    if (!strcmp(name, "changelog_topic")) {
+        char why[512];
+        if (mph__topic_name_check(value, why, sizeof why) != MPH_OK) {
+            snprintf(errstr, errstr_size, "changelog_topic: %s", why);
+            return MPH_ERR_INVALID;
+        }
+        return mph__opts_str(&o->changelog_topic, value);
+    }
+    if (!strcmp(name, "faust_namespace")) {
+        if (!*value || strchr(value, '"') || strchr(value, '\\') ||
+            !mph_json_utf8_valid(value, strlen(value))) {
+            snprintf(errstr, errstr_size,
+                     "faust_namespace: a non-empty UTF-8 name without '\"' or '\\' is "
+                     "needed (Faust's module.Class), got '%s'",
+                     value);
+            return MPH_ERR_INVALID;
+        }
+        return mph__opts_str(&o->faust_ns, value);
+    }
     snprintf(errstr, errstr_size,
              "%s: unknown table option (key_codec, value_codec, default, store, partitions, "
-             "cache_max_keys, changelog.<config>)",
+             "cache_max_keys, changelog.<config>, format, changelog_topic, faust_namespace)",
              name);
     return MPH_ERR_NOENT;
+}
+
+/* format=faust: the changelog encoding of t's codecs (the window size is
+ * known at start, see faust_prepare). */
+static mph_err_t table_faust_init(mph_table_t *t, char *errstr, size_t errstr_size)
+{
+    if (!t->opts.faust) {
+        if (t->opts.faust_ns) {
+            snprintf(errstr, errstr_size, "table %s: faust_namespace: needs format=faust",
+                     t->name);
+            return MPH_ERR_INVALID;
+        }
+        return MPH_OK;
+    }
+    t->faust = calloc(1, sizeof *t->faust);
+    if (!t->faust) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return MPH_ERR_NOMEM;
+    }
+    if (!mph__faust_kind_of(t->opts.key_codec, &t->faust->key) ||
+        !mph__faust_kind_of(t->opts.value_codec, &t->faust->value)) {
+        snprintf(errstr, errstr_size,
+                 "table %s: format=faust: registered codecs have no Faust form (raw, string, "
+                 "i64, json)",
+                 t->name);
+        return MPH_ERR_INVALID;
+    }
+    t->faust->ns = t->opts.faust_ns;
+    char why[400];
+    if (mph__faust_fmt_check(t->faust, why, sizeof why) != MPH_OK) {
+        snprintf(errstr, errstr_size, "table %s: %s", t->name, why);
+        return MPH_ERR_INVALID;
+    }
+    return MPH_OK;
 }
 
 mph_table_t *mph_table_new(mph_app_t *app, const char *name, const mph_table_opts_t *opts,
@@ -192,6 +256,8 @@ mph_table_t *mph_table_new(mph_app_t *app, const char *name, const mph_table_opt
         }
         t->opts.configs = NULL;
         t->opts.nconfigs = 0;
+        t->opts.changelog_topic = opts->changelog_topic ? strdup(opts->changelog_topic) : NULL;
+        t->opts.faust_ns = opts->faust_ns ? strdup(opts->faust_ns) : NULL;
         for (size_t i = 0; i < opts->nconfigs; i++) {
             char n[512];
             snprintf(n, sizeof n, "changelog.%s", opts->configs[2 * i]);
@@ -214,14 +280,34 @@ mph_table_t *mph_table_new(mph_app_t *app, const char *name, const mph_table_opt
         mph__codec_i64_encode(v, t->opts.dflt);
         t->opts.dflt_len = 8;
     }
+    if (t->opts.value_codec) {
+        mph_codec_t vc = MPH_CODEC_RAW;
+        mph__codec_lookup(t->opts.value_codec, &vc, NULL, 0);
+        if (vc == MPH_CODEC_USER &&
+            !(t->uvalue = mph__codec_user_find(app, t->opts.value_codec))) {
+            snprintf(errstr, errstr_size, "table %s: codec '%s' is not registered on this app",
+                     name, t->opts.value_codec);
+            mph__table_free(t);
+            return NULL;
+        }
+    }
+    if (table_faust_init(t, errstr, errstr_size) != MPH_OK) {
+        mph__table_free(t);
+        return NULL;
+    }
     size_t cl = strlen(app->app_id) + strlen(name) + 16;
+    if (t->opts.changelog_topic && strlen(t->opts.changelog_topic) + 1 > cl)
+        cl = strlen(t->opts.changelog_topic) + 1;
     t->changelog = malloc(cl);
     if (!t->name || !t->changelog) {
         mph__table_free(t);
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    snprintf(t->changelog, cl, "%s-%s-changelog", app->app_id, name);
+    if (t->opts.changelog_topic)
+        snprintf(t->changelog, cl, "%s", t->opts.changelog_topic);
+    else
+        snprintf(t->changelog, cl, "%s-%s-changelog", app->app_id, name);
     char why[512];
     if (mph__topic_name_check(t->changelog, why, sizeof why) != MPH_OK) {
         snprintf(errstr, errstr_size, "table: its changelog %s", why);
@@ -238,6 +324,7 @@ void mph__table_free(mph_table_t *t)
     if (!t)
         return;
     opts_fini(&t->opts);
+    free(t->faust);
     free(t->name);
     free(t->changelog);
     free(t);
@@ -290,6 +377,57 @@ static void apply_rocksdb_opt(const char *name, const char *value, void *opaque)
         c->err = mph__rstore_conf_set(c->rc, name + 8, value, c->errstr, c->errstr_size);
 }
 
+/* At start: the window layout of a format=faust table, and the check of an
+ * adopted changelog (changelog_topic): it must exist with as many partitions
+ * as the table, or Faust's keys would be on other shards than ours. */
+static mph_err_t faust_prepare(mph_app_t *app, mph_table_t *t, int timeout, char *errstr,
+                               size_t errstr_size)
+{
+    const struct mph_window *win = mph_table_window(t);
+    if (t->faust && win) {
+        if (win->kind == MPH__WINDOW_SLIDING) {
+            snprintf(errstr, errstr_size,
+                     "table %s: format=faust: sliding windows have no Faust changelog form "
+                     "(tumbling or hopping)",
+                     t->name);
+            return MPH_ERR_INVALID;
+        }
+        t->faust->window_ms = win->size;
+        char why[400];
+        if (mph__faust_fmt_check(t->faust, why, sizeof why) != MPH_OK) {
+            snprintf(errstr, errstr_size, "table %s: %s", t->name, why);
+            return MPH_ERR_INVALID;
+        }
+    }
+    if (!t->opts.changelog_topic)
+        return MPH_OK;
+    int have = 0;
+    mph_err_t err = mph__kafka_partition_count(app->producer, t->changelog, timeout, &have);
+    if (err == MPH_ERR_NOENT) {
+        snprintf(errstr, errstr_size,
+                 "table %s: changelog_topic '%s' does not exist (it names an existing "
+                 "changelog to adopt; leave it unset for a new table)",
+                 t->name, t->changelog);
+        return MPH_ERR_NOENT;
+    }
+    if (err) {
+        snprintf(errstr, errstr_size, "table %s: changelog_topic '%s': cannot read its "
+                 "partition count: %s", t->name, t->changelog, mph_err_str(err));
+        return err;
+    }
+    if (have != t->partitions) {
+        snprintf(errstr, errstr_size,
+                 "table %s: changelog_topic '%s' has %d partitions but the table has %d "
+                 "(table option partitions, else topic_partitions): set them equal to the "
+                 "changelog's, as its keys are placed by partition",
+                 t->name, t->changelog, have, t->partitions);
+        return MPH_ERR_EXISTS;
+    }
+    mph_log(MPH_LOG_INFO, "table %s: adopting changelog %s (%d partitions, format %s)",
+            t->name, t->changelog, have, t->faust ? "faust" : "mephisto");
+    return MPH_OK;
+}
+
 mph_err_t mph__tables_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
 {
     if (!app->ntables)
@@ -324,8 +462,10 @@ mph_err_t mph__tables_prepare(mph_app_t *app, char *errstr, size_t errstr_size)
         cfg[k] = NULL;
         mph__topic_spec_t spec = {t->changelog, t->partitions, (int)drepl, cfg};
         int timeout = (int)(app->shutdown_timeout_ms < 1000 ? 1000 : app->shutdown_timeout_ms > 30000 ? 30000 : app->shutdown_timeout_ms);
-        mph_err_t err =
-            mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, errstr, errstr_size);
+        mph_err_t err = faust_prepare(app, t, timeout, errstr, errstr_size);
+        if (!err)
+            err = mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, errstr,
+                                           errstr_size);
         free(cfg);
         if (err)
             return err;
@@ -527,12 +667,31 @@ struct produce_ctx {
     mph_table_t *t;
     mph__shard_t *sh;
     mph_err_t err;
+    mph__faust_scratch_t *fs; /* format=faust tables */
 };
 
 static mph_err_t produce_one(void *opaque, const void *key, size_t klen, const void *val,
                              size_t vlen, bool deleted)
 {
     struct produce_ctx *c = opaque;
+    if (c->t->faust) {
+        /* The shard's forms as Faust writes them (state/faust.h). */
+        char why[256] = "";
+        mph_err_t err = c->fs ? MPH_OK : MPH_ERR_NOMEM;
+        if (!err)
+            err = mph__faust_key_encode(c->t->faust, c->fs, key, klen, &key, &klen, why,
+                                        sizeof why);
+        if (err == MPH_ERR_NOENT)
+            return MPH_OK; /* no Faust form: the window meta record */
+        if (!err && !deleted)
+            err = mph__faust_value_encode(c->t->faust, c->fs, val, vlen, &val, &vlen, why,
+                                          sizeof why);
+        if (err) {
+            mph_log(MPH_LOG_ERROR, "table %s [%u]: %s", c->t->name, c->sh->partition,
+                    why[0] ? why : mph_err_str(err));
+            return err;
+        }
+    }
     uint64_t tag = ((uint64_t)c->t->index << 24) | c->sh->partition;
     void *op = (void *)(uintptr_t)(((uint64_t)CL_SLOT << 48) | tag);
     for (;;) {
@@ -687,8 +846,11 @@ mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
                 snapshots_end(w, false);
                 return MPH__FLUSH_FAILED;
             }
-            struct produce_ctx c = {w, app->tables[i], sh, MPH_OK};
+            struct produce_ctx c = {w, app->tables[i], sh, MPH_OK, NULL};
+            if (c.t->faust)
+                c.fs = mph__faust_scratch_new();
             mph_err_t err = mph__mstore_dirty_foreach(sh->mem, produce_one, &c);
+            mph__faust_scratch_destroy(c.fs);
             if (!err && w->rstores[i]) {
                 struct { mph__rstore_batch_t *b; uint32_t p; } bc = {w->fl_batch[i], (uint32_t)p};
                 err = mph__mstore_dirty_foreach(sh->mem, batch_one, &bc);
@@ -918,6 +1080,7 @@ mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *par
             }
             items[set->n].shard = sh;
             items[set->n].changelog = t->changelog;
+            sh->faust = t->faust;
             items[set->n].start = sh->applied + 1;
             set->shards[set->n++] = sh;
         }
@@ -1042,6 +1205,13 @@ static void count_op(mph_event_t *ev, mph_table_t *t, int op)
 
 mph_err_t mph__table_check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
 {
+    /* windowed format=faust tables: a string key must have a str form */
+    if (t->faust && t->faust->key == MPH__FAUST_STRING &&
+        !mph_json_utf8_valid(key ? key : "", klen)) {
+        mph_log(MPH_LOG_WARN, "table %s (format=faust): a key that is not UTF-8 has no Faust "
+                "str form; not written", t->name);
+        return MPH_ERR_UTF8;
+    }
     return check_key(ev, t, key, klen);
 }
 
@@ -1082,6 +1252,29 @@ bool mph_table_contains(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     return sh && store_result(ev, t, mph__shard_get(sh, key ? key : "", klen, &v, &l)) == MPH_OK;
 }
 
+/* format=faust: refuses at the write what its changelog could not hold
+ * (rather than failing the commit's flush later): a string key or value
+ * that is not UTF-8, an i64 that is not 8 bytes. */
+static mph_err_t faust_writable(const mph_table_t *t, const void *key, size_t klen,
+                                const void *value, size_t vlen)
+{
+    const struct { mph__faust_kind_t kind; const void *p; size_t n; const char *what; } c[2] = {
+        {t->faust->key, key, klen, "key"}, {t->faust->value, value, vlen, "value"}};
+    for (int i = 0; i < 2; i++) {
+        if (c[i].kind == MPH__FAUST_STRING && !mph_json_utf8_valid(c[i].p ? c[i].p : "", c[i].n)) {
+            mph_log(MPH_LOG_WARN, "table %s (format=faust): a %s that is not UTF-8 has no Faust "
+                    "str form; not written", t->name, c[i].what);
+            return MPH_ERR_UTF8;
+        }
+        if (c[i].kind == MPH__FAUST_I64 && c[i].n != MPH_CODEC_I64_SIZE) {
+            mph_log(MPH_LOG_WARN, "table %s (format=faust): an i64 %s of %zu bytes; not written",
+                    t->name, c[i].what, c[i].n);
+            return MPH_ERR_TYPE;
+        }
+    }
+    return MPH_OK;
+}
+
 mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
                         const void *value, size_t vlen)
 {
@@ -1093,6 +1286,17 @@ mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     mph_err_t err = check_key(ev, t, key, klen);
     if (err)
         return err;
+    if (t->faust && (err = faust_writable(t, key, klen, value, vlen)))
+        return err;
+    if (t->uvalue && t->uvalue->decode) { /* a registered value codec */
+        char why[200] = "";
+        err = t->uvalue->decode(value ? value : "", vlen, t->uvalue->opaque, why, sizeof why);
+        if (err) {
+            mph_log(MPH_LOG_WARN, "table %s: value refused by codec %s: %s", t->name,
+                    t->uvalue->name, why[0] ? why : mph_err_str(err));
+            return err;
+        }
+    }
     count_op(ev, t, 1);
     err = store_result(ev, t, mph__shard_set(sh, key ? key : "", klen, value ? value : "", vlen));
     if (!err && t->joined)

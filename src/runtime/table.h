@@ -9,6 +9,7 @@
 #include "mephisto/table.h"
 #include "runtime/app.h"
 #include "state/recovery.h"
+#include "state/faust.h"
 #include "state/shard.h"
 
 struct mph_table_opts {
@@ -21,6 +22,10 @@ struct mph_table_opts {
     int64_t cache_max_keys; /* -1 app default */
     char **configs;         /* name, value, ..., NULL */
     size_t nconfigs;
+    /* Faust migration (format, changelog_topic, faust_namespace) */
+    bool faust;
+    char *changelog_topic; /* NULL: <app_id>-<table>-changelog */
+    char *faust_ns;
 };
 
 struct mph_table {
@@ -34,6 +39,12 @@ struct mph_table {
     size_t cache_max_keys;
     char *changelog;
     bool joined; /* takes part in a table–table join (join.c) */
+    /* format=faust: the changelog's encoding (kinds set at declaration,
+     * window_ms at start); NULL otherwise */
+    mph__faust_fmt_t *faust;
+    /* value_codec registered with mph_codec_register: values are checked
+     * with its decode on set (NULL otherwise) */
+    const struct mph__codec_user *uvalue;
 };
 
 /* A request from another thread for one value (MSG_TABLE_GET). Shared by

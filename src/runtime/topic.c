@@ -270,6 +270,17 @@ mph_topic_t *mph_topic_new(mph_app_t *app, const char *name, const mph_topic_opt
     t->create = t->opts.create == 1;
     t->key_codec = codec_of(t->opts.key_codec);
     t->value_codec = t->opts.record ? MPH_CODEC_RECORD : codec_of(t->opts.value_codec);
+    /* A registered codec is this app's (mph_codec_register). */
+    if ((t->key_codec == MPH_CODEC_USER &&
+         !(t->ukey = mph__codec_user_find(app, t->opts.key_codec))) ||
+        (t->value_codec == MPH_CODEC_USER &&
+         !(t->uvalue = mph__codec_user_find(app, t->opts.value_codec)))) {
+        snprintf(errstr, errstr_size, "topic %s: codec '%s' is not registered on this app", name,
+                 t->key_codec == MPH_CODEC_USER && !t->ukey ? t->opts.key_codec
+                                                            : t->opts.value_codec);
+        mph__topic_free(t);
+        return NULL;
+    }
     t->index = (int)app->ntopics;
     app->topics[app->ntopics++] = t;
     return t;

@@ -1032,6 +1032,16 @@ static mph_err_t check_codec(mph__worker_t *w, mph_topic_t *t, int codec, const 
         snprintf(why, why_size, "%s is null", what);
         return MPH_ERR_DECODE;
     }
+    if (codec == MPH_CODEC_USER) { /* mph_codec_register (mephisto/codec.h) */
+        const mph__codec_user_t *u = is_value ? t->uvalue : t->ukey;
+        char reason[200] = "";
+        mph_err_t err = u && u->decode ? u->decode(buf, len, u->opaque, reason, sizeof reason)
+                                       : MPH_OK;
+        if (err)
+            snprintf(why, why_size, "%s: codec %s: %s", what, u->name,
+                     reason[0] ? reason : mph_err_str(err));
+        return err;
+    }
     if (codec == MPH_CODEC_RECORD) {
         mph_err_t err = mph_record_decode(t->opts.record, w->json, buf, len,
                                           &w->records[t->index], why, why_size);

@@ -34,6 +34,42 @@ typedef struct part {
     uint64_t gen; /* the store's generation before the first bulk write */
 } part_t;
 
+/* Applies one changelog record to its shard, decoded from Faust's encoding
+ * first for a format=faust table (*fs, the scratch, is made on first use). */
+static mph_err_t apply_one(part_t *p, mph__faust_scratch_t **fs,
+                           const rd_kafka_message_t *m, char *errstr,
+                           size_t errstr_size)
+{
+    const void *key = m->key, *val = m->payload;
+    size_t klen = m->key_len, vlen = m->payload ? m->len : 0;
+    const mph__faust_fmt_t *f = p->item->shard->faust;
+    if (f) {
+        char why[256] = "";
+        mph_err_t err = MPH_OK;
+        if (!*fs && !(*fs = mph__faust_scratch_new()))
+            return MPH_ERR_NOMEM;
+        if (!key) {
+            err = MPH_ERR_DECODE;
+            snprintf(why, sizeof why, "format=faust: a record without a key");
+        }
+        if (!err)
+            err = mph__faust_key_decode(f, *fs, m->key, m->key_len, &key, &klen,
+                                        why, sizeof why);
+        if (!err && val)
+            err = mph__faust_value_decode(f, *fs, m->payload, m->len, &val,
+                                          &vlen, why, sizeof why);
+        if (err) {
+            snprintf(errstr, errstr_size,
+                     "recovery of %s [%d] at offset %lld: %s",
+                     p->item->changelog, (int)m->partition,
+                     (long long)m->offset, why[0] ? why : mph_err_str(err));
+            return err;
+        }
+    }
+    return mph__shard_apply(p->item->shard, p->batch, key, klen, val, vlen,
+                            m->offset);
+}
+
 static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr_size)
 {
     if (!p->batch || mph__rstore_batch_count(p->batch) == 0)
@@ -55,6 +91,7 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
     if (n == 0)
         return MPH_OK;
     mph_err_t err = MPH_OK;
+    mph__faust_scratch_t *fs = NULL;
     part_t *parts = calloc(n, sizeof *parts);
     if (!parts)
         return MPH_ERR_NOMEM;
@@ -160,8 +197,7 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                     open--;
                 }
             } else if (p && !m->err) {
-                err = mph__shard_apply(p->item->shard, p->batch, m->key, m->key_len, m->payload,
-                                       m->payload ? m->len : 0, m->offset);
+                err = apply_one(p, &fs, m, errstr, errstr_size);
                 if (!err && p->batch && (int64_t)mph__rstore_batch_count(p->batch) >= batch_records)
                     err = flush_batch(p, workers, errstr, errstr_size);
                 if (err) {
@@ -223,6 +259,7 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 secs, secs > 0 ? (double)prog.done / secs : 0);
     }
 out:
+    mph__faust_scratch_destroy(fs);
     for (size_t i = 0; i < n; i++)
         mph__rstore_batch_destroy(parts[i].batch);
     free(parts);

@@ -28,10 +28,12 @@ typedef struct mph__recovery_progress {
 /* Reads every item's changelog partition from its start to the end seen at
  * the beginning (high watermark; transaction markers and compaction gaps
  * are handled), applying records in large batches (RocksDB: WAL off, then
- * flushed). A start beyond the high watermark or before the low one
- * rebuilds the shard from the beginning with a warning. progress (may be
- * NULL) is called about once a second and at the end. Bounded by
- * timeout_ms of no progress. */
+ * flushed). Records of a shard with a format=faust changelog (shard->faust)
+ * are decoded to the shard's form first; one that does not decode stops
+ * recovery with its offset in errstr. A start beyond the high watermark or
+ * before the low one rebuilds the shard from the beginning with a warning.
+ * progress (may be NULL) is called about once a second and at the end. Bounded
+ * by timeout_ms of no progress. */
 typedef void(mph__recovery_progress_fn)(const mph__recovery_progress_t *p, void *opaque);
 mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                        mph__recovery_item_t *items, size_t n, int64_t batch_records,

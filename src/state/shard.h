@@ -15,6 +15,7 @@
 #define MPH_STATE_SHARD_H
 
 #include "mephisto/common.h"
+#include "state/faust.h"
 #include "state/store_memory.h"
 #include "state/store_rocksdb.h"
 
@@ -39,6 +40,9 @@ typedef struct mph__shard {
      * Travels with the shard between threads like the rest of it. */
     void *ext;
     void (*ext_free)(void *ext);
+    /* NULL, or the encoding of a format=faust table's changelog (borrowed
+     * from the table; recovery decodes with it, state/faust.h) */
+    const mph__faust_fmt_t *faust;
 } mph__shard_t;
 
 /* rs NULL: a memory shard. cache_max_keys 0: unbounded cache. */

@@ -26,6 +26,12 @@ peer the same way:
                    partition, read_committed consumers)
   PEER_COMMIT_INTERVAL_MS  commit interval (1000), as mephisto's
                    commit_interval_ms
+  PEER_DUMP        (the state-takeover check, tests/integration/
+                   test_faust_migration.c) a file: once the table is
+                   recovered from its changelog, write every word and its
+                   count there ("word<TAB>count" lines, words as UTF-8, then
+                   a line "END") and exit; nothing else is done with the
+                   input, which is expected to be consumed already
 """
 import os
 
@@ -87,6 +93,28 @@ async def count(stream):
     """words -> word_counts[word] += 1, on the partition owning the word."""
     async for word, _ in stream.items():
         word_counts[word] += 1
+
+
+DUMP = os.environ.get("PEER_DUMP")
+if DUMP:
+    @app.timer(0.2)
+    async def dump():
+        """Faust reading back a changelog: the recovered table, then exit."""
+        rec = app.tables.recovery
+        assigned = {tp.partition for tp in app.consumer.assignment()
+                    if tp.topic == INPUT}
+        # Recovered, and of every partition (an empty first assignment
+        # also marks recovery completed).
+        if (not rec.completed.is_set() or rec.in_recovery
+                or assigned != set(range(PARTITIONS))):
+            return
+        tmp = DUMP + ".tmp"
+        with open(tmp, "wb") as f:
+            for word, n in sorted(word_counts.items()):
+                f.write(word + b"\t" + str(n).encode() + b"\n")
+            f.write(b"END\n")
+        os.rename(tmp, DUMP)
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 /* Tests of the codecs (src/io/codec.h). */
 // ctest-timeout: 30
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/codec.h"
@@ -44,7 +45,8 @@ Test(codec, lookup_by_name)
     mph_codec_t c = MPH_CODEC_RAW;
     cr_assert_eq(mph__codec_lookup("xml", &c, err, sizeof err), MPH_ERR_NOENT);
     cr_assert_str_eq(err,
-                     "unknown codec 'xml' (known: raw, string, json, i64)");
+                     "unknown codec 'xml' (known: raw, string, json, i64, or one registered "
+                     "with mph_codec_register)");
     cr_assert_eq(mph__codec_lookup("JSON", &c, NULL, 0), MPH_ERR_NOENT);
     cr_assert_eq(mph__codec_lookup("record", &c, NULL, 0), MPH_ERR_NOENT);
     cr_assert_eq(mph__codec_lookup(NULL, &c, NULL, 0), MPH_ERR_INVALID);
@@ -202,4 +204,51 @@ Test(codec, record_validation)
                                      err, sizeof err),
                  MPH_ERR_INVALID);
     mph_record_type_destroy(t);
+}
+
+static mph_err_t accept_all(const void *b, size_t n, void *o, char *e, size_t es)
+{
+    (void)b, (void)n, (void)o, (void)e, (void)es;
+    return MPH_OK;
+}
+
+/* Registered codecs (mph_codec_register's list): found by owner and name,
+ * named by lookup once registered, gone once removed. */
+Test(codec, user_codecs_are_kept_per_owner)
+{
+    int a, b;
+    mph__codec_user_t *ea = NULL, *eb = NULL, *dup = NULL;
+    mph_codec_t c = MPH_CODEC_RAW;
+    cr_assert_eq(mph__codec_lookup("csv1", &c, NULL, 0), MPH_ERR_NOENT);
+    cr_assert_eq(mph__codec_user_add(&a, "csv1", accept_all, NULL, &a, &ea), MPH_OK);
+    cr_assert_eq(mph__codec_user_add(&b, "csv1", accept_all, NULL, &b, &eb), MPH_OK);
+    cr_expect_eq(mph__codec_user_add(&a, "csv1", accept_all, NULL, NULL, &dup), MPH_ERR_EXISTS);
+    cr_expect_eq(mph__codec_user_add(&a, "i64", accept_all, NULL, NULL, &dup), MPH_ERR_EXISTS);
+    cr_expect_eq(mph__codec_user_add(&a, "record", accept_all, NULL, NULL, &dup),
+                 MPH_ERR_EXISTS);
+    cr_expect_eq(mph__codec_user_add(&a, "a b", accept_all, NULL, NULL, &dup), MPH_ERR_INVALID);
+    cr_expect_eq(mph__codec_user_add(&a, "x", NULL, NULL, NULL, &dup), MPH_ERR_INVALID);
+    cr_expect_eq(mph__codec_lookup("csv1", &c, NULL, 0), MPH_OK);
+    cr_expect_eq(c, MPH_CODEC_USER);
+    cr_expect_eq(mph__codec_user_find(&a, "csv1"), ea);
+    cr_expect_eq(mph__codec_user_find(&b, "csv1"), eb);
+    cr_expect_eq(mph__codec_user_find(&a, "csv2"), NULL);
+    mph__codec_user_remove(ea);
+    cr_expect_eq(mph__codec_user_find(&a, "csv1"), NULL);
+    cr_expect_eq(mph__codec_lookup("csv1", &c, NULL, 0), MPH_OK, "b's is still there");
+    mph__codec_user_remove(eb);
+    cr_expect_eq(mph__codec_lookup("csv1", &c, NULL, 0), MPH_ERR_NOENT);
+    mph__codec_user_remove(NULL);
+}
+
+Test(codec, codec_out_grows)
+{
+    mph_codec_out_t o = {0};
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(mph_codec_out_append(&o, "abc", 3), MPH_OK);
+    cr_expect_eq(o.len, 3000);
+    cr_expect_eq(memcmp(o.p + 2997, "abc", 3), 0);
+    cr_expect_eq(mph_codec_out_append(&o, NULL, 1), MPH_ERR_INVALID);
+    cr_expect_eq(mph_codec_out_append(NULL, "a", 1), MPH_ERR_INVALID);
+    free(o.p);
 }
