@@ -364,6 +364,24 @@ void mph__pw_slot_removed(mph__worker_t *w, uint32_t sid)
         buf_drop(&pw->bufs[(size_t)sid * pw->nbagents + k]);
 }
 
+/* The slot's first timestamp: each stream punctuator is due one interval
+ * after it. */
+static void stream_first(mph__worker_t *w, mph__slot_t *s, int64_t ts)
+{
+    struct mph__pw *pw = w->pw;
+    size_t sid = (size_t)(s - w->slots), nt = w->app->ntopics ? w->app->ntopics : 1;
+    int64_t next = INT64_MAX;
+    for (size_t k = 0; k < pw->nstream && sid < pw->cap; k++) {
+        if (!pw->stream_on[k * nt + (size_t)s->topic])
+            continue;
+        int64_t due = ts + pw->stream[k]->interval_ms;
+        pw->sdue[sid * pw->nstream + k] = due;
+        if (due < next)
+            next = due;
+    }
+    s->stream_due = next;
+}
+
 void mph__pw_note(mph__worker_t *w, mph__slot_t *s, const rd_kafka_message_t *m, int64_t now_ns)
 {
     s->last_ns = now_ns;
@@ -371,6 +389,8 @@ void mph__pw_note(mph__worker_t *w, mph__slot_t *s, const rd_kafka_message_t *m,
         return;
     int64_t ts = rd_kafka_message_timestamp(m, NULL);
     if (ts > s->stream_ms) {
+        if (MPH__MON_UNLIKELY(s->stream_ms < 0))
+            stream_first(w, s, ts);
         s->stream_ms = ts;
         if (ts >= s->stream_due)
             w->pw->stream_dirty = true;
