@@ -178,6 +178,8 @@ struct mph__pw {
     bbuf_t *bufs; /* [slot * nbagents + batch_index] */
     int64_t batch_next;
     bool batch_full;
+    uint32_t full_sid;      /* the buffer that filled (batch_full) */
+    mph_agent_t *full_agent;
 };
 
 static uint8_t *subs_of(const mph_app_t *app, mph__punct_t **ps, size_t n)
@@ -601,8 +603,11 @@ bool mph__pw_batch_add(mph__worker_t *w, mph_agent_t *a, struct mph_event *ev)
     b->m[b->n] = ev->rkm;
     b->seq[b->n] = ev->seq;
     b->n++;
-    if (b->n >= a->batch_n)
+    if (b->n >= a->batch_n) {
         pw->batch_full = true;
+        pw->full_sid = ev->slot_id;
+        pw->full_agent = a;
+    }
     return true;
 }
 
@@ -664,9 +669,9 @@ static bool deliver(mph__worker_t *w, mph_agent_t *a, uint32_t sid, bbuf_t *b)
     return !w->failed;
 }
 
-/* Delivers the batches that are full, due by now (now_ns >= 0), or all
- * (now_ns < 0). Recomputes the next due time. */
-static void batches(mph__worker_t *w, int64_t now_ns, bool full_only)
+/* Delivers the batches that are full or due by now_ns, or all (now_ns <
+ * 0). Recomputes the next due time. */
+static void batches(mph__worker_t *w, int64_t now_ns)
 {
     struct mph__pw *pw = w->pw;
     pw->batch_full = false;
@@ -680,7 +685,7 @@ static void batches(mph__worker_t *w, int64_t now_ns, bool full_only)
             if (!b->n)
                 continue;
             int64_t due = b->first_ns + a->batch_within_ms * 1000000;
-            bool go = b->n >= a->batch_n || (!full_only && (now_ns < 0 || now_ns >= due));
+            bool go = b->n >= a->batch_n || now_ns < 0 || now_ns >= due;
             if (go && !w->failed && !w->exit) {
                 if (!deliver(w, a, sid, b))
                     return;
@@ -695,14 +700,20 @@ static void batches(mph__worker_t *w, int64_t now_ns, bool full_only)
 
 void mph__pw_batch_full(mph__worker_t *w)
 {
-    if (w->pw->batch_full)
-        batches(w, 0, true);
+    struct mph__pw *pw = w->pw;
+    if (!pw->batch_full)
+        return;
+    /* Only the buffer of the event just added can have filled (one
+     * batching agent per topic). batch_next may now be early: harmless. */
+    pw->batch_full = false;
+    if (!w->failed && !w->exit)
+        deliver(w, pw->full_agent, pw->full_sid, buf_of(pw, pw->full_sid, pw->full_agent));
 }
 
 void mph__pw_flush_batches(mph__worker_t *w)
 {
     if (w->pw && w->pw->nbagents && !w->failed)
-        batches(w, -1, false);
+        batches(w, -1);
 }
 
 void mph__pw_drop_batches(mph__worker_t *w)
@@ -721,7 +732,7 @@ int64_t mph__pw_run(mph__worker_t *w, int64_t now)
     if (w->failed || w->exit)
         return INT64_MAX;
     if (pw->nbagents && now >= pw->batch_next)
-        batches(w, now, false);
+        batches(w, now);
     int64_t next = pw->batch_next;
     if (!pw->hold) {
         for (size_t k = 0; k < pw->nwall && !w->failed; k++)
