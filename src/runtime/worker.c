@@ -304,7 +304,7 @@ static void repair_progress(mph__worker_t *w)
         mph__held_t *h = &list[i];
         uint64_t v = (uint64_t)(uintptr_t)h->opaque;
         uint32_t slot_id = (uint32_t)(v >> (GEN_BITS + SEQ_BITS));
-        if (slot_id != MPH__SLOT_COPY &&
+        if (slot_id != MPH__SLOT_COPY && slot_id != MPH__SLOT_PUNCT &&
             !slot_of_opaque(w, slot_id, (uint8_t)(v >> SEQ_BITS))) {
             w->purged_handed_back++;
             held_free(h);
