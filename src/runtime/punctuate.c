@@ -435,7 +435,7 @@ static struct mph_event *handle_of(mph__worker_t *w, uint32_t sid, mph_agent_t *
 /* After a punctuator handle's callback: counts and the error policy.
  * False when the worker must stop running callbacks. */
 static bool handle_done(mph__worker_t *w, struct mph_event *ev, mph_err_t rc,
-                        mph__punct_ctr_t *c, const char *what)
+                        mph__punct_ctr_t *c, const char *kind, const char *name)
 {
     ev->punct = false;
     if (ev->seq_open)
@@ -446,6 +446,8 @@ static bool handle_done(mph__worker_t *w, struct mph_event *ev, mph_err_t rc,
         return true;
     if (c)
         ctr_add(&c->errors, 1);
+    char what[300];
+    snprintf(what, sizeof what, "%s %s", kind, name);
     mph_log_limited(&w->log_lim, 1000, MPH_LOG_ERROR, "%s failed on %s [%d]: %s", what,
                     ev->topic->name, (int)ev->rkm->partition, mph_err_str(rc));
     if (rc == MPH_ERR_STORE || rc == MPH_ERR_DISK_FULL || w->app->stop_on_agent_error) {
@@ -467,9 +469,7 @@ static bool run_one(mph__worker_t *w, mph__punct_t *p, uint32_t sid, int64_t tim
     mph_err_t rc = p->fn(ev, time_ms, p->opaque);
     mph__punct_ctr_t *c = &p->ctr[w->index];
     ctr_add(&c->runs, 1);
-    char what[300];
-    snprintf(what, sizeof what, "punctuator of agent %s", p->agent->name);
-    return handle_done(w, ev, rc, c, rc ? what : "");
+    return handle_done(w, ev, rc, c, "punctuator of agent", p->agent->name);
 }
 
 static void run_wall(mph__worker_t *w, size_t k, int64_t now)
@@ -559,9 +559,8 @@ static void run_idle(mph__worker_t *w, int64_t now)
                 continue;
             struct mph_event *ev = handle_of(w, (uint32_t)sid, NULL, wall);
             mph_err_t rc = mph__window_idle_close(ev, win, wall);
-            char what[300];
-            snprintf(what, sizeof what, "idle close of window table %s", app->tables[t]->name);
-            if (!handle_done(w, ev, rc, NULL, what))
+            if (!handle_done(w, ev, rc, NULL, "idle close of window table",
+                             app->tables[t]->name))
                 return;
         }
     }
