@@ -954,6 +954,11 @@ static void render_punct(jdoc_t *j, const mph__stats_agent_t *sa)
                 j_i64(j, c.last_ms);
             else
                 j_null(j);
+            j_key(j, "next_run_ms"); /* wall clock; stream time has no such time */
+            if (c.next_ms > 0)
+                j_i64(j, c.next_ms);
+            else
+                j_null(j);
             j_obj(j, false);
         }
         j_arr(j, false);

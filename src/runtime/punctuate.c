@@ -141,6 +141,9 @@ void mph__punct_sum(const mph__punct_ctr_t *ctr, int n, mph__punct_ctr_t *out)
         int64_t last = (int64_t)ck_pr_load_64((uint64_t *)&c->last_ms);
         if (last > out->last_ms)
             out->last_ms = last;
+        int64_t next = (int64_t)ck_pr_load_64((uint64_t *)&c->next_ms);
+        if (next > 0 && (out->next_ms == 0 || next < out->next_ms))
+            out->next_ms = next;
     }
 }
 
@@ -485,6 +488,8 @@ static void run_wall(mph__worker_t *w, size_t k, int64_t now)
         ctr_add(&c->overruns, missed);
     int64_t wall = mph_clock_wall_ms();
     ck_pr_store_64((uint64_t *)&c->last_ms, (uint64_t)wall);
+    ck_pr_store_64((uint64_t *)&c->next_ms,
+                   (uint64_t)(wall + (pw->wall_next[k] - now) / 1000000));
     size_t nt = w->app->ntopics ? w->app->ntopics : 1;
     for (uint32_t sid = 0; sid < w->nslots; sid++) {
         mph__slot_t *s = &w->slots[sid];

@@ -14,7 +14,7 @@ typedef struct mph__punct_ctr {
     uint64_t runs, overruns, errors;
     int64_t last_ms; /* wall clock of the last run, 0 none */
     uint64_t batches, batch_events, batch_errors;
-    uint64_t pad;
+    int64_t next_ms; /* wall punctuators: wall clock of the next run, 0 none */
 } __attribute__((aligned(64))) mph__punct_ctr_t;
 
 typedef struct mph__punct {

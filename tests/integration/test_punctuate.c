@@ -214,6 +214,10 @@ Test(punctuate, wall_runs_per_partition_on_its_worker)
     cr_assert_eq(mph_app_stats_json(app, &json, &len), MPH_OK);
     cr_expect(strstr(json, "\"clock\":\"wall\",\"interval_ms\":20") != NULL, "%s", json);
     cr_expect(strstr(json, "\"overruns\":") && strstr(json, "\"last_run_ms\":"));
+    uint64_t last = stat_u64(app, "agents.0.punctuators.0.last_run_ms");
+    uint64_t next = stat_u64(app, "agents.0.punctuators.0.next_run_ms");
+    cr_expect(last > 0 && next >= last && next <= last + 1000, "last %llu next %llu",
+              (unsigned long long)last, (unsigned long long)next);
     free(json);
     mph_app_request_stop(app);
     cr_expect_eq(mph_app_wait(app), MPH_OK);
