@@ -158,7 +158,7 @@ static void ctr_add(uint64_t *c, uint64_t n)
 typedef struct bbuf {
     rd_kafka_message_t **m;
     uint64_t *seq;
-    size_t n;
+    size_t n, cap; /* cap grows by doubling up to the agent's max_n */
     int64_t first_ns;
 } bbuf_t;
 
@@ -582,16 +582,18 @@ bool mph__pw_batch_add(mph__worker_t *w, mph_agent_t *a, struct mph_event *ev)
 {
     struct mph__pw *pw = w->pw;
     bbuf_t *b = buf_of(pw, ev->slot_id, a);
-    if (!b->m) {
-        b->m = malloc(a->batch_n * sizeof *b->m);
-        b->seq = malloc(a->batch_n * sizeof *b->seq);
-        if (!b->m || !b->seq) {
-            free(b->m);
-            free(b->seq);
-            b->m = NULL;
-            b->seq = NULL;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        if (cap > a->batch_n && b->n < a->batch_n)
+            cap = a->batch_n; /* (a full batch not delivered yet may grow) */
+        rd_kafka_message_t **m = realloc(b->m, cap * sizeof *m);
+        if (m)
+            b->m = m;
+        uint64_t *seq = m ? realloc(b->seq, cap * sizeof *seq) : NULL;
+        if (!seq)
             return false;
-        }
+        b->seq = seq;
+        b->cap = cap;
     }
     if (!ev->seq_open) {
         if (mph__acks_open(&ev->slot->acks, ev->rkm->offset, &ev->seq) != MPH_OK)
