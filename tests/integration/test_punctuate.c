@@ -15,6 +15,7 @@
 // ctest-timeout: 300
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 #include "io/kafka.h"
 #include "mephisto.h"
+#include "mph_cli.h"
 #include "mph_test.h"
 
 #define PARTS 4
@@ -533,11 +535,11 @@ static void survives_restarts(const char *guarantee, bool exact)
             for (int tries = 0; tries < 30 && count_missing(&s) > 0; tries++) {
                 memset(s.times, 0, total * sizeof(int));
                 s.bad = 0;
-                mph_test_consume_all(cluster, out, total, 2000, 60000, on_out, &s);
+                mph_test_consume_all(cluster, out, -1, 2000, 60000, on_out, &s);
             }
             memset(s.times, 0, total * sizeof(int));
             s.bad = 0;
-            mph_test_consume_all(cluster, out, total + 1, 2000, 60000, on_out, &s);
+            mph_test_consume_all(cluster, out, -1, 2000, 60000, on_out, &s);
         }
         mph_app_request_stop(app);
         cr_expect_eq(mph_app_wait(app), MPH_OK, "run %d", run);
@@ -579,4 +581,93 @@ Test(punctuate, sends_survive_restarts_exactly_once)
         return;
     }
     survives_restarts("exactly_once", true);
+}
+
+/* ---- kill -9 of a worker process (examples/buffered) ---- */
+
+static void k9_spawn(mph_cli_proc_t *p, const char *id, const char *in, const char *out,
+                     const char *dir, const char *guarantee)
+{
+    char s[4][300];
+    snprintf(s[0], sizeof s[0], "app_id=%s", id);
+    snprintf(s[1], sizeof s[1], "buffered.input_topic=%s", in);
+    snprintf(s[2], sizeof s[2], "buffered.output_topic=%s", out);
+    snprintf(s[3], sizeof s[3], "processing_guarantee=%s", guarantee);
+    const char *args[] = {"worker", "--app", mph_cli_plugin("buffered"), "--broker",
+                          cluster->broker, "--without-web", "--workers", "2", "--datadir", dir,
+                          "--set", s[0], "--set", s[1], "--set", s[2], "--set", s[3],
+                          "--set", "buffered.partitions=4", "--set", "topic_partitions=4",
+                          "--set", "buffered.interval_ms=20", "--set", "store=rocksdb",
+                          "--set", "commit_interval_ms=150", "--set", "session_timeout_ms=6000",
+                          NULL};
+    mph_cli_spawn(p, "punctk9", args, NULL, NULL, -1);
+    free(mph_cli_wait_for(p, p->err_path, "worker running", 60000));
+}
+
+static void kill_9(const char *guarantee, bool exact)
+{
+    char id[128], in[160], out[160], dir[256];
+    mph_test_unique(exact ? "punct-k9-eos" : "punct-k9-alo", id, sizeof id);
+    snprintf(in, sizeof in, "%s-in", id);
+    snprintf(out, sizeof out, "%s-out", id);
+    mph_test_tmpdir("punctk9", dir, sizeof dir);
+    mph_test_create_topic(cluster, in, PARTS);
+    const int total = 3000;
+    seen_t s = {.n = total, .times = calloc(total, sizeof(int))};
+    mph_cli_proc_t p;
+    /* Killed twice while ids stream through the table and the 20 ms
+     * punctuator, then a last run reads everything out. */
+    for (int run = 0; run < 3; run++) {
+        k9_spawn(&p, id, in, out, dir, guarantee);
+        if (run < 2) {
+            for (int part = 0; part < 10; part++) {
+                produce_ids(in, run * 1000 + part * 100, 100);
+                wait_ms(40);
+            }
+            kill(p.pid, SIGKILL);
+            mph_cli_result_t r = mph_cli_finish(&p, 30000);
+            cr_expect_eq(r.status, 128 + SIGKILL);
+            mph_cli_result_free(&r);
+            continue;
+        }
+        produce_ids(in, 2000, 1000);
+        for (int tries = 0; tries < 30 && count_missing(&s) > 0; tries++) {
+            memset(s.times, 0, total * sizeof(int));
+            s.bad = 0;
+            mph_test_consume_all(cluster, out, -1, 2000, 60000, on_out, &s);
+        }
+        memset(s.times, 0, total * sizeof(int));
+        s.bad = 0;
+        mph_test_consume_all(cluster, out, -1, 2000, 60000, on_out, &s);
+        kill(p.pid, SIGTERM);
+        mph_cli_result_t r = mph_cli_finish(&p, 60000);
+        cr_expect_eq(r.status, 0, "%s", r.err ? r.err : "");
+        mph_cli_result_free(&r);
+    }
+    int missing = count_missing(&s), twice = 0;
+    for (int i = 0; i < total; i++)
+        twice += s.times[i] > 1;
+    fprintf(stderr, "punctuate/kill_9 %s: %d ids, %d missing, %d more than once\n", guarantee,
+            total, missing, twice);
+    cr_expect_eq(s.bad, 0);
+    cr_expect_eq(missing, 0, "%s: %d ids lost across kill -9", guarantee, missing);
+    if (exact)
+        cr_expect_eq(twice, 0, "%s: %d ids twice across kill -9", guarantee, twice);
+    free(s.times);
+    mph_test_rmrf(dir);
+}
+
+Test(punctuate, kill_9_loses_no_punctuator_send_at_least_once)
+{
+    kill_9("at_least_once", false);
+}
+
+Test(punctuate, kill_9_duplicates_no_punctuator_send_exactly_once)
+{
+    if (!mph_test_real_broker()) {
+        fprintf(stderr, "punctuate/kill_9_duplicates_no_punctuator_send_exactly_once: skipped: "
+                        "needs a real broker (MEPHISTO_TEST_BROKERS)\n");
+        return;
+    }
+    kill_9("exactly_once", true);
 }
