@@ -167,10 +167,8 @@ static mph_app_t *batch_app(const names_t *n, rec_t *r, size_t max_n, int64_t wi
     mph_topic_t *t = mph_topic_new(app, n->in, NULL, err, sizeof err);
     cr_assert_not_null(t, "%s", err);
     if (r->out) {
-        mph_topic_opts_t *o = mph_topic_opts_new();
-        mph_topic_opts_set(o, "create", "true", NULL, 0);
-        r->out = mph_topic_new(app, n->out, o, err, sizeof err);
-        mph_topic_opts_destroy(o);
+        mph_test_create_topic(cluster, n->out, 1);
+        r->out = mph_topic_new(app, n->out, NULL, err, sizeof err);
         cr_assert_not_null(r->out, "%s", err);
     }
     mph_agent_t *a = mph_agent_new(app, "bulk", t, batch_cb, r, err, sizeof err);
