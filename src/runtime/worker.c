@@ -63,6 +63,15 @@
  * records instead. Under at_least_once the only cost is a few predictable
  * branches (app->eos, slot txn_start, npoison).
  *
+ * Punctuators, idle window closing and batching agents (punctuate.c) run
+ * from this loop between batches: the io_uring wait is bounded by their
+ * next due time. Their sends carry MPH__SLOT_PUNCT and are counted in
+ * punct_inflight (no ack entry); under at_least_once a commit of a worker
+ * with tables waits until that count is zero before its table flush, with
+ * punctuators held. A batching agent's events are kept (process() returns
+ * true: the drain must not destroy them) with their ack entries open until
+ * the batch is delivered; batches are delivered before every commit.
+ *
  * Nothing here takes a lock. What others may read (stats) is written with
  * ck_pr stores.
  */
