@@ -198,8 +198,9 @@ MPH_EXPORT mph_err_t mph_agent_punctuate(mph_agent_t *agent, int64_t interval_ms
  * whichever comes first. Inside the callback, mph_event_batch_count()
  * says how many events the batch holds and mph_event_batch_select() makes
  * one of them the current event for every mph_event_* accessor (the first
- * is current when the callback starts). mph_event_record() is NULL in a
- * batch (use mph_event_json()).
+ * is current when the callback starts; mph_event_json() and
+ * mph_event_record() are of the current event, borrowed until the next
+ * select or the callback's return).
  *
  * None of the batch's offsets is committed before the callback returned
  * MPH_OK and every record it sent was acknowledged. A batch whose

@@ -238,16 +238,32 @@ size_t mph_event_batch_count(const mph_event_t *ev)
     return ev ? ev->nbatch : 0;
 }
 
+/* Makes rkm the batch's current event: headers and JSON are read again on
+ * demand; a record topic's value is decoded again (it was valid when it
+ * arrived, so this only fails on memory). */
+void mph__event_batch_current(mph_event_t *ev, rd_kafka_message_t *rkm)
+{
+    ev->rkm = rkm;
+    ev->hdrs_read = false;
+    ev->hdrs = NULL;
+    ev->json_state = 0;
+    ev->record = NULL;
+    mph_topic_t *t = ev->topic;
+    if (t->value_codec == MPH_CODEC_RECORD && rkm->payload) {
+        mph__worker_t *w = ev->worker;
+        char why[200];
+        if (mph_record_decode(t->opts.record, w->json, rkm->payload, rkm->len,
+                              &w->records[t->index], why, sizeof why) == MPH_OK)
+            ev->record = w->records[t->index];
+    }
+}
+
 mph_err_t mph_event_batch_select(mph_event_t *ev, size_t i)
 {
     if (!ev || i >= ev->nbatch)
         return MPH_ERR_RANGE;
-    if (ev->rkm != ev->batch[i]) {
-        ev->rkm = ev->batch[i];
-        ev->hdrs_read = false;
-        ev->hdrs = NULL;
-        ev->json_state = 0;
-    }
+    if (ev->rkm != ev->batch[i])
+        mph__event_batch_current(ev, ev->batch[i]);
     return MPH_OK;
 }
 

@@ -624,17 +624,13 @@ static bool deliver(mph__worker_t *w, mph_agent_t *a, uint32_t sid, bbuf_t *b)
     mph__slot_t *s = &w->slots[sid];
     struct mph_event *ev = &w->ev;
     size_t n = b->n;
-    ev->rkm = b->m[0];
     ev->topic = w->app->topics[s->topic];
+    mph__event_batch_current(ev, b->m[0]);
     ev->agent = a;
     ev->slot = s;
     ev->slot_id = sid;
     ev->seq_open = true;
     ev->seq = b->seq[0]; /* sends hold the batch's first event */
-    ev->hdrs_read = false;
-    ev->hdrs = NULL;
-    ev->json_state = 0;
-    ev->record = NULL;
     ev->punct = false;
     ev->batch = b->m;
     ev->nbatch = n;

@@ -58,6 +58,8 @@ void mph__pw_flush_batches(mph__worker_t *w);
 /* Drops every pending batch undelivered (exactly_once abort: its records
  * are read again). */
 void mph__pw_drop_batches(mph__worker_t *w);
+/* Makes rkm the current event of a batch being delivered (agent.c). */
+void mph__event_batch_current(mph_event_t *ev, rd_kafka_message_t *rkm);
 /* at_least_once with tables: while a commit waits for punctuator sends,
  * punctuators do not run (hold). */
 void mph__pw_hold(mph__worker_t *w, bool hold);

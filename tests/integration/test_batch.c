@@ -333,3 +333,69 @@ Test(batch, two_batching_agents_on_one_topic_are_refused)
     cr_expect(strstr(err, n.in) && strstr(err, "at most one batching agent"), "%s", err);
     mph_app_destroy(app);
 }
+
+/* ---- decoded values follow the selected event ---- */
+
+typedef struct decoded {
+    size_t f_n;
+    int64_t sum_record, sum_json;
+    int events, bad;
+} decoded_t;
+
+static mph_err_t decoded_cb(mph_event_t *ev, void *opaque)
+{
+    decoded_t *d = opaque;
+    for (size_t i = 0; i < mph_event_batch_count(ev); i++) {
+        mph_event_batch_select(ev, i);
+        const mph_record_t *rec = mph_event_record(ev);
+        int64_t a = -1, b = -1;
+        if (!rec || mph_record_get_i64(rec, d->f_n, &a) != MPH_OK)
+            d->bad++;
+        mph_json_parser_t *p = mph_event_json(ev, NULL);
+        if (!p || mph_json_get_i64(p, MPH_JSON_ROOT, "n", &b) != MPH_OK)
+            d->bad++;
+        d->sum_record += a;
+        d->sum_json += b;
+        if (a != mph_event_offset(ev) || b != a)
+            d->bad++;
+    }
+    ck_pr_store_int(&d->events, d->events + (int)mph_event_batch_count(ev));
+    return MPH_OK;
+}
+
+Test(batch, record_and_json_of_each_selected_event)
+{
+    names_t n;
+    names_new(&n, "batch-rec");
+    for (int i = 0; i < 25; i++) {
+        char v[64];
+        int vl = snprintf(v, sizeof v, "{\"n\":%d}", i);
+        mph_test_produce(cluster, n.in, 0, "k", 1, v, (size_t)vl);
+    }
+    mph_test_flush(cluster);
+    char err[512];
+    decoded_t d = {0};
+    mph_record_type_t *type = mph_record_type_new("n", err, sizeof err);
+    cr_assert_not_null(type, "%s", err);
+    cr_assert_eq(mph_record_type_add(type, "n", MPH_FIELD_I64, &d.f_n), MPH_OK);
+    mph_app_t *app = app_new(n.id, NULL);
+    mph_topic_opts_t *o = mph_topic_opts_new();
+    cr_assert_eq(mph_topic_opts_set_record(o, type), MPH_OK);
+    mph_topic_t *t = mph_topic_new(app, n.in, o, err, sizeof err);
+    mph_topic_opts_destroy(o);
+    cr_assert_not_null(t, "%s", err);
+    mph_agent_t *a = mph_agent_new(app, "bulk", t, decoded_cb, &d, err, sizeof err);
+    cr_assert_not_null(a, "%s", err);
+    cr_assert_eq(mph_agent_batch(a, 8, 100), MPH_OK);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    for (int i = 0; i < 1000 && ck_pr_load_int(&d.events) < 25; i++)
+        wait_ms(20);
+    cr_expect_eq(ck_pr_load_int(&d.events), 25);
+    cr_expect_eq(d.bad, 0, "a record or JSON value was not the selected event's");
+    cr_expect_eq(d.sum_record, 300);
+    cr_expect_eq(d.sum_json, 300);
+    mph_app_request_stop(app);
+    cr_expect_eq(mph_app_wait(app), MPH_OK);
+    mph_app_destroy(app);
+    mph_record_type_destroy(type);
+}
