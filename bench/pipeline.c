@@ -457,6 +457,26 @@ int bench_watch(const bench_opts_t *o, const bench_watch_t *w,
     return rc;
 }
 
+/* MPH_BENCH_PUNCTUATE_MS=N: the passthrough agent also gets a wall-clock
+ * punctuator of N ms doing nothing, on every partition (issue #18: the
+ * cost of punctuators per record). Unset: none. */
+static mph_err_t pt_punct_fn(mph_event_t *ev, int64_t time_ms, void *opaque)
+{
+    (void)ev, (void)time_ms, (void)opaque;
+    return MPH_OK;
+}
+
+static mph_err_t pt_punctuate(mph_agent_t *agent, char *err, size_t errlen)
+{
+    const char *v = getenv("MPH_BENCH_PUNCTUATE_MS");
+    if (!v || !*v)
+        return MPH_OK;
+    mph_err_t e = mph_agent_punctuate(agent, atoll(v), MPH_PUNCTUATE_WALL, pt_punct_fn, NULL);
+    if (e)
+        snprintf(err, errlen, "MPH_BENCH_PUNCTUATE_MS=%s: %s", v, mph_err_str(e));
+    return e;
+}
+
 /* The passthrough's end: every output acknowledged (the engines' own
  * delivery reports, counted in process: no broker request while records
  * are still in flight, which at thousands of partitions used to load the
@@ -560,11 +580,13 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
         mph_topic_t *tin = mph_topic_new(app, in, NULL, err, sizeof err);
         c.out = tin ? mph_topic_new(app, out, NULL, err, sizeof err) : NULL;
         sensor = c.out ? mph_sensor_new(&c, err, sizeof err) : NULL;
+        mph_agent_t *agent = NULL;
         if (!sensor ||
             mph_sensor_on_send_completed(sensor, pt_send_completed) ||
             mph_app_add_sensor(app, sensor) ||
-            !mph_agent_new(app, "passthrough", tin, pt_agent, &c, err,
-                           sizeof err) ||
+            !(agent = mph_agent_new(app, "passthrough", tin, pt_agent, &c, err,
+                                    sizeof err)) ||
+            pt_punctuate(agent, err, sizeof err) != MPH_OK ||
             mph_app_start(app, err, sizeof err) != MPH_OK) {
             snprintf(res->error, sizeof res->error, "%s", err);
             goto out_app;

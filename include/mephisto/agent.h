@@ -175,6 +175,85 @@ MPH_EXPORT mph_err_t mph_send_ts(mph_app_t *app, mph_topic_t *topic, int32_t par
                                  size_t header_count, mph_delivery_fn *cb, void *opaque,
                                  int64_t timestamp_ms);
 
+
+/* --- per-partition punctuators (Kafka Streams' punctuate) ---
+ *
+ * A punctuator calls fn once per interval_ms for every partition of the
+ * agent's topics that this process owns, on the worker thread that owns
+ * the partition, between events (never during one). flags is exactly one
+ * of:
+ *   MPH_PUNCTUATE_WALL    by the monotonic wall clock, on a grid of
+ *                         interval_ms shared by the worker's partitions
+ *                         (a partition's first run may come sooner than
+ *                         one interval after it was assigned);
+ *   MPH_PUNCTUATE_STREAM  by the partition's stream time, the highest
+ *                         record timestamp processed on it: the first run
+ *                         once it has moved interval_ms past the first
+ *                         timestamp seen, then each time it moved
+ *                         interval_ms past the last run's stream time.
+ * A run that comes more than one interval late runs once, and the
+ * intervals it missed are counted as overruns (/stats), never queued.
+ *
+ * fn gets an event-like handle: mph_event_partition, _topic, _agent,
+ * _worker and _app work; mph_event_timestamp returns time_ms (the wall
+ * clock in ms since the epoch, or the stream time); there is no record
+ * (key and value are NULL, offset -1, no headers; mph_event_forward
+ * returns MPH_ERR_INVALID). Sends (mph_event_send, _emit) and table and
+ * window calls work as from an event on that partition, and the commit
+ * point tracks them: under exactly_once they belong to the worker's open
+ * transaction; under at_least_once a commit makes table changes durable
+ * only after every punctuator send made before it was acknowledged, so a
+ * crash never keeps a punctuator's table change while losing its output
+ * (the punctuator runs again on the state as of the last commit). A
+ * returned error is counted and logged and follows on_agent_error (stop:
+ * the app stops); MPH_ERR_STORE and MPH_ERR_DISK_FULL always stop it.
+ *
+ * interval_ms: 1 .. 86400000. An agent may have several punctuators.
+ * Before start only. Errors: MPH_ERR_INVALID (NULL agent or fn, bad flags
+ * or interval: nothing declared), MPH_ERR_STATE (app started),
+ * MPH_ERR_NOMEM. opaque is the caller's and must outlive the app.
+ * @locality fn runs on worker threads */
+#define MPH_PUNCTUATE_WALL   0x1
+#define MPH_PUNCTUATE_STREAM 0x2
+typedef mph_err_t(mph_punctuate_fn)(mph_event_t *ev, int64_t time_ms, void *opaque);
+MPH_EXPORT mph_err_t mph_agent_punctuate(mph_agent_t *agent, int64_t interval_ms, int flags,
+                                         mph_punctuate_fn *fn, void *opaque);
+
+/* --- batching agents (Faust's stream.take(max_n, within)) ---
+ *
+ * Makes agent a batching agent: its callback then runs once per batch of
+ * up to max_n events of one partition, on the worker that owns it, when
+ * max_n events arrived, or within_ms after the batch's first event
+ * arrived, or at the worker's next commit (commit_interval_ms; so a batch
+ * never spans two commits or, under exactly_once, two transactions), or
+ * before its partition is handed back or the app stops gracefully,
+ * whichever comes first. Inside the callback, mph_event_batch_count()
+ * says how many events the batch holds and mph_event_batch_select() makes
+ * one of them the current event for every mph_event_* accessor (the first
+ * is current when the callback starts; mph_event_json() and
+ * mph_event_record() are of the current event, borrowed until the next
+ * select or the callback's return).
+ *
+ * None of the batch's offsets is committed before the callback returned
+ * MPH_OK and every record it sent was acknowledged. A batch whose
+ * callback fails is handled as a whole by on_agent_error: `log` counts it
+ * (batch_errors) and treats all its events as processed (nothing is
+ * retried); `stop` stops the app without committing past the batch's
+ * first event, so the whole batch is delivered again after a restart
+ * (the engine itself never calls a failed batch again). Other agents of
+ * the same topic still get each event at once.
+ *
+ * max_n: 1 .. 100000; within_ms: 1 .. 3600000. Before start only.
+ * Errors: MPH_ERR_INVALID (out of range: nothing changes), MPH_ERR_STATE
+ * (app started). @locality the callback runs on worker threads */
+MPH_EXPORT mph_err_t mph_agent_batch(mph_agent_t *agent, size_t max_n, int64_t within_ms);
+/* Events in the batch being delivered; 0 outside a batching agent's
+ * callback. */
+MPH_EXPORT size_t mph_event_batch_count(const mph_event_t *ev);
+/* Makes the batch's event i (0-based) current: MPH_OK, or MPH_ERR_RANGE
+ * (i >= count; nothing changes). */
+MPH_EXPORT mph_err_t mph_event_batch_select(mph_event_t *ev, size_t i);
+
 #ifdef __cplusplus
 }
 #endif

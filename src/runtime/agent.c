@@ -11,6 +11,7 @@
 
 #include "io/codec.h"
 #include "runtime/app.h"
+#include "runtime/punctuate.h"
 #include "runtime/worker.h"
 
 mph_agent_t *mph_agent_new(mph_app_t *app, const char *name, mph_topic_t *topic,
@@ -102,6 +103,7 @@ void mph__agent_free(mph_agent_t *a)
     free(a->name);
     free(a->sinks);
     free(a->owned);
+    mph__punct_agent_free(a);
     free(a);
 }
 
@@ -139,6 +141,8 @@ int64_t mph_event_offset(const mph_event_t *ev)
 
 int64_t mph_event_timestamp(const mph_event_t *ev)
 {
+    if (MPH__MON_UNLIKELY(ev->punct))
+        return ev->punct_ts; /* a punctuator's handle has no record */
     return rd_kafka_message_timestamp(ev->rkm, NULL);
 }
 
@@ -243,11 +247,48 @@ mph_err_t mph_event_emit(mph_event_t *ev, const void *key, size_t key_len, const
 
 mph_err_t mph_event_forward(mph_event_t *ev, mph_topic_t *topic)
 {
-    if (!ev || !topic || topic->app != ev->worker->app)
+    if (!ev || !topic || topic->app != ev->worker->app || ev->punct)
         return MPH_ERR_INVALID;
     return mph__worker_send(ev->worker, ev, topic, MPH_PARTITION_ANY, ev->rkm->key,
                             ev->rkm->key_len, ev->rkm->payload, ev->rkm->len, NULL, 0,
                             headers_of(ev));
+}
+
+/* ------------------------------------------------------------------ */
+/* batches (punctuate.c delivers them)                                */
+
+size_t mph_event_batch_count(const mph_event_t *ev)
+{
+    return ev ? ev->nbatch : 0;
+}
+
+/* Makes rkm the batch's current event: headers and JSON are read again on
+ * demand; a record topic's value is decoded again (it was valid when it
+ * arrived, so this only fails on memory). */
+void mph__event_batch_current(mph_event_t *ev, rd_kafka_message_t *rkm)
+{
+    ev->rkm = rkm;
+    ev->hdrs_read = false;
+    ev->hdrs = NULL;
+    ev->json_state = 0;
+    ev->record = NULL;
+    mph_topic_t *t = ev->topic;
+    if (t->value_codec == MPH_CODEC_RECORD && rkm->payload) {
+        mph__worker_t *w = ev->worker;
+        char why[200];
+        if (mph_record_decode(t->opts.record, w->json, rkm->payload, rkm->len,
+                              &w->records[t->index], why, sizeof why) == MPH_OK)
+            ev->record = w->records[t->index];
+    }
+}
+
+mph_err_t mph_event_batch_select(mph_event_t *ev, size_t i)
+{
+    if (!ev || i >= ev->nbatch)
+        return MPH_ERR_RANGE;
+    if (ev->rkm != ev->batch[i])
+        mph__event_batch_current(ev, ev->batch[i]);
+    return MPH_OK;
 }
 
 /* ------------------------------------------------------------------ */

@@ -69,6 +69,13 @@ struct mph_agent {
     mph_topic_t **sinks;
     size_t nsinks;
     void *owned; /* freed with the agent (group_by's state) */
+    /* Punctuators and batching (punctuate.c), set before start. */
+    struct mph__punct **puncts;
+    size_t npuncts;
+    size_t batch_n;           /* max events per batch; 0: not a batching agent */
+    int64_t batch_within_ms;
+    int batch_index;          /* among the app's batching agents */
+    struct mph__punct_ctr *batch_ctr; /* [nworkers] batch counters */
 };
 
 struct mph_app {

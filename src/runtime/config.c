@@ -228,6 +228,20 @@ static const struct prop props[] = {
             "in flight, outstanding acknowledgements and the final commit "
             "before stopping anyway; 0 stops without waiting. Events not "
             "committed are processed again by their next owner."},
+    {.name = "window_idle_close_ms",
+     .type = T_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = 86400000,
+     .doc = "When above 0: a partition that has processed no record for "
+            "this many milliseconds of wall-clock time has the stream time "
+            "of its windowed tables moved to the wall clock, so windows "
+            "that are then due close (their `on_close` fires, on the "
+            "owning worker, with a punctuator's handle) instead of waiting "
+            "for the next record. Checked every quarter of it (10 ms to "
+            "1 s). Records that arrive later with older timestamps are "
+            "late for the windows closed meanwhile. 0 (default): windows "
+            "close only when a record moves stream time."},
     {.name = "on_agent_error",
      .type = T_ENUM,
      .dflt = "log",

@@ -42,6 +42,7 @@
 #include "mephisto/sensor.h"
 #include "runtime/monitor.h"
 #include "runtime/services.h"
+#include "runtime/punctuate.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
@@ -662,6 +663,8 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
         st->agents[a].name = app->agents[a]->name;
         st->agents[a].events = st->totals.agent_events[a];
         st->agents[a].errors = st->totals.agent_errors[a];
+        st->agents[a].agent = app->agents[a];
+        st->agents[a].nworkers = app->nworkers;
     }
     for (size_t i = 0; i < st->ntables; i++) {
         st->tables[i].index = i;
@@ -928,6 +931,55 @@ static void render_part(jdoc_t *j, const mph__stats_part_t *p)
 static const char *const table_op_names[MPH__TABLE_OPS] = {"gets", "sets",
                                                            "deletes", "misses"};
 
+/* An agent's punctuators and batches (punctuate.c), summed over workers. */
+static void render_punct(jdoc_t *j, const mph__stats_agent_t *sa)
+{
+    const mph_agent_t *a = sa->agent;
+    if (!a)
+        return;
+    mph__punct_ctr_t c;
+    if (a->npuncts) {
+        j_key(j, "punctuators");
+        j_arr(j, true);
+        for (size_t k = 0; k < a->npuncts; k++) {
+            const mph__punct_t *p = a->puncts[k];
+            mph__punct_sum(p->ctr, sa->nworkers, &c);
+            j_obj(j, true);
+            j_key(j, "clock");
+            j_str(j, p->flags == MPH_PUNCTUATE_WALL ? "wall" : "stream");
+            j_key(j, "interval_ms");
+            j_i64(j, p->interval_ms);
+            j_kv_u64(j, "runs", c.runs);
+            j_kv_u64(j, "overruns", c.overruns);
+            j_kv_u64(j, "errors", c.errors);
+            j_key(j, "last_run_ms");
+            if (c.last_ms > 0)
+                j_i64(j, c.last_ms);
+            else
+                j_null(j);
+            j_key(j, "next_run_ms"); /* wall clock; stream time has no such time */
+            if (c.next_ms > 0)
+                j_i64(j, c.next_ms);
+            else
+                j_null(j);
+            j_obj(j, false);
+        }
+        j_arr(j, false);
+    }
+    if (a->batch_n) {
+        mph__punct_sum(a->batch_ctr, sa->nworkers, &c);
+        j_key(j, "batch");
+        j_obj(j, true);
+        j_kv_u64(j, "max_n", a->batch_n);
+        j_key(j, "within_ms");
+        j_i64(j, a->batch_within_ms);
+        j_kv_u64(j, "batches", c.batches);
+        j_kv_u64(j, "events", c.batch_events);
+        j_kv_u64(j, "errors", c.batch_errors);
+        j_obj(j, false);
+    }
+}
+
 static void render(jdoc_t *j, const mph__stats_t *st)
 {
     j_obj(j, true);
@@ -992,6 +1044,7 @@ static void render(jdoc_t *j, const mph__stats_t *st)
         j_str(j, st->agents[a].name);
         j_kv_u64(j, "events", st->agents[a].events);
         j_kv_u64(j, "errors", st->agents[a].errors);
+        render_punct(j, &st->agents[a]);
         j_obj(j, false);
     }
     j_arr(j, false);

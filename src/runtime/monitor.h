@@ -286,6 +286,8 @@ typedef struct mph__stats_topic {
 typedef struct mph__stats_agent {
     const char *name; /* borrowed from the app */
     uint64_t events, errors;
+    const mph_agent_t *agent; /* punctuators and batches (punctuate.c); borrowed */
+    int nworkers;
 } mph__stats_agent_t;
 
 /* Table counters summed over workers, by table index (declaration order). */

@@ -1273,6 +1273,22 @@ mph_err_t mph_window_advance(mph_event_t *ev, mph_window_t *w)
     return advance(ev, sh, x, t);
 }
 
+/* window_idle_close_ms (punctuate.c): moves the shard's stream time to
+ * now_ms, but only when that makes a window due, so an idle partition
+ * with nothing to close writes nothing. */
+mph_err_t mph__window_idle_close(mph_event_t *ev, mph_window_t *w, int64_t now_ms)
+{
+    mph__shard_t *sh;
+    wext_t *x;
+    mph_err_t err = prepare(ev, w, &sh, &x);
+    if (err)
+        return err;
+    if (!x->have_st || now_ms <= x->st ||
+        (now_ms < x->next_close && now_ms < x->next_expire))
+        return MPH_OK;
+    return advance(ev, sh, x, now_ms);
+}
+
 mph_err_t mph_window_stream_time(mph_event_t *ev, mph_window_t *w,
                                  int64_t *time_ms)
 {

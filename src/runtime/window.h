@@ -187,4 +187,9 @@ mph_err_t mph__session_lookup(mph_app_t *app, struct mph_window *w,
 mph_err_t mph__window_parse_time_source(const char *spec, int *src,
                                         char **field);
 
+/* window_idle_close_ms: closes (and expires) what is due at wall time
+ * now_ms on ev's shard of w, an idle partition (punctuate.c).
+ * @locality the worker owning the shard */
+mph_err_t mph__window_idle_close(mph_event_t *ev, mph_window_t *w, int64_t now_ms);
+
 #endif

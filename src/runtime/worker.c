@@ -63,6 +63,15 @@
  * records instead. Under at_least_once the only cost is a few predictable
  * branches (app->eos, slot txn_start, npoison).
  *
+ * Punctuators, idle window closing and batching agents (punctuate.c) run
+ * from this loop between batches: the io_uring wait is bounded by their
+ * next due time. Their sends carry MPH__SLOT_PUNCT and are counted in
+ * punct_inflight (no ack entry); under at_least_once a commit of a worker
+ * with tables waits until that count is zero before its table flush, with
+ * punctuators held. A batching agent's events are kept (process() returns
+ * true: the drain must not destroy them) with their ack entries open until
+ * the batch is delivered; batches are delivered before every commit.
+ *
  * Nothing here takes a lock. What others may read (stats) is written with
  * ck_pr stores.
  */
@@ -78,6 +87,7 @@
 #include "io/codec.h"
 #include "runtime/coordinator.h"
 #include "runtime/msg.h"
+#include "runtime/punctuate.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
@@ -284,6 +294,8 @@ static void drop_held(mph__worker_t *w, mph__held_t *h)
                                     (uint8_t)(v >> SEQ_BITS));
     if (s && s->acks.inflight > 0)
         s->acks.inflight--;
+    else if ((uint32_t)(v >> (GEN_BITS + SEQ_BITS)) == MPH__SLOT_PUNCT && w->punct_inflight > 0)
+        w->punct_inflight--;
     held_free(h);
 }
 
@@ -304,7 +316,7 @@ static void repair_progress(mph__worker_t *w)
         mph__held_t *h = &list[i];
         uint64_t v = (uint64_t)(uintptr_t)h->opaque;
         uint32_t slot_id = (uint32_t)(v >> (GEN_BITS + SEQ_BITS));
-        if (slot_id != MPH__SLOT_COPY &&
+        if (slot_id != MPH__SLOT_COPY && slot_id != MPH__SLOT_PUNCT &&
             !slot_of_opaque(w, slot_id, (uint8_t)(v >> SEQ_BITS))) {
             w->purged_handed_back++;
             held_free(h);
@@ -526,6 +538,8 @@ static void eos_dr(mph__worker_t *w, const rd_kafka_message_t *m, uint32_t slot_
     uint64_t v = (uint64_t)(uintptr_t)m->_private;
     bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
                   m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (slot_id == MPH__SLOT_PUNCT && w->punct_inflight > 0)
+        w->punct_inflight--; /* every report is final here (no re-send) */
     if (slot_id == MPH__SLOT_CHANGELOG) {
         if (!m->err) {
             mph__monitor_ack(w->mon, (uint64_t)rd_kafka_message_latency(m) * 1000);
@@ -637,9 +651,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         return;
     }
     bool copy = slot_id == MPH__SLOT_COPY;
+    bool punct = slot_id == MPH__SLOT_PUNCT; /* a punctuator's send (punctuate.c) */
     mph__slot_t *s = copy ? NULL : slot_of_opaque(w, slot_id, gen);
     if (m->err && purged && !s && !copy) {
         w->purged_handed_back++; /* its source is processed again by the next owner */
+        if (punct && w->punct_inflight > 0)
+            w->punct_inflight--;
         return;
     }
     mph_topic_t *t = out_topic_of(w, m->rkt);
@@ -693,6 +710,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                                 mph__kafka_err(m->err));
         if (s)
             s->acks.inflight--; /* never acknowledged: a stop need not wait for it */
+        else if (punct && w->punct_inflight > 0)
+            w->punct_inflight--;
         mph__app_fail(w->app, mph__kafka_err(m->err),
                       "send to %s [%d] failed permanently: %s; stopping without committing "
                       "past the source record",
@@ -708,6 +727,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
     if (s)
         mph__acks_ack(&s->acks, seq); /* else: a copy, or a partition handed back */
+    else if (punct && w->punct_inflight > 0)
+        w->punct_inflight--;
 }
 
 /* ------------------------------------------------------------------ */
@@ -750,6 +771,7 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
     s->txn_start = w->app->eos ? -1 : 0;
     mph__acks_init(&s->acks);
     w->slot_of[topic][partition] = (int32_t)id;
+    mph__pw_slot_added(w, id);
     mph__mon_add(&w->mon->partitions, 1);
     mph__monitor_partition(w->mon, topic, partition, true);
     return MPH_OK;
@@ -758,6 +780,7 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
 static void slot_remove(mph__worker_t *w, uint32_t id)
 {
     mph__slot_t *s = &w->slots[id];
+    mph__pw_slot_removed(w, id);
     w->slot_of[s->topic][s->partition] = -1;
     mph__acks_fini(&s->acks);
     s->used = false;
@@ -816,9 +839,13 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
         timestamp = 0;
     mph__slot_t *s = ev->slot;
     if (!ev->seq_open) {
-        mph_err_t err = mph__acks_open(&s->acks, ev->rkm->offset, &ev->seq);
-        if (err)
-            return err;
+        if (MPH__MON_UNLIKELY(ev->punct)) {
+            ev->seq = 0; /* a punctuator's sends open no ack entry (punctuate.c) */
+        } else {
+            mph_err_t err = mph__acks_open(&s->acks, ev->rkm->offset, &ev->seq);
+            if (err)
+                return err;
+        }
         ev->seq_open = true;
     }
     rd_kafka_headers_t *hdrs = raw_headers ? rd_kafka_headers_copy(raw_headers) : NULL;
@@ -831,7 +858,8 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
     }
     if (partition == MPH_PARTITION_ANY && !key && topic->partitions > 0)
         partition = (int32_t)(w->rr++ % (uint64_t)topic->partitions);
-    void *opaque = encode_opaque(ev->slot_id, s->gen, ev->seq);
+    void *opaque = MPH__MON_UNLIKELY(ev->punct) ? encode_opaque(MPH__SLOT_PUNCT, 0, 0)
+                                                : encode_opaque(ev->slot_id, s->gen, ev->seq);
     rd_kafka_topic_t *rkt = NULL;
     if (produce_rkt(w, topic, &rkt) != MPH_OK) {
         if (hdrs)
@@ -883,7 +911,10 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
         }
         return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? MPH_ERR_STOPPED : mph__kafka_err(e);
     }
-    mph__acks_add_send(&s->acks, ev->seq);
+    if (MPH__MON_UNLIKELY(ev->punct))
+        w->punct_inflight++;
+    else
+        mph__acks_add_send(&s->acks, ev->seq);
     mph__monitor_send(w->mon, topic->index);
     return MPH_OK;
 }
@@ -1106,20 +1137,22 @@ static bool bad_input(mph__worker_t *w, mph_topic_t *t, rd_kafka_message_t *m, m
 /* ------------------------------------------------------------------ */
 /* dispatch                                                           */
 
-static void process(mph__worker_t *w, rd_kafka_message_t *m)
+/* Dispatches record m. Returns true when a batching agent kept m (the
+ * caller must not destroy it; punctuate.c does). */
+static bool process(mph__worker_t *w, rd_kafka_message_t *m)
 {
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN, "consumer error: %s",
                             rd_kafka_message_errstr(m));
-        return;
+        return false;
     }
     int ti = topic_of(w, m->rkt);
     if (ti < 0 || m->partition < 0 || m->partition >= w->app->topics[ti]->partitions)
-        return;
+        return false;
     int32_t sid = w->slot_of[ti][m->partition];
     if (sid < 0)
-        return; /* not ours: see "Slots change only between batches" above */
+        return false; /* not ours: see "Slots change only between batches" above */
     mph__slot_t *s = &w->slots[sid];
     mph_topic_t *t = w->app->topics[ti];
     struct mph_event *ev = &w->ev;
@@ -1142,7 +1175,7 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
             derr = check_codec(w, t, t->value_codec, m->payload, m->len, true, why, sizeof why);
         if (derr) {
             if (!bad_input(w, t, m, derr, why))
-                return; /* not processed: the commit point stays before it */
+                return false; /* not processed: the commit point stays before it */
             if (ev->seq_open)
                 mph__acks_close(&s->acks, ev->seq);
             else
@@ -1151,17 +1184,28 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
                 s->txn_start = m->offset; /* exactly_once only */
             s->last_offset = m->offset;
             w->events_since_commit++;
-            return;
+            return false;
         }
     }
 
+    bool kept = false; /* a batching agent holds m (punctuate.c) */
     for (size_t i = 0; i < t->nagents; i++) {
         mph_agent_t *a = t->agents[i];
         ev->agent = a;
+        if (MPH__MON_UNLIKELY(a->batch_n)) {
+            if (!mph__pw_batch_add(w, a, ev)) {
+                w->failed = true;
+                mph__app_fail(w->app, MPH_ERR_NOMEM, "agent %s: out of memory for a batch of "
+                              "%s [%d]", a->name, t->name, (int)m->partition);
+                return kept;
+            }
+            kept = true;
+            continue;
+        }
         mph_err_t rc = a->fn(ev, a->opaque);
         mph__monitor_agent(w->mon, a->index, rc != MPH_OK);
         if (w->failed)
-            return; /* a refused send: never processed, never committed past */
+            return kept; /* a refused send: never processed, never committed past */
         if (rc != MPH_OK) {
             mph_log_limited(&w->log_lim, 1000, MPH_LOG_ERROR,
                             "agent %s failed on %s [%d] offset %lld: %s", a->name, t->name,
@@ -1176,7 +1220,7 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
                               "committing past the event",
                               a->name, t->name, (int)m->partition, (long long)m->offset,
                               mph_err_str(rc));
-                return;
+                return kept;
             }
             if (w->app->stop_on_agent_error) {
                 w->failed = true;
@@ -1186,20 +1230,28 @@ static void process(mph__worker_t *w, rd_kafka_message_t *m)
                               mph_err_str(rc));
                 /* Not marked processed (an opened entry stays held), so the
                  * commit point never passes this event. */
-                return;
+                return kept;
             }
         }
     }
-    if (ev->seq_open)
-        mph__acks_close(&s->acks, ev->seq);
-    else
+    /* (A kept event's entry stays open until its batch is delivered.) */
+    if (ev->seq_open) {
+        if (!MPH__MON_UNLIKELY(kept))
+            mph__acks_close(&s->acks, ev->seq);
+    } else {
         mph__acks_processed(&s->acks, m->offset);
+    }
     if (MPH__MON_UNLIKELY(s->txn_start < 0))
         s->txn_start = m->offset; /* exactly_once only: where an abort re-reads from */
     s->last_offset = m->offset;
     w->events_since_commit++;
+    if (MPH__MON_UNLIKELY(w->pw_track))
+        mph__pw_note(w, s, m, t0);
     mph__monitor_event(w->mon, ti, m->partition, m->offset,
                        (uint64_t)(mph_clock_mono_ns() - t0));
+    if (MPH__MON_UNLIKELY(kept))
+        mph__pw_batch_full(w);
+    return kept;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1678,6 +1730,7 @@ static void eos_abort(mph__worker_t *w, bool again)
     mph__tables_flush_cancel(w);
     w->cl_pending = 0;
     w->cl_failed = false;
+    mph__pw_drop_batches(w); /* their records are read again after the seek */
     rollback_shards(w);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (uint32_t i = 0; i < w->nslots; i++) {
@@ -1771,6 +1824,11 @@ static bool eos_commit(mph__worker_t *w, bool again)
         return false; /* the worker loop finishes the abort first */
     if (w->txn_doomed || w->failed) {
         eos_abort(w, again && !w->failed);
+        return false;
+    }
+    mph__pw_flush_batches(w); /* a batch never spans two transactions */
+    if (w->failed) {
+        eos_abort(w, false);
         return false;
     }
     int64_t t0 = mph_clock_mono_ns();
@@ -1914,6 +1972,18 @@ static void eos_revoke(mph__worker_t *w, mph__msg_t *msg)
     post_revoked(w, msg, reply, k, durable);
 }
 
+/* at_least_once, before a hand-back or stop makes table state durable:
+ * pending batches are delivered, and every punctuator send is
+ * acknowledged first (punctuate.c). */
+static void punct_settle(mph__worker_t *w, int64_t deadline_ns)
+{
+    if (!w->pw)
+        return;
+    mph__pw_flush_batches(w);
+    while (w->punct_inflight > 0 && mph_clock_mono_ns() < deadline_ns)
+        serve_producer(w, 10);
+}
+
 /* The coordinator's deadline (msg->deadline_ns, on the same monotonic
  * clock) bounds the whole hand-back: a worker that got to the message late
  * has less time, not a fresh budget the coordinator does not wait for. */
@@ -1933,6 +2003,8 @@ static void handle_revoke(mph__worker_t *w, mph__msg_t *msg)
         mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): dropping "
                               "unflushed table state and commit points of %zu partitions",
                 msg->n);
+    else
+        punct_settle(w, deadline);
     bool durable = !msg->lost && mph__tables_flush(w, deadline - mph_clock_mono_ns());
     mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
     size_t k = 0;
@@ -1986,6 +2058,7 @@ static void handle_stop(mph__worker_t *w)
         return;
     }
     int64_t deadline = mph_clock_mono_ns() + w->app->shutdown_timeout_ms * 1000000;
+    punct_settle(w, deadline);
     bool durable = mph__tables_flush(w, w->app->shutdown_timeout_ms * 1000000);
     while ((rd_kafka_outq_len(w->producer) > 0 || w->repairing) &&
            mph_clock_mono_ns() < deadline)
@@ -2037,8 +2110,8 @@ static void worker_inbox(mph__worker_t *w)
             handle_stop(w);
             break;
         case MSG_RECORD:
-            process(w, msg->ptr);
-            rd_kafka_message_destroy(msg->ptr);
+            if (!process(w, msg->ptr))
+                rd_kafka_message_destroy(msg->ptr);
             break;
         case MSG_TABLE_GET:
             mph__tables_serve_get(w, msg->ptr);
@@ -2078,8 +2151,8 @@ static int drain(mph__worker_t *w)
     if (n < 0)
         return 0;
     for (ssize_t i = 0; i < n; i++) {
-        if (!w->failed && !w->exit)
-            process(w, w->batch[i]);
+        if (!w->failed && !w->exit && process(w, w->batch[i]))
+            continue; /* a batch holds it */
         rd_kafka_message_destroy(w->batch[i]);
     }
     /* librdkafka keeps the queue near stream_buffer_max (app.c sets its
@@ -2151,24 +2224,44 @@ static void *worker_main(void *arg)
         else
             n = drain(w);
         int64_t now = mph_clock_mono_ns();
+        /* Punctuators, idle window closing and batches due by now (their
+         * next due time bounds the wait below). */
+        int64_t pdue = INT64_MAX;
+        if (MPH__MON_UNLIKELY(w->pw != NULL) && !w->abort_pending && !w->persist_pending)
+            pdue = mph__pw_run(w, now);
         bool suspect = now < suspect_until || rd_kafka_assignment_lost(w->app->consumer);
         if (!suspect && !w->app->eos)
             flush_progress(w);
+        bool held = false;
         if (!suspect &&
             (now >= w->next_commit_ns || w->events_since_commit >= w->app->commit_every)) {
+            if (MPH__MON_UNLIKELY(w->pw != NULL) && !w->app->eos) {
+                /* Batches never span a commit; a table flush waits for
+                 * punctuator sends (punctuate.c), punctuators paused. */
+                mph__pw_flush_batches(w);
+                held = w->punct_inflight > 0 && w->app->ntables > 0;
+                mph__pw_hold(w, held);
+            }
             if (MPH__MON_UNLIKELY(w->app->eos))
                 eos_commit(w, true);
-            else
+            else if (!held)
                 report(w, MSG_COMMIT, now >= w->next_commit_ns && commit_failed_since(w));
-            w->events_since_commit = 0;
-            /* A transaction's commit takes round trips: the next interval
-             * counts from its end, so processing gets the whole interval. */
-            w->next_commit_ns = (w->app->eos ? mph_clock_mono_ns() : now) + interval_ns;
+            if (!held) {
+                w->events_since_commit = 0;
+                /* A transaction's commit takes round trips: the next
+                 * interval counts from its end, so processing gets the
+                 * whole interval. */
+                w->next_commit_ns = (w->app->eos ? mph_clock_mono_ns() : now) + interval_ns;
+            }
         }
         last_ns = mph_clock_mono_ns(); /* long drains and flushes are not stalls */
         if (n >= w->app->max_poll_batch)
             continue; /* more is waiting: do not sleep */
         int64_t wait = w->next_commit_ns - now;
+        if (MPH__MON_UNLIKELY(held))
+            wait = 1000000; /* the commit waits for punctuator sends' reports */
+        else if (pdue != INT64_MAX && pdue - now < wait)
+            wait = pdue - now;
         if (wait > 100000000)
             wait = 100000000;
         if (wait < 1000)
@@ -2222,6 +2315,8 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     if (!w->ring)
         goto fail_quiet;
     if (mph__tables_worker_open(w, errstr, errstr_size) != MPH_OK)
+        goto fail_quiet;
+    if (mph__pw_open(w, errstr, errstr_size) != MPH_OK)
         goto fail_quiet;
 
     if (producer_open(w, errstr, errstr_size) != MPH_OK)
@@ -2289,6 +2384,7 @@ void mph__worker_destroy(mph__worker_t *w)
     out_topics_close(w);
     free(w->out_rkt);
     producer_close(w->producer, w->prod_main);
+    mph__pw_close(w); /* after the producer: its last reports are served */
     for (size_t i = 0; i < w->nheld; i++)
         held_free(&w->held[i]);
     free(w->held);

@@ -26,6 +26,14 @@ struct mph_event {
     int json_state;        /* 0 not parsed, 1 parsed, -1 not JSON */
     mph_err_t json_err;
     mph_record_t *record;  /* decoded value of a record topic */
+    /* Punctuators and batches (punctuate.c): punct marks a punctuator's
+     * handle (rkm is then a stand-in without a record; punct_ts is what
+     * mph_event_timestamp returns); batch/nbatch the events of a batch
+     * being delivered. */
+    bool punct;
+    int64_t punct_ts;
+    rd_kafka_message_t **batch;
+    size_t nbatch;
 };
 
 /* The slot id in a send's msg_opaque (worker.c) names the partition slot
@@ -34,7 +42,8 @@ struct mph_event {
  * nothing waits for. Real slot ids stay below MPH__SLOT_IDS. */
 #define MPH__SLOT_CHANGELOG 0xFFFFu
 #define MPH__SLOT_COPY      0xFFFEu
-#define MPH__SLOT_IDS       0xFFFEu
+#define MPH__SLOT_PUNCT     0xFFFDu /* a punctuator's send (punctuate.c) */
+#define MPH__SLOT_IDS       0xFFFDu
 
 /* A record the worker holds back to send again in order (worker.c: repair).
  * key, value and hdrs are owned. */
@@ -61,6 +70,13 @@ typedef struct mph__slot {
      * 0 and is never read. */
     int64_t txn_start;
     mph__acks_t acks;
+    /* Kept only while punctuators or idle window closing need them
+     * (punctuate.c): when the last record was processed (monotonic ns),
+     * the partition's stream time (highest record timestamp; -1 none) and
+     * the stream time at which a stream punctuator is due next. */
+    int64_t last_ns;
+    int64_t stream_ms;
+    int64_t stream_due;
 } mph__slot_t;
 
 /* exactly_once: a source record whose output the broker refused in an
@@ -137,6 +153,12 @@ struct mph__worker {
     bool fenced;         /* a newer process took txn_id: never write again */
     mph__poison_t *poison;
     size_t npoison, poison_cap;
+
+    /* Punctuators and batching agents (punctuate.c); NULL when the app
+     * has none, and then nothing of it runs. */
+    struct mph__pw *pw;
+    bool pw_track;          /* process() notes slot times for pw */
+    uint64_t punct_inflight; /* punctuator sends not yet acknowledged */
 };
 
 mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t errstr_size);

@@ -160,6 +160,7 @@ void mph__cli_agents_help(FILE *out)
             "be listed this way (status 4). The topics an agent subscribes "
             "to and its\n"
             "sinks are not visible through libmephisto's public API yet.\n"
+            "An agent's punctuators and batch bounds follow its name.\n"
             "\n"
             "Options:\n%s"
             "\n"
@@ -715,7 +716,28 @@ static void print_agent(mph_json_parser_t *p, mph_json_val_t v, void *opaque)
     const char *name = "?";
     size_t len = 1;
     mph_json_get_str(p, v, "name", &name, &len);
-    printf("%.*s\n", (int)len, name);
+    printf("%.*s", (int)len, name);
+    /* Punctuators and batching (mph_agent_punctuate, mph_agent_batch). */
+    for (int i = 0; i < 64; i++) {
+        char path[64];
+        const char *clock;
+        size_t cl;
+        int64_t ms = 0;
+        snprintf(path, sizeof path, "punctuators.%d.clock", i);
+        if (mph_json_get_str(p, v, path, &clock, &cl) != MPH_OK)
+            break;
+        snprintf(path, sizeof path, "punctuators.%d.interval_ms", i);
+        mph_json_get_i64(p, v, path, &ms);
+        printf("%s%.*s every %lld ms", i ? ", " : "  punctuators: ", (int)cl, clock,
+               (long long)ms);
+    }
+    uint64_t max_n = 0;
+    int64_t within = 0;
+    if (mph_json_get_u64(p, v, "batch.max_n", &max_n) == MPH_OK &&
+        mph_json_get_i64(p, v, "batch.within_ms", &within) == MPH_OK)
+        printf("  batches of up to %llu within %lld ms", (unsigned long long)max_n,
+               (long long)within);
+    printf("\n");
     l->n++;
 }
 
