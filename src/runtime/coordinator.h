@@ -29,4 +29,18 @@ typedef struct mph__coord_stats {
 } mph__coord_stats_t;
 void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out);
 
+/* What /stats shows of each table shard being restored (restore.c). */
+typedef struct mph__restore_stat {
+    int table;
+    int32_t partition;
+    int worker;
+    int64_t records_restored;
+    int64_t records_total; /* -1 while the watermarks are being read */
+    double rate;           /* records/s */
+    double eta_s;          /* -1 when unknown */
+} mph__restore_stat_t;
+/* Copies up to max of the shards restoring now into out; returns how many
+ * restore. @locality any (while the coordinator exists) */
+size_t mph__coord_restoring(const mph__coord_t *c, mph__restore_stat_t *out, size_t max);
+
 #endif

@@ -14,14 +14,26 @@
  * shard is dropped and rebuilt from the low watermark, with a warning.
  *
  * RocksDB shards receive records in WriteBatches of batch_records with the
- * WAL off, each carrying the shard's checkpoint, and are flushed at the end
- * (mph__rstore_bulk_finish) before the shard is handed over. Memory shards
- * apply records directly.
+ * WAL off, each carrying the shard's checkpoint, and are flushed
+ * (mph__rstore_bulk_finish) as soon as their own partition is complete,
+ * before the shard is marked finished. Memory shards apply records
+ * directly.
+ *
+ * Items finish independently (item->finished, a release store after every
+ * write to the shard): the restore thread that runs this (restore.c) lets
+ * the coordinator hand over each finished shard while the others go on.
+ * An item whose cancel flag is set (its partition was revoked) stops
+ * within one poll (100 ms): its partition is paused on this consumer, its
+ * pending batch is written and flushed, and it finishes as cancelled with
+ * everything up to shard->applied in place, so a later recovery resumes
+ * from there. This function never blocks on one item for the others.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <ck_pr.h>
 
 #include "mephisto/log.h"
 #include "state/recovery.h"
@@ -45,6 +57,24 @@ static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr
         err = mph__rstore_write_bulk(sh->rs, p->batch, p->gen, errstr, errstr_size);
     mph__rstore_batch_clear(p->batch);
     return err;
+}
+
+/* Makes item p durable and marks it finished (see DESIGN). */
+static mph_err_t finish_part(part_t *p, int workers, char *errstr, size_t errstr_size)
+{
+    mph__shard_t *sh = p->item->shard;
+    mph_err_t err = MPH_OK;
+    if (p->batch) {
+        err = flush_batch(p, workers, errstr, errstr_size);
+        if (!err)
+            err = mph__rstore_bulk_finish(sh->rs, p->gen, errstr, errstr_size);
+    }
+    if (err)
+        return err;
+    p->done = true;
+    ck_pr_fence_store();
+    ck_pr_store_int(&p->item->finished, 1);
+    return MPH_OK;
 }
 
 mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
@@ -84,8 +114,11 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         mph__recovery_item_t *it = &items[i];
         mph__shard_t *sh = it->shard;
         p->item = it;
-        it->records = 0;
+        ck_pr_store_64((uint64_t *)&it->records, 0);
+        ck_pr_store_64((uint64_t *)&it->total, (uint64_t)-1);
+        ck_pr_store_64((uint64_t *)&it->started_ns, (uint64_t)mph_clock_mono_ns());
         it->rebuilt = false;
+        it->cancelled = false;
         /* Right after a changelog is created its leader may not be known
          * yet: retry for a while before giving up. */
         int64_t wm_deadline = mph_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
@@ -96,7 +129,16 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 struct timespec ts = {0, 200000000};
                 nanosleep(&ts, NULL);
             }
-        } while (err && mph_clock_mono_ns() < wm_deadline);
+        } while (err && mph_clock_mono_ns() < wm_deadline && !ck_pr_load_int(&it->cancel));
+        if (ck_pr_load_int(&it->cancel)) {
+            /* Revoked before it started: the shard is as it came. */
+            it->cancelled = true;
+            ck_pr_store_64((uint64_t *)&it->total, 0);
+            err = finish_part(p, workers, errstr, errstr_size);
+            if (err)
+                goto out;
+            continue;
+        }
         if (err) {
             snprintf(errstr, errstr_size, "recovery of %s [%u]: cannot read watermarks: %s",
                      it->changelog, sh->partition, mph_err_str(err));
@@ -118,8 +160,12 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         if (start < p->lo)
             start = p->lo;
         p->next = start;
+        ck_pr_store_64((uint64_t *)&it->total,
+                       (uint64_t)(start < p->hi ? p->hi - start : 0));
         if (start >= p->hi) {
-            p->done = true;
+            err = finish_part(p, workers, errstr, errstr_size);
+            if (err)
+                goto out;
             continue;
         }
         if (sh->rs) {
@@ -156,8 +202,12 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 }
             if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 if (m->offset >= p->hi || m->offset >= p->next) {
-                    p->done = true;
                     open--;
+                    err = finish_part(p, workers, errstr, errstr_size);
+                    if (err) {
+                        rd_kafka_message_destroy(m);
+                        goto out;
+                    }
                 }
             } else if (p && !m->err) {
                 err = mph__shard_apply(p->item->shard, p->batch, m->key, m->key_len, m->payload,
@@ -171,18 +221,42 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                     rd_kafka_message_destroy(m);
                     goto out;
                 }
-                p->item->records++;
+                ck_pr_store_64((uint64_t *)&p->item->records, (uint64_t)p->item->records + 1);
                 prog.done++;
                 p->next = m->offset + 1;
                 last_progress = now;
                 if (p->next >= p->hi) {
-                    p->done = true;
                     open--;
+                    err = finish_part(p, workers, errstr, errstr_size);
+                    if (err) {
+                        rd_kafka_message_destroy(m);
+                        goto out;
+                    }
                 }
             } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 mph_log(MPH_LOG_WARN, "recovery: %s", rd_kafka_message_errstr(m));
             }
             rd_kafka_message_destroy(m);
+        }
+        /* Cancelled items (their partitions were revoked) stop now. */
+        for (size_t i = 0; i < n && open > 0; i++) {
+            part_t *p = &parts[i];
+            if (p->done || !ck_pr_load_int(&p->item->cancel))
+                continue;
+            rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(one, p->item->changelog,
+                                              (int32_t)p->item->shard->partition);
+            rd_kafka_pause_partitions(rk, one);
+            rd_kafka_topic_partition_list_destroy(one);
+            p->item->cancelled = true;
+            prog.total -= p->hi - p->next;
+            open--;
+            mph_log(MPH_LOG_INFO, "%s [%u]: recovery cancelled at offset %lld (partition revoked)",
+                    p->item->changelog, p->item->shard->partition, (long long)p->next);
+            err = finish_part(p, workers, errstr, errstr_size);
+            if (err)
+                goto out;
+            last_progress = now;
         }
         if (now - last_report > 1000000000 || open == 0) {
             double secs = (double)(now - t0) / 1e9;
@@ -200,22 +274,6 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
             snprintf(errstr, errstr_size, "recovery made no progress for %d ms", timeout_ms);
             goto out;
         }
-    }
-    for (size_t i = 0; i < n && !err; i++) {
-        if (!parts[i].batch)
-            continue;
-        err = flush_batch(&parts[i], workers, errstr, errstr_size);
-    }
-    /* One flush per RocksDB instance makes the bulk writes durable. */
-    for (size_t i = 0; i < n && !err; i++) {
-        mph__shard_t *sh = items[i].shard;
-        if (!parts[i].batch)
-            continue;
-        bool seen = false;
-        for (size_t j = 0; j < i; j++)
-            seen |= parts[j].batch && items[j].shard->rs == sh->rs;
-        if (!seen)
-            err = mph__rstore_bulk_finish(sh->rs, parts[i].gen, errstr, errstr_size);
     }
     if (!err && total > 0) {
         double secs = (double)(mph_clock_mono_ns() - t0) / 1e9;
