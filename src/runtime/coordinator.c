@@ -24,7 +24,10 @@
  * rebuilds their shards (restore.c); each one is handed over, the same
  * way, as soon as its own shards are complete, so the ready partitions
  * process meanwhile and the assign callback never waits for a recovery.
- * app->ready (GET /ready) is 1 only while nothing restores.
+ * app->ready (GET /ready) is 1 only while nothing restores. Standby
+ * replicas (standby.c) of newly assigned partitions stop first, so that
+ * the restore starts from their checkpoints; after every rebalance the
+ * standbys are placed again.
  *
  * Revocation: MSG_REVOKE to each worker concerned, carrying one deadline
  * on the monotonic clock (now + shutdown_timeout_ms) that bounds both
@@ -74,6 +77,7 @@
 #include "runtime/monitor.h"
 #include "runtime/msg.h"
 #include "runtime/restore.h"
+#include "runtime/standby.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
@@ -97,6 +101,7 @@ struct mph__coord {
     uint64_t *revoke_at;      /* assign_calls when the last MSG_REVOKE was posted */
     uint64_t assign_calls;    /* assignments handled so far */
     mph__restorer_t *restorer; /* shards restoring off the assign path (restore.c) */
+    mph__standby_t *standby;   /* standby replicas (standby.c) */
 };
 
 /* How long a revocation's reply may take to arrive after its deadline. */
@@ -127,6 +132,11 @@ void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out)
 size_t mph__coord_restoring(const mph__coord_t *c, mph__restore_stat_t *out, size_t max)
 {
     return c->restorer ? mph__restorer_stats(c->restorer, out, max) : 0;
+}
+
+size_t mph__coord_standbys(const mph__coord_t *c, mph__restore_stat_t *out, size_t max)
+{
+    return c->standby ? mph__standby_stats(c->standby, out, max) : 0;
 }
 
 mph_err_t mph__coord_post(mph__coord_t *c, void *msg)
@@ -512,6 +522,7 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     bool *ok = calloc((size_t)W, sizeof *ok);
     if (ok)
         await_late_revocations(c, count, parts, ok);
+    mph__standby_taken(c->standby, parts);
     if (app->eos && app->ntables && parts->cnt > 0) {
         /* exactly_once: a previous owner's last transaction may still be
          * completing (its commit markers are written after EndTxn
@@ -730,6 +741,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         assign_parts(c, parts);
     else
         revoke_parts(c, parts);
+    mph__standby_rebalanced(c->standby);
     mph__sensors_rebalance(c->app, assigned, parts->cnt);
 }
 
@@ -817,6 +829,7 @@ static void *coord_main(void *arg)
         while ((m = mph__mailbox_pop_sc(&c->mbox)))
             handle_msg(c, m, NULL);
         hand_over_restored(c);
+        mph__standby_poll(c->standby);
         int st = ck_pr_load_int(&app->state);
         if (st == APP_STOPPING)
             break;
@@ -834,6 +847,7 @@ static void *coord_main(void *arg)
     /* Whatever still restores (the close failed) lets go of its shards
      * before the workers, whose stores they use, go away. */
     mph__restorer_cancel(c->restorer, NULL);
+    mph__standby_stop(c->standby);
     for (int w = 0; w < app->nworkers; w++)
         mph__worker_join(app->workers[w]);
     mph_log(MPH_LOG_INFO, "stopped");
@@ -877,8 +891,10 @@ mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
         return NULL;
     }
     c->cq_fd = mph__eventfd_new();
-    c->restorer = mph__restorer_new(app, c->mbox.fd);
-    if (!c->restorer) {
+    c->restorer = mph__restorer_new(app, c->mbox.fd, false);
+    c->standby = c->restorer ? mph__standby_new(app, c->mbox.fd) : NULL;
+    if (!c->restorer || !c->standby) {
+        mph__restorer_destroy(c->restorer);
         snprintf(errstr, errstr_size, "coordinator: out of memory");
         mph__mailbox_fini(&c->mbox);
         coord_free_arrays(c);
@@ -941,6 +957,7 @@ void mph__coord_destroy(mph__coord_t *c)
         return;
     mph__coord_join(c);
     mph__restorer_destroy(c->restorer);
+    mph__standby_destroy(c->standby);
     mph__msg_t *m;
     if (c->mbox.buf)
         while ((m = mph__mailbox_pop_sc(&c->mbox)))

@@ -683,6 +683,8 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
         mph__coord_stats(coord, &st->coord);
         st->recovery.nrestoring =
             mph__coord_restoring(coord, st->recovery.restoring, MPH__STATS_RESTORING);
+        st->recovery.nstandbys =
+            mph__coord_standbys(coord, st->recovery.standbys, MPH__STATS_RESTORING);
     }
     free(h);
     return MPH_OK;
@@ -1056,6 +1058,26 @@ static void render(jdoc_t *j, const mph__stats_t *st)
                                       : (r->records_total == 0 ? 1.0 : 0.0));
         j_kv_f64(j, "rate", r->rate);
         j_kv_f64(j, "eta_s", r->eta_s);
+        j_obj(j, false);
+    }
+    j_arr(j, false);
+    /* Standby replicas held here: records applied and lag behind the end. */
+    j_kv_u64(j, "standby_shards", st->recovery.nstandbys);
+    j_key(j, "standbys");
+    j_arr(j, true);
+    for (size_t i = 0; i < st->recovery.nstandbys && i < MPH__STATS_RESTORING; i++) {
+        const mph__restore_stat_t *r = &st->recovery.standbys[i];
+        j_obj(j, true);
+        j_key(j, "table");
+        j_str(j, r->table >= 0 && (size_t)r->table < st->ntables && st->tables[r->table].name
+                     ? st->tables[r->table].name
+                     : "?");
+        j_key(j, "partition");
+        j_i64(j, r->partition);
+        j_key(j, "records_applied");
+        j_i64(j, r->records_restored);
+        j_key(j, "lag");
+        j_i64(j, r->lag);
         j_obj(j, false);
     }
     j_arr(j, false);

@@ -311,6 +311,10 @@ typedef struct mph__stats_recovery {
     size_t nrestoring;
 #define MPH__STATS_RESTORING 64
     mph__restore_stat_t restoring[MPH__STATS_RESTORING];
+    /* The standby replicas held here (standby.c): how many, and the first
+     * MPH__STATS_RESTORING of them. */
+    size_t nstandbys;
+    mph__restore_stat_t standbys[MPH__STATS_RESTORING];
 } mph__stats_recovery_t;
 
 typedef struct mph__stats {

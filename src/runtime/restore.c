@@ -66,6 +66,7 @@ typedef struct restore_run {
 struct mph__restorer {
     mph_app_t *app;
     int wake_fd;
+    bool follow; /* standby replicas: runs follow their changelogs until cancelled */
     pthread_mutex_t lock; /* guards runs (the list and the frees) against stats readers */
     restore_run_t *runs;
     mph__restore_job_t *jobs;    /* all jobs of started runs */
@@ -73,13 +74,14 @@ struct mph__restorer {
     int njobs;                   /* jobs alive (pending or in runs) */
 };
 
-mph__restorer_t *mph__restorer_new(mph_app_t *app, int wake_fd)
+mph__restorer_t *mph__restorer_new(mph_app_t *app, int wake_fd, bool follow)
 {
     mph__restorer_t *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->app = app;
     r->wake_fd = wake_fd;
+    r->follow = follow;
     pthread_mutex_init(&r->lock, NULL);
     return r;
 }
@@ -124,11 +126,16 @@ static void *run_main(void *arg)
 {
     restore_run_t *run = arg;
     mph_app_t *app = run->r->app;
-    mph_log_set_thread_name("restore");
+    mph_log_set_thread_name(run->r->follow ? "standby" : "restore");
     int64_t batch = mph_conf_get_int(app->conf, "recovery_batch_records", 100000);
     int timeout = (int)(app->shutdown_timeout_ms > 60000 ? app->shutdown_timeout_ms : 60000);
-    run->err = mph__recover(app->kenv, app->conf, run->items, run->nitems, batch, app->nworkers,
-                            timeout, progress, app, run->errstr, sizeof run->errstr);
+    if (run->r->follow)
+        run->err = mph__recover_follow(app->kenv, app->conf, run->items, run->nitems, batch,
+                                       app->nworkers, run->errstr, sizeof run->errstr);
+    else
+        run->err = mph__recover(app->kenv, app->conf, run->items, run->nitems, batch,
+                                app->nworkers, timeout, progress, app, run->errstr,
+                                sizeof run->errstr);
     ck_pr_fence_store();
     ck_pr_store_int(&run->ended, 1);
     if (run->r->wake_fd >= 0)
@@ -185,7 +192,8 @@ mph_err_t mph__restorer_start(mph__restorer_t *r, char *errstr, size_t errstr_si
         goto drop;
     }
     run->started = true;
-    ck_pr_add_64(&r->app->recoveries, 1);
+    if (!r->follow)
+        ck_pr_add_64(&r->app->recoveries, 1);
     pthread_mutex_lock(&r->lock);
     run->next = r->runs;
     r->runs = run;
@@ -196,8 +204,8 @@ mph_err_t mph__restorer_start(mph__restorer_t *r, char *errstr, size_t errstr_si
     last->next = r->jobs;
     r->jobs = r->pending;
     r->pending = NULL;
-    mph_log(MPH_LOG_INFO, "restoring %zu table shards of %d partitions in the background", n,
-            run->njobs);
+    mph_log(MPH_LOG_INFO, "%s %zu table shards of %d partitions in the background",
+            r->follow ? "standby replicas of" : "restoring", n, run->njobs);
     return MPH_OK;
 drop:
     while (r->pending) {
@@ -301,13 +309,66 @@ static bool job_in(mph_app_t *app, const mph__restore_job_t *job,
     return false;
 }
 
+typedef struct match {
+    const rd_kafka_topic_partition_list_t *parts; /* or */
+    const int32_t *nums;
+    size_t nnums;
+    bool all;
+} match_t;
+
+static bool matches(mph_app_t *app, const mph__restore_job_t *j, const match_t *m)
+{
+    if (m->all)
+        return true;
+    if (m->parts)
+        return job_in(app, j, m->parts);
+    for (size_t i = 0; i < m->nnums; i++)
+        if (m->nums[i] == j->partition)
+            return true;
+    return false;
+}
+
+static int cancel_matching(mph__restorer_t *r, const match_t *m);
+
 int mph__restorer_cancel(mph__restorer_t *r, const rd_kafka_topic_partition_list_t *parts)
+{
+    match_t m = {parts, NULL, 0, parts == NULL};
+    return cancel_matching(r, &m);
+}
+
+int mph__restorer_cancel_numbers(mph__restorer_t *r, const int32_t *nums, size_t n)
+{
+    match_t m = {NULL, nums, n, false};
+    return cancel_matching(r, &m);
+}
+
+/* Jobs whose run ended before they finished (a failed run): their shards
+ * are dropped (partly applied). Returns how many. */
+int mph__restorer_drop_failed(mph__restorer_t *r)
+{
+    int n = 0;
+    for (;;) {
+        mph__restore_job_t *j = r->jobs;
+        while (j && !(ck_pr_load_int(&j->run->ended) && !job_finished(j)))
+            j = j->next;
+        if (!j)
+            return n;
+        int32_t p = j->partition;
+        mph_log(MPH_LOG_WARN, "%s of partition %d failed: %s",
+                r->follow ? "standby replica" : "restore", (int)p,
+                j->run->errstr[0] ? j->run->errstr : mph_err_str(j->run->err));
+        mph__restorer_cancel_numbers(r, &p, 1);
+        n++;
+    }
+}
+
+static int cancel_matching(mph__restorer_t *r, const match_t *m)
 {
     int cancelled = 0;
     /* Not started: nothing touches their shards. */
     for (mph__restore_job_t **pp = &r->pending; *pp;) {
         mph__restore_job_t *j = *pp;
-        if (!parts || job_in(r->app, j, parts)) {
+        if (matches(r->app, j, m)) {
             *pp = j->next;
             drop_job(r, j);
             cancelled++;
@@ -317,14 +378,14 @@ int mph__restorer_cancel(mph__restorer_t *r, const rd_kafka_topic_partition_list
     }
     /* Raise every flag first, so that all of them stop in the same poll. */
     for (mph__restore_job_t *j = r->jobs; j; j = j->next)
-        if (!parts || job_in(r->app, j, parts))
+        if (matches(r->app, j, m))
             for (size_t i = 0; i < j->set->n; i++)
                 ck_pr_store_int(&j->run->items[j->first + i].cancel, 1);
     int64_t t0 = mph_clock_mono_ns();
     bool warned = false;
     for (mph__restore_job_t **pp = &r->jobs; *pp;) {
         mph__restore_job_t *j = *pp;
-        if (parts && !job_in(r->app, j, parts)) {
+        if (!matches(r->app, j, m)) {
             pp = &j->next;
             continue;
         }
@@ -345,8 +406,9 @@ int mph__restorer_cancel(mph__restorer_t *r, const rd_kafka_topic_partition_list
         bool sound = job_finished(j);
         mph__tables_park(r->app, j->set, !sound);
         j->set = NULL;
-        mph_log(MPH_LOG_INFO, "worker %d, partition %d: restore stopped (partition revoked)",
-                j->worker, (int)j->partition);
+        if (!r->follow)
+            mph_log(MPH_LOG_INFO, "worker %d, partition %d: restore stopped (partition revoked)",
+                    j->worker, (int)j->partition);
         mph__restore_job_free(j);
         cancelled++;
     }
@@ -379,6 +441,7 @@ size_t mph__restorer_stats(mph__restorer_t *r, mph__restore_stat_t *out, size_t 
                 int64_t st = (int64_t)ck_pr_load_64((uint64_t *)&it->started_ns);
                 double secs = st ? (double)(now - st) / 1e9 : 0;
                 s->rate = secs > 0 ? (double)s->records_restored / secs : 0;
+                s->lag = (int64_t)ck_pr_load_64((uint64_t *)&it->lag);
                 s->eta_s = s->rate > 0 && s->records_total >= 0
                                ? (double)(s->records_total - s->records_restored) / s->rate
                                : -1;

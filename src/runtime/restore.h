@@ -30,8 +30,10 @@ typedef struct mph__restore_job {
     struct mph__restore_job *next;
 } mph__restore_job_t;
 
-/* wake_fd (an eventfd, borrowed) is signalled when a run ends. */
-mph__restorer_t *mph__restorer_new(mph_app_t *app, int wake_fd);
+/* wake_fd (an eventfd, borrowed) is signalled when a run ends. follow:
+ * the standby replicas' restorer (runs tail their changelogs until
+ * cancelled; its jobs are never ready). */
+mph__restorer_t *mph__restorer_new(mph_app_t *app, int wake_fd, bool follow);
 /* Cancels and joins every run; the shards go back to the parking lot and
  * the hold queues are destroyed. NULL is a no-op. */
 void mph__restorer_destroy(mph__restorer_t *r);
@@ -56,6 +58,11 @@ void mph__restore_job_free(mph__restore_job_t *job);
  * 100 ms), then parks the shards (they keep what was applied) and
  * destroys the hold queues. Returns how many jobs it cancelled. */
 int mph__restorer_cancel(mph__restorer_t *r, const rd_kafka_topic_partition_list_t *parts);
+/* The same for the jobs of the partition numbers nums[0..n). */
+int mph__restorer_cancel_numbers(mph__restorer_t *r, const int32_t *nums, size_t n);
+/* Drops the jobs of runs that failed (shards destroyed: partly applied),
+ * with a warning; returns how many. */
+int mph__restorer_drop_failed(mph__restorer_t *r);
 /* True when no job is restoring or waiting to be handed over. */
 bool mph__restorer_idle(const mph__restorer_t *r);
 /* Copies up to max entries (one per shard being restored) into out;

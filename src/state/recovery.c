@@ -77,10 +77,11 @@ static mph_err_t finish_part(part_t *p, int workers, char *errstr, size_t errstr
     return MPH_OK;
 }
 
-mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
-                       mph__recovery_item_t *items, size_t n, int64_t batch_records,
-                       int workers, int timeout_ms, mph__recovery_progress_fn *progress,
-                       void *opaque, char *errstr, size_t errstr_size)
+/* Both modes (see DESIGN); follow: a standby's tail, until cancelled. */
+static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                         mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                         int workers, int timeout_ms, mph__recovery_progress_fn *progress,
+                         void *opaque, bool follow, char *errstr, size_t errstr_size)
 {
     if (n == 0)
         return MPH_OK;
@@ -162,7 +163,8 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         p->next = start;
         ck_pr_store_64((uint64_t *)&it->total,
                        (uint64_t)(start < p->hi ? p->hi - start : 0));
-        if (start >= p->hi) {
+        ck_pr_store_64((uint64_t *)&it->lag, (uint64_t)(start < p->hi ? p->hi - start : 0));
+        if (start >= p->hi && !follow) {
             err = finish_part(p, workers, errstr, errstr_size);
             if (err)
                 goto out;
@@ -185,10 +187,15 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
     mph__recovery_progress_t prog = {total, 0, 0, 0};
     int64_t t0 = mph_clock_mono_ns(), last_report = t0, last_progress = t0;
     if (open > 0) {
-        mph_log(MPH_LOG_INFO, "recovering %zu shards: %lld changelog records", open,
-                (long long)total);
+        if (follow)
+            mph_log(MPH_LOG_INFO, "standby: tailing %zu changelog partitions (%lld records "
+                                  "behind)", open, (long long)total);
+        else
+            mph_log(MPH_LOG_INFO, "recovering %zu shards: %lld changelog records", open,
+                    (long long)total);
         rd_kafka_assign(rk, assign);
     }
+    int64_t last_follow_flush = t0;
     while (open > 0) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         int64_t now = mph_clock_mono_ns();
@@ -200,7 +207,18 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                     p = &parts[i];
                     break;
                 }
-            if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && follow) {
+                /* Caught up: make the checkpoint current. */
+                if (m->offset > p->hi)
+                    p->hi = m->offset;
+                ck_pr_store_64((uint64_t *)&p->item->lag,
+                               (uint64_t)(p->hi > p->next ? p->hi - p->next : 0));
+                err = flush_batch(p, workers, errstr, errstr_size);
+                if (err) {
+                    rd_kafka_message_destroy(m);
+                    goto out;
+                }
+            } else if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 if (m->offset >= p->hi || m->offset >= p->next) {
                     open--;
                     err = finish_part(p, workers, errstr, errstr_size);
@@ -225,7 +243,7 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 prog.done++;
                 p->next = m->offset + 1;
                 last_progress = now;
-                if (p->next >= p->hi) {
+                if (p->next >= p->hi && !follow) {
                     open--;
                     err = finish_part(p, workers, errstr, errstr_size);
                     if (err) {
@@ -251,14 +269,39 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
             p->item->cancelled = true;
             prog.total -= p->hi - p->next;
             open--;
-            mph_log(MPH_LOG_INFO, "%s [%u]: recovery cancelled at offset %lld (partition revoked)",
-                    p->item->changelog, p->item->shard->partition, (long long)p->next);
+            mph_log(MPH_LOG_INFO, "%s [%u]: %s at offset %lld", p->item->changelog,
+                    p->item->shard->partition,
+                    follow ? "standby stopped" : "recovery cancelled (partition revoked)",
+                    (long long)p->next);
             err = finish_part(p, workers, errstr, errstr_size);
             if (err)
                 goto out;
             last_progress = now;
         }
-        if (now - last_report > 1000000000 || open == 0) {
+        if (follow && now - last_follow_flush > 1000000000) {
+            /* Standbys: the lag behind the (cached) high watermarks, and a
+             * checkpoint at least every second. */
+            for (size_t i = 0; i < n; i++) {
+                part_t *p = &parts[i];
+                if (p->done)
+                    continue;
+                int64_t lo = 0, hi = 0;
+                if (rd_kafka_get_watermark_offsets(rk, p->item->changelog,
+                                                   (int32_t)p->item->shard->partition, &lo,
+                                                   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    hi > p->hi)
+                    p->hi = hi;
+                ck_pr_store_64((uint64_t *)&p->item->lag,
+                               (uint64_t)(p->hi > p->next ? p->hi - p->next : 0));
+                err = flush_batch(p, workers, errstr, errstr_size);
+                if (err)
+                    goto out;
+            }
+            last_follow_flush = now;
+        }
+        if (follow) {
+            /* no progress report and no timeout: a standby waits for records */
+        } else if (now - last_report > 1000000000 || open == 0) {
             double secs = (double)(now - t0) / 1e9;
             prog.rate = secs > 0 ? (double)prog.done / secs : 0;
             prog.eta_s = prog.rate > 0 ? (double)(prog.total - prog.done) / prog.rate : -1;
@@ -269,13 +312,13 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                         (long long)prog.done, (long long)prog.total, prog.rate, prog.eta_s);
             last_report = now;
         }
-        if ((now - last_progress) / 1000000 > timeout_ms) {
+        if (!follow && (now - last_progress) / 1000000 > timeout_ms) {
             err = MPH_ERR_TIMEOUT;
             snprintf(errstr, errstr_size, "recovery made no progress for %d ms", timeout_ms);
             goto out;
         }
     }
-    if (!err && total > 0) {
+    if (!err && total > 0 && !follow) {
         double secs = (double)(mph_clock_mono_ns() - t0) / 1e9;
         mph_log(MPH_LOG_INFO, "recovered %lld records in %.2f s (%.0f/s)", (long long)prog.done,
                 secs, secs > 0 ? (double)prog.done / secs : 0);
@@ -288,4 +331,21 @@ out:
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return err;
+}
+
+mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                       mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                       int workers, int timeout_ms, mph__recovery_progress_fn *progress,
+                       void *opaque, char *errstr, size_t errstr_size)
+{
+    return recover(env, conf, items, n, batch_records, workers, timeout_ms, progress, opaque,
+                   false, errstr, errstr_size);
+}
+
+mph_err_t mph__recover_follow(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                              mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                              int workers, char *errstr, size_t errstr_size)
+{
+    return recover(env, conf, items, n, batch_records, workers, 60000, NULL, NULL, true, errstr,
+                   errstr_size);
 }

@@ -23,6 +23,7 @@ typedef struct mph__recovery_item {
     int finished;          /* 1 once the shard is complete, or cancelled, and durable (the
                               store's bulk writes flushed): the caller may hand it over */
     bool cancelled;        /* finished because of cancel: complete up to shard->applied only */
+    int64_t lag;           /* follow mode: records behind the changelog's high watermark */
     bool rebuilt;          /* started over from the beginning */
 } mph__recovery_item_t;
 
@@ -52,5 +53,14 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                        mph__recovery_item_t *items, size_t n, int64_t batch_records,
                        int workers, int timeout_ms, mph__recovery_progress_fn *progress,
                        void *opaque, char *errstr, size_t errstr_size);
+
+/* A standby's tail: like mph__recover, but items do not finish at the end
+ * of their changelog partitions; they follow them, writing checkpoints at
+ * each end of partition and at least every second, until their cancel flag
+ * is raised (then they finish as cancelled, durable up to shard->applied).
+ * Returns once every item finished, or on error. */
+mph_err_t mph__recover_follow(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                              mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                              int workers, char *errstr, size_t errstr_size);
 
 #endif
