@@ -9,9 +9,15 @@
  * the coordinator asks the broker for the group's description
  * (DescribeConsumerGroups on the app's producer handle, answered on a queue
  * this file polls from the coordinator's loop). Members are put in one
- * fixed order (by member id); a partition's standbys go to the members
- * after its owner in that order that do not own it, at most N
- * (mph__standby_place). A description taken while the group is not Stable,
+ * fixed order: the range assignor's (group.instance.id, else member id);
+ * a partition's standbys go to the members after its owner in that order
+ * that do not own it, at most N (mph__standby_place). Under the range
+ * assignor (mephisto's default) the first of them are the members the
+ * assignor would give the partition to if one member left (its owner
+ * first): a plain "next member" misses whenever the ranges shift (with 3
+ * members and 8 partitions, the partition at the edge of the dead member's
+ * range goes to the member before it, whose copy would be elsewhere), and
+ * then a take-over replays the whole changelog partition. A description taken while the group is not Stable,
  * or that does not list this member yet, is asked again 500 ms later. A
  * partition this member owns (per its own consumer) is never a standby
  * here, whatever the description says: a standby is never on an owner.
@@ -44,12 +50,32 @@
 #include "runtime/standby.h"
 #include "runtime/table.h"
 
-int mph__standby_place(size_t nmembers, int32_t nparts, const bool *owned, int n, int *out)
+/* Under the range assignor, the member that gets partition p of nparts
+ * when the members in order are those of 0..nmembers-1 but `gone`. */
+static size_t range_heir(size_t nmembers, int32_t nparts, size_t gone, int32_t p)
+{
+    size_t m = nmembers - 1, per = (size_t)nparts / m, extra = (size_t)nparts % m;
+    size_t start = 0;
+    for (size_t i = 0, idx = 0; idx < nmembers; idx++) {
+        if (idx == gone)
+            continue;
+        size_t cnt = per + (i < extra ? 1 : 0);
+        if ((size_t)p >= start && (size_t)p < start + cnt)
+            return idx;
+        start += cnt;
+        i++;
+    }
+    return nmembers;
+}
+
+int mph__standby_place(size_t nmembers, int32_t nparts, const bool *owned, int n, bool range,
+                       int *out)
 {
     int placed = 0;
     for (int32_t p = 0; p < nparts; p++) {
+        int *o = &out[(size_t)p * (size_t)n];
         for (int k = 0; k < n; k++)
-            out[(size_t)p * (size_t)n + (size_t)k] = -1;
+            o[k] = -1;
         size_t owner = nmembers;
         for (size_t m = 0; m < nmembers && owner == nmembers; m++)
             if (owned[m * (size_t)nparts + (size_t)p])
@@ -57,11 +83,27 @@ int mph__standby_place(size_t nmembers, int32_t nparts, const bool *owned, int n
         if (owner == nmembers)
             continue;
         int k = 0;
+        /* range: first the members the assignor gives p to when one member
+         * leaves (its owner first), so that a take-over finds a standby. */
+        for (size_t step = 0; range && nmembers > 1 && step < nmembers && k < n; step++) {
+            size_t gone = (owner + step) % nmembers;
+            size_t h = range_heir(nmembers, nparts, gone, p);
+            bool dup = h >= nmembers || owned[h * (size_t)nparts + (size_t)p];
+            for (int j = 0; j < k && !dup; j++)
+                dup = o[j] == (int)h;
+            if (!dup) {
+                o[k++] = (int)h;
+                placed++;
+            }
+        }
         for (size_t step = 1; step < nmembers && k < n; step++) {
             size_t m = (owner + step) % nmembers;
-            if (owned[m * (size_t)nparts + (size_t)p])
+            bool dup = owned[m * (size_t)nparts + (size_t)p];
+            for (int j = 0; j < k && !dup; j++)
+                dup = o[j] == (int)m;
+            if (dup)
                 continue;
-            out[(size_t)p * (size_t)n + (size_t)k++] = (int)m;
+            o[k++] = (int)m;
             placed++;
         }
     }
@@ -78,6 +120,7 @@ struct mph__standby {
     int64_t ask_at_ns;     /* ask (again) from then; 0: no */
     int tries;
     bool *mine;            /* [nparts]: a standby of p runs here */
+    bool range;            /* assignor=range: place on the assignor's heirs first */
 };
 
 mph__standby_t *mph__standby_new(mph_app_t *app, int wake_fd)
@@ -87,6 +130,8 @@ mph__standby_t *mph__standby_new(mph_app_t *app, int wake_fd)
         return NULL;
     s->app = app;
     s->n = (int)mph_conf_get_int(app->conf, "num_standby_replicas", 0);
+    const char *assignor = mph_conf_get(app->conf, "assignor");
+    s->range = !assignor || !*assignor || !strcmp(assignor, "range");
     for (size_t i = 0; i < app->ntables; i++)
         if (app->tables[i]->partitions > s->nparts)
             s->nparts = app->tables[i]->partitions;
@@ -185,7 +230,8 @@ static void ask_later(mph__standby_t *s, const char *why)
 }
 
 typedef struct member {
-    const char *id;
+    const char *id;     /* the sort key */
+    const char *member; /* the member id */
     const rd_kafka_MemberDescription_t *d;
 } member_t;
 
@@ -288,14 +334,19 @@ static void answer(mph__standby_t *s, rd_kafka_event_t *ev)
     }
     for (size_t i = 0; i < nm; i++) {
         ms[i].d = rd_kafka_ConsumerGroupDescription_member(g, i);
-        ms[i].id = rd_kafka_MemberDescription_consumer_id(ms[i].d);
-        if (!ms[i].id)
-            ms[i].id = "";
+        /* The range assignor's member order: group.instance.id (static
+         * members, as mephisto's are), else the member id. */
+        ms[i].member = rd_kafka_MemberDescription_consumer_id(ms[i].d);
+        ms[i].id = rd_kafka_MemberDescription_group_instance_id(ms[i].d);
+        if (!ms[i].member)
+            ms[i].member = "";
+        if (!ms[i].id || !*ms[i].id)
+            ms[i].id = ms[i].member;
     }
     qsort(ms, nm, sizeof *ms, by_id);
     size_t self = nm;
     for (size_t i = 0; i < nm; i++) {
-        if (!strcmp(ms[i].id, me))
+        if (!strcmp(ms[i].member, me))
             self = i;
         const rd_kafka_MemberAssignment_t *a = rd_kafka_MemberDescription_assignment(ms[i].d);
         const rd_kafka_topic_partition_list_t *l = a ? rd_kafka_MemberAssignment_partitions(a)
@@ -310,7 +361,7 @@ static void answer(mph__standby_t *s, rd_kafka_event_t *ev)
         ask_later(s, "this member is not in the group's description yet");
         goto done;
     }
-    mph__standby_place(nm, s->nparts, owned, s->n, out);
+    mph__standby_place(nm, s->nparts, owned, s->n, s->range, out);
     for (int32_t p = 0; p < s->nparts; p++)
         for (int k = 0; k < s->n; k++)
             want[p] |= out[(size_t)p * (size_t)s->n + (size_t)k] == (int)self;

@@ -15,13 +15,16 @@
 
 /* Placement, the same on every member given the same group description.
  * Members are numbered 0..nmembers-1 in a fixed order (the caller sorts
- * them by member id); owned[m * nparts + p] says member m owns partition p
- * (of any source topic). For every partition p, its first owner's next
- * members in that order (wrapping) that do not own p get its standbys, at
- * most n of them: out[p * n + k] is the k-th standby's member index, or -1.
- * A partition nobody owns gets none; nor does any partition when there is
- * one member. Returns the number of standbys placed. */
-int mph__standby_place(size_t nmembers, int32_t nparts, const bool *owned, int n, int *out);
+ * them as the range assignor does); owned[m * nparts + p] says member m
+ * owns partition p (of any source topic). Partition p gets at most n
+ * standbys, never on a member that owns it: with range, first the members
+ * the range assignor would give p to if one member left (p's first owner
+ * leaving first, then the members after it), then the first owner's next
+ * members in order (wrapping). out[p * n + k] is the k-th standby's member
+ * index, or -1. A partition nobody owns gets none; nor does any partition
+ * when there is one member. Returns the number of standbys placed. */
+int mph__standby_place(size_t nmembers, int32_t nparts, const bool *owned, int n, bool range,
+                       int *out);
 
 typedef struct mph__standby mph__standby_t;
 

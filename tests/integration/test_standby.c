@@ -424,3 +424,276 @@ Test(standby, takeover_replays_only_the_tail)
     cr_assert_lt(replayed * 100, records, "replayed %lld of %lld changelog records (< 1 %%)",
                  (long long)replayed, (long long)records);
 }
+
+/* ---- kill -9 of one of three worker processes ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "mephisto/json.h"
+#include "mph_cli.h"
+
+#define K_PROCS 3
+#define K_PARTS 8
+
+static int k_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* GET http://127.0.0.1:port<path> (HTTP/1.0): the status, -1 when it cannot
+ * connect; the body (malloc'd) in *body. */
+static int k_get(int port, const char *path, char **body)
+{
+    *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[512];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t cap = 1 << 16, got = 0;
+    char *buf = malloc(cap + 1);
+    ssize_t r;
+    while ((r = read(fd, buf + got, cap - got)) > 0) {
+        got += (size_t)r;
+        if (got == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+        }
+    }
+    close(fd);
+    buf[got] = 0;
+    int status = -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    char *sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+    free(buf);
+    return status;
+}
+
+typedef struct kstats {
+    bool ok, ready;
+    int64_t partitions, restoring, standbys, lagging;
+} kstats_t;
+
+static kstats_t k_stats(int port)
+{
+    kstats_t s = {0};
+    char *body = NULL;
+    if (k_get(port, "/stats", &body) != 200) {
+        free(body);
+        return s;
+    }
+    char err[256];
+    mph_json_parser_t *jp = mph_json_parser_new(0, err, sizeof err);
+    size_t len = strlen(body);
+    if (jp && mph_json_parse(jp, body, len, len) == MPH_OK && mph_json_validate(jp) == MPH_OK) {
+        s.ok = mph_json_get_i64(jp, MPH_JSON_ROOT, "totals.partitions", &s.partitions) == MPH_OK;
+        mph_json_get_bool(jp, MPH_JSON_ROOT, "ready", &s.ready);
+        mph_json_get_i64(jp, MPH_JSON_ROOT, "recovery.restoring_shards", &s.restoring);
+        mph_json_get_i64(jp, MPH_JSON_ROOT, "recovery.standby_shards", &s.standbys);
+        for (int64_t i = 0; i < s.standbys && i < 64; i++) {
+            char path[64];
+            int64_t lag = -1;
+            snprintf(path, sizeof path, "recovery.standbys.%lld.lag", (long long)i);
+            if (mph_json_get_i64(jp, MPH_JSON_ROOT, path, &lag) != MPH_OK || lag != 0)
+                s.lagging++;
+        }
+    }
+    mph_json_parser_destroy(jp);
+    free(body);
+    return s;
+}
+
+/* Sum of "(N changelog records" of hand-over lines in path from offset on. */
+static int64_t k_replayed(const char *path, size_t from)
+{
+    char *text = mph_cli_slurp(path);
+    int64_t sum = 0;
+    if (!text)
+        return 0;
+    size_t len = strlen(text);
+    for (char *p = text + (from < len ? from : len); (p = strstr(p, " restored on worker "));) {
+        char *q = strchr(p, '(');
+        if (q)
+            sum += strtoll(q + 1, NULL, 10);
+        p += 20;
+    }
+    free(text);
+    return sum;
+}
+
+static size_t k_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+Test(standby, kill9_one_of_three_takeover_replays_the_tail, .timeout = 300)
+{
+    if (!mph_test_real_broker())
+        cr_skip_test("needs a real broker (MEPHISTO_TEST_BROKERS)");
+    int keys = getenv("MEPHISTO_STANDBY_BIG") && *getenv("MEPHISTO_STANDBY_BIG") == '1'
+                   ? 1000000
+                   : 200000;
+    char app_id[128], in[160], out[160], dirs[K_PROCS][256], cl[2][256];
+    int64_t t_test = mph_clock_mono_ns();
+    mph_test_unique("sbk", app_id, sizeof app_id);
+    snprintf(in, sizeof in, "%s-in", app_id);
+    snprintf(out, sizeof out, "%s-out", app_id);
+    snprintf(cl[0], sizeof cl[0], "%s-counts-changelog", app_id);
+    snprintf(cl[1], sizeof cl[1], "%s-maxseq-changelog", app_id);
+    mph_test_create_topic(cluster, in, K_PARTS);
+    for (int i = 0; i < keys; i++) {
+        char key[24], val[160];
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        int vl = snprintf(val, sizeof val, "{\"id\":%d,\"key\":\"%s\",\"seq\":0,\"ts\":%lld}", i,
+                          key, (long long)mph_clock_wall_ms());
+        mph_test_produce(cluster, in, mph__kafka_partition_for(key, (size_t)kl, K_PARTS), key,
+                         (size_t)kl, val, (size_t)vl);
+    }
+    mph_test_flush(cluster);
+
+    mph_cli_proc_t procs[K_PROCS];
+    int ports[K_PROCS];
+    int64_t t_start = mph_clock_mono_ns();
+    cr_log_warn("kill9: produced %d records in %.1f s", keys, (double)(t_start - t_test) / 1e9);
+    for (int i = 0; i < K_PROCS; i++) {
+        cr_assert_not_null(mph_test_tmpdir("sbk", dirs[i], sizeof dirs[i]));
+        ports[i] = k_free_port();
+        char s[3][300], port[16];
+        snprintf(port, sizeof port, "%d", ports[i]);
+        snprintf(s[0], sizeof s[0], "app_id=%s", app_id);
+        snprintf(s[1], sizeof s[1], "reltest.input_topic=%s", in);
+        snprintf(s[2], sizeof s[2], "reltest.output_topic=%s", out);
+        const char *args[] = {"worker", "--app", mph_cli_plugin("reltest"), "--broker",
+                              cluster->broker, "--web-port", port, "--workers", "1",
+                              "--datadir", dirs[i], "--set", s[0], "--set", s[1], "--set", s[2],
+                              "--set", "reltest.partitions=8", "--set", "topic_partitions=8",
+                              "--set", "store=memory", "--set", "num_standby_replicas=1",
+                              "--set", "commit_interval_ms=200",
+                              "--set", "session_timeout_ms=6000", "--set", "log_level=info",
+                              NULL};
+        mph_cli_spawn(&procs[i], "sbk", args, NULL, NULL, -1);
+    }
+    /* Everything processed, and every process holds caught-up standbys. */
+    int64_t c = -1;
+    for (int i = 0; i < 1800 && c < keys; i++) {
+        c = mph_test_committed_sum(cluster, app_id, in, K_PARTS);
+        usleep(100000);
+    }
+    cr_assert_eq(c, keys, "every input record committed");
+    cr_log_warn("kill9: %d records processed after %.1f s", keys,
+                (double)(mph_clock_mono_ns() - t_start) / 1e9);
+    bool warm = false;
+    for (int t = 0; t < 600 && !warm; t++) {
+        warm = true;
+        int64_t owned = 0, sb = 0;
+        for (int i = 0; i < K_PROCS; i++) {
+            kstats_t s = k_stats(ports[i]);
+            warm &= s.ok && s.ready && s.standbys > 0 && s.lagging == 0 && s.restoring == 0;
+            owned += s.partitions;
+            sb += s.standbys;
+        }
+        /* One standby of each partition of each of the two tables. */
+        warm &= owned == K_PARTS && sb == 2 * K_PARTS;
+        if (!warm)
+            usleep(100000);
+    }
+    cr_assert(warm, "three members, each with caught-up standbys of the others' partitions");
+    cr_log_warn("kill9: standbys warm after %.1f s", (double)(mph_clock_mono_ns() - t_start) / 1e9);
+    int64_t records = 0;
+    for (int t = 0; t < 2; t++)
+        for (int p = 0; p < K_PARTS; p++) {
+            int64_t lo = 0, hi = 0;
+            cr_assert_eq(rd_kafka_query_watermark_offsets(cluster->producer, cl[t], p, &lo, &hi,
+                                                          10000),
+                         0);
+            records += hi - lo;
+        }
+
+    /* kill -9 of the first; the two others take its partitions over. */
+    size_t from[K_PROCS];
+    for (int i = 1; i < K_PROCS; i++)
+        from[i] = k_size(procs[i].err_path);
+    int64_t t0 = mph_clock_mono_ns();
+    kill(procs[0].pid, SIGKILL);
+    bool taken = false;
+    for (int t = 0; t < 600 && !taken; t++) {
+        int64_t owned = 0;
+        taken = true;
+        for (int i = 1; i < K_PROCS; i++) {
+            kstats_t s = k_stats(ports[i]);
+            taken &= s.ok && s.ready && s.restoring == 0;
+            owned += s.partitions;
+        }
+        taken &= owned == K_PARTS;
+        if (!taken)
+            usleep(100000);
+    }
+    double took = (double)(mph_clock_mono_ns() - t0) / 1e9;
+    cr_assert(taken, "the survivors own every partition, restored");
+    int64_t replayed = 0;
+    for (int i = 1; i < K_PROCS; i++)
+        replayed += k_replayed(procs[i].err_path, from[i]);
+    cr_log_warn("kill -9 take-over: %.1f s, replayed %lld of %lld changelog records", took,
+                (long long)replayed, (long long)records);
+    cr_expect_lt(replayed * 100, records, "replayed %lld of %lld changelog records (< 1 %%)",
+                 (long long)replayed, (long long)records);
+
+    /* The survivors' tables: every key counted once, or twice at most when
+     * its record was in flight at the kill (at_least_once). A sample of
+     * keys across every partition, asked of each survivor in turn. */
+    int wrong = 0, asked = 0;
+    for (int k = 0; k < keys; k += keys / 2000) {
+        char path[64];
+        snprintf(path, sizeof path, "/tables/counts/k%d", k);
+        int64_t v = -1;
+        for (int i = 1; i < K_PROCS && v < 0; i++) {
+            char *body = NULL;
+            if (k_get(ports[i], path, &body) == 200)
+                v = strtoll(body, NULL, 10);
+            free(body);
+        }
+        asked++;
+        if (v < 1 || v > 2) {
+            if (wrong < 5)
+                cr_log_error("k%d: count %lld", k, (long long)v);
+            wrong++;
+        }
+    }
+    cr_expect_eq(wrong, 0, "%d of %d sampled keys wrong after the take-over", wrong, asked);
+    cr_log_warn("kill9: tables checked after %.1f s", (double)(mph_clock_mono_ns() - t_start) / 1e9);
+    for (int i = 1; i < K_PROCS; i++)
+        kill(procs[i].pid, SIGTERM);
+    for (int i = 0; i < K_PROCS; i++) {
+        mph_cli_result_t r = mph_cli_finish(&procs[i], 60000);
+        mph_cli_result_free(&r);
+        mph_test_rmrf(dirs[i]);
+    }
+    cr_log_warn("kill9: stopped after %.1f s", (double)(mph_clock_mono_ns() - t_start) / 1e9);
+}
