@@ -129,6 +129,12 @@ static void *run_main(void *arg)
     mph_log_set_thread_name(run->r->follow ? "standby" : "restore");
     int64_t batch = mph_conf_get_int(app->conf, "recovery_batch_records", 100000);
     int timeout = (int)(app->shutdown_timeout_ms > 60000 ? app->shutdown_timeout_ms : 60000);
+    if (!run->r->follow) {
+        /* The stats show this restore from its start, not the last one's
+         * numbers (mph__recover reports progress only once it reads). */
+        ck_pr_store_64((uint64_t *)&app->recovery_total, 0);
+        ck_pr_store_64((uint64_t *)&app->recovery_done, 0);
+    }
     if (run->r->follow)
         run->err = mph__recover_follow(app->kenv, app->conf, run->items, run->nitems, batch,
                                        app->nworkers, run->errstr, sizeof run->errstr);
