@@ -626,6 +626,17 @@ Test(standby, kill9_one_of_three_takeover_replays_the_tail, .timeout = 300)
     }
     cr_assert(warm, "three members, each with caught-up standbys of the others' partitions");
     cr_log_warn("kill9: standbys warm after %.1f s", (double)(mph_clock_mono_ns() - t_start) / 1e9);
+    /* The standbys in /metrics (lag per standby) and on the web page. */
+    char *body = NULL;
+    cr_assert_eq(k_get(ports[1], "/metrics", &body), 200);
+    cr_expect_not_null(strstr(body, "mephisto_standby_lag_records{table=\"counts\",partition=\""),
+                       "%.300s", body);
+    cr_expect_not_null(strstr(body, "mephisto_standby_shards "));
+    cr_expect_not_null(strstr(body, "mephisto_restoring_shards 0"));
+    free(body);
+    cr_assert_eq(k_get(ports[1], "/", &body), 200);
+    cr_expect_not_null(strstr(body, "Restores and standby replicas"));
+    free(body);
     int64_t records = 0;
     for (int t = 0; t < 2; t++)
         for (int p = 0; p < K_PARTS; p++) {
