@@ -27,6 +27,15 @@
  * pending batch is written and flushed, and it finishes as cancelled with
  * everything up to shard->applied in place, so a later recovery resumes
  * from there. This function never blocks on one item for the others.
+ *
+ * Follow mode (standby replicas, mph__recover_follow) is the same loop
+ * that never stops at the end: items finish only when cancelled; at each
+ * end of partition and at least every second the pending batch is written
+ * with its checkpoint, and item->lag tracks the distance to the (cached)
+ * high watermark. No progress timeout: a quiet changelog is normal. Its
+ * RocksDB batches are ordinary writes (WAL on), so a cancel, which comes
+ * with a take-over, has no memtable flush to wait for; it polls every
+ * 20 ms, so a cancel is seen within that.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +53,7 @@ typedef struct part {
     bool done;
     mph__rstore_batch_t *batch;
     uint64_t gen; /* the store's generation before the first bulk write */
+    bool wal;     /* follow mode: ordinary writes (WAL on), no bulk flush */
 } part_t;
 
 static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr_size)
@@ -53,7 +63,9 @@ static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr
     mph__shard_t *sh = p->item->shard;
     mph__rstore_checkpoint_t cp = {sh->applied, (uint32_t)workers};
     mph_err_t err = mph__rstore_batch_checkpoint(p->batch, sh->partition, &cp);
-    if (!err)
+    if (!err && p->wal)
+        err = mph__rstore_write(sh->rs, p->batch, errstr, errstr_size);
+    else if (!err)
         err = mph__rstore_write_bulk(sh->rs, p->batch, p->gen, errstr, errstr_size);
     mph__rstore_batch_clear(p->batch);
     return err;
@@ -66,7 +78,7 @@ static mph_err_t finish_part(part_t *p, int workers, char *errstr, size_t errstr
     mph_err_t err = MPH_OK;
     if (p->batch) {
         err = flush_batch(p, workers, errstr, errstr_size);
-        if (!err)
+        if (!err && !p->wal)
             err = mph__rstore_bulk_finish(sh->rs, p->gen, errstr, errstr_size);
     }
     if (err)
@@ -177,6 +189,7 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 goto out;
             }
             p->gen = mph__rstore_gen(sh->rs);
+            p->wal = follow;
         }
         total += p->hi - start;
         rd_kafka_topic_partition_list_add(assign, it->changelog, (int32_t)sh->partition)->offset =
@@ -197,7 +210,7 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
     }
     int64_t last_follow_flush = t0;
     while (open > 0) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, follow ? 20 : 100);
         int64_t now = mph_clock_mono_ns();
         if (m) {
             part_t *p = NULL;
