@@ -676,6 +676,22 @@ Test(standby, kill9_one_of_three_takeover_replays_the_tail, .timeout = 300)
     cr_expect_lt(replayed * 100, records, "replayed %lld of %lld changelog records (< 1 %%)",
                  (long long)replayed, (long long)records);
 
+    /* After the member left, standbys are placed again among the two
+     * survivors: one of each partition of each table, all caught up. */
+    bool replaced = false;
+    for (int t = 0; t < 200 && !replaced; t++) {
+        int64_t sb = 0, lagging = 0;
+        for (int i = 1; i < K_PROCS; i++) {
+            kstats_t s = k_stats(ports[i]);
+            sb += s.standbys;
+            lagging += s.lagging;
+        }
+        replaced = sb == 2 * K_PARTS && lagging == 0;
+        if (!replaced)
+            usleep(100000);
+    }
+    cr_expect(replaced, "the survivors keep one caught-up standby of every shard");
+
     /* The survivors' tables: every key counted once, or twice at most when
      * its record was in flight at the kill (at_least_once). A sample of
      * keys across every partition, asked of each survivor in turn. */
