@@ -22,7 +22,8 @@
     X(window_session)      \
     X(recovery)            \
     X(join)                \
-    X(scale)
+    X(scale)               \
+    X(failover)
 
 #define DECLARE(name) extern const bench_scenario_t bench_scn_##name;
 BENCH_SCENARIOS(DECLARE)

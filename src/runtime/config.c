@@ -343,6 +343,20 @@ static const struct prop props[] = {
      .doc = "Changelog records per RocksDB WriteBatch (written without WAL) "
             "while a table shard is recovered. Larger batches recover faster "
             "and hold more memory."},
+    {.name = "num_standby_replicas",
+     .type = T_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = 16,
+     .doc = "Warm copies of each table shard kept by other members of the "
+            "group (Kafka Streams' `num.standby.replicas`). After every "
+            "rebalance each member reads the group's assignments and, in a "
+            "fixed member order, places a partition's standbys on the next "
+            "members that do not own it; a standby tails the changelog with a "
+            "consumer of its own, so a take-over replays only the tail after "
+            "the standby's checkpoint. Costs one changelog read and the "
+            "shard's memory (or disk) per standby; nothing on the event path. "
+            "See docs/tables.md."},
     {.name = "web_enabled",
      .type = T_BOOL,
      .dflt = "true",

@@ -18,6 +18,17 @@
  * bounded (hand_wait_ms), and a worker that does not answer stops the app
  * (a callback stuck that long leaves nothing else safe to do).
  *
+ * Partitions whose table shards the worker does not hold yet are not in
+ * that MSG_ASSIGN: they are assigned with the others but held (their
+ * queues forwarded into a hold queue, paused) while a restore thread
+ * rebuilds their shards (restore.c); each one is handed over, the same
+ * way, as soon as its own shards are complete, so the ready partitions
+ * process meanwhile and the assign callback never waits for a recovery.
+ * app->ready (GET /ready) is 1 only while nothing restores. Standby
+ * replicas (standby.c) of newly assigned partitions stop first, so that
+ * the restore starts from their checkpoints; after every rebalance the
+ * standbys are placed again.
+ *
  * Revocation: MSG_REVOKE to each worker concerned, carrying one deadline
  * on the monotonic clock (now + shutdown_timeout_ms) that bounds both
  * sides: the worker flushes its tables and serves its producer until the
@@ -73,6 +84,8 @@
 #include "runtime/monitor.h"
 #include "runtime/msg.h"
 #include "runtime/services.h"
+#include "runtime/restore.h"
+#include "runtime/standby.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
 
@@ -95,6 +108,8 @@ struct mph__coord {
     int64_t *revoke_deadline; /* of the last MSG_REVOKE posted */
     uint64_t *revoke_at;      /* assign_calls when the last MSG_REVOKE was posted */
     uint64_t assign_calls;    /* assignments handled so far */
+    mph__restorer_t *restorer; /* shards restoring off the assign path (restore.c) */
+    mph__standby_t *standby;   /* standby replicas (standby.c) */
 };
 
 /* How long a revocation's reply may take to arrive after its deadline. */
@@ -121,6 +136,16 @@ void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out)
     out->commit_errors = ck_pr_load_64(&s->commit_errors);
     out->last_commit_us = ck_pr_load_64(&s->last_commit_us);
     out->commit_partitions = ck_pr_load_64(&s->commit_partitions);
+}
+
+size_t mph__coord_restoring(const mph__coord_t *c, mph__restore_stat_t *out, size_t max)
+{
+    return c->restorer ? mph__restorer_stats(c->restorer, out, max) : 0;
+}
+
+size_t mph__coord_standbys(const mph__coord_t *c, mph__restore_stat_t *out, size_t max)
+{
+    return c->standby ? mph__standby_stats(c->standby, out, max) : 0;
 }
 
 mph_err_t mph__coord_post(mph__coord_t *c, void *msg)
@@ -353,6 +378,153 @@ static int worker_of(const mph_app_t *app, int32_t partition)
     return (int)(partition % app->nworkers);
 }
 
+/* Splits the new partitions of worker w (msg->tp, whose shards the worker
+ * does not keep yet) off into restore jobs, one per partition number,
+ * leaving in msg only those that need nothing restored; their queues are
+ * forwarded into the jobs' hold queues and they are added to held. False
+ * (the app stops) when the shards cannot be collected. */
+static bool hold_restoring(mph__coord_t *c, int w, mph__msg_t *msg,
+                           rd_kafka_topic_partition_list_t *held)
+{
+    mph_app_t *app = c->app;
+    int32_t *nums = malloc((msg->n ? msg->n : 1) * sizeof *nums);
+    size_t nn = 0;
+    for (size_t i = 0; nums && i < msg->n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < nn; j++)
+            seen |= nums[j] == msg->tp[i].partition;
+        if (!seen)
+            nums[nn++] = msg->tp[i].partition;
+    }
+    char err[512] = "";
+    mph__shard_set_t *set = nums ? mph__tables_handover(app, w, nums, nn, err, sizeof err) : NULL;
+    free(nums);
+    if (!set) {
+        mph__app_fail(app, MPH_ERR_STORE, "table recovery for worker %d failed: %s", w,
+                      err[0] ? err : "out of memory");
+        return false;
+    }
+    msg->ptr = NULL;
+    while (set->n > 0) {
+        int32_t p = (int32_t)set->shards[0]->partition;
+        mph__shard_set_t *sub = calloc(1, sizeof *sub + set->n * sizeof sub->shards[0]);
+        mph__tp_t *tp = calloc(msg->n, sizeof *tp);
+        rd_kafka_queue_t *hold = rd_kafka_queue_new(app->consumer);
+        if (!sub || !tp || !hold) {
+            free(sub);
+            free(tp);
+            if (hold)
+                rd_kafka_queue_destroy(hold);
+            mph__tables_park(app, set, false);
+            mph__app_fail(app, MPH_ERR_NOMEM, "table recovery for worker %d: out of memory", w);
+            return false;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < set->n; i++) {
+            if ((int32_t)set->shards[i]->partition == p)
+                sub->shards[sub->n++] = set->shards[i];
+            else
+                set->shards[k++] = set->shards[i];
+        }
+        set->n = k;
+        size_t ntp = 0;
+        k = 0;
+        for (size_t i = 0; i < msg->n; i++) {
+            if (msg->tp[i].partition == p)
+                tp[ntp++] = msg->tp[i];
+            else
+                msg->tp[k++] = msg->tp[i];
+        }
+        msg->n = k;
+        for (size_t i = 0; i < ntp; i++) {
+            const char *topic = app->topics[tp[i].topic]->name;
+            rd_kafka_topic_partition_list_add(held, topic, tp[i].partition);
+            rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(app->consumer, topic,
+                                                                tp[i].partition);
+            if (pq) {
+                rd_kafka_queue_forward(pq, hold);
+                rd_kafka_queue_destroy(pq);
+            }
+        }
+        if (mph__restorer_add(c->restorer, w, p, tp, ntp, hold, sub) != MPH_OK) {
+            free(tp);
+            rd_kafka_queue_destroy(hold);
+            mph__tables_park(app, sub, false);
+            mph__tables_park(app, set, false);
+            mph__app_fail(app, MPH_ERR_NOMEM, "table recovery for worker %d: out of memory", w);
+            return false;
+        }
+    }
+    free(set);
+    return true;
+}
+
+/* Hands every restored job to its worker: MSG_ASSIGN with its shards, wait
+ * for MSG_ASSIGNED, then its records (the hold queue first, so that they
+ * stay in order) go to the worker's queue, and fetching resumes. Sets
+ * app->ready once nothing restores. */
+static void hand_over_restored(mph__coord_t *c)
+{
+    mph_app_t *app = c->app;
+    mph__restore_job_t *job;
+    mph_err_t rerr = MPH_OK;
+    char errstr[512] = "";
+    while ((job = mph__restorer_take_ready(c->restorer, &rerr, errstr, sizeof errstr))) {
+        int w = job->worker;
+        mph__msg_t *m = mph__msg_new(MSG_ASSIGN, w, job->ntp);
+        if (!m) {
+            mph__tables_park(app, job->set, false);
+            job->set = NULL;
+            mph__restore_job_free(job);
+            mph__app_fail(app, MPH_ERR_NOMEM, "worker %d: out of memory at hand-over", w);
+            continue;
+        }
+        memcpy(m->tp, job->tp, job->ntp * sizeof *m->tp);
+        m->ptr = job->set;
+        job->set = NULL;
+        m->seq = ++c->assign_sent[w];
+        if (mph__worker_post(app->workers[w], m) != MPH_OK) {
+            c->assign_sent[w]--;
+            mph__tables_park(app, m->ptr, false);
+            mph__msg_free(m);
+            mph__restore_job_free(job);
+            mph__app_fail(app, MPH_ERR_FULL, "worker %d mailbox full at assignment", w);
+            continue;
+        }
+        int64_t deadline = mph_clock_mono_ns() + hand_wait_ms(app) * 1000000;
+        if (!await_answers(c, c->assign_done, c->assign_sent, NULL, deadline)) {
+            mph__app_fail(app, MPH_ERR_TIMEOUT,
+                          "worker %d did not take its restored partition %d within %lld ms (an "
+                          "agent callback that does not return?); stopping",
+                          w, (int)job->partition, (long long)hand_wait_ms(app));
+            mph__restore_job_free(job);
+            continue;
+        }
+        rd_kafka_queue_t *wq = app->workers[w]->q;
+        rd_kafka_queue_forward(job->hold, wq);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)job->ntp);
+        for (size_t i = 0; i < job->ntp; i++) {
+            const char *topic = app->topics[job->tp[i].topic]->name;
+            rd_kafka_topic_partition_list_add(l, topic, job->tp[i].partition);
+            rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(app->consumer, topic,
+                                                                job->tp[i].partition);
+            if (pq) {
+                rd_kafka_queue_forward(pq, wq);
+                rd_kafka_queue_destroy(pq);
+            }
+        }
+        rd_kafka_resume_partitions(app->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        mph_log(MPH_LOG_INFO,
+                "partition %d restored on worker %d (%lld changelog records in %.2f s): processing",
+                (int)job->partition, w, (long long)job->records, job->seconds);
+        mph__restore_job_free(job);
+    }
+    if (rerr)
+        mph__app_fail(app, MPH_ERR_STORE, "%s", errstr);
+    ck_pr_store_int(&app->ready, c->assign_calls > 0 && mph__restorer_idle(c->restorer) ? 1 : 0);
+}
+
 static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts)
 {
     mph_app_t *app = c->app;
@@ -364,6 +536,7 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     bool *ok = calloc((size_t)W, sizeof *ok);
     if (ok)
         await_late_revocations(c, count, parts, ok);
+    mph__standby_taken(c->standby, parts);
     if (app->eos && app->ntables && parts->cnt > 0) {
         /* exactly_once: a previous owner's last transaction may still be
          * completing (its commit markers are written after EndTxn
@@ -385,6 +558,7 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     for (int w = 0; w < W; w++)
         msgs[w] = count[w] && ok && ok[w] ? mph__msg_new(MSG_ASSIGN, w, count[w]) : NULL;
     free(ok);
+    rd_kafka_topic_partition_list_t *held = rd_kafka_topic_partition_list_new(parts->cnt);
     memset(count, 0, (size_t)W * sizeof *count);
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
@@ -401,27 +575,15 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         if (!msgs[w])
             continue;
         msgs[w]->n = count[w];
-        if (app->ntables) {
-            /* Recover the shards of the worker's new partitions first. */
-            int32_t *nums = malloc(count[w] * sizeof *nums);
-            size_t nn = 0;
-            for (size_t i = 0; nums && i < count[w]; i++) {
-                bool seen = false;
-                for (size_t j = 0; j < nn; j++)
-                    seen |= nums[j] == msgs[w]->tp[i].partition;
-                if (!seen)
-                    nums[nn++] = msgs[w]->tp[i].partition;
-            }
-            char err[512] = "";
-            msgs[w]->ptr = nums ? mph__tables_handover(app, w, nums, nn, err, sizeof err) : NULL;
-            free(nums);
-            if (!msgs[w]->ptr) {
-                mph__app_fail(app, MPH_ERR_STORE, "table recovery for worker %d failed: %s", w,
-                              err[0] ? err : "out of memory");
-                mph__msg_free(msgs[w]);
-                msgs[w] = NULL;
-                continue;
-            }
+        if (app->ntables && !hold_restoring(c, w, msgs[w], held)) {
+            mph__msg_free(msgs[w]);
+            msgs[w] = NULL;
+            continue;
+        }
+        if (msgs[w]->n == 0) { /* every partition restores first */
+            mph__msg_free(msgs[w]);
+            msgs[w] = NULL;
+            continue;
         }
         msgs[w]->seq = ++c->assign_sent[w];
         if (mph__worker_post(app->workers[w], msgs[w]) != MPH_OK) {
@@ -444,6 +606,8 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     }
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        if (in_list(held, tp->topic, tp->partition))
+            continue; /* forwarded into its job's hold queue */
         rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(app->consumer, tp->topic,
                                                             tp->partition);
         if (pq) {
@@ -462,16 +626,31 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         mph_log(MPH_LOG_ERROR, "assign failed: %s", rd_kafka_error_string(err));
         rd_kafka_error_destroy(err);
     }
+    if (held->cnt) {
+        /* Their records wait in the hold queues anyway; pausing keeps
+         * librdkafka from fetching more of them meanwhile. */
+        rd_kafka_pause_partitions(app->consumer, held);
+        char errstr[512] = "";
+        if (mph__restorer_start(c->restorer, errstr, sizeof errstr) != MPH_OK)
+            mph__app_fail(app, MPH_ERR_NOMEM, "table recovery: %s", errstr);
+    }
+    int held_n = held->cnt;
+    rd_kafka_topic_partition_list_destroy(held);
     c->assign_calls++;
     stat_set(&c->stats.assigned, c->stats.assigned + (uint64_t)parts->cnt);
-    ck_pr_store_int(&app->ready, 1);
-    mph_log(MPH_LOG_INFO, "assigned %d partitions", parts->cnt);
+    mph_log(MPH_LOG_INFO, "assigned %d partitions (%d held until their table shards are restored)",
+            parts->cnt, held_n);
+    hand_over_restored(c);
 }
 
 static void revoke_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts)
 {
     mph_app_t *app = c->app;
     int W = app->nworkers;
+    /* Partitions still restoring stop restoring now (restore.c). */
+    int stopped = mph__restorer_cancel(c->restorer, parts);
+    if (stopped)
+        mph_log(MPH_LOG_INFO, "stopped restoring %d revoked partitions", stopped);
     size_t *count = calloc((size_t)W, sizeof *count);
     mph__msg_t **msgs = calloc((size_t)W, sizeof *msgs);
     for (int i = 0; i < parts->cnt; i++)
@@ -580,6 +759,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         assign_parts(c, parts);
     else
         revoke_parts(c, parts);
+    mph__standby_rebalanced(c->standby);
     mph__sensors_rebalance(c->app, assigned, parts->cnt);
     if (rest)
         rd_kafka_topic_partition_list_destroy(rest);
@@ -668,6 +848,8 @@ static void *coord_main(void *arg)
         mph__msg_t *m;
         while ((m = mph__mailbox_pop_sc(&c->mbox)))
             handle_msg(c, m, NULL);
+        hand_over_restored(c);
+        mph__standby_poll(c->standby);
         int st = ck_pr_load_int(&app->state);
         if (st == APP_STOPPING)
             break;
@@ -685,6 +867,10 @@ static void *coord_main(void *arg)
     mph__services_stop(app);
     ck_pr_store_int(&app->state, APP_STOPPING);
     graceful_stop(c);
+    /* Whatever still restores (the close failed) lets go of its shards
+     * before the workers, whose stores they use, go away. */
+    mph__restorer_cancel(c->restorer, NULL);
+    mph__standby_stop(c->standby);
     for (int w = 0; w < app->nworkers; w++)
         mph__worker_join(app->workers[w]);
     mph_log(MPH_LOG_INFO, "stopped");
@@ -728,6 +914,16 @@ mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
         return NULL;
     }
     c->cq_fd = mph__eventfd_new();
+    c->restorer = mph__restorer_new(app, c->mbox.fd, false);
+    c->standby = c->restorer ? mph__standby_new(app, c->mbox.fd) : NULL;
+    if (!c->restorer || !c->standby) {
+        mph__restorer_destroy(c->restorer);
+        snprintf(errstr, errstr_size, "coordinator: out of memory");
+        mph__mailbox_fini(&c->mbox);
+        coord_free_arrays(c);
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -787,6 +983,8 @@ void mph__coord_destroy(mph__coord_t *c)
     if (!c)
         return;
     mph__coord_join(c);
+    mph__restorer_destroy(c->restorer);
+    mph__standby_destroy(c->standby);
     mph__msg_t *m;
     if (c->mbox.buf)
         while ((m = mph__mailbox_pop_sc(&c->mbox)))

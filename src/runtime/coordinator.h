@@ -30,4 +30,22 @@ typedef struct mph__coord_stats {
 } mph__coord_stats_t;
 void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out);
 
+/* What /stats shows of each table shard being restored (restore.c). */
+typedef struct mph__restore_stat {
+    int table;
+    int32_t partition;
+    int worker;
+    int64_t records_restored;
+    int64_t records_total; /* -1 while the watermarks are being read */
+    double rate;           /* records/s */
+    double eta_s;          /* -1 when unknown */
+    int64_t lag;           /* standbys: records behind the changelog's end */
+} mph__restore_stat_t;
+/* Copies up to max of the shards restoring now into out; returns how many
+ * restore. @locality any (while the coordinator exists) */
+size_t mph__coord_restoring(const mph__coord_t *c, mph__restore_stat_t *out, size_t max);
+/* The same for the standby replicas held here (records_restored: records
+ * applied; lag: records behind the changelog's end). @locality any */
+size_t mph__coord_standbys(const mph__coord_t *c, mph__restore_stat_t *out, size_t max);
+
 #endif

@@ -686,6 +686,10 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
     if (coord) {
         st->have_coord = true;
         mph__coord_stats(coord, &st->coord);
+        st->recovery.nrestoring =
+            mph__coord_restoring(coord, st->recovery.restoring, MPH__STATS_RESTORING);
+        st->recovery.nstandbys =
+            mph__coord_standbys(coord, st->recovery.standbys, MPH__STATS_RESTORING);
     }
     st->services_json = mph__services_stats_json(mut, &st->services_len);
     free(h);
@@ -1087,6 +1091,53 @@ static void render(jdoc_t *j, const mph__stats_t *st)
     j_kv_u64(j, "recoveries", st->recovery.recoveries);
     j_kv_u64(j, "records_restored", st->recovery.records_restored);
     j_kv_u64(j, "records_total", st->recovery.records_total);
+    /* Each shard restoring now (off the assign path): progress, rate, ETA. */
+    j_kv_u64(j, "restoring_shards", st->recovery.nrestoring);
+    j_key(j, "restoring");
+    j_arr(j, true);
+    for (size_t i = 0; i < st->recovery.nrestoring && i < MPH__STATS_RESTORING; i++) {
+        const mph__restore_stat_t *r = &st->recovery.restoring[i];
+        j_obj(j, true);
+        j_key(j, "table");
+        j_str(j, r->table >= 0 && (size_t)r->table < st->ntables && st->tables[r->table].name
+                     ? st->tables[r->table].name
+                     : "?");
+        j_key(j, "partition");
+        j_i64(j, r->partition);
+        j_key(j, "worker");
+        j_i64(j, r->worker);
+        j_key(j, "records_restored");
+        j_i64(j, r->records_restored);
+        j_key(j, "records_total");
+        j_i64(j, r->records_total);
+        j_key(j, "progress");
+        j_f64(j, r->records_total > 0 ? (double)r->records_restored / (double)r->records_total
+                                      : (r->records_total == 0 ? 1.0 : 0.0));
+        j_kv_f64(j, "rate", r->rate);
+        j_kv_f64(j, "eta_s", r->eta_s);
+        j_obj(j, false);
+    }
+    j_arr(j, false);
+    /* Standby replicas held here: records applied and lag behind the end. */
+    j_kv_u64(j, "standby_shards", st->recovery.nstandbys);
+    j_key(j, "standbys");
+    j_arr(j, true);
+    for (size_t i = 0; i < st->recovery.nstandbys && i < MPH__STATS_RESTORING; i++) {
+        const mph__restore_stat_t *r = &st->recovery.standbys[i];
+        j_obj(j, true);
+        j_key(j, "table");
+        j_str(j, r->table >= 0 && (size_t)r->table < st->ntables && st->tables[r->table].name
+                     ? st->tables[r->table].name
+                     : "?");
+        j_key(j, "partition");
+        j_i64(j, r->partition);
+        j_key(j, "records_applied");
+        j_i64(j, r->records_restored);
+        j_key(j, "lag");
+        j_i64(j, r->lag);
+        j_obj(j, false);
+    }
+    j_arr(j, false);
     j_obj(j, false);
 
     j_key(j, "services");

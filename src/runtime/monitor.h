@@ -308,6 +308,15 @@ typedef struct mph__stats_recovery {
     uint64_t recoveries;       /* hand-overs that recovered table shards */
     uint64_t records_restored; /* changelog records applied by the last one */
     uint64_t records_total;    /* records it had to apply (to the ends) */
+    /* The shards restoring now (coordinator.c, restore.c): how many, and
+     * the first MPH__STATS_RESTORING of them. */
+    size_t nrestoring;
+#define MPH__STATS_RESTORING 64
+    mph__restore_stat_t restoring[MPH__STATS_RESTORING];
+    /* The standby replicas held here (standby.c): how many, and the first
+     * MPH__STATS_RESTORING of them. */
+    size_t nstandbys;
+    mph__restore_stat_t standbys[MPH__STATS_RESTORING];
 } mph__stats_recovery_t;
 
 typedef struct mph__stats {

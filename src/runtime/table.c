@@ -1026,15 +1026,9 @@ void mph__table_req_release(mph__table_req_t *r)
 /* ------------------------------------------------------------------ */
 /* coordinator side: hand-over with recovery                          */
 
-static void recovery_progress(const mph__recovery_progress_t *p, void *opaque)
-{
-    mph_app_t *app = opaque;
-    ck_pr_store_64((uint64_t *)&app->recovery_total, (uint64_t)p->total);
-    ck_pr_store_64((uint64_t *)&app->recovery_done, (uint64_t)p->done);
-}
-
-/* Builds, recovers and returns the shard set for worker w given the
- * partition numbers it now owns (parts[0..n)). Precondition: every
+/* Builds and returns the shard set for worker w given the partition
+ * numbers it now owns (parts[0..n)), not yet recovered: the restore thread
+ * (restore.c) recovers it before it reaches the worker. Precondition: every
  * revocation sent to w was answered (SHARD_LENT then means w keeps it). */
 mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *parts, size_t n,
                                        char *errstr, size_t errstr_size)
@@ -1043,8 +1037,7 @@ mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *par
     for (size_t i = 0; i < app->ntables; i++)
         max += n;
     mph__shard_set_t *set = calloc(1, sizeof *set + max * sizeof set->shards[0]);
-    mph__recovery_item_t *items = calloc(max ? max : 1, sizeof *items);
-    if (!set || !items)
+    if (!set)
         goto fail;
     mph__worker_t *wk = app->workers[w];
     for (size_t i = 0; i < app->ntables; i++) {
@@ -1078,40 +1071,19 @@ mph__shard_set_t *mph__tables_handover(mph_app_t *app, int w, const int32_t *par
                     }
                 }
             }
-            items[set->n].shard = sh;
-            items[set->n].changelog = t->changelog;
-            sh->faust = t->faust;
-            items[set->n].start = sh->applied + 1;
+            sh->faust = t->faust; /* format=faust: how recovery decodes its changelog */
             set->shards[set->n++] = sh;
         }
     }
-    if (set->n) {
-        int64_t batch = mph_conf_get_int(app->conf, "recovery_batch_records", 100000);
-        int timeout = (int)(app->shutdown_timeout_ms > 60000 ? app->shutdown_timeout_ms : 60000);
-        mph_err_t err = mph__recover(app->kenv, app->conf, items, set->n, batch, app->nworkers,
-                                     timeout, recovery_progress, app, errstr, errstr_size);
-        int64_t records = 0;
-        for (size_t i = 0; i < set->n; i++)
-            records += items[i].records;
-        ck_pr_add_64(&app->recoveries, 1);
-        if (err) {
-            for (size_t i = 0; i < set->n; i++)
-                mph__shard_destroy(set->shards[i]);
-            free(items);
-            free(set);
-            return NULL;
-        }
-        (void)records;
-    }
-    free(items);
-    /* From here the set belongs to the MSG_ASSIGN; mph__tables_park
-     * takes it back if the post fails. */
+    /* From here the set belongs to the restore job, then to its MSG_ASSIGN
+     * (restore.c); mph__tables_park takes it back if either cannot go on. */
     for (size_t k = 0; k < set->n; k++)
         app->parked[set->shards[k]->table][set->shards[k]->partition] = SHARD_LENT;
     return set;
 fail:
     snprintf(errstr, errstr_size, "out of memory");
-    free(items);
+    for (size_t k = 0; set && k < set->n; k++)
+        app->parked[set->shards[k]->table][set->shards[k]->partition] = set->shards[k];
     free(set);
     return NULL;
 }

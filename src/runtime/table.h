@@ -122,7 +122,8 @@ void mph__table_count_op(mph_event_t *ev, mph_table_t *t, int op);
 
 /* Coordinator side (@locality coordinator). handover requires that every
  * MSG_REVOKE sent to the worker was answered (see table.c); the set it
- * returns is recorded as lent to the worker. park takes a set back (from
+ * returns holds the shards the worker does not keep yet, not recovered
+ * (restore.c recovers them), and is recorded as lent to the worker. park takes a set back (from
  * MSG_REVOKED, or a MSG_ASSIGN that could not be posted); with drop, its
  * shards are destroyed (their state was not durable). */
 mph__shard_set_t *mph__tables_handover(mph_app_t *app, int worker, const int32_t *parts,

@@ -435,6 +435,30 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
                          "had to apply.");
     mph__promtext_sample_u64(&pt, "mephisto_recovery_records_total", NULL, 0,
                              st->recovery.records_total);
+    /* Shards restoring now and standby replicas (restore.c, standby.c). */
+    mph__promtext_header(&pt, "mephisto_restoring_shards", MPH__PROM_GAUGE,
+                         "Table shards restoring now (their partitions wait).");
+    mph__promtext_sample_u64(&pt, "mephisto_restoring_shards", NULL, 0,
+                             st->recovery.nrestoring);
+    mph__promtext_header(&pt, "mephisto_standby_shards", MPH__PROM_GAUGE,
+                         "Standby replicas of table shards held by this process.");
+    mph__promtext_sample_u64(&pt, "mephisto_standby_shards", NULL, 0, st->recovery.nstandbys);
+    if (st->recovery.nstandbys)
+        mph__promtext_header(&pt, "mephisto_standby_lag_records", MPH__PROM_GAUGE,
+                             "Changelog records a standby replica is behind the "
+                             "changelog's end.");
+    for (size_t i = 0; i < st->recovery.nstandbys && i < MPH__STATS_RESTORING; i++) {
+        const mph__restore_stat_t *r = &st->recovery.standbys[i];
+        char part[16];
+        snprintf(part, sizeof part, "%d", (int)r->partition);
+        label_t l[] = {{"table", r->table >= 0 && (size_t)r->table < st->ntables &&
+                                         st->tables[r->table].name
+                                     ? st->tables[r->table].name
+                                     : "?"},
+                       {"partition", part}};
+        mph__promtext_sample_u64(&pt, "mephisto_standby_lag_records", l, 2,
+                                 r->lag > 0 ? (uint64_t)r->lag : 0);
+    }
 
     if (st->have_coord) {
         static const struct {

@@ -65,10 +65,10 @@ static const char page_charts[] =
     "<noscript><p class=\"note\">The charts need JavaScript. The numbers on this page are as of its loading: reload it for new ones.</p></noscript>\n";
 
 static const char page_optional[] =
-    "<section id=\"sec_standbys\" hidden><h2>Standby replicas</h2>\n"
+    "<section id=\"sec_standbys\" hidden><h2>Restores and standby replicas</h2>\n"
     "<table><tbody id=\"standbys\"></tbody></table></section>\n"
-    "<section id=\"sec_timers\" hidden><h2>Timers</h2>\n"
-    "<table><tbody id=\"timers\"></tbody></table></section>\n";
+    "<section id=\"sec_services\" hidden><h2>Timers, crontab entries, tasks and leader</h2>\n"
+    "<table><tbody id=\"services\"></tbody></table></section>\n";
 
 static const char page_script[] =
     "<script>\n"
@@ -195,14 +195,13 @@ static const char page_script[] =
     "  return out;\n"
     "}\n"
     "/* A section shown only while /stats has the key. */\n"
-    "function optional(s, key) {\n"
+    "function optional(key, v) {\n"
     "  const sec = $('sec_' + key);\n"
-    "  if (!(key in s) || s[key] === null) {\n"
+    "  if (v === undefined || v === null) {\n"
     "    sec.hidden = true;\n"
     "    return;\n"
     "  }\n"
     "  sec.hidden = false;\n"
-    "  const v = s[key];\n"
     "  const rows = (typeof v === 'object') ? flat(v, '', []) : [[key, v]];\n"
     "  fill(key, rows.map((r) => row(r, 1)));\n"
     "}\n"
@@ -224,7 +223,8 @@ static const char page_script[] =
     "    Math.floor(frac * 100) + ' %), ' + r.recoveries + ' recoveries';\n"
     "  $('restore_eta').textContent = eta;\n"
     "  const extra = flat(r, '', []).filter((e) =>\n"
-    "    !['recoveries', 'records_restored', 'records_total'].includes(e[0]));\n"
+    "    !['recoveries', 'records_restored', 'records_total'].includes(e[0]) &&\n"
+    "    !/^(restoring|standbys)\\[/.test(e[0]));\n"
     "  fill('restore_extra', extra.map((e) => row(e, 1)));\n"
     "}\n"
     "async function tick() {\n"
@@ -284,8 +284,11 @@ static const char page_script[] =
     "    chart('chart_part_lag', 'pl', 'records');\n"
     "    chart('chart_latency', 'lat', '\\u00b5s');\n"
     "    restore(s, now);\n"
-    "    optional(s, 'standbys');\n"
-    "    optional(s, 'timers');\n"
+    "    const rec = s.recovery || {}, reps = {};\n"
+    "    if (rec.restoring && rec.restoring.length) reps.restoring = rec.restoring;\n"
+    "    if (rec.standbys && rec.standbys.length) reps.standbys = rec.standbys;\n"
+    "    optional('standbys', Object.keys(reps).length ? reps : null);\n"
+    "    optional('services', s.services);\n"
     "    $('error').textContent = '';\n"
     "    prev = {time: now, counts: counts};\n"
     "    updates += 1;\n"

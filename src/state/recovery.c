@@ -14,14 +14,35 @@
  * shard is dropped and rebuilt from the low watermark, with a warning.
  *
  * RocksDB shards receive records in WriteBatches of batch_records with the
- * WAL off, each carrying the shard's checkpoint, and are flushed at the end
- * (mph__rstore_bulk_finish) before the shard is handed over. Memory shards
- * apply records directly.
+ * WAL off, each carrying the shard's checkpoint, and are flushed
+ * (mph__rstore_bulk_finish) as soon as their own partition is complete,
+ * before the shard is marked finished. Memory shards apply records
+ * directly.
+ *
+ * Items finish independently (item->finished, a release store after every
+ * write to the shard): the restore thread that runs this (restore.c) lets
+ * the coordinator hand over each finished shard while the others go on.
+ * An item whose cancel flag is set (its partition was revoked) stops
+ * within one poll (100 ms): its partition is paused on this consumer, its
+ * pending batch is written and flushed, and it finishes as cancelled with
+ * everything up to shard->applied in place, so a later recovery resumes
+ * from there. This function never blocks on one item for the others.
+ *
+ * Follow mode (standby replicas, mph__recover_follow) is the same loop
+ * that never stops at the end: items finish only when cancelled; at each
+ * end of partition and at least every second the pending batch is written
+ * with its checkpoint, and item->lag tracks the distance to the (cached)
+ * high watermark. No progress timeout: a quiet changelog is normal. Its
+ * RocksDB batches are ordinary writes (WAL on), so a cancel, which comes
+ * with a take-over, has no memtable flush to wait for; it polls every
+ * 20 ms, so a cancel is seen within that.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <ck_pr.h>
 
 #include "mephisto/log.h"
 #include "state/recovery.h"
@@ -32,6 +53,7 @@ typedef struct part {
     bool done;
     mph__rstore_batch_t *batch;
     uint64_t gen; /* the store's generation before the first bulk write */
+    bool wal;     /* follow mode: ordinary writes (WAL on), no bulk flush */
 } part_t;
 
 /* Applies one changelog record to its shard, decoded from Faust's encoding
@@ -77,16 +99,37 @@ static mph_err_t flush_batch(part_t *p, int workers, char *errstr, size_t errstr
     mph__shard_t *sh = p->item->shard;
     mph__rstore_checkpoint_t cp = {sh->applied, (uint32_t)workers};
     mph_err_t err = mph__rstore_batch_checkpoint(p->batch, sh->partition, &cp);
-    if (!err)
+    if (!err && p->wal)
+        err = mph__rstore_write(sh->rs, p->batch, errstr, errstr_size);
+    else if (!err)
         err = mph__rstore_write_bulk(sh->rs, p->batch, p->gen, errstr, errstr_size);
     mph__rstore_batch_clear(p->batch);
     return err;
 }
 
-mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
-                       mph__recovery_item_t *items, size_t n, int64_t batch_records,
-                       int workers, int timeout_ms, mph__recovery_progress_fn *progress,
-                       void *opaque, char *errstr, size_t errstr_size)
+/* Makes item p durable and marks it finished (see DESIGN). */
+static mph_err_t finish_part(part_t *p, int workers, char *errstr, size_t errstr_size)
+{
+    mph__shard_t *sh = p->item->shard;
+    mph_err_t err = MPH_OK;
+    if (p->batch) {
+        err = flush_batch(p, workers, errstr, errstr_size);
+        if (!err && !p->wal)
+            err = mph__rstore_bulk_finish(sh->rs, p->gen, errstr, errstr_size);
+    }
+    if (err)
+        return err;
+    p->done = true;
+    ck_pr_fence_store();
+    ck_pr_store_int(&p->item->finished, 1);
+    return MPH_OK;
+}
+
+/* Both modes (see DESIGN); follow: a standby's tail, until cancelled. */
+static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                         mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                         int workers, int timeout_ms, mph__recovery_progress_fn *progress,
+                         void *opaque, bool follow, char *errstr, size_t errstr_size)
 {
     if (n == 0)
         return MPH_OK;
@@ -121,8 +164,11 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         mph__recovery_item_t *it = &items[i];
         mph__shard_t *sh = it->shard;
         p->item = it;
-        it->records = 0;
+        ck_pr_store_64((uint64_t *)&it->records, 0);
+        ck_pr_store_64((uint64_t *)&it->total, (uint64_t)-1);
+        ck_pr_store_64((uint64_t *)&it->started_ns, (uint64_t)mph_clock_mono_ns());
         it->rebuilt = false;
+        it->cancelled = false;
         /* Right after a changelog is created its leader may not be known
          * yet: retry for a while before giving up. */
         int64_t wm_deadline = mph_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
@@ -133,7 +179,16 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 struct timespec ts = {0, 200000000};
                 nanosleep(&ts, NULL);
             }
-        } while (err && mph_clock_mono_ns() < wm_deadline);
+        } while (err && mph_clock_mono_ns() < wm_deadline && !ck_pr_load_int(&it->cancel));
+        if (ck_pr_load_int(&it->cancel)) {
+            /* Revoked before it started: the shard is as it came. */
+            it->cancelled = true;
+            ck_pr_store_64((uint64_t *)&it->total, 0);
+            err = finish_part(p, workers, errstr, errstr_size);
+            if (err)
+                goto out;
+            continue;
+        }
         if (err) {
             snprintf(errstr, errstr_size, "recovery of %s [%u]: cannot read watermarks: %s",
                      it->changelog, sh->partition, mph_err_str(err));
@@ -155,8 +210,13 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         if (start < p->lo)
             start = p->lo;
         p->next = start;
-        if (start >= p->hi) {
-            p->done = true;
+        ck_pr_store_64((uint64_t *)&it->total,
+                       (uint64_t)(start < p->hi ? p->hi - start : 0));
+        ck_pr_store_64((uint64_t *)&it->lag, (uint64_t)(start < p->hi ? p->hi - start : 0));
+        if (start >= p->hi && !follow) {
+            err = finish_part(p, workers, errstr, errstr_size);
+            if (err)
+                goto out;
             continue;
         }
         if (sh->rs) {
@@ -166,6 +226,7 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                 goto out;
             }
             p->gen = mph__rstore_gen(sh->rs);
+            p->wal = follow;
         }
         total += p->hi - start;
         rd_kafka_topic_partition_list_add(assign, it->changelog, (int32_t)sh->partition)->offset =
@@ -176,12 +237,17 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
     mph__recovery_progress_t prog = {total, 0, 0, 0};
     int64_t t0 = mph_clock_mono_ns(), last_report = t0, last_progress = t0;
     if (open > 0) {
-        mph_log(MPH_LOG_INFO, "recovering %zu shards: %lld changelog records", open,
-                (long long)total);
+        if (follow)
+            mph_log(MPH_LOG_INFO, "standby: tailing %zu changelog partitions (%lld records "
+                                  "behind)", open, (long long)total);
+        else
+            mph_log(MPH_LOG_INFO, "recovering %zu shards: %lld changelog records", open,
+                    (long long)total);
         rd_kafka_assign(rk, assign);
     }
+    int64_t last_follow_flush = t0;
     while (open > 0) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, follow ? 20 : 100);
         int64_t now = mph_clock_mono_ns();
         if (m) {
             part_t *p = NULL;
@@ -191,10 +257,25 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                     p = &parts[i];
                     break;
                 }
-            if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && follow) {
+                /* Caught up: make the checkpoint current. */
+                if (m->offset > p->hi)
+                    p->hi = m->offset;
+                ck_pr_store_64((uint64_t *)&p->item->lag,
+                               (uint64_t)(p->hi > p->next ? p->hi - p->next : 0));
+                err = flush_batch(p, workers, errstr, errstr_size);
+                if (err) {
+                    rd_kafka_message_destroy(m);
+                    goto out;
+                }
+            } else if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 if (m->offset >= p->hi || m->offset >= p->next) {
-                    p->done = true;
                     open--;
+                    err = finish_part(p, workers, errstr, errstr_size);
+                    if (err) {
+                        rd_kafka_message_destroy(m);
+                        goto out;
+                    }
                 }
             } else if (p && !m->err) {
                 err = apply_one(p, &fs, m, errstr, errstr_size);
@@ -207,20 +288,69 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                     rd_kafka_message_destroy(m);
                     goto out;
                 }
-                p->item->records++;
+                ck_pr_store_64((uint64_t *)&p->item->records, (uint64_t)p->item->records + 1);
                 prog.done++;
                 p->next = m->offset + 1;
                 last_progress = now;
-                if (p->next >= p->hi) {
-                    p->done = true;
+                if (p->next >= p->hi && !follow) {
                     open--;
+                    err = finish_part(p, workers, errstr, errstr_size);
+                    if (err) {
+                        rd_kafka_message_destroy(m);
+                        goto out;
+                    }
                 }
             } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 mph_log(MPH_LOG_WARN, "recovery: %s", rd_kafka_message_errstr(m));
             }
             rd_kafka_message_destroy(m);
         }
-        if (now - last_report > 1000000000 || open == 0) {
+        /* Cancelled items (their partitions were revoked) stop now. */
+        for (size_t i = 0; i < n && open > 0; i++) {
+            part_t *p = &parts[i];
+            if (p->done || !ck_pr_load_int(&p->item->cancel))
+                continue;
+            rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(one, p->item->changelog,
+                                              (int32_t)p->item->shard->partition);
+            rd_kafka_pause_partitions(rk, one);
+            rd_kafka_topic_partition_list_destroy(one);
+            p->item->cancelled = true;
+            prog.total -= p->hi - p->next;
+            open--;
+            mph_log(MPH_LOG_INFO, "%s [%u]: %s at offset %lld", p->item->changelog,
+                    p->item->shard->partition,
+                    follow ? "standby stopped" : "recovery cancelled (partition revoked)",
+                    (long long)p->next);
+            err = finish_part(p, workers, errstr, errstr_size);
+            if (err)
+                goto out;
+            last_progress = now;
+        }
+        if (follow && now - last_follow_flush > 1000000000) {
+            /* Standbys: the lag behind the (cached) high watermarks, and a
+             * checkpoint at least every second. */
+            for (size_t i = 0; i < n; i++) {
+                part_t *p = &parts[i];
+                if (p->done)
+                    continue;
+                int64_t lo = 0, hi = 0;
+                if (rd_kafka_get_watermark_offsets(rk, p->item->changelog,
+                                                   (int32_t)p->item->shard->partition, &lo,
+                                                   &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    hi > p->hi)
+                    p->hi = hi;
+                ck_pr_store_64((uint64_t *)&p->item->lag,
+                               (uint64_t)(p->hi > p->next ? p->hi - p->next : 0));
+                err = flush_batch(p, workers, errstr, errstr_size);
+                if (err)
+                    goto out;
+            }
+            last_follow_flush = now;
+        }
+        if (follow) {
+            /* no progress report and no timeout: a standby waits for records */
+        } else if (now - last_report > 1000000000 || open == 0) {
             double secs = (double)(now - t0) / 1e9;
             prog.rate = secs > 0 ? (double)prog.done / secs : 0;
             prog.eta_s = prog.rate > 0 ? (double)(prog.total - prog.done) / prog.rate : -1;
@@ -231,29 +361,13 @@ mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                         (long long)prog.done, (long long)prog.total, prog.rate, prog.eta_s);
             last_report = now;
         }
-        if ((now - last_progress) / 1000000 > timeout_ms) {
+        if (!follow && (now - last_progress) / 1000000 > timeout_ms) {
             err = MPH_ERR_TIMEOUT;
             snprintf(errstr, errstr_size, "recovery made no progress for %d ms", timeout_ms);
             goto out;
         }
     }
-    for (size_t i = 0; i < n && !err; i++) {
-        if (!parts[i].batch)
-            continue;
-        err = flush_batch(&parts[i], workers, errstr, errstr_size);
-    }
-    /* One flush per RocksDB instance makes the bulk writes durable. */
-    for (size_t i = 0; i < n && !err; i++) {
-        mph__shard_t *sh = items[i].shard;
-        if (!parts[i].batch)
-            continue;
-        bool seen = false;
-        for (size_t j = 0; j < i; j++)
-            seen |= parts[j].batch && items[j].shard->rs == sh->rs;
-        if (!seen)
-            err = mph__rstore_bulk_finish(sh->rs, parts[i].gen, errstr, errstr_size);
-    }
-    if (!err && total > 0) {
+    if (!err && total > 0 && !follow) {
         double secs = (double)(mph_clock_mono_ns() - t0) / 1e9;
         mph_log(MPH_LOG_INFO, "recovered %lld records in %.2f s (%.0f/s)", (long long)prog.done,
                 secs, secs > 0 ? (double)prog.done / secs : 0);
@@ -267,4 +381,21 @@ out:
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return err;
+}
+
+mph_err_t mph__recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                       mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                       int workers, int timeout_ms, mph__recovery_progress_fn *progress,
+                       void *opaque, char *errstr, size_t errstr_size)
+{
+    return recover(env, conf, items, n, batch_records, workers, timeout_ms, progress, opaque,
+                   false, errstr, errstr_size);
+}
+
+mph_err_t mph__recover_follow(const mph__kafka_env_t *env, const mph_conf_t *conf,
+                              mph__recovery_item_t *items, size_t n, int64_t batch_records,
+                              int workers, char *errstr, size_t errstr_size)
+{
+    return recover(env, conf, items, n, batch_records, workers, 60000, NULL, NULL, true, errstr,
+                   errstr_size);
 }

@@ -306,7 +306,7 @@ static mph_err_t recover_one(mph__shard_t *sh, const char *topic, int64_t start,
     mph_conf_t *conf = mph_conf_new();
     mph_conf_set(conf, "broker", cluster->broker, err, sizeof err);
     mph_conf_set(conf, "app_id", "rec-test", err, sizeof err);
-    mph__recovery_item_t it = {sh, topic, start, 0, false};
+    mph__recovery_item_t it = {.shard = sh, .changelog = topic, .start = start};
     int64_t t0 = mph_clock_mono_ns();
     mph_err_t rc = mph__recover(cluster->env, conf, &it, 1, 1000, 1, 20000, NULL, NULL, err,
                                 sizeof err);

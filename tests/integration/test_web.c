@@ -1929,7 +1929,7 @@ Test(web, page_charts_draw_stats_numbers)
     cr_expect(read_chart(dom, "chart_latency", &latency));
     cr_expect_geq(latency.paths, 3, "send p50/p99 and processing p99 at least");
     cr_expect_gt(latency.best_last, 0, "send latency drawn above 0");
-    /* /stats has no standbys or timers key here: their sections hidden */
+    /* /stats has no standbys or services here: their sections hidden */
     cr_expect_not_null(strstr(dom, "id=\"sec_standbys\" hidden"), "standbys hidden");
 
     /* the screenshot is a rendered page, not a blank one */
@@ -1960,8 +1960,9 @@ static const char fake_stats_py[] =
     "            d['time_ms'] = base['time_ms'] + 1000 * n[0]\n"
     "            d['recovery'] = {'recoveries': 1, 'records_restored': 100 * n[0],\n"
     "                             'records_total': 1000, 'partitions_restoring': 2}\n"
-    "            d['standbys'] = {'replicas': 1, 'partitions': [{'partition': 3, 'lag': 12}]}\n"
-    "            d['timers'] = {'timers': 2, 'fired': 40}\n"
+    "            d['recovery']['standbys'] = [{'table': 'counts', 'partition': 3,\n"
+    "                                          'records_applied': 500, 'lag': 12}]\n"
+    "            d['services'] = {'leader': True, 'entries': [{'name': 'report', 'runs': 40}]}\n"
     "            body, ct = json.dumps(d).encode(), 'application/json'\n"
     "        else:\n"
     "            body, ct = page, 'text/html; charset=utf-8'\n"
@@ -2002,7 +2003,7 @@ Test(web, page_shows_restore_eta_standbys_and_timers_when_stats_has_them)
     cr_assert_eq(r.status, 200);
     /* without those keys the server renders the sections hidden */
     cr_expect_not_null(strstr(r.body, "<section id=\"sec_standbys\" hidden>"));
-    cr_expect_not_null(strstr(r.body, "<section id=\"sec_timers\" hidden>"));
+    cr_expect_not_null(strstr(r.body, "<section id=\"sec_services\" hidden>"));
     write_file(page, r.body, r.body_len);
     reply_free(&r);
     get(port, "/stats", &r);
@@ -2051,9 +2052,9 @@ Test(web, page_shows_restore_eta_standbys_and_timers_when_stats_has_them)
                        "other restore keys shown");
     /* standbys and timers: shown, with their numbers */
     cr_expect_not_null(strstr(dom, "<section id=\"sec_standbys\"><h2>"), "standbys shown");
-    cr_expect_not_null(strstr(dom, "<td class=\"l\">partitions[0].lag</td><td>12</td>"));
-    cr_expect_not_null(strstr(dom, "<section id=\"sec_timers\"><h2>"), "timers shown");
-    cr_expect_not_null(strstr(dom, "<td class=\"l\">fired</td><td>40</td>"));
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">standbys[0].lag</td><td>12</td>"));
+    cr_expect_not_null(strstr(dom, "<section id=\"sec_services\"><h2>"), "services shown");
+    cr_expect_not_null(strstr(dom, "<td class=\"l\">entries[0].runs</td><td>40</td>"));
     free(dom);
     mph_test_rmrf(dir);
 }
