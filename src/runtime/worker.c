@@ -2093,6 +2093,10 @@ static void *worker_main(void *arg)
      * to tell it, so a zombie never writes table state over a new owner's. */
     int64_t session_ns = mph_conf_get_int(w->app->conf, "session_timeout_ms", 10000) * 1000000;
     int64_t last_ns = mph_clock_mono_ns(), suspect_until = 0;
+    /* busy_poll_us: after the last record, keep polling (timeout 0) this
+     * long before sleeping in the kernel again; 0 never spins. */
+    int64_t busy_ns = mph_conf_get_int(w->app->conf, "busy_poll_us", 0) * 1000;
+    int64_t last_work_ns = 0;
 
     while (!w->exit) {
         worker_inbox(w);
@@ -2132,12 +2136,15 @@ static void *worker_main(void *arg)
         last_ns = mph_clock_mono_ns(); /* long drains and flushes are not stalls */
         if (n >= w->app->max_poll_batch)
             continue; /* more is waiting: do not sleep */
+        if (n > 0)
+            last_work_ns = now;
+        bool spin = busy_ns > 0 && now - last_work_ns < busy_ns;
         int64_t wait = w->next_commit_ns - now;
         if (wait > 100000000)
             wait = 100000000;
         if (wait < 1000)
             wait = 1000;
-        int rc = mph__uring_wait(w->ring, n > 0 ? 0 : wait, on_wake, w);
+        int rc = mph__uring_wait(w->ring, n > 0 || spin ? 0 : wait, on_wake, w);
         if (rc < 0) {
             mph__app_fail(w->app, rc, "worker %d: io_uring wait failed", w->index);
             break;
