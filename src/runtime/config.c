@@ -408,17 +408,19 @@ static const struct prop props[] = {
      .type = T_INT,
      .dflt = "0",
      .min = 0,
-     .max = 1000000,
+     .max = 60000000,
      .doc = "Microseconds a worker keeps polling its queue (without sleeping) "
-            "after the last record it handled, before it waits in the kernel "
-            "again. It saves the wake-up (a few microseconds to tens of "
+            "after the last record it handled (and after it started), before "
+            "it waits in the kernel again. It saves the wake-up (a few microseconds to tens of "
             "microseconds, more when the CPU idled into a deep sleep state) "
             "of a record that comes soon after the previous one. The cost is "
             "CPU: a worker that gets a record at least every `busy_poll_us` "
             "uses a whole core however little it processes. 0 (the "
             "default) never spins: a worker sleeps as soon as its queue is "
             "empty. Use it only with `profile=latency`, pinned workers "
-            "(`cpus`) and cores to spare."},
+            "(`cpus`) and cores to spare. (Under valgrind, whose threads "
+            "stop while one waits in `io_uring_enter`, a long `busy_poll_us` "
+            "keeps records flowing for callgrind: docs/benchmarks.md.)"},
     {.name = "producer_buffer_max_bytes",
      .type = T_INT,
      .dflt = "67108864",
