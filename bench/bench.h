@@ -26,6 +26,7 @@
 #include "mephisto.h"
 
 #define BENCH_MAX_PARTITION_LIST 16
+#define BENCH_MAX_RATES          16
 
 /* Command-line options, after defaults are applied (opts.c). */
 typedef struct bench_opts {
@@ -41,6 +42,11 @@ typedef struct bench_opts {
     int keys; /* distinct keys (users) */
     bool keys_set;
     double rate;    /* latency: records/s; 0 = 50% of measured max */
+    double rates[BENCH_MAX_RATES]; /* latency: --rate list (rate = rates[0]) */
+    int nrates;                    /* 0: calibrated, one rate */
+    const char *profiles[2]; /* latency: mephisto profiles to run (--profile) */
+    int nprofiles;
+    bool linger_set; /* --linger-ms given */
     double seconds; /* latency: measured phase length */
     double timeout; /* one run may take at most this many seconds */
     uint64_t seed;

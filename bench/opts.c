@@ -53,8 +53,15 @@ void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
         "                          recovery: keys in the table (default "
         "--messages if\n"
         "                          given, else 1000000)\n"
-        "  --rate R                latency: records/s (default: 50%% of "
-        "measured max)\n"
+        "  --rate R[,R...]         latency: records/s, one run per rate "
+        "(default: 50%% of\n"
+        "                          measured max), e.g. 1000,10000,100000\n"
+        "  --profile P[,P]         latency: mephisto's profile per run, "
+        "throughput and/or\n"
+        "                          latency (default throughput,latency); "
+        "latency also sets\n"
+        "                          the load producer's linger to 0 unless "
+        "--linger-ms is given\n"
         "  --seconds S             latency: length of the measured phase (10)\n"
         "  --timeout S             longest a single run may take (600)\n"
         "  --seed N                input data seed (1)\n"
@@ -113,6 +120,60 @@ static int parse_double(const char *flag, const char *s, double lo, double *out)
     return 0;
 }
 
+static int parse_rates(const char *s, bench_opts_t *o)
+{
+    o->nrates = 0;
+    char *dup = strdup(s), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(dup, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        if (o->nrates == BENCH_MAX_RATES) {
+            fprintf(stderr, "mephisto-bench: --rate: at most %d rates\n",
+                    BENCH_MAX_RATES);
+            rc = -1;
+            break;
+        }
+        if (parse_double("--rate", t, 0, &o->rates[o->nrates])) {
+            rc = -1;
+            break;
+        }
+        if (o->rates[o->nrates] > 0)
+            o->nrates++;
+    }
+    free(dup);
+    /* --rate 0 (or only zeros): calibrated, as without --rate */
+    o->rate = o->nrates ? o->rates[0] : 0;
+    return rc;
+}
+
+static int parse_profiles(const char *s, bench_opts_t *o)
+{
+    o->nprofiles = 0;
+    char *dup = strdup(s), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(dup, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
+        const char *p = !strcmp(t, "throughput") ? "throughput"
+                        : !strcmp(t, "latency")  ? "latency"
+                                                 : NULL;
+        if (!p || o->nprofiles == 2) {
+            fprintf(stderr,
+                    "mephisto-bench: --profile: expected throughput, latency "
+                    "or both (comma-separated), got '%s'\n",
+                    s);
+            rc = -1;
+            break;
+        }
+        o->profiles[o->nprofiles++] = p;
+    }
+    free(dup);
+    if (rc == 0 && o->nprofiles == 0) {
+        fprintf(stderr, "mephisto-bench: --profile: empty\n");
+        rc = -1;
+    }
+    return rc;
+}
+
 /* Parses the comma-separated list s of flag (values 1..max) into list. */
 static int parse_list(const char *flag, const char *s, long max, int *list, int *n)
 {
@@ -154,6 +215,9 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
     o->seed = 1;
     o->repeat = 3;
     o->linger_ms = 5;
+    o->profiles[0] = "throughput";
+    o->profiles[1] = "latency";
+    o->nprofiles = 2;
     o->plot_dir = "bench/out";
     memcpy(o->partition_list, defaults_list, sizeof defaults_list);
     o->npartition_list = 4;
@@ -185,6 +249,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         O_SCENARIO,
         O_SET,
         O_GUARANTEE,
+        O_PROFILE,
         O_HELP
     };
     static const struct option lo[] = {
@@ -211,6 +276,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         {"scenario", required_argument, 0, O_SCENARIO},
         {"set", required_argument, 0, O_SET},
         {"guarantee", required_argument, 0, O_GUARANTEE},
+        {"profile", required_argument, 0, O_PROFILE},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -268,7 +334,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
             o->keys_set = true;
             break;
         case O_RATE:
-            if (parse_double("--rate", optarg, 0, &o->rate))
+            if (parse_rates(optarg, o))
                 return -1;
             break;
         case O_SECONDS:
@@ -293,6 +359,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
             if (parse_long("--linger-ms", optarg, 0, 10000, &v))
                 return -1;
             o->linger_ms = (int)v;
+            o->linger_set = true;
             break;
         case O_JSON:
             o->json_path = optarg;
@@ -330,6 +397,10 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
                         optarg);
                 return -1;
             }
+            break;
+        case O_PROFILE:
+            if (parse_profiles(optarg, o))
+                return -1;
             break;
         case 'h':
         case O_HELP:

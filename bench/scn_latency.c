@@ -6,6 +6,11 @@
  * A producer thread sends records at --rate (default: half the records/s a
  * short mephisto passthrough run reaches first) and writes each record's
  * intended send time into it (so a stalled sender does not hide latency).
+ * --rate takes a list (1000,10000,100000) and --profile the mephisto
+ * profiles (throughput,latency by default): one result line per profile and
+ * rate, each on fresh topics, app and groups. Under profile=latency the
+ * load producer lingers 0 ms as the app's producers do (unless --linger-ms
+ * is given), so the one-hop baseline of that line has no linger either.
  * Two consumers read concurrently: one on the input topic (the one-hop
  * baseline) and one on mephisto's output topic (input → mephisto agent,
  * which reads a JSON field and forwards → output). Each computes now − ts
@@ -16,13 +21,21 @@
  * the first fetches are not latency), and closes after --seconds. Target
  * (reported, never asserted): mephisto's p99 ≤ 2 × one-hop p99 + 1 ms, since
  * mephisto's path is two hops.
+ *
+ * CPU per record: cpu_us_per_record is the whole process's CPU over the
+ * window (load producer, both readers and mephisto, each with librdkafka's
+ * threads) per record sent; worker_cpu_us_per_record counts only mephisto's
+ * worker threads (mph-w<N>, read from /proc/self/task), which is where
+ * profile and busy_poll_us make a difference.
  */
+#include <dirent.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "mephisto/json.h"
@@ -179,6 +192,36 @@ static void consumer_free(lat_consumer_t *c)
     bench_hist_destroy(c->hist);
 }
 
+/* CPU seconds (user + system) of this process's mephisto worker threads
+ * (kernel names mph-w<N>). */
+static double workers_cpu_s(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return NAN;
+    double ticks = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], line[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+        if (!f)
+            continue;
+        bool got = fgets(line, sizeof line, f) != NULL;
+        fclose(f);
+        char *close = got ? strrchr(line, ')') : NULL;
+        char *open = got ? strchr(line, '(') : NULL;
+        unsigned long ut, st;
+        if (close && open && strncmp(open + 1, "mph-w", 5) == 0 &&
+            sscanf(close + 2,
+                   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                   &st) == 2)
+            ticks += (double)(ut + st);
+    }
+    closedir(d);
+    return ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Half of what mephisto passes through on its own pair of topics. */
 static double calibrate(bench_kafka_t *k, const bench_opts_t *o, char *errstr,
                         size_t size)
@@ -207,7 +250,9 @@ out:
     return rate;
 }
 
-static int run(const bench_opts_t *o)
+/* One result line: mephisto under profile at rate records/s. */
+static int run_one(bench_kafka_t *k, const bench_opts_t *o,
+                   const char *profile, double rate, double calibrated)
 {
     char err[500], id[64], in[128], out[128], g1[128], g2[128], app_id[128];
     bench_result_t r;
@@ -222,30 +267,17 @@ static int run(const bench_opts_t *o)
     bool threads = false;
     base.sh = mph.sh = prod.sh = &sh;
     err[0] = 0;
+    bool lat = strcmp(profile, "latency") == 0;
+    /* The load producer lingers as the app's producers do. */
+    int load_linger = lat && !o->linger_set ? 0 : o->linger_ms;
 
-    bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
-    if (!k) {
-        snprintf(r.error, sizeof r.error, "%s", err);
-        bench_report(o, &r);
-        return 1;
-    }
-    double calibrated = NAN, rate = o->rate;
-    if (rate <= 0) {
-        bench_progress(
-            o, "latency: measuring mephisto's passthrough rate for --rate");
-        calibrated = calibrate(k, o, err, sizeof err) * 2;
-        rate = calibrated / 2;
-        if (!(rate > 0)) {
-            snprintf(r.error, sizeof r.error, "%s",
-                     err[0] ? err : "calibration failed");
-            goto out_report;
-        }
-    }
-    snprintf(r.label, sizeof r.label, "%.0f/s p=%d", rate, o->partitions);
+    snprintf(r.label, sizeof r.label, "%.0f/s %s p=%d", rate, profile,
+             o->partitions);
     snprintf(r.params, sizeof r.params,
              "{%s,\"rate\":%.1f,\"calibrated_max_msgs_per_s\":%.1f,\"seconds\":"
-             "%.1f}",
-             common, rate, isnan(calibrated) ? -1.0 : calibrated, o->seconds);
+             "%.1f,\"profile\":\"%s\",\"load_linger_ms\":%d}",
+             common, rate, isnan(calibrated) ? -1.0 : calibrated, o->seconds,
+             profile, load_linger);
 
     bench_run_id(id, sizeof id);
     snprintf(in, sizeof in, "bench-lat-%s-in", id);
@@ -261,6 +293,15 @@ static int run(const bench_opts_t *o)
 
     /* mephisto */
     mph_conf_t *conf = bench_app_conf(k, o, app_id, err, sizeof err);
+    /* bench_app_conf sets producer_linger_ms (--linger-ms), which wins over
+     * the profile: under latency it is the profile's 0 unless given. */
+    if (conf &&
+        (mph_conf_set(conf, "profile", profile, err, sizeof err) ||
+         (lat && !o->linger_set &&
+          mph_conf_set(conf, "producer_linger_ms", "0", err, sizeof err)))) {
+        mph_conf_destroy(conf);
+        conf = NULL;
+    }
     if (!conf || !(app = mph_app_new(conf, err, sizeof err))) {
         mph_conf_destroy(conf);
         snprintf(r.error, sizeof r.error, "%s", err);
@@ -291,7 +332,7 @@ static int run(const bench_opts_t *o)
     }
     char kerr[400];
     rd_kafka_conf_t *kc = bench_kafka_conf(k);
-    bench_kafka_engine_producer(kc, o->linger_ms);
+    bench_kafka_engine_producer(kc, load_linger);
     rd_kafka_conf_set_dr_msg_cb(kc, producer_dr);
     rd_kafka_conf_set_opaque(kc, &prod);
     prod.o = o;
@@ -323,6 +364,7 @@ static int run(const bench_opts_t *o)
     bench_sleep_ms(1000);
     bench_sys_t s0, s1;
     bench_sys_sample(&s0, bench_kafka_broker_pid(k));
+    double wcpu0 = workers_cpu_s();
     int64_t start = __atomic_load_n(&prod.sent, __ATOMIC_ACQUIRE);
     __atomic_store_n(&sh.win_start, start, __ATOMIC_RELEASE);
     bench_progress(o, "latency: measuring %.1f s at %.0f records/s", o->seconds,
@@ -346,6 +388,7 @@ static int run(const bench_opts_t *o)
     __atomic_store_n(&sh.win_end, end, __ATOMIC_RELEASE);
     double window_s = (double)(bench_now_ns() - t_start) / 1e9;
     bench_sys_sample(&s1, bench_kafka_broker_pid(k));
+    double wcpu = workers_cpu_s() - wcpu0;
     /* drain: every window record through both paths, or 10 s */
     int64_t want = end - start, drain_end = bench_now_ns() + 10000000000LL;
     while ((__atomic_load_n(&base.in_window, __ATOMIC_RELAXED) < want ||
@@ -377,11 +420,15 @@ static int run(const bench_opts_t *o)
                 ",\"baseline_p50_us\":%.1f,\"baseline_p99_us\":%.1f,\"baseline_"
                 "p999_us\":%.1f,"
                 "\"sent\":%lld,\"missing\":%lld,\"baseline_missing\":%lld,"
-                "\"send_errors\":%lld",
+                "\"send_errors\":%lld,\"profile\":\"%s\","
+                "\"cpu_us_per_record\":%.3f,\"worker_cpu_s\":%.3f,"
+                "\"worker_cpu_us_per_record\":%.3f",
                 bench_hist_quantile_us(base.hist, 0.5), bp99,
                 bench_hist_quantile_us(base.hist, 0.999), (long long)want,
                 (long long)(want - mph.in_window),
-                (long long)(want - base.in_window), (long long)prod.failed);
+                (long long)(want - base.in_window), (long long)prod.failed,
+                profile, want > 0 ? r.cpu_s * 1e6 / (double)want : -1.0, wcpu,
+                want > 0 ? wcpu * 1e6 / (double)want : -1.0);
     bench_sys_delta_t d = {0};
     bench_sys_add(&d, &s0, &s1);
     bench_sys_describe(&d, "", &r);
@@ -392,28 +439,33 @@ static int run(const bench_opts_t *o)
 
     /* CDF plot */
     char path[1100];
-    FILE *f1 = bench_plot_data(o, "latency-mephisto.dat", path, sizeof path);
+    char dat1[128], dat2[128], png[128];
+    snprintf(dat1, sizeof dat1, "latency-mephisto-%s-%.0f.dat", profile, rate);
+    snprintf(dat2, sizeof dat2, "latency-onehop-%s-%.0f.dat", profile, rate);
+    snprintf(png, sizeof png, "latency-cdf-%s-%.0f", profile, rate);
+    FILE *f1 = bench_plot_data(o, dat1, path, sizeof path);
     if (f1) {
         bench_hist_write_cdf(mph.hist, f1);
         fclose(f1);
     }
-    FILE *f2 = bench_plot_data(o, "latency-onehop.dat", path, sizeof path);
+    FILE *f2 = bench_plot_data(o, dat2, path, sizeof path);
     if (f2) {
         bench_hist_write_cdf(base.hist, f2);
         fclose(f2);
     }
     if (f1 && f2) {
-        char script[1024];
+        char script[1400];
         snprintf(script, sizeof script,
-                 "set title 'end-to-end latency CDF at %.0f records/s'\n"
+                 "set title 'end-to-end latency CDF at %.0f records/s, "
+                 "profile=%s'\n"
                  "set xlabel 'latency (us)'\nset ylabel 'fraction of records'\n"
                  "set logscale x\nset key bottom right\nset grid\n"
-                 "plot '%s/latency-mephisto.dat' with lines lw 2 title "
+                 "plot '%s/%s' with lines lw 2 title "
                  "'mephisto (2 hops)', "
-                 "'%s/latency-onehop.dat' with lines lw 2 title 'librdkafka "
+                 "'%s/%s' with lines lw 2 title 'librdkafka "
                  "one hop'\n",
-                 rate, o->plot_dir, o->plot_dir);
-        bench_plot(o, "latency-cdf", script);
+                 rate, profile, o->plot_dir, dat1, o->plot_dir, dat2);
+        bench_plot(o, png, script);
     }
 
 out_threads:
@@ -444,10 +496,41 @@ out_app:
 out_topics:
     bench_topic_delete(k, in);
     bench_topic_delete(k, out);
-out_report:
     bench_report(o, &r);
-    bench_kafka_destroy(k);
     return r.error[0] ? 1 : 0;
+}
+
+static int run(const bench_opts_t *o)
+{
+    char err[500];
+    err[0] = 0;
+    bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
+    double calibrated = NAN, one = 0;
+    const double *rates = o->rates;
+    int nrates = o->nrates;
+    if (k && nrates == 0) {
+        bench_progress(
+            o, "latency: measuring mephisto's passthrough rate for --rate");
+        calibrated = calibrate(k, o, err, sizeof err) * 2;
+        one = calibrated / 2;
+        rates = &one;
+        nrates = one > 0 ? 1 : 0;
+    }
+    if (!k || nrates == 0) {
+        bench_result_t r;
+        bench_result_init(&r, "latency");
+        snprintf(r.error, sizeof r.error, "%s",
+                 err[0] ? err : "calibration failed");
+        bench_report(o, &r);
+        bench_kafka_destroy(k);
+        return 1;
+    }
+    int rc = 0;
+    for (int p = 0; p < o->nprofiles; p++)
+        for (int i = 0; i < nrates; i++)
+            rc |= run_one(k, o, o->profiles[p], rates[i], calibrated);
+    bench_kafka_destroy(k);
+    return rc;
 }
 
 const bench_scenario_t bench_scn_latency = {

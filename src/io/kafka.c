@@ -308,10 +308,19 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
         if (mph__kafka_conf_set(kc, base[i].k, base[i].v, errstr, errstr_size))
             goto fail;
     rd_kafka_conf_set_log_cb(kc, log_cb);
+    /* profile=latency (config.c documents it): no Nagle delay on any
+     * connection; linger and fetch wait below. kafka.<prop> settings are
+     * applied last, so explicit ones win. */
+    const char *profile = mph_conf_get(conf, "profile");
+    bool latency = profile && !strcmp(profile, "latency");
+    if (latency && mph__kafka_conf_set(kc, "socket.nagle.disable", "true", errstr, errstr_size))
+        goto fail;
 
     if (role == MPH__KAFKA_PRODUCER) {
         snprintf(num, sizeof num, "%lld",
-                 (long long)mph_conf_get_int(conf, "producer_linger_ms", 5));
+                 (long long)(mph_conf_is_set(conf, "producer_linger_ms") || !latency
+                                 ? mph_conf_get_int(conf, "producer_linger_ms", 5)
+                                 : 0));
         /* The producer's memory bound (producer_buffer_max_bytes): librdkafka
          * counts value bytes only, so the message count is bounded too, one
          * record per 512 bytes, for records whose bookkeeping (~200 bytes
@@ -351,7 +360,7 @@ rd_kafka_conf_t *mph__kafka_conf_new(const mph__kafka_env_t *env, const mph_conf
             {"partition.assignment.strategy", assignor && *assignor ? assignor : "range"},
             {"session.timeout.ms", num},
             {"heartbeat.interval.ms", "1000"},
-            {"fetch.wait.max.ms", "100"},
+            {"fetch.wait.max.ms", latency ? "10" : "100"},
             {"queued.min.messages", "20000"}, /* the app sizes it (app.c) */
         };
         for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)

@@ -412,7 +412,43 @@ static const struct prop props[] = {
      .max = 10000,
      .doc = "How long in milliseconds a worker's producer waits to fill a "
             "batch before sending it (librdkafka's `linger.ms`). More means "
-            "bigger batches and fewer requests; less means lower latency."},
+            "bigger batches and fewer requests; less means lower latency. "
+            "Unset, it follows `profile`: 5 under `throughput`, 0 under "
+            "`latency`."},
+    /* Latency profile: a contiguous block (profile, busy_poll_us). */
+    {.name = "profile",
+     .type = T_ENUM,
+     .dflt = "throughput",
+     .choices = "throughput|latency",
+     .doc = "Client settings tuned for one goal. `throughput` batches: "
+            "producers linger 5 ms, the consumer's fetch waits up to 100 ms "
+            "on the broker. `latency` sends and fetches at once: producer "
+            "`linger.ms` 0, Nagle's algorithm off on every connection "
+            "(`socket.nagle.disable`), consumer `fetch.wait.max.ms` 10. Under "
+            "both a worker sleeps in the kernel until its queue's io-event "
+            "fd, its mailbox or its timer wakes it, so an idle worker costs "
+            "no CPU; delivery reports wake it the same way, and each wake-up "
+            "serves the producer and the queue together. Anything set "
+            "explicitly wins over the profile: `producer_linger_ms`, "
+            "`kafka.linger.ms`, `kafka.socket.nagle.disable`, "
+            "`kafka.fetch.wait.max.ms`."},
+    {.name = "busy_poll_us",
+     .type = T_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = 60000000,
+     .doc = "Microseconds a worker keeps polling its queue (without sleeping) "
+            "after the last record it handled (and after it started), before "
+            "it waits in the kernel again. It saves the wake-up (a few microseconds to tens of "
+            "microseconds, more when the CPU idled into a deep sleep state) "
+            "of a record that comes soon after the previous one. The cost is "
+            "CPU: a worker that gets a record at least every `busy_poll_us` "
+            "uses a whole core however little it processes. 0 (the "
+            "default) never spins: a worker sleeps as soon as its queue is "
+            "empty. Use it only with `profile=latency`, pinned workers "
+            "(`cpus`) and cores to spare. (Under valgrind, whose threads "
+            "stop while one waits in `io_uring_enter`, a long `busy_poll_us` "
+            "keeps records flowing for callgrind: docs/benchmarks.md.)"},
     {.name = "producer_buffer_max_bytes",
      .type = T_INT,
      .dflt = "67108864",

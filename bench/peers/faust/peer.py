@@ -53,6 +53,11 @@ app = faust.App(
     APP_ID,
     broker=BROKER,
     web_enabled=False,
+    # The worker command binds its web server even so: on a free port
+    # (PEER_WEB_PORT, from bench/peers/run), not 6066, which another Faust
+    # on the machine may hold.
+    web_bind="127.0.0.1",
+    web_port=int(os.environ.get("PEER_WEB_PORT", "6066")),
     store="rocksdb://",
     datadir=STATE_DIR,
     topic_partitions=PARTITIONS,
