@@ -17,5 +17,7 @@
 #include "mephisto/jsonw.h"
 #include "mephisto/record.h"
 #include "mephisto/window.h"
+#include "mephisto/global.h"
+#include "mephisto/rpc.h"
 
 #endif
