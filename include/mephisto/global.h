@@ -124,7 +124,8 @@ MPH_EXPORT mph_err_t mph_global_table_foreach(mph_global_table_t *gt, mph_global
  * event) and calls fn with the event and the table's value (borrowed until
  * fn returns; NULL with length 0 when the key is absent: a left join). fn
  * typically builds the enriched record and mph_event_emit()s it. Returns
- * fn's result; key_fn's MPH_ERR_NOENT skips the event (MPH_OK).
+ * fn's result; key_fn's MPH_ERR_NOENT skips the event (MPH_OK); a NULL
+ * *key from key_fn looks nothing up (fn gets NULL).
  * @locality worker (during ev's callback) */
 typedef mph_err_t(mph_global_join_fn)(mph_event_t *ev, const void *value, size_t value_len,
                                       void *opaque);

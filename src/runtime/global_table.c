@@ -611,6 +611,8 @@ mph_err_t mph_table_join_global(mph_event_t *ev, mph_global_table_t *gt, mph_key
         return MPH_OK;
     if (err)
         return err;
+    if (!key)
+        return fn(ev, NULL, 0, opaque); /* nothing to look up */
     /* Copy out (small values on the stack) so that fn runs outside the
      * epoch section: it may send and block on back-pressure. */
     unsigned char small[512];

@@ -10,6 +10,7 @@
  */
 // ctest-timeout: 240
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <ck_pr.h>
 
 #include "mephisto.h"
+#include "mph_cli.h"
 #include "mph_test.h"
 #include "runtime/app.h"
 #include "runtime/global_table.h"
@@ -351,4 +353,76 @@ Test(global, options_are_checked)
     cr_assert_eq(mph_global_table_opts_set(o, "changelog.retention.ms", "1000", err, sizeof err),
                  MPH_OK);
     mph_global_table_opts_destroy(o);
+}
+
+/* examples/enrich: orders joined with product names from the global table. */
+struct out_rec {
+    char key[32];
+    char value[256];
+};
+static void collect(const rd_kafka_message_t *m, void *opaque)
+{
+    struct out_rec *r = opaque;
+    for (int i = 0; i < 8; i++)
+        if (!r[i].key[0]) {
+            snprintf(r[i].key, sizeof r[i].key, "%.*s", (int)m->key_len, (const char *)m->key);
+            snprintf(r[i].value, sizeof r[i].value, "%.*s", (int)m->len,
+                     (const char *)m->payload);
+            return;
+        }
+}
+
+Test(global, enrich_example_joins_orders_with_product_names)
+{
+    char app_id[128], products[160], orders[160], output[160], err[512];
+    mph_test_unique("enrich", app_id, sizeof app_id);
+    snprintf(products, sizeof products, "%s-products", app_id);
+    snprintf(orders, sizeof orders, "%s-orders", app_id);
+    snprintf(output, sizeof output, "%s-out", app_id);
+    const char *extra[] = {"enrich.products_topic", products, "enrich.orders_topic", orders,
+                           "enrich.output_topic", output, NULL};
+    mph_app_t *app = new_app(app_id, extra);
+    void *h = dlopen(mph_cli_plugin("enrich"), RTLD_NOW | RTLD_LOCAL);
+    cr_assert_not_null(h, "%s", dlerror());
+    int (*init)(mph_app_t *) = (int (*)(mph_app_t *))dlsym(h, "mephisto_app_init");
+    cr_assert_not_null(init);
+    cr_assert_eq(init(app), 0);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    mph_global_table_t *gt = mph_app_global_table(app, "products");
+    cr_assert_not_null(gt);
+    cr_assert_eq(mph_global_table_wait_ready(gt, 30000), MPH_OK);
+
+    mph_test_produce(cluster, products, -1, "p1", 2, "Widget", 6);
+    mph_test_produce(cluster, products, -1, "p2", 2, "Gadget", 6);
+    mph_test_produce(cluster, products, -1, "p3", 2, "Gone", 4);
+    mph_test_produce(cluster, products, -1, "p3", 2, "", 0); /* removed */
+    mph_test_flush(cluster);
+    cr_assert(wait_value(gt, "p2", "Gadget"));
+    cr_assert(wait_value(gt, "p3", NULL));
+    cr_assert(wait_value(gt, "p1", "Widget"));
+    const char *o1 = "{\"order\":\"o1\",\"product\":\"p1\",\"qty\":2}";
+    const char *o2 = "{\"order\":\"o2\",\"product\":\"p9\"}";
+    const char *o3 = "{\"order\":\"o3\",\"product\":\"p3\"}";
+    mph_test_produce(cluster, orders, -1, "o1", 2, o1, strlen(o1));
+    mph_test_produce(cluster, orders, -1, "o2", 2, o2, strlen(o2));
+    mph_test_produce(cluster, orders, -1, "o3", 2, o3, strlen(o3));
+    mph_test_produce(cluster, orders, -1, "o4", 2, "not json", 8);
+    mph_test_flush(cluster);
+    struct out_rec got[8];
+    memset(got, 0, sizeof got);
+    cr_assert_eq(mph_test_consume_all(cluster, output, 4, 2000, 30000, collect, got), 4);
+    for (int i = 0; i < 4; i++) {
+        char want[256];
+        if (!strcmp(got[i].key, "o1"))
+            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":\"Widget\"}", o1);
+        else if (!strcmp(got[i].key, "o2"))
+            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":null}", o2);
+        else if (!strcmp(got[i].key, "o3"))
+            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":null}", o3);
+        else
+            snprintf(want, sizeof want, "{\"order\":\"not json\",\"product_name\":null}");
+        cr_assert_str_eq(got[i].value, want, "order %s", got[i].key);
+    }
+    mph_app_destroy(app);
+    dlclose(h);
 }
