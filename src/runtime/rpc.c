@@ -506,8 +506,13 @@ mph_err_t mph__rpc_start(mph_app_t *app, char *errstr, size_t errstr_size)
     mph__topic_spec_t spec = {r->topic, 1,
                               (int)mph_conf_get_int(app->conf, "topic_replication_factor", 1),
                               configs};
-    mph_err_t err =
-        mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, errstr, errstr_size);
+    /* An existing reply topic is reused as it is: replies only ever go to
+     * its partition 0. */
+    int have = 0;
+    mph_err_t err = mph__kafka_partition_count(app->producer, r->topic, timeout, &have);
+    if (err)
+        err = mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, errstr,
+                                       errstr_size);
     if (err)
         return err;
     int64_t lo = 0, hi = 0;

@@ -198,6 +198,10 @@ Test(global, three_members_equal_changelog_and_late_member_bootstraps)
     snprintf(in, sizeof in, "%s-in", app_id);
     snprintf(changelog, sizeof changelog, "%s-products-changelog", app_id);
     mph_test_create_topic(cluster, in, 6);
+    /* (Created here too: the mock cluster cannot create topics through
+     * the admin API the app uses, and a metadata request auto-creates
+     * them with its default partition count.) */
+    mph_test_create_topic(cluster, changelog, 4);
     enum { N = 100000, K = 5000, M = 3 };
     __atomic_store_n(&processed, 0, __ATOMIC_SEQ_CST);
 
@@ -295,6 +299,8 @@ Test(global, writes_apply_when_read_back_and_web_serves_the_copy)
     mph_test_unique("gt1", app_id, sizeof app_id);
     snprintf(in, sizeof in, "%s-in", app_id);
     mph_test_create_topic(cluster, in, 2);
+    snprintf(err, sizeof err, "%s-names-changelog", app_id);
+    mph_test_create_topic(cluster, err, 8);
     const char *extra[] = {"web_enabled", "true", "web_port", "0", NULL};
     mph_app_t *app = new_app(app_id, extra);
     mph_global_table_t *gt = mph_global_table_new(app, "names", NULL, err, sizeof err);
@@ -381,6 +387,12 @@ Test(global, enrich_example_joins_orders_with_product_names)
     snprintf(output, sizeof output, "%s-out", app_id);
     const char *extra[] = {"enrich.products_topic", products, "enrich.orders_topic", orders,
                            "enrich.output_topic", output, NULL};
+    char changelog[256];
+    snprintf(changelog, sizeof changelog, "%s-products-changelog", app_id);
+    mph_test_create_topic(cluster, changelog, 8);
+    mph_test_create_topic(cluster, products, 8);
+    mph_test_create_topic(cluster, orders, 8);
+    mph_test_create_topic(cluster, output, 8);
     mph_app_t *app = new_app(app_id, extra);
     void *h = dlopen(mph_cli_plugin("enrich"), RTLD_NOW | RTLD_LOCAL);
     cr_assert_not_null(h, "%s", dlerror());

@@ -270,6 +270,7 @@ static void scenario_reads_under_updates(void)
     snprintf(in, sizeof in, "%s-in", app_id);
     snprintf(changelog, sizeof changelog, "%s-ref-changelog", app_id);
     create(in, 2);
+    create(changelog, 3); /* the mock cluster cannot create it through the admin API */
     mph_conf_t *conf = mph_conf_new();
     mph_conf_set(conf, "broker", broker, err, sizeof err);
     mph_conf_set(conf, "app_id", app_id, err, sizeof err);
