@@ -14,7 +14,8 @@
 
 #define BENCH_SCENARIOS(X)                                                     \
     X(passthrough)                                                             \
-    X(count) X(latency) X(partitions) X(json) X(window) X(recovery)
+    X(count) X(latency) X(partitions) X(json) X(window) X(recovery)           \
+    X(rpc) X(global_read)
 
 #define DECLARE(name) extern const bench_scenario_t bench_scn_##name;
 BENCH_SCENARIOS(DECLARE)
