@@ -11,7 +11,7 @@
  * to the client library to the moment the reply is in the caller's hands
  * (mephisto: the reply callback; baseline: the reply consumer's poll).
  * Each rate runs the baseline, then mephisto, each --seconds after a 1 s
- * warm-up. Target (reported, never asserted): mephisto's p99 <= 1.5 x the
+ * warm-up (on the mock cluster only the first rate, as a smoke test). Target (reported, never asserted): mephisto's p99 <= 1.5 x the
  * baseline's p99.
  */
 #include <math.h>
@@ -335,7 +335,9 @@ static int run(const bench_opts_t *o)
     }
     if (!k)
         return bench_report_lines(o, r, NR, err);
-    for (int i = 0; i < NR; i++) {
+    /* The mock cluster (the smoke run) proves the harness with one rate. */
+    int nr = bench_kafka_is_mock(k) ? 1 : NR;
+    for (int i = 0; i < nr; i++) {
         rpc_side_t base = {.hist = bench_hist_new()}, mph = {.hist = bench_hist_new()};
         bench_progress(o, "rpc: %.0f asks/s, bare librdkafka request/reply", rates[i]);
         if (run_bare(k, o, rates[i], &base, r[i].error, sizeof r[i].error) == 0) {
@@ -377,7 +379,7 @@ static int run(const bench_opts_t *o)
         bench_hist_destroy(mph.hist);
     }
     int failed = 0;
-    for (int i = 0; i < NR; i++) {
+    for (int i = 0; i < nr; i++) {
         bench_report(o, &r[i]);
         failed |= r[i].error[0] != 0;
     }

@@ -600,7 +600,7 @@ void mph__rpc_stop(mph_app_t *app)
         char err[256];
         const char *names[] = {r->topic};
         /* Bounded: a stop must not hang on a broker that cannot delete. */
-        if (mph__kafka_delete_topics(app->kenv, app->producer, names, 1, 5000, err,
+        if (mph__kafka_delete_topics(app->kenv, app->producer, names, 1, 3000, err,
                                      sizeof err) != MPH_OK)
             mph_log(MPH_LOG_WARN, "rpc: reply topic %s not deleted: %s", r->topic, err);
         r->delete_on_stop = false;
