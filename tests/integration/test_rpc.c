@@ -61,7 +61,10 @@ static mph_app_t *answering_app(const char *broker, const char *app_id, const ch
                             {"session_timeout_ms", "6000"},
                             {"producer_linger_ms", "0"},
                             {"commit_interval_ms", "200"},
-                            {"rpc_enabled", rpc ? "true" : "false"}};
+                            {"rpc_enabled", rpc ? "true" : "false"},
+                            /* a reply to a missing topic fails after 1 s,
+                             * not librdkafka's 30 s */
+                            {"kafka.topic.metadata.propagation.max.ms", "1000"}};
     for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
         if (mph_conf_set(conf, set[i][0], set[i][1], err, sizeof err) != MPH_OK) {
             fprintf(stderr, "%s\n", err);
@@ -247,6 +250,40 @@ Test(rpc, ask_needs_rpc_enabled)
     cr_assert_null(mph_rpc_reply_topic(app));
     mph_app_destroy(app);
     cr_assert_eq(o.calls, 0);
+}
+
+/* A request naming a reply topic that does not exist (its asker is gone):
+ * the reply fails in the producer, is counted and dropped; the answering
+ * app goes on answering and committing. */
+Test(rpc, reply_to_a_missing_topic_is_dropped_not_fatal)
+{
+    char app_id[128], topic[160], err[512], gone[200];
+    mph_test_unique("rpc4", app_id, sizeof app_id);
+    snprintf(topic, sizeof topic, "%s-in", app_id);
+    snprintf(gone, sizeof gone, "%s-reply-gone", app_id);
+    mph_test_create_topic(cluster, topic, 2);
+    int casts = 0;
+    mph_agent_t *agent = NULL;
+    mph_app_t *app = answering_app(cluster->broker, app_id, topic, true, &agent, &casts);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    wait_ready(app);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "mph.reply_to", -1, gone, -1);
+    rd_kafka_header_add(h, "mph.correlation_id", -1, "0000000100000001", 16);
+    cr_assert_eq(rd_kafka_producev(cluster->producer, RD_KAFKA_V_TOPIC(topic),
+                                   RD_KAFKA_V_KEY("k", 1), RD_KAFKA_V_VALUE("q", 1),
+                                   RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END),
+                 0);
+    mph_test_flush(cluster);
+    sleep(4); /* the reply's delivery fails meanwhile */
+    cr_assert(mph_app_running(app), "the app stopped: %s", app->fatal_msg);
+    void *reply = NULL;
+    size_t len = 0;
+    cr_assert_eq(mph_agent_ask_wait(app, agent, "k", 1, "again", 5, 20000, &reply, &len),
+                 MPH_OK);
+    free(reply);
+    cr_assert_eq(mph_app_stop(app), MPH_OK, "%s", app->fatal_msg);
+    mph_app_destroy(app);
 }
 
 /* ---- 10,000 asks, three worker processes, one killed ---- */
