@@ -24,7 +24,7 @@
 #include "bench.h"
 
 #define VALUE_SIZE 64
-#define READERS 2
+#define READERS    2
 
 typedef struct reader {
     mph_global_table_t *gt;
@@ -65,7 +65,8 @@ static void *reader_main(void *arg)
             for (int d = 7; d >= 1; d--, k /= 10)
                 key[d] = (char)('0' + k % 10);
             size_t len = 0;
-            found += mph_global_table_get_into(r->gt, key, 8, buf, sizeof buf, &len) == MPH_OK;
+            found += mph_global_table_get_into(r->gt, key, 8, buf, sizeof buf,
+                                               &len) == MPH_OK;
         }
         n += 1024;
     }
@@ -84,8 +85,8 @@ static void key_of(long i, char key[8])
 
 /* Produces n updates (value "<round>:<padding>") paced at rate (0: as fast
  * as possible), keys round-robin. Returns how many were delivered. */
-static long produce_updates(rd_kafka_t *p, const char *topic, int keys, long first, long n,
-                            double rate, int *stop)
+static long produce_updates(rd_kafka_t *p, const char *topic, int keys,
+                            long first, long n, double rate, int *stop)
 {
     char key[8], val[VALUE_SIZE];
     memset(val, 'x', sizeof val);
@@ -97,7 +98,8 @@ static long produce_updates(rd_kafka_t *p, const char *topic, int keys, long fir
         int vl = snprintf(val, sizeof val, "%ld:", seq);
         val[vl] = 'x';
         if (rate > 0 && i % 100 == 0) {
-            int64_t due = t0 + (int64_t)((double)i * 1e9 / rate), now = bench_now_ns();
+            int64_t due = t0 + (int64_t)((double)i * 1e9 / rate),
+                    now = bench_now_ns();
             if (due > now) {
                 struct timespec ts = {0, due - now};
                 if (ts.tv_nsec >= 1000000000) {
@@ -107,10 +109,11 @@ static long produce_updates(rd_kafka_t *p, const char *topic, int keys, long fir
                 nanosleep(&ts, NULL);
             }
         }
-        while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, 8),
-                                 RD_KAFKA_V_VALUE(val, sizeof val),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while (rd_kafka_producev(
+                   p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, 8),
+                   RD_KAFKA_V_VALUE(val, sizeof val),
+                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(p, 1);
         rd_kafka_poll(p, 0);
     }
@@ -138,13 +141,15 @@ static void *updater_main(void *arg)
 }
 
 /* Runs READERS readers for seconds; returns lookups/s per thread. */
-static double measure(mph_global_table_t *gt, int keys, double seconds, uint64_t seed,
-                      uint64_t *found_out, uint64_t *lookups_out, double *per_cpu_s)
+static double measure(mph_global_table_t *gt, int keys, double seconds,
+                      uint64_t seed, uint64_t *found_out, uint64_t *lookups_out,
+                      double *per_cpu_s)
 {
     int stop = 0;
     reader_t r[READERS];
     for (int i = 0; i < READERS; i++) {
-        r[i] = (reader_t){.gt = gt, .keys = keys, .seed = seed + (uint64_t)i, .stop = &stop};
+        r[i] = (reader_t){
+            .gt = gt, .keys = keys, .seed = seed + (uint64_t)i, .stop = &stop};
         pthread_create(&r[i].th, NULL, reader_main, &r[i]);
     }
     int64_t t0 = bench_now_ns();
@@ -175,7 +180,8 @@ static int run(const bench_opts_t *o)
     const double rate = 100000;
     snprintf(r.label, sizeof r.label, "%d keys, 2 readers", keys);
     snprintf(r.params, sizeof r.params,
-             "{%s,\"table_keys\":%d,\"value_bytes\":%d,\"readers\":%d,\"update_rate\":%.0f,"
+             "{%s,\"table_keys\":%d,\"value_bytes\":%d,\"readers\":%d,\"update_"
+             "rate\":%.0f,"
              "\"seconds\":%.1f}",
              common, keys, VALUE_SIZE, READERS, rate, o->seconds);
     bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
@@ -210,32 +216,38 @@ static int run(const bench_opts_t *o)
         mph_global_table_opts_destroy(go);
         goto out;
     }
-    mph_global_table_t *gt = mph_global_table_new(app, "ref", go, err, sizeof err);
+    mph_global_table_t *gt =
+        mph_global_table_new(app, "ref", go, err, sizeof err);
     mph_global_table_opts_destroy(go);
     if (!gt || mph_app_start(app, err, sizeof err) != MPH_OK)
         goto out;
     int64_t t_boot = bench_now_ns();
     if (mph_global_table_wait_ready(gt, (int)(o->timeout * 1000)) != MPH_OK) {
-        snprintf(err, sizeof err, "the global table did not bootstrap within %.0f s",
+        snprintf(err, sizeof err,
+                 "the global table did not bootstrap within %.0f s",
                  o->timeout);
         goto out;
     }
     double boot_s = (double)(bench_now_ns() - t_boot) / 1e9;
 
     uint64_t found = 0, lookups = 0;
-    bench_progress(o, "global_read: %d readers, no updates, %.1f s", READERS, o->seconds);
+    bench_progress(o, "global_read: %d readers, no updates, %.1f s", READERS,
+                   o->seconds);
     double idle_cpu = 0, busy_cpu = 0;
-    double idle = measure(gt, keys, o->seconds, o->seed, &found, &lookups, &idle_cpu);
+    double idle =
+        measure(gt, keys, o->seconds, o->seed, &found, &lookups, &idle_cpu);
 
-    bench_progress(o, "global_read: %d readers while %.0f updates/s apply, %.1f s", READERS,
-                   rate, o->seconds);
+    bench_progress(o,
+                   "global_read: %d readers while %.0f updates/s apply, %.1f s",
+                   READERS, rate, o->seconds);
     int stop = 0;
     updater_t u = {p, topic, keys, keys, rate, o->seconds + 1.0, &stop, 0, 0};
     bench_sys_t s0, s1;
     pthread_create(&u.th, NULL, updater_main, &u);
     bench_sleep_ms(500); /* updates flowing */
     bench_sys_sample(&s0, bench_kafka_broker_pid(k));
-    double busy = measure(gt, keys, o->seconds, o->seed + 100, &found, &lookups, &busy_cpu);
+    double busy = measure(gt, keys, o->seconds, o->seed + 100, &found, &lookups,
+                          &busy_cpu);
     bench_sys_sample(&s1, bench_kafka_broker_pid(k));
     __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     pthread_join(u.th, NULL);
@@ -251,7 +263,8 @@ static int run(const bench_opts_t *o)
             key_of(i % keys, key);
             int wl = snprintf(want, sizeof want, "%ld:", i);
             size_t len = 0;
-            if (mph_global_table_get_into(gt, key, 8, got, sizeof got, &len) != MPH_OK ||
+            if (mph_global_table_get_into(gt, key, 8, got, sizeof got, &len) !=
+                    MPH_OK ||
                 len < (size_t)wl || memcmp(got, want, (size_t)wl) != 0) {
                 converged = false;
                 break;
@@ -262,23 +275,28 @@ static int run(const bench_opts_t *o)
     }
     double catchup_s = (double)(bench_now_ns() - t_sent) / 1e9;
     if (!converged)
-        snprintf(err, sizeof err, "the copy did not apply every update within 30 s");
+        snprintf(err, sizeof err,
+                 "the copy did not apply every update within 30 s");
 
     r.messages = lookups;
     r.seconds = o->seconds;
     r.msgs_per_s = busy;
     r.baseline_msgs_per_s = idle;
     r.ratio = busy / idle;
-    snprintf(r.target, sizeof r.target, ">= 10M lookups/s per thread under updates");
+    snprintf(r.target, sizeof r.target,
+             ">= 10M lookups/s per thread under updates");
     r.target_met = busy >= 10e6;
-    bench_extra(&r,
-                ",\"lookups_per_s_per_thread\":%.0f,\"idle_lookups_per_s_per_thread\":%.0f,"
-                "\"updates_sent\":%ld,\"updates_per_s\":%.0f,\"found_fraction\":%.4f,"
-                "\"bootstrap_s\":%.3f,\"catch_up_after_last_update_s\":%.3f,"
-                "\"lookups_per_reader_cpu_s\":%.0f,\"idle_lookups_per_reader_cpu_s\":%.0f",
-                busy, idle, u.sent, (double)u.sent / (o->seconds + 1.0),
-                lookups ? (double)found / (double)lookups : 0.0, boot_s, catchup_s, busy_cpu,
-                idle_cpu);
+    bench_extra(
+        &r,
+        ",\"lookups_per_s_per_thread\":%.0f,\"idle_lookups_per_s_per_thread\":%"
+        ".0f,"
+        "\"updates_sent\":%ld,\"updates_per_s\":%.0f,\"found_fraction\":%.4f,"
+        "\"bootstrap_s\":%.3f,\"catch_up_after_last_update_s\":%.3f,"
+        "\"lookups_per_reader_cpu_s\":%.0f,\"idle_lookups_per_reader_cpu_s\":%."
+        "0f",
+        busy, idle, u.sent, (double)u.sent / (o->seconds + 1.0),
+        lookups ? (double)found / (double)lookups : 0.0, boot_s, catchup_s,
+        busy_cpu, idle_cpu);
     bench_sys_delta_t d = {0};
     bench_sys_add(&d, &s0, &s1);
     bench_sys_describe(&d, "", &r);
@@ -296,5 +314,6 @@ out:
 
 const bench_scenario_t bench_scn_global_read = {
     "global_read",
-    "global table lookups/s from 2 threads while 100k updates/s apply (vs no updates)",
+    "global table lookups/s from 2 threads while 100k updates/s apply (vs no "
+    "updates)",
     run};

@@ -11,8 +11,8 @@
  * to the client library to the moment the reply is in the caller's hands
  * (mephisto: the reply callback; baseline: the reply consumer's poll).
  * Each rate runs the baseline, then mephisto, each --seconds after a 1 s
- * warm-up (on the mock cluster only the first rate, as a smoke test). Target (reported, never asserted): mephisto's p99 <= 1.5 x the
- * baseline's p99.
+ * warm-up (on the mock cluster only the first rate, as a smoke test). Target
+ * (reported, never asserted): mephisto's p99 <= 1.5 x the baseline's p99.
  */
 #include <math.h>
 #include <pthread.h>
@@ -26,9 +26,9 @@
 typedef struct rpc_side {
     bench_hist_t *hist; /* written by one thread (reply thread / consumer) */
     int64_t window_start_ns, window_end_ns; /* __atomic */
-    int64_t replies, timeouts, errors;       /* __atomic */
-    int64_t seen;                            /* any reply at all; __atomic */
-    int stop;                                /* __atomic */
+    int64_t replies, timeouts, errors;      /* __atomic */
+    int64_t seen;                           /* any reply at all; __atomic */
+    int stop;                               /* __atomic */
 } rpc_side_t;
 
 /* ---- pacing ---- */
@@ -78,8 +78,8 @@ static void on_reply(mph_err_t err, const void *value, size_t len, void *opaque)
 }
 
 /* Asks at rate for warm-up + seconds; the window is the measured part. */
-static int run_mephisto(bench_kafka_t *k, const bench_opts_t *o, double rate, rpc_side_t *s,
-                        char *err, size_t err_size)
+static int run_mephisto(bench_kafka_t *k, const bench_opts_t *o, double rate,
+                        rpc_side_t *s, char *err, size_t err_size)
 {
     char id[64], app_id[128], topic[160];
     bench_run_id(id, sizeof id);
@@ -98,7 +98,8 @@ static int run_mephisto(bench_kafka_t *k, const bench_opts_t *o, double rate, rp
         goto out;
     }
     mph_topic_t *t = mph_topic_new(app, topic, NULL, err, err_size);
-    mph_agent_t *a = t ? mph_agent_new(app, "echo", t, echo, NULL, err, err_size) : NULL;
+    mph_agent_t *a =
+        t ? mph_agent_new(app, "echo", t, echo, NULL, err, err_size) : NULL;
     if (!a || mph_app_start(app, err, err_size) != MPH_OK)
         goto out;
     /* Wait until an ask comes back (the group owns the partitions). */
@@ -107,13 +108,14 @@ static int run_mephisto(bench_kafka_t *k, const bench_opts_t *o, double rate, rp
     int64_t ready_by = bench_now_ns() + (int64_t)(o->timeout * 1e9);
     mph_err_t e = MPH_ERR_TIMEOUT;
     while (e != MPH_OK && bench_now_ns() < ready_by) {
-        e = mph_agent_ask_wait(app, a, "warm", 4, "12345678", 8, 2000, &reply, &rlen);
+        e = mph_agent_ask_wait(app, a, "warm", 4, "12345678", 8, 2000, &reply,
+                               &rlen);
         free(reply);
         reply = NULL;
     }
     if (e != MPH_OK) {
-        snprintf(err, err_size, "mephisto: no reply within %.0f s: %s", o->timeout,
-                 mph_err_str(e));
+        snprintf(err, err_size, "mephisto: no reply within %.0f s: %s",
+                 o->timeout, mph_err_str(e));
         goto out;
     }
     int64_t t0 = bench_now_ns(), warm = t0 + 1000000000LL;
@@ -128,7 +130,8 @@ static int run_mephisto(bench_kafka_t *k, const bench_opts_t *o, double rate, rp
         sleep_until(due);
         int64_t sent = bench_now_ns();
         int kl = snprintf(key, sizeof key, "u%lld", (long long)(i % o->keys));
-        e = mph_agent_ask(app, a, key, (size_t)kl, &sent, sizeof sent, 10000, on_reply, s);
+        e = mph_agent_ask(app, a, key, (size_t)kl, &sent, sizeof sent, 10000,
+                          on_reply, s);
         if (e)
             __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
     }
@@ -165,7 +168,8 @@ static void *server_main(void *arg)
                                      RD_KAFKA_V_PARTITION(0),
                                      RD_KAFKA_V_VALUE(m->payload, m->len),
                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                     RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                     RD_KAFKA_V_END) ==
+                   RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 rd_kafka_poll(b->server_p, 1);
         rd_kafka_message_destroy(m);
         rd_kafka_poll(b->server_p, 0);
@@ -208,7 +212,8 @@ static rd_kafka_t *bare_producer(bench_kafka_t *k, char *err, size_t err_size)
     return rk;
 }
 
-static rd_kafka_t *bare_consumer(bench_kafka_t *k, const char *group, char *err, size_t err_size)
+static rd_kafka_t *bare_consumer(bench_kafka_t *k, const char *group, char *err,
+                                 size_t err_size)
 {
     char kerr[400];
     rd_kafka_conf_t *kc = bench_kafka_conf(k);
@@ -224,8 +229,8 @@ static rd_kafka_t *bare_consumer(bench_kafka_t *k, const char *group, char *err,
     return rk;
 }
 
-static int run_bare(bench_kafka_t *k, const bench_opts_t *o, double rate, rpc_side_t *s,
-                    char *err, size_t err_size)
+static int run_bare(bench_kafka_t *k, const bench_opts_t *o, double rate,
+                    rpc_side_t *s, char *err, size_t err_size)
 {
     char id[64], group[160];
     bare_t b = {.o = o, .s = s};
@@ -250,7 +255,8 @@ static int run_bare(bench_kafka_t *k, const bench_opts_t *o, double rate, rpc_si
     rd_kafka_subscribe(b.server_c, l);
     rd_kafka_topic_partition_list_destroy(l);
     l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, b.rep, 0)->offset = RD_KAFKA_OFFSET_END;
+    rd_kafka_topic_partition_list_add(l, b.rep, 0)->offset =
+        RD_KAFKA_OFFSET_END;
     rd_kafka_assign(b.client_c, l);
     rd_kafka_topic_partition_list_destroy(l);
     pthread_create(&ts, NULL, server_main, &b);
@@ -260,11 +266,13 @@ static int run_bare(bench_kafka_t *k, const bench_opts_t *o, double rate, rpc_si
     int64_t ready_by = bench_now_ns() + (int64_t)(o->timeout * 1e9);
     __atomic_store_n(&s->window_start_ns, INT64_MAX, __ATOMIC_RELEASE);
     __atomic_store_n(&s->window_end_ns, INT64_MAX, __ATOMIC_RELEASE);
-    while (__atomic_load_n(&s->seen, __ATOMIC_RELAXED) == 0 && bench_now_ns() < ready_by) {
+    while (__atomic_load_n(&s->seen, __ATOMIC_RELAXED) == 0 &&
+           bench_now_ns() < ready_by) {
         int64_t sent = bench_now_ns();
-        rd_kafka_producev(client_p, RD_KAFKA_V_TOPIC(b.req), RD_KAFKA_V_KEY("warm", 4),
-                          RD_KAFKA_V_VALUE(&sent, sizeof sent),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        rd_kafka_producev(
+            client_p, RD_KAFKA_V_TOPIC(b.req), RD_KAFKA_V_KEY("warm", 4),
+            RD_KAFKA_V_VALUE(&sent, sizeof sent),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         rd_kafka_poll(client_p, 200);
     }
     if (__atomic_load_n(&s->seen, __ATOMIC_RELAXED) == 0) {
@@ -284,10 +292,11 @@ static int run_bare(bench_kafka_t *k, const bench_opts_t *o, double rate, rpc_si
         sleep_until(due);
         int64_t sent = bench_now_ns();
         int kl = snprintf(key, sizeof key, "u%lld", (long long)(i % o->keys));
-        while (rd_kafka_producev(client_p, RD_KAFKA_V_TOPIC(b.req), RD_KAFKA_V_KEY(key, kl),
-                                 RD_KAFKA_V_VALUE(&sent, sizeof sent),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while (rd_kafka_producev(
+                   client_p, RD_KAFKA_V_TOPIC(b.req), RD_KAFKA_V_KEY(key, kl),
+                   RD_KAFKA_V_VALUE(&sent, sizeof sent),
+                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(client_p, 1);
         rd_kafka_poll(client_p, 0);
     }
@@ -330,22 +339,26 @@ static int run(const bench_opts_t *o)
         bench_result_init(&r[i], "rpc");
         snprintf(r[i].label, sizeof r[i].label, "%.0f asks/s", rates[i]);
         snprintf(r[i].params, sizeof r[i].params,
-                 "{%s,\"rate\":%.0f,\"seconds\":%.1f,\"producer_linger_ms\":0}", common,
-                 rates[i], o->seconds);
+                 "{%s,\"rate\":%.0f,\"seconds\":%.1f,\"producer_linger_ms\":0}",
+                 common, rates[i], o->seconds);
     }
     if (!k)
         return bench_report_lines(o, r, NR, err);
     /* The mock cluster (the smoke run) proves the harness with one rate. */
     int nr = bench_kafka_is_mock(k) ? 1 : NR;
     for (int i = 0; i < nr; i++) {
-        rpc_side_t base = {.hist = bench_hist_new()}, mph = {.hist = bench_hist_new()};
-        bench_progress(o, "rpc: %.0f asks/s, bare librdkafka request/reply", rates[i]);
-        if (run_bare(k, o, rates[i], &base, r[i].error, sizeof r[i].error) == 0) {
+        rpc_side_t base = {.hist = bench_hist_new()},
+                   mph = {.hist = bench_hist_new()};
+        bench_progress(o, "rpc: %.0f asks/s, bare librdkafka request/reply",
+                       rates[i]);
+        if (run_bare(k, o, rates[i], &base, r[i].error, sizeof r[i].error) ==
+            0) {
             bench_progress(o, "rpc: %.0f asks/s, mephisto", rates[i]);
             bench_rss_reset();
             struct rusage ru0, ru1;
             bench_rusage(&ru0);
-            if (run_mephisto(k, o, rates[i], &mph, r[i].error, sizeof r[i].error) == 0) {
+            if (run_mephisto(k, o, rates[i], &mph, r[i].error,
+                             sizeof r[i].error) == 0) {
                 bench_rusage(&ru1);
                 r[i].cpu_s = bench_cpu_s(&ru1) - bench_cpu_s(&ru0);
                 r[i].peak_rss_kb = bench_rss_peak_kb();
@@ -358,21 +371,25 @@ static int run(const bench_opts_t *o)
                 double bp99 = bench_hist_quantile_us(base.hist, 0.99);
                 r[i].baseline_msgs_per_s = (double)base.replies / o->seconds;
                 r[i].ratio = bp99 / r[i].p99_us;
-                snprintf(r[i].target, sizeof r[i].target, "p99 <= 1.5 x bare request/reply p99");
+                snprintf(r[i].target, sizeof r[i].target,
+                         "p99 <= 1.5 x bare request/reply p99");
                 r[i].target_met = r[i].p99_us <= 1.5 * bp99;
-                bench_extra(&r[i],
-                            ",\"baseline_p50_us\":%.1f,\"baseline_p99_us\":%.1f,"
-                            "\"baseline_p999_us\":%.1f,\"timeouts\":%lld,\"errors\":%lld",
-                            bench_hist_quantile_us(base.hist, 0.5), bp99,
-                            bench_hist_quantile_us(base.hist, 0.999), (long long)mph.timeouts,
-                            (long long)mph.errors);
+                bench_extra(
+                    &r[i],
+                    ",\"baseline_p50_us\":%.1f,\"baseline_p99_us\":%.1f,"
+                    "\"baseline_p999_us\":%.1f,\"timeouts\":%lld,\"errors\":%"
+                    "lld",
+                    bench_hist_quantile_us(base.hist, 0.5), bp99,
+                    bench_hist_quantile_us(base.hist, 0.999),
+                    (long long)mph.timeouts, (long long)mph.errors);
                 double expected = rates[i] * o->seconds;
                 if ((double)mph.replies < 0.99 * expected)
                     snprintf(r[i].error, sizeof r[i].error,
-                             "%lld of %.0f asks in the window answered (%lld timeouts, %lld "
+                             "%lld of %.0f asks in the window answered (%lld "
+                             "timeouts, %lld "
                              "errors)",
-                             (long long)mph.replies, expected, (long long)mph.timeouts,
-                             (long long)mph.errors);
+                             (long long)mph.replies, expected,
+                             (long long)mph.timeouts, (long long)mph.errors);
             }
         }
         bench_hist_destroy(base.hist);

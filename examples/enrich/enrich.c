@@ -50,7 +50,8 @@ static mph_err_t load_product(mph_event_t *ev, void *opaque)
 }
 
 /* The join key: the order's "product" string (borrowed from the event). */
-static mph_err_t product_of(mph_event_t *ev, const void **key, size_t *key_len, void *opaque)
+static mph_err_t product_of(mph_event_t *ev, const void **key, size_t *key_len,
+                            void *opaque)
 {
     (void)opaque;
     mph_json_parser_t *p = mph_event_json(ev, NULL);
@@ -67,7 +68,8 @@ static mph_err_t product_of(mph_event_t *ev, const void **key, size_t *key_len, 
 }
 
 /* The order and the product's name (NULL: unknown) → the output. */
-static mph_err_t emit_enriched(mph_event_t *ev, const void *name, size_t name_len, void *opaque)
+static mph_err_t emit_enriched(mph_event_t *ev, const void *name,
+                               size_t name_len, void *opaque)
 {
     (void)opaque;
     size_t klen = 0, vlen = 0;
@@ -84,7 +86,8 @@ static mph_err_t emit_enriched(mph_event_t *ev, const void *name, size_t name_le
     mph_json_parser_t *p = mph_event_json(ev, NULL);
     bool is_json = p && mph_json_validate(p) == MPH_OK;
     if (!err)
-        err = is_json ? mph_jsonw_raw(w, order, vlen) : mph_jsonw_str(w, order ? order : "", vlen);
+        err = is_json ? mph_jsonw_raw(w, order, vlen)
+                      : mph_jsonw_str(w, order ? order : "", vlen);
     if (!err)
         err = mph_jsonw_key(w, "product_name", 12);
     if (!err)
@@ -105,13 +108,14 @@ static mph_err_t enrich_order(mph_event_t *ev, void *opaque)
     return mph_table_join_global(ev, e->products, product_of, emit_enriched, e);
 }
 
-static mph_topic_t *topic(mph_app_t *app, const char *setting, const char *dflt, char *err,
-                          size_t err_size)
+static mph_topic_t *topic(mph_app_t *app, const char *setting, const char *dflt,
+                          char *err, size_t err_size)
 {
     const char *name = mph_app_get(app, setting);
     mph_topic_opts_t *opts = mph_topic_opts_new();
     mph_topic_opts_set(opts, "create", "true", NULL, 0);
-    mph_topic_t *t = mph_topic_new(app, name ? name : dflt, opts, err, err_size);
+    mph_topic_t *t =
+        mph_topic_new(app, name ? name : dflt, opts, err, err_size);
     mph_topic_opts_destroy(opts);
     return t;
 }
@@ -127,18 +131,21 @@ int mephisto_app_init(mph_app_t *app)
     e->products = mph_global_table_new(app, "products", NULL, err, sizeof err);
     if (!e->products)
         goto fail;
-    mph_topic_t *products = topic(app, "enrich.products_topic", "enrich-products", err, sizeof err);
-    mph_topic_t *orders = products ? topic(app, "enrich.orders_topic", "enrich-orders", err,
-                                           sizeof err)
+    mph_topic_t *products =
+        topic(app, "enrich.products_topic", "enrich-products", err, sizeof err);
+    mph_topic_t *orders = products ? topic(app, "enrich.orders_topic",
+                                           "enrich-orders", err, sizeof err)
                                    : NULL;
-    mph_topic_t *out = orders ? topic(app, "enrich.output_topic", "enrich-orders-enriched", err,
-                                      sizeof err)
+    mph_topic_t *out = orders ? topic(app, "enrich.output_topic",
+                                      "enrich-orders-enriched", err, sizeof err)
                               : NULL;
     if (!out)
         goto fail;
-    mph_agent_t *a = mph_agent_new(app, "enrich", orders, enrich_order, e, err, sizeof err);
-    if (!mph_agent_new(app, "products", products, load_product, e, err, sizeof err) || !a ||
-        mph_agent_add_sink(a, out) != MPH_OK)
+    mph_agent_t *a =
+        mph_agent_new(app, "enrich", orders, enrich_order, e, err, sizeof err);
+    if (!mph_agent_new(app, "products", products, load_product, e, err,
+                       sizeof err) ||
+        !a || mph_agent_add_sink(a, out) != MPH_OK)
         goto fail;
     return 0;
 fail:

@@ -49,7 +49,8 @@ typedef struct mph_global_table_opts mph_global_table_opts_t;
 
 MPH_EXPORT mph_global_table_opts_t *mph_global_table_opts_new(void);
 /* MPH_ERR_INVALID with errstr naming the option and why. */
-MPH_EXPORT mph_err_t mph_global_table_opts_set(mph_global_table_opts_t *opts, const char *name,
+MPH_EXPORT mph_err_t mph_global_table_opts_set(mph_global_table_opts_t *opts,
+                                               const char *name,
                                                const char *value, char *errstr,
                                                size_t errstr_size);
 MPH_EXPORT void mph_global_table_opts_destroy(mph_global_table_opts_t *opts);
@@ -57,10 +58,12 @@ MPH_EXPORT void mph_global_table_opts_destroy(mph_global_table_opts_t *opts);
 /* Declares global table name on app (opts may be NULL; copied). Before
  * start only. NULL with errstr on a bad or duplicate name (a table or a
  * global table of that name exists), a bad option or a started app. */
-MPH_EXPORT mph_global_table_t *mph_global_table_new(mph_app_t *app, const char *name,
-                                                    const mph_global_table_opts_t *opts,
-                                                    char *errstr, size_t errstr_size);
-MPH_EXPORT mph_global_table_t *mph_app_global_table(const mph_app_t *app, const char *name);
+MPH_EXPORT mph_global_table_t *
+mph_global_table_new(mph_app_t *app, const char *name,
+                     const mph_global_table_opts_t *opts, char *errstr,
+                     size_t errstr_size);
+MPH_EXPORT mph_global_table_t *mph_app_global_table(const mph_app_t *app,
+                                                    const char *name);
 MPH_EXPORT const char *mph_global_table_name(const mph_global_table_t *gt);
 /* The changelog topic (borrowed; lives with the app): agents may also
  * subscribe to it to react to changes. */
@@ -74,11 +77,13 @@ MPH_EXPORT mph_topic_t *mph_global_table_topic(const mph_global_table_t *gt);
  * value. Errors as mph_event_send; MPH_ERR_INVALID for a NULL key or a
  * table of another app; MPH_ERR_RANGE for keys over 65535 bytes.
  * @locality worker (during ev's callback) */
-MPH_EXPORT mph_err_t mph_global_table_set(mph_event_t *ev, mph_global_table_t *gt,
-                                          const void *key, size_t key_len, const void *value,
-                                          size_t value_len);
+MPH_EXPORT mph_err_t mph_global_table_set(mph_event_t *ev,
+                                          mph_global_table_t *gt,
+                                          const void *key, size_t key_len,
+                                          const void *value, size_t value_len);
 /* Produces a tombstone for key. As mph_global_table_set. */
-MPH_EXPORT mph_err_t mph_global_table_delete(mph_event_t *ev, mph_global_table_t *gt,
+MPH_EXPORT mph_err_t mph_global_table_delete(mph_event_t *ev,
+                                             mph_global_table_t *gt,
                                              const void *key, size_t key_len);
 
 /* --- reads: the local copy, from any thread --- */
@@ -86,17 +91,19 @@ MPH_EXPORT mph_err_t mph_global_table_delete(mph_event_t *ev, mph_global_table_t
 /* The value of key as an owned copy: *value is malloc'd (free with free();
  * an empty value is a 1-byte allocation with *value_len 0). MPH_ERR_NOENT
  * when absent, MPH_ERR_NOMEM. Never blocks. @locality any */
-MPH_EXPORT mph_err_t mph_global_table_get(mph_global_table_t *gt, const void *key,
-                                          size_t key_len, void **value, size_t *value_len);
+MPH_EXPORT mph_err_t mph_global_table_get(mph_global_table_t *gt,
+                                          const void *key, size_t key_len,
+                                          void **value, size_t *value_len);
 /* The value of key copied into buf (no allocation): MPH_OK with *value_len
  * the value's length; MPH_ERR_RANGE when buf_size is too small (then
  * *value_len says how large it must be and buf is untouched);
  * MPH_ERR_NOENT when absent. Never blocks. @locality any */
-MPH_EXPORT mph_err_t mph_global_table_get_into(mph_global_table_t *gt, const void *key,
-                                               size_t key_len, void *buf, size_t buf_size,
+MPH_EXPORT mph_err_t mph_global_table_get_into(mph_global_table_t *gt,
+                                               const void *key, size_t key_len,
+                                               void *buf, size_t buf_size,
                                                size_t *value_len);
-MPH_EXPORT bool mph_global_table_contains(mph_global_table_t *gt, const void *key,
-                                          size_t key_len);
+MPH_EXPORT bool mph_global_table_contains(mph_global_table_t *gt,
+                                          const void *key, size_t key_len);
 /* Keys in the local copy now. @locality any */
 MPH_EXPORT size_t mph_global_table_count(const mph_global_table_t *gt);
 
@@ -106,15 +113,18 @@ MPH_EXPORT bool mph_global_table_ready(const mph_global_table_t *gt);
 /* Waits until ready: MPH_OK, MPH_ERR_TIMEOUT, or MPH_ERR_STATE when the app
  * is not running (or stopped while waiting). @locality any (not from an
  * agent callback of this app) */
-MPH_EXPORT mph_err_t mph_global_table_wait_ready(const mph_global_table_t *gt, int timeout_ms);
+MPH_EXPORT mph_err_t mph_global_table_wait_ready(const mph_global_table_t *gt,
+                                                 int timeout_ms);
 
 /* Visits every key of the local copy (order unspecified) on the calling
  * thread; key and value are borrowed until fn returns. fn returns MPH_OK
  * to go on, any other code to stop (returned). Keys applied while the
  * visit runs may or may not be seen. @locality any */
-typedef mph_err_t(mph_global_visit_fn)(const void *key, size_t key_len, const void *value,
-                                       size_t value_len, void *opaque);
-MPH_EXPORT mph_err_t mph_global_table_foreach(mph_global_table_t *gt, mph_global_visit_fn *fn,
+typedef mph_err_t(mph_global_visit_fn)(const void *key, size_t key_len,
+                                       const void *value, size_t value_len,
+                                       void *opaque);
+MPH_EXPORT mph_err_t mph_global_table_foreach(mph_global_table_t *gt,
+                                              mph_global_visit_fn *fn,
                                               void *opaque);
 
 /* --- enriching a stream (the join idiom) --- */
@@ -127,10 +137,12 @@ MPH_EXPORT mph_err_t mph_global_table_foreach(mph_global_table_t *gt, mph_global
  * fn's result; key_fn's MPH_ERR_NOENT skips the event (MPH_OK); a NULL
  * *key from key_fn looks nothing up (fn gets NULL).
  * @locality worker (during ev's callback) */
-typedef mph_err_t(mph_global_join_fn)(mph_event_t *ev, const void *value, size_t value_len,
-                                      void *opaque);
-MPH_EXPORT mph_err_t mph_table_join_global(mph_event_t *ev, mph_global_table_t *gt,
-                                           mph_key_fn *key_fn, mph_global_join_fn *fn,
+typedef mph_err_t(mph_global_join_fn)(mph_event_t *ev, const void *value,
+                                      size_t value_len, void *opaque);
+MPH_EXPORT mph_err_t mph_table_join_global(mph_event_t *ev,
+                                           mph_global_table_t *gt,
+                                           mph_key_fn *key_fn,
+                                           mph_global_join_fn *fn,
                                            void *opaque);
 
 #ifdef __cplusplus

@@ -43,7 +43,8 @@ extern "C" {
  * (value NULL). Runs on the app's reply thread (MPH_ERR_STOPPED: on the
  * thread stopping the app; a delivery error: on the coordinator thread).
  * Must not block long: other replies wait. */
-typedef void(mph_reply_fn)(mph_err_t err, const void *value, size_t value_len, void *opaque);
+typedef void(mph_reply_fn)(mph_err_t err, const void *value, size_t value_len,
+                           void *opaque);
 
 /* Asks agent (declared on app) with key and value (copied). Returns once
  * the request is queued; reply_cb fires once later (see above). It never
@@ -52,24 +53,29 @@ typedef void(mph_reply_fn)(mph_err_t err, const void *value, size_t value_len, v
  * 1, NULL reply_cb), MPH_ERR_FULL (producer queue full for 1 s),
  * MPH_ERR_NOMEM. A NULL key picks a partition round-robin.
  * @locality any, including agent callbacks and reply callbacks */
-MPH_EXPORT mph_err_t mph_agent_ask(mph_app_t *app, mph_agent_t *agent, const void *key,
-                                   size_t key_len, const void *value, size_t value_len,
-                                   int timeout_ms, mph_reply_fn *reply_cb, void *opaque);
+MPH_EXPORT mph_err_t mph_agent_ask(mph_app_t *app, mph_agent_t *agent,
+                                   const void *key, size_t key_len,
+                                   const void *value, size_t value_len,
+                                   int timeout_ms, mph_reply_fn *reply_cb,
+                                   void *opaque);
 
 /* mph_agent_ask() and wait for its outcome: MPH_OK with *reply an owned
  * copy of the reply (free with free(); a 1-byte allocation for an empty
  * reply), or the callback's error, or the call's. @locality any thread
  * that is not the reply thread nor a worker of app (a worker waiting
  * cannot answer its own partitions) */
-MPH_EXPORT mph_err_t mph_agent_ask_wait(mph_app_t *app, mph_agent_t *agent, const void *key,
-                                        size_t key_len, const void *value, size_t value_len,
-                                        int timeout_ms, void **reply, size_t *reply_len);
+MPH_EXPORT mph_err_t mph_agent_ask_wait(mph_app_t *app, mph_agent_t *agent,
+                                        const void *key, size_t key_len,
+                                        const void *value, size_t value_len,
+                                        int timeout_ms, void **reply,
+                                        size_t *reply_len);
 
 /* Sends a request that wants no reply (no reply headers; rpc_enabled not
  * needed). Returns once queued; at-least-once delivery. Errors as mph_send.
  * @locality any */
-MPH_EXPORT mph_err_t mph_agent_cast(mph_app_t *app, mph_agent_t *agent, const void *key,
-                                    size_t key_len, const void *value, size_t value_len);
+MPH_EXPORT mph_err_t mph_agent_cast(mph_app_t *app, mph_agent_t *agent,
+                                    const void *key, size_t key_len,
+                                    const void *value, size_t value_len);
 
 /* Inside the agent's callback: answers the event's request with value
  * (copied). A tracked send: the request is not committed before the reply
@@ -78,7 +84,8 @@ MPH_EXPORT mph_err_t mph_agent_cast(mph_app_t *app, mph_agent_t *agent, const vo
  * the event asked for no reply (a cast or a plain record) or its reply
  * topic is known not to exist; otherwise errors as mph_event_send.
  * @locality worker (during ev's callback) */
-MPH_EXPORT mph_err_t mph_event_reply(mph_event_t *ev, const void *value, size_t value_len);
+MPH_EXPORT mph_err_t mph_event_reply(mph_event_t *ev, const void *value,
+                                     size_t value_len);
 /* True when the event is a request that wants a reply. */
 MPH_EXPORT bool mph_event_wants_reply(const mph_event_t *ev);
 

@@ -98,9 +98,10 @@ struct mph_global_table {
     ck_ht_t ht;
     uint64_t seed;
     ck_epoch_t epoch;
-    pthread_key_t key;       /* the calling thread's gt_rec_t */
+    pthread_key_t key; /* the calling thread's gt_rec_t */
     bool key_made;
-    pthread_mutex_t recs_lock; /* only the list of records (first use per thread) */
+    pthread_mutex_t
+        recs_lock; /* only the list of records (first use per thread) */
     gt_rec_t *recs;
     ck_epoch_record_t *wrec; /* the reader thread's record */
     int tsan_sync;           /* an address for TSan's happens-before */
@@ -108,14 +109,14 @@ struct mph_global_table {
     /* reader thread */
     pthread_t thread;
     bool thread_running;
-    int stop;                /* ck_pr */
+    int stop; /* ck_pr */
     rd_kafka_t *consumer;
     int32_t nparts;
-    int64_t *target;         /* end offset per partition at start */
+    int64_t *target; /* end offset per partition at start */
     bool *done;
     int32_t ndone;
-    int ready;               /* ck_pr */
-    uint64_t count;          /* keys in the copy (ck_pr) */
+    int ready;      /* ck_pr */
+    uint64_t count; /* keys in the copy (ck_pr) */
     uint64_t deletes_since_gc;
     uint64_t skipped;
     mph_log_limit_t log_lim;
@@ -139,8 +140,9 @@ void mph_global_table_opts_destroy(mph_global_table_opts_t *opts)
     free(opts);
 }
 
-mph_err_t mph_global_table_opts_set(mph_global_table_opts_t *opts, const char *name,
-                                    const char *value, char *errstr, size_t errstr_size)
+mph_err_t mph_global_table_opts_set(mph_global_table_opts_t *opts,
+                                    const char *name, const char *value,
+                                    char *errstr, size_t errstr_size)
 {
     char tmp[8];
     if (!errstr || !errstr_size) {
@@ -156,7 +158,8 @@ mph_err_t mph_global_table_opts_set(mph_global_table_opts_t *opts, const char *n
         long v = strtol(value, &end, 10);
         if (!*value || *end || v < 1 || v > 100000) {
             snprintf(errstr, errstr_size,
-                     "global table option partitions: \"%s\" is not a whole number from 1 to "
+                     "global table option partitions: \"%s\" is not a whole "
+                     "number from 1 to "
                      "100000",
                      value);
             return MPH_ERR_INVALID;
@@ -167,11 +170,13 @@ mph_err_t mph_global_table_opts_set(mph_global_table_opts_t *opts, const char *n
     if (!strncmp(name, "changelog.", 10) && name[10]) {
         if (!strcmp(name + 10, "cleanup.policy")) {
             snprintf(errstr, errstr_size,
-                     "global table option %s: a global table's changelog is always compacted",
+                     "global table option %s: a global table's changelog is "
+                     "always compacted",
                      name);
             return MPH_ERR_INVALID;
         }
-        char **arr = realloc(opts->configs, (opts->nconfigs + 1) * 2 * sizeof *arr);
+        char **arr =
+            realloc(opts->configs, (opts->nconfigs + 1) * 2 * sizeof *arr);
         if (!arr)
             return MPH_ERR_NOMEM;
         opts->configs = arr;
@@ -186,7 +191,9 @@ mph_err_t mph_global_table_opts_set(mph_global_table_opts_t *opts, const char *n
         return MPH_OK;
     }
     snprintf(errstr, errstr_size,
-             "global table option %s: unknown (partitions, changelog.<topic config>)", name);
+             "global table option %s: unknown (partitions, changelog.<topic "
+             "config>)",
+             name);
     return MPH_ERR_INVALID;
 }
 
@@ -258,8 +265,9 @@ static gt_rec_t *rec_new(struct mph_global_table *gt)
     ck_epoch_record_t *r = ck_epoch_recycle(&gt->epoch, NULL);
     if (r)
         return (gt_rec_t *)r;
-    gt_rec_t *g = aligned_alloc(CK_MD_CACHELINE, (sizeof *g + CK_MD_CACHELINE - 1) /
-                                                     CK_MD_CACHELINE * CK_MD_CACHELINE);
+    gt_rec_t *g =
+        aligned_alloc(CK_MD_CACHELINE, (sizeof *g + CK_MD_CACHELINE - 1) /
+                                           CK_MD_CACHELINE * CK_MD_CACHELINE);
     if (!g)
         return NULL;
     memset(g, 0, sizeof *g);
@@ -287,7 +295,8 @@ static ck_epoch_record_t *my_rec(struct mph_global_table *gt)
     return &g->rec;
 }
 
-static void hash_of(struct mph_global_table *gt, ck_ht_hash_t *h, const void *key, size_t klen)
+static void hash_of(struct mph_global_table *gt, ck_ht_hash_t *h,
+                    const void *key, size_t klen)
 {
     ck_ht_hash(h, &gt->ht, key, (uint16_t)klen);
 }
@@ -346,8 +355,8 @@ static void gt_free(struct mph_global_table *gt)
 }
 
 mph_global_table_t *mph_global_table_new(mph_app_t *app, const char *name,
-                                         const mph_global_table_opts_t *opts, char *errstr,
-                                         size_t errstr_size)
+                                         const mph_global_table_opts_t *opts,
+                                         char *errstr, size_t errstr_size)
 {
     char tmp[256];
     if (!errstr || !errstr_size) {
@@ -356,19 +365,23 @@ mph_global_table_t *mph_global_table_new(mph_app_t *app, const char *name,
     }
     if (!app || !name || !*name || strlen(name) > 200 || strchr(name, '/')) {
         snprintf(errstr, errstr_size,
-                 "global table: a name of 1 to 200 characters without '/' is needed");
+                 "global table: a name of 1 to 200 characters without '/' is "
+                 "needed");
         return NULL;
     }
     if (ck_pr_load_int(&app->state) != APP_NEW) {
-        snprintf(errstr, errstr_size, "global table %s: declare it before the app starts", name);
+        snprintf(errstr, errstr_size,
+                 "global table %s: declare it before the app starts", name);
         return NULL;
     }
     if (mph_app_global_table(app, name) || mph_app_table(app, name)) {
-        snprintf(errstr, errstr_size, "global table %s: a table of that name is declared already",
+        snprintf(errstr, errstr_size,
+                 "global table %s: a table of that name is declared already",
                  name);
         return NULL;
     }
-    struct mph_global_table **arr = realloc(app->globals, (app->nglobals + 1) * sizeof *arr);
+    struct mph_global_table **arr =
+        realloc(app->globals, (app->nglobals + 1) * sizeof *arr);
     if (!arr) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
@@ -388,8 +401,8 @@ mph_global_table_t *mph_global_table_new(mph_app_t *app, const char *name,
     gt->seed = 0x6d657068u ^ (uint64_t)strlen(name);
     ck_epoch_init(&gt->epoch);
     if (!gt->name || pthread_key_create(&gt->key, rec_release) != 0 ||
-        !ck_ht_init(&gt->ht, CK_HT_MODE_BYTESTRING | CK_HT_WORKLOAD_DELETE, NULL, &gt->alloc, 1024,
-                    gt->seed)) {
+        !ck_ht_init(&gt->ht, CK_HT_MODE_BYTESTRING | CK_HT_WORKLOAD_DELETE,
+                    NULL, &gt->alloc, 1024, gt->seed)) {
         snprintf(errstr, errstr_size, "global table %s: out of memory", name);
         gt_free(gt);
         return NULL;
@@ -408,11 +421,13 @@ mph_global_table_t *mph_global_table_new(mph_app_t *app, const char *name,
         err = mph_topic_opts_set(to, "partitions", num, errstr, errstr_size);
     }
     if (!err)
-        err = mph_topic_opts_set(to, "config.cleanup.policy", "compact", errstr, errstr_size);
+        err = mph_topic_opts_set(to, "config.cleanup.policy", "compact", errstr,
+                                 errstr_size);
     for (size_t i = 0; !err && opts && i < opts->nconfigs; i++) {
         char cname[300];
         snprintf(cname, sizeof cname, "config.%s", opts->configs[2 * i]);
-        err = mph_topic_opts_set(to, cname, opts->configs[2 * i + 1], errstr, errstr_size);
+        err = mph_topic_opts_set(to, cname, opts->configs[2 * i + 1], errstr,
+                                 errstr_size);
     }
     if (!err)
         gt->topic = mph_topic_new(app, topic, to, errstr, errstr_size);
@@ -430,7 +445,8 @@ mph_global_table_t *mph_global_table_new(mph_app_t *app, const char *name,
 /* reads                                                               */
 
 /* Looks key up inside the caller's epoch section: the item or NULL. */
-static gt_item_t *find(struct mph_global_table *gt, const void *key, size_t klen)
+static gt_item_t *find(struct mph_global_table *gt, const void *key,
+                       size_t klen)
 {
     ck_ht_hash_t h;
     ck_ht_entry_t e;
@@ -446,8 +462,8 @@ static gt_item_t *find(struct mph_global_table *gt, const void *key, size_t klen
 /* Runs a read of key in an epoch section; fn copies what it needs. */
 typedef mph_err_t(read_fn)(const gt_item_t *it, void *arg);
 
-static mph_err_t with_item(mph_global_table_t *gt, const void *key, size_t key_len,
-                           read_fn *fn, void *arg)
+static mph_err_t with_item(mph_global_table_t *gt, const void *key,
+                           size_t key_len, read_fn *fn, void *arg)
 {
     if (!gt || (!key && key_len))
         return MPH_ERR_INVALID;
@@ -500,8 +516,8 @@ static mph_err_t found(const gt_item_t *it, void *arg)
     return MPH_OK;
 }
 
-mph_err_t mph_global_table_get(mph_global_table_t *gt, const void *key, size_t key_len,
-                               void **value, size_t *value_len)
+mph_err_t mph_global_table_get(mph_global_table_t *gt, const void *key,
+                               size_t key_len, void **value, size_t *value_len)
 {
     if (!value || !value_len)
         return MPH_ERR_INVALID;
@@ -509,8 +525,9 @@ mph_err_t mph_global_table_get(mph_global_table_t *gt, const void *key, size_t k
     return with_item(gt, key, key_len, copy_owned, &a);
 }
 
-mph_err_t mph_global_table_get_into(mph_global_table_t *gt, const void *key, size_t key_len,
-                                    void *buf, size_t buf_size, size_t *value_len)
+mph_err_t mph_global_table_get_into(mph_global_table_t *gt, const void *key,
+                                    size_t key_len, void *buf, size_t buf_size,
+                                    size_t *value_len)
 {
     if (!value_len || (!buf && buf_size))
         return MPH_ERR_INVALID;
@@ -518,7 +535,8 @@ mph_err_t mph_global_table_get_into(mph_global_table_t *gt, const void *key, siz
     return with_item(gt, key, key_len, copy_into, &a);
 }
 
-bool mph_global_table_contains(mph_global_table_t *gt, const void *key, size_t key_len)
+bool mph_global_table_contains(mph_global_table_t *gt, const void *key,
+                               size_t key_len)
 {
     return with_item(gt, key, key_len, found, NULL) == MPH_OK;
 }
@@ -533,7 +551,8 @@ bool mph_global_table_ready(const mph_global_table_t *gt)
     return gt && ck_pr_load_int((int *)&gt->ready) == 1;
 }
 
-mph_err_t mph_global_table_wait_ready(const mph_global_table_t *gt, int timeout_ms)
+mph_err_t mph_global_table_wait_ready(const mph_global_table_t *gt,
+                                      int timeout_ms)
 {
     if (!gt)
         return MPH_ERR_INVALID;
@@ -549,7 +568,8 @@ mph_err_t mph_global_table_wait_ready(const mph_global_table_t *gt, int timeout_
     }
 }
 
-mph_err_t mph_global_table_foreach(mph_global_table_t *gt, mph_global_visit_fn *fn, void *opaque)
+mph_err_t mph_global_table_foreach(mph_global_table_t *gt,
+                                   mph_global_visit_fn *fn, void *opaque)
 {
     if (!gt || !fn)
         return MPH_ERR_INVALID;
@@ -567,7 +587,8 @@ mph_err_t mph_global_table_foreach(mph_global_table_t *gt, mph_global_visit_fn *
         if (!item)
             continue;
         GT_ACQUIRE(item);
-        err = fn(item->bytes, item->klen, item->bytes + item->klen, item->vlen, opaque);
+        err = fn(item->bytes, item->klen, item->bytes + item->klen, item->vlen,
+                 opaque);
     }
     ck_epoch_end(r, NULL);
     GT_RELEASE(&gt->tsan_sync);
@@ -577,30 +598,34 @@ mph_err_t mph_global_table_foreach(mph_global_table_t *gt, mph_global_visit_fn *
 /* ------------------------------------------------------------------ */
 /* writes from agents: to the changelog only                           */
 
-mph_err_t mph_global_table_set(mph_event_t *ev, mph_global_table_t *gt, const void *key,
-                               size_t key_len, const void *value, size_t value_len)
+mph_err_t mph_global_table_set(mph_event_t *ev, mph_global_table_t *gt,
+                               const void *key, size_t key_len,
+                               const void *value, size_t value_len)
 {
-    if (!ev || !gt || !key || (!value && value_len) || gt->app != mph_event_app(ev))
+    if (!ev || !gt || !key || (!value && value_len) ||
+        gt->app != mph_event_app(ev))
         return MPH_ERR_INVALID;
     if (key_len > GT_KEY_MAX)
         return MPH_ERR_RANGE;
     /* A non-NULL pointer: an empty value is not a tombstone. */
-    return mph_event_send(ev, gt->topic, MPH_PARTITION_ANY, key, key_len, value ? value : "",
-                          value_len, NULL, 0);
+    return mph_event_send(ev, gt->topic, MPH_PARTITION_ANY, key, key_len,
+                          value ? value : "", value_len, NULL, 0);
 }
 
-mph_err_t mph_global_table_delete(mph_event_t *ev, mph_global_table_t *gt, const void *key,
-                                  size_t key_len)
+mph_err_t mph_global_table_delete(mph_event_t *ev, mph_global_table_t *gt,
+                                  const void *key, size_t key_len)
 {
     if (!ev || !gt || !key || gt->app != mph_event_app(ev))
         return MPH_ERR_INVALID;
     if (key_len > GT_KEY_MAX)
         return MPH_ERR_RANGE;
-    return mph_event_send(ev, gt->topic, MPH_PARTITION_ANY, key, key_len, NULL, 0, NULL, 0);
+    return mph_event_send(ev, gt->topic, MPH_PARTITION_ANY, key, key_len, NULL,
+                          0, NULL, 0);
 }
 
-mph_err_t mph_table_join_global(mph_event_t *ev, mph_global_table_t *gt, mph_key_fn *key_fn,
-                                mph_global_join_fn *fn, void *opaque)
+mph_err_t mph_table_join_global(mph_event_t *ev, mph_global_table_t *gt,
+                                mph_key_fn *key_fn, mph_global_join_fn *fn,
+                                void *opaque)
 {
     if (!ev || !gt || !key_fn || !fn)
         return MPH_ERR_INVALID;
@@ -642,10 +667,11 @@ static void apply(struct mph_global_table *gt, const rd_kafka_message_t *m)
 {
     if (!m->key || m->key_len > GT_KEY_MAX) {
         gt->skipped++;
-        mph_log_limited(&gt->log_lim, 5000, MPH_LOG_WARN,
-                        "global table %s: skipped the record at %s [%d] offset %lld: %s",
-                        gt->name, gt->topic->name, (int)m->partition, (long long)m->offset,
-                        m->key ? "key longer than 65535 bytes" : "null key");
+        mph_log_limited(
+            &gt->log_lim, 5000, MPH_LOG_WARN,
+            "global table %s: skipped the record at %s [%d] offset %lld: %s",
+            gt->name, gt->topic->name, (int)m->partition, (long long)m->offset,
+            m->key ? "key longer than 65535 bytes" : "null key");
         return;
     }
     ck_ht_hash_t h;
@@ -665,8 +691,8 @@ static void apply(struct mph_global_table *gt, const rd_kafka_message_t *m)
     if (!it) {
         gt->skipped++;
         mph_log_limited(&gt->log_lim, 5000, MPH_LOG_ERROR,
-                        "global table %s: out of memory applying offset %lld", gt->name,
-                        (long long)m->offset);
+                        "global table %s: out of memory applying offset %lld",
+                        gt->name, (long long)m->offset);
         return;
     }
     it->gt = gt;
@@ -679,9 +705,10 @@ static void apply(struct mph_global_table *gt, const rd_kafka_message_t *m)
     if (!ck_ht_set_spmc(&gt->ht, h, &e)) {
         free(it);
         gt->skipped++;
-        mph_log_limited(&gt->log_lim, 5000, MPH_LOG_ERROR,
-                        "global table %s: out of memory growing the copy at offset %lld",
-                        gt->name, (long long)m->offset);
+        mph_log_limited(
+            &gt->log_lim, 5000, MPH_LOG_ERROR,
+            "global table %s: out of memory growing the copy at offset %lld",
+            gt->name, (long long)m->offset);
         return;
     }
     gt_item_t *old = ck_ht_entry_empty(&e) ? NULL : ck_ht_entry_value(&e);
@@ -698,8 +725,8 @@ static void mark_done(struct mph_global_table *gt, int32_t p)
     gt->done[p] = true;
     if (++gt->ndone == gt->nparts) {
         ck_pr_store_int(&gt->ready, 1);
-        mph_log(MPH_LOG_INFO, "global table %s: bootstrapped (%llu keys)", gt->name,
-                (unsigned long long)ck_pr_load_64(&gt->count));
+        mph_log(MPH_LOG_INFO, "global table %s: bootstrapped (%llu keys)",
+                gt->name, (unsigned long long)ck_pr_load_64(&gt->count));
     }
 }
 
@@ -727,7 +754,8 @@ static void *reader_main(void *arg)
             }
             rd_kafka_message_destroy(m);
         }
-        if (gt->deletes_since_gc > 4096 && gt->deletes_since_gc > ck_pr_load_64(&gt->count)) {
+        if (gt->deletes_since_gc > 4096 &&
+            gt->deletes_since_gc > ck_pr_load_64(&gt->count)) {
             ck_ht_gc(&gt->ht, 0, gt->seed);
             gt->deletes_since_gc = 0;
         }
@@ -737,10 +765,13 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-static mph_err_t reader_start(struct mph_global_table *gt, char *errstr, size_t errstr_size)
+static mph_err_t reader_start(struct mph_global_table *gt, char *errstr,
+                              size_t errstr_size)
 {
     mph_app_t *app = gt->app;
-    int timeout = (int)(app->shutdown_timeout_ms < 5000 ? 5000 : app->shutdown_timeout_ms);
+    int timeout =
+        (int)(app->shutdown_timeout_ms < 5000 ? 5000
+                                              : app->shutdown_timeout_ms);
     gt->nparts = gt->topic->partitions;
     free(gt->target);
     free(gt->done);
@@ -756,26 +787,30 @@ static mph_err_t reader_start(struct mph_global_table *gt, char *errstr, size_t 
             return MPH_ERR_NOMEM;
         gt->wrec = &g->rec;
     }
-    rd_kafka_conf_t *kc =
-        mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_CONSUMER, errstr, errstr_size);
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(
+        app->kenv, app->conf, MPH__KAFKA_CONSUMER, errstr, errstr_size);
     if (!kc)
         return MPH_ERR_INVALID;
-    if (mph__kafka_conf_set(kc, "enable.partition.eof", "true", errstr, errstr_size) ||
-        mph__kafka_conf_set(kc, "auto.offset.reset", "earliest", errstr, errstr_size)) {
+    if (mph__kafka_conf_set(kc, "enable.partition.eof", "true", errstr,
+                            errstr_size) ||
+        mph__kafka_conf_set(kc, "auto.offset.reset", "earliest", errstr,
+                            errstr_size)) {
         rd_kafka_conf_destroy(kc);
         return MPH_ERR_INVALID;
     }
     gt->consumer = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, errstr, errstr_size);
     if (!gt->consumer)
         return MPH_ERR_INVALID;
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(gt->nparts);
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(gt->nparts);
     for (int32_t p = 0; p < gt->nparts; p++) {
         int64_t lo = 0, hi = 0;
-        mph_err_t err = mph__kafka_watermarks(gt->consumer, gt->topic->name, p, &lo, &hi, timeout);
+        mph_err_t err = mph__kafka_watermarks(gt->consumer, gt->topic->name, p,
+                                              &lo, &hi, timeout);
         if (err) {
             snprintf(errstr, errstr_size,
-                     "global table %s: cannot read the end of %s [%d]: %s", gt->name,
-                     gt->topic->name, (int)p, mph_err_str(err));
+                     "global table %s: cannot read the end of %s [%d]: %s",
+                     gt->name, gt->topic->name, (int)p, mph_err_str(err));
             rd_kafka_topic_partition_list_destroy(parts);
             return err;
         }
@@ -794,7 +829,8 @@ static mph_err_t reader_start(struct mph_global_table *gt, char *errstr, size_t 
     }
     ck_pr_store_int(&gt->stop, 0);
     if (pthread_create(&gt->thread, NULL, reader_main, gt) != 0) {
-        snprintf(errstr, errstr_size, "global table %s: cannot start its thread", gt->name);
+        snprintf(errstr, errstr_size,
+                 "global table %s: cannot start its thread", gt->name);
         return MPH_ERR_NOMEM;
     }
     gt->thread_running = true;
@@ -809,7 +845,8 @@ static void reader_stop(struct mph_global_table *gt)
         gt->thread_running = false;
     }
     if (gt->consumer) {
-        rd_kafka_destroy_flags(gt->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        rd_kafka_destroy_flags(gt->consumer,
+                               RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         gt->consumer = NULL;
     }
 }

@@ -43,7 +43,7 @@
 #include "runtime/rpc.h"
 #include "runtime/worker.h"
 
-#define RPC_BUCKETS 65536
+#define RPC_BUCKETS  65536
 #define HDR_REPLY_TO "mph.reply_to"
 #define HDR_CORR     "mph.correlation_id"
 
@@ -91,7 +91,8 @@ static void stat_add(uint64_t *c)
 
 static size_t bucket_of(uint64_t id)
 {
-    return (size_t)((id * UINT64_C(0x9E3779B97F4A7C15)) >> 48) & (RPC_BUCKETS - 1);
+    return (size_t)((id * UINT64_C(0x9E3779B97F4A7C15)) >> 48) &
+           (RPC_BUCKETS - 1);
 }
 
 static pending_t *take(struct mph__rpc *r, uint64_t id)
@@ -206,7 +207,9 @@ static bool parse_id(const void *v, size_t len, uint64_t *out)
     const unsigned char *s = v;
     for (size_t i = 0; i < 16; i++) {
         unsigned c = s[i];
-        unsigned d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : 16;
+        unsigned d = c >= '0' && c <= '9'   ? c - '0'
+                     : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                            : 16;
         if (d > 15)
             return false;
         id = id << 4 | d;
@@ -215,15 +218,17 @@ static bool parse_id(const void *v, size_t len, uint64_t *out)
     return true;
 }
 
-static int32_t partition_of(const mph_topic_t *t, const void *key, size_t key_len)
+static int32_t partition_of(const mph_topic_t *t, const void *key,
+                            size_t key_len)
 {
-    return key && t->partitions > 0 ? mph__kafka_partition_for(key, key_len, t->partitions)
-                                    : MPH_PARTITION_ANY;
+    return key && t->partitions > 0
+               ? mph__kafka_partition_for(key, key_len, t->partitions)
+               : MPH_PARTITION_ANY;
 }
 
-mph_err_t mph_agent_ask(mph_app_t *app, mph_agent_t *agent, const void *key, size_t key_len,
-                        const void *value, size_t value_len, int timeout_ms,
-                        mph_reply_fn *reply_cb, void *opaque)
+mph_err_t mph_agent_ask(mph_app_t *app, mph_agent_t *agent, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        int timeout_ms, mph_reply_fn *reply_cb, void *opaque)
 {
     if (!app || !agent || agent->app != app || !reply_cb || timeout_ms < 1 ||
         (!key && key_len) || (!value && value_len))
@@ -250,7 +255,8 @@ mph_err_t mph_agent_ask(mph_app_t *app, mph_agent_t *agent, const void *key, siz
     c->id = id;
     pthread_mutex_lock(&r->lock);
     if (!r->accepting ||
-        !heap_push(r, mph_clock_mono_ns() + (int64_t)timeout_ms * 1000000, id)) {
+        !heap_push(r, mph_clock_mono_ns() + (int64_t)timeout_ms * 1000000,
+                   id)) {
         bool stopped = !r->accepting;
         pthread_mutex_unlock(&r->lock);
         free(p);
@@ -265,9 +271,11 @@ mph_err_t mph_agent_ask(mph_app_t *app, mph_agent_t *agent, const void *key, siz
 
     char idtext[17];
     hex_id(id, idtext);
-    mph_header_t h[2] = {{HDR_REPLY_TO, r->topic, strlen(r->topic)}, {HDR_CORR, idtext, 16}};
-    mph_err_t err = mph_send(app, t, partition_of(t, key, key_len), key, key_len, value,
-                             value_len, h, 2, request_delivered, c);
+    mph_header_t h[2] = {{HDR_REPLY_TO, r->topic, strlen(r->topic)},
+                         {HDR_CORR, idtext, 16}};
+    mph_err_t err =
+        mph_send(app, t, partition_of(t, key, key_len), key, key_len, value,
+                 value_len, h, 2, request_delivered, c);
     if (err) {
         /* The callback must not fire: withdraw the entry (its heap slot
          * is skipped when it surfaces). */
@@ -282,18 +290,19 @@ mph_err_t mph_agent_ask(mph_app_t *app, mph_agent_t *agent, const void *key, siz
     return MPH_OK;
 }
 
-mph_err_t mph_agent_cast(mph_app_t *app, mph_agent_t *agent, const void *key, size_t key_len,
-                         const void *value, size_t value_len)
+mph_err_t mph_agent_cast(mph_app_t *app, mph_agent_t *agent, const void *key,
+                         size_t key_len, const void *value, size_t value_len)
 {
-    if (!app || !agent || agent->app != app || (!key && key_len) || (!value && value_len))
+    if (!app || !agent || agent->app != app || (!key && key_len) ||
+        (!value && value_len))
         return MPH_ERR_INVALID;
     mph_topic_t *t = agent_topic(app, agent);
     if (!t)
         return MPH_ERR_INVALID;
     if (ck_pr_load_int(&app->state) != APP_RUNNING)
         return MPH_ERR_STATE;
-    return mph_send(app, t, partition_of(t, key, key_len), key, key_len, value, value_len, NULL,
-                    0, NULL, NULL);
+    return mph_send(app, t, partition_of(t, key, key_len), key, key_len, value,
+                    value_len, NULL, 0, NULL, NULL);
 }
 
 struct waiter {
@@ -305,7 +314,8 @@ struct waiter {
     size_t len;
 };
 
-static void wait_cb(mph_err_t err, const void *value, size_t value_len, void *opaque)
+static void wait_cb(mph_err_t err, const void *value, size_t value_len,
+                    void *opaque)
 {
     struct waiter *w = opaque;
     void *copy = NULL;
@@ -325,17 +335,18 @@ static void wait_cb(mph_err_t err, const void *value, size_t value_len, void *op
     pthread_mutex_unlock(&w->mu);
 }
 
-mph_err_t mph_agent_ask_wait(mph_app_t *app, mph_agent_t *agent, const void *key,
-                             size_t key_len, const void *value, size_t value_len,
-                             int timeout_ms, void **reply, size_t *reply_len)
+mph_err_t mph_agent_ask_wait(mph_app_t *app, mph_agent_t *agent,
+                             const void *key, size_t key_len, const void *value,
+                             size_t value_len, int timeout_ms, void **reply,
+                             size_t *reply_len)
 {
     if (!reply || !reply_len)
         return MPH_ERR_INVALID;
     struct waiter w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
-    mph_err_t err =
-        mph_agent_ask(app, agent, key, key_len, value, value_len, timeout_ms, wait_cb, &w);
+    mph_err_t err = mph_agent_ask(app, agent, key, key_len, value, value_len,
+                                  timeout_ms, wait_cb, &w);
     if (!err) {
         pthread_mutex_lock(&w.mu);
         while (!w.done)
@@ -358,8 +369,9 @@ bool mph_event_wants_reply(const mph_event_t *ev)
     const void *v = NULL;
     size_t len = 0;
     uint64_t id;
-    return ev && mph_event_header(ev, HDR_REPLY_TO, &v, &len) == MPH_OK && len > 0 &&
-           len < 250 && mph_event_header(ev, HDR_CORR, &v, &len) == MPH_OK &&
+    return ev && mph_event_header(ev, HDR_REPLY_TO, &v, &len) == MPH_OK &&
+           len > 0 && len < 250 &&
+           mph_event_header(ev, HDR_CORR, &v, &len) == MPH_OK &&
            parse_id(v, len, &id);
 }
 
@@ -370,8 +382,9 @@ mph_err_t mph_event_reply(mph_event_t *ev, const void *value, size_t value_len)
     const void *to = NULL, *corr = NULL;
     size_t to_len = 0, corr_len = 0;
     uint64_t id;
-    if (mph_event_header(ev, HDR_REPLY_TO, &to, &to_len) != MPH_OK || to_len == 0 ||
-        to_len >= 250 || mph_event_header(ev, HDR_CORR, &corr, &corr_len) != MPH_OK ||
+    if (mph_event_header(ev, HDR_REPLY_TO, &to, &to_len) != MPH_OK ||
+        to_len == 0 || to_len >= 250 ||
+        mph_event_header(ev, HDR_CORR, &corr, &corr_len) != MPH_OK ||
         !parse_id(corr, corr_len, &id))
         return MPH_ERR_NOENT;
     char topic[256];
@@ -380,7 +393,8 @@ mph_err_t mph_event_reply(mph_event_t *ev, const void *value, size_t value_len)
     if (memchr(topic, 0, to_len))
         return MPH_ERR_NOENT;
     mph_header_t h[1] = {{HDR_CORR, corr, corr_len}};
-    return mph__worker_send_reply(ev->worker, ev, topic, 0, value, value_len, h, 1);
+    return mph__worker_send_reply(ev->worker, ev, topic, 0, value, value_len, h,
+                                  1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -393,7 +407,8 @@ static void on_reply(struct mph__rpc *r, const rd_kafka_message_t *m)
     size_t len = 0;
     uint64_t id = 0;
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(hdrs, HDR_CORR, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, HDR_CORR, &v, &len) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
         !parse_id(v, len, &id)) {
         stat_add(&r->unknown);
         return;
@@ -450,8 +465,9 @@ static void *reply_main(void *arg)
             if (!m->err)
                 on_reply(r, m);
             else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                mph_log_limited(&r->log_lim, 5000, MPH_LOG_WARN, "reply topic %s: %s",
-                                r->topic, rd_kafka_message_errstr(m));
+                mph_log_limited(&r->log_lim, 5000, MPH_LOG_WARN,
+                                "reply topic %s: %s", r->topic,
+                                rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
             m = rd_kafka_consume_queue(q, 0);
         }
@@ -494,52 +510,60 @@ mph_err_t mph__rpc_start(mph_app_t *app, char *errstr, size_t errstr_size)
     r->nonce = (uint32_t)(rnd >> 32) ? (uint32_t)(rnd >> 32) : 1;
     const char *instance = mph_conf_get(app->conf, "group_instance_id");
     if (instance && *instance) {
-        snprintf(r->topic, sizeof r->topic, "%s-reply-%s", app->app_id, instance);
+        snprintf(r->topic, sizeof r->topic, "%s-reply-%s", app->app_id,
+                 instance);
         r->delete_on_stop = false;
     } else {
-        snprintf(r->topic, sizeof r->topic, "%s-reply-%08x%08x", app->app_id, (unsigned)rnd,
-                 (unsigned)(rnd >> 32));
+        snprintf(r->topic, sizeof r->topic, "%s-reply-%08x%08x", app->app_id,
+                 (unsigned)rnd, (unsigned)(rnd >> 32));
         r->delete_on_stop = true;
     }
     int timeout = rpc_timeout_ms(app);
-    const char *configs[] = {"retention.ms", "3600000", "cleanup.policy", "delete", NULL};
-    mph__topic_spec_t spec = {r->topic, 1,
-                              (int)mph_conf_get_int(app->conf, "topic_replication_factor", 1),
-                              configs};
+    const char *configs[] = {"retention.ms", "3600000", "cleanup.policy",
+                             "delete", NULL};
+    mph__topic_spec_t spec = {
+        r->topic, 1,
+        (int)mph_conf_get_int(app->conf, "topic_replication_factor", 1),
+        configs};
     /* An existing reply topic is reused as it is: replies only ever go to
      * its partition 0. */
     int have = 0;
-    mph_err_t err = mph__kafka_partition_count(app->producer, r->topic, timeout, &have);
+    mph_err_t err =
+        mph__kafka_partition_count(app->producer, r->topic, timeout, &have);
     if (err)
-        err = mph__kafka_create_topics(app->kenv, app->producer, &spec, 1, timeout, errstr,
-                                       errstr_size);
+        err = mph__kafka_create_topics(app->kenv, app->producer, &spec, 1,
+                                       timeout, errstr, errstr_size);
     if (err)
         return err;
     int64_t lo = 0, hi = 0;
     int64_t until = mph_clock_mono_ns() + (int64_t)timeout * 1000000;
     for (;;) {
-        err = mph__kafka_watermarks(app->producer, r->topic, 0, &lo, &hi, timeout);
+        err = mph__kafka_watermarks(app->producer, r->topic, 0, &lo, &hi,
+                                    timeout);
         if (!err || mph_clock_mono_ns() >= until)
             break;
         usleep(100000); /* a just-created topic may take a moment */
     }
     if (err) {
-        snprintf(errstr, errstr_size, "rpc_enabled: reply topic %s: cannot read its end: %s",
+        snprintf(errstr, errstr_size,
+                 "rpc_enabled: reply topic %s: cannot read its end: %s",
                  r->topic, mph_err_str(err));
         return err;
     }
-    rd_kafka_conf_t *kc =
-        mph__kafka_conf_new(app->kenv, app->conf, MPH__KAFKA_CONSUMER, errstr, errstr_size);
+    rd_kafka_conf_t *kc = mph__kafka_conf_new(
+        app->kenv, app->conf, MPH__KAFKA_CONSUMER, errstr, errstr_size);
     if (!kc)
         return MPH_ERR_INVALID;
-    if (mph__kafka_conf_set(kc, "fetch.wait.max.ms", "10", errstr, errstr_size)) {
+    if (mph__kafka_conf_set(kc, "fetch.wait.max.ms", "10", errstr,
+                            errstr_size)) {
         rd_kafka_conf_destroy(kc);
         return MPH_ERR_INVALID;
     }
     r->consumer = mph__kafka_new(kc, MPH__KAFKA_CONSUMER, errstr, errstr_size);
     if (!r->consumer)
         return MPH_ERR_INVALID;
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(parts, r->topic, 0)->offset = hi;
     rd_kafka_resp_err_t e = rd_kafka_assign(r->consumer, parts);
     rd_kafka_topic_partition_list_destroy(parts);
@@ -561,7 +585,8 @@ mph_err_t mph__rpc_start(mph_app_t *app, char *errstr, size_t errstr_size)
     pthread_mutex_lock(&r->lock);
     r->accepting = true;
     pthread_mutex_unlock(&r->lock);
-    mph_log(MPH_LOG_INFO, "rpc: replies on %s from offset %lld", r->topic, (long long)hi);
+    mph_log(MPH_LOG_INFO, "rpc: replies on %s from offset %lld", r->topic,
+            (long long)hi);
     return MPH_OK;
 }
 
@@ -579,7 +604,8 @@ void mph__rpc_stop(mph_app_t *app)
         r->thread_running = false;
     }
     if (r->consumer) {
-        rd_kafka_destroy_flags(r->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        rd_kafka_destroy_flags(r->consumer,
+                               RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         r->consumer = NULL;
     }
     /* Every ask still waiting ends now. */
@@ -600,9 +626,10 @@ void mph__rpc_stop(mph_app_t *app)
         char err[256];
         const char *names[] = {r->topic};
         /* Bounded: a stop must not hang on a broker that cannot delete. */
-        if (mph__kafka_delete_topics(app->kenv, app->producer, names, 1, 3000, err,
-                                     sizeof err) != MPH_OK)
-            mph_log(MPH_LOG_WARN, "rpc: reply topic %s not deleted: %s", r->topic, err);
+        if (mph__kafka_delete_topics(app->kenv, app->producer, names, 1, 3000,
+                                     err, sizeof err) != MPH_OK)
+            mph_log(MPH_LOG_WARN, "rpc: reply topic %s not deleted: %s",
+                    r->topic, err);
         r->delete_on_stop = false;
     }
 }

@@ -44,15 +44,22 @@ static mph_app_t *new_app(const char *app_id, const char *const *extra)
 {
     char err[512];
     mph_conf_t *conf = mph_conf_new();
-    cr_assert_eq(mph_conf_set(conf, "broker", cluster->broker, err, sizeof err), MPH_OK, "%s",
-                 err);
-    cr_assert_eq(mph_conf_set(conf, "app_id", app_id, err, sizeof err), MPH_OK, "%s", err);
-    cr_assert_eq(mph_conf_set(conf, "workers", "1", err, sizeof err), MPH_OK, "%s", err);
-    cr_assert_eq(mph_conf_set(conf, "web_enabled", "false", err, sizeof err), MPH_OK);
-    cr_assert_eq(mph_conf_set(conf, "log_level", "warn", err, sizeof err), MPH_OK);
-    cr_assert_eq(mph_conf_set(conf, "session_timeout_ms", "6000", err, sizeof err), MPH_OK);
+    cr_assert_eq(mph_conf_set(conf, "broker", cluster->broker, err, sizeof err),
+                 MPH_OK, "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "app_id", app_id, err, sizeof err), MPH_OK,
+                 "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "workers", "1", err, sizeof err), MPH_OK,
+                 "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "web_enabled", "false", err, sizeof err),
+                 MPH_OK);
+    cr_assert_eq(mph_conf_set(conf, "log_level", "warn", err, sizeof err),
+                 MPH_OK);
+    cr_assert_eq(
+        mph_conf_set(conf, "session_timeout_ms", "6000", err, sizeof err),
+        MPH_OK);
     for (const char *const *e = extra; e && e[0]; e += 2)
-        cr_assert_eq(mph_conf_set(conf, e[0], e[1], err, sizeof err), MPH_OK, "%s", err);
+        cr_assert_eq(mph_conf_set(conf, e[0], e[1], err, sizeof err), MPH_OK,
+                     "%s", err);
     mph_app_t *app = mph_app_new(conf, err, sizeof err);
     cr_assert_not_null(app, "%s", err);
     return app;
@@ -75,29 +82,34 @@ static mph_err_t write_cb(mph_event_t *ev, void *opaque)
     char kbuf[32];
     snprintf(kbuf, sizeof kbuf, "%.*s", (int)(klen < 31 ? klen : 31), k);
     long knum = strtol(kbuf + 1, NULL, 10);
-    mph_err_t err = (seq + knum) % 7 == 0 ? mph_global_table_delete(ev, gt, k, klen)
-                                 : mph_global_table_set(ev, gt, k, klen, v, vlen);
+    mph_err_t err = (seq + knum) % 7 == 0
+                        ? mph_global_table_delete(ev, gt, k, klen)
+                        : mph_global_table_set(ev, gt, k, klen, v, vlen);
     if (!err)
         __atomic_add_fetch(&processed, 1, __ATOMIC_SEQ_CST);
     return err;
 }
 
-static mph_app_t *member(const char *app_id, const char *in, int idx, mph_global_table_t **out)
+static mph_app_t *member(const char *app_id, const char *in, int idx,
+                         mph_global_table_t **out)
 {
     char err[512];
     mph_app_t *app = new_app(app_id, NULL);
     mph_global_table_opts_t *o = mph_global_table_opts_new();
-    cr_assert_eq(mph_global_table_opts_set(o, "partitions", "4", err, sizeof err), MPH_OK, "%s",
-                 err);
-    mph_global_table_t *gt = mph_global_table_new(app, "products", o, err, sizeof err);
+    cr_assert_eq(
+        mph_global_table_opts_set(o, "partitions", "4", err, sizeof err),
+        MPH_OK, "%s", err);
+    mph_global_table_t *gt =
+        mph_global_table_new(app, "products", o, err, sizeof err);
     mph_global_table_opts_destroy(o);
     cr_assert_not_null(gt, "%s", err);
     writer_table[idx] = gt;
     if (in) {
         mph_topic_t *t = mph_topic_new(app, in, NULL, err, sizeof err);
         cr_assert_not_null(t, "%s", err);
-        cr_assert_not_null(mph_agent_new(app, "write", t, write_cb, gt, err, sizeof err), "%s",
-                           err);
+        cr_assert_not_null(
+            mph_agent_new(app, "write", t, write_cb, gt, err, sizeof err), "%s",
+            err);
     }
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     *out = gt;
@@ -168,11 +180,13 @@ static size_t mismatches(mph_global_table_t *gt, const fold_t *f)
     for (size_t i = 0; i < f->n; i++) {
         void *v = NULL;
         size_t vlen = 0;
-        mph_err_t err = mph_global_table_get(gt, f->keys[i], strlen(f->keys[i]), &v, &vlen);
+        mph_err_t err =
+            mph_global_table_get(gt, f->keys[i], strlen(f->keys[i]), &v, &vlen);
         if (f->vals[i] == NULL)
             bad += err != MPH_ERR_NOENT;
         else
-            bad += err != MPH_OK || vlen != f->vlens[i] || memcmp(v, f->vals[i], vlen) != 0;
+            bad += err != MPH_OK || vlen != f->vlens[i] ||
+                   memcmp(v, f->vals[i], vlen) != 0;
         free(v);
     }
     size_t live = fold_live(f), have = mph_global_table_count(gt);
@@ -210,31 +224,36 @@ Test(global, three_members_equal_changelog_and_late_member_bootstraps)
     for (int i = 0; i < M; i++)
         apps[i] = member(app_id, in, i, &gts[i]);
     for (int i = 0; i < M; i++)
-        cr_assert_eq(mph_global_table_wait_ready(gts[i], 30000), MPH_OK, "member %d not ready", i);
+        cr_assert_eq(mph_global_table_wait_ready(gts[i], 30000), MPH_OK,
+                     "member %d not ready", i);
     cr_assert_eq(mph_global_table_count(gts[0]), 0);
 
     cr_assert_eq(mph_test_produce_seq(cluster, in, N, K, 1), N);
-    for (int i = 0; i < 1200 && __atomic_load_n(&processed, __ATOMIC_SEQ_CST) < N; i++)
+    for (int i = 0;
+         i < 1200 && __atomic_load_n(&processed, __ATOMIC_SEQ_CST) < N; i++)
         usleep(100000);
-    cr_assert_geq(__atomic_load_n(&processed, __ATOMIC_SEQ_CST), N, "processed %d of %d",
-                  processed, N);
+    cr_assert_geq(__atomic_load_n(&processed, __ATOMIC_SEQ_CST), N,
+                  "processed %d of %d", processed, N);
 
     fold_t f = {0};
-    int got = mph_test_consume_all(cluster, changelog, 1 << 30, 3000, 60000, fold_cb, &f);
-    cr_assert_geq(got, N, "the changelog holds %d records, at least %d expected", got, N);
+    int got = mph_test_consume_all(cluster, changelog, 1 << 30, 3000, 60000,
+                                   fold_cb, &f);
+    cr_assert_geq(
+        got, N, "the changelog holds %d records, at least %d expected", got, N);
     cr_assert_eq(f.n, (size_t)K);
     size_t live = fold_live(&f);
     cr_assert(live > 0 && live < (size_t)K, "%zu live keys", live);
     for (int i = 0; i < M; i++)
-        cr_assert_eq(converge(gts[i], &f, 30), 0, "member %d: copy differs from the changelog",
-                     i);
+        cr_assert_eq(converge(gts[i], &f, 30), 0,
+                     "member %d: copy differs from the changelog", i);
 
     /* A member started now (no agent) is ready only with the whole content. */
     apps[M] = member(app_id, NULL, M, &gts[M]);
     cr_assert_eq(mph_global_table_wait_ready(gts[M], 60000), MPH_OK);
     cr_assert(mph__globals_ready(apps[M]));
-    cr_assert_eq(mismatches(gts[M], &f), 0, "the late member reported ready before its copy "
-                                            "reached the changelog end");
+    cr_assert_eq(mismatches(gts[M], &f), 0,
+                 "the late member reported ready before its copy "
+                 "reached the changelog end");
     for (int i = 0; i <= M; i++)
         mph_app_destroy(apps[i]);
     fold_free(&f);
@@ -253,13 +272,16 @@ static mph_err_t one_cb(mph_event_t *ev, void *opaque)
     return mph_global_table_set(ev, gt, k, klen, v, vlen);
 }
 
-static bool wait_value(mph_global_table_t *gt, const char *key, const char *want)
+static bool wait_value(mph_global_table_t *gt, const char *key,
+                       const char *want)
 {
     for (int i = 0; i < 300; i++) {
         char buf[64];
         size_t len = 0;
-        mph_err_t err = mph_global_table_get_into(gt, key, strlen(key), buf, sizeof buf, &len);
-        if (want ? err == MPH_OK && len == strlen(want) && !memcmp(buf, want, len)
+        mph_err_t err = mph_global_table_get_into(gt, key, strlen(key), buf,
+                                                  sizeof buf, &len);
+        if (want ? err == MPH_OK && len == strlen(want) &&
+                       !memcmp(buf, want, len)
                  : err == MPH_ERR_NOENT)
             return true;
         usleep(100000);
@@ -270,21 +292,24 @@ static bool wait_value(mph_global_table_t *gt, const char *key, const char *want
 static int http_get(int port, const char *path, char *out, size_t out_size)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
     }
     char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    int n =
+        snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
     if (write(fd, req, (size_t)n) != n) {
         close(fd);
         return -1;
     }
     size_t got = 0;
     ssize_t r;
-    while (got + 1 < out_size && (r = read(fd, out + got, out_size - 1 - got)) > 0)
+    while (got + 1 < out_size &&
+           (r = read(fd, out + got, out_size - 1 - got)) > 0)
         got += (size_t)r;
     out[got] = 0;
     close(fd);
@@ -303,15 +328,18 @@ Test(global, writes_apply_when_read_back_and_web_serves_the_copy)
     mph_test_create_topic(cluster, err, 8);
     const char *extra[] = {"web_enabled", "true", "web_port", "0", NULL};
     mph_app_t *app = new_app(app_id, extra);
-    mph_global_table_t *gt = mph_global_table_new(app, "names", NULL, err, sizeof err);
+    mph_global_table_t *gt =
+        mph_global_table_new(app, "names", NULL, err, sizeof err);
     cr_assert_not_null(gt, "%s", err);
     cr_assert_eq(mph_app_global_table(app, "names"), gt);
-    cr_assert_str_eq(mph_topic_name(mph_global_table_topic(gt)),
-                     (snprintf(err, sizeof err, "%s-names-changelog", app_id), err));
+    cr_assert_str_eq(
+        mph_topic_name(mph_global_table_topic(gt)),
+        (snprintf(err, sizeof err, "%s-names-changelog", app_id), err));
     cr_assert_null(mph_global_table_new(app, "names", NULL, err, sizeof err));
     cr_assert(strstr(err, "declared already"), "%s", err);
     mph_topic_t *t = mph_topic_new(app, in, NULL, err, sizeof err);
-    cr_assert_not_null(mph_agent_new(app, "w", t, one_cb, gt, err, sizeof err), "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "w", t, one_cb, gt, err, sizeof err),
+                       "%s", err);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     cr_assert_null(mph_global_table_new(app, "late", NULL, err, sizeof err));
     cr_assert_eq(mph_global_table_wait_ready(gt, 30000), MPH_OK);
@@ -320,20 +348,24 @@ Test(global, writes_apply_when_read_back_and_web_serves_the_copy)
     mph_test_produce(cluster, in, -1, "p2", 2, "", 0);
     mph_test_flush(cluster);
     cr_assert(wait_value(gt, "p1", "widget"));
-    cr_assert(wait_value(gt, "p2", ""), "an empty value is a value, not a tombstone");
+    cr_assert(wait_value(gt, "p2", ""),
+              "an empty value is a value, not a tombstone");
     char small[2];
     size_t len = 0;
-    cr_assert_eq(mph_global_table_get_into(gt, "p1", 2, small, sizeof small, &len),
-                 MPH_ERR_RANGE);
+    cr_assert_eq(
+        mph_global_table_get_into(gt, "p1", 2, small, sizeof small, &len),
+        MPH_ERR_RANGE);
     cr_assert_eq(len, 6);
     cr_assert(mph_global_table_contains(gt, "p1", 2));
     cr_assert_not(mph_global_table_contains(gt, "nope", 4));
 
     int port = mph__web_port(app->web);
     char body[4096];
-    cr_assert_eq(http_get(port, "/tables/names/p1", body, sizeof body), 200, "%s", body);
+    cr_assert_eq(http_get(port, "/tables/names/p1", body, sizeof body), 200,
+                 "%s", body);
     cr_assert(strstr(body, "\"widget\""), "%s", body);
-    cr_assert_eq(http_get(port, "/tables/names/zzz", body, sizeof body), 404, "%s", body);
+    cr_assert_eq(http_get(port, "/tables/names/zzz", body, sizeof body), 404,
+                 "%s", body);
     cr_assert_eq(http_get(port, "/ready", body, sizeof body), 200, "%s", body);
 
     mph_test_produce(cluster, in, -1, "p1", 2, "del", 3);
@@ -347,16 +379,19 @@ Test(global, options_are_checked)
 {
     char err[512];
     mph_global_table_opts_t *o = mph_global_table_opts_new();
-    cr_assert_eq(mph_global_table_opts_set(o, "partitions", "0", err, sizeof err),
-                 MPH_ERR_INVALID);
+    cr_assert_eq(
+        mph_global_table_opts_set(o, "partitions", "0", err, sizeof err),
+        MPH_ERR_INVALID);
     cr_assert(strstr(err, "partitions"), "%s", err);
-    cr_assert_eq(mph_global_table_opts_set(o, "changelog.cleanup.policy", "delete", err,
-                                           sizeof err),
+    cr_assert_eq(mph_global_table_opts_set(o, "changelog.cleanup.policy",
+                                           "delete", err, sizeof err),
                  MPH_ERR_INVALID);
     cr_assert(strstr(err, "compacted"), "%s", err);
-    cr_assert_eq(mph_global_table_opts_set(o, "colour", "red", err, sizeof err), MPH_ERR_INVALID);
+    cr_assert_eq(mph_global_table_opts_set(o, "colour", "red", err, sizeof err),
+                 MPH_ERR_INVALID);
     cr_assert(strstr(err, "unknown"), "%s", err);
-    cr_assert_eq(mph_global_table_opts_set(o, "changelog.retention.ms", "1000", err, sizeof err),
+    cr_assert_eq(mph_global_table_opts_set(o, "changelog.retention.ms", "1000",
+                                           err, sizeof err),
                  MPH_OK);
     mph_global_table_opts_destroy(o);
 }
@@ -371,7 +406,8 @@ static void collect(const rd_kafka_message_t *m, void *opaque)
     struct out_rec *r = opaque;
     for (int i = 0; i < 8; i++)
         if (!r[i].key[0]) {
-            snprintf(r[i].key, sizeof r[i].key, "%.*s", (int)m->key_len, (const char *)m->key);
+            snprintf(r[i].key, sizeof r[i].key, "%.*s", (int)m->key_len,
+                     (const char *)m->key);
             snprintf(r[i].value, sizeof r[i].value, "%.*s", (int)m->len,
                      (const char *)m->payload);
             return;
@@ -385,8 +421,13 @@ Test(global, enrich_example_joins_orders_with_product_names)
     snprintf(products, sizeof products, "%s-products", app_id);
     snprintf(orders, sizeof orders, "%s-orders", app_id);
     snprintf(output, sizeof output, "%s-out", app_id);
-    const char *extra[] = {"enrich.products_topic", products, "enrich.orders_topic", orders,
-                           "enrich.output_topic", output, NULL};
+    const char *extra[] = {"enrich.products_topic",
+                           products,
+                           "enrich.orders_topic",
+                           orders,
+                           "enrich.output_topic",
+                           output,
+                           NULL};
     char changelog[256];
     snprintf(changelog, sizeof changelog, "%s-products-changelog", app_id);
     mph_test_create_topic(cluster, changelog, 8);
@@ -396,7 +437,8 @@ Test(global, enrich_example_joins_orders_with_product_names)
     mph_app_t *app = new_app(app_id, extra);
     void *h = dlopen(mph_cli_plugin("enrich"), RTLD_NOW | RTLD_LOCAL);
     cr_assert_not_null(h, "%s", dlerror());
-    int (*init)(mph_app_t *) = (int (*)(mph_app_t *))dlsym(h, "mephisto_app_init");
+    int (*init)(mph_app_t *) =
+        (int (*)(mph_app_t *))dlsym(h, "mephisto_app_init");
     cr_assert_not_null(init);
     cr_assert_eq(init(app), 0);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
@@ -422,17 +464,22 @@ Test(global, enrich_example_joins_orders_with_product_names)
     mph_test_flush(cluster);
     struct out_rec got[8];
     memset(got, 0, sizeof got);
-    cr_assert_eq(mph_test_consume_all(cluster, output, 4, 2000, 30000, collect, got), 4);
+    cr_assert_eq(
+        mph_test_consume_all(cluster, output, 4, 2000, 30000, collect, got), 4);
     for (int i = 0; i < 4; i++) {
         char want[256];
         if (!strcmp(got[i].key, "o1"))
-            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":\"Widget\"}", o1);
+            snprintf(want, sizeof want,
+                     "{\"order\":%s,\"product_name\":\"Widget\"}", o1);
         else if (!strcmp(got[i].key, "o2"))
-            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":null}", o2);
+            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":null}",
+                     o2);
         else if (!strcmp(got[i].key, "o3"))
-            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":null}", o3);
+            snprintf(want, sizeof want, "{\"order\":%s,\"product_name\":null}",
+                     o3);
         else
-            snprintf(want, sizeof want, "{\"order\":\"not json\",\"product_name\":null}");
+            snprintf(want, sizeof want,
+                     "{\"order\":\"not json\",\"product_name\":null}");
         cr_assert_str_eq(got[i].value, want, "order %s", got[i].key);
     }
     mph_app_destroy(app);
