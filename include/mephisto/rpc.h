@@ -1,8 +1,8 @@
 /*
  * mephisto/rpc.h — asking an agent (Faust's agent.ask() and agent.cast()).
  *
- * mph_agent_ask() sends a request record to the agent's topic (its first
- * subscribed topic), on the partition its key maps to (murmur2, as the
+ * mph_agent_ask() sends a request record to the agent's topic (of several,
+ * the one declared first on the app), on the partition its key maps to (murmur2, as the
  * Java client), so the process that owns that partition — the one holding
  * its table shards — handles it. The request carries two headers:
  *   mph.reply_to        the asking process's reply topic
