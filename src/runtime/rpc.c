@@ -623,13 +623,13 @@ void mph__rpc_stop(mph_app_t *app)
         free(p);
     }
     if (r->delete_on_stop && r->topic[0] && app->producer) {
-        char err[256];
+        char err[256] = "";
         const char *names[] = {r->topic};
         /* Bounded: a stop must not hang on a broker that cannot delete. */
         if (mph__kafka_delete_topics(app->kenv, app->producer, names, 1, 3000,
                                      err, sizeof err) != MPH_OK)
             mph_log(MPH_LOG_WARN, "rpc: reply topic %s not deleted: %s",
-                    r->topic, err);
+                    r->topic, err[0] ? err : "the broker did not confirm it");
         r->delete_on_stop = false;
     }
 }
