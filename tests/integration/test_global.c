@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -207,6 +210,10 @@ static size_t converge(mph_global_table_t *gt, const fold_t *f, int timeout_s)
 
 Test(global, three_members_equal_changelog_and_late_member_bootstraps)
 {
+    if (mph_test_real_broker())
+        cr_skip_test(
+            "on a real broker the members are processes: "
+            "three_processes_equal_changelog_and_late_process_bootstraps");
     char app_id[128], in[160], changelog[256];
     mph_test_unique("gt", app_id, sizeof app_id);
     snprintf(in, sizeof in, "%s-in", app_id);
@@ -484,4 +491,238 @@ Test(global, enrich_example_joins_orders_with_product_names)
     }
     mph_app_destroy(app);
     dlclose(h);
+}
+
+/* ---- the same with processes, on a real broker ---- */
+
+static mph_err_t dump_cb(const void *key, size_t klen, const void *value,
+                         size_t vlen, void *opaque)
+{
+    fprintf(opaque, "%.*s\t%.*s\n", (int)klen, (const char *)key, (int)vlen,
+            (const char *)value);
+    return MPH_OK;
+}
+
+/* A member process: this program again, run by the constructor below when
+ * MPH_GT_CHILD_APP is set. It serves /tables and /ready on a free port,
+ * written to MPH_GT_CHILD_PORTFILE, and runs until killed. */
+__attribute__((constructor)) static void gt_child_main(void)
+{
+    const char *app_id = getenv("MPH_GT_CHILD_APP");
+    if (!app_id)
+        return;
+    const char *in = getenv("MPH_GT_CHILD_IN");
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    const char *set[][2] = {{"broker", getenv("MPH_GT_CHILD_BROKER")},
+                            {"app_id", app_id},
+                            {"workers", "1"},
+                            {"web_enabled", "true"},
+                            {"web_port", "0"},
+                            {"log_level", "warn"},
+                            {"session_timeout_ms", "6000"}};
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+        if (mph_conf_set(conf, set[i][0], set[i][1], err, sizeof err)) {
+            fprintf(stderr, "child: %s\n", err);
+            _exit(2);
+        }
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    mph_global_table_opts_t *o = mph_global_table_opts_new();
+    mph_global_table_opts_set(o, "partitions", "4", NULL, 0);
+    mph_global_table_t *gt =
+        app ? mph_global_table_new(app, "products", o, err, sizeof err) : NULL;
+    mph_global_table_opts_destroy(o);
+    mph_topic_t *t =
+        gt && in ? mph_topic_new(app, in, NULL, err, sizeof err) : NULL;
+    if (!gt ||
+        (in && (!t || !mph_agent_new(app, "write", t, write_cb, gt, err,
+                                     sizeof err))) ||
+        mph_app_start(app, err, sizeof err) != MPH_OK) {
+        fprintf(stderr, "child: %s\n", err);
+        _exit(2);
+    }
+    char tmp[4200];
+    const char *dump = getenv("MPH_GT_CHILD_DUMP");
+    if (dump) {
+        /* The copy as it is the moment it reports ready. */
+        FILE *d = NULL;
+        snprintf(tmp, sizeof tmp, "%s.tmp", dump);
+        if (mph_global_table_wait_ready(gt, 120000) == MPH_OK &&
+            (d = fopen(tmp, "w")) != NULL) {
+            mph_global_table_foreach(gt, dump_cb, d);
+            fclose(d);
+            rename(tmp, dump);
+        }
+    }
+    const char *portfile = getenv("MPH_GT_CHILD_PORTFILE");
+    snprintf(tmp, sizeof tmp, "%s.tmp", portfile);
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        fprintf(f, "%d\n", mph__web_port(app->web));
+        fclose(f);
+        rename(tmp, portfile);
+    }
+    mph_app_wait(app);
+    _exit(0);
+}
+
+typedef struct child {
+    pid_t pid;
+    char portfile[4096];
+    int port;
+} child_t;
+
+static void spawn_member(child_t *c, const char *app_id, const char *in,
+                         const char *dir, int idx, const char *dump)
+{
+    snprintf(c->portfile, sizeof c->portfile, "%s/port-%d", dir, idx);
+    c->port = 0;
+    c->pid = fork();
+    cr_assert_geq(c->pid, 0);
+    if (c->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        setenv("MPH_GT_CHILD_APP", app_id, 1);
+        setenv("MPH_GT_CHILD_BROKER", cluster->broker, 1);
+        setenv("MPH_GT_CHILD_PORTFILE", c->portfile, 1);
+        if (in)
+            setenv("MPH_GT_CHILD_IN", in, 1);
+        else
+            unsetenv("MPH_GT_CHILD_IN");
+        if (dump)
+            setenv("MPH_GT_CHILD_DUMP", dump, 1);
+        execl("/proc/self/exe", "test_global_member", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 600 && !c->port; i++) {
+        FILE *f = fopen(c->portfile, "r");
+        if (f) {
+            if (fscanf(f, "%d", &c->port) != 1)
+                c->port = 0;
+            fclose(f);
+        }
+        if (!c->port)
+            usleep(50000);
+    }
+    cr_assert_gt(c->port, 0, "member %d did not start", idx);
+}
+
+static void wait_http_ready(const child_t *c)
+{
+    char body[1024];
+    int st = 0;
+    for (int i = 0; i < 1200 && st != 200; i++) {
+        st = http_get(c->port, "/ready", body, sizeof body);
+        if (st != 200)
+            usleep(50000);
+    }
+    cr_assert_eq(st, 200, "port %d never ready", c->port);
+}
+
+/* Keys whose value over HTTP differs from the fold. */
+static size_t mismatches_http(int port, const fold_t *f)
+{
+    size_t bad = 0;
+    char path[256], body[4096];
+    for (size_t i = 0; i < f->n; i++) {
+        snprintf(path, sizeof path, "/tables/products/%s", f->keys[i]);
+        int st = http_get(port, path, body, sizeof body);
+        if (!f->vals[i]) {
+            bad += st != 404;
+            continue;
+        }
+        const char *b = strstr(body, "\r\n\r\n");
+        char want[300];
+        snprintf(want, sizeof want, "\"%s\"", f->vals[i]);
+        bad += st != 200 || !b || strcmp(b + 4, want) != 0;
+    }
+    return bad;
+}
+
+static int64_t changelog_records(const char *topic, int partitions)
+{
+    int64_t sum = 0;
+    for (int p = 0; p < partitions; p++) {
+        int64_t lo = 0, hi = 0;
+        if (mph__kafka_watermarks(cluster->producer, topic, p, &lo, &hi,
+                                  5000) == MPH_OK)
+            sum += hi;
+    }
+    return sum;
+}
+
+Test(global, three_processes_equal_changelog_and_late_process_bootstraps)
+{
+    if (!mph_test_real_broker())
+        cr_skip_test("needs MEPHISTO_TEST_BROKERS: the member processes "
+                     "share the broker");
+    char app_id[128], in[160], changelog[256], dir[256];
+    mph_test_unique("gtp", app_id, sizeof app_id);
+    snprintf(in, sizeof in, "%s-in", app_id);
+    snprintf(changelog, sizeof changelog, "%s-products-changelog", app_id);
+    mph_test_tmpdir("gtp", dir, sizeof dir);
+    mph_test_create_topic(cluster, in, 6);
+    mph_test_create_topic(cluster, changelog, 4);
+    enum { N = 100000, K = 5000, M = 3 };
+    child_t kids[M + 1];
+    for (int i = 0; i < M; i++)
+        spawn_member(&kids[i], app_id, in, dir, i, NULL);
+    for (int i = 0; i < M; i++)
+        wait_http_ready(&kids[i]);
+
+    cr_assert_eq(mph_test_produce_seq(cluster, in, N, K, 1), N);
+    int64_t have = 0;
+    for (int i = 0; i < 1200 && (have = changelog_records(changelog, 4)) < N;
+         i++)
+        usleep(100000);
+    cr_assert_geq(have, N, "the changelog holds %lld records", (long long)have);
+    fold_t f = {0};
+    mph_test_consume_all(cluster, changelog, 1 << 30, 3000, 60000, fold_cb, &f);
+    cr_assert_eq(f.n, (size_t)K);
+    size_t live = fold_live(&f);
+    cr_assert(live > 0 && live < (size_t)K, "%zu live keys", live);
+    for (int i = 0; i < M; i++) {
+        size_t bad = 0;
+        for (int w = 0; w < 30; w++) {
+            if ((bad = mismatches_http(kids[i].port, &f)) == 0)
+                break;
+            sleep(1);
+        }
+        cr_assert_eq(bad, 0, "member %d: %zu keys differ from the changelog", i,
+                     bad);
+    }
+
+    /* A process started now (reading the table only) holds the whole
+     * content the moment it reports ready: it dumps its copy then. */
+    char dump[4200];
+    snprintf(dump, sizeof dump, "%s/dump", dir);
+    spawn_member(&kids[M], app_id, NULL, dir, M, dump);
+    FILE *d = NULL;
+    for (int i = 0; i < 1200 && !(d = fopen(dump, "r")); i++)
+        usleep(50000);
+    cr_assert_not_null(d, "the late process never reported ready");
+    size_t lines = 0, bad = 0;
+    char line[512];
+    while (fgets(line, sizeof line, d)) {
+        char *tab = strchr(line, '\t'), *nl = strchr(line, '\n');
+        if (!tab || !nl) {
+            bad++;
+            continue;
+        }
+        *nl = 0;
+        long i = fold_find(&f, line, (size_t)(tab - line));
+        bad += i < 0 || !f.vals[i] || strcmp(f.vals[i], tab + 1) != 0;
+        lines++;
+    }
+    fclose(d);
+    cr_assert_eq(lines, live, "the late process was ready with %zu of %zu keys",
+                 lines, live);
+    cr_assert_eq(bad, 0, "%zu keys of the late process differ", bad);
+    /* Its web view serves the same from its copy. */
+    cr_assert_eq(mismatches_http(kids[M].port, &f), 0);
+    for (int i = 0; i <= M; i++) {
+        kill(kids[i].pid, SIGKILL);
+        waitpid(kids[i].pid, NULL, 0);
+    }
+    mph_test_rmrf(dir);
+    fold_free(&f);
 }

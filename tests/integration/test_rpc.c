@@ -11,6 +11,7 @@
 // ctest-timeout: 240
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,6 +321,7 @@ static pid_t spawn_child(const char *app_id, const char *topic)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
         setenv("MPH_RPC_CHILD_APP", app_id, 1);
         setenv("MPH_RPC_CHILD_TOPIC", topic, 1);
         setenv("MPH_RPC_CHILD_BROKER", cluster->broker, 1);
