@@ -27,7 +27,9 @@
  *                 process when the group says who owns it. For a windowed
  *                 table: the value in the window of now, or with
  *                 ?window=<start ms> in the window starting there; the
- *                 window goes to the X-Window-Start / X-Window-End headers
+ *                 window goes to the X-Window-Start / X-Window-End headers.
+ *                 For a global table: from this process's copy, never
+ *                 redirected (global_table.c)
  *   other         404 {"error": ...}
  * Routes match the whole decoded path (its length counts a decoded %00, so
  * "/stats%00x" is no route); an absolute-form target reaches us as its
