@@ -23,7 +23,9 @@
     X(recovery)            \
     X(join)                \
     X(scale)               \
-    X(failover)
+    X(failover)            \
+    X(rpc)                 \
+    X(global_read)
 
 #define DECLARE(name) extern const bench_scenario_t bench_scn_##name;
 BENCH_SCENARIOS(DECLARE)

@@ -21,5 +21,7 @@
 #include "mephisto/join.h"
 #include "mephisto/services.h"
 #include "mephisto/codec.h"
+#include "mephisto/global.h"
+#include "mephisto/rpc.h"
 
 #endif

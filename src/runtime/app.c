@@ -27,9 +27,11 @@
 #include "runtime/app.h"
 #include "runtime/config.h"
 #include "runtime/coordinator.h"
+#include "runtime/global_table.h"
 #include "runtime/msg.h"
 #include "runtime/join.h"
 #include "runtime/services.h"
+#include "runtime/rpc.h"
 #include "runtime/table.h"
 #include "runtime/web.h"
 #include "runtime/worker.h"
@@ -563,6 +565,7 @@ static void teardown(mph_app_t *app)
     mph__services_stop(app);
     mph__web_stop(app->web);
     app->web = NULL;
+    mph__rpc_stop(app);
     /* No stats reader (mph_app_stats_json from any thread) may still be
      * looking at the workers when they are freed. */
     __atomic_store_n(&app->closing, 1, __ATOMIC_SEQ_CST);
@@ -577,6 +580,7 @@ static void teardown(mph_app_t *app)
     mph__coord_destroy(app->coord);
     app->coord = NULL;
     mph__tables_teardown(app);
+    mph__globals_stop(app);
     if (app->consumer) {
         rd_kafka_destroy_flags(app->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         app->consumer = NULL;
@@ -638,6 +642,11 @@ mph_err_t mph_app_start(mph_app_t *app, char *errstr, size_t errstr_size)
     if (err)
         goto fail;
     size_producers(app);
+    err = mph__globals_start(app, errstr, errstr_size);
+    if (!err)
+        err = mph__rpc_start(app, errstr, errstr_size);
+    if (err)
+        goto fail;
     err = MPH_ERR_INVALID;
 
     app->coord = mph__coord_new(app, errstr, errstr_size);
@@ -793,6 +802,8 @@ void mph_app_destroy(mph_app_t *app)
         mph__table_free(app->tables[i]);
     free(app->tables);
     mph__services_free(app);
+    mph__globals_free(app);
+    mph__rpc_free(app);
     free(app->cpus);
     for (size_t i = app->nkept; i > 0; i--)
         app->kept[i - 1].free_fn(app->kept[i - 1].ptr);

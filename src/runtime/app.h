@@ -135,6 +135,10 @@ struct mph_app {
     int fatal;    /* mph_err_t that stopped the app, ck_pr atomics */
     char fatal_msg[512];
     pthread_mutex_t ctl_lock; /* serialises start/stop/wait (control path only) */
+    /* Global tables (global_table.c) and agent RPC (rpc.c). */
+    struct mph_global_table **globals;
+    size_t nglobals;
+    struct mph__rpc *rpc;
 };
 
 /* Records the first fatal error and requests a stop. @locality any */

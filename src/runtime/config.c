@@ -357,6 +357,15 @@ static const struct prop props[] = {
             "the standby's checkpoint. Costs one changelog read and the "
             "shard's memory (or disk) per standby; nothing on the event path. "
             "See docs/tables.md."},
+    {.name = "rpc_enabled",
+     .type = T_BOOL,
+     .dflt = "false",
+     .doc = "Agent RPC (mph_agent_ask): create this process's reply topic "
+            "`<app_id>-reply-<instance>` at start and read it on one thread. "
+            "instance is `group_instance_id` when set (the topic is kept and "
+            "reused by the next start), else a random id per start (the topic "
+            "is deleted on a graceful stop). Not needed to answer asks or to "
+            "cast."},
     {.name = "web_enabled",
      .type = T_BOOL,
      .dflt = "true",

@@ -17,7 +17,8 @@
  *   GET /stats    the stats document (JSON; monitor.c renders it)
  *   GET /metrics  Prometheus text format 0.0.4 (rendered here)
  *   GET /health   200 "ok" while the app runs, else 503
- *   GET /ready    200 once partitions are assigned (app->ready), else 503
+ *   GET /ready    200 once partitions are assigned (app->ready) and every global
+ *                 table bootstrapped, else 503
  *   GET /router   JSON: for every source topic, partition -> the worker
  *                 and the web address of the process that owns it
  *   GET /tables/<table>/<key>
@@ -27,7 +28,9 @@
  *                 process when the group says who owns it. For a windowed
  *                 table: the value in the window of now, or with
  *                 ?window=<start ms> in the window starting there; the
- *                 window goes to the X-Window-Start / X-Window-End headers
+ *                 window goes to the X-Window-Start / X-Window-End headers.
+ *                 For a global table: from this process's copy, never
+ *                 redirected (global_table.c)
  *   <prefix>[/...] the app's own routes (mph_web_route; longest prefix)
  *   other         404 {"error": ...}
  * Routes match the whole decoded path (its length counts a decoded %00, so
@@ -65,6 +68,7 @@
 #include "mephisto/web.h"
 #include "mephisto/window.h"
 #include "mephisto/log.h"
+#include "runtime/global_table.h"
 #include "runtime/promtext.h"
 #include "runtime/services.h"
 #include "runtime/table.h"
@@ -985,6 +989,54 @@ static void add_i64_header(mph__http_response_t *resp, const char *name, int64_t
     mph__http_response_add_header(resp, name, buf);
 }
 
+/* A global table's key from this process's copy (raw keys; the value as a
+ * JSON string when UTF-8, else {"base64": ...}). */
+static void route_global(mph__http_response_t *resp, mph_global_table_t *gt, const char *key,
+                         size_t key_len)
+{
+    void *value = NULL;
+    size_t vlen = 0;
+    mph_err_t err = mph_global_table_get(gt, key, key_len, &value, &vlen);
+    if (err == MPH_ERR_NOENT) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "no such key in global table %.200s",
+                 mph_global_table_name(gt));
+        answer_error(resp, 404, msg);
+        return;
+    }
+    if (err) {
+        answer_error(resp, 500, mph_err_str(err));
+        return;
+    }
+    mph_jsonw_t *w = mph_jsonw_new(vlen * 2 + 64, NULL, 0);
+    const char *text = NULL;
+    size_t len = 0;
+    mph_err_t e = w ? MPH_OK : MPH_ERR_NOMEM;
+    if (!e && mph_json_utf8_valid(value, vlen)) {
+        e = mph_jsonw_str(w, value, vlen);
+    } else if (!e) {
+        e = mph_jsonw_object_begin(w);
+        if (!e)
+            e = mph_jsonw_key(w, "base64", 6);
+        if (!e)
+            e = mph_jsonw_base64(w, value, vlen);
+        if (!e)
+            e = mph_jsonw_object_end(w);
+    }
+    if (!e)
+        e = mph_jsonw_finish(w, &text, &len);
+    if (!e) {
+        mph__http_response_set_status(resp, 200);
+        mph__http_response_set_content_type(resp, JSON_TYPE);
+        mph__http_response_add_header(resp, "Cache-Control", "no-store");
+        mph__http_response_set_body(resp, text, len);
+    } else {
+        answer_error(resp, 500, mph_err_str(e));
+    }
+    mph_jsonw_destroy(w);
+    free(value);
+}
+
 static void route_table(struct mph__web *web, const mph__http_request_t *req,
                         mph__http_response_t *resp)
 {
@@ -1028,6 +1080,8 @@ static void route_table(struct mph__web *web, const mph__http_request_t *req,
         answer_error(resp, 400,
                      "the table name contains a control character "
                      "(%00-%1F or %7F)");
+    } else if (!t && mph_app_global_table(app, name)) {
+        route_global(resp, mph_app_global_table(app, name), key, key_len);
     } else if (!t) {
         snprintf(msg, sizeof msg, "no such table: %.200s", name);
         answer_error(resp, 404, msg);
@@ -1394,7 +1448,8 @@ static void handle(void *opaque, const mph__http_request_t *req,
         else
             answer(resp, 503, "text/plain; charset=utf-8", "stopped\n");
     } else if (path_is(req, "/ready")) {
-        if (mph_app_running(web->app) && ck_pr_load_int(&web->app->ready) == 1)
+        if (mph_app_running(web->app) && ck_pr_load_int(&web->app->ready) == 1 &&
+            mph__globals_ready(web->app))
             answer(resp, 200, "text/plain; charset=utf-8", "ready\n");
         else
             answer(resp, 503, "text/plain; charset=utf-8", "not ready\n");

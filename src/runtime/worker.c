@@ -689,6 +689,15 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
             if (hc)
                 rd_kafka_headers_destroy(hc);
         }
+    } else if (m->err && !copy && s && !t && !purged) {
+        /* A reply to an asker's reply topic (mph__worker_send_reply): the
+         * asker may be gone with its topic; its ask ends in a timeout. */
+        mph__monitor_send_error(w->mon, rd_kafka_topic_name(m->rkt), m->partition,
+                                mph__kafka_err(m->err));
+        mph_log_limited(&w->log_lim, 5000, MPH_LOG_WARN, "reply to %s dropped: %s",
+                        rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        mph__acks_ack(&s->acks, seq);
+        return;
     } else if (m->err && !copy && s && t && unsendable(m->err)) {
         refused_later(w, t, s, m->_private, seq, m);
         return;
@@ -1054,6 +1063,56 @@ mph_err_t mph__worker_send_ts(mph__worker_t *w, struct mph_event *ev, mph_topic_
         w->failed = true; /* the app stops: never commit past this event */
     }
     return err;
+}
+
+/* A reply (rpc.c: mph_event_reply) to a topic the app did not declare:
+ * the asker's reply topic, named by the request. Tracked like any send (the
+ * source is not committed before the report), but it needs no order, so it
+ * is never held for a repair, and a reply the broker refuses (the asker is
+ * gone with its topic) is counted and dropped in dr_cb, never fatal. */
+mph_err_t mph__worker_send_reply(mph__worker_t *w, struct mph_event *ev, const char *topic,
+                                 int32_t partition, const void *value, size_t value_len,
+                                 const mph_header_t *headers, size_t header_count)
+{
+    if (w->exit)
+        return MPH_ERR_STOPPED;
+    mph__slot_t *s = ev->slot;
+    if (!ev->seq_open) {
+        mph_err_t err = mph__acks_open(&s->acks, ev->rkm->offset, &ev->seq);
+        if (err)
+            return err;
+        ev->seq_open = true;
+    }
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(header_count);
+    for (size_t i = 0; i < header_count; i++)
+        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                            (ssize_t)headers[i].len);
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_VALUE((void *)(value ? value : ""), value_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+            RD_KAFKA_V_OPAQUE(encode_opaque(ev->slot_id, s->gen, ev->seq)), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !w->exit &&
+            ck_pr_load_int(&w->app->state) == APP_RUNNING) {
+            serve_producer(w, 10);
+            continue;
+        }
+        rd_kafka_headers_destroy(hdrs);
+        if (e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+            e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR__INVALID_ARG)
+            return MPH_ERR_NOENT; /* the asker's topic is gone (or the reply cannot exist) */
+        if (e == RD_KAFKA_RESP_ERR__STATE && w->app->eos &&
+            !rd_kafka_fatal_error(w->producer, NULL, 0)) {
+            w->txn_doomed = true; /* as in send_record */
+            return MPH_OK;
+        }
+        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? MPH_ERR_STOPPED : mph__kafka_err(e);
+    }
+    mph__acks_add_send(&s->acks, ev->seq);
+    return MPH_OK;
 }
 
 /* ------------------------------------------------------------------ */

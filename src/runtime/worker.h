@@ -169,6 +169,12 @@ void mph__worker_destroy(mph__worker_t *w);
 mph_err_t mph__worker_post(mph__worker_t *w, void *msg);
 
 /* Sends for the event being processed. @locality the worker */
+/* Sends an RPC reply to topic (not declared on the app), tracked by ev's
+ * commit point; see worker.c. MPH_ERR_NOENT when the topic is known not to
+ * exist. @locality worker */
+mph_err_t mph__worker_send_reply(mph__worker_t *w, struct mph_event *ev, const char *topic,
+                                 int32_t partition, const void *value, size_t value_len,
+                                 const mph_header_t *headers, size_t header_count);
 mph_err_t mph__worker_send(mph__worker_t *w, struct mph_event *ev, mph_topic_t *topic,
                            int32_t partition, const void *key, size_t key_len,
                            const void *value, size_t value_len, const mph_header_t *headers,
