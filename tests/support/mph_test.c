@@ -114,7 +114,10 @@ void mph_test_create_topic(mph_test_cluster_t *c, const char *name, int partitio
 {
     char err[512];
     mph__topic_spec_t spec = {name, partitions, 1, NULL};
-    cr_assert_eq(mph__kafka_create_topics(c->env, c->producer, &spec, 1, 30000, err, sizeof err),
+    /* A broker takes a while to elect leaders for thousands of partitions. */
+    int timeout_ms = partitions > 1000 ? 180000 : 30000;
+    cr_assert_eq(mph__kafka_create_topics(c->env, c->producer, &spec, 1, timeout_ms, err,
+                                          sizeof err),
                  MPH_OK, "%s", err);
 }
 
