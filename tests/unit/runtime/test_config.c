@@ -1073,7 +1073,7 @@ Test(config, docs_current)
         cr_assert_not_null(f, "%s: %s", path, strerror(errno));
         cr_assert_eq(fwrite(md, 1, len, f), len);
         cr_assert_eq(fclose(f), 0);
-        cr_log_warn("rewrote %s", path);
+        cr_log_info("rewrote %s", path);
         free(md);
         return;
     }
