@@ -56,7 +56,11 @@
  *                            the table as before. Writes a Faust changelog
  *                            could not hold are refused (string key or value
  *                            not UTF-8: MPH_ERR_UTF8; i64 not 8 bytes:
- *                            MPH_ERR_TYPE). A changelog record that
+ *                            MPH_ERR_TYPE; json or record key or value not
+ *                            one JSON document: MPH_ERR_DECODE); the same
+ *                            for mph_window_* writes. Sliding and session
+ *                            windows have no Faust form (start fails). A
+ *                            changelog record that
  *                            does not decode stops recovery (start fails)
  *                            with its topic, partition and offset. See
  *                            docs/migrating-from-faust.md
