@@ -1372,14 +1372,16 @@ static mph_err_t apply_one(mph_event_t *ev, wext_t *x, mph__shard_t *sh,
         }
         unsigned char buf[8];
         be64_put((uint64_t)cur + (uint64_t)op->by, buf);
-        mph_err_t ce = mph__table_check_value(w->table, buf, 8); /* format=faust */
+        /* format=faust: a value its changelog could not hold */
+        mph_err_t ce = mph__table_check_value(w->table, buf, 8);
         if (ce)
             return ce;
         count_op(ev, w, 1);
         return put(x, sh, cl, start, key, klen, existed, buf, 8);
     }
     case OP_SET:
-        if ((g = mph__table_check_value(w->table, op->val, op->vlen))) /* format=faust */
+        /* format=faust: a value its changelog could not hold */
+        if ((g = mph__table_check_value(w->table, op->val, op->vlen)))
             return g;
         count_op(ev, w, 1);
         return put(x, sh, cl, start, key, klen, existed, op->val, op->vlen);
