@@ -126,7 +126,8 @@ MPH_EXPORT mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *table, const vo
                                    size_t key_len, const void *value, size_t value_len);
 MPH_EXPORT mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *table, const void *key,
                                       size_t key_len);
-/* i64 tables: adds by to the value (absent: the default, else 0); the new
+/* i64 tables: adds by to the value (absent: the default, else 0), wrapping
+ * past INT64_MAX/INT64_MIN (two's complement; mph_window_incr too); the new
  * value goes to *out when out is not NULL. MPH_ERR_TYPE when the stored
  * value is not 8 bytes. */
 MPH_EXPORT mph_err_t mph_table_incr(mph_event_t *ev, mph_table_t *table, const void *key,

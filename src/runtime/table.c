@@ -1402,11 +1402,13 @@ mph_err_t mph_table_incr(mph_event_t *ev, mph_table_t *t, const void *key, size_
     mph_err_t err = mph_table_get_i64(ev, t, key, klen, &cur);
     if (err)
         return err;
+    /* Wraps past INT64_MAX (two's complement) rather than overflowing. */
+    int64_t sum = (int64_t)((uint64_t)cur + (uint64_t)by);
     unsigned char buf[8];
-    mph__codec_i64_encode(cur + by, buf);
+    mph__codec_i64_encode(sum, buf);
     err = mph_table_set(ev, t, key, klen, buf, 8);
     if (!err && out)
-        *out = cur + by;
+        *out = sum;
     return err;
 }
 

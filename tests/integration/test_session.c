@@ -718,13 +718,21 @@ Test(session, failed_close_is_retried_once)
 /* ------------------------------------------------------------------ */
 /* increments past INT64_MAX wrap (two's complement), never overflow   */
 
+struct big {
+    mph_window_t *ws[2];
+    mph_table_t *plain;
+};
+
 static mph_err_t big_incr(mph_event_t *ev, void *opaque)
 {
-    mph_window_t **ws = opaque;
+    struct big *b = opaque;
+    mph_window_t **ws = b->ws;
     size_t kl;
     const void *k = mph_event_key(ev, &kl);
     mph_err_t err = mph_window_incr(ev, ws[0], k, kl, INT64_MAX);
-    return err ? err : mph_window_incr(ev, ws[1], k, kl, INT64_MAX);
+    if (!err)
+        err = mph_window_incr(ev, ws[1], k, kl, INT64_MAX);
+    return err ? err : mph_table_incr(ev, b->plain, k, kl, INT64_MAX, NULL);
 }
 
 Test(session, incr_past_int64_max_wraps)
@@ -748,16 +756,19 @@ Test(session, incr_past_int64_max_wraps)
     cr_assert_not_null(in, "%s", err);
     mph_table_opts_t *o = mph_table_opts_new();
     mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
-    mph_window_t *ws[2];
+    struct big b = {0};
+    mph_window_t **ws = b.ws;
     mph_table_t *t = mph_table_new(app, "sess", o, err, sizeof err);
     cr_assert_not_null(t, "%s", err);
     ws[0] = mph_table_session(t, GAP, EXPIRES, err, sizeof err);
     t = mph_table_new(app, "tumb", o, err, sizeof err);
+    b.plain = mph_table_new(app, "plain", o, err, sizeof err);
     mph_table_opts_destroy(o);
+    cr_assert_not_null(b.plain, "%s", err);
     cr_assert_not_null(t, "%s", err);
     ws[1] = mph_table_tumbling(t, 3600000, EXPIRES, err, sizeof err);
     cr_assert(ws[0] && ws[1], "%s", err);
-    cr_assert_not_null(mph_agent_new(app, "i", in, big_incr, ws, err, sizeof err), "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "i", in, big_incr, &b, err, sizeof err), "%s", err);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     int64_t T = (mph_clock_wall_ms() / 3600000 - 1) * 3600000;
     int p = part_of("k");
@@ -777,6 +788,14 @@ Test(session, incr_past_int64_max_wraps)
         cr_expect(vl == 8 && u == UINT64_MAX - 1, "window %d: 2 * INT64_MAX wraps to -2", i);
         free(v);
     }
+    void *v = NULL;
+    size_t vl = 0;
+    cr_expect_eq(mph_table_lookup(app, b.plain, "k", 1, &v, &vl, 5000), MPH_OK);
+    uint64_t u = 0;
+    for (size_t i = 0; v && i < vl && i < 8; i++)
+        u = u << 8 | ((const unsigned char *)v)[i];
+    cr_expect(vl == 8 && u == UINT64_MAX - 1, "mph_table_incr: 2 * INT64_MAX wraps to -2");
+    free(v);
     cr_assert_eq(mph_app_stop(app), MPH_OK);
     mph_app_destroy(app);
     mph_test_rmrf(r.dir);
