@@ -58,9 +58,9 @@
  *                            not UTF-8: MPH_ERR_UTF8; i64 not 8 bytes:
  *                            MPH_ERR_TYPE; json or record key or value not
  *                            one JSON document: MPH_ERR_DECODE); the same
- *                            for mph_window_* writes. Sliding and session
- *                            windows have no Faust form (start fails). A
- *                            changelog record that
+ *                            for mph_table_delete and mph_window_* writes.
+ *                            Sliding and session windows have no Faust
+ *                            form (start fails). A changelog record that
  *                            does not decode stops recovery (start fails)
  *                            with its topic, partition and offset. See
  *                            docs/migrating-from-faust.md
