@@ -114,8 +114,9 @@ MPH_EXPORT mph_err_t mph_app_task(mph_app_t *app, const char *name,
 /* True once the app began stopping. @locality any (the task's thread) */
 MPH_EXPORT bool mph_task_stopping(const mph_task_t *task);
 
-/* Sleeps up to ms milliseconds, waking at once when the stop begins.
- * Returns true if the app is stopping. @locality the task's own thread */
+/* Sleeps up to ms milliseconds, waking at once when the stop begins
+ * (INT64_MAX: until the stop). Returns true if the app is stopping.
+ * @locality the task's own thread */
 MPH_EXPORT bool mph_task_sleep(mph_task_t *task, int64_t ms);
 
 /* A start or stop hook. A start hook's error stops the app; a stop hook's

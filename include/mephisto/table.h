@@ -56,7 +56,11 @@
  *                            the table as before. Writes a Faust changelog
  *                            could not hold are refused (string key or value
  *                            not UTF-8: MPH_ERR_UTF8; i64 not 8 bytes:
- *                            MPH_ERR_TYPE). A changelog record that
+ *                            MPH_ERR_TYPE; json or record key or value not
+ *                            one JSON document: MPH_ERR_DECODE); the same
+ *                            for mph_table_delete and mph_window_* writes.
+ *                            Sliding and session windows have no Faust
+ *                            form (start fails). A changelog record that
  *                            does not decode stops recovery (start fails)
  *                            with its topic, partition and offset. See
  *                            docs/migrating-from-faust.md
@@ -122,7 +126,8 @@ MPH_EXPORT mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *table, const vo
                                    size_t key_len, const void *value, size_t value_len);
 MPH_EXPORT mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *table, const void *key,
                                       size_t key_len);
-/* i64 tables: adds by to the value (absent: the default, else 0); the new
+/* i64 tables: adds by to the value (absent: the default, else 0), wrapping
+ * past INT64_MAX/INT64_MIN (two's complement; mph_window_incr too); the new
  * value goes to *out when out is not NULL. MPH_ERR_TYPE when the stored
  * value is not 8 bytes. */
 MPH_EXPORT mph_err_t mph_table_incr(mph_event_t *ev, mph_table_t *table, const void *key,

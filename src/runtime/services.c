@@ -416,7 +416,11 @@ bool mph_task_stopping(const mph_task_t *task)
 bool mph_task_sleep(mph_task_t *task, int64_t ms)
 {
     mph__services_t *s = task->entry->svc;
-    int64_t end = mph_clock_mono_ns() + (ms > 0 ? ms : 0) * 1000000;
+    /* Capped at about 100 years, so that a "sleep until the stop"
+     * (INT64_MAX) neither overflows nor wraps into the past. */
+    const int64_t max_ms = INT64_C(100) * 366 * 86400 * 1000;
+    int64_t end = mph_clock_mono_ns() +
+                  (ms > 0 ? (ms < max_ms ? ms : max_ms) : 0) * 1000000;
     for (;;) {
         if (mph_task_stopping(task))
             return true;

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <strings.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -385,11 +386,13 @@ static mph_err_t faust_prepare(mph_app_t *app, mph_table_t *t, int timeout, char
 {
     const struct mph_window *win = mph_table_window(t);
     if (t->faust && win) {
-        if (win->kind == MPH__WINDOW_SLIDING) {
+        if (win->kind == MPH__WINDOW_SLIDING || win->kind == MPH__WINDOW_SESSION) {
+            /* A session's stored value also carries its end and a tag
+             * (window_session.c), which no Faust form holds. */
             snprintf(errstr, errstr_size,
-                     "table %s: format=faust: sliding windows have no Faust changelog form "
+                     "table %s: format=faust: %s windows have no Faust changelog form "
                      "(tumbling or hopping)",
-                     t->name);
+                     t->name, win->kind == MPH__WINDOW_SLIDING ? "sliding" : "session");
             return MPH_ERR_INVALID;
         }
         t->faust->window_ms = win->size;
@@ -1175,15 +1178,15 @@ static void count_op(mph_event_t *ev, mph_table_t *t, int op)
     mph__mon_add(&ev->worker->mon->table_ops[t->index][op], 1);
 }
 
+static mph_err_t faust_form_ok(const mph_table_t *t, mph__faust_kind_t kind, const void *p,
+                               size_t n, const char *what);
+
 mph_err_t mph__table_check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen)
 {
-    /* windowed format=faust tables: a string key must have a str form */
-    if (t->faust && t->faust->key == MPH__FAUST_STRING &&
-        !mph_json_utf8_valid(key ? key : "", klen)) {
-        mph_log(MPH_LOG_WARN, "table %s (format=faust): a key that is not UTF-8 has no Faust "
-                "str form; not written", t->name);
-        return MPH_ERR_UTF8;
-    }
+    /* windowed format=faust tables: the key must have its Faust form */
+    mph_err_t err;
+    if (t->faust && (err = faust_form_ok(t, t->faust->key, key, klen, "key")))
+        return err;
     return check_key(ev, t, key, klen);
 }
 
@@ -1224,27 +1227,76 @@ bool mph_table_contains(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     return sh && store_result(ev, t, mph__shard_get(sh, key ? key : "", klen, &v, &l)) == MPH_OK;
 }
 
-/* format=faust: refuses at the write what its changelog could not hold
- * (rather than failing the commit's flush later): a string key or value
- * that is not UTF-8, an i64 that is not 8 bytes. */
-static mph_err_t faust_writable(const mph_table_t *t, const void *key, size_t klen,
-                                const void *value, size_t vlen)
+/* The calling worker thread's JSON parser for faust_form_ok (not the
+ * worker's own: that one may hold the event's document, which the agent is
+ * still reading); freed when the thread ends. NULL when out of memory. */
+static pthread_key_t faust_parser_key;
+static pthread_once_t faust_parser_once = PTHREAD_ONCE_INIT;
+
+static void faust_parser_free(void *p)
 {
-    const struct { mph__faust_kind_t kind; const void *p; size_t n; const char *what; } c[2] = {
-        {t->faust->key, key, klen, "key"}, {t->faust->value, value, vlen, "value"}};
-    for (int i = 0; i < 2; i++) {
-        if (c[i].kind == MPH__FAUST_STRING && !mph_json_utf8_valid(c[i].p ? c[i].p : "", c[i].n)) {
-            mph_log(MPH_LOG_WARN, "table %s (format=faust): a %s that is not UTF-8 has no Faust "
-                    "str form; not written", t->name, c[i].what);
-            return MPH_ERR_UTF8;
+    mph_json_parser_destroy(p);
+}
+
+static void faust_parser_key_make(void)
+{
+    (void)pthread_key_create(&faust_parser_key, faust_parser_free);
+}
+
+static mph_json_parser_t *faust_parser(void)
+{
+    pthread_once(&faust_parser_once, faust_parser_key_make);
+    mph_json_parser_t *p = pthread_getspecific(faust_parser_key);
+    if (!p) {
+        p = mph_json_parser_new(0, NULL, 0);
+        if (p && pthread_setspecific(faust_parser_key, p) != 0) {
+            mph_json_parser_destroy(p);
+            p = NULL;
         }
-        if (c[i].kind == MPH__FAUST_I64 && c[i].n != MPH_CODEC_I64_SIZE) {
-            mph_log(MPH_LOG_WARN, "table %s (format=faust): an i64 %s of %zu bytes; not written",
-                    t->name, c[i].what, c[i].n);
-            return MPH_ERR_TYPE;
+    }
+    return p;
+}
+
+/* format=faust: refuses at the write what its changelog could not hold
+ * (rather than failing the commit's flush later, or the next recovery): a
+ * string key or value that is not UTF-8, an i64 that is not 8 bytes, a
+ * json (or record) key or value that is not one JSON document. what is
+ * "key" or "value". */
+static mph_err_t faust_form_ok(const mph_table_t *t, mph__faust_kind_t kind, const void *p,
+                               size_t n, const char *what)
+{
+    if (!p)
+        p = "";
+    if (kind == MPH__FAUST_STRING && !mph_json_utf8_valid(p, n)) {
+        mph_log(MPH_LOG_WARN, "table %s (format=faust): a %s that is not UTF-8 has no Faust "
+                "str form; not written", t->name, what);
+        return MPH_ERR_UTF8;
+    }
+    if (kind == MPH__FAUST_I64 && n != MPH_CODEC_I64_SIZE) {
+        mph_log(MPH_LOG_WARN, "table %s (format=faust): an i64 %s of %zu bytes; not written",
+                t->name, what, n);
+        return MPH_ERR_TYPE;
+    }
+    if (kind == MPH__FAUST_JSON) {
+        mph_json_parser_t *jp = faust_parser();
+        if (!jp)
+            return MPH_ERR_NOMEM;
+        char why[200];
+        mph_err_t err = mph__codec_validate(MPH_CODEC_JSON, NULL, jp, p, n, why, sizeof why);
+        if (err == MPH_ERR_NOMEM)
+            return err;
+        if (err) {
+            mph_log(MPH_LOG_WARN, "table %s (format=faust): a json %s that is not one JSON "
+                    "document (%s); not written", t->name, what, n ? why : "empty");
+            return MPH_ERR_DECODE;
         }
     }
     return MPH_OK;
+}
+
+mph_err_t mph__table_check_value(mph_table_t *t, const void *value, size_t vlen)
+{
+    return t->faust ? faust_form_ok(t, t->faust->value, value, vlen, "value") : MPH_OK;
 }
 
 mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen,
@@ -1258,7 +1310,8 @@ mph_err_t mph_table_set(mph_event_t *ev, mph_table_t *t, const void *key, size_t
     mph_err_t err = check_key(ev, t, key, klen);
     if (err)
         return err;
-    if (t->faust && (err = faust_writable(t, key, klen, value, vlen)))
+    if (t->faust && ((err = faust_form_ok(t, t->faust->key, key, klen, "key")) ||
+                     (err = faust_form_ok(t, t->faust->value, value, vlen, "value"))))
         return err;
     if (t->uvalue && t->uvalue->decode) { /* a registered value codec */
         char why[200] = "";
@@ -1285,6 +1338,11 @@ mph_err_t mph_table_delete(mph_event_t *ev, mph_table_t *t, const void *key, siz
         return MPH_ERR_PARTITION;
     mph_err_t err = check_key(ev, t, key, klen);
     if (err)
+        return err;
+    /* format=faust: a key without a Faust form was never written, but a
+     * rocksdb shard's blind delete would still leave a tombstone that the
+     * changelog cannot hold */
+    if (t->faust && (err = faust_form_ok(t, t->faust->key, key, klen, "key")))
         return err;
     count_op(ev, t, 2);
     /* A join reacts to the delete of a present key only (a rocksdb shard's
@@ -1321,11 +1379,13 @@ mph_err_t mph_table_incr(mph_event_t *ev, mph_table_t *t, const void *key, size_
     mph_err_t err = mph_table_get_i64(ev, t, key, klen, &cur);
     if (err)
         return err;
+    /* Wraps past INT64_MAX (two's complement) rather than overflowing. */
+    int64_t sum = (int64_t)((uint64_t)cur + (uint64_t)by);
     unsigned char buf[8];
-    mph__codec_i64_encode(cur + by, buf);
+    mph__codec_i64_encode(sum, buf);
     err = mph_table_set(ev, t, key, klen, buf, 8);
     if (!err && out)
-        *out = cur + by;
+        *out = sum;
     return err;
 }
 

@@ -112,6 +112,10 @@ void mph__tables_serve_get(mph__worker_t *w, mph__table_req_t *r);
  * of a user key against the event's partition. @locality the worker */
 mph__shard_t *mph__table_event_shard(mph_event_t *ev, mph_table_t *t);
 mph_err_t mph__table_check_key(mph_event_t *ev, mph_table_t *t, const void *key, size_t klen);
+/* format=faust tables: whether value has the Faust form of t's value codec
+ * (MPH_ERR_UTF8, MPH_ERR_TYPE, MPH_ERR_DECODE, logged, when not); MPH_OK for
+ * other tables. @locality the worker */
+mph_err_t mph__table_check_value(mph_table_t *t, const void *value, size_t vlen);
 /* mph_table_lookup of a stored key in the shard of partition (a windowed
  * table's storage key lives in its user key's partition). @locality any */
 mph_err_t mph__table_lookup_at(mph_app_t *app, mph_table_t *t, int32_t partition,

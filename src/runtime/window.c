@@ -1352,8 +1352,12 @@ mph_err_t mph_window_update_set(mph_window_update_t *u, const void *value,
             u->set = true;
         return e;
     }
-    mph_err_t err = put(u->x, u->sh, u->cklen, u->start, u->key, u->klen,
-                        u->existed, value, value_len);
+    mph_err_t err =
+        mph__table_check_value(((wext_t *)u->x)->w->table, value, value_len);
+    if (err) /* format=faust: a value its changelog could not hold */
+        return err;
+    err = put(u->x, u->sh, u->cklen, u->start, u->key, u->klen, u->existed,
+              value, value_len);
     if (!err) {
         u->existed = true;
         u->set = true;
@@ -1383,11 +1387,18 @@ static mph_err_t apply_one(mph_event_t *ev, wext_t *x, mph__shard_t *sh,
             cur = (int64_t)be64_get(old);
         }
         unsigned char buf[8];
-        be64_put((uint64_t)(cur + op->by), buf);
+        be64_put((uint64_t)cur + (uint64_t)op->by, buf);
+        /* format=faust: a value its changelog could not hold */
+        mph_err_t ce = mph__table_check_value(w->table, buf, 8);
+        if (ce)
+            return ce;
         count_op(ev, w, 1);
         return put(x, sh, cl, start, key, klen, existed, buf, 8);
     }
     case OP_SET:
+        /* format=faust: a value its changelog could not hold */
+        if ((g = mph__table_check_value(w->table, op->val, op->vlen)))
+            return g;
         count_op(ev, w, 1);
         return put(x, sh, cl, start, key, klen, existed, op->val, op->vlen);
     case OP_DELETE:

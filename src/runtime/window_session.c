@@ -849,7 +849,7 @@ mph_err_t mph__session_write(mph_event_t *ev, struct mph_window *w,
                 cur = (int64_t)be64_get(old.buf);
             }
             unsigned char b8[8];
-            be64_put((uint64_t)(cur + by), b8);
+            be64_put((uint64_t)cur + (uint64_t)by, b8); /* wraps, no UB */
             err = mph__window_capture_set(&nv, b8, 8);
             break;
         }

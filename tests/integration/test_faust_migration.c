@@ -672,3 +672,131 @@ Test(faust_migration, format_faust_windows_and_records_round_trip)
     cr_assert_eq(mph_app_stop(app), MPH_OK);
     mph_app_destroy(app);
 }
+
+/* --- format=faust: writes its changelog could not hold are refused at the
+ * write, the app runs on and recovers (mock cluster too) ------------------ */
+
+struct bad {
+    mph_table_t *docs;
+    mph_window_t *byid;
+    int refused_json, refused_i64, refused_del, written;
+};
+
+static mph_err_t bad_agent(mph_event_t *ev, void *opaque)
+{
+    struct bad *b = opaque;
+    size_t vl;
+    const char *v = mph_event_value(ev, &vl);
+    mph_err_t e = mph_table_set(ev, b->docs, "k", 1, v, vl);
+    if (e == MPH_ERR_DECODE)
+        ck_pr_inc_int(&b->refused_json);
+    else if (e == MPH_OK)
+        ck_pr_inc_int(&b->written);
+    /* an i64 key must be 8 bytes; a JSON value gets one, anything else 3 */
+    bool good = vl > 0 && v[0] == '{';
+    e = mph_window_incr(ev, b->byid, good ? "\0\0\0\0\0\0\0\x07" : "abc", good ? 8 : 3, 1);
+    if (e == MPH_ERR_TYPE)
+        ck_pr_inc_int(&b->refused_i64);
+    /* a rocksdb table's delete is blind: it leaves a tombstone even for an
+     * absent key, which needs the key's Faust form too */
+    if (mph_table_delete(ev, b->docs, "\xff", 1) == MPH_ERR_UTF8)
+        ck_pr_inc_int(&b->refused_del);
+    return MPH_OK;
+}
+
+static mph_app_t *bad_app(const char *app_id, const char *input, const char *dir, struct bad *b,
+                          bool session, char *err, size_t errlen)
+{
+    mph_conf_t *conf = mph_conf_new();
+    const char *kv[] = {"broker", cluster->broker, "app_id", app_id, "log_level", "error",
+                        "topic_partitions", "1", "commit_interval_ms", "200", "datadir", dir,
+                        NULL};
+    for (const char **p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, errlen), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, errlen);
+    cr_assert_not_null(app, "%s", err);
+    mph_topic_t *in = mph_topic_new(app, input, NULL, err, errlen);
+    cr_assert_not_null(in, "%s", err);
+    mph_table_opts_t *o = mph_table_opts_new();
+    const char *dkv[] = {"key_codec", "string", "value_codec", "json", "format", "faust",
+                         "faust_namespace", "app.Doc", "store", "rocksdb", NULL};
+    for (const char **p = dkv; *p; p += 2)
+        cr_assert_eq(mph_table_opts_set(o, p[0], p[1], err, errlen), MPH_OK, "%s", err);
+    b->docs = mph_table_new(app, "docs", o, err, errlen);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(b->docs, "%s", err);
+    o = mph_table_opts_new();
+    const char *wkv[] = {"key_codec", "i64", "value_codec", "i64", "format", "faust", NULL};
+    for (const char **p = wkv; *p; p += 2)
+        cr_assert_eq(mph_table_opts_set(o, p[0], p[1], err, errlen), MPH_OK, "%s", err);
+    mph_table_t *wt = mph_table_new(app, "byid", o, err, errlen);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(wt, "%s", err);
+    b->byid = session ? mph_table_session(wt, 60000, 86400000, err, errlen)
+                      : mph_table_tumbling(wt, 60000, 86400000, err, errlen);
+    cr_assert_not_null(b->byid, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "a", in, bad_agent, b, err, errlen), "%s", err);
+    return app;
+}
+
+Test(faust_migration, format_faust_refuses_unwritable_values_and_session_windows)
+{
+    char app_id[128], input[128], name[300], err[512], dir[256];
+    mph_test_unique("faustbad", app_id, sizeof app_id);
+    cr_assert_not_null(mph_test_tmpdir("faustbad", dir, sizeof dir));
+    mph_test_unique("faustbad-in", input, sizeof input);
+    mph_test_create_topic(cluster, input, 1);
+    const char *cls[] = {"docs", "byid"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "%s-%s-changelog", app_id, cls[i]);
+        mph_test_create_topic(cluster, name, 1); /* the mock cannot create it */
+    }
+    /* Faust has no session windows: refused at start, naming them. */
+    struct bad b = {0};
+    mph_app_t *app = bad_app(app_id, input, dir, &b, true, err, sizeof err);
+    cr_expect_neq(mph_app_start(app, err, sizeof err), MPH_OK);
+    cr_expect(strstr(err, "session windows have no Faust changelog form"), "%s", err);
+    mph_app_destroy(app);
+
+    memset(&b, 0, sizeof b);
+    app = bad_app(app_id, input, dir, &b, false, err, sizeof err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    const char *vals[] = {"{\"n\":1}", "not json", "", "{\"n\":2}"};
+    for (int i = 0; i < 4; i++)
+        mph_test_produce(cluster, input, 0, "k", 1, vals[i], strlen(vals[i]));
+    mph_test_flush(cluster);
+    int64_t c = -1;
+    for (int i = 0; i < 300 && c < 4; i++) {
+        c = mph_test_committed_sum(cluster, app_id, input, 1);
+        usleep(100000);
+    }
+    /* Before: both wrote bytes that have no Faust form, the commit's
+     * changelog flush failed and the app stopped, committing nothing. */
+    cr_assert_eq(c, 4, "all input committed: refused writes do not stop the app");
+    cr_expect_eq(ck_pr_load_int(&b.refused_json), 2, "'not json' and '' refused");
+    cr_expect_eq(ck_pr_load_int(&b.written), 2);
+    cr_expect_eq(ck_pr_load_int(&b.refused_i64), 2, "the 3-byte i64 keys refused");
+    cr_expect_eq(ck_pr_load_int(&b.refused_del), 4, "deletes of a key that is not UTF-8 refused");
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+
+    /* A new instance recovers both changelogs. */
+    memset(&b, 0, sizeof b);
+    app = bad_app(app_id, input, dir, &b, false, err, sizeof err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    void *val = NULL;
+    size_t vl = 0;
+    mph_err_t e = MPH_ERR_PARTITION;
+    for (int i = 0; i < 300 && e == MPH_ERR_PARTITION; i++) {
+        e = mph_table_lookup(app, b.docs, "k", 1, &val, &vl, 5000);
+        if (e == MPH_ERR_PARTITION)
+            usleep(100000);
+    }
+    cr_expect_eq(e, MPH_OK, "%s", mph_err_str(e));
+    cr_expect(e == MPH_OK && vl >= 7 && !memcmp(val, "{\"n\":2", 6), "docs k: %.*s", (int)vl,
+              e == MPH_OK ? (const char *)val : "");
+    free(val);
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+    mph_test_rmrf(dir);
+}

@@ -17,6 +17,19 @@
 #include "mephisto.h"
 #include "mph_test.h"
 
+/* Built with AddressSanitizer (gcc defines __SANITIZE_ADDRESS__, clang
+ * answers __has_feature). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MPH_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MPH_TEST_ASAN 1
+#endif
+#endif
+#ifndef MPH_TEST_ASAN
+#define MPH_TEST_ASAN 0
+#endif
+
 static mph_conf_t *base_conf(const char *broker, const char *app_id, const char *workers)
 {
     char err[512];
@@ -233,8 +246,16 @@ Test(scale, create_start_stop_destroy_keeps_memory_flat, .timeout = 500)
     last = mph_test_rss_kb();
     mph_test_cluster_destroy(c);
     cr_log_info("RSS after cycle 10: %ld KiB, after cycle %d: %ld KiB", at10, cycles, last);
+#if MPH_TEST_ASAN
+    /* ASan keeps freed memory in its quarantine (256 MiB by default), so
+     * RSS grows with every lifetime whatever the engine does; there
+     * LeakSanitizer, at exit, is the check (with quarantine_size_mb=0 the
+     * bound below holds under ASan too). */
+    cr_log_info("ASan build: RSS bound not checked (LeakSanitizer checks at exit)");
+#else
     cr_expect_leq(last, at10 + at10 / 10 + 8192, "RSS grew from %ld KiB (cycle 10) to %ld KiB "
                   "(cycle %d)", at10, last, cycles);
+#endif
 }
 
 /* CPU seconds thread comm (e.g. "mph-w0") of this process used so far. */

@@ -319,6 +319,48 @@ Test(services, failing_start_hook_stops_the_app)
 }
 
 /* ------------------------------------------------------------------ */
+/* a task sleeping "until the stop"                                    */
+
+static int forever_calls, forever_early;
+
+static mph_err_t forever_task(mph_app_t *app, mph_task_t *t, void *o)
+{
+    (void)app;
+    (void)o;
+    /* Before: INT64_MAX ms overflowed to a time in the past, so the sleep
+     * returned false at once (a busy loop for "while (!sleep(MAX))"). */
+    while (__atomic_add_fetch(&forever_calls, 1, __ATOMIC_SEQ_CST) < 1000 &&
+           !mph_task_sleep(t, INT64_MAX))
+        __atomic_add_fetch(&forever_early, 1, __ATOMIC_SEQ_CST);
+    return MPH_OK;
+}
+
+Test(services, task_sleep_of_int64_max_lasts_until_the_stop)
+{
+    char app_id[128], err[512], out[160];
+    mph_test_unique("svc-forever", app_id, sizeof app_id);
+    mph_test_cluster_t *cluster = mph_test_cluster_new();
+    mph_conf_t *conf = base_conf(app_id);
+    if (!mph_test_real_broker())
+        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    snprintf(out, sizeof out, "%s-out", app_id);
+    mph_test_create_topic(cluster, out, 1);
+    own_topic(app, out);
+    cr_assert_eq(mph_app_task(app, "forever", forever_task, NULL), MPH_OK);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    usleep(300000);
+    cr_expect_eq(__atomic_load_n(&forever_early, __ATOMIC_SEQ_CST), 0,
+                 "the sleep returned before the stop");
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    cr_expect_eq(__atomic_load_n(&forever_calls, __ATOMIC_SEQ_CST), 1,
+                 "one sleep, ended by the stop");
+    mph_app_destroy(app);
+    mph_test_cluster_destroy(cluster);
+}
+
+/* ------------------------------------------------------------------ */
 /* a slow timer delays only itself                                     */
 
 static int fast_runs, slow_runs;

@@ -714,3 +714,89 @@ Test(session, failed_close_is_retried_once)
     mph_app_destroy(app);
     mph_test_rmrf(r.dir);
 }
+
+/* ------------------------------------------------------------------ */
+/* increments past INT64_MAX wrap (two's complement), never overflow   */
+
+struct big {
+    mph_window_t *ws[2];
+    mph_table_t *plain;
+};
+
+static mph_err_t big_incr(mph_event_t *ev, void *opaque)
+{
+    struct big *b = opaque;
+    mph_window_t **ws = b->ws;
+    size_t kl;
+    const void *k = mph_event_key(ev, &kl);
+    mph_err_t err = mph_window_incr(ev, ws[0], k, kl, INT64_MAX);
+    if (!err)
+        err = mph_window_incr(ev, ws[1], k, kl, INT64_MAX);
+    return err ? err : mph_table_incr(ev, b->plain, k, kl, INT64_MAX, NULL);
+}
+
+Test(session, incr_past_int64_max_wraps)
+{
+    run_t r = {0};
+    r.store = "memory";
+    mph_test_unique("sessi", r.app_id, sizeof r.app_id);
+    snprintf(r.input, sizeof r.input, "%s-in", r.app_id);
+    cr_assert_not_null(mph_test_tmpdir("sessi", r.dir, sizeof r.dir));
+    mph_test_create_topic(cluster, r.input, NPART);
+    const char *kv[] = {"broker", cluster->broker, "app_id", r.app_id, "workers", "1",
+                        "store", "memory", "datadir", r.dir, "commit_interval_ms", "200",
+                        "log_level", "warn", "topic_partitions", "4", NULL};
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    for (const char **p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    mph_topic_t *in = mph_topic_new(app, r.input, NULL, err, sizeof err);
+    cr_assert_not_null(in, "%s", err);
+    mph_table_opts_t *o = mph_table_opts_new();
+    mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
+    struct big b = {0};
+    mph_window_t **ws = b.ws;
+    mph_table_t *t = mph_table_new(app, "sess", o, err, sizeof err);
+    cr_assert_not_null(t, "%s", err);
+    ws[0] = mph_table_session(t, GAP, EXPIRES, err, sizeof err);
+    t = mph_table_new(app, "tumb", o, err, sizeof err);
+    b.plain = mph_table_new(app, "plain", o, err, sizeof err);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(b.plain, "%s", err);
+    cr_assert_not_null(t, "%s", err);
+    ws[1] = mph_table_tumbling(t, 3600000, EXPIRES, err, sizeof err);
+    cr_assert(ws[0] && ws[1], "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "i", in, big_incr, &b, err, sizeof err), "%s", err);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    int64_t T = (mph_clock_wall_ms() / 3600000 - 1) * 3600000;
+    int p = part_of("k");
+    produce_ts_one(r.input, p, "k", "1", T);
+    produce_ts_one(r.input, p, "k", "2", T + 1);
+    mph_test_flush(cluster);
+    wait_committed(&r, 2);
+    for (int i = 0; i < 2; i++) {
+        void *v = NULL;
+        size_t vl = 0;
+        cr_expect_eq(mph_window_lookup(app, ws[i], "k", 1, MPH_WINDOW_AT, T, &v, &vl, NULL, NULL,
+                                       5000),
+                     MPH_OK, "window %d", i);
+        uint64_t u = 0;
+        for (size_t b = 0; v && b < vl && b < 8; b++)
+            u = u << 8 | ((const unsigned char *)v)[b];
+        cr_expect(vl == 8 && u == UINT64_MAX - 1, "window %d: 2 * INT64_MAX wraps to -2", i);
+        free(v);
+    }
+    void *v = NULL;
+    size_t vl = 0;
+    cr_expect_eq(mph_table_lookup(app, b.plain, "k", 1, &v, &vl, 5000), MPH_OK);
+    uint64_t u = 0;
+    for (size_t i = 0; v && i < vl && i < 8; i++)
+        u = u << 8 | ((const unsigned char *)v)[i];
+    cr_expect(vl == 8 && u == UINT64_MAX - 1, "mph_table_incr: 2 * INT64_MAX wraps to -2");
+    free(v);
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+    mph_test_rmrf(r.dir);
+}
