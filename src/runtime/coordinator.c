@@ -20,7 +20,7 @@
  *
  * Partitions whose table shards the worker does not hold yet are not in
  * that MSG_ASSIGN: they are assigned with the others but held (their
- * queues forwarded into a hold queue, paused) while a restore thread
+ * queues forwarded into a hold queue, not paused: see assign_parts) while a restore thread
  * rebuilds their shards (restore.c); each one is handed over, the same
  * way, as soon as its own shards are complete, so the ready partitions
  * process meanwhile and the assign callback never waits for a recovery.
@@ -461,7 +461,7 @@ static bool hold_restoring(mph__coord_t *c, int w, mph__msg_t *msg,
 
 /* Hands every restored job to its worker: MSG_ASSIGN with its shards, wait
  * for MSG_ASSIGNED, then its records (the hold queue first, so that they
- * stay in order) go to the worker's queue, and fetching resumes. Sets
+ * stay in order) go to the worker's queue. Sets
  * app->ready once nothing restores. */
 static void hand_over_restored(mph__coord_t *c)
 {
@@ -502,10 +502,8 @@ static void hand_over_restored(mph__coord_t *c)
         }
         rd_kafka_queue_t *wq = app->workers[w]->q;
         rd_kafka_queue_forward(job->hold, wq);
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)job->ntp);
         for (size_t i = 0; i < job->ntp; i++) {
             const char *topic = app->topics[job->tp[i].topic]->name;
-            rd_kafka_topic_partition_list_add(l, topic, job->tp[i].partition);
             rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(app->consumer, topic,
                                                                 job->tp[i].partition);
             if (pq) {
@@ -513,8 +511,6 @@ static void hand_over_restored(mph__coord_t *c)
                 rd_kafka_queue_destroy(pq);
             }
         }
-        rd_kafka_resume_partitions(app->consumer, l);
-        rd_kafka_topic_partition_list_destroy(l);
         mph_log(MPH_LOG_INFO,
                 "partition %d restored on worker %d (%lld changelog records in %.2f s): processing",
                 (int)job->partition, w, (long long)job->records, job->seconds);
@@ -627,9 +623,17 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         rd_kafka_error_destroy(err);
     }
     if (held->cnt) {
-        /* Their records wait in the hold queues anyway; pausing keeps
-         * librdkafka from fetching more of them meanwhile. */
-        rd_kafka_pause_partitions(app->consumer, held);
+        /* Held partitions are NOT paused: a pause bumps the partition's
+         * fetch version, so the records already fetched into the hold queue
+         * are discarded when served, and for a partition the app never
+         * consumed from (app position unset) librdkafka resumes fetching
+         * after them, not at them: they were lost (reliability scenario 5:
+         * 639 committed inputs missing from the output after hand-overs
+         * during a broker outage; windows::expiry_keeps_shards_bounded: the
+         * first windows short). The hold queue bounds the prefetch instead:
+         * librdkafka measures a partition's queue through its forwarding,
+         * so fetching stops at queued.min.messages / queued.max.messages.kbytes
+         * as it would for the worker's queue. */
         char errstr[512] = "";
         if (mph__restorer_start(c->restorer, errstr, sizeof errstr) != MPH_OK)
             mph__app_fail(app, MPH_ERR_NOMEM, "table recovery: %s", errstr);

@@ -12,8 +12,9 @@
  *  - every other partition number becomes a job: its shards, its source
  *    partitions (all topics with that number) and a hold queue. The
  *    coordinator forwards those partitions' librdkafka queues into the hold
- *    queue instead of the worker's queue, and pauses them, so nothing of
- *    them reaches the worker before its shards.
+ *    queue instead of the worker's queue, so nothing of them reaches the
+ *    worker before its shards (not paused: a pause would discard what was
+ *    already fetched; coordinator.c, assign_parts).
  * The jobs of one assignment form a run: one thread ("restore") with one
  * group-less consumer (recovery.c) that recovers all their shards at once;
  * each shard is marked finished as soon as its own changelog partition is
@@ -21,7 +22,7 @@
  * whose shards are all finished is taken out here and handed to its worker
  * the usual way (coordinator.c: MSG_ASSIGN carrying the shards, wait for
  * MSG_ASSIGNED, then forward the hold queue and the partitions' queues to
- * the worker's queue, which keeps the records in order, and resume).
+ * the worker's queue, which keeps the records in order).
  *
  * Ownership: while a run is restoring a shard, only the run's thread
  * touches it (the parking lot marks it lent); the coordinator takes it

@@ -113,6 +113,7 @@ struct mph__worker {
     rd_kafka_message_t **batch;
     int64_t next_commit_ns;
     uint64_t commit_errors_seen; /* the coordinator's, at the last timed report */
+    bool resend_all;             /* a commit failed: the next report sends every point */
     int64_t events_since_commit;
     bool paused;
     bool exit;
