@@ -501,6 +501,9 @@ static void hand_over_restored(mph__coord_t *c)
             continue;
         }
         rd_kafka_queue_t *wq = app->workers[w]->q;
+        /* Forwarding moves what the hold queue holds to wq, in order; the
+         * hold queue is unforwarded again before it is destroyed
+         * (mph__restore_job_free), or its destruction would purge wq. */
         rd_kafka_queue_forward(job->hold, wq);
         for (size_t i = 0; i < job->ntp; i++) {
             const char *topic = app->topics[job->tp[i].topic]->name;
