@@ -4,9 +4,11 @@
  * out-of-order events within grace, late events, deletes and sets; on_close
  * exactly once per window and key across graceful restarts (RocksDB and
  * memory); expiry that keeps shards bounded, also after recovery, checked
- * in the shard index, in RocksDB and in the changelog; time from JSON and
- * record fields, the wall clock, and bad times; and (real broker only) a
- * crash under at_least_once, where closes repeat a bounded number of times.
+ * in the shard index, in RocksDB and in the changelog; records a worker
+ * still has queued when another partition's restored shard is handed to
+ * it; time from JSON and record fields, the wall clock, and bad times; and
+ * (real broker only) a crash under at_least_once, where closes repeat a
+ * bounded number of times.
  */
 // ctest-labels: engine;tables
 // ctest-timeout: 600
@@ -1222,6 +1224,52 @@ static void wait_topic(const char *app_id, const char *topic, int64_t n)
         usleep(100000);
     }
     cr_assert_fail("%s not committed", topic);
+}
+
+/* A partition handed over after its restore while another partition of the
+ * same worker waits in that worker's queue: partition 0's changelog holds
+ * records to restore (tombstones of keys that never existed, which change
+ * nothing), so its shard reaches worker 0 well after partition 2 began
+ * there; the slow agent keeps records of partition 2 queued at that
+ * moment. Freeing the hold queue once purged the worker's queue it was
+ * forwarded to (librdkafka destroys an owned queue by purging the queue it
+ * forwards to), and those fetched records were never processed. */
+Test(windows, handover_keeps_queued_records)
+{
+    scn_t s = {.kind = 0,
+               .a = 100,
+               .expires = 100,
+               .grace = 0,
+               .nkeys = 20,
+               .nevents = 6000,
+               .gap = 1,
+               .jitter = 0,
+               .late_by = 500,
+               .late_pct = 1,
+               .jump_at = 1 << 30};
+    run_t r;
+    ref_t ref;
+    appctx_t ctx = {.slow_us = 1500};
+    run_init(&r, "whnd", &s, "rocksdb");
+    ref_build(&ref, &s, r.ev, s.nevents);
+    seen_reset();
+    for (int i = 0; i < 50000; i++) {
+        char k[32];
+        int n = snprintf(k, sizeof k, "junk-%d", i);
+        mph_test_produce(cluster, r.changelog, 0, k, (size_t)n, NULL, 0);
+    }
+    mph_test_flush(cluster);
+    produce_events(&r, 0, s.nevents);
+    mph_app_t *app = app_new(&r, &ctx, false);
+    start(app);
+    wait_committed(&r);
+    probe_all(&r, &ref);
+    check_closes(&ref, &s, NULL);
+    check_dump(&ref, &s, NULL);
+    cr_assert_eq(mph_app_stop(app), MPH_OK);
+    mph_app_destroy(app);
+    free(ref.pairs);
+    run_fini(&r);
 }
 
 /* One key, one shard, windows of 1 s from an aligned base two hours ago:
