@@ -236,6 +236,7 @@ static size_t ndump, dump_cap;
 static int64_t dump_st[NPART];
 static int dump_keys[NPART];
 static int probes_done;
+static int events_seen; /* ck_pr: input records (not probes) on_event got */
 /* per key: CURRENT and DELTA(size) values read by the probe */
 static int64_t cur_val[256], prev_val[256];
 
@@ -377,6 +378,7 @@ static mph_err_t on_event(mph_event_t *ev, void *opaque)
     const char *v = mph_event_value(ev, &vl);
     if (vl == 5 && !memcmp(v, "probe", 5))
         return probe(ev, c);
+    ck_pr_inc_int(&events_seen);
     if (c->slow_us)
         usleep((useconds_t)c->slow_us);
     if (vl == 3 && !memcmp(v, "del", 3))
@@ -1260,8 +1262,18 @@ Test(windows, handover_keeps_queued_records)
     }
     mph_test_flush(cluster);
     produce_events(&r, 0, s.nevents);
+    ck_pr_store_int(&events_seen, 0);
     mph_app_t *app = app_new(&r, &ctx, false);
     start(app);
+    /* Every record reaches the agent; lost ones never do, and then the
+     * count stops short (its commit point too, so this fails sooner and
+     * says more than wait_committed). */
+    int seen = 0, idle_ms = 0;
+    while ((seen = ck_pr_load_int(&events_seen)) < s.nevents && idle_ms < 30000) {
+        usleep(200000);
+        idle_ms = ck_pr_load_int(&events_seen) == seen ? idle_ms + 200 : 0;
+    }
+    cr_assert_geq(seen, s.nevents, "every record processed (%d of %d)", seen, s.nevents);
     wait_committed(&r);
     probe_all(&r, &ref);
     check_closes(&ref, &s, NULL);
