@@ -22,7 +22,11 @@
  * whose shards are all finished is taken out here and handed to its worker
  * the usual way (coordinator.c: MSG_ASSIGN carrying the shards, wait for
  * MSG_ASSIGNED, then forward the hold queue and the partitions' queues to
- * the worker's queue, which keeps the records in order).
+ * the worker's queue, which keeps the records in order). The hold queue
+ * is un-forwarded before it is destroyed: librdkafka destroys a queue of
+ * its own by purging it, and a purge follows the forwarding, so destroying
+ * it while forwarded emptied the worker's queue (records of every
+ * partition of the worker, fetched and never processed, lost).
  *
  * Ownership: while a run is restoring a shard, only the run's thread
  * touches it (the parking lot marks it lent); the coordinator takes it
@@ -92,10 +96,14 @@ void mph__restore_job_free(mph__restore_job_t *job)
     if (!job)
         return;
     if (job->hold) {
-        /* Destroying a queue purges it, and purging a forwarded queue
-         * purges its destination: a hold queue still forwarded to its
-         * worker's queue took every record waiting there with it
-         * (reliability scenario 6 lost 720 of 9,000 committed inputs). */
+        /* librdkafka destroys a queue made by rd_kafka_queue_new by
+         * purging it, and the purge of a forwarded queue purges the queue
+         * it forwards to: after a hand-over (hold forwarded into the
+         * worker's queue) that threw away every record the worker had
+         * fetched but not yet processed, of all its partitions, and they
+         * were never fetched again. Un-forwarded, the purge drops only
+         * what the hold queue itself still holds (nothing after a
+         * hand-over; a cancelled job's unprocessed records). */
         rd_kafka_queue_forward(job->hold, NULL);
         rd_kafka_queue_destroy(job->hold);
     }
