@@ -56,7 +56,18 @@
  *
  * Commits: workers post commit points every commit_interval_ms or
  * commit_every events; the coordinator commits them asynchronously. Only
- * commit points (acks.c) ever reach Kafka.
+ * commit points (acks.c) ever reach Kafka. Workers send only the points
+ * that moved, so a commit that lands late is not overwritten by the next
+ * interval's: librdkafka defers a commit refused with NOT_COORDINATOR (or
+ * one made while the coordinator is unknown) and sends it once the
+ * coordinator is back, after commits made meanwhile, and the broker then
+ * holds its older offsets. The commit callbacks come in the order the
+ * broker applied the commits, so per partition the coordinator keeps the
+ * highest offset it asked for (want) and the highest that landed
+ * (landed); a success that lands below landed means an older commit
+ * overtook a newer one, and the partition is committed again at want
+ * (commit_repairs). Both are forgotten at every rebalance: between two
+ * rebalances every partition in them is owned by this process.
  *
  * Stop: rd_kafka_consumer_close_queue() runs the revocation above for all
  * partitions, then the workers are told to stop and report; whatever they
@@ -110,6 +121,15 @@ struct mph__coord {
     uint64_t assign_calls;    /* assignments handled so far */
     mph__restorer_t *restorer; /* shards restoring off the assign path (restore.c) */
     mph__standby_t *standby;   /* standby replicas (standby.c) */
+    /* Per topic (app->topics order), per partition: the highest offset
+     * asked to commit and the highest that landed since the last rebalance
+     * (-1: none); see "Commits" above. Grown on demand. */
+    struct commit_track {
+        int64_t *want, *landed;
+        int32_t n;
+    } *track;
+    size_t ntrack;
+    size_t last_topic; /* topic_index's guess */
 };
 
 /* How long a revocation's reply may take to arrive after its deadline. */
@@ -136,6 +156,7 @@ void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out)
     out->commit_errors = ck_pr_load_64(&s->commit_errors);
     out->last_commit_us = ck_pr_load_64(&s->last_commit_us);
     out->commit_partitions = ck_pr_load_64(&s->commit_partitions);
+    out->commit_repairs = ck_pr_load_64(&s->commit_repairs);
 }
 
 size_t mph__coord_restoring(const mph__coord_t *c, mph__restore_stat_t *out, size_t max)
@@ -155,6 +176,54 @@ mph_err_t mph__coord_post(mph__coord_t *c, void *msg)
 
 /* ------------------------------------------------------------------ */
 
+/* The app's index of topic name, or -1. Commits name one topic or a few,
+ * so the last answer is tried first. */
+static int topic_index(mph__coord_t *c, const char *name)
+{
+    mph_app_t *app = c->app;
+    if (c->last_topic < app->ntopics && strcmp(app->topics[c->last_topic]->name, name) == 0)
+        return (int)c->last_topic;
+    for (size_t i = 0; i < app->ntopics; i++)
+        if (strcmp(app->topics[i]->name, name) == 0) {
+            c->last_topic = i;
+            return (int)i;
+        }
+    return -1;
+}
+
+/* The track of (topic, partition), grown to hold it; NULL when unknown or
+ * out of memory (the partition then goes unguarded). */
+static struct commit_track *track_of(mph__coord_t *c, const char *topic, int32_t p)
+{
+    int t = topic_index(c, topic);
+    if (t < 0 || (size_t)t >= c->ntrack || p < 0)
+        return NULL;
+    struct commit_track *k = &c->track[t];
+    if (p >= k->n) {
+        int32_t n = p + 1 > 2 * k->n ? p + 1 : 2 * k->n;
+        int64_t *w = realloc(k->want, (size_t)n * sizeof *w);
+        if (!w)
+            return NULL;
+        k->want = w;
+        int64_t *l = realloc(k->landed, (size_t)n * sizeof *l);
+        if (!l)
+            return NULL;
+        k->landed = l;
+        for (int32_t i = k->n; i < n; i++)
+            k->want[i] = k->landed[i] = -1;
+        k->n = n;
+    }
+    return k;
+}
+
+/* Forgets what was asked and what landed (at every rebalance). */
+static void track_reset(mph__coord_t *c)
+{
+    for (size_t t = 0; t < c->ntrack; t++)
+        for (int32_t i = 0; i < c->track[t].n; i++)
+            c->track[t].want[i] = c->track[t].landed[i] = -1;
+}
+
 static void commit_list(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, bool sync)
 {
     /* exactly_once: offsets commit inside the workers' transactions
@@ -163,6 +232,12 @@ static void commit_list(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, boo
         return;
     c->commit_started_ns = mph_clock_mono_ns();
     stat_set(&c->stats.commit_partitions, c->stats.commit_partitions + (uint64_t)l->cnt);
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *e = &l->elems[i];
+        struct commit_track *k = track_of(c, e->topic, e->partition);
+        if (k && e->offset > k->want[e->partition])
+            k->want[e->partition] = e->offset;
+    }
     rd_kafka_resp_err_t e = rd_kafka_commit(c->app->consumer, l, sync ? 0 : 1);
     if (sync) {
         uint64_t us = (uint64_t)((mph_clock_mono_ns() - c->commit_started_ns) / 1000);
@@ -191,6 +266,39 @@ static void add_tps(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, const m
                 ->offset = m->tp[i].offset;
 }
 
+/* After a commit landed: notes what landed, and commits again, at the
+ * highest offset asked, the partitions where this commit landed below an
+ * earlier one (see "Commits" above). */
+static void repair_overtaken(mph__coord_t *c, const rd_kafka_topic_partition_list_t *offsets)
+{
+    rd_kafka_topic_partition_list_t *again = NULL;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &offsets->elems[i];
+        if (e->offset < 0)
+            continue;
+        struct commit_track *k = track_of(c, e->topic, e->partition);
+        if (!k)
+            continue;
+        if (k->landed[e->partition] <= e->offset) {
+            k->landed[e->partition] = e->offset;
+            continue;
+        }
+        if (!again)
+            again = rd_kafka_topic_partition_list_new(offsets->cnt);
+        rd_kafka_topic_partition_list_add(again, e->topic, e->partition)->offset =
+            k->want[e->partition];
+    }
+    if (!again)
+        return;
+    stat_set(&c->stats.commit_repairs, c->stats.commit_repairs + (uint64_t)again->cnt);
+    mph_log_limited(&c->log_lim, 5000, MPH_LOG_INFO,
+                    "an older commit landed after a newer one: committing %d "
+                    "partitions again",
+                    again->cnt);
+    commit_list(c, again, false);
+    rd_kafka_topic_partition_list_destroy(again);
+}
+
 static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
@@ -211,6 +319,7 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_err2str(err));
     } else if (!err) {
         stat_set(&c->stats.commits, c->stats.commits + 1);
+        repair_overtaken(c, offsets);
     }
 }
 
@@ -767,6 +876,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     else
         revoke_parts(c, parts);
     mph__standby_rebalanced(c->standby);
+    track_reset(c);
     mph__sensors_rebalance(c->app, assigned, parts->cnt);
     if (rest)
         rd_kafka_topic_partition_list_destroy(rest);
@@ -893,6 +1003,11 @@ static void coord_free_arrays(mph__coord_t *c)
     free(c->stop_done);
     free(c->revoke_deadline);
     free(c->revoke_at);
+    for (size_t t = 0; t < c->ntrack; t++) {
+        free(c->track[t].want);
+        free(c->track[t].landed);
+    }
+    free(c->track);
 }
 
 mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
@@ -912,7 +1027,9 @@ mph__coord_t *mph__coord_new(mph_app_t *app, char *errstr, size_t errstr_size)
     c->stop_done = calloc(W, sizeof *c->stop_done);
     c->revoke_deadline = calloc(W, sizeof *c->revoke_deadline);
     c->revoke_at = calloc(W, sizeof *c->revoke_at);
-    if (!c->revoke_sent || !c->revoke_done || !c->assign_sent || !c->assign_done ||
+    c->ntrack = app->ntopics;
+    c->track = calloc(app->ntopics ? app->ntopics : 1, sizeof *c->track);
+    if (!c->track || !c->revoke_sent || !c->revoke_done || !c->assign_sent || !c->assign_done ||
         !c->stop_done || !c->revoke_deadline || !c->revoke_at ||
         mph__mailbox_init(&c->mbox, 4096) != MPH_OK) {
         snprintf(errstr, errstr_size, "coordinator: out of memory or file descriptors");

@@ -27,6 +27,8 @@ typedef struct mph__coord_stats {
     uint64_t commit_errors;
     uint64_t last_commit_us;
     uint64_t commit_partitions; /* partitions carried by commit requests */
+    uint64_t commit_repairs;    /* partitions committed again after an older
+                                 * commit landed behind a newer one */
 } mph__coord_stats_t;
 void mph__coord_stats(const mph__coord_t *c, mph__coord_stats_t *out);
 

@@ -1011,6 +1011,7 @@ static void render(jdoc_t *j, const mph__stats_t *st)
         j_kv_u64(j, "commit_errors", st->coord.commit_errors);
         j_kv_u64(j, "last_commit_latency_us", st->coord.last_commit_us);
         j_kv_u64(j, "commit_partitions", st->coord.commit_partitions);
+        j_kv_u64(j, "commit_repairs", st->coord.commit_repairs);
         j_kv_u64(j, "rebalances", st->coord.rebalances);
         j_kv_u64(j, "partitions_assigned", st->coord.assigned);
         j_obj(j, false);

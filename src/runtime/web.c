@@ -477,6 +477,10 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
              "Partitions carried by offset commit requests (only partitions whose "
              "commit point moved are committed).",
              offsetof(mph__coord_stats_t, commit_partitions)},
+            {"mephisto_commit_repairs_total",
+             "Partitions committed again because an older commit landed after a "
+             "newer one.",
+             offsetof(mph__coord_stats_t, commit_repairs)},
             {"mephisto_rebalances_total",
              "Rebalance events (assignments and revocations).",
              offsetof(mph__coord_stats_t, rebalances)},

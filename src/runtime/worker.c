@@ -777,6 +777,7 @@ static mph_err_t slot_add(mph__worker_t *w, int topic, int32_t partition)
     s->reported = -1;
     s->snap_commit = -1; /* not covered by a flush already under way */
     s->last_offset = -1;
+    s->pause_floor = -1;
     s->txn_start = w->app->eos ? -1 : 0;
     mph__acks_init(&s->acks);
     w->slot_of[topic][partition] = (int32_t)id;
@@ -1817,6 +1818,7 @@ static void eos_abort(mph__worker_t *w, bool again)
         mph__acks_fini(&s->acks);
         mph__acks_init(&s->acks);
         s->last_offset = s->txn_start - 1;
+        s->pause_floor = s->last_offset; /* the seek forgets the app position */
         s->txn_start = -1;
     }
     if (l->cnt > 0) {
@@ -2198,16 +2200,25 @@ static void worker_inbox(mph__worker_t *w)
     }
 }
 
+/* Back-pressure: pauses the worker's partitions (librdkafka drops what it
+ * queued for them and fetches again from the app position on resume), or
+ * resumes those it paused. A partition none of whose records the worker
+ * has taken since its assignment or last seek is not paused: librdkafka
+ * has no app position for it then, and would resume after the records it
+ * dropped (lost, with later records committed past them). */
 static void pause_resume(mph__worker_t *w, bool pause)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
-    for (uint32_t i = 0; i < w->nslots; i++)
-        if (w->slots[i].used)
-            rd_kafka_topic_partition_list_add(l, w->app->topics[w->slots[i].topic]->name,
-                                              w->slots[i].partition);
-    if (pause)
+    for (uint32_t i = 0; i < w->nslots; i++) {
+        mph__slot_t *s = &w->slots[i];
+        if (!s->used || (pause ? s->last_offset == s->pause_floor : !s->bp_paused))
+            continue;
+        s->bp_paused = pause;
+        rd_kafka_topic_partition_list_add(l, w->app->topics[s->topic]->name, s->partition);
+    }
+    if (l->cnt > 0 && pause)
         rd_kafka_pause_partitions(w->app->consumer, l);
-    else
+    else if (l->cnt > 0)
         rd_kafka_resume_partitions(w->app->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
     w->paused = pause;

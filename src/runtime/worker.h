@@ -65,6 +65,12 @@ typedef struct mph__slot {
     int64_t reported; /* last commit point sent to the coordinator */
     int64_t snap_commit; /* commit point when the active flush began; -1 none */
     int64_t last_offset;
+    /* last_offset when librdkafka last forgot the partition's app position
+     * (assignment, seek): until a record comes after that, a pause would
+     * drop the records queued for it and its resume fetch after them, so
+     * back-pressure (pause_resume) leaves it alone. */
+    int64_t pause_floor;
+    bool bp_paused; /* paused by back-pressure; the resume takes only these */
     /* exactly_once: the first offset processed in the open transaction,
      * where an abort re-reads from; -1 none. Under at_least_once it stays
      * 0 and is never read. */
