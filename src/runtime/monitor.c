@@ -37,8 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mephisto/global.h"
 #include "mephisto/jsonw.h"
 #include "mephisto/log.h"
+#include "mephisto/rpc.h"
 #include "mephisto/sensor.h"
 #include "runtime/monitor.h"
 #include "runtime/services.h"
@@ -471,6 +473,7 @@ void mph__stats_fini(mph__stats_t *st)
     free(st->agents);
     free(st->tables);
     free(st->services_json);
+    free(st->globals);
     memset(st, 0, sizeof *st);
 }
 
@@ -588,6 +591,10 @@ static void collect_partition(mph__stats_part_t *sp, const mph_topic_t *topic,
     }
 }
 
+/* The counters of mph_rpc_stat, in the order of mph__stats_t.rpc. */
+static const char *const rpc_names[7] = {"asks",    "replies", "timeouts", "late",
+                                         "unknown", "errors",  "pending"};
+
 mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
                              mph__monitor_t *const *mons, size_t nmons,
                              rd_kafka_t *consumer, const mph__coord_t *coord,
@@ -692,6 +699,20 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
             mph__coord_standbys(coord, st->recovery.standbys, MPH__STATS_RESTORING);
     }
     st->services_json = mph__services_stats_json(mut, &st->services_len);
+    st->have_rpc = app->rpc != NULL;
+    for (size_t i = 0; st->have_rpc && i < sizeof st->rpc / sizeof st->rpc[0]; i++)
+        st->rpc[i] = mph_rpc_stat(app, rpc_names[i]);
+    if (app->nglobals) {
+        st->globals = calloc(app->nglobals, sizeof *st->globals);
+        if (!st->globals)
+            goto nomem;
+        st->nglobals = app->nglobals;
+        for (size_t i = 0; i < app->nglobals; i++) {
+            st->globals[i].name = mph_global_table_name(app->globals[i]);
+            st->globals[i].keys = mph_global_table_count(app->globals[i]);
+            st->globals[i].ready = mph_global_table_ready(app->globals[i]);
+        }
+    }
     free(h);
     return MPH_OK;
 nomem:
@@ -1146,6 +1167,29 @@ static void render(jdoc_t *j, const mph__stats_t *st)
         j_check(j, mph_jsonw_raw(j->w, st->services_json, st->services_len));
     else
         j_null(j);
+
+    /* Agent RPC (null when rpc_enabled=false) and global tables. */
+    j_key(j, "rpc");
+    if (st->have_rpc) {
+        j_obj(j, true);
+        for (size_t i = 0; i < sizeof st->rpc / sizeof st->rpc[0]; i++)
+            j_kv_u64(j, rpc_names[i], st->rpc[i]);
+        j_obj(j, false);
+    } else {
+        j_null(j);
+    }
+    j_key(j, "global_tables");
+    j_arr(j, true);
+    for (size_t i = 0; i < st->nglobals; i++) {
+        j_obj(j, true);
+        j_key(j, "name");
+        j_str(j, st->globals[i].name ? st->globals[i].name : "?");
+        j_kv_u64(j, "keys", st->globals[i].keys);
+        j_key(j, "ready");
+        j_bool(j, st->globals[i].ready);
+        j_obj(j, false);
+    }
+    j_arr(j, false);
     j_obj(j, false);
 }
 

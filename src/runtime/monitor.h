@@ -341,6 +341,17 @@ typedef struct mph__stats {
      * malloc'd JSON, NULL when the app declares no services. */
     char *services_json;
     size_t services_len;
+    /* Agent RPC counters (rpc.c), in the order of mph__stats_rpc_names;
+     * have_rpc false when rpc is off. */
+    bool have_rpc;
+    uint64_t rpc[7];
+    /* Global tables: name (borrowed from the app), keys, bootstrapped. */
+    size_t nglobals;
+    struct mph__stats_global {
+        const char *name;
+        uint64_t keys;
+        bool ready;
+    } *globals;
 } mph__stats_t;
 
 /* Fills st (zero it first, or reuse after fini) from nmons monitors of app.

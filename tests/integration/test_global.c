@@ -379,6 +379,15 @@ Test(global, writes_apply_when_read_back_and_web_serves_the_copy)
     mph_test_flush(cluster);
     cr_assert(wait_value(gt, "p1", NULL));
     cr_assert_eq(mph_global_table_count(gt), 1);
+    /* /stats lists the global table with its size and bootstrap state. */
+    char name[64];
+    uint64_t keys = 0, ready = 0;
+    cr_assert(mph_test_stat_str(app, "global_tables.0.name", name, sizeof name));
+    cr_expect_str_eq(name, "names");
+    cr_assert(mph_test_stat(app, "global_tables.0.keys", &keys));
+    cr_expect_eq(keys, 1);
+    cr_assert(mph_test_stat(app, "global_tables.0.ready", &ready));
+    cr_expect_eq(ready, 1);
     mph_app_destroy(app);
 }
 

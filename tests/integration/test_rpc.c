@@ -235,6 +235,16 @@ Test(rpc, ask_cast_wait_timeout_late_and_unknown)
     cr_assert_eq(mph_rpc_stat(app, "replies"), 1);
     cr_assert_eq(mph_rpc_stat(app, "timeouts"), 2);
     cr_assert_eq(mph_rpc_stat(app, "pending"), 0);
+    /* The same counters in /stats. */
+    const char *paths[][2] = {{"rpc.asks", "asks"},       {"rpc.replies", "replies"},
+                              {"rpc.timeouts", "timeouts"}, {"rpc.late", "late"},
+                              {"rpc.unknown", "unknown"},   {"rpc.errors", "errors"},
+                              {"rpc.pending", "pending"}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        uint64_t v = 99;
+        cr_assert(mph_test_stat(app, paths[i][0], &v), "no %s in /stats", paths[i][0]);
+        cr_expect_eq(v, mph_rpc_stat(app, paths[i][1]), "%s", paths[i][0]);
+    }
 
     /* Bad arguments fail without a callback. */
     cr_assert_eq(

@@ -232,3 +232,55 @@ long mph_test_rss_kb(void)
         fclose(f);
     return kb;
 }
+
+/* Parses app's /stats document; the caller destroys the parser and frees
+ * *json. NULL when either fails. */
+static mph_json_parser_t *stats_doc(mph_app_t *app, char **json)
+{
+    size_t len = 0;
+    *json = NULL;
+    if (mph_app_stats_json(app, json, &len) != MPH_OK)
+        return NULL;
+    mph_json_parser_t *p = mph_json_parser_new(0, NULL, 0);
+    if (p && mph_json_parse(p, *json, len, len) == MPH_OK)
+        return p;
+    mph_json_parser_destroy(p);
+    free(*json);
+    *json = NULL;
+    return NULL;
+}
+
+bool mph_test_stat(mph_app_t *app, const char *path, uint64_t *out)
+{
+    char *json;
+    mph_json_parser_t *p = stats_doc(app, &json);
+    if (!p)
+        return false;
+    bool b = false;
+    bool ok = mph_json_get_u64(p, MPH_JSON_ROOT, path, out) == MPH_OK;
+    if (!ok && mph_json_get_bool(p, MPH_JSON_ROOT, path, &b) == MPH_OK) {
+        *out = b;
+        ok = true;
+    }
+    mph_json_parser_destroy(p);
+    free(json);
+    return ok;
+}
+
+bool mph_test_stat_str(mph_app_t *app, const char *path, char *buf, size_t size)
+{
+    char *json;
+    mph_json_parser_t *p = stats_doc(app, &json);
+    if (!p)
+        return false;
+    const char *s = NULL;
+    size_t n = 0;
+    bool ok = mph_json_get_str(p, MPH_JSON_ROOT, path, &s, &n) == MPH_OK && n < size;
+    if (ok) {
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+    }
+    mph_json_parser_destroy(p);
+    free(json);
+    return ok;
+}

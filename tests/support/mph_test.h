@@ -31,6 +31,7 @@ uint64_t mph_test_rand(uint64_t *state);
 
 /* ---- a Kafka cluster for integration tests ---- */
 #include "io/kafka.h"
+#include "mephisto.h"
 
 typedef struct mph_test_cluster {
     mph__kafka_env_t *env; /* mock cluster or real bootstrap */
@@ -64,3 +65,9 @@ int64_t mph_test_committed_sum(mph_test_cluster_t *c, const char *group, const c
                                int partitions);
 /* The process's resident set size in KiB. */
 long mph_test_rss_kb(void);
+/* A value of app's /stats document by path ("commits.commit_errors",
+ * "global_tables.0.keys"): the number (bool: 0/1) in *out. False when the
+ * document cannot be made or the path names no number or bool. */
+bool mph_test_stat(mph_app_t *app, const char *path, uint64_t *out);
+/* The string at path of app's /stats document, copied into buf. */
+bool mph_test_stat_str(mph_app_t *app, const char *path, char *buf, size_t size);
