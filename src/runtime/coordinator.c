@@ -267,8 +267,8 @@ static void add_tps(mph__coord_t *c, rd_kafka_topic_partition_list_t *l, const m
 }
 
 /* After a commit landed: notes what landed, and commits again, at the
- * highest offset asked, the partitions where this commit landed below an
- * earlier one (see "Commits" above). */
+ * highest offset asked or landed, the partitions where this commit landed
+ * below an earlier one (see "Commits" above). */
 static void repair_overtaken(mph__coord_t *c, const rd_kafka_topic_partition_list_t *offsets)
 {
     rd_kafka_topic_partition_list_t *again = NULL;
@@ -285,8 +285,11 @@ static void repair_overtaken(mph__coord_t *c, const rd_kafka_topic_partition_lis
         }
         if (!again)
             again = rd_kafka_topic_partition_list_new(offsets->cnt);
-        rd_kafka_topic_partition_list_add(again, e->topic, e->partition)->offset =
-            k->want[e->partition];
+        /* want is below landed only when both commits were made before the
+         * last rebalance forgot what was asked. */
+        int64_t to = k->want[e->partition] > k->landed[e->partition] ? k->want[e->partition]
+                                                                      : k->landed[e->partition];
+        rd_kafka_topic_partition_list_add(again, e->topic, e->partition)->offset = to;
     }
     if (!again)
         return;
