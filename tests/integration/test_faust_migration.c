@@ -612,11 +612,7 @@ Test(faust_migration, format_faust_windows_and_records_round_trip)
         mph_test_produce(cluster, input, 0, recs[i][0], strlen(recs[i][0]), recs[i][1],
                          strlen(recs[i][1]));
     mph_test_flush(cluster);
-    int64_t c = -1;
-    for (int i = 0; i < 300 && c < 5; i++) {
-        c = mph_test_committed_sum(cluster, app_id, input, 1);
-        usleep(100000);
-    }
+    int64_t c = mph_test_wait_committed(cluster, app_id, input, 1, 5, 30000);
     cr_assert_eq(c, 5, "all input committed: the refused write does not stop the app");
     cr_expect_eq(ck_pr_load_int(&r.refused), 2, "the key that is not UTF-8 is refused twice");
     cr_assert_eq(mph_app_stop(app), MPH_OK);
@@ -765,11 +761,7 @@ Test(faust_migration, format_faust_refuses_unwritable_values_and_session_windows
     for (int i = 0; i < 4; i++)
         mph_test_produce(cluster, input, 0, "k", 1, vals[i], strlen(vals[i]));
     mph_test_flush(cluster);
-    int64_t c = -1;
-    for (int i = 0; i < 300 && c < 4; i++) {
-        c = mph_test_committed_sum(cluster, app_id, input, 1);
-        usleep(100000);
-    }
+    int64_t c = mph_test_wait_committed(cluster, app_id, input, 1, 4, 30000);
     /* Before: both wrote bytes that have no Faust form, the commit's
      * changelog flush failed and the app stopped, committing nothing. */
     cr_assert_eq(c, 4, "all input committed: refused writes do not stop the app");

@@ -63,6 +63,19 @@ static mph_conf_t *base_conf(const char *app_id)
     return conf;
 }
 
+/* An app of base_conf on cluster (its mock broker unless the run uses a
+ * real one). */
+static mph_app_t *cluster_app(const char *app_id, const mph_test_cluster_t *cluster)
+{
+    char err[512];
+    mph_conf_t *conf = base_conf(app_id);
+    if (!mph_test_real_broker())
+        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    return app;
+}
+
 static mph_topic_t *own_topic(mph_app_t *app, const char *name)
 {
     char err[512];
@@ -184,11 +197,7 @@ Test(services, lifecycle_hooks_tasks_timers_and_stats)
     snprintf(out, sizeof out, "%s-out", app_id);
     mph_test_cluster_t *cluster = mph_test_cluster_new();
     mph_test_create_topic(cluster, out, 1);
-    mph_conf_t *conf = base_conf(app_id);
-    if (!mph_test_real_broker())
-        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
+    mph_app_t *app = cluster_app(app_id, cluster);
     life_t l = {.main = pthread_self()};
     pthread_mutex_init(&l.lock, NULL);
     l.out = own_topic(app, out);
@@ -295,11 +304,7 @@ Test(services, failing_start_hook_stops_the_app)
     char app_id[128], err[512];
     mph_test_unique("svc-fail", app_id, sizeof app_id);
     mph_test_cluster_t *cluster = mph_test_cluster_new();
-    mph_conf_t *conf = base_conf(app_id);
-    if (!mph_test_real_broker())
-        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
+    mph_app_t *app = cluster_app(app_id, cluster);
     life_t l = {.main = pthread_self()};
     pthread_mutex_init(&l.lock, NULL);
     char out[160];
@@ -340,11 +345,7 @@ Test(services, task_sleep_of_int64_max_lasts_until_the_stop)
     char app_id[128], err[512], out[160];
     mph_test_unique("svc-forever", app_id, sizeof app_id);
     mph_test_cluster_t *cluster = mph_test_cluster_new();
-    mph_conf_t *conf = base_conf(app_id);
-    if (!mph_test_real_broker())
-        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
+    mph_app_t *app = cluster_app(app_id, cluster);
     snprintf(out, sizeof out, "%s-out", app_id);
     mph_test_create_topic(cluster, out, 1);
     own_topic(app, out);
@@ -387,11 +388,7 @@ Test(services, slow_timer_delays_only_itself)
     char app_id[128], err[512];
     mph_test_unique("svc-slow", app_id, sizeof app_id);
     mph_test_cluster_t *cluster = mph_test_cluster_new();
-    mph_conf_t *conf = base_conf(app_id);
-    if (!mph_test_real_broker())
-        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
+    mph_app_t *app = cluster_app(app_id, cluster);
     cr_assert_eq(mph_app_timer(app, "slow", 50, slow_fn, NULL, 0), MPH_OK);
     cr_assert_eq(mph_app_timer(app, "fast", 20, fast_fn, NULL, 0), MPH_OK);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
@@ -467,11 +464,7 @@ Test(services, single_member_is_the_leader)
      * broker gets the app's own creation. */
     if (!mph_test_real_broker())
         mph_test_create_topic(cluster, leader_topic, 1);
-    mph_conf_t *conf = base_conf(app_id);
-    if (!mph_test_real_broker())
-        mph_conf_set(conf, "broker", cluster->broker, NULL, 0);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
+    mph_app_t *app = cluster_app(app_id, cluster);
     solo_t s = {0};
     cr_assert_eq(mph_app_timer(app, "solo", 20, solo_beat, &s, MPH_ON_LEADER),
                  MPH_OK);

@@ -258,6 +258,33 @@ typedef struct run {
     const char *store;
 } run_t;
 
+/* A fresh app id, input topic (NPART partitions) and data directory. */
+static void run_prepare(run_t *r, const char *prefix)
+{
+    mph_test_unique(prefix, r->app_id, sizeof r->app_id);
+    snprintf(r->input, sizeof r->input, "%s-in", r->app_id);
+    cr_assert_not_null(mph_test_tmpdir(prefix, r->dir, sizeof r->dir));
+    mph_test_create_topic(cluster, r->input, NPART);
+}
+
+/* A one-worker app of run r on a memory store, logging at log_level, with
+ * its input topic declared (*in); tables and agents are the caller's. */
+static mph_app_t *one_worker_app(const run_t *r, const char *log_level, mph_topic_t **in)
+{
+    const char *kv[] = {"broker", cluster->broker, "app_id", r->app_id, "workers", "1",
+                        "store", "memory", "datadir", r->dir, "commit_interval_ms", "200",
+                        "log_level", log_level, "topic_partitions", "4", NULL};
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    for (const char **p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    *in = mph_topic_new(app, r->input, NULL, err, sizeof err);
+    cr_assert_not_null(*in, "%s", err);
+    return app;
+}
+
 static mph_app_t *app_new(run_t *r, mph_window_t **wout)
 {
     const char *kv[] = {"broker", cluster->broker, "app_id", r->app_id, "workers", "2",
@@ -446,10 +473,7 @@ static void scenario(const char *store, bool restart)
 {
     run_t r = {0};
     r.store = store;
-    mph_test_unique("sess", r.app_id, sizeof r.app_id);
-    snprintf(r.input, sizeof r.input, "%s-in", r.app_id);
-    cr_assert_not_null(mph_test_tmpdir("sess", r.dir, sizeof r.dir));
-    mph_test_create_topic(cluster, r.input, NPART);
+    run_prepare(&r, "sess");
     ncloses = 0;
     int64_t base = (mph_clock_wall_ms() / 3600000 - 2) * 3600000;
     int n;
@@ -575,20 +599,10 @@ Test(session, merge_function_and_update)
 {
     run_t r = {0};
     r.store = "memory";
-    mph_test_unique("sessm", r.app_id, sizeof r.app_id);
-    snprintf(r.input, sizeof r.input, "%s-in", r.app_id);
-    cr_assert_not_null(mph_test_tmpdir("sessm", r.dir, sizeof r.dir));
-    mph_test_create_topic(cluster, r.input, NPART);
-    const char *kv[] = {"broker", cluster->broker, "app_id", r.app_id, "workers", "1",
-                        "store", "memory", "datadir", r.dir, "commit_interval_ms", "200",
-                        "log_level", "warn", "topic_partitions", "4", NULL};
+    run_prepare(&r, "sessm");
     char err[512];
-    mph_conf_t *conf = mph_conf_new();
-    for (const char **p = kv; *p; p += 2)
-        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
-    mph_topic_t *in = mph_topic_new(app, r.input, NULL, err, sizeof err);
+    mph_topic_t *in;
+    mph_app_t *app = one_worker_app(&r, "warn", &in);
     mph_table_t *t = mph_table_new(app, "strs", NULL, err, sizeof err);
     cr_assert_not_null(t, "%s", err);
     mph_window_t *w = mph_table_session(t, GAP, EXPIRES, err, sizeof err);
@@ -662,20 +676,10 @@ static mph_err_t failing_close(mph_event_t *ev, const void *key, size_t kl, int6
 Test(session, failed_close_is_retried_once)
 {
     run_t r = {0};
-    mph_test_unique("sessf", r.app_id, sizeof r.app_id);
-    snprintf(r.input, sizeof r.input, "%s-in", r.app_id);
-    cr_assert_not_null(mph_test_tmpdir("sessf", r.dir, sizeof r.dir));
-    mph_test_create_topic(cluster, r.input, NPART);
-    const char *kv[] = {"broker", cluster->broker, "app_id", r.app_id, "workers", "1",
-                        "store", "memory", "datadir", r.dir, "commit_interval_ms", "200",
-                        "log_level", "error", "topic_partitions", "4", NULL};
+    run_prepare(&r, "sessf");
     char err[512];
-    mph_conf_t *conf = mph_conf_new();
-    for (const char **p = kv; *p; p += 2)
-        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
-    mph_topic_t *in = mph_topic_new(app, r.input, NULL, err, sizeof err);
+    mph_topic_t *in;
+    mph_app_t *app = one_worker_app(&r, "error", &in);
     mph_table_opts_t *o = mph_table_opts_new();
     mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
     mph_table_t *t = mph_table_new(app, "cnt", o, err, sizeof err);
@@ -739,21 +743,10 @@ Test(session, incr_past_int64_max_wraps)
 {
     run_t r = {0};
     r.store = "memory";
-    mph_test_unique("sessi", r.app_id, sizeof r.app_id);
-    snprintf(r.input, sizeof r.input, "%s-in", r.app_id);
-    cr_assert_not_null(mph_test_tmpdir("sessi", r.dir, sizeof r.dir));
-    mph_test_create_topic(cluster, r.input, NPART);
-    const char *kv[] = {"broker", cluster->broker, "app_id", r.app_id, "workers", "1",
-                        "store", "memory", "datadir", r.dir, "commit_interval_ms", "200",
-                        "log_level", "warn", "topic_partitions", "4", NULL};
+    run_prepare(&r, "sessi");
     char err[512];
-    mph_conf_t *conf = mph_conf_new();
-    for (const char **p = kv; *p; p += 2)
-        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
-    mph_topic_t *in = mph_topic_new(app, r.input, NULL, err, sizeof err);
-    cr_assert_not_null(in, "%s", err);
+    mph_topic_t *in;
+    mph_app_t *app = one_worker_app(&r, "warn", &in);
     mph_table_opts_t *o = mph_table_opts_new();
     mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
     struct big b = {0};

@@ -284,3 +284,14 @@ bool mph_test_stat_str(mph_app_t *app, const char *path, char *buf, size_t size)
     free(json);
     return ok;
 }
+
+int64_t mph_test_wait_committed(mph_test_cluster_t *c, const char *group, const char *topic,
+                                int partitions, int64_t want, int timeout_ms)
+{
+    int64_t sum = mph_test_committed_sum(c, group, topic, partitions);
+    for (int waited = 0; sum < want && waited < timeout_ms; waited += 100) {
+        usleep(100000);
+        sum = mph_test_committed_sum(c, group, topic, partitions);
+    }
+    return sum;
+}

@@ -63,6 +63,10 @@ int mph_test_consume_all(mph_test_cluster_t *c, const char *topic, int want, int
 /* Committed offset sum of group over topic's partitions (-1 when none). */
 int64_t mph_test_committed_sum(mph_test_cluster_t *c, const char *group, const char *topic,
                                int partitions);
+/* Polls mph_test_committed_sum every 100 ms until it reaches want or
+ * timeout_ms passed; returns the last sum (-1 when none). */
+int64_t mph_test_wait_committed(mph_test_cluster_t *c, const char *group, const char *topic,
+                                int partitions, int64_t want, int timeout_ms);
 /* The process's resident set size in KiB. */
 long mph_test_rss_kb(void);
 /* A value of app's /stats document by path ("commits.commit_errors",
