@@ -340,10 +340,12 @@ mph_app_t *bench_app_new_tmp(bench_kafka_t *k, const bench_opts_t *o,
                              size_t errstr_size);
 
 /* Runs --repeat interleaved rounds of the baseline (when with_baseline)
- * and mephisto over the same topics and fills r with mephisto's medians,
+ * and mephisto over the same input and fills r with mephisto's medians,
  * the baseline's median rate and the ratio; the baseline's other figures
  * go into r->extra under keys starting with base_prefix. r->scenario names
- * the runs. Returns 0, or -1 with r->error set. */
+ * the runs. Each run writes to a topic of its own named after out
+ * (out-m1, out-b1, ...; created before and deleted after it), which the
+ * caller need not create. Returns 0, or -1 with r->error set. */
 int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
                               bool with_baseline, const char *base_prefix,
                               const char *in, const char *out, int partitions,
