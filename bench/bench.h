@@ -344,8 +344,8 @@ mph_app_t *bench_app_new_tmp(bench_kafka_t *k, const bench_opts_t *o,
  * the baseline's median rate and the ratio; the baseline's other figures
  * go into r->extra under keys starting with base_prefix. r->scenario names
  * the runs. Each run writes to a topic of its own named after out
- * (out-m1, out-b1, ...; created before and deleted after it), which the
- * caller need not create. Returns 0, or -1 with r->error set. */
+ * (out-m1, out-b1, ...; created before its run and deleted after it),
+ * which the caller need not create. Returns 0, or -1 with r->error set. */
 int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
                               bool with_baseline, const char *base_prefix,
                               const char *in, const char *out, int partitions,

@@ -551,7 +551,8 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
     }
     if (base < 0) {
         snprintf(res->error, sizeof res->error,
-                 "cannot read the end offsets of %s", out);
+                 "cannot read the end offsets of %s (a broker out of open "
+                 "files? it holds one per partition)", out);
         goto out_ctx;
     }
     if (o->exactly_once) {
@@ -646,40 +647,47 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
 {
     int reps = o->repeat < BENCH_MAX_ROUNDS ? o->repeat : BENCH_MAX_ROUNDS;
     bench_series_t mser = {0}, bser = {0};
-    for (int i = 0; i < reps; i++) {
+    /* Each run writes to a topic of its own, created before it and
+     * deleted after it. On a freshly started broker (Kafka 4.1, 512
+     * partitions and up) a producer appending to partitions another
+     * producer had filled seconds before ran at a fifth of its rate or
+     * less, whichever engine came second and also when it was the same
+     * engine's next round (the broker's request handlers in its index
+     * appends): a shared output topic measured the broker, not the engine.
+     * The topics go without the broker's 60 s file deletion delay. A
+     * broker deletes thousands of partitions slowly (minutes) and holds a
+     * file per partition until then: --repeat 3 at 4,096 partitions needs
+     * a broker allowed ~30,000 open files. */
+    const char *const conf[] = {"file.delete.delay.ms", "0", NULL};
+    int rc = 0;
+    for (int i = 0; i < reps && !rc; i++) {
         /* Alternate the order so that drift (broker compaction, page cache,
          * other load) does not always favour the same side. */
         for (int side = 0; side < 2; side++) {
             bool mph = (i % 2 == 0) ? side == 1 : side == 0;
             if (!mph && !with_baseline)
                 continue;
-            char label[96];
+            char label[96], run_out[200], err[256] = "";
             snprintf(label, sizeof label, "%s %s p=%d round %d/%d", r->scenario,
                      mph ? "mephisto" : "baseline", partitions, i + 1, reps);
-            /* Each phase writes to a topic of its own, deleted after it.
-             * On a freshly started broker (Kafka 4.1, 512 partitions and
-             * up) a producer appending to partitions another producer
-             * filled moments before ran at a fifth of its rate, whichever
-             * engine came second (the broker's request handlers in its
-             * index appends): a shared output topic measured the broker,
-             * not the engine. */
-            char phase_out[200];
-            snprintf(phase_out, sizeof phase_out, "%s-%c%d", out,
-                     mph ? 'm' : 'b', i + 1);
-            bench_run_t run;
-            char err[256] = "";
-            if (bench_topic_create(k, phase_out, partitions, err, sizeof err)) {
+            snprintf(run_out, sizeof run_out, "%s-%c%d", out, mph ? 'm' : 'b',
+                     i + 1);
+            if (bench_topic_create_conf(k, run_out, partitions, conf, err,
+                                        sizeof err)) {
                 snprintf(r->error, sizeof r->error, "%s", err);
-                return -1;
+                rc = -1;
+                break;
             }
+            bench_run_t run;
             bench_passthrough_run(
                 k, o, mph ? BENCH_ENGINE_MEPHISTO : BENCH_ENGINE_BASELINE,
-                label, in, phase_out, partitions, n, &run);
-            bench_topic_delete(k, phase_out);
+                label, in, run_out, partitions, n, &run);
+            bench_topic_delete(k, run_out);
             if (run.error[0]) {
                 snprintf(r->error, sizeof r->error, "%s: %s",
                          mph ? "mephisto" : "baseline", run.error);
-                return -1;
+                rc = -1;
+                break;
             }
             double rate = bench_series_add(mph ? &mser : &bser, &run);
             bench_progress(o,
@@ -687,6 +695,8 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
                            label, rate, run.cpu_s, run.peak_rss_kb);
         }
     }
+    if (rc)
+        return rc;
     bench_series_result(&mser, with_baseline ? &bser : NULL, base_prefix, n,
                         o->size, r);
     return 0;
