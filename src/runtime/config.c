@@ -436,8 +436,10 @@ static const struct prop props[] = {
             "(`socket.nagle.disable`), consumer `fetch.wait.max.ms` 10. Under "
             "both a worker sleeps in the kernel until its queue's io-event "
             "fd, its mailbox or its timer wakes it, so an idle worker costs "
-            "no CPU; delivery reports wake it the same way, and each wake-up "
-            "serves the producer and the queue together. Anything set "
+            "no CPU, and each wake-up serves the producer (delivery reports) "
+            "and the queue together; reports alone wake it only while "
+            "something waits for them (a table flush, a repair, "
+            "exactly_once), otherwise they are served within 5 ms. Anything set "
             "explicitly wins over the profile: `producer_linger_ms`, "
             "`kafka.linger.ms`, `kafka.socket.nagle.disable`, "
             "`kafka.fetch.wait.max.ms`."},

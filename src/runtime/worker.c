@@ -3,10 +3,21 @@
  *
  * A worker owns a set of partitions and everything about them. The
  * coordinator forwards each owned partition's librdkafka queue into the
- * worker's queue `q`; q and the worker's producer's main queue write an
- * eventfd (`kfd`) when they become non-empty; the worker's mailbox has its
- * own eventfd. One io_uring waits for both reads and for the commit timer,
- * so one io_uring_wait_cqe covers every wake-up.
+ * worker's queue `q`; q writes an eventfd (`kfd`) when it becomes
+ * non-empty, the worker's producer's main queue (delivery reports) another
+ * (`pfd`); the worker's mailbox has its own eventfd. One io_uring waits
+ * for these reads and for the commit timer, so one io_uring_wait_cqe
+ * covers every wake-up.
+ *
+ * Lazy delivery reports: every turn of the loop serves the producer, so a
+ * worker that gets records serves their reports on its next wake-up
+ * anyway; waking for a report as well cost one more wake-up per record at
+ * low rates (each record its own batch). The read of pfd is in the ring
+ * only while something waits for reports (dr_prompt: a table flush, a
+ * repair, punctuator sends a commit waits for, back-pressure,
+ * exactly_once); otherwise a worker with reports due sleeps at most
+ * DR_LAZY_NS, so acknowledgements (the commit point, /stats) lag by at
+ * most that. A commit serves the producer before it reports its points.
  *
  * librdkafka writes the io-event fd only when a queue turns non-empty and
  * re-arms after the queue is served, so after each wake-up the worker
@@ -93,6 +104,8 @@
 
 #define TAG_KAFKA 1
 #define TAG_INBOX 2
+#define TAG_PROD 3
+#define DR_LAZY_NS 5000000
 #define SLOT_BITS 16
 _Static_assert(MPH__SLOT_IDS <= MPH__SLOT_COPY && MPH__SLOT_IDS <= MPH__SLOT_CHANGELOG &&
                    MPH__SLOT_CHANGELOG < (1u << SLOT_BITS),
@@ -1482,7 +1495,7 @@ static mph_err_t producer_open(mph__worker_t *w, char *errstr, size_t errstr_siz
         return MPH_ERR_INVALID;
     w->prod_main = rd_kafka_queue_get_main(w->producer);
     static const uint64_t one = 1;
-    rd_kafka_queue_io_event_enable(w->prod_main, w->kfd, &one, sizeof one);
+    rd_kafka_queue_io_event_enable(w->prod_main, w->pfd, &one, sizeof one);
     if (app->eos) {
         /* Fences every earlier producer with this transactional.id (a
          * zombie of this process) and aborts its open transaction; fails
@@ -2230,7 +2243,8 @@ static void pause_resume(mph__worker_t *w, bool pause)
 static int drain(mph__worker_t *w)
 {
     serve_producer(w, 0);
-    ck_pr_store_64(&w->mon->producer_queued, (uint64_t)rd_kafka_outq_len(w->producer));
+    w->outq = (size_t)rd_kafka_outq_len(w->producer);
+    ck_pr_store_64(&w->mon->producer_queued, (uint64_t)w->outq);
     if (MPH__MON_UNLIKELY(w->repairing))
         return 0; /* nothing new is produced until the held records went out */
     ssize_t n = rd_kafka_consume_batch_queue(w->q, 0, w->batch, (size_t)w->app->max_poll_batch);
@@ -2262,7 +2276,18 @@ static int drain(mph__worker_t *w)
 static void on_wake(void *opaque, uint64_t tag)
 {
     mph__worker_t *w = opaque;
-    mph__uring_watch(w->ring, tag == TAG_KAFKA ? w->kfd : w->inbox.fd, tag);
+    if (tag == TAG_PROD)
+        w->pfd_armed = false; /* armed again when reports are waited for */
+    else
+        mph__uring_watch(w->ring, tag == TAG_KAFKA ? w->kfd : w->inbox.fd, tag);
+}
+
+/* Whether something waits for delivery reports now (see "Lazy delivery
+ * reports" above). */
+static bool dr_prompt(const mph__worker_t *w, bool held)
+{
+    return held || w->fl_active || w->cl_pending > 0 || w->repairing || w->paused ||
+           w->abort_pending || w->persist_pending || w->app->eos;
 }
 
 static void *worker_main(void *arg)
@@ -2284,6 +2309,8 @@ static void *worker_main(void *arg)
     w->ev.worker = w;
     mph__uring_watch(w->ring, w->kfd, TAG_KAFKA);
     mph__uring_watch(w->ring, w->inbox.fd, TAG_INBOX);
+    mph__uring_watch(w->ring, w->pfd, TAG_PROD);
+    w->pfd_armed = true;
     int64_t interval_ns = w->app->commit_interval_ms * 1000000;
     w->next_commit_ns = mph_clock_mono_ns() + interval_ns;
 
@@ -2361,11 +2388,21 @@ static void *worker_main(void *arg)
             wait = 1000000; /* the commit waits for punctuator sends' reports */
         else if (pdue != INT64_MAX && pdue - now < wait)
             wait = pdue - now;
+        if (dr_prompt(w, held)) {
+            if (!w->pfd_armed && mph__uring_watch(w->ring, w->pfd, TAG_PROD) == MPH_OK)
+                w->pfd_armed = true;
+        } else if (w->outq > 0 && wait > DR_LAZY_NS) {
+            wait = DR_LAZY_NS;
+        }
         if (wait > 100000000)
             wait = 100000000;
         if (wait < 1000)
             wait = 1000;
-        int rc = mph__uring_wait(w->ring, n > 0 || spin ? 0 : wait, on_wake, w);
+        /* n < max_poll_batch: q was empty when drained. What came since
+         * wrote kfd (librdkafka writes again once a queue was served), so
+         * the armed read completes at once and the wait does not sleep; no
+         * second pass over empty queues first. */
+        int rc = mph__uring_wait(w->ring, spin ? 0 : wait, on_wake, w);
         if (rc < 0) {
             mph__app_fail(w->app, rc, "worker %d: io_uring wait failed", w->index);
             break;
@@ -2385,6 +2422,7 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     w->app = app;
     w->index = index;
     w->kfd = -1;
+    w->pfd = -1;
     w->inbox.fd = -1;
     w->batch = calloc((size_t)app->max_poll_batch, sizeof *w->batch);
     w->mon = mph__monitor_new(app, index, app->ntables);
@@ -2408,7 +2446,8 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     if (mph__mailbox_init(&w->inbox, 1024) != MPH_OK)
         goto fail_w;
     w->kfd = mph__eventfd_new();
-    if (w->kfd < 0)
+    w->pfd = mph__eventfd_new();
+    if (w->kfd < 0 || w->pfd < 0)
         goto fail_w;
     w->ring = mph__uring_new(64, errstr, errstr_size);
     if (!w->ring)
@@ -2509,6 +2548,8 @@ void mph__worker_destroy(mph__worker_t *w)
     mph__uring_destroy(w->ring);
     if (w->kfd >= 0)
         close(w->kfd);
+    if (w->pfd >= 0)
+        close(w->pfd);
     if (w->inbox.buf)
         mph__mailbox_fini(&w->inbox);
     free(w);

@@ -103,7 +103,10 @@ struct mph__worker {
     bool started;
 
     rd_kafka_queue_t *q; /* partition queues are forwarded here */
-    int kfd;             /* eventfd: io events of q and of the producer */
+    int kfd;             /* eventfd: io events of q */
+    int pfd;             /* eventfd: io events of the producer's main queue */
+    bool pfd_armed;      /* a read of pfd is in the ring (worker.c: lazy reports) */
+    size_t outq;         /* rd_kafka_outq_len of the producer at the last drain */
     rd_kafka_t *producer;
     rd_kafka_queue_t *prod_main;
     mph__mailbox_t inbox;
