@@ -137,6 +137,15 @@ struct mph__worker {
     bool fl_failed_begin;          /* it could not send all its records */
     bool fl_all;                   /* its report sends every commit point */
     struct mph__rstore_batch **fl_batch; /* [table] its RocksDB batch */
+    /* The dirty list (table.c): (table << 32 | partition) of the shards
+     * that got a write since they were last found clean; listed[t][p]
+     * says whether (t, p) is in it. Sized for every partition of every
+     * table, so listing never allocates. */
+    uint64_t *dirty;
+    size_t ndirty;
+    bool **listed;
+    uint64_t fl_visits; /* shards the flushes began visited, in total */
+    uint64_t fl_begun;  /* flushes begun */
     mph_json_parser_t *json;       /* this worker's parser, reused per event */
     mph_record_t **records;        /* [topic] reusable decoded record */
     mph__monitor_t *mon; /* sensors; this worker is the only writer */

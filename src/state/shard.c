@@ -76,9 +76,17 @@ mph_err_t mph__shard_get(mph__shard_t *sh, const void *key, size_t klen, const v
     return MPH_OK;
 }
 
+/* Lists the shard with its owner the first time it gets dirty. */
+static inline void note_dirty(mph__shard_t *sh)
+{
+    if (sh->listed && !*sh->listed)
+        sh->on_dirty(sh->on_dirty_ctx, sh);
+}
+
 mph_err_t mph__shard_set(mph__shard_t *sh, const void *key, size_t klen, const void *val,
                          size_t vlen)
 {
+    note_dirty(sh);
     /* Right after a get that found the key neither in memory nor on disk,
      * nothing can have put it on disk since (only a flush of a dirty entry
      * or a recovery does, and neither runs in between): the entry this set
@@ -93,6 +101,7 @@ mph_err_t mph__shard_set(mph__shard_t *sh, const void *key, size_t klen, const v
 
 mph_err_t mph__shard_delete(mph__shard_t *sh, const void *key, size_t klen)
 {
+    note_dirty(sh);
     sh->miss_valid = false;
     return mph__mstore_delete(sh->mem, key, klen);
 }

@@ -43,6 +43,12 @@ typedef struct mph__shard {
     /* NULL, or the encoding of a format=faust table's changelog (borrowed
      * from the table; recovery decodes with it, state/faust.h) */
     const mph__faust_fmt_t *faust;
+    /* Set by the owning worker (runtime/table.c, its dirty list), NULL
+     * while no worker owns the shard: a set or delete while *listed is
+     * false calls on_dirty, which lists the shard for the next flush. */
+    bool *listed;
+    void (*on_dirty)(void *ctx, struct mph__shard *sh);
+    void *on_dirty_ctx;
 } mph__shard_t;
 
 /* rs NULL: a memory shard. cache_max_keys 0: unbounded cache. */

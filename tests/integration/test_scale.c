@@ -2,7 +2,8 @@
  * Scale and embedding: how many workers `workers=0` starts under an
  * affinity mask, that `cpus` pins each worker thread where it says (read
  * back from /proc), and that a host process creating, starting, stopping
- * and destroying apps again and again keeps a flat memory footprint.
+ * and destroying apps again and again keeps a flat memory footprint, and
+ * that table flushes visit only the shards that were written.
  */
 // ctest-timeout: 600
 #include <criterion/criterion.h>
@@ -16,6 +17,9 @@
 
 #include "mephisto.h"
 #include "mph_test.h"
+#include "io/codec.h"
+#include "runtime/app.h"
+#include "runtime/worker.h"
 
 /* Built with AddressSanitizer (gcc defines __SANITIZE_ADDRESS__, clang
  * answers __has_feature). */
@@ -259,6 +263,38 @@ Test(scale, create_start_stop_destroy_keeps_memory_flat, .timeout = 500)
 }
 
 /* CPU seconds thread comm (e.g. "mph-w0") of this process used so far. */
+/* A one-worker app (not started) counting records per key into table
+ * "counts" of `parts` partitions, over a new input topic of as many
+ * (in[80]); id[64] gets its app_id, dir[256] its datadir (remove it after). */
+static mph_app_t *counts_app(mph_test_cluster_t *c, const char *prefix, int parts,
+                             const char *commit_ms, char *in, char *id, char *dir,
+                             cycle_ctx_t *cc)
+{
+    char err[512], name[96], changelog[160], np[16];
+    snprintf(name, sizeof name, "%s-in", prefix);
+    mph_test_unique(name, in, 80);
+    mph_test_create_topic(c, in, parts);
+    mph_conf_t *conf = base_conf(c->broker, mph_test_unique(prefix, id, 64), "1");
+    snprintf(changelog, sizeof changelog, "%s-counts-changelog", id);
+    mph_test_create_topic(c, changelog, parts); /* the mock would make it with 4 */
+    cr_assert_not_null(mph_test_tmpdir(prefix, dir, 256));
+    cr_assert_eq(mph_conf_set(conf, "datadir", dir, err, sizeof err), MPH_OK, "%s", err);
+    cr_assert_eq(mph_conf_set(conf, "commit_interval_ms", commit_ms, err, sizeof err), MPH_OK);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    mph_topic_t *t = mph_topic_new(app, in, NULL, err, sizeof err);
+    cr_assert_not_null(t, "%s", err);
+    mph_table_opts_t *o = mph_table_opts_new();
+    snprintf(np, sizeof np, "%d", parts);
+    mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
+    mph_table_opts_set(o, "partitions", np, NULL, 0);
+    cc->counts = mph_table_new(app, "counts", o, err, sizeof err);
+    mph_table_opts_destroy(o);
+    cr_assert_not_null(cc->counts, "%s", err);
+    cr_assert_not_null(mph_agent_new(app, "count", t, table_cb, cc, err, sizeof err));
+    return app;
+}
+
 static double thread_cpu_s(const char *comm)
 {
     DIR *d = opendir("/proc/self/task");
@@ -302,29 +338,8 @@ Test(scale, idle_partitions_cost_no_commits, .timeout = 1200)
     int parts = lng ? 4096 : 64, idle_s = lng ? 60 : 3;
     mph_test_cluster_t *c = mph_test_cluster_new();
     char in[80], id[64], err[512], dir[256];
-    mph_test_unique("scale-idle-in", in, sizeof in);
-    mph_test_create_topic(c, in, parts);
-    mph_conf_t *conf = base_conf(c->broker, mph_test_unique("scale-idle", id, sizeof id), "1");
-    char changelog[160];
-    snprintf(changelog, sizeof changelog, "%s-counts-changelog", id);
-    mph_test_create_topic(c, changelog, parts); /* the mock would make it with 4 */
-    cr_assert_not_null(mph_test_tmpdir("scale-idle", dir, sizeof dir));
-    cr_assert_eq(mph_conf_set(conf, "datadir", dir, err, sizeof err), MPH_OK, "%s", err);
-    cr_assert_eq(mph_conf_set(conf, "commit_interval_ms", "200", err, sizeof err), MPH_OK);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
     cycle_ctx_t cc = {0};
-    mph_topic_t *t = mph_topic_new(app, in, NULL, err, sizeof err);
-    cr_assert_not_null(t, "%s", err);
-    mph_table_opts_t *o = mph_table_opts_new();
-    char np[16];
-    snprintf(np, sizeof np, "%d", parts);
-    mph_table_opts_set(o, "value_codec", "i64", NULL, 0);
-    mph_table_opts_set(o, "partitions", np, NULL, 0);
-    cc.counts = mph_table_new(app, "counts", o, err, sizeof err);
-    mph_table_opts_destroy(o);
-    cr_assert_not_null(cc.counts, "%s", err);
-    cr_assert_not_null(mph_agent_new(app, "count", t, table_cb, &cc, err, sizeof err));
+    mph_app_t *app = counts_app(c, "scale-idle", parts, "200", in, id, dir, &cc);
     long rss0 = mph_test_rss_kb();
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
     int n = parts * 4; /* keyed, so each lands on its key's partition */
@@ -371,4 +386,62 @@ Test(scale, idle_partitions_cost_no_commits, .timeout = 1200)
         cr_expect_leq(share, 0.01, "idle worker used %.2f %% of a core", share * 100);
         cr_expect_leq(per_part_kb, 64, "%.1f KiB per partition", per_part_kb);
     }
+}
+
+/* 64 partitions with a table, records into two of them only: every flush
+ * visits at most those two shards (the worker's dirty list, table.c), not
+ * the 64 it owns, and the counts come out right. */
+Test(scale, flushes_visit_only_written_shards)
+{
+    mph_test_cluster_t *c = mph_test_cluster_new();
+    char in[80], id[64], err[512], dir[256];
+    int parts = 64, n = 400;
+    cycle_ctx_t cc = {0};
+    mph_app_t *app = counts_app(c, "scale-dirty", parts, "100", in, id, dir, &cc);
+    cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
+    /* Two keys, each produced to its own partition, in rounds, so that
+     * several flushes find them dirty. */
+    int32_t pa = mph_table_partition_of(cc.counts, "a", 1);
+    int32_t pb = mph_table_partition_of(cc.counts, "b", 1);
+    cr_assert_neq(pa, pb);
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < n / 4; i++)
+            mph_test_produce(c, in, i % 2 ? pa : pb, i % 2 ? "a" : "b", 1, "v", 1);
+        mph_test_flush(c);
+        for (int i = 0; i < 3000 && __atomic_load_n(&cc.calls, __ATOMIC_RELAXED) <
+                                         (round + 1) * n / 4;
+             i++)
+            usleep(10000);
+        usleep(300000); /* a few commit intervals */
+    }
+    cr_assert_eq(__atomic_load_n(&cc.calls, __ATOMIC_RELAXED), n);
+    for (int i = 0; i < 600 && mph_test_committed_sum(c, id, in, parts) < n; i++)
+        usleep(100000);
+    cr_assert_geq(mph_test_committed_sum(c, id, in, parts), n);
+    const char *keys[] = {"a", "b"};
+    for (int k = 0; k < 2; k++) {
+        void *v = NULL;
+        size_t vl = 0;
+        int64_t got = -1;
+        cr_assert_eq(mph_table_lookup(app, cc.counts, keys[k], 1, &v, &vl, 10000), MPH_OK);
+        mph__codec_i64_decode(v, vl, &got);
+        free(v);
+        cr_expect_eq(got, n / 2, "counts[%s] = %lld", keys[k], (long long)got);
+    }
+    /* The worker's own counters, read while it idles (it is their only
+     * writer; the process stops right after). */
+    usleep(500000);
+    mph__worker_t *w = app->workers[0];
+    uint64_t begun = __atomic_load_n(&w->fl_begun, __ATOMIC_RELAXED);
+    uint64_t visits = __atomic_load_n(&w->fl_visits, __ATOMIC_RELAXED);
+    size_t listed = __atomic_load_n(&w->ndirty, __ATOMIC_RELAXED);
+    cr_log_info("%llu flushes began, %llu shard visits (%d partitions owned)",
+                (unsigned long long)begun, (unsigned long long)visits, parts);
+    cr_expect_geq(begun, 4, "flushes ran while keys were written");
+    cr_expect_leq(visits, 2 * begun, "a flush visited shards nobody wrote");
+    cr_expect_eq(listed, 0, "the dirty list is empty after the last flush");
+    mph_app_stop(app);
+    mph_app_destroy(app);
+    mph_test_cluster_destroy(c);
+    mph_test_rmrf(dir);
 }
