@@ -629,6 +629,13 @@ out_app:
         }
     }
     bench_group_delete(k, group);
+    if (engine == BENCH_ENGINE_MEPHISTO) {
+        /* The app's dead-letter topic (app_id = group): runs must not
+         * leave a topic each on the broker the next runs measure. */
+        char dlq[300];
+        snprintf(dlq, sizeof dlq, "%s-dead-letter", group);
+        bench_topic_delete(k, dlq);
+    }
 out_ctx:
     bench_rmtree(datadir);
     if (reader)
