@@ -61,13 +61,7 @@ static mph_app_t *new_app(const char *app_id, const char *dir, const char *guara
                         "store", "memory", "datadir", dir, "commit_interval_ms", "200",
                         "log_level", "warn", "topic_partitions", "4",
                         "processing_guarantee", guarantee, NULL};
-    char err[512];
-    mph_conf_t *conf = mph_conf_new();
-    for (const char **p = kv; *p; p += 2)
-        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
-    return app;
+    return mph_test_app_kv(kv);
 }
 
 static void wait_committed(const char *group, const char *topic, int64_t want)

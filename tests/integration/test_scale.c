@@ -388,9 +388,23 @@ Test(scale, idle_partitions_cost_no_commits, .timeout = 1200)
     }
 }
 
+/* The last value of keys "a" and "b" in a changelog (i64 values). */
+typedef struct last {
+    int64_t v[2];
+} last_t;
+
+static void last_value(const rd_kafka_message_t *m, void *opaque)
+{
+    last_t *l = opaque;
+    if (m->key_len != 1 || (*(const char *)m->key != 'a' && *(const char *)m->key != 'b'))
+        return;
+    mph__codec_i64_decode(m->payload, m->len, &l->v[*(const char *)m->key - 'a']);
+}
+
 /* 64 partitions with a table, records into two of them only: every flush
  * visits at most those two shards (the worker's dirty list, table.c), not
- * the 64 it owns, and the counts come out right. */
+ * the 64 it owns, and the counts come out right in the table and in its
+ * changelog. */
 Test(scale, flushes_visit_only_written_shards)
 {
     mph_test_cluster_t *c = mph_test_cluster_new();
@@ -428,6 +442,14 @@ Test(scale, flushes_visit_only_written_shards)
         free(v);
         cr_expect_eq(got, n / 2, "counts[%s] = %lld", keys[k], (long long)got);
     }
+    /* The flushes wrote them: the changelog's last value of each key is
+     * its count (a flush that skipped a dirty shard leaves it short). */
+    char changelog[160];
+    snprintf(changelog, sizeof changelog, "%s-counts-changelog", id);
+    last_t last = {{-1, -1}};
+    mph_test_consume_all(c, changelog, -1, 2000, 30000, last_value, &last);
+    cr_expect_eq(last.v[0], n / 2, "changelog's last a = %lld", (long long)last.v[0]);
+    cr_expect_eq(last.v[1], n / 2, "changelog's last b = %lld", (long long)last.v[1]);
     /* The worker's own counters, read while it idles (it is their only
      * writer; the process stops right after). */
     usleep(500000);

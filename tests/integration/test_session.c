@@ -275,11 +275,7 @@ static mph_app_t *one_worker_app(const run_t *r, const char *log_level, mph_topi
                         "store", "memory", "datadir", r->dir, "commit_interval_ms", "200",
                         "log_level", log_level, "topic_partitions", "4", NULL};
     char err[512];
-    mph_conf_t *conf = mph_conf_new();
-    for (const char **p = kv; *p; p += 2)
-        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
+    mph_app_t *app = mph_test_app_kv(kv);
     *in = mph_topic_new(app, r->input, NULL, err, sizeof err);
     cr_assert_not_null(*in, "%s", err);
     return app;
@@ -292,11 +288,7 @@ static mph_app_t *app_new(run_t *r, mph_window_t **wout)
                         "log_level", "warn", "topic_partitions", "4", "web_enabled", "true",
                         "web_port", "0", "web_bind", "127.0.0.1", NULL};
     char err[512];
-    mph_conf_t *conf = mph_conf_new();
-    for (const char **p = kv; *p; p += 2)
-        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
-    mph_app_t *app = mph_app_new(conf, err, sizeof err);
-    cr_assert_not_null(app, "%s", err);
+    mph_app_t *app = mph_test_app_kv(kv);
     mph_topic_t *in = mph_topic_new(app, r->input, NULL, err, sizeof err);
     cr_assert_not_null(in, "%s", err);
     mph_table_opts_t *o = mph_table_opts_new();

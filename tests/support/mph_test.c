@@ -295,3 +295,14 @@ int64_t mph_test_wait_committed(mph_test_cluster_t *c, const char *group, const 
     }
     return sum;
 }
+
+mph_app_t *mph_test_app_kv(const char *const *kv)
+{
+    char err[512];
+    mph_conf_t *conf = mph_conf_new();
+    for (const char *const *p = kv; *p; p += 2)
+        cr_assert_eq(mph_conf_set(conf, p[0], p[1], err, sizeof err), MPH_OK, "%s", err);
+    mph_app_t *app = mph_app_new(conf, err, sizeof err);
+    cr_assert_not_null(app, "%s", err);
+    return app;
+}

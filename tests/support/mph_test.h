@@ -63,6 +63,9 @@ int mph_test_consume_all(mph_test_cluster_t *c, const char *topic, int want, int
 /* Committed offset sum of group over topic's partitions (-1 when none). */
 int64_t mph_test_committed_sum(mph_test_cluster_t *c, const char *group, const char *topic,
                                int partitions);
+/* An app of the settings in kv (name, value, ..., NULL); fails the test
+ * when a setting or the app is refused. */
+mph_app_t *mph_test_app_kv(const char *const *kv);
 /* Polls mph_test_committed_sum every 100 ms until it reaches want or
  * timeout_ms passed; returns the last sum (-1 when none). */
 int64_t mph_test_wait_committed(mph_test_cluster_t *c, const char *group, const char *topic,
