@@ -238,6 +238,9 @@ rd_kafka_conf_t *bench_kafka_conf(const bench_kafka_t *k);
 void bench_kafka_engine_producer(rd_kafka_conf_t *kc, int linger_ms);
 /* Sets mephisto's engine consumer settings on kc, with group.id. */
 void bench_kafka_engine_consumer(rd_kafka_conf_t *kc, const char *group);
+/* Creates a topic the bench deletes later (file.delete.delay.ms 0: its
+ * files go when it is deleted) and waits until every partition has a
+ * leader. */
 mph_err_t bench_topic_create(bench_kafka_t *k, const char *name, int partitions,
                              char *errstr, size_t errstr_size);
 /* The same with topic configs: NULL-terminated name, value pairs (ignored
@@ -247,6 +250,11 @@ mph_err_t bench_topic_create_conf(bench_kafka_t *k, const char *name,
                                   char *errstr, size_t errstr_size);
 void bench_topic_delete(bench_kafka_t *k, const char *name);
 void bench_group_delete(bench_kafka_t *k, const char *group);
+/* Deletes what an app of app_id leaves on the broker besides the topics
+ * the scenario made: its consumer group and its dead-letter topic (every
+ * app with a dead_letter policy creates one; runs must not leave a topic
+ * each on the broker the next runs measure). */
+void bench_app_forget(bench_kafka_t *k, const char *app_id);
 /* Sum of the end offsets of all partitions of topic; -1 on error. */
 int64_t bench_end_offsets(bench_kafka_t *k, const char *topic, int partitions);
 /* The end offset of each partition [0, partitions) into end; 0, or -1 on

@@ -628,14 +628,10 @@ out_app:
             rc = -1;
         }
     }
-    bench_group_delete(k, group);
-    if (engine == BENCH_ENGINE_MEPHISTO) {
-        /* The app's dead-letter topic (app_id = group): runs must not
-         * leave a topic each on the broker the next runs measure. */
-        char dlq[300];
-        snprintf(dlq, sizeof dlq, "%s-dead-letter", group);
-        bench_topic_delete(k, dlq);
-    }
+    if (engine == BENCH_ENGINE_MEPHISTO)
+        bench_app_forget(k, group); /* the app's id is the group */
+    else
+        bench_group_delete(k, group);
 out_ctx:
     bench_rmtree(datadir);
     if (reader)
@@ -661,11 +657,9 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
      * less, whichever engine came second and also when it was the same
      * engine's next round (the broker's request handlers in its index
      * appends): a shared output topic measured the broker, not the engine.
-     * The topics go without the broker's 60 s file deletion delay. A
-     * broker deletes thousands of partitions slowly (minutes) and holds a
-     * file per partition until then: --repeat 3 at 4,096 partitions needs
-     * a broker allowed ~30,000 open files. */
-    const char *const conf[] = {"file.delete.delay.ms", "0", NULL};
+     * A broker deletes thousands of partitions slowly (minutes) and holds
+     * a file per partition until then: --repeat 3 at 4,096 partitions
+     * needs a broker allowed ~30,000 open files. */
     int rc = 0;
     for (int i = 0; i < reps && !rc; i++) {
         /* Alternate the order so that drift (broker compaction, page cache,
@@ -679,8 +673,7 @@ int bench_passthrough_compare(bench_kafka_t *k, const bench_opts_t *o,
                      mph ? "mephisto" : "baseline", partitions, i + 1, reps);
             snprintf(run_out, sizeof run_out, "%s-%c%d", out, mph ? 'm' : 'b',
                      i + 1);
-            if (bench_topic_create_conf(k, run_out, partitions, conf, err,
-                                        sizeof err)) {
+            if (bench_topic_create(k, run_out, partitions, err, sizeof err)) {
                 snprintf(r->error, sizeof r->error, "%s", err);
                 rc = -1;
                 break;

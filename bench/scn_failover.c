@@ -442,7 +442,7 @@ out:
     bench_topic_delete(k, cl);
     snprintf(cl, sizeof cl, "%s-maxseq-changelog", app_id);
     bench_topic_delete(k, cl);
-    bench_group_delete(k, app_id);
+    bench_app_forget(k, app_id);
     return ok;
 }
 

@@ -212,7 +212,7 @@ out:
         mph_app_destroy(app);
     }
     bench_rmtree(datadir);
-    bench_group_delete(k, group);
+    bench_app_forget(k, group);
     bench_topic_delete(k, out);
     bench_topic_delete(k, cl);
     return res->error[0] ? -1 : rc;

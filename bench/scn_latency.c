@@ -492,7 +492,7 @@ out_app:
     free(la.parsers);
     bench_group_delete(k, g1);
     bench_group_delete(k, g2);
-    bench_group_delete(k, app_id);
+    bench_app_forget(k, app_id);
 out_topics:
     bench_topic_delete(k, in);
     bench_topic_delete(k, out);

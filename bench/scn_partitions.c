@@ -27,9 +27,6 @@ static int run(const bench_opts_t *o)
     double rate[BENCH_MAX_PARTITION_LIST], loop[BENCH_MAX_PARTITION_LIST];
     long rss[BENCH_MAX_PARTITION_LIST];
     bench_params_common(o, common, sizeof common);
-    /* Deleted logs go at once, not 60 s later in the middle of the next
-     * count's runs. */
-    const char *const nodelay[] = {"file.delete.delay.ms", "0", NULL};
 
     bench_kafka_t *k = bench_kafka_new(o->broker, err, sizeof err);
     if (!k) {
@@ -56,7 +53,7 @@ static int run(const bench_opts_t *o)
             o, "partitions: %d: creating topics and loading %ld records", p,
             o->messages);
         long n = 0;
-        if (bench_topic_create_conf(k, in, p, nodelay, err, sizeof err) ||
+        if (bench_topic_create(k, in, p, err, sizeof err) ||
             (n = bench_load(k, o, in, o->messages, err, sizeof err)) !=
                 o->messages) {
             snprintf(r.error, sizeof r.error, "%s",

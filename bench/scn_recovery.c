@@ -383,7 +383,7 @@ out:
     }
     mph_json_parser_destroy(p);
     bench_rmtree(datadir);
-    bench_group_delete(k, app_id);
+    bench_app_forget(k, app_id);
     return res->error[0] ? -1 : 0;
 }
 

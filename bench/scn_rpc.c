@@ -142,7 +142,7 @@ static int run_mephisto(bench_kafka_t *k, const bench_opts_t *o, double rate,
     rc = 0;
 out:
     mph_app_destroy(app);
-    bench_group_delete(k, app_id);
+    bench_app_forget(k, app_id);
     bench_topic_delete(k, topic);
     return rc;
 }

@@ -231,7 +231,7 @@ out:
     }
     if (reader)
         rd_kafka_destroy(reader);
-    bench_group_delete(k, group);
+    bench_app_forget(k, group);
     bench_topic_delete(k, changelog);
 }
 

@@ -252,7 +252,7 @@ out:
         snprintf(res->error, sizeof res->error, "count check: %s",
                  res->check);
     bench_rmtree(datadir);
-    bench_group_delete(k, group);
+    bench_app_forget(k, group);
     bench_topic_delete(k, changelog);
     return res->error[0] ? -1 : rc;
 }
