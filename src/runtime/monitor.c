@@ -507,6 +507,7 @@ static void collect_worker(mph__stats_t *st, mph__stats_worker_t *w,
     COPY(txn_committed);
     COPY(txn_aborted);
     COPY(producer_fenced);
+    COPY(producer_replaced);
 #undef COPY
     w->producer_buffer_max_bytes = (uint64_t)m->app->producer_buffer_bytes;
     T->producer_buffer_max_bytes += w->producer_buffer_max_bytes;
@@ -892,6 +893,7 @@ static void render_counters(jdoc_t *j, const mph__stats_worker_t *w)
     j_kv_u64(j, "transactions_committed", w->txn_committed);
     j_kv_u64(j, "transactions_aborted", w->txn_aborted);
     j_kv_u64(j, "producer_fenced", w->producer_fenced);
+    j_kv_u64(j, "producer_replaced", w->producer_replaced);
     render_latency(j, "processing_latency_ns", &w->processing);
     render_latency(j, "send_latency_ns", &w->send_latency);
     render_latency(j, "transaction_commit_latency_ns", &w->txn_commit);

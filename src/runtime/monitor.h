@@ -78,6 +78,7 @@ typedef struct mph__monitor {
     uint64_t txn_committed; /* exactly_once: transactions committed */
     uint64_t txn_aborted;   /* exactly_once: transactions aborted */
     uint64_t producer_fenced; /* exactly_once: 1 once a newer process fenced it */
+    uint64_t producer_replaced; /* exactly_once: replaced after a fatal error */
     uint64_t *topic_in;     /* [ntopics] */
     uint64_t *topic_out;    /* [ntopics] records sent to the topic */
     uint64_t *agent_events; /* [nagents] */
@@ -253,7 +254,7 @@ typedef struct mph__stats_worker {
     uint64_t sends, sends_acked, send_errors, send_retries;
     uint64_t dead_lettered, skipped, pauses, partitions;
     uint64_t send_dead_lettered, send_skipped, send_resent_inflight;
-    uint64_t txn_committed, txn_aborted, producer_fenced;
+    uint64_t txn_committed, txn_aborted, producer_fenced, producer_replaced;
     uint64_t producer_queued, producer_buffer_max_bytes; /* totals: sums */
     double events_per_s;     /* since the previous sample (see monitor.c) */
     double events_per_s_avg; /* since the monitor started */

@@ -763,13 +763,8 @@ static mph_err_t produce_one(void *opaque, const void *key, size_t klen, const v
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(op), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
-        if (e == RD_KAFKA_RESP_ERR__STATE && c->w->app->eos &&
-            !rd_kafka_fatal_error(c->w->producer, NULL, 0)) {
-            /* exactly_once: the transaction must be aborted and takes no
-             * record (worker.c, send_record); the commit aborts it. */
-            c->w->txn_doomed = true;
-            return MPH_OK;
-        }
+        if (mph__worker_txn_refused(c->w, e))
+            return MPH_OK; /* exactly_once: the commit aborts (worker.c, send_record) */
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return mph__kafka_err(e);
         /* Records never time out (worker.c): a full producer during a stop

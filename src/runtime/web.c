@@ -273,6 +273,9 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
     WORKER_COUNTER("producer_fenced", producer_fenced,
                    "Times the worker's transactional producer was fenced by a newer "
                    "process with its transactional.id (exactly_once).");
+    WORKER_COUNTER("producer_replaced", producer_replaced,
+                   "Times the worker's transactional producer failed fatally (not fenced) "
+                   "and was replaced, its transaction aborted (exactly_once).");
 
     mph__promtext_header(&pt, "mephisto_partitions_owned", MPH__PROM_GAUGE,
                          "Source partitions the worker owns now.");

@@ -599,6 +599,8 @@ static void eos_dr(mph__worker_t *w, const rd_kafka_message_t *m, uint32_t slot_
                         (int)s->partition, (long long)offset, rd_kafka_err2str(m->err));
         return;
     }
+    if (eos_fatal(w) && !w->fenced)
+        return; /* the abort replaces the producer (eos_replace_step) */
     if (!retriable(m->err) && m->err != RD_KAFKA_RESP_ERR__FENCED &&
         m->err != RD_KAFKA_RESP_ERR_PRODUCER_FENCED &&
         m->err != RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH && m->err != RD_KAFKA_RESP_ERR__FATAL) {
@@ -931,14 +933,12 @@ static mph_err_t send_record(mph__worker_t *w, struct mph_event *ev, mph_topic_t
         }
         if (hdrs)
             rd_kafka_headers_destroy(hdrs);
-        if (MPH__MON_UNLIKELY(e == RD_KAFKA_RESP_ERR__STATE) && w->app->eos &&
-            !rd_kafka_fatal_error(w->producer, NULL, 0)) {
+        if (MPH__MON_UNLIKELY(mph__worker_txn_refused(w, e))) {
             /* exactly_once: librdkafka learnt that the transaction must be
              * aborted (a record of it failed) before its report reached
-             * dr_cb, and takes no record until the abort. The record goes
-             * with the transaction: doomed, aborted at the commit point,
-             * its source processed again. */
-            w->txn_doomed = true;
+             * dr_cb, or the producer failed fatally. The record goes with
+             * the transaction: doomed, aborted at the commit point, its
+             * source processed again. */
             return MPH_OK;
         }
         return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? MPH_ERR_STOPPED : mph__kafka_err(e);
@@ -1118,11 +1118,8 @@ mph_err_t mph__worker_send_reply(mph__worker_t *w, struct mph_event *ev, const c
         if (e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
             e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR__INVALID_ARG)
             return MPH_ERR_NOENT; /* the asker's topic is gone (or the reply cannot exist) */
-        if (e == RD_KAFKA_RESP_ERR__STATE && w->app->eos &&
-            !rd_kafka_fatal_error(w->producer, NULL, 0)) {
-            w->txn_doomed = true; /* as in send_record */
-            return MPH_OK;
-        }
+        if (mph__worker_txn_refused(w, e))
+            return MPH_OK; /* as in send_record */
         return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? MPH_ERR_STOPPED : mph__kafka_err(e);
     }
     mph__acks_add_send(&s->acks, ev->seq);
@@ -1441,8 +1438,10 @@ static void flush_until_idle(mph__worker_t *w, mph__acks_t *a, int64_t deadline_
 }
 
 /* Creates the worker's producer: its delivery reports run dr_cb on this
- * worker, and its main queue wakes the worker's loop through kfd. */
-static mph_err_t producer_open(mph__worker_t *w, char *errstr, size_t errstr_size)
+ * worker, and its main queue wakes the worker's loop through pfd. Under
+ * exactly_once with init, also its transactions (init_transactions and
+ * the first begin_transaction); without, the caller does that. */
+static mph_err_t producer_open(mph__worker_t *w, bool init, char *errstr, size_t errstr_size)
 {
     mph_app_t *app = w->app;
     rd_kafka_conf_t *kc =
@@ -1496,7 +1495,7 @@ static mph_err_t producer_open(mph__worker_t *w, char *errstr, size_t errstr_siz
     w->prod_main = rd_kafka_queue_get_main(w->producer);
     static const uint64_t one = 1;
     rd_kafka_queue_io_event_enable(w->prod_main, w->pfd, &one, sizeof one);
-    if (app->eos) {
+    if (app->eos && init) {
         /* Fences every earlier producer with this transactional.id (a
          * zombie of this process) and aborts its open transaction; fails
          * here, at start, when the broker cannot run transactions. */
@@ -1568,7 +1567,7 @@ static void purge_handed_back(mph__worker_t *w)
     int64_t changelog = w->cl_pending;
     char err[512];
     out_topics_close(w); /* handles of the old producer */
-    if (producer_open(w, err, sizeof err) != MPH_OK) {
+    if (producer_open(w, true, err, sizeof err) != MPH_OK) {
         w->producer = old;
         w->prod_main = old_main;
         mph__app_fail(w->app, MPH_ERR_INVALID, "worker %d: cannot replace its producer at a "
@@ -1617,69 +1616,97 @@ static void purge_handed_back(mph__worker_t *w)
  * exactly once after aborts). A fenced producer (a newer process took the
  * transactional.id, or the broker fenced a zombie) stops the app: nothing
  * is written any more.
+ *
+ * A producer that failed fatally for any other reason cannot abort its own
+ * transaction (every call answers _FATAL): librdkafka 2.0.2 does that, for
+ * one, when a broker restart leaves a batch it retried behind the broker's
+ * sequence numbers (OUT_OF_ORDER_SEQUENCE_NUMBER, reliability scenario 5).
+ * The error dooms the transaction (eos_fatal, only notes: it may run inside
+ * the producer's callbacks), and its abort replaces the producer
+ * (eos_replace_step): the local part as for any abort, then a new producer
+ * with the same transactional.id, whose init_transactions bumps the epoch,
+ * fencing the old one, and makes the broker abort the open transaction.
+ * Nothing of the aborted transaction is ever read committed; its sources
+ * are processed again, as after any abort.
  */
 
 #define TXN_TIMEOUT_MS 30000
 #define TXN_RETRIES 5
 #define TXN_STEP_MS 1000
+#define EOS_REPLACE_MAX 5 /* producers replaced without a commit between */
 
-static void eos_fenced_why(mph__worker_t *w, rd_kafka_resp_err_t code, const char *why)
+static bool fencing(rd_kafka_resp_err_t code)
+{
+    return code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+           code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
+/* The producer failed fatally with code: fenced, the worker stops; any
+ * other error dooms the transaction, whose abort replaces the producer. */
+static void eos_failed(mph__worker_t *w, rd_kafka_resp_err_t code, const char *why)
 {
     if (w->fenced)
         return;
+    if (!fencing(code)) {
+        w->txn_doomed = true;
+        if (!w->replace_pending)
+            mph_log_limited(&w->log_lim, 2000, MPH_LOG_WARN,
+                            "worker %d: transactional producer %s failed fatally (%s); its "
+                            "transaction is aborted and the producer replaced", w->index,
+                            w->txn_id, why);
+        w->replace_pending = true;
+        return;
+    }
     w->fenced = true;
     w->failed = true;
-    if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-        code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH) {
-        ck_pr_store_64(&w->mon->producer_fenced, 1);
-        mph__app_fail(w->app, MPH_ERR_STATE,
-                      "producer fenced: transactional.id %s is used by a newer process (%s); "
-                      "worker %d stops and writes nothing more",
-                      w->txn_id, why, w->index);
-    } else {
-        mph__app_fail(w->app, MPH_ERR_STATE,
-                      "transactional producer %s failed fatally (%s); worker %d stops and "
-                      "writes nothing more",
-                      w->txn_id, why, w->index);
-    }
+    ck_pr_store_64(&w->mon->producer_fenced, 1);
+    mph__app_fail(w->app, MPH_ERR_STATE,
+                  "producer fenced: transactional.id %s is used by a newer process (%s); "
+                  "worker %d stops and writes nothing more",
+                  w->txn_id, why, w->index);
 }
 
-static void eos_fenced(mph__worker_t *w, const rd_kafka_error_t *e)
-{
-    eos_fenced_why(w, rd_kafka_error_code(e), rd_kafka_error_string(e));
-}
-
-/* True (and the worker stops as fenced) when the producer is in a fatal
- * state: librdkafka then refuses every produce call with _FATAL, and the
- * reason is the fatal error, not the refused record. */
+/* True when the producer is fenced or failed fatally (librdkafka then
+ * refuses every produce call with _FATAL, and the reason is the fatal
+ * error, not the refused record); eos_failed says what follows. */
 static bool eos_fatal(mph__worker_t *w)
 {
     if (!w->app->eos)
         return false;
-    if (w->fenced)
+    if (w->fenced || w->replace_pending)
         return true;
     char why[512];
     rd_kafka_resp_err_t code = rd_kafka_fatal_error(w->producer, why, sizeof why);
     if (!code)
         return false;
-    eos_fenced_why(w, code, why);
+    eos_failed(w, code, why);
+    return true;
+}
+
+bool mph__worker_txn_refused(mph__worker_t *w, rd_kafka_resp_err_t e)
+{
+    if (!w->app->eos || (e != RD_KAFKA_RESP_ERR__STATE && e != RD_KAFKA_RESP_ERR__FATAL))
+        return false;
+    eos_fatal(w);
+    if (w->fenced)
+        return false;
+    w->txn_doomed = true;
     return true;
 }
 
 /* The outcome of a transactional call: 0 done, 1 the transaction must be
- * aborted, -1 fenced or fatal (the app stops). Retriable errors are
- * retried by the caller; here they count as "abort" once the retries are
- * used up. e is destroyed. */
+ * aborted (a producer that failed fatally, not fenced, too: the abort
+ * replaces it), -1 fenced (the app stops). Retriable errors are retried
+ * by the caller; here they count as "abort" once the retries are used up.
+ * e is destroyed. */
 static int txn_outcome(mph__worker_t *w, rd_kafka_error_t *e, const char *what)
 {
     if (!e)
         return 0;
     int rc = 1;
-    if (rd_kafka_error_is_fatal(e) ||
-        rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR__FENCED ||
-        rd_kafka_error_code(e) == RD_KAFKA_RESP_ERR_PRODUCER_FENCED) {
-        eos_fenced(w, e);
-        rc = -1;
+    if (rd_kafka_error_is_fatal(e) || fencing(rd_kafka_error_code(e))) {
+        eos_failed(w, rd_kafka_error_code(e), rd_kafka_error_string(e));
+        rc = w->fenced ? -1 : 1;
     } else {
         mph_log_limited(&w->log_lim, 2000, MPH_LOG_WARN, "worker %d: %s failed: %s%s", w->index,
                         what, rd_kafka_error_string(e),
@@ -1692,7 +1719,7 @@ static int txn_outcome(mph__worker_t *w, rd_kafka_error_t *e, const char *what)
 
 static bool eos_begin(mph__worker_t *w)
 {
-    if (w->fenced)
+    if (w->fenced || w->replace_pending)
         return false;
     return txn_outcome(w, rd_kafka_begin_transaction(w->producer), "begin_transaction") == 0;
 }
@@ -1766,6 +1793,34 @@ static bool seek_held(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l
     return ok;
 }
 
+static void eos_replace_step(mph__worker_t *w);
+
+/* A step that timed out (e is retriable): the app stops once the abort's
+ * deadline passed. e is destroyed. */
+static void abort_step_late(mph__worker_t *w, rd_kafka_error_t *e)
+{
+    rd_kafka_error_destroy(e);
+    if (mph_clock_mono_ns() > w->abort_deadline_ns) {
+        mph__app_fail(w->app, MPH_ERR_TIMEOUT, "worker %d: cannot abort its transaction "
+                      "(transactional.id %s) within %d s; stopping", w->index, w->txn_id,
+                      TXN_TIMEOUT_MS * TXN_RETRIES / 1000);
+        w->failed = true;
+        w->abort_pending = false;
+    }
+}
+
+/* The abort is done: reports of the purged records (PURGE errors) release
+ * what waits; the next transaction begins when asked for. */
+static void abort_done(mph__worker_t *w)
+{
+    w->abort_pending = false;
+    int64_t deadline = mph_clock_mono_ns() + 5000000000LL;
+    while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
+        rd_kafka_poll(w->producer, 10);
+    if (w->abort_again && !w->failed)
+        eos_begin(w);
+}
+
 /* One step of a pending abort: abort_transaction for up to TXN_STEP_MS
  * (resumable: librdkafka goes on where a timed-out call stopped). Done:
  * a new transaction begins when asked for. A broker that does not answer
@@ -1774,27 +1829,85 @@ static bool seek_held(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l
  * mailbox (rebalances) during an outage. */
 static void eos_abort_step(mph__worker_t *w)
 {
-    rd_kafka_error_t *e = rd_kafka_abort_transaction(w->producer, TXN_STEP_MS);
-    if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e)) {
-        rd_kafka_error_destroy(e);
-        if (mph_clock_mono_ns() > w->abort_deadline_ns) {
-            mph__app_fail(w->app, MPH_ERR_TIMEOUT, "worker %d: cannot abort its transaction "
-                          "(transactional.id %s) within %d s; stopping", w->index, w->txn_id,
-                          TXN_TIMEOUT_MS * TXN_RETRIES / 1000);
-            w->failed = true;
-            w->abort_pending = false;
-        }
+    if (MPH__MON_UNLIKELY(w->replace_pending)) {
+        eos_replace_step(w);
         return;
     }
-    w->abort_pending = false;
-    if (e && txn_outcome(w, e, "abort_transaction") < 0)
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(w->producer, TXN_STEP_MS);
+    if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e)) {
+        abort_step_late(w, e);
         return;
-    /* Reports of the purged records (PURGE errors) release what waits. */
-    int64_t deadline = mph_clock_mono_ns() + 5000000000LL;
-    while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
-        rd_kafka_poll(w->producer, 10);
-    if (w->abort_again && !w->failed)
-        eos_begin(w);
+    }
+    if (e && txn_outcome(w, e, "abort_transaction") < 0) {
+        w->abort_pending = false;
+        return;
+    }
+    if (w->replace_pending) {
+        eos_replace_step(w); /* it failed fatally: the replacement aborts */
+        return;
+    }
+    abort_done(w);
+}
+
+/* One step of the abort of a producer that failed fatally, not fenced
+ * ("exactly_once: transactions" above): the first replaces the producer
+ * (the old one purged, its reports served, and destroyed), every step
+ * runs the new one's init_transactions for up to TXN_STEP_MS (resumable,
+ * as abort_transaction); pending while the broker does not answer. A new
+ * producer that fails fatally too is replaced again, EOS_REPLACE_MAX
+ * times before a commit succeeds; then the worker stops. */
+static void eos_replace_step(mph__worker_t *w)
+{
+    if (!w->replace_open) {
+        if (w->replacements >= EOS_REPLACE_MAX) {
+            w->failed = true;
+            w->abort_pending = false;
+            mph__app_fail(w->app, MPH_ERR_STATE, "worker %d: transactional producer %s failed "
+                          "fatally %d times without a commit between; stopping", w->index,
+                          w->txn_id, w->replacements + 1);
+            return;
+        }
+        rd_kafka_t *old = w->producer;
+        rd_kafka_queue_t *old_main = w->prod_main;
+        char err[512];
+        out_topics_close(w); /* handles of the old producer */
+        if (producer_open(w, false, err, sizeof err) != MPH_OK) {
+            w->producer = old;
+            w->prod_main = old_main;
+            w->failed = true;
+            w->abort_pending = false;
+            mph__app_fail(w->app, MPH_ERR_INVALID, "worker %d: cannot replace its transactional "
+                          "producer: %s", w->index, err);
+            return;
+        }
+        producer_close(old, old_main);
+        /* Its reports were of the aborted transaction (errors among them
+         * doomed it again): the next one starts clean. */
+        w->txn_doomed = false;
+        w->replace_open = true;
+        w->replacements++;
+    }
+    rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, TXN_STEP_MS);
+    if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e)) {
+        abort_step_late(w, e);
+        return;
+    }
+    w->replace_open = false;
+    if (e) {
+        /* Fenced: the worker stops. Otherwise the next step replaces the
+         * new producer too. */
+        if (txn_outcome(w, e, "init_transactions") < 0)
+            w->abort_pending = false;
+        else
+            w->replace_pending = true;
+        return;
+    }
+    w->replace_pending = false;
+    mph__mon_add(&w->mon->producer_replaced, 1);
+    mph_log(MPH_LOG_WARN, "worker %d: transactional producer %s replaced (a new epoch); the "
+            "broker aborted its open transaction, whose records are processed again",
+            w->index, w->txn_id);
+    abort_done(w);
 }
 
 /* Aborts the open transaction: every shard rolls back to its last commit
@@ -1908,7 +2021,8 @@ static int txn_call(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l)
 static bool eos_commit(mph__worker_t *w, bool again)
 {
     mph_app_t *app = w->app;
-    if (eos_fatal(w))
+    eos_fatal(w); /* fenced: stops; failed otherwise: doomed, the abort replaces it */
+    if (w->fenced)
         return false;
     if (w->abort_pending)
         return false; /* the worker loop finishes the abort first */
@@ -1923,7 +2037,8 @@ static bool eos_commit(mph__worker_t *w, bool again)
     }
     int64_t t0 = mph_clock_mono_ns();
     mph__flush_state_t fs = mph__tables_flush_begin(w);
-    if (eos_fatal(w))
+    eos_fatal(w);
+    if (w->fenced)
         return false;
     if (fs == MPH__FLUSH_FAILED && w->persist_pending) {
         /* Still unwritable, and the dirty sets hold committed values that
@@ -1934,7 +2049,7 @@ static bool eos_commit(mph__worker_t *w, bool again)
                         "until it takes the values already committed", w->index);
         return false;
     }
-    if (fs == MPH__FLUSH_FAILED || w->fl_failed_begin) {
+    if (fs == MPH__FLUSH_FAILED || w->fl_failed_begin || w->txn_doomed) {
         /* The state store cannot be written, or a changelog record could
          * not be produced: nothing of this interval may commit. */
         eos_abort(w, again);
@@ -1983,6 +2098,7 @@ static bool eos_commit(mph__worker_t *w, bool again)
             w->slots[i].txn_start = -1;
     w->npoison = 0;
     w->events_since_commit = 0;
+    w->replacements = 0;
     mph__mon_add(&w->mon->txn_committed, 1);
     mph__histogram_record(&w->mon->txn_commit, (uint64_t)(mph_clock_mono_ns() - t0));
     /* For stats and the revoke/stop protocol only: the coordinator commits
@@ -2457,7 +2573,7 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     if (mph__pw_open(w, errstr, errstr_size) != MPH_OK)
         goto fail_quiet;
 
-    if (producer_open(w, errstr, errstr_size) != MPH_OK)
+    if (producer_open(w, true, errstr, errstr_size) != MPH_OK)
         goto fail_quiet;
     w->q = rd_kafka_queue_new(app->consumer);
     static const uint64_t one = 1;

@@ -170,6 +170,9 @@ struct mph__worker {
     bool abort_again;    /* begin a transaction once the pending abort is done */
     int64_t abort_deadline_ns; /* the app stops if the abort is still pending then */
     bool fenced;         /* a newer process took txn_id: never write again */
+    bool replace_pending; /* failed fatally, not fenced: the abort replaces the producer */
+    bool replace_open;   /* the replacement exists; its init_transactions not done */
+    int replacements;    /* producers replaced since the last commit */
     mph__poison_t *poison;
     size_t npoison, poison_cap;
 
@@ -191,6 +194,15 @@ mph_err_t mph__worker_post(mph__worker_t *w, void *msg);
 /* Sends an RPC reply to topic (not declared on the app), tracked by ev's
  * commit point; see worker.c. MPH_ERR_NOENT when the topic is known not to
  * exist. @locality worker */
+/* exactly_once, after a produce call on w's producer (this worker's
+ * thread) was refused with e: true when that only dooms the open
+ * transaction (txn_doomed set; the record goes with it, and its source is
+ * processed again after the abort): librdkafka takes no record until an
+ * abortable error is aborted (_STATE), and a producer that failed fatally
+ * without being fenced (_FATAL) is replaced at the abort. False under
+ * at_least_once, for other errors, and once fenced. */
+bool mph__worker_txn_refused(mph__worker_t *w, rd_kafka_resp_err_t e);
+
 mph_err_t mph__worker_send_reply(mph__worker_t *w, struct mph_event *ev, const char *topic,
                                  int32_t partition, const void *value, size_t value_len,
                                  const mph_header_t *headers, size_t header_count);

@@ -11,7 +11,9 @@
  * once, every table value equals the truth (over mph_table_lookup), and
  * the changelog, read read_committed, folds to the same values. An input
  * "huge<id>" also sends an output larger than the producer's
- * message.max.bytes (dead-lettered under on_send_error=dead_letter).
+ * message.max.bytes (dead-lettered under on_send_error=dead_letter). An
+ * input "fatal<id>" fails the worker's producer fatally the first time it
+ * is processed (rd_kafka_test_fatal_error): the producer is replaced.
  *
  * Through the CLI (worker processes): examples/wordcount and
  * examples/forward switched over by the setting alone, two processes with
@@ -40,6 +42,7 @@
 #include "mph_cli.h"
 #include "mph_test.h"
 #include "runtime/app.h"
+#include "runtime/worker.h"
 
 #define NKEYS 50
 #define PARTS 4
@@ -84,6 +87,11 @@ typedef struct run {
 static char *huge_value;
 static size_t huge_len;
 
+/* Inputs "fatal<id>" raise a fatal error in the worker's producer the
+ * first time they are processed (fatal_done[id] set then). */
+#define FATAL_IDS 10000
+static int fatal_done[FATAL_IDS];
+
 static mph_err_t fc_agent(mph_event_t *ev, void *opaque)
 {
     run_t *r = opaque;
@@ -102,6 +110,17 @@ static mph_err_t fc_agent(mph_event_t *ev, void *opaque)
                              NULL, 0);
         if (err)
             return err;
+    }
+    if (vlen >= 5 && !memcmp(val, "fatal", 5)) {
+        /* As librdkafka 2.0.2 raises OUT_OF_ORDER_SEQUENCE_NUMBER after a
+         * broker restart (reliability scenario 5). Set once it took: a
+         * producer failed already refuses another. */
+        int id = atoi(val + 5);
+        if (id >= 0 && id < FATAL_IDS && !ck_pr_load_int(&fatal_done[id]) &&
+            rd_kafka_test_fatal_error(ev->worker->producer,
+                                      RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                      "raised by test_eos") == RD_KAFKA_RESP_ERR_NO_ERROR)
+            ck_pr_store_int(&fatal_done[id], 1);
     }
     if (vlen >= 6 && !memcmp(val, "poison", 6)) {
         static char big[SMALL_MAX * 3];
@@ -191,31 +210,44 @@ typedef struct truth {
     int64_t count[NKEYS];
 } truth_t;
 
-/* Produces records id first .. first+n-1: key k<id % NKEYS> to the key's
- * table partition, value "<id>" (or "poison<id>" for ids in poison). */
-static void produce_huge(run_t *r, truth_t *t, int first, int n, const int *poison,
-                         int npoison, const int *huge, int nhuge);
+/* Ids given a marked value: "<mark><id>". */
+typedef struct marks {
+    const char *mark;
+    const int *ids;
+    int n;
+} marks_t;
 
+/* Produces records id first .. first+n-1: key k<id % NKEYS> to the key's
+ * table partition, value "<id>", or "<mark><id>" for ids in one of m[nm]. */
+static void produce_marked(run_t *r, truth_t *t, int first, int n, const marks_t *m, int nm);
+
+/* Value "poison<id>" for ids in poison. */
 static void produce(run_t *r, truth_t *t, int first, int n, const int *poison, int npoison)
 {
-    produce_huge(r, t, first, n, poison, npoison, NULL, 0);
+    marks_t m = {"poison", poison, npoison};
+    produce_marked(r, t, first, n, &m, 1);
 }
 
 /* The same, and value "huge<id>" for ids in huge. */
 static void produce_huge(run_t *r, truth_t *t, int first, int n, const int *poison,
                          int npoison, const int *huge, int nhuge)
 {
+    marks_t m[] = {{"poison", poison, npoison}, {"huge", huge, nhuge}};
+    produce_marked(r, t, first, n, m, 2);
+}
+
+static void produce_marked(run_t *r, truth_t *t, int first, int n, const marks_t *m, int nm)
+{
     for (int id = first; id < first + n; id++) {
         char key[16], val[32];
         int k = id % NKEYS;
         snprintf(key, sizeof key, "k%d", k);
-        bool p = false;
-        for (int i = 0; i < npoison; i++)
-            p |= poison[i] == id;
-        bool h = false;
-        for (int i = 0; i < nhuge; i++)
-            h |= huge[i] == id;
-        snprintf(val, sizeof val, "%s%d", p ? "poison" : h ? "huge" : "", id);
+        const char *mark = "";
+        for (int j = 0; j < nm; j++)
+            for (int i = 0; i < m[j].n; i++)
+                if (m[j].ids[i] == id)
+                    mark = m[j].mark;
+        snprintf(val, sizeof val, "%s%d", mark, id);
         int32_t part = mph_table_partition_of(r->counts, key, strlen(key));
         mph_test_produce(cluster, r->in, part, key, strlen(key), val, strlen(val));
         t->count[k]++;
@@ -263,7 +295,8 @@ static void on_out(const rd_kafka_message_t *m, void *opaque)
     buf[l] = 0;
     const char *digits = strncmp(buf, "poison", 6) == 0  ? buf + 6
                          : strncmp(buf, "huge", 4) == 0 ? buf + 4
-                                                        : buf;
+                         : strncmp(buf, "fatal", 5) == 0 ? buf + 5
+                                                         : buf;
     int id = atoi(digits);
     if (id < 0 || id >= s->max)
         s->bad++;
@@ -470,6 +503,60 @@ Test(eos, abort_rolls_back_rocksdb)
 {
     if (need_real_broker("abort_rolls_back_rocksdb"))
         aborts("rocksdb");
+}
+
+/* ---- (2a) a producer that fails fatally ---- */
+
+/* Each "fatal" input fails its worker's producer fatally (not fenced) the
+ * first time it is processed: the worker rolls back and seeks as for any
+ * abort and replaces the producer, whose init_transactions makes the
+ * broker abort the open transaction; the sources are processed again.
+ * Outputs stay exactly once, the table exact, the app keeps running. */
+static void fatal_errors(const char *store)
+{
+    run_t r = {0};
+    truth_t t = {0};
+    names(&r, "eos-fa");
+    build(&r, store, NULL);
+    start(&r);
+    int fatal[] = {500, 1700, 2600};
+    memset(fatal_done, 0, sizeof fatal_done);
+    for (int i = 0; i < 3; i++) {
+        marks_t m = {"fatal", fatal, 3};
+        produce_marked(&r, &t, i * 1000, 1000, &m, 1);
+        usleep(300000);
+    }
+    int got = wait_output(&r, t.n, 180);
+    cr_expect_eq(got, t.n);
+    int raised = 0;
+    for (int i = 0; i < 3; i++)
+        raised += ck_pr_load_int(&fatal_done[fatal[i]]);
+    uint64_t replaced = stat_u64(r.app, "totals.producer_replaced");
+    uint64_t aborted = stat_u64(r.app, "totals.transactions_aborted");
+    fprintf(stderr, "eos: fatal %s: %d fatal errors raised, %llu producers replaced, %llu "
+            "transactions aborted\n", store, raised, (unsigned long long)replaced,
+            (unsigned long long)aborted);
+    cr_expect_eq(raised, 3, "a fatal input was never processed");
+    cr_expect_geq(replaced, 3, "a producer that failed fatally was not replaced");
+    cr_expect_geq(aborted, 3);
+    cr_expect_eq(stat_u64(r.app, "totals.producer_fenced"), 0);
+    cr_expect(!ck_pr_load_int(&r.stopped), "the app stopped");
+    verify(&r, &t, r.app);
+    cr_expect_eq(stop(&r), MPH_OK);
+    mph_app_destroy(r.app);
+    mph_test_rmrf(r.datadir);
+}
+
+Test(eos, fatal_producer_error_replaces_the_producer_memory, .timeout = 600)
+{
+    if (need_real_broker("fatal_producer_error_replaces_the_producer_memory"))
+        fatal_errors("memory");
+}
+
+Test(eos, fatal_producer_error_replaces_the_producer_rocksdb, .timeout = 600)
+{
+    if (need_real_broker("fatal_producer_error_replaces_the_producer_rocksdb"))
+        fatal_errors("rocksdb");
 }
 
 /* ---- (2b) on_send_error=dead_letter ---- */
