@@ -292,6 +292,21 @@ static mph_join_t *join_new(mph_app_t *app, const char *name, int type,
     return j;
 }
 
+size_t mph__joins_list(const mph_app_t *app, const mph_join_t **out, size_t max)
+{
+    size_t n = 0;
+    for (const mph_join_t *j = app->joins; j; j = j->next)
+        n++;
+    /* The list is newest first. */
+    size_t i = n;
+    for (const mph_join_t *j = app->joins; j; j = j->next) {
+        i--;
+        if (i < max)
+            out[i] = j;
+    }
+    return n;
+}
+
 /* Registers j with the app (freed with it), before anything (an agent)
  * may point at it. */
 static mph_join_t *join_register(mph_join_t *j, char *errstr,

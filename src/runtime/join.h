@@ -20,4 +20,8 @@ mph_err_t mph__join_table_changed(mph_event_t *ev, mph_table_t *t,
                                   const void *key, size_t klen,
                                   const void *value, size_t vlen);
 
+/* Up to max of app's joins, in declaration order, into out; returns how
+ * many the app has (the stats snapshot, monitor.c). @locality any */
+size_t mph__joins_list(const mph_app_t *app, const mph_join_t **out, size_t max);
+
 #endif

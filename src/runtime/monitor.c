@@ -42,11 +42,19 @@
 #include "mephisto/log.h"
 #include "mephisto/rpc.h"
 #include "mephisto/sensor.h"
+#include "runtime/join.h"
 #include "runtime/monitor.h"
 #include "runtime/services.h"
 #include "runtime/punctuate.h"
 #include "runtime/table.h"
 #include "runtime/worker.h"
+
+const char *const mph__join_stat_names[MPH_JOIN_STAT__COUNT] = {
+    [MPH_JOIN_STAT_LATE] = "late",
+    [MPH_JOIN_STAT_INVALID] = "invalid",
+    [MPH_JOIN_STAT_PAIRS] = "pairs",
+    [MPH_JOIN_STAT_UNMATCHED] = "unmatched",
+};
 
 const char *const mph__window_stat_names[MPH_WINDOW_STAT__COUNT] = {
     [MPH_WINDOW_STAT_LATE_EVENTS] = "late_events",
@@ -474,6 +482,7 @@ void mph__stats_fini(mph__stats_t *st)
     free(st->tables);
     free(st->services_json);
     free(st->globals);
+    free(st->joins);
     memset(st, 0, sizeof *st);
 }
 
@@ -703,6 +712,25 @@ mph_err_t mph__stats_collect(mph__stats_t *st, const mph_app_t *app,
     st->have_rpc = app->rpc != NULL;
     for (size_t i = 0; st->have_rpc && i < sizeof st->rpc / sizeof st->rpc[0]; i++)
         st->rpc[i] = mph_rpc_stat(app, rpc_names[i]);
+    size_t njoins = mph__joins_list(app, NULL, 0);
+    if (njoins) {
+        const mph_join_t **js = calloc(njoins, sizeof *js);
+        st->joins = calloc(njoins, sizeof *st->joins);
+        if (!js || !st->joins) {
+            free(js);
+            goto nomem;
+        }
+        mph__joins_list(app, js, njoins);
+        st->njoins = njoins;
+        for (size_t i = 0; i < njoins; i++) {
+            st->joins[i].name = mph_join_name(js[i]);
+            for (int k = 0; k < MPH_JOIN_STAT__COUNT; k++) {
+                int64_t v = mph_join_stat(js[i], (mph_join_stat_t)k);
+                st->joins[i].v[k] = v > 0 ? (uint64_t)v : 0;
+            }
+        }
+        free(js);
+    }
     if (app->nglobals) {
         st->globals = calloc(app->nglobals, sizeof *st->globals);
         if (!st->globals)
@@ -1180,6 +1208,17 @@ static void render(jdoc_t *j, const mph__stats_t *st)
     } else {
         j_null(j);
     }
+    j_key(j, "joins");
+    j_arr(j, true);
+    for (size_t i = 0; i < st->njoins; i++) {
+        j_obj(j, true);
+        j_key(j, "name");
+        j_str(j, st->joins[i].name ? st->joins[i].name : "?");
+        for (int k = 0; k < MPH_JOIN_STAT__COUNT; k++)
+            j_kv_u64(j, mph__join_stat_names[k], st->joins[i].v[k]);
+        j_obj(j, false);
+    }
+    j_arr(j, false);
     j_key(j, "global_tables");
     j_arr(j, true);
     for (size_t i = 0; i < st->nglobals; i++) {

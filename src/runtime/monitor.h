@@ -26,6 +26,7 @@
 #ifndef MPH_RUNTIME_MONITOR_H
 #define MPH_RUNTIME_MONITOR_H
 
+#include "mephisto/join.h"
 #include "mephisto/window.h"
 #include <ck_pr.h>
 
@@ -300,6 +301,10 @@ typedef struct mph__stats_table {
     int64_t window[MPH_WINDOW_STAT__COUNT];
 } mph__stats_table_t;
 
+/* The names of the join counters in /stats and /metrics, by
+ * mph_join_stat_t. */
+extern const char *const mph__join_stat_names[MPH_JOIN_STAT__COUNT];
+
 /* The names of the window counters in /stats and /metrics, by
  * mph_window_stat_t. */
 extern const char *const mph__window_stat_names[MPH_WINDOW_STAT__COUNT];
@@ -346,6 +351,13 @@ typedef struct mph__stats {
      * have_rpc false when rpc is off. */
     bool have_rpc;
     uint64_t rpc[7];
+    /* Joins in declaration order: name (borrowed from the app) and
+     * counters (mph_join_stat_t; names in mph__join_stat_names). */
+    size_t njoins;
+    struct mph__stats_join {
+        const char *name;
+        uint64_t v[MPH_JOIN_STAT__COUNT];
+    } *joins;
     /* Global tables: name (borrowed from the app), keys, bootstrapped. */
     size_t nglobals;
     struct mph__stats_global {

@@ -425,6 +425,22 @@ mph_err_t mph__web_metrics(const mph__stats_t *st, char **out, size_t *len)
             mph__promtext_sample_u64(&pt, fam, l, 1, v > 0 ? (uint64_t)v : 0);
         }
     }
+    /* Join counters (pairs -> mephisto_join_pairs_total{join}). */
+    static const char *const join_help[MPH_JOIN_STAT__COUNT] = {
+        [MPH_JOIN_STAT_LATE] = "Stream-stream join records dropped: their window had closed.",
+        [MPH_JOIN_STAT_INVALID] = "Join records dropped: no timestamp or no key.",
+        [MPH_JOIN_STAT_PAIRS] = "Pairs joined (joiner calls with both sides).",
+        [MPH_JOIN_STAT_UNMATCHED] = "Unmatched records emitted (left and outer joins).",
+    };
+    for (int k = 0; k < MPH_JOIN_STAT__COUNT && st->njoins > 0; k++) {
+        char fam[80];
+        snprintf(fam, sizeof fam, "mephisto_join_%s_total", mph__join_stat_names[k]);
+        mph__promtext_header(&pt, fam, MPH__PROM_COUNTER, join_help[k]);
+        for (size_t i = 0; i < st->njoins; i++) {
+            label_t l[] = {{"join", st->joins[i].name ? st->joins[i].name : "?"}};
+            mph__promtext_sample_u64(&pt, fam, l, 1, st->joins[i].v[k]);
+        }
+    }
     mph__promtext_header(&pt, "mephisto_recoveries_total", MPH__PROM_COUNTER,
                          "Partition hand-overs that recovered table shards "
                          "from their changelogs.");

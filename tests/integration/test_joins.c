@@ -548,6 +548,28 @@ static void windowed_run(const char *tag, const char *store,
     for (int i = 0; i < 3; i++)
         cr_expect_eq(mph_join_stat(r.joins[i], MPH_JOIN_STAT_LATE),
                      (int64_t)nlate, "join %d: late records counted", i);
+    /* /stats carries the same counters, per join, in declaration order
+     * (the app is idle: every round was processed). */
+    char *json = NULL;
+    size_t jlen = 0;
+    cr_assert_eq(mph_app_stats_json(app, &json, &jlen), MPH_OK);
+    char *at = json;
+    for (int i = 0; i < 3 && at; i++) {
+        char want[256];
+        snprintf(want, sizeof want,
+                 "{\"name\":\"%s\",\"late\":%lld,\"invalid\":%lld,\"pairs\":%lld,"
+                 "\"unmatched\":%lld}",
+                 mph_join_name(r.joins[i]),
+                 (long long)mph_join_stat(r.joins[i], MPH_JOIN_STAT_LATE),
+                 (long long)mph_join_stat(r.joins[i], MPH_JOIN_STAT_INVALID),
+                 (long long)mph_join_stat(r.joins[i], MPH_JOIN_STAT_PAIRS),
+                 (long long)mph_join_stat(r.joins[i], MPH_JOIN_STAT_UNMATCHED));
+        char *hit = strstr(at, want);
+        cr_expect_not_null(hit, "/stats joins: %s not after the previous join", want);
+        at = hit;
+    }
+    cr_expect_not_null(strstr(json, "\"joins\":[{\"name\":\"inner\""));
+    free(json);
     cr_assert_eq(mph_app_stop(app), MPH_OK);
     mph_app_destroy(app);
 
