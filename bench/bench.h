@@ -56,6 +56,7 @@ typedef struct bench_opts {
     const char *plot_dir;  /* PNG output directory */
     bool quiet;
     bool no_baseline; /* partitions: skip the plain-loop runs */
+    bool baseline_headers; /* the plain loop forwards headers too */
     int partition_list[BENCH_MAX_PARTITION_LIST];
     int npartition_list;
     int process_list[BENCH_MAX_PARTITION_LIST]; /* scale: process counts */

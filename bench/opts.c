@@ -74,6 +74,10 @@ void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
         "  --plot-dir DIR          PNG plots when gnuplot is installed "
         "(bench/out)\n"
         "  --no-baseline           partitions: skip the plain-loop runs\n"
+        "  --baseline-headers      passthrough, partitions: the plain loop also "
+        "forwards\n"
+        "                          each record's headers, as mephisto's forward "
+        "does\n"
         "  --set NAME=VALUE        a mephisto setting for the apps under test "
         "(repeatable),\n"
         "                          e.g. --set max_poll_batch=4096\n"
@@ -245,6 +249,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         O_JSON,
         O_PLOTDIR,
         O_NOBASE,
+        O_BLHDRS,
         O_QUIET,
         O_SCENARIO,
         O_SET,
@@ -272,6 +277,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         {"json", required_argument, 0, O_JSON},
         {"plot-dir", required_argument, 0, O_PLOTDIR},
         {"no-baseline", no_argument, 0, O_NOBASE},
+        {"baseline-headers", no_argument, 0, O_BLHDRS},
         {"quiet", no_argument, 0, O_QUIET},
         {"scenario", required_argument, 0, O_SCENARIO},
         {"set", required_argument, 0, O_SET},
@@ -370,6 +376,9 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         case O_NOBASE:
             o->no_baseline = true;
             break;
+        case O_BLHDRS:
+            o->baseline_headers = true;
+            break;
         case O_QUIET:
             o->quiet = true;
             break;
@@ -448,8 +457,9 @@ void bench_params_common(const bench_opts_t *o, char *buf, size_t size)
         "\"broker\":\"%s\",\"partitions\":%d,\"workers\":%d,\"cpus\":\"%s\","
         "\"threads_per_core\":%d,\"size\":%d,\"keys\":%d,\"seed\":%llu,"
         "\"linger_ms\":%d,"
-        "\"repeat\":%d",
+        "\"repeat\":%d%s",
         strncmp(o->broker, "mock://", 7) == 0 ? "mock" : o->broker + 8,
         o->partitions, o->workers, o->cpus ? o->cpus : "", o->threads_per_core,
-        o->size, o->keys, (unsigned long long)o->seed, o->linger_ms, o->repeat);
+        o->size, o->keys, (unsigned long long)o->seed, o->linger_ms, o->repeat,
+        o->baseline_headers ? ",\"baseline_headers\":true" : "");
 }

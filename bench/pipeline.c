@@ -226,9 +226,36 @@ typedef struct bl_thread {
     rd_kafka_t *consumer;
     rd_kafka_t *producer;
     rd_kafka_topic_t *rkt;
+    bool headers; /* --baseline-headers: forward each record's headers */
     int stop; /* __atomic */
     pthread_t th;
 } bl_thread_t;
+
+/* Produces m's key and value (and with headers its headers, as
+ * mph_event_forward does: the same calls) to t's output topic; waits while
+ * the producer's queue is full. */
+static void bl_forward(bl_thread_t *t, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL, *hc = NULL;
+    if (t->headers && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        hc = rd_kafka_headers_copy(h);
+    for (;;) {
+        rd_kafka_resp_err_t e =
+            hc ? rd_kafka_producev(t->producer, RD_KAFKA_V_RKT(t->rkt),
+                                   RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+                                   RD_KAFKA_V_KEY(m->key, m->key_len),
+                                   RD_KAFKA_V_VALUE(m->payload, m->len),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                   RD_KAFKA_V_HEADERS(hc), RD_KAFKA_V_END)
+               : rd_kafka_produce(t->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                  m->payload, m->len, m->key, m->key_len, NULL) == -1
+                   ? rd_kafka_last_error()
+                   : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(t->producer, 10);
+    }
+}
 
 static void *bl_main(void *arg)
 {
@@ -256,13 +283,8 @@ static void *bl_main(void *arg)
             continue;
         }
         bench_first_mark(&c->first);
-        if (decode_user(p, m->payload, m->len) == MPH_OK) {
-            while (rd_kafka_produce(t->rkt, RD_KAFKA_PARTITION_UA,
-                                    RD_KAFKA_MSG_F_COPY, m->payload, m->len,
-                                    m->key, m->key_len, NULL) == -1 &&
-                   rd_kafka_last_error() == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                rd_kafka_poll(t->producer, 10);
-        }
+        if (decode_user(p, m->payload, m->len) == MPH_OK)
+            bl_forward(t, m);
         rd_kafka_message_destroy(m);
         rd_kafka_poll(t->producer, 0);
         __atomic_store_n(&c->counts[t->idx].n, c->counts[t->idx].n + 1,
@@ -379,6 +401,7 @@ static int bl_start(pt_ctx_t *c, bench_kafka_t *k, const bench_opts_t *o,
     for (int i = 0; i < nthreads; i++) {
         bl[i].ctx = c;
         bl[i].idx = i;
+        bl[i].headers = o->baseline_headers;
         bl[i].cpu = cpu_at(
             o->cpus, i / (o->threads_per_core > 0 ? o->threads_per_core : 1));
         if (bl_new(&bl[i], k, o, group, in, out, errstr, errstr_size))

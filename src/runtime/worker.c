@@ -2064,6 +2064,7 @@ static bool eos_commit(mph__worker_t *w, bool again)
     }
     if (l->cnt == 0 && fs == MPH__FLUSH_DONE && w->events_since_commit == 0) {
         rd_kafka_topic_partition_list_destroy(l);
+        w->replacements = 0; /* the producer did not fail for an interval */
         return true; /* nothing processed, sent or dirty since the last commit */
     }
     int rc = l->cnt > 0 ? txn_call(w, l) : 0;
