@@ -1540,6 +1540,29 @@ static void out_topics_close(mph__worker_t *w)
         }
 }
 
+/* Replaces w's producer with a new one (with init: its transactions
+ * begun, as at start), then purges the old one, serves its reports
+ * (queued before rd_kafka_purge returns: dr_cb sees the new producer) and
+ * destroys it. When no new one can be made, the old one stays, the worker
+ * fails the app (when names the occasion) and false is returned. */
+static bool producer_replace(mph__worker_t *w, bool init, const char *when)
+{
+    rd_kafka_t *old = w->producer;
+    rd_kafka_queue_t *old_main = w->prod_main;
+    char err[512];
+    out_topics_close(w); /* handles of the old producer */
+    if (producer_open(w, init, err, sizeof err) != MPH_OK) {
+        w->producer = old;
+        w->prod_main = old_main;
+        w->failed = true;
+        mph__app_fail(w->app, MPH_ERR_INVALID, "worker %d: cannot replace its producer %s: %s",
+                      w->index, when, err);
+        return false;
+    }
+    producer_close(old, old_main);
+    return true;
+}
+
 /* Drops everything this worker's producer still holds, queued or in
  * flight, once partitions were handed back without durable state (lost to
  * the group, or their flush failed). Their changelog records must never
@@ -1561,22 +1584,10 @@ static void out_topics_close(mph__worker_t *w)
  * are written again at the next commit. */
 static void purge_handed_back(mph__worker_t *w)
 {
-    rd_kafka_t *old = w->producer;
-    rd_kafka_queue_t *old_main = w->prod_main;
     uint64_t before = w->purged_handed_back, resent = w->resent_inflight;
     int64_t changelog = w->cl_pending;
-    char err[512];
-    out_topics_close(w); /* handles of the old producer */
-    if (producer_open(w, true, err, sizeof err) != MPH_OK) {
-        w->producer = old;
-        w->prod_main = old_main;
-        mph__app_fail(w->app, MPH_ERR_INVALID, "worker %d: cannot replace its producer at a "
-                      "hand-over: %s", w->index, err);
+    if (!producer_replace(w, true, "at a hand-over"))
         return;
-    }
-    /* Purges it and serves its reports (queued before rd_kafka_purge
-     * returns) before destroying it. */
-    producer_close(old, old_main);
     if (w->cl_pending > 0) {
         mph_log(MPH_LOG_ERROR, "%lld changelog records without a report after the purge",
                 (long long)w->cl_pending);
@@ -1867,20 +1878,10 @@ static void eos_replace_step(mph__worker_t *w)
                           w->txn_id, w->replacements + 1);
             return;
         }
-        rd_kafka_t *old = w->producer;
-        rd_kafka_queue_t *old_main = w->prod_main;
-        char err[512];
-        out_topics_close(w); /* handles of the old producer */
-        if (producer_open(w, false, err, sizeof err) != MPH_OK) {
-            w->producer = old;
-            w->prod_main = old_main;
-            w->failed = true;
+        if (!producer_replace(w, false, "after a fatal error")) {
             w->abort_pending = false;
-            mph__app_fail(w->app, MPH_ERR_INVALID, "worker %d: cannot replace its transactional "
-                          "producer: %s", w->index, err);
             return;
         }
-        producer_close(old, old_main);
         /* Its reports were of the aborted transaction (errors among them
          * doomed it again): the next one starts clean. */
         w->txn_doomed = false;
