@@ -239,8 +239,9 @@ static void bl_forward(bl_thread_t *t, const rd_kafka_message_t *m)
     rd_kafka_headers_t *h = NULL, *hc = NULL;
     if (t->headers && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
         hc = rd_kafka_headers_copy(h);
+    rd_kafka_resp_err_t e;
     for (;;) {
-        rd_kafka_resp_err_t e =
+        e =
             hc ? rd_kafka_producev(t->producer, RD_KAFKA_V_RKT(t->rkt),
                                    RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
                                    RD_KAFKA_V_KEY(m->key, m->key_len),
@@ -255,6 +256,8 @@ static void bl_forward(bl_thread_t *t, const rd_kafka_message_t *m)
             break;
         rd_kafka_poll(t->producer, 10);
     }
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && hc)
+        rd_kafka_headers_destroy(hc); /* a refused record's headers stay the caller's */
 }
 
 static void *bl_main(void *arg)

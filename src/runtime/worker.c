@@ -161,6 +161,14 @@ static bool retriable(rd_kafka_resp_err_t err)
     }
 }
 
+/* exactly_once: whether err says a newer producer with this
+ * transactional.id exists (the worker stops writing). */
+static bool fencing(rd_kafka_resp_err_t code)
+{
+    return code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+           code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
+}
+
 /* Whether the broker refused the record itself: it can never be written
  * to that topic, so the topic's on_send_error decides. */
 static bool unsendable(rd_kafka_resp_err_t err)
@@ -601,9 +609,7 @@ static void eos_dr(mph__worker_t *w, const rd_kafka_message_t *m, uint32_t slot_
     }
     if (eos_fatal(w) && !w->fenced)
         return; /* the abort replaces the producer (eos_replace_step) */
-    if (!retriable(m->err) && m->err != RD_KAFKA_RESP_ERR__FENCED &&
-        m->err != RD_KAFKA_RESP_ERR_PRODUCER_FENCED &&
-        m->err != RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH && m->err != RD_KAFKA_RESP_ERR__FATAL) {
+    if (!retriable(m->err) && !fencing(m->err) && m->err != RD_KAFKA_RESP_ERR__FATAL) {
         /* No attempt can succeed (permissions, unknown topic ...): processing
          * the source again would fail the same way for ever. */
         w->failed = true;
@@ -1645,12 +1651,6 @@ static void purge_handed_back(mph__worker_t *w)
 #define TXN_RETRIES 5
 #define TXN_STEP_MS 1000
 #define EOS_REPLACE_MAX 5 /* producers replaced without a commit between */
-
-static bool fencing(rd_kafka_resp_err_t code)
-{
-    return code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
-           code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH;
-}
 
 /* The producer failed fatally with code: fenced, the worker stops; any
  * other error dooms the transaction, whose abort replaces the producer. */
