@@ -84,6 +84,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ck_pr.h>
@@ -636,6 +637,77 @@ static void hand_over_restored(mph__coord_t *c)
     ck_pr_store_int(&app->ready, c->assign_calls > 0 && mph__restorer_idle(c->restorer) ? 1 : 0);
 }
 
+/* exactly_once, before the restore of newly assigned partitions starts: a
+ * previous owner's last transaction may still be pending with the offsets
+ * of these partitions in it (it sent them in the old generation, so the
+ * group took them, and its commit is slow). Its changelog records may not
+ * even be on the broker yet (a commit produces them just before sending
+ * the offsets, and only the commit flushes them), so a restore that read
+ * the changelogs' ends now could stop before them while the offsets that
+ * transaction commits count: their updates would be lost (test_eos
+ * restore_waits_for_the_previous_owners_transaction). Reading the
+ * committed offsets with require_stable (librdkafka does under
+ * read_committed, KIP-447) answers UNSTABLE_OFFSET_COMMIT, per partition,
+ * while such a transaction is pending; librdkafka retries a while, then
+ * returns the partition with that error and the call itself succeeds. So
+ * this asks again until no partition is unstable: then every record of a
+ * committed transaction is below the high watermarks the restore reads
+ * (recovery.c waits for the transactions still open there). One that has
+ * not sent its offsets yet cannot any more: the new generation fences
+ * them. Waiting longer than STABLE_WAIT_MS stops the app rather than
+ * restore too little. */
+#define STABLE_WAIT_MS 180000
+
+static void await_stable_offsets(mph__coord_t *c, const rd_kafka_topic_partition_list_t *parts)
+{
+    mph_app_t *app = c->app;
+    int64_t t0 = mph_clock_mono_ns(), warned = 0;
+    for (;;) {
+        rd_kafka_topic_partition_list_t *cp = rd_kafka_topic_partition_list_copy(parts);
+        rd_kafka_resp_err_t e = rd_kafka_committed(app->consumer, cp, 10000);
+        int unstable = 0;
+        const rd_kafka_topic_partition_t *u = NULL;
+        for (int i = 0; !e && i < cp->cnt; i++)
+            if (cp->elems[i].err == RD_KAFKA_RESP_ERR_UNSTABLE_OFFSET_COMMIT) {
+                unstable++;
+                u = &cp->elems[i];
+            }
+        char which[300] = "";
+        if (u)
+            snprintf(which, sizeof which, "%s [%d]", u->topic, (int)u->partition);
+        rd_kafka_topic_partition_list_destroy(cp);
+        int64_t now = mph_clock_mono_ns();
+        if (!e && !unstable) {
+            if (now - t0 > 1000000000LL)
+                mph_log(MPH_LOG_INFO, "exactly_once: offsets stable after %.1f s; restoring",
+                        (double)(now - t0) / 1e9);
+            return;
+        }
+        if ((now - t0) / 1000000 > STABLE_WAIT_MS) {
+            mph__app_fail(app, MPH_ERR_TIMEOUT,
+                          "exactly_once: the committed offsets of %d newly assigned partitions "
+                          "(%s) are still unstable after %d s (%s): a transaction of their "
+                          "previous owner stays open; stopping rather than restore their "
+                          "tables without it", unstable ? unstable : parts->cnt,
+                          unstable ? which : "all",
+                          STABLE_WAIT_MS / 1000,
+                          e ? rd_kafka_err2str(e) : "UNSTABLE_OFFSET_COMMIT");
+            return;
+        }
+        if (ck_pr_load_int(&app->state) >= APP_STOPPING)
+            return; /* stopping: nothing is restored any more */
+        if (warned == 0 || now - warned > 5000000000LL) {
+            warned = now;
+            mph_log(MPH_LOG_WARN, "exactly_once: waiting for a previous owner's transaction "
+                    "to end before restoring %d partitions (%s): %s",
+                    unstable ? unstable : parts->cnt, unstable ? which : "all",
+                    e ? rd_kafka_err2str(e) : "offsets unstable");
+        }
+        struct timespec ts = {0, 200000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts)
 {
     mph_app_t *app = c->app;
@@ -648,24 +720,8 @@ static void assign_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
     if (ok)
         await_late_revocations(c, count, parts, ok);
     mph__standby_taken(c->standby, parts);
-    if (app->eos && app->ntables && parts->cnt > 0) {
-        /* exactly_once: a previous owner's last transaction may still be
-         * completing (its commit markers are written after EndTxn
-         * returned), and recovery reads the changelog only up to the last
-         * stable offset, so it would miss that transaction's changelog
-         * records while the offsets it committed count. Reading the
-         * committed offsets with require_stable (librdkafka does under
-         * read_committed, KIP-447) waits until no transaction holding
-         * offsets of these partitions is pending, and the changelog
-         * records of a partition are always in the transaction of its
-         * offsets. Bounded by the transaction timeout (60 s by default). */
-        rd_kafka_topic_partition_list_t *cp = rd_kafka_topic_partition_list_copy(parts);
-        rd_kafka_resp_err_t e = rd_kafka_committed(app->consumer, cp, 70000);
-        if (e)
-            mph_log(MPH_LOG_WARN, "exactly_once: cannot wait for stable offsets before "
-                                  "recovery: %s", rd_kafka_err2str(e));
-        rd_kafka_topic_partition_list_destroy(cp);
-    }
+    if (app->eos && app->ntables && parts->cnt > 0)
+        await_stable_offsets(c, parts);
     for (int w = 0; w < W; w++)
         msgs[w] = count[w] && ok && ok[w] ? mph__msg_new(MSG_ASSIGN, w, count[w]) : NULL;
     free(ok);
@@ -827,8 +883,16 @@ static void revoke_parts(mph__coord_t *c, rd_kafka_topic_partition_list_t *parts
         !await_answers(c, c->revoke_done, want, &sink,
                        deadline + (int64_t)REPLY_GRACE_MS * 1000000)) {
         int late = 0;
-        for (int w = 0; w < W; w++)
-            late += c->revoke_done[w] < want[w];
+        for (int w = 0; w < W; w++) {
+            if (c->revoke_done[w] >= want[w])
+                continue;
+            late++;
+            /* Before this callback returns (and the consumer rejoins): a
+             * worker that handles it later must not commit a transaction
+             * any more (worker.c, eos_abandoned). */
+            ck_pr_store_64(&app->workers[w]->revoke_abandoned, want[w]);
+        }
+        ck_pr_fence_store();
         mph_log(MPH_LOG_WARN,
                 "%d of %d workers did not hand back partitions in time; their shards and "
                 "final points are taken when they do",

@@ -1828,6 +1828,12 @@ static void abort_done(mph__worker_t *w)
     int64_t deadline = mph_clock_mono_ns() + 5000000000LL;
     while (rd_kafka_outq_len(w->producer) > 0 && mph_clock_mono_ns() < deadline)
         rd_kafka_poll(w->producer, 10);
+    /* Only now: changelog records of the aborted flush report (purged, or
+     * written and aborted) until here, and each report counts down. Reset
+     * when the abort began, the count went below zero, and the next
+     * commit stopped waiting for its own reports too early. */
+    w->cl_pending = 0;
+    w->cl_failed = false;
     if (w->abort_again && !w->failed)
         eos_begin(w);
 }
@@ -1931,8 +1937,6 @@ static void eos_abort(mph__worker_t *w, bool again)
         return;
     }
     mph__tables_flush_cancel(w);
-    w->cl_pending = 0;
-    w->cl_failed = false;
     mph__pw_drop_batches(w); /* their records are read again after the seek */
     rollback_shards(w);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
@@ -1984,9 +1988,24 @@ static void eos_abort(mph__worker_t *w, bool again)
     eos_abort_step(w);
 }
 
-/* send_offsets_to_transaction (l set) or commit_transaction, retried
- * while retriable: 0, 1 or -1 as txn_outcome. */
-static int txn_call(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l)
+/* True while a revocation the coordinator gave up waiting for has not
+ * been handled here: the coordinator unassigned and rejoined meanwhile,
+ * the group may have given these partitions to another member (which
+ * restores their tables from the changelog and starts from the committed
+ * offsets), and this consumer's group metadata names the new generation,
+ * so the broker would take offsets sent with it. A commit now could land
+ * after the new owner's restore: its changelog records would be missing
+ * there while its offsets count (updates lost). Such a transaction is
+ * aborted instead; the revocation, once handled, drops the shards. */
+static bool eos_abandoned(const mph__worker_t *w)
+{
+    return ck_pr_load_64((uint64_t *)&w->revoke_abandoned) > w->revoke_seen;
+}
+
+/* send_offsets_to_transaction (l set, with cgmd) or commit_transaction,
+ * retried while retriable: 0, 1 or -1 as txn_outcome. */
+static int txn_call(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l,
+                    const rd_kafka_consumer_group_metadata_t *cgmd)
 {
     rd_kafka_error_t *e = NULL;
     /* Short resumable steps: a session that timed out meanwhile (a broker
@@ -1995,17 +2014,13 @@ static int txn_call(mph__worker_t *w, const rd_kafka_topic_partition_list_t *l)
      * outage. */
     int64_t deadline = mph_clock_mono_ns() + (int64_t)TXN_TIMEOUT_MS * TXN_RETRIES * 1000000;
     for (;;) {
-        if (l) {
-            rd_kafka_consumer_group_metadata_t *cgmd =
-                rd_kafka_consumer_group_metadata(w->app->consumer);
+        if (l)
             e = rd_kafka_send_offsets_to_transaction(w->producer, l, cgmd, TXN_STEP_MS);
-            rd_kafka_consumer_group_metadata_destroy(cgmd);
-        } else {
+        else
             e = rd_kafka_commit_transaction(w->producer, TXN_STEP_MS);
-        }
         if (!e || !rd_kafka_error_is_retriable(e) || mph_clock_mono_ns() > deadline)
             break;
-        if (rd_kafka_assignment_lost(w->app->consumer)) {
+        if (rd_kafka_assignment_lost(w->app->consumer) || (l && eos_abandoned(w))) {
             rd_kafka_error_destroy(e);
             mph_log_limited(&w->log_lim, 2000, MPH_LOG_WARN,
                             "worker %d: the group lost this member's partitions during a "
@@ -2068,12 +2083,30 @@ static bool eos_commit(mph__worker_t *w, bool again)
         w->replacements = 0; /* the producer did not fail for an interval */
         return true; /* nothing processed, sent or dirty since the last commit */
     }
-    int rc = l->cnt > 0 ? txn_call(w, l) : 0;
+    /* The group metadata once, before looking for an abandoned revocation
+     * (eos_abandoned): metadata taken after the coordinator rejoined would
+     * name the new generation, and the abandonment is marked before that
+     * rejoin. Retries send the same: a generation that moved on meanwhile
+     * makes the broker refuse the offsets, and the transaction aborts. */
+    rd_kafka_consumer_group_metadata_t *cgmd =
+        l->cnt > 0 ? rd_kafka_consumer_group_metadata(app->consumer) : NULL;
+    ck_pr_fence_load();
+    int rc = 0;
+    if (l->cnt > 0 && eos_abandoned(w)) {
+        mph_log_limited(&w->log_lim, 2000, MPH_LOG_WARN,
+                        "worker %d: a revocation the coordinator gave up waiting for is not "
+                        "handled yet; the transaction is aborted, not committed", w->index);
+        rc = 1;
+    } else if (l->cnt > 0) {
+        rc = txn_call(w, l, cgmd);
+    }
+    if (cgmd)
+        rd_kafka_consumer_group_metadata_destroy(cgmd);
     rd_kafka_topic_partition_list_destroy(l);
     if (rc == 0 && w->txn_doomed)
         rc = 1;
     if (rc == 0)
-        rc = txn_call(w, NULL);
+        rc = txn_call(w, NULL, NULL);
     if (rc == 0 && w->txn_doomed)
         rc = 1; /* (cannot happen: librdkafka refuses such a commit) */
     if (rc < 0)
@@ -2148,7 +2181,16 @@ static void post_revoked(mph__worker_t *w, const mph__msg_t *msg, mph__msg_t *re
  * the partitions kept carry on from their re-seek. */
 static void eos_revoke(mph__worker_t *w, mph__msg_t *msg)
 {
-    bool durable = !msg->lost && !w->fenced;
+    /* A revocation the coordinator gave up waiting for counts as lost:
+     * the group may have moved the partitions on (eos_abandoned). */
+    ck_pr_fence_load();
+    bool abandoned = msg->seq <= ck_pr_load_64(&w->revoke_abandoned);
+    if (abandoned && !msg->lost)
+        mph_log(MPH_LOG_WARN, "worker %d: handled a revocation after the coordinator stopped "
+                "waiting for it: its open transaction is aborted and its shards dropped (the "
+                "next owner restores them from the changelog)", w->index);
+    bool lost = msg->lost || abandoned;
+    bool durable = !lost && !w->fenced;
     mph__msg_t *reply = mph__msg_new(MSG_REVOKED, w->index, msg->n);
     size_t k = 0;
     if (durable) {
@@ -2170,13 +2212,16 @@ static void eos_revoke(mph__worker_t *w, mph__msg_t *msg)
         }
         slot_remove(w, (uint32_t)sid);
     }
-    if (msg->lost && !w->fenced) {
-        mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): aborting the "
-                              "open transaction of worker %d", w->index);
+    if (lost && !w->fenced) {
+        if (msg->lost)
+            mph_log(MPH_LOG_WARN, "partitions lost to the group (session timeout?): aborting "
+                                  "the open transaction of worker %d", w->index);
         /* Every shard leaves and is rebuilt from the changelog. */
         w->persist_pending = false;
         eos_abort(w, true);
     }
+    if (msg->seq > w->revoke_seen)
+        w->revoke_seen = msg->seq;
     post_revoked(w, msg, reply, k, durable);
 }
 

@@ -173,6 +173,14 @@ struct mph__worker {
     bool replace_pending; /* failed fatally, not fenced: the abort replaces the producer */
     bool replace_open;   /* the replacement exists; its init_transactions not done */
     int replacements;    /* producers replaced since the last commit */
+    /* Revocations the coordinator stopped waiting for: set (ck_pr, by the
+     * coordinator, before its rebalance callback returns) to the sequence
+     * number of the last MSG_REVOKE it gave up on; revoke_seen is the last
+     * one this worker handled. While abandoned > seen the group may have
+     * handed this worker's partitions to another member, so no
+     * transaction commits (worker.c, eos_abandoned). */
+    uint64_t revoke_abandoned;
+    uint64_t revoke_seen;
     mph__poison_t *poison;
     size_t npoison, poison_cap;
 

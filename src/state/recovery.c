@@ -9,6 +9,22 @@
  * gaps at the end, where no record carries the last offset). Empty
  * partitions and shards already current are done before the first fetch.
  *
+ * exactly_once: the recovery consumer reads read_committed, where a
+ * partition's end (its last stable offset, and end-of-partition there)
+ * stops before any transaction still open, and also before one that is
+ * committed but whose commit markers the broker has not written yet: the
+ * transaction coordinator answers EndTxn before it writes them. A shard
+ * handed back at a revocation and assigned again at once, or the next
+ * owner of one, then stopped before the last committed transaction of
+ * the partition — or, its checkpoint being beyond that end, dropped the
+ * shard and rebuilt it without that transaction — while the committed
+ * offsets count it: its updates were lost (test_eos kill_9 and zombie,
+ * one run in a few). So the end is the high watermark, read with a
+ * read_uncommitted handle, and a partition is done only when its records
+ * up to there are read: the recovery waits until every transaction in
+ * the changelog when it started is committed (its records read) or
+ * aborted (skipped); an open one ends within its transaction timeout.
+ *
  * A checkpoint beyond the high watermark (the topic was recreated) or
  * before the low watermark (records were deleted) cannot be trusted: the
  * shard is dropped and rebuilt from the low watermark, with a warning.
@@ -54,6 +70,7 @@ typedef struct part {
     mph__rstore_batch_t *batch;
     uint64_t gen; /* the store's generation before the first bulk write */
     bool wal;     /* follow mode: ordinary writes (WAL on), no bulk flush */
+    bool waiting; /* exactly_once: logged that it waits for open transactions */
 } part_t;
 
 /* Applies one changelog record to its shard, decoded from Faust's encoding
@@ -155,6 +172,30 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         free(parts);
         return MPH_ERR_INVALID;
     }
+    /* exactly_once (see DESIGN): the ends are the high watermarks, which a
+     * read_committed handle does not give (it answers the last stable
+     * offsets). A standby follows its changelog without an end. */
+    const char *pg = mph_conf_get(conf, "processing_guarantee");
+    bool eos = !follow && pg && strcmp(pg, "exactly_once") == 0;
+    rd_kafka_t *ends = rk;
+    if (eos) {
+        rd_kafka_conf_t *ec = mph__kafka_conf_new(env, conf, MPH__KAFKA_CONSUMER, errstr,
+                                                  errstr_size);
+        if (ec) {
+            mph__kafka_conf_set(ec, "group.id", gid, NULL, 0); /* never joined */
+            mph__kafka_conf_set(ec, "isolation.level", "read_uncommitted", NULL, 0);
+        }
+        ends = ec ? mph__kafka_new(ec, MPH__KAFKA_CONSUMER, errstr, errstr_size) : NULL;
+        if (!ends) {
+            rd_kafka_destroy(rk);
+            free(parts);
+            return MPH_ERR_INVALID;
+        }
+        /* An open transaction ends within its timeout (60 s by default),
+         * and the broker aborts it within its cleanup interval after. */
+        if (timeout_ms < 180000)
+            timeout_ms = 180000;
+    }
 
     int64_t total = 0;
     rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new((int)n);
@@ -173,7 +214,7 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
          * yet: retry for a while before giving up. */
         int64_t wm_deadline = mph_clock_mono_ns() + (int64_t)timeout_ms * 1000000;
         do {
-            err = mph__kafka_watermarks(rk, it->changelog, (int32_t)sh->partition, &p->lo,
+            err = mph__kafka_watermarks(ends, it->changelog, (int32_t)sh->partition, &p->lo,
                                         &p->hi, 5000);
             if (err && mph_clock_mono_ns() < wm_deadline) {
                 struct timespec ts = {0, 200000000};
@@ -269,7 +310,16 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                     goto out;
                 }
             } else if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                if (m->offset >= p->hi || m->offset >= p->next) {
+                if (eos && m->offset < p->hi && !p->waiting) {
+                    /* The last stable offset: a transaction is open, or
+                     * its commit markers are not written yet. */
+                    p->waiting = true;
+                    mph_log(MPH_LOG_INFO, "%s [%u]: stable up to offset %lld of %lld: waiting "
+                            "for the transactions still open there to end",
+                            p->item->changelog, p->item->shard->partition,
+                            (long long)m->offset, (long long)p->hi);
+                }
+                if (m->offset >= p->hi || (!eos && m->offset >= p->next)) {
                     open--;
                     err = finish_part(p, workers, errstr, errstr_size);
                     if (err) {
@@ -380,6 +430,8 @@ out:
     rd_kafka_topic_partition_list_destroy(assign);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    if (ends != rk)
+        rd_kafka_destroy(ends);
     return err;
 }
 

@@ -143,7 +143,11 @@ mph_cli_result_t mph_cli_finish(mph_cli_proc_t *p, int timeout_ms)
     cr_assert_neq(r.status, 121, "the child could not exec %s", mph_cli_path());
     r.out = mph_cli_slurp(p->out_path);
     r.err = mph_cli_slurp(p->err_path);
-    mph_test_rmrf(p->dir);
+    /* MEPHISTO_TEST_KEEP_LOGS=1 keeps each child's stdout and stderr (the
+     * directory is named in the test's own output when it fails). */
+    const char *keep = getenv("MEPHISTO_TEST_KEEP_LOGS");
+    if (!keep || !*keep || strcmp(keep, "0") == 0)
+        mph_test_rmrf(p->dir);
     return r;
 }
 
