@@ -216,6 +216,14 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         do {
             err = mph__kafka_watermarks(ends, it->changelog, (int32_t)sh->partition, &p->lo,
                                         &p->hi, 5000);
+            /* Through the reading consumer too, under exactly_once: the
+             * query makes it learn the partition's leader, without which
+             * its first fetch waited about a second for a metadata
+             * refresh (every restore took 1 s longer). */
+            int64_t lo2, stable;
+            if (!err && ends != rk)
+                err = mph__kafka_watermarks(rk, it->changelog, (int32_t)sh->partition, &lo2,
+                                            &stable, 5000);
             if (err && mph_clock_mono_ns() < wm_deadline) {
                 struct timespec ts = {0, 200000000};
                 nanosleep(&ts, NULL);
