@@ -155,6 +155,22 @@ static rd_kafka_t *client(const opts_t *o, rd_kafka_type_t type,
     return rk;
 }
 
+/* A consumer that only asks for watermarks: read_uncommitted, so that
+ * its high watermarks are the logs' ends, not the last stable offsets. */
+static rd_kafka_t *ends_client(const opts_t *o)
+{
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    set(c, "bootstrap.servers", o->brokers);
+    set(c, "log_level", "3");
+    set(c, "group.id", "reltool-ends");
+    set(c, "isolation.level", "read_uncommitted");
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+    if (!rk)
+        die("client: %s", err);
+    return rk;
+}
+
 static void hex(FILE *out, const void *p, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
@@ -608,6 +624,14 @@ static void dump(const opts_t *o)
     if (!o->topic)
         die("dump: needs --topic");
     rd_kafka_t *rk = client(o, RD_KAFKA_CONSUMER, NULL);
+    /* The ends are the high watermarks, read through a read_uncommitted
+     * client: the reader itself (read_committed, librdkafka's default)
+     * would answer the last stable offsets, which stop before a
+     * transaction still open — e.g. one a worker killed with -9 left and
+     * that the broker aborts only after transaction.timeout.ms — and the
+     * committed records after it would be missing from the dump. So the
+     * dump waits until every transaction open when it started ended. */
+    rd_kafka_t *ends = ends_client(o);
     int n = partitions_of(rk, o->topic);
     int64_t *lo = calloc((size_t)n, sizeof *lo),
             *hi = calloc((size_t)n, sizeof *hi);
@@ -616,7 +640,9 @@ static void dump(const opts_t *o)
     printf("# partitions %d\n", n);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
     for (int p = 0; p < n; p++) {
-        watermarks(rk, o->topic, p, &lo[p], &hi[p]);
+        int64_t slo, stable;
+        watermarks(ends, o->topic, p, &lo[p], &hi[p]);
+        watermarks(rk, o->topic, p, &slo, &stable); /* the reader learns the leader */
         printf("# wm %d %lld %lld\n", p, (long long)lo[p], (long long)hi[p]);
         if (hi[p] <= lo[p]) {
             done[p] = true;
@@ -628,7 +654,9 @@ static void dump(const opts_t *o)
     if (e)
         die("assign: %s", rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
-    double deadline = mono_s() + 120;
+    /* An open transaction ends within its timeout (60 s by default) and
+     * the broker's abort check (10 s) after it. */
+    double deadline = mono_s() + 150;
     while (remaining > 0) {
         if (mono_s() > deadline)
             die("dump %s: timed out with %d partitions unread", o->topic,
@@ -688,6 +716,7 @@ static void dump(const opts_t *o)
     }
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    rd_kafka_destroy(ends);
     free(lo);
     free(hi);
     free(done);
