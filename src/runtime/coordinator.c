@@ -672,12 +672,16 @@ static void await_stable_offsets(mph__coord_t *c, const rd_kafka_topic_partition
                 unstable++;
                 u = &cp->elems[i];
             }
-        char which[300] = "";
+        /* Which partitions wait, and why: the unstable ones, or all of
+         * them when the call itself failed. */
+        char which[300] = "all";
         if (u)
             snprintf(which, sizeof which, "%s [%d]", u->topic, (int)u->partition);
+        int waiting = e ? parts->cnt : unstable;
+        const char *why = e ? rd_kafka_err2str(e) : "UNSTABLE_OFFSET_COMMIT";
         rd_kafka_topic_partition_list_destroy(cp);
         int64_t now = mph_clock_mono_ns();
-        if (!e && !unstable) {
+        if (!waiting) {
             if (now - t0 > 1000000000LL)
                 mph_log(MPH_LOG_INFO, "exactly_once: offsets stable after %.1f s; restoring",
                         (double)(now - t0) / 1e9);
@@ -688,10 +692,7 @@ static void await_stable_offsets(mph__coord_t *c, const rd_kafka_topic_partition
                           "exactly_once: the committed offsets of %d newly assigned partitions "
                           "(%s) are still unstable after %d s (%s): a transaction of their "
                           "previous owner stays open; stopping rather than restore their "
-                          "tables without it", unstable ? unstable : parts->cnt,
-                          unstable ? which : "all",
-                          STABLE_WAIT_MS / 1000,
-                          e ? rd_kafka_err2str(e) : "UNSTABLE_OFFSET_COMMIT");
+                          "tables without it", waiting, which, STABLE_WAIT_MS / 1000, why);
             return;
         }
         if (ck_pr_load_int(&app->state) >= APP_STOPPING)
@@ -699,9 +700,7 @@ static void await_stable_offsets(mph__coord_t *c, const rd_kafka_topic_partition
         if (warned == 0 || now - warned > 5000000000LL) {
             warned = now;
             mph_log(MPH_LOG_WARN, "exactly_once: waiting for a previous owner's transaction "
-                    "to end before restoring %d partitions (%s): %s",
-                    unstable ? unstable : parts->cnt, unstable ? which : "all",
-                    e ? rd_kafka_err2str(e) : "offsets unstable");
+                    "to end before restoring %d partitions (%s): %s", waiting, which, why);
         }
         struct timespec ts = {0, 200000000};
         nanosleep(&ts, NULL);

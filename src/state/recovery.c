@@ -70,7 +70,6 @@ typedef struct part {
     mph__rstore_batch_t *batch;
     uint64_t gen; /* the store's generation before the first bulk write */
     bool wal;     /* follow mode: ordinary writes (WAL on), no bulk flush */
-    bool waiting; /* exactly_once: logged that it waits for open transactions */
 } part_t;
 
 /* Applies one changelog record to its shard, decoded from Faust's encoding
@@ -216,14 +215,19 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
         do {
             err = mph__kafka_watermarks(ends, it->changelog, (int32_t)sh->partition, &p->lo,
                                         &p->hi, 5000);
-            /* Through the reading consumer too, under exactly_once: the
-             * query makes it learn the partition's leader, without which
-             * its first fetch waited about a second for a metadata
+            /* Through the reading consumer too, under exactly_once: its
+             * end (the last stable offset) says whether this waits, and
+             * the query makes it learn the partition's leader, without
+             * which its first fetch waited about a second for a metadata
              * refresh (every restore took 1 s longer). */
-            int64_t lo2, stable;
+            int64_t lo2, stable = p->hi;
             if (!err && ends != rk)
                 err = mph__kafka_watermarks(rk, it->changelog, (int32_t)sh->partition, &lo2,
                                             &stable, 5000);
+            if (!err && stable < p->hi)
+                mph_log(MPH_LOG_INFO, "%s [%u]: stable up to offset %lld of %lld: waiting for "
+                        "the transactions still open there to end", it->changelog,
+                        sh->partition, (long long)stable, (long long)p->hi);
             if (err && mph_clock_mono_ns() < wm_deadline) {
                 struct timespec ts = {0, 200000000};
                 nanosleep(&ts, NULL);
@@ -318,15 +322,8 @@ static mph_err_t recover(const mph__kafka_env_t *env, const mph_conf_t *conf,
                     goto out;
                 }
             } else if (p && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                if (eos && m->offset < p->hi && !p->waiting) {
-                    /* The last stable offset: a transaction is open, or
-                     * its commit markers are not written yet. */
-                    p->waiting = true;
-                    mph_log(MPH_LOG_INFO, "%s [%u]: stable up to offset %lld of %lld: waiting "
-                            "for the transactions still open there to end",
-                            p->item->changelog, p->item->shard->partition,
-                            (long long)m->offset, (long long)p->hi);
-                }
+                /* Under exactly_once an end below hi is the last stable
+                 * offset (see DESIGN): read on. */
                 if (m->offset >= p->hi || (!eos && m->offset >= p->next)) {
                     open--;
                     err = finish_part(p, workers, errstr, errstr_size);

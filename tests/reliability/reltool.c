@@ -128,13 +128,28 @@ static void set(rd_kafka_conf_t *c, const char *k, const char *v)
         die("%s=%s: %s", k, v, err);
 }
 
-static rd_kafka_t *client(const opts_t *o, rd_kafka_type_t type,
-                          const char *group)
+/* The settings every client of this tool has. */
+static rd_kafka_conf_t *client_conf(const opts_t *o)
 {
-    char err[512];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     set(c, "bootstrap.servers", o->brokers);
     set(c, "log_level", "3");
+    return c;
+}
+
+static rd_kafka_t *client_new(rd_kafka_type_t type, rd_kafka_conf_t *c)
+{
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(type, c, err, sizeof err);
+    if (!rk)
+        die("client: %s", err);
+    return rk;
+}
+
+static rd_kafka_t *client(const opts_t *o, rd_kafka_type_t type,
+                          const char *group)
+{
+    rd_kafka_conf_t *c = client_conf(o);
     if (type == RD_KAFKA_PRODUCER) {
         set(c, "enable.idempotence", "true");
         set(c, "partitioner", "murmur2_random");
@@ -149,26 +164,17 @@ static rd_kafka_t *client(const opts_t *o, rd_kafka_type_t type,
         set(c, "fetch.message.max.bytes", "10485760");
         set(c, "receive.message.max.bytes", "104857600");
     }
-    rd_kafka_t *rk = rd_kafka_new(type, c, err, sizeof err);
-    if (!rk)
-        die("client: %s", err);
-    return rk;
+    return client_new(type, c);
 }
 
 /* A consumer that only asks for watermarks: read_uncommitted, so that
  * its high watermarks are the logs' ends, not the last stable offsets. */
 static rd_kafka_t *ends_client(const opts_t *o)
 {
-    char err[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    set(c, "bootstrap.servers", o->brokers);
-    set(c, "log_level", "3");
+    rd_kafka_conf_t *c = client_conf(o);
     set(c, "group.id", "reltool-ends");
     set(c, "isolation.level", "read_uncommitted");
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
-    if (!rk)
-        die("client: %s", err);
-    return rk;
+    return client_new(RD_KAFKA_CONSUMER, c);
 }
 
 static void hex(FILE *out, const void *p, size_t n)
