@@ -56,7 +56,7 @@ typedef struct bench_opts {
     const char *plot_dir;  /* PNG output directory */
     bool quiet;
     bool no_baseline; /* partitions: skip the plain-loop runs */
-    bool baseline_headers; /* the plain loop forwards headers too */
+    bool forward; /* passthrough: both sides forward headers and event time */
     int partition_list[BENCH_MAX_PARTITION_LIST];
     int npartition_list;
     int process_list[BENCH_MAX_PARTITION_LIST]; /* scale: process counts */
@@ -294,6 +294,9 @@ typedef struct bench_first {
     int broker_pid;
 } bench_first_t;
 void bench_first_mark(bench_first_t *f);
+/* Under callgrind: dumps the instructions since the first record was marked
+ * (all threads) as a part named label. A no-op otherwise. */
+void bench_callgrind_dump(const char *label);
 
 /* ---- pipeline.c: one passthrough run, mephisto or the plain loop ---- */
 typedef struct bench_run {

@@ -74,10 +74,12 @@ void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
         "  --plot-dir DIR          PNG plots when gnuplot is installed "
         "(bench/out)\n"
         "  --no-baseline           partitions: skip the plain-loop runs\n"
-        "  --baseline-headers      passthrough, partitions: the plain loop also "
-        "forwards\n"
-        "                          each record's headers, as mephisto's forward "
-        "does\n"
+        "  --forward               passthrough, partitions: both sides forward "
+        "each record's\n"
+        "                          headers and timestamp (mephisto: "
+        "mph_event_forward);\n"
+        "                          default: key and value only, stamped by "
+        "the producer\n"
         "  --set NAME=VALUE        a mephisto setting for the apps under test "
         "(repeatable),\n"
         "                          e.g. --set max_poll_batch=4096\n"
@@ -277,7 +279,8 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
         {"json", required_argument, 0, O_JSON},
         {"plot-dir", required_argument, 0, O_PLOTDIR},
         {"no-baseline", no_argument, 0, O_NOBASE},
-        {"baseline-headers", no_argument, 0, O_BLHDRS},
+        {"forward", no_argument, 0, O_BLHDRS},
+        {"baseline-headers", no_argument, 0, O_BLHDRS}, /* the old name */
         {"quiet", no_argument, 0, O_QUIET},
         {"scenario", required_argument, 0, O_SCENARIO},
         {"set", required_argument, 0, O_SET},
@@ -377,7 +380,7 @@ int bench_opts_parse(bench_opts_t *o, int argc, char **argv,
             o->no_baseline = true;
             break;
         case O_BLHDRS:
-            o->baseline_headers = true;
+            o->forward = true;
             break;
         case O_QUIET:
             o->quiet = true;
@@ -461,5 +464,5 @@ void bench_params_common(const bench_opts_t *o, char *buf, size_t size)
         strncmp(o->broker, "mock://", 7) == 0 ? "mock" : o->broker + 8,
         o->partitions, o->workers, o->cpus ? o->cpus : "", o->threads_per_core,
         o->size, o->keys, (unsigned long long)o->seed, o->linger_ms, o->repeat,
-        o->baseline_headers ? ",\"baseline_headers\":true" : "");
+        o->forward ? ",\"forward\":true" : "");
 }

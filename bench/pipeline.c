@@ -1,11 +1,20 @@
 /*
  * One passthrough run: consume every record of an input topic, read the
- * JSON field "user" of each, forward the record (key and value) to an output
- * topic. Either mephisto does it (an agent using the JSON shim and
- * mph_event_forward) or the baseline does: a plain librdkafka loop per
+ * JSON field "user" of each, send its key and value to an output topic.
+ * Either mephisto does it (an agent using the JSON shim and
+ * mph_event_send_ts) or the baseline does: a plain librdkafka loop per
  * thread (consumer_poll → mph_json_parse/get_str → produce), with the
  * engine's own producer and consumer settings, as many threads as mephisto
  * has workers, each with its own consumer (one group) and producer.
+ *
+ * Both sides do the same work. By default they send key and value only,
+ * stamped with the producer's clock (mephisto: mph_event_send_ts with
+ * timestamp 0, which is rd_kafka_produce as in the loop). With --forward
+ * both forward the record as mph_event_forward does, headers and event
+ * time included: mephisto calls mph_event_forward, the loop reads the
+ * headers (rd_kafka_message_headers: librdkafka allocates to find that a
+ * record has none), copies them and produces with the source timestamp
+ * (rd_kafka_producev).
  *
  * Timing is the same for both: from the first record consumed (the first
  * callback or poll that returns a record) until the broker acknowledged
@@ -40,6 +49,7 @@ typedef struct pt_ctx {
     struct counter *acked; /* outputs the broker acknowledged, per thread */
     bench_first_t first;
     mph_topic_t *out;
+    bool forward; /* --forward: mph_event_forward (headers, event time) */
 } pt_ctx_t;
 
 static uint64_t processed(const pt_ctx_t *c)
@@ -114,7 +124,13 @@ static mph_err_t pt_agent(mph_event_t *ev, void *opaque)
     mph_err_t err = decode_user(c->parsers[w], v, len);
     if (err)
         return err;
-    err = mph_event_forward(ev, c->out);
+    if (c->forward) {
+        err = mph_event_forward(ev, c->out);
+    } else {
+        size_t klen;
+        const void *key = mph_event_key(ev, &klen);
+        err = mph_event_send_ts(ev, c->out, MPH_PARTITION_ANY, key, klen, v, len, NULL, 0, 0);
+    }
     __atomic_store_n(&c->counts[w].n, c->counts[w].n + 1, __ATOMIC_RELAXED);
     return err;
 }
@@ -226,28 +242,30 @@ typedef struct bl_thread {
     rd_kafka_t *consumer;
     rd_kafka_t *producer;
     rd_kafka_topic_t *rkt;
-    bool headers; /* --baseline-headers: forward each record's headers */
+    bool forward; /* --forward: headers and event time, as mph_event_forward */
     int stop; /* __atomic */
     pthread_t th;
 } bl_thread_t;
 
-/* Produces m's key and value (and with headers its headers, as
- * mph_event_forward does: the same calls) to t's output topic; waits while
+/* Produces m's key and value to t's output topic (with forward also its
+ * headers and timestamp, by the calls mph_event_forward makes); waits while
  * the producer's queue is full. */
 static void bl_forward(bl_thread_t *t, const rd_kafka_message_t *m)
 {
     rd_kafka_headers_t *h = NULL, *hc = NULL;
-    if (t->headers && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (t->forward && rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
         hc = rd_kafka_headers_copy(h);
+    int64_t ts = t->forward ? rd_kafka_message_timestamp(m, NULL) : 0;
     rd_kafka_resp_err_t e;
     for (;;) {
         e =
-            hc ? rd_kafka_producev(t->producer, RD_KAFKA_V_RKT(t->rkt),
+            t->forward ? rd_kafka_producev(t->producer, RD_KAFKA_V_RKT(t->rkt),
                                    RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
                                    RD_KAFKA_V_KEY(m->key, m->key_len),
                                    RD_KAFKA_V_VALUE(m->payload, m->len),
                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                   RD_KAFKA_V_HEADERS(hc), RD_KAFKA_V_END)
+                                   RD_KAFKA_V_HEADERS(hc),
+                                   RD_KAFKA_V_TIMESTAMP(ts > 0 ? ts : 0), RD_KAFKA_V_END)
                : rd_kafka_produce(t->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
                                   m->payload, m->len, m->key, m->key_len, NULL) == -1
                    ? rd_kafka_last_error()
@@ -404,7 +422,7 @@ static int bl_start(pt_ctx_t *c, bench_kafka_t *k, const bench_opts_t *o,
     for (int i = 0; i < nthreads; i++) {
         bl[i].ctx = c;
         bl[i].idx = i;
-        bl[i].headers = o->baseline_headers;
+        bl[i].forward = o->forward;
         bl[i].cpu = cpu_at(
             o->cpus, i / (o->threads_per_core > 0 ? o->threads_per_core : 1));
         if (bl_new(&bl[i], k, o, group, in, out, errstr, errstr_size))
@@ -565,6 +583,7 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
         snprintf(res->error, sizeof res->error, "out of memory");
         goto out_ctx;
     }
+    c.forward = o->forward;
     c.first.broker_pid = bench_kafka_broker_pid(k);
     snprintf(group, sizeof group, "bench-%s-%s",
              engine == BENCH_ENGINE_MEPHISTO ? "mph" : "base",
@@ -629,6 +648,7 @@ int bench_passthrough_run(bench_kafka_t *k, const bench_opts_t *o,
     if (bench_watch(o, &watch, label, n, &t_end, res->error,
                     sizeof res->error) == 0) {
         bench_run_finish(res, &c.first, t_end, n);
+        bench_callgrind_dump(label);
         rc = 0;
     }
 

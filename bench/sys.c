@@ -16,6 +16,21 @@
 
 #include "bench.h"
 
+/* Under valgrind --tool=callgrind, each passthrough run's instructions (all
+ * threads, from its first record to its last acknowledgement) are dumped
+ * as a part of their own: docs/benchmarks.md, Profiling. Without the
+ * header (valgrind not installed) the requests compile to nothing; outside
+ * valgrind they cost a few instructions. */
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#endif
+#endif
+#ifndef CALLGRIND_ZERO_STATS
+#define CALLGRIND_ZERO_STATS
+#define CALLGRIND_DUMP_STATS_AT(label) ((void)(label))
+#endif
+
 int64_t bench_now_ns(void)
 {
     struct timespec ts;
@@ -122,9 +137,15 @@ void bench_first_mark(bench_first_t *f)
     int64_t zero = 0, now = bench_now_ns();
     if (__atomic_compare_exchange_n(&f->t_first, &zero, now, false,
                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        CALLGRIND_ZERO_STATS;
         bench_sys_sample(&f->sys_first, f->broker_pid);
         __atomic_store_n(&f->sys_state, 2, __ATOMIC_RELEASE);
     }
+}
+
+void bench_callgrind_dump(const char *label)
+{
+    CALLGRIND_DUMP_STATS_AT(label);
 }
 
 void bench_run_finish(bench_run_t *res, const bench_first_t *f, int64_t t_end,

@@ -8,6 +8,13 @@
  * IORING_OP_TIMEOUT re-armed per wait. liburing's -errno results are
  * converted here.
  *
+ * The same wait can run on ppoll(2) instead (MPH__WAIT_POLL): for kernels
+ * or sandboxes that refuse io_uring (container seccomp profiles,
+ * kernel.io_uring_disabled) and for valgrind, which stops every thread
+ * while one waits in io_uring_enter but not in ppoll. Its semantics are
+ * the uring's: an armed fd stays armed until it is readable; then its
+ * eventfd is read (cleared) and its tag delivered once.
+ *
  * @locality the owning thread only
  */
 #ifndef MPH_IO_URING_H
@@ -17,7 +24,22 @@
 
 typedef struct mph__uring mph__uring_t;
 
-mph__uring_t *mph__uring_new(unsigned entries, char *errstr, size_t errstr_size);
+typedef enum {
+    MPH__WAIT_AUTO,  /* io_uring; ppoll when the kernel refuses io_uring */
+    MPH__WAIT_URING, /* io_uring or fail */
+    MPH__WAIT_POLL,  /* ppoll */
+} mph__wait_mode_t;
+
+/* Parses the io_wait setting ("auto", "uring", "poll"); AUTO otherwise. */
+mph__wait_mode_t mph__wait_mode_parse(const char *s);
+
+/* Under AUTO, a refused io_uring falls back to ppoll and writes why to
+ * fallback (when not NULL; "" when io_uring was used) for the caller to
+ * log. NULL with errstr set on failure. */
+mph__uring_t *mph__uring_new(unsigned entries, mph__wait_mode_t mode, char *fallback,
+                             size_t fallback_size, char *errstr, size_t errstr_size);
+/* True when u waits in ppoll. */
+bool mph__uring_polls(const mph__uring_t *u);
 void mph__uring_destroy(mph__uring_t *u);
 
 /* Arms an 8-byte read of eventfd fd; tag comes back when it completes. */

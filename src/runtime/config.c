@@ -424,7 +424,8 @@ static const struct prop props[] = {
             "bigger batches and fewer requests; less means lower latency. "
             "Unset, it follows `profile`: 5 under `throughput`, 0 under "
             "`latency`."},
-    /* Latency profile: a contiguous block (profile, busy_poll_us). */
+    /* Latency profile and the worker's wait: a contiguous block (profile,
+     * busy_poll_us, io_wait). */
     {.name = "profile",
      .type = T_ENUM,
      .dflt = "throughput",
@@ -458,8 +459,22 @@ static const struct prop props[] = {
             "default) never spins: a worker sleeps as soon as its queue is "
             "empty. Use it only with `profile=latency`, pinned workers "
             "(`cpus`) and cores to spare. (Under valgrind, whose threads "
-            "stop while one waits in `io_uring_enter`, a long `busy_poll_us` "
-            "keeps records flowing for callgrind: docs/benchmarks.md.)"},
+            "stop while one waits in `io_uring_enter`, use `io_wait=poll` "
+            "instead: docs/benchmarks.md.)"},
+    {.name = "io_wait",
+     .type = T_ENUM,
+     .dflt = "auto",
+     .choices = "auto|uring|poll",
+     .doc = "How an idle worker waits for its queue, mailbox and timer. "
+            "`uring`: one io_uring per worker (a worker that cannot create "
+            "one fails to start). `poll`: ppoll(2) on the same eventfds, "
+            "a system call per wait like the ring's, for sandboxes that "
+            "refuse io_uring (container seccomp profiles, "
+            "`kernel.io_uring_disabled`) and for valgrind, which stops every "
+            "thread while one waits in `io_uring_enter`. `auto` (the "
+            "default): io_uring, or ppoll with a warning in the log when "
+            "the kernel refuses io_uring. The records, commits and wake-ups "
+            "are the same under each."},
     {.name = "producer_buffer_max_bytes",
      .type = T_INT,
      .dflt = "67108864",

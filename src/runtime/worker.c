@@ -7,7 +7,8 @@
  * non-empty, the worker's producer's main queue (delivery reports) another
  * (`pfd`); the worker's mailbox has its own eventfd. One io_uring waits
  * for these reads and for the commit timer, so one io_uring_wait_cqe
- * covers every wake-up.
+ * covers every wake-up (io_wait=poll, or a kernel refusing io_uring: one
+ * ppoll over the same eventfds instead, io/uring.h).
  *
  * Lazy delivery reports: every turn of the loop serves the producer, so a
  * worker that gets records serves their reports on its next wake-up
@@ -2569,7 +2570,8 @@ static void *worker_main(void *arg)
          * second pass over empty queues first. */
         int rc = mph__uring_wait(w->ring, spin ? 0 : wait, on_wake, w);
         if (rc < 0) {
-            mph__app_fail(w->app, rc, "worker %d: io_uring wait failed", w->index);
+            mph__app_fail(w->app, rc, "worker %d: %s wait failed", w->index,
+                          mph__uring_polls(w->ring) ? "ppoll" : "io_uring");
             break;
         }
     }
@@ -2614,9 +2616,14 @@ mph__worker_t *mph__worker_new(mph_app_t *app, int index, char *errstr, size_t e
     w->pfd = mph__eventfd_new();
     if (w->kfd < 0 || w->pfd < 0)
         goto fail_w;
-    w->ring = mph__uring_new(64, errstr, errstr_size);
+    char fallback[160];
+    w->ring = mph__uring_new(64, mph__wait_mode_parse(mph_conf_get(app->conf, "io_wait")), fallback,
+                             sizeof fallback, errstr, errstr_size);
     if (!w->ring)
         goto fail_quiet;
+    if (fallback[0] && index == 0)
+        mph_log(MPH_LOG_WARN, "io_wait=auto: %s; workers wait in ppoll instead of io_uring",
+                fallback);
     if (mph__tables_worker_open(w, errstr, errstr_size) != MPH_OK)
         goto fail_quiet;
     if (mph__pw_open(w, errstr, errstr_size) != MPH_OK)

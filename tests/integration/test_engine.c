@@ -148,32 +148,49 @@ static void teardown(void)
 
 TestSuite(engine, .init = setup, .fini = teardown, .timeout = 300);
 
-Test(engine, forward_200k_keeps_every_record_and_key_order)
+/* Forwards n records of k keys through 2 workers (extra: more settings),
+ * then checks the output: every record once, per-key order kept, all input
+ * committed. */
+static void forward_all(const char *prefix, int n, int k, const char *const *extra)
 {
-    char in[128], out[128], group[128], err[512];
-    const int N = 200000, K = 1000;
-    mph_test_unique("eng-in", in, sizeof in);
-    mph_test_unique("eng-out", out, sizeof out);
-    mph_test_unique("eng-app", group, sizeof group);
+    char in[128], out[128], group[128], err[512], name[64];
+    snprintf(name, sizeof name, "%s-in", prefix);
+    mph_test_unique(name, in, sizeof in);
+    snprintf(name, sizeof name, "%s-out", prefix);
+    mph_test_unique(name, out, sizeof out);
+    snprintf(name, sizeof name, "%s-app", prefix);
+    mph_test_unique(name, group, sizeof group);
     mph_test_create_topic(cluster, in, 4);
     mph_test_create_topic(cluster, out, 4);
-    cr_assert_eq(mph_test_produce_seq(cluster, in, N, K, 0), N);
+    cr_assert_eq(mph_test_produce_seq(cluster, in, n, k, 0), n);
 
-    mph_app_t *app = forward_app(cluster->broker, group, in, out, 2, forward_cb, NULL);
+    mph_app_t *app = forward_app(cluster->broker, group, in, out, 2, forward_cb, extra);
     cr_assert_eq(mph_app_start(app, err, sizeof err), MPH_OK, "%s", err);
-    int64_t committed = wait_committed(cluster, group, in, 4, N, 120);
-    cr_expect_eq(committed, N, "all input committed");
+    int64_t committed = wait_committed(cluster, group, in, 4, n, 120);
+    cr_expect_eq(committed, n, "all input committed");
     cr_assert_eq(mph_app_stop(app), MPH_OK);
     mph_app_destroy(app);
 
-    seen_t *s = seen_new(K, N / K);
+    seen_t *s = seen_new(k, n / k);
     int got = mph_test_consume_all(cluster, out, -1, 4000, 120000, seen_record, s);
-    cr_expect_eq(got, N);
+    cr_expect_eq(got, n);
     cr_expect_eq(s->bad, 0);
     cr_expect_eq(s->dup, 0);
     cr_expect_eq(s->out_of_order, 0, "per-key order kept");
-    cr_expect_eq(seen_missing(s, N / K), 0, "output = input");
+    cr_expect_eq(seen_missing(s, n / k), 0, "output = input");
     seen_free(s);
+}
+
+Test(engine, forward_200k_keeps_every_record_and_key_order)
+{
+    forward_all("eng", 200000, 1000, NULL);
+}
+
+/* The same with the workers waiting in ppoll instead of io_uring. */
+Test(engine, forward_under_io_wait_poll)
+{
+    const char *extra[] = {"io_wait", "poll", NULL};
+    forward_all("eng-poll", 50000, 500, extra);
 }
 
 Test(engine, graceful_stop_and_restart_loses_and_repeats_nothing)

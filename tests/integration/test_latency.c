@@ -123,6 +123,8 @@ Test(latency, profile_names_are_checked, .timeout = 30)
     cr_expect(strstr(err, "profile") != NULL, "error names the setting: %s", err);
     cr_expect_neq(mph_conf_set(conf, "busy_poll_us", "-1", err, sizeof err), MPH_OK);
     cr_expect(strstr(err, "busy_poll_us") != NULL, "error names the setting: %s", err);
+    cr_expect_neq(mph_conf_set(conf, "io_wait", "epoll", err, sizeof err), MPH_OK);
+    cr_expect(strstr(err, "io_wait") != NULL, "error names the setting: %s", err);
     mph_conf_destroy(conf);
 }
 
@@ -165,10 +167,11 @@ static long thread_ticks(const char *comm)
 /* Records go through, then nothing: over 2 idle seconds the worker thread
  * must be asleep, not polling. Loose bound (5 % of a core) so a loaded
  * machine cannot fail it; a spinning worker uses ~100 %. */
-static void expect_idle_worker_sleeps(const char *const *sets)
+static void expect_idle_worker_sleeps(const char *const *sets, bool polls)
 {
     running_t r = {0};
     start(&r, sets);
+    cr_assert_eq(mph__uring_polls(r.app->workers[0]->ring), polls, "io_wait mode");
     for (int i = 0; i < 20; i++)
         mph_test_produce(r.c, r.in, i % 2, "k", 1, "v", 1);
     mph_test_flush(r.c);
@@ -189,7 +192,7 @@ static void expect_idle_worker_sleeps(const char *const *sets)
 Test(latency, idle_worker_sleeps_under_the_latency_profile, .timeout = 120)
 {
     const char *sets[] = {"profile", "latency", NULL};
-    expect_idle_worker_sleeps(sets);
+    expect_idle_worker_sleeps(sets, false);
 }
 
 /* busy_poll_us spins only after records: once its window has passed the
@@ -197,5 +200,14 @@ Test(latency, idle_worker_sleeps_under_the_latency_profile, .timeout = 120)
 Test(latency, idle_worker_sleeps_after_its_busy_poll_window, .timeout = 120)
 {
     const char *sets[] = {"profile", "latency", "busy_poll_us", "50000", NULL};
-    expect_idle_worker_sleeps(sets);
+    expect_idle_worker_sleeps(sets, false);
+}
+
+/* io_wait=poll: the worker waits in ppoll; records still wake it and an
+ * idle worker still sleeps. (engine::forward_under_io_wait_poll checks
+ * the output and commits of a larger run.) */
+Test(latency, idle_worker_sleeps_in_ppoll, .timeout = 120)
+{
+    const char *sets[] = {"profile", "latency", "io_wait", "poll", NULL};
+    expect_idle_worker_sleeps(sets, true);
 }
