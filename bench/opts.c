@@ -73,7 +73,7 @@ void bench_usage(FILE *out, const bench_scenario_t *const *scenarios,
         "  --json FILE             also append the JSON result lines to FILE\n"
         "  --plot-dir DIR          PNG plots when gnuplot is installed "
         "(bench/out)\n"
-        "  --no-baseline           partitions: skip the plain-loop runs\n"
+        "  --no-baseline           partitions, passthrough: skip the plain-loop runs\n"
         "  --forward               passthrough, partitions: both sides forward "
         "each record's\n"
         "                          headers and timestamp (mephisto: "

@@ -217,6 +217,22 @@ static const mph__sensor_set_t *sensors_freeze(const mph_app_t *app)
     return r->set;
 }
 
+/* The MPH__HOOK_* bits of the recorder hooks set's sensors have (handlers
+ * cannot change once a sensor was added to an app). */
+static unsigned sensor_hooks(const mph__sensor_set_t *set)
+{
+    unsigned h = 0;
+    for (size_t i = 0; set && i < set->n; i++) {
+        const mph_sensor_t *s = set->s[i];
+        h |= (s->on_event ? MPH__HOOK_EVENT : 0) | (s->on_agent ? MPH__HOOK_AGENT : 0) |
+             (s->on_send ? MPH__HOOK_SEND : 0) |
+             (s->on_send_completed ? MPH__HOOK_SEND_COMPLETED : 0) |
+             (s->on_send_error ? MPH__HOOK_SEND_ERROR : 0) |
+             (s->on_partition ? MPH__HOOK_PARTITION : 0);
+    }
+    return h;
+}
+
 /* The frozen set as the coordinator sees it: every monitor points to the
  * same one, and the workers outlive the coordinator's callbacks. */
 static const mph__sensor_set_t *sensors_of(const mph_app_t *app)
@@ -357,6 +373,7 @@ mph__monitor_t *mph__monitor_new(const mph_app_t *app, int worker,
     mph__histogram_init(&m->send_latency);
     mph__histogram_init(&m->txn_commit);
     m->sensors = sensors_freeze(app);
+    m->sensor_hooks = sensor_hooks(m->sensors);
     return m;
 fail:
     mph__monitor_destroy(m);

@@ -13,8 +13,10 @@
  *
  * User sensors (mephisto/sensor.h) are dispatched from the same recorders.
  * The monitor holds a pointer to the app's frozen sensor set, NULL when no
- * sensor was registered, so an app without sensors pays one predictable,
- * never-taken branch per recorder; the dispatch itself is out of line.
+ * sensor was registered, and a mask of the hooks any of them has, so a
+ * recorder whose hook no sensor has (an app without sensors, or with one
+ * that only watches sends) pays one predictable, never-taken branch; the
+ * dispatch itself is out of line.
  *
  * Per-partition entries are indexed [topic][partition] for every declared
  * topic (sized from the partition counts resolved at start).
@@ -56,10 +58,22 @@ enum mph__table_op {
     MPH__TABLE_OPS
 };
 
+/* Bits of mph__monitor_t.sensor_hooks: the recorder hooks some user sensor
+ * has. */
+enum {
+    MPH__HOOK_EVENT = 1u << 0,
+    MPH__HOOK_AGENT = 1u << 1,
+    MPH__HOOK_SEND = 1u << 2,
+    MPH__HOOK_SEND_COMPLETED = 1u << 3,
+    MPH__HOOK_SEND_ERROR = 1u << 4,
+    MPH__HOOK_PARTITION = 1u << 5,
+};
+
 typedef struct mph__monitor {
     int worker;
     const mph_app_t *app;             /* names for sensors; borrowed */
     const mph__sensor_set_t *sensors; /* NULL: no user sensor registered */
+    unsigned sensor_hooks;            /* MPH__HOOK_* of the sensors; 0 without */
     int64_t started_ns;               /* mph_clock_mono_ns() at creation */
     size_t ntopics, nagents, ntables;
     uint64_t events_in;
@@ -139,7 +153,7 @@ static inline void mph__monitor_event(mph__monitor_t *m, int topic,
     mph__mon_add(&p->events, 1);
     ck_pr_store_64((uint64_t *)&p->read_offset, (uint64_t)offset);
     mph__histogram_record(&m->processing, latency_ns);
-    if (MPH__MON_UNLIKELY(m->sensors))
+    if (MPH__MON_UNLIKELY(m->sensor_hooks & MPH__HOOK_EVENT))
         mph__sensors_event(m, topic, partition, offset, latency_ns);
 }
 
@@ -150,7 +164,7 @@ static inline void mph__monitor_agent(mph__monitor_t *m, int agent, bool failed)
         mph__mon_add(&m->agent_errors[agent], 1);
         mph__mon_add(&m->events_failed, 1);
     }
-    if (MPH__MON_UNLIKELY(m->sensors))
+    if (MPH__MON_UNLIKELY(m->sensor_hooks & MPH__HOOK_AGENT))
         mph__sensors_agent(m, agent, failed);
 }
 
@@ -159,7 +173,7 @@ static inline void mph__monitor_send(mph__monitor_t *m, int topic)
     mph__mon_add(&m->sends, 1);
     if (topic >= 0)
         mph__mon_add(&m->topic_out[topic], 1);
-    if (MPH__MON_UNLIKELY(m->sensors))
+    if (MPH__MON_UNLIKELY(m->sensor_hooks & MPH__HOOK_SEND))
         mph__sensors_send(m, topic);
 }
 
@@ -167,7 +181,7 @@ static inline void mph__monitor_ack(mph__monitor_t *m, uint64_t latency_ns)
 {
     mph__mon_add(&m->sends_acked, 1);
     mph__histogram_record(&m->send_latency, latency_ns);
-    if (MPH__MON_UNLIKELY(m->sensors))
+    if (MPH__MON_UNLIKELY(m->sensor_hooks & MPH__HOOK_SEND_COMPLETED))
         mph__sensors_send_completed(m, latency_ns);
 }
 
@@ -177,7 +191,7 @@ static inline void mph__monitor_send_retry(mph__monitor_t *m, const char *topic,
                                            int32_t partition, mph_err_t err)
 {
     mph__mon_add(&m->send_retries, 1);
-    if (MPH__MON_UNLIKELY(m->sensors))
+    if (MPH__MON_UNLIKELY(m->sensor_hooks & MPH__HOOK_SEND_ERROR))
         mph__sensors_send_error(m, topic, partition, err, true);
 }
 
@@ -186,7 +200,7 @@ static inline void mph__monitor_send_error(mph__monitor_t *m, const char *topic,
                                            int32_t partition, mph_err_t err)
 {
     mph__mon_add(&m->send_errors, 1);
-    if (MPH__MON_UNLIKELY(m->sensors))
+    if (MPH__MON_UNLIKELY(m->sensor_hooks & MPH__HOOK_SEND_ERROR))
         mph__sensors_send_error(m, topic, partition, err, false);
 }
 
@@ -216,7 +230,7 @@ static inline void mph__monitor_partition(mph__monitor_t *m, int topic,
     ck_pr_store_64(&p->owned, owned ? 1 : 0);
     if (owned)
         ck_pr_store_64((uint64_t *)&p->commit_point, (uint64_t)-1);
-    if (MPH__MON_UNLIKELY(m->sensors))
+    if (MPH__MON_UNLIKELY(m->sensor_hooks & MPH__HOOK_PARTITION))
         mph__sensors_partition(m, topic, partition, owned);
 }
 

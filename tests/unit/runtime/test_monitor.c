@@ -88,6 +88,7 @@ Test(monitor, merge_totals_workers_topics_partitions_agents, .timeout = 10)
     cr_assert_not_null(mons[0]);
     cr_assert_not_null(mons[1]);
     cr_expect_null(mons[0]->sensors, "no sensor registered");
+    cr_expect_eq(mons[0]->sensor_hooks, 0u, "no hook to dispatch");
     play(mons[0], 0, 100);
     play(mons[1], 1, 30);
     mph__monitor_table(mons[1], 0, MPH__TABLE_SET);
@@ -606,6 +607,10 @@ Test(monitor, user_sensors_are_called_from_the_recorders, .timeout = 10)
     cr_assert_not_null(m0);
     cr_assert_not_null(m0->sensors);
     cr_expect_eq(m0->sensors, m1->sensors, "one frozen set");
+    cr_expect_eq(m0->sensor_hooks,
+                 (unsigned)(MPH__HOOK_EVENT | MPH__HOOK_AGENT | MPH__HOOK_SEND |
+                            MPH__HOOK_SEND_COMPLETED | MPH__HOOK_SEND_ERROR |
+                            MPH__HOOK_PARTITION));
     seen_t c = {0};
     mph_sensor_t *sc = mph_sensor_new(&c, NULL, 0);
     cr_expect_eq(mph_app_add_sensor(app, sc), MPH_ERR_STATE,
@@ -660,6 +665,28 @@ Test(monitor, user_sensors_are_called_from_the_recorders, .timeout = 10)
     mph_sensor_destroy(sb);
     mph_sensor_destroy(sc);
     mph_sensor_destroy(NULL);
+}
+
+/* A sensor with one hook: only that recorder dispatches (the others take
+ * their never-taken branch), and it still gets every call. */
+Test(monitor, only_the_hooks_a_sensor_has_dispatch, .timeout = 10)
+{
+    mph_app_t *app = test_app();
+    seen_t a = {0};
+    mph_sensor_t *sa = mph_sensor_new(&a, NULL, 0);
+    cr_assert_not_null(sa);
+    cr_assert_eq(mph_sensor_on_send_completed(sa, on_completed), MPH_OK);
+    cr_assert_eq(mph_app_add_sensor(app, sa), MPH_OK);
+    mph__monitor_t *m = mph__monitor_new(app, 1, 0);
+    cr_assert_not_null(m);
+    cr_expect_not_null(m->sensors);
+    cr_expect_eq(m->sensor_hooks, (unsigned)MPH__HOOK_SEND_COMPLETED);
+    play(m, 1, 20);
+    cr_expect_eq(a.completed, 40);
+    cr_expect_eq(a.events + a.agents + a.sends + a.assigned, 0);
+    mph__monitor_destroy(m);
+    mph_app_destroy(app);
+    mph_sensor_destroy(sa);
 }
 
 /* ---- /metrics rendering ---- */
