@@ -16,8 +16,8 @@
 
 #include "bench.h"
 
-/* Under valgrind --tool=callgrind, each passthrough run's instructions (all
- * threads, from its first record to its last acknowledgement) are dumped
+/* Under valgrind --tool=callgrind, each passthrough, count or window run's
+ * instructions (all threads, from its first record to its end) are dumped
  * as a part of their own: docs/benchmarks.md, Profiling. Without the
  * header (valgrind not installed) the requests compile to nothing; outside
  * valgrind they cost a few instructions. */

@@ -233,6 +233,7 @@ int bench_tablerun(bench_kafka_t *k, const bench_opts_t *o,
     if (wrc)
         goto out;
     bench_run_finish(res, &c.first, t_end, n);
+    bench_callgrind_dump(label);
     if (spec->finish)
         spec->finish(&c);
     rc = 0;

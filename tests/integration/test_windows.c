@@ -237,6 +237,9 @@ static int64_t dump_st[NPART];
 static int dump_keys[NPART];
 static int probes_done;
 static int events_seen; /* ck_pr: input records (not probes) on_event got */
+/* Keys whose window count in the key index differs from the windows
+ * mph_window_foreach_window visits for them (probes since seen_reset). */
+static int index_count_wrong;
 /* per key: CURRENT and DELTA(size) values read by the probe */
 static int64_t cur_val[256], prev_val[256];
 
@@ -254,6 +257,7 @@ static void seen_reset(void)
     pthread_mutex_lock(&seen_lock);
     ncloses = ndump = 0;
     probes_done = 0;
+    index_count_wrong = 0;
     memset(dump_keys, 0, sizeof dump_keys);
     pthread_mutex_unlock(&seen_lock);
 }
@@ -312,6 +316,7 @@ static mph_err_t on_close(mph_event_t *ev, const void *key, size_t kl,
 struct keylist {
     char keys[256][32];
     size_t lens[256];
+    size_t windows[256]; /* what the key index says holds each key */
     int n;
 };
 
@@ -319,9 +324,9 @@ static mph_err_t collect_key(const void *k, size_t kl, size_t windows,
                              void *opaque)
 {
     struct keylist *l = opaque;
-    (void)windows;
     if (l->n < 256 && kl < 32) {
         memcpy(l->keys[l->n], k, kl);
+        l->windows[l->n] = windows;
         l->lens[l->n++] = kl;
     }
     return MPH_OK;
@@ -329,13 +334,16 @@ static mph_err_t collect_key(const void *k, size_t kl, size_t windows,
 
 struct visit_ctx {
     int key;
+    size_t n; /* windows visited */
 };
+
 
 static mph_err_t collect_window(int64_t start, int64_t end, bool closed,
                                 const void *v, size_t vl, void *opaque)
 {
     struct visit_ctx *c = opaque;
     seen_t s = {c->key, start, end, vl == 8 ? be64(v) : -1, closed};
+    c->n++;
     seen_push(&dump, &ndump, &dump_cap, s);
     return MPH_OK;
 }
@@ -351,9 +359,11 @@ static mph_err_t probe(mph_event_t *ev, appctx_t *c)
     if (mph_window_stream_time(ev, c->w, &dump_st[p]) != MPH_OK)
         dump_st[p] = -1;
     for (int i = 0; !err && i < l->n; i++) {
-        struct visit_ctx vc = {key_index(l->keys[i], l->lens[i])};
+        struct visit_ctx vc = {key_index(l->keys[i], l->lens[i]), 0};
         err = mph_window_foreach_window(ev, c->w, l->keys[i], l->lens[i],
                                         collect_window, &vc);
+        if (vc.n != l->windows[i])
+            index_count_wrong++;
         if (vc.key >= 0 && vc.key < 256) {
             mph_window_get_i64(ev, c->w, l->keys[i], l->lens[i],
                                MPH_WINDOW_CURRENT, 0, &cur_val[vc.key]);
@@ -683,6 +693,8 @@ static void check_dump(const ref_t *ref, const scn_t *s, int64_t *live_out)
     }
     cr_expect_eq(dkeys, nkeys,
                  "key index holds each key with a live window once");
+    cr_expect_eq(index_count_wrong, 0,
+                 "the key index counts the windows that hold each key");
     cr_expect_eq(extra, 0, "nothing expired is left");
     cr_expect_eq(wrong, 0, "live values and closed flags equal the reference");
     /* CURRENT / DELTA reads at each partition's stream time */
@@ -889,7 +901,17 @@ static void single_run(const char *tag, const scn_t *s, const char *store)
     seen_reset();
     mph_app_t *app = app_new(&r, &ctx, false);
     start(app);
-    produce_events(&r, 0, s->nevents);
+    /* A probe half-way: the key index is built on its first use and must
+     * then follow every write, delete and expiry of the second half (the
+     * probe at the end checks it). */
+    ref_t half;
+    ref_build(&half, s, r.ev, s->nevents / 2);
+    produce_events(&r, 0, s->nevents / 2);
+    wait_committed(&r);
+    probe_all(&r, &half);
+    check_dump(&half, s, NULL);
+    free(half.pairs);
+    produce_events(&r, s->nevents / 2, s->nevents);
     wait_committed(&r);
     probe_all(&r, &ref);
     int64_t expected = 0, live = 0;
