@@ -211,3 +211,12 @@ Test(latency, idle_worker_sleeps_in_ppoll, .timeout = 120)
     const char *sets[] = {"profile", "latency", "io_wait", "poll", NULL};
     expect_idle_worker_sleeps(sets, true);
 }
+
+/* A sandbox that refuses io_uring (a container's seccomp profile): under
+ * the default io_wait=auto the worker waits in ppoll, records flow and an
+ * idle worker sleeps. */
+Test(latency, refused_io_uring_falls_back_to_ppoll, .timeout = 120)
+{
+    mph_test_refuse_io_uring();
+    expect_idle_worker_sleeps(NULL, true);
+}

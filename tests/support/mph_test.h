@@ -72,6 +72,11 @@ int64_t mph_test_wait_committed(mph_test_cluster_t *c, const char *group, const 
                                 int partitions, int64_t want, int timeout_ms);
 /* The process's resident set size in KiB. */
 long mph_test_rss_kb(void);
+
+/* Makes io_uring_setup fail with EPERM in this process from now on, as a
+ * container's seccomp profile does (Criterion runs each test in a process
+ * of its own, so only the calling test is affected). Asserts it worked. */
+void mph_test_refuse_io_uring(void);
 /* A value of app's /stats document by path ("commits.commit_errors",
  * "global_tables.0.keys"): the number (bool: 0/1) in *out. False when the
  * document cannot be made or the path names no number or bool. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "io/uring.h"
+#include "mph_test.h"
 
 typedef struct seen {
     uint64_t tags[16];
@@ -168,4 +169,28 @@ Test(uring, auto_opens)
 {
     mph__uring_t *u = open_mode(MPH__WAIT_AUTO);
     mph__uring_destroy(u);
+}
+
+/* Where the kernel refuses io_uring, auto falls back to ppoll and says
+ * why, and the wait works; uring fails with the setting's name. */
+Test(uring, refused_io_uring_falls_back_under_auto_only)
+{
+    mph_test_refuse_io_uring();
+    char fallback[160], err[256] = "";
+    cr_assert_null(mph__uring_new(64, MPH__WAIT_URING, fallback, sizeof fallback, err, sizeof err));
+    cr_expect(strstr(err, "io_wait=uring") && strstr(err, "not permitted"), "error: %s", err);
+
+    mph__uring_t *u = mph__uring_new(64, MPH__WAIT_AUTO, fallback, sizeof fallback, err, sizeof err);
+    cr_assert_not_null(u, "%s", err);
+    cr_expect(mph__uring_polls(u));
+    cr_expect(strstr(fallback, "io_uring_queue_init") && strstr(fallback, "not permitted"),
+              "fallback reason: %s", fallback);
+    int a = mph__eventfd_new();
+    cr_assert_eq(mph__uring_watch(u, a, 5), MPH_OK);
+    mph__eventfd_signal(a);
+    seen_t s = {0};
+    cr_assert_eq(mph__uring_wait(u, 1000000000, record, &s), 1);
+    cr_expect_eq(s.tags[0], 5);
+    mph__uring_destroy(u);
+    close(a);
 }
