@@ -619,13 +619,20 @@ static mph__shard_t *listed_shard(const mph__worker_t *w, size_t k)
     return w->shards[w->dirty[k] >> 32][(uint32_t)w->dirty[k]];
 }
 
-/* Keeps the entries whose shard is owned and dirty. */
+/* Something to flush: dirty keys, or layer state due (shard.h, ext_due:
+ * the shard is listed for it like for a write). */
+static bool shard_pending(const mph__shard_t *sh)
+{
+    return sh->ext_due || mph__shard_dirty(sh) > 0;
+}
+
+/* Keeps the entries whose shard is owned and has something to flush. */
 static void dirty_prune(mph__worker_t *w)
 {
     size_t keep = 0;
     for (size_t k = 0; k < w->ndirty; k++) {
         mph__shard_t *sh = listed_shard(w, k);
-        if (sh && mph__shard_dirty(sh) > 0)
+        if (sh && shard_pending(sh))
             w->dirty[keep++] = w->dirty[k];
         else
             w->listed[w->dirty[k] >> 32][(uint32_t)w->dirty[k]] = false;
@@ -644,7 +651,7 @@ void mph__tables_worker_take(mph__worker_t *w, mph__shard_set_t *set)
         sh->listed = &w->listed[sh->table][sh->partition];
         sh->on_dirty = shard_dirtied;
         sh->on_dirty_ctx = w;
-        if (mph__shard_dirty(sh) > 0 && !*sh->listed)
+        if (shard_pending(sh) && !*sh->listed)
             shard_dirtied(w, sh);
         /* exactly_once: an aborted transaction rolls the shard back
          * (worker.c), so memory shards keep their pre-images. A shard
@@ -902,6 +909,12 @@ mph__flush_state_t mph__tables_flush_begin(mph__worker_t *w)
         int p = (int)(uint32_t)w->dirty[k];
         mph__shard_t *sh = w->shards[i][p];
         w->fl_visits++;
+        /* Layer state due (a window's stream time) goes into the shard
+         * first, so this flush carries it with the records that moved it. */
+        if (sh && mph__shard_ext_flush(sh) != MPH_OK) {
+            snapshots_end(w, false);
+            return MPH__FLUSH_FAILED;
+        }
         if (!sh || !mph__shard_dirty(sh))
             continue;
         if (w->rstores[i] && !w->fl_batch[i] && !(w->fl_batch[i] = mph__rstore_batch_new())) {
@@ -995,7 +1008,7 @@ static bool tables_dirty(mph__worker_t *w)
 {
     for (size_t k = 0; k < w->ndirty; k++) {
         mph__shard_t *sh = listed_shard(w, k);
-        if (sh && mph__shard_dirty(sh))
+        if (sh && shard_pending(sh))
             return true;
     }
     return false;

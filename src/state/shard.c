@@ -4,6 +4,17 @@
 
 #include "state/shard.h"
 
+/* Frees the layer state above the shard (ext), with what it had due. */
+static void drop_ext(mph__shard_t *sh)
+{
+    if (sh->ext && sh->ext_free)
+        sh->ext_free(sh->ext);
+    sh->ext = NULL;
+    sh->ext_free = NULL;
+    sh->ext_flush = NULL;
+    sh->ext_due = false;
+}
+
 mph__shard_t *mph__shard_new(int table, uint32_t partition, mph__rstore_t *rs,
                              size_t cache_max_keys)
 {
@@ -35,8 +46,7 @@ void mph__shard_destroy(mph__shard_t *sh)
         return;
     mph__mstore_destroy(sh->mem);
     free(sh->scratch);
-    if (sh->ext && sh->ext_free)
-        sh->ext_free(sh->ext);
+    drop_ext(sh);
     free(sh);
 }
 
@@ -81,6 +91,22 @@ static inline void note_dirty(mph__shard_t *sh)
 {
     if (sh->listed && !*sh->listed)
         sh->on_dirty(sh->on_dirty_ctx, sh);
+}
+
+void mph__shard_touch(mph__shard_t *sh)
+{
+    sh->ext_due = true;
+    note_dirty(sh);
+}
+
+mph_err_t mph__shard_ext_flush(mph__shard_t *sh)
+{
+    if (!sh->ext_due)
+        return MPH_OK;
+    mph_err_t err = sh->ext && sh->ext_flush ? sh->ext_flush(sh) : MPH_OK;
+    if (!err)
+        sh->ext_due = false;
+    return err;
 }
 
 mph_err_t mph__shard_set(mph__shard_t *sh, const void *key, size_t klen, const void *val,
@@ -184,10 +210,7 @@ mph_err_t mph__shard_apply(mph__shard_t *sh, mph__rstore_batch_t *batch, const v
     if (err == MPH_OK)
         sh->applied = offset;
     /* Derived per-shard state must be rebuilt from the new contents. */
-    if (sh->ext && sh->ext_free) {
-        sh->ext_free(sh->ext);
-        sh->ext = NULL;
-    }
+    drop_ext(sh);
     return err;
 }
 
@@ -197,9 +220,7 @@ mph_err_t mph__shard_reset(mph__shard_t *sh, char *errstr, size_t errstr_size)
     sh->miss_valid = false;
     sh->applied = -1;
     sh->flushed = -1;
-    if (sh->ext && sh->ext_free)
-        sh->ext_free(sh->ext);
-    sh->ext = NULL;
+    drop_ext(sh);
     if (sh->rs)
         return mph__rstore_drop_shard(sh->rs, sh->partition, errstr, errstr_size);
     return MPH_OK;
@@ -222,8 +243,6 @@ mph_err_t mph__shard_rollback(mph__shard_t *sh)
     /* The miss is remembered "until the next write" (mph__shard_set); a
      * rollback rewrites the shard, so it goes too. */
     sh->miss_valid = false;
-    if (sh->ext && sh->ext_free)
-        sh->ext_free(sh->ext);
-    sh->ext = NULL;
+    drop_ext(sh);
     return MPH_OK;
 }

@@ -40,6 +40,14 @@ typedef struct mph__shard {
      * Travels with the shard between threads like the rest of it. */
     void *ext;
     void (*ext_free)(void *ext);
+    /* ext has state of its own to write into the shard before the next
+     * flush takes the shard's dirty set (window.c: the stream time, which
+     * moves on nearly every event but only needs to be durable at a
+     * commit). The owner sets ext_due with mph__shard_touch(); the flush
+     * calls ext_flush (mph__shard_ext_flush). Cleared whenever ext is
+     * freed: what was due belonged to the contents that went. */
+    bool ext_due;
+    mph_err_t (*ext_flush)(struct mph__shard *sh);
     /* NULL, or the encoding of a format=faust table's changelog (borrowed
      * from the table; recovery decodes with it, state/faust.h) */
     const mph__faust_fmt_t *faust;
@@ -50,6 +58,13 @@ typedef struct mph__shard {
     void (*on_dirty)(void *ctx, struct mph__shard *sh);
     void *on_dirty_ctx;
 } mph__shard_t;
+
+/* Marks ext's state due for the next flush (ext_due) and lists the shard
+ * with its owner as a write would. */
+void mph__shard_touch(mph__shard_t *sh);
+/* Writes what ext has due (ext_flush) into the shard; MPH_OK when nothing
+ * was due. On failure ext_due stays set. */
+mph_err_t mph__shard_ext_flush(mph__shard_t *sh);
 
 /* rs NULL: a memory shard. cache_max_keys 0: unbounded cache. */
 mph__shard_t *mph__shard_new(int table, uint32_t partition, mph__rstore_t *rs,
