@@ -1844,7 +1844,16 @@ static void abort_done(mph__worker_t *w)
  * a new transaction begins when asked for. A broker that does not answer
  * leaves the abort pending, and the worker loop (which processes nothing
  * meanwhile) calls this again, so that the worker keeps serving its
- * mailbox (rebalances) during an outage. */
+ * mailbox (rebalances) during an outage.
+ *
+ * An abort still pending TXN_TIMEOUT_MS after it began replaces the
+ * producer instead (eos_replace_step: a new epoch makes the broker abort
+ * the transaction). librdkafka 2.0.2's abort_transaction can stay
+ * retriable for good after the transaction coordinator went down during
+ * the transaction (an AddOffsetsToTxn that failed with a transport error;
+ * librdkafka issue #3779): reliability scenario 5 under exactly_once saw
+ * it go on for 150 s with the broker back for all of them, and the worker
+ * stopped. */
 static void eos_abort_step(mph__worker_t *w)
 {
     if (MPH__MON_UNLIKELY(w->replace_pending)) {
@@ -1853,6 +1862,18 @@ static void eos_abort_step(mph__worker_t *w)
     }
     rd_kafka_error_t *e = rd_kafka_abort_transaction(w->producer, TXN_STEP_MS);
     if (e && rd_kafka_error_is_retriable(e) && !rd_kafka_error_is_fatal(e)) {
+        int64_t now = mph_clock_mono_ns();
+        if (now > w->abort_replace_ns) {
+            mph_log(MPH_LOG_WARN, "worker %d: abort_transaction not done after %d s (%s): "
+                    "replacing the producer, whose new epoch aborts the transaction",
+                    w->index, TXN_TIMEOUT_MS / 1000, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            w->replace_pending = true;
+            w->abort_replace_ns = INT64_MAX;
+            w->abort_deadline_ns = now + (int64_t)TXN_TIMEOUT_MS * TXN_RETRIES * 1000000;
+            eos_replace_step(w);
+            return;
+        }
         abort_step_late(w, e);
         return;
     }
@@ -1981,9 +2002,11 @@ static void eos_abort(mph__worker_t *w, bool again)
         mph__mon_add(&w->mon->txn_aborted, 1);
     if (w->failed)
         return;
-    if (!w->abort_pending)
+    if (!w->abort_pending) {
         w->abort_deadline_ns = mph_clock_mono_ns() +
                                (int64_t)TXN_TIMEOUT_MS * TXN_RETRIES * 1000000;
+        w->abort_replace_ns = mph_clock_mono_ns() + (int64_t)TXN_TIMEOUT_MS * 1000000;
+    }
     w->abort_pending = true;
     w->abort_again = again;
     eos_abort_step(w);

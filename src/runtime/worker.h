@@ -169,6 +169,7 @@ struct mph__worker {
     bool persist_pending; /* a committed transaction's values are not in RocksDB yet */
     bool abort_again;    /* begin a transaction once the pending abort is done */
     int64_t abort_deadline_ns; /* the app stops if the abort is still pending then */
+    int64_t abort_replace_ns;  /* a still-pending abort replaces the producer then */
     bool fenced;         /* a newer process took txn_id: never write again */
     bool replace_pending; /* failed fatally, not fenced: the abort replaces the producer */
     bool replace_open;   /* the replacement exists; its init_transactions not done */
